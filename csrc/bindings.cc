@@ -1,0 +1,462 @@
+// The only file that includes pybind11: exposes the C++ core as `tritonlite._core`, converts
+// between Python objects (numpy, DLPack producers, buffers) and core types, and translates core
+// errors into Python exceptions.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bytes_codec.h"
+#include "datatype.h"
+#include "dlpack.h"
+#include "status.h"
+#include "tensor.h"
+
+#ifdef TRITONLITE_WITH_CUDA
+#include <cuda_runtime_api.h>
+#endif
+
+namespace py = pybind11;
+using namespace tritonlite;
+
+namespace {
+
+[[noreturn]] void ThrowInvalid(const std::string& msg) { throw Error(StatusCode::kInvalidArg, msg); }
+
+// ---------------------------------------------------------------------------------------------
+// Owners: keep Python objects alive from C++; released with the GIL held, from any thread.
+
+std::shared_ptr<const void> PyOwner(py::handle obj) {
+  PyObject* raw = obj.ptr();
+  Py_INCREF(raw);
+  return std::shared_ptr<const void>(raw, [](const void* p) {
+    if (!Py_IsInitialized()) return;  // interpreter gone: nothing left to release into
+    py::gil_scoped_acquire gil;
+    Py_DECREF(static_cast<PyObject*>(const_cast<void*>(p)));
+  });
+}
+
+// A held buffer export (PEP 3118): the exporter stays alive and locked while the view lives.
+struct HeldBuffer {
+  Py_buffer view{};
+  ~HeldBuffer() {
+    if (view.obj != nullptr && Py_IsInitialized()) {
+      py::gil_scoped_acquire gil;
+      PyBuffer_Release(&view);
+    }
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// numpy <-> DataType
+
+py::object Bfloat16Dtype() {
+  static py::object* cached = nullptr;  // leaked on purpose: lives as long as the interpreter
+  if (cached == nullptr) {
+    py::object value = py::none();
+    try {
+      value = py::module_::import("ml_dtypes").attr("bfloat16");
+    } catch (py::error_already_set&) {
+    }
+    cached = new py::object(value);
+  }
+  return *cached;
+}
+
+DataType DataTypeFromNumpy(const py::dtype& dt) {
+  const char kind = dt.kind();
+  const auto size = dt.itemsize();
+  switch (kind) {
+    case 'b': return DataType::kBool;
+    case 'u':
+      return size == 1 ? DataType::kUint8 : size == 2 ? DataType::kUint16
+             : size == 4 ? DataType::kUint32 : size == 8 ? DataType::kUint64 : DataType::kInvalid;
+    case 'i':
+      return size == 1 ? DataType::kInt8 : size == 2 ? DataType::kInt16
+             : size == 4 ? DataType::kInt32 : size == 8 ? DataType::kInt64 : DataType::kInvalid;
+    case 'f':
+      return size == 2 ? DataType::kFp16 : size == 4 ? DataType::kFp32
+             : size == 8 ? DataType::kFp64 : DataType::kInvalid;
+    case 'O': case 'S': case 'U': return DataType::kBytes;
+    case 'V':
+      if (size == 2 && py::str(dt.attr("name")).cast<std::string>() == "bfloat16") {
+        return DataType::kBf16;
+      }
+      return DataType::kInvalid;
+    default: return DataType::kInvalid;
+  }
+}
+
+py::dtype NumpyDtype(DataType dtype) {
+  switch (dtype) {
+    case DataType::kBool: return py::dtype("bool");
+    case DataType::kUint8: return py::dtype("uint8");
+    case DataType::kUint16: return py::dtype("uint16");
+    case DataType::kUint32: return py::dtype("uint32");
+    case DataType::kUint64: return py::dtype("uint64");
+    case DataType::kInt8: return py::dtype("int8");
+    case DataType::kInt16: return py::dtype("int16");
+    case DataType::kInt32: return py::dtype("int32");
+    case DataType::kInt64: return py::dtype("int64");
+    case DataType::kFp16: return py::dtype("float16");
+    case DataType::kFp32: return py::dtype("float32");
+    case DataType::kFp64: return py::dtype("float64");
+    case DataType::kBf16: {
+      py::object bf16 = Bfloat16Dtype();
+      if (bf16.is_none()) {
+        ThrowInvalid("BF16 tensors need the 'ml_dtypes' package to be viewed as numpy arrays "
+                     "(or use DLPack, e.g. torch.from_dlpack)");
+      }
+      return py::dtype::from_args(bf16);
+    }
+    case DataType::kBytes: return py::dtype("object");
+    default: ThrowInvalid("no numpy dtype for datatype " + std::string(DataTypeName(dtype)));
+  }
+}
+
+DataType ParseDataType(const std::string& name) {
+  DataType dt = DataTypeFromName(name);
+  if (dt == DataType::kInvalid) ThrowInvalid("unsupported datatype '" + name + "'");
+  return dt;
+}
+
+Shape ShapeFromSequence(const std::vector<int64_t>& dims) { return Shape(dims.begin(), dims.end()); }
+
+// ---------------------------------------------------------------------------------------------
+// BYTES <-> numpy object arrays
+
+Tensor SerializeBytes(const py::array& arr) {
+  Shape shape(arr.shape(), arr.shape() + arr.ndim());
+  const int64_t count = ElementCount(shape);
+  auto buf = std::make_shared<std::string>();
+  py::object flat = arr.attr("ravel")();  // C order, whatever the layout
+  int64_t seen = 0;
+  for (py::handle item : flat) {
+    ++seen;
+    PyObject* o = item.ptr();
+    if (PyBytes_Check(o)) {
+      AppendBytesElement(buf.get(), PyBytes_AS_STRING(o), static_cast<size_t>(PyBytes_GET_SIZE(o)));
+    } else {
+      // Like tritonclient: anything else is str(item) encoded as UTF-8.
+      py::str s = PyUnicode_Check(o) ? py::reinterpret_borrow<py::str>(item) : py::str(item);
+      Py_ssize_t n = 0;
+      const char* p = PyUnicode_AsUTF8AndSize(s.ptr(), &n);
+      if (p == nullptr) throw py::error_already_set();
+      AppendBytesElement(buf.get(), p, static_cast<size_t>(n));
+    }
+  }
+  if (seen != count) throw Error(StatusCode::kInternal, "BYTES serialization lost elements");
+  const void* data = buf->data();
+  const size_t size = buf->size();
+  return Tensor::View(DataType::kBytes, std::move(shape), data, size, std::move(buf));
+}
+
+py::array DeserializeBytes(const Tensor& t) {
+  if (t.device().kind != DeviceKind::kCPU) ThrowInvalid("BYTES tensor is not in host memory");
+  auto elems = ParseBytes(t.data(), t.byte_size(), t.element_count());
+  py::array out(py::dtype("object"), std::vector<py::ssize_t>(t.shape().begin(), t.shape().end()));
+  auto** slots = static_cast<PyObject**>(out.mutable_data());
+  for (size_t i = 0; i < elems.size(); ++i) {
+    PyObject* b = PyBytes_FromStringAndSize(reinterpret_cast<const char*>(t.data() + elems[i].offset),
+                                            static_cast<Py_ssize_t>(elems[i].size));
+    if (b == nullptr) throw py::error_already_set();
+    Py_XDECREF(slots[i]);  // numpy fills new object arrays with None
+    slots[i] = b;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python objects -> Tensor
+
+Tensor TensorFromNumpy(const py::array& arr) {
+  DataType dtype = DataTypeFromNumpy(arr.dtype());
+  if (dtype == DataType::kInvalid) {
+    ThrowInvalid("unsupported numpy dtype '" + py::str(arr.dtype()).cast<std::string>() +
+                 "': no Triton datatype matches it");
+  }
+  if (dtype == DataType::kBytes) return SerializeBytes(arr);
+  if (!(arr.flags() & py::array::c_style)) {
+    ThrowInvalid("non-contiguous array of shape " +
+                 ShapeToString(Shape(arr.shape(), arr.shape() + arr.ndim())) +
+                 ": tensors must be C-contiguous (use numpy.ascontiguousarray)");
+  }
+  Shape shape(arr.shape(), arr.shape() + arr.ndim());
+  return Tensor::View(dtype, std::move(shape), arr.data(), static_cast<size_t>(arr.nbytes()),
+                      PyOwner(arr));
+}
+
+bool IsCompactRowMajor(const DLTensor& t) {
+  if (t.strides == nullptr) return true;
+  int64_t expected = 1;
+  for (int32_t i = t.ndim - 1; i >= 0; --i) {
+    if (t.shape[i] != 1 && t.strides[i] != expected) return false;
+    expected *= t.shape[i];
+  }
+  return true;
+}
+
+Tensor TensorFromDLPackCapsule(py::capsule capsule) {
+  if (std::strcmp(capsule.name(), "dltensor") != 0) {
+    ThrowInvalid(std::string("expected a 'dltensor' DLPack capsule, got '") + capsule.name() +
+                 "' (a capsule can be consumed only once)");
+  }
+  auto* managed = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule.ptr(), "dltensor"));
+  if (managed == nullptr) throw py::error_already_set();
+  // From here on we own `managed`: the owner's deleter hands it back to its producer.
+  std::shared_ptr<const void> owner(managed, [](const void* p) {
+    auto* m = static_cast<DLManagedTensor*>(const_cast<void*>(p));
+    if (m->deleter == nullptr || !Py_IsInitialized()) return;
+    py::gil_scoped_acquire gil;
+    m->deleter(m);
+  });
+  PyCapsule_SetName(capsule.ptr(), "used_dltensor");
+  const DLTensor& dl = managed->dl_tensor;
+  DataType dtype = DataTypeFromDLPack(dl.dtype.code, dl.dtype.bits, dl.dtype.lanes);
+  if (dtype == DataType::kInvalid) {
+    ThrowInvalid("unsupported DLPack dtype (code " + std::to_string(dl.dtype.code) + ", bits " +
+                 std::to_string(dl.dtype.bits) + ", lanes " + std::to_string(dl.dtype.lanes) + ")");
+  }
+  Device device;
+  switch (dl.device.device_type) {
+    case kDLCPU: case kDLCUDAHost: break;
+    case kDLCUDA: case kDLCUDAManaged:
+      device.kind = DeviceKind::kGPU;
+      device.id = dl.device.device_id;
+      break;
+    default:
+      ThrowInvalid("unsupported DLPack device type " + std::to_string(dl.device.device_type));
+  }
+  Shape shape(dl.shape, dl.shape + dl.ndim);
+  if (!IsCompactRowMajor(dl)) {
+    ThrowInvalid("non-contiguous tensor of shape " + ShapeToString(shape) +
+                 ": tensors must be C-contiguous (make a contiguous copy first)");
+  }
+  const size_t bytes = static_cast<size_t>(ElementCount(shape)) * DataTypeSize(dtype);
+  const auto* data = static_cast<const uint8_t*>(dl.data) + dl.byte_offset;
+  return Tensor::View(dtype, std::move(shape), data, bytes, std::move(owner), device);
+}
+
+Tensor TensorFromDLPack(py::object obj) {
+  if (py::isinstance<py::capsule>(obj)) return TensorFromDLPackCapsule(obj.cast<py::capsule>());
+  if (!py::hasattr(obj, "__dlpack__")) {
+    ThrowInvalid("object of type " + py::str(py::type::of(obj).attr("__name__")).cast<std::string>() +
+                 " does not support DLPack (__dlpack__)");
+  }
+  py::object capsule = obj.attr("__dlpack__")();
+  return TensorFromDLPackCapsule(capsule.cast<py::capsule>());
+}
+
+// Any array-like: Tensor as-is, numpy arrays by the buffer (zero-copy), other DLPack producers by
+// DLPack, everything else through numpy.asarray (a copy, e.g. Python lists).
+Tensor TensorFromAny(py::handle obj) {
+  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+  if (py::isinstance<py::array>(obj)) return TensorFromNumpy(py::reinterpret_borrow<py::array>(obj));
+  if (py::hasattr(obj, "__dlpack__")) return TensorFromDLPack(py::reinterpret_borrow<py::object>(obj));
+  return TensorFromNumpy(py::module_::import("numpy").attr("asarray")(obj));
+}
+
+Tensor TensorFromBuffer(const std::string& datatype, const std::vector<int64_t>& dims,
+                        py::handle buffer, size_t offset, py::object byte_size) {
+  DataType dtype = ParseDataType(datatype);
+  auto held = std::make_shared<HeldBuffer>();
+  if (PyObject_GetBuffer(buffer.ptr(), &held->view, PyBUF_C_CONTIGUOUS) != 0) {
+    PyErr_Clear();
+    ThrowInvalid("buffer of type " +
+                 py::str(py::type::of(buffer).attr("__name__")).cast<std::string>() +
+                 " is not a C-contiguous buffer");
+  }
+  const size_t total = static_cast<size_t>(held->view.len);
+  const size_t size = byte_size.is_none() ? (offset <= total ? total - offset : 0)
+                                          : byte_size.cast<size_t>();
+  if (offset > total || size > total - offset) {
+    ThrowInvalid("byte range [" + std::to_string(offset) + ", " + std::to_string(offset + size) +
+                 ") is outside the buffer of " + std::to_string(total) + " bytes");
+  }
+  const auto* data = static_cast<const uint8_t*>(held->view.buf) + offset;
+  const bool readonly = held->view.readonly != 0;
+  Tensor t = Tensor::View(dtype, ShapeFromSequence(dims), data, size, std::move(held));
+  if (readonly) t.set_read_only();
+  return t;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tensor -> Python
+
+py::capsule KeepAlive(const Tensor& t) {
+  auto holder = std::make_unique<std::shared_ptr<const void>>(t.owner());
+  py::capsule cap(holder.get(), [](void* p) {
+    std::unique_ptr<std::shared_ptr<const void>> reclaim(static_cast<std::shared_ptr<const void>*>(p));
+  });
+  holder.release();  // now owned by the capsule
+  return cap;
+}
+
+py::array TensorToNumpy(const Tensor& t) {
+  if (t.device().kind != DeviceKind::kCPU) {
+    ThrowInvalid("tensor is in GPU memory: use DLPack (e.g. cupy.from_dlpack) instead of numpy");
+  }
+  if (t.dtype() == DataType::kBytes) return DeserializeBytes(t);
+  py::dtype dt = NumpyDtype(t.dtype());
+  std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
+  py::array arr(dt, shape, {}, t.data(), KeepAlive(t));
+  if (t.read_only()) {
+    arr.attr("flags").attr("writeable") = false;
+  }
+  return arr;
+}
+
+struct DLPackExport {
+  Tensor tensor;
+  std::vector<int64_t> shape;
+  DLManagedTensor managed{};
+};
+
+py::capsule TensorToDLPack(const Tensor& t, py::object stream, py::object max_version,
+                           py::object dl_device, py::object copy) {
+  if (!copy.is_none() && copy.cast<bool>()) {
+    throw py::buffer_error("tritonlite.Tensor.__dlpack__: copy=True is not supported");
+  }
+  uint8_t code = 0, bits = 0;
+  if (!DataTypeToDLPack(t.dtype(), &code, &bits)) {
+    ThrowInvalid("BYTES tensors have no DLPack representation: use .numpy()");
+  }
+  auto ctx = std::make_unique<DLPackExport>();
+  ctx->tensor = t;
+  ctx->shape = t.shape();
+  DLTensor& dl = ctx->managed.dl_tensor;
+  dl.data = t.mutable_data();
+  dl.device.device_type = t.device().kind == DeviceKind::kGPU ? kDLCUDA : kDLCPU;
+  dl.device.device_id = t.device().id;
+  dl.ndim = static_cast<int32_t>(ctx->shape.size());
+  dl.dtype = DLDataType{code, bits, 1};
+  dl.shape = ctx->shape.data();
+  dl.strides = nullptr;
+  dl.byte_offset = 0;
+  ctx->managed.manager_ctx = ctx.get();
+  ctx->managed.deleter = [](DLManagedTensor* self) {
+    std::unique_ptr<DLPackExport> reclaim(static_cast<DLPackExport*>(self->manager_ctx));
+  };
+  DLManagedTensor* managed = &ctx->managed;
+  ctx.release();  // owned by the capsule until a consumer takes it
+  PyObject* cap = PyCapsule_New(managed, "dltensor", [](PyObject* capsule) {
+    if (PyCapsule_IsValid(capsule, "dltensor")) {  // never consumed
+      auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
+      m->deleter(m);
+    }
+  });
+  if (cap == nullptr) {
+    managed->deleter(managed);
+    throw py::error_already_set();
+  }
+  return py::reinterpret_steal<py::capsule>(cap);
+}
+
+py::tuple DLPackDevice(const Tensor& t) {
+  return py::make_tuple(t.device().kind == DeviceKind::kGPU ? static_cast<int>(kDLCUDA)
+                                                           : static_cast<int>(kDLCPU),
+                        t.device().id);
+}
+
+int CudaDeviceCount() {
+#ifdef TRITONLITE_WITH_CUDA
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
+  return n;
+#else
+  return 0;
+#endif
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "tritonlite C++ core: tensors, requests, schedulers";
+
+  // Errors: core errors are raised as the Python class installed by set_error_class
+  // (tritonlite.errors.TritonError); `.status` carries Triton's status kind.
+  static PyObject* error_type = PyExc_RuntimeError;
+  m.def("set_error_class", [](py::object cls) {
+    Py_INCREF(cls.ptr());
+    error_type = cls.ptr();
+  }, py::arg("cls"), "Install the exception class that core errors are raised as: cls(message, status).");
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const Error& e) {
+      py::object exc = py::reinterpret_borrow<py::object>(error_type)(e.what(), StatusCodeName(e.code()));
+      PyErr_SetObject(error_type, exc.ptr());
+    }
+  });
+
+  m.attr("built_with_cuda") =
+#ifdef TRITONLITE_WITH_CUDA
+      true;
+#else
+      false;
+#endif
+  m.def("cuda_device_count", &CudaDeviceCount,
+        "Number of CUDA devices visible (0 without CUDA, a driver or a GPU).");
+
+  py::class_<Tensor>(m, "Tensor",
+                     "A typed tensor over memory kept alive by its owner (zero-copy views).")
+      .def_static("from_numpy", &TensorFromNumpy, py::arg("array"),
+                  "Zero-copy view of a C-contiguous numpy array (object/bytes arrays are "
+                  "serialized as BYTES).")
+      .def_static("from_dlpack", &TensorFromDLPack, py::arg("obj"),
+                  "Zero-copy view of any DLPack producer (numpy, torch, cupy, ...) or capsule.")
+      .def_static("from_array", &TensorFromAny, py::arg("obj"),
+                  "Tensor from any array-like: zero-copy where the source allows it.")
+      .def_static("from_buffer", &TensorFromBuffer, py::arg("datatype"), py::arg("shape"),
+                  py::arg("buffer"), py::arg("offset") = 0, py::arg("byte_size") = py::none(),
+                  "Zero-copy view of a C-contiguous buffer (bytes, memoryview, mmap, ...) holding "
+                  "raw tensor data in Triton's layout.")
+      .def_property_readonly("datatype",
+                             [](const Tensor& t) { return std::string(DataTypeName(t.dtype())); })
+      .def_property_readonly("shape", [](const Tensor& t) {
+        py::tuple out(t.shape().size());
+        for (size_t i = 0; i < t.shape().size(); ++i) out[i] = t.shape()[i];
+        return out;
+      })
+      .def_property_readonly("byte_size", &Tensor::byte_size)
+      .def_property_readonly("data_ptr",
+                             [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data()); })
+      .def_property_readonly("is_cpu",
+                             [](const Tensor& t) { return t.device().kind == DeviceKind::kCPU; })
+      .def("numpy", &TensorToNumpy,
+           "Zero-copy numpy view (BYTES tensors are decoded into an object array of bytes).")
+      .def("__dlpack__", &TensorToDLPack, py::kw_only(), py::arg("stream") = py::none(),
+           py::arg("max_version") = py::none(), py::arg("dl_device") = py::none(),
+           py::arg("copy") = py::none())
+      .def("__dlpack_device__", &DLPackDevice)
+      .def("__repr__", [](const Tensor& t) {
+        return std::string("Tensor(") + DataTypeName(t.dtype()) + ", shape=" +
+               ShapeToString(t.shape()) + (t.device().kind == DeviceKind::kGPU ? ", gpu:" +
+               std::to_string(t.device().id) : std::string()) + ")";
+      });
+
+  m.def("datatype_to_numpy", [](const std::string& name) { return NumpyDtype(ParseDataType(name)); },
+        py::arg("datatype"), "numpy dtype for a Triton datatype name ('INT32' or 'TYPE_INT32').");
+  m.def("numpy_to_datatype", [](py::object dtype) {
+        DataType dt = DataTypeFromNumpy(py::dtype::from_args(dtype));
+        if (dt == DataType::kInvalid) {
+          ThrowInvalid("no Triton datatype for numpy dtype '" + py::str(dtype).cast<std::string>() + "'");
+        }
+        return std::string(DataTypeName(dt));
+      }, py::arg("dtype"), "Triton datatype name for a numpy dtype.");
+  m.def("datatype_size", [](const std::string& name) { return DataTypeSize(ParseDataType(name)); },
+        py::arg("datatype"), "Bytes per element (0 for BYTES).");
+  m.def("serialize_bytes", [](py::array arr) {
+        Tensor t = SerializeBytes(arr);
+        return py::bytes(reinterpret_cast<const char*>(t.data()), t.byte_size());
+      }, py::arg("array"), "Triton BYTES serialization of an array's elements (C order).");
+  m.def("deserialize_bytes", [](py::buffer buf, std::vector<int64_t> shape) {
+        return DeserializeBytes(TensorFromBuffer("BYTES", shape, buf, 0, py::none()));
+      }, py::arg("buffer"), py::arg("shape"),
+      "Decode Triton BYTES serialization into an object array of bytes with `shape`.");
+}

@@ -1,0 +1,13 @@
+"""tritonlite: a Triton-compatible inference server you can pip install and import."""
+
+from __future__ import annotations
+
+from . import _core
+from .errors import TritonError
+
+_core.set_error_class(TritonError)
+
+Tensor = _core.Tensor
+
+__all__ = ["Tensor", "TritonError"]
+__version__ = "0.1.0"

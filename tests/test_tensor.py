@@ -1,0 +1,269 @@
+"""The C++ Tensor: datatypes, zero-copy numpy/DLPack, BYTES codec, and bad-input errors."""
+
+from __future__ import annotations
+
+import struct
+
+import numpy as np
+import pytest
+
+import tritonlite
+from tritonlite import Tensor, TritonError, datatypes
+
+NUMERIC = {
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+    "UINT16": np.uint16,
+    "UINT32": np.uint32,
+    "UINT64": np.uint64,
+    "INT8": np.int8,
+    "INT16": np.int16,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "FP16": np.float16,
+    "FP32": np.float32,
+    "FP64": np.float64,
+}
+
+
+def _sample(dtype: type, shape: tuple[int, ...] = (2, 3)) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    if dtype is np.bool_:
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return rng.integers(info.min, info.max, size=shape, dtype=dtype, endpoint=True)
+    return rng.standard_normal(shape).astype(dtype)
+
+
+@pytest.mark.parametrize("name", sorted(NUMERIC))
+def test_every_numeric_datatype_round_trips_zero_copy(name: str) -> None:
+    arr = _sample(NUMERIC[name])
+    t = Tensor.from_numpy(arr)
+    assert t.datatype == name
+    assert t.shape == arr.shape
+    assert t.byte_size == arr.nbytes
+    assert t.data_ptr == arr.ctypes.data
+    back = t.numpy()
+    assert back.dtype == arr.dtype
+    np.testing.assert_array_equal(back, arr)
+    assert back.ctypes.data == arr.ctypes.data
+
+
+def test_bf16_round_trips_through_numpy_with_ml_dtypes() -> None:
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    arr = np.array([[1.5, -2.0], [3.25, 0.0]], dtype=ml_dtypes.bfloat16)
+    t = Tensor.from_numpy(arr)
+    assert t.datatype == "BF16"
+    assert t.data_ptr == arr.ctypes.data
+    back = t.numpy()
+    assert back.dtype == arr.dtype
+    np.testing.assert_array_equal(back.astype(np.float32), arr.astype(np.float32))
+
+
+def test_bf16_round_trips_through_torch() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.tensor([[1.5, -2.0, 3.0]], dtype=torch.bfloat16)
+    t = Tensor.from_dlpack(x)
+    assert t.datatype == "BF16"
+    assert t.data_ptr == x.data_ptr()
+    y = torch.from_dlpack(t)
+    assert y.dtype == torch.bfloat16
+    assert y.data_ptr() == x.data_ptr()
+    assert torch.equal(x, y)
+
+
+def test_torch_tensor_zero_copy_both_ways() -> None:
+    torch = pytest.importorskip("torch")
+    x = torch.arange(12, dtype=torch.float32).reshape(3, 4)
+    t = Tensor.from_array(x)
+    assert t.datatype == "FP32" and t.shape == (3, 4)
+    y = torch.from_dlpack(t)
+    y[0, 0] = 42.0
+    assert x[0, 0].item() == 42.0
+
+
+def test_write_through_one_view_is_seen_through_the_other() -> None:
+    arr = np.zeros((4,), dtype=np.float32)
+    t = Tensor.from_numpy(arr)
+    view = t.numpy()
+    view[2] = 7.0
+    assert arr[2] == 7.0
+    arr[0] = -1.0
+    assert np.from_dlpack(t)[0] == -1.0
+
+
+def test_dlpack_export_and_import_share_memory() -> None:
+    arr = np.arange(10, dtype=np.int64)
+    t = Tensor.from_dlpack(arr)
+    assert t.data_ptr == arr.ctypes.data
+    out = np.from_dlpack(t)
+    assert out.ctypes.data == arr.ctypes.data
+    assert t.__dlpack_device__() == (1, 0)
+
+
+def test_tensor_keeps_its_source_alive() -> None:
+    t = Tensor.from_numpy(np.full((1000,), 3, dtype=np.int32))
+    import gc
+
+    gc.collect()
+    assert int(t.numpy().sum()) == 3000
+
+
+def test_numpy_view_outlives_the_tensor() -> None:
+    view = Tensor.from_numpy(np.arange(5, dtype=np.int16)).numpy()
+    import gc
+
+    gc.collect()
+    assert view.tolist() == [0, 1, 2, 3, 4]
+
+
+def test_from_buffer_is_zero_copy_and_read_only_over_bytes() -> None:
+    raw = struct.pack("<4i", 1, 2, 3, 4)
+    t = Tensor.from_buffer("INT32", [2, 2], raw)
+    view = t.numpy()
+    assert view.tolist() == [[1, 2], [3, 4]]
+    assert not view.flags.writeable
+    buf = bytearray(raw)
+    view2 = Tensor.from_buffer("INT32", [4], buf).numpy()
+    view2[0] = 9
+    assert buf[0] == 9
+
+
+def test_from_buffer_with_offset() -> None:
+    raw = bytes(4) + struct.pack("<2f", 1.0, 2.0)
+    t = Tensor.from_buffer("FP32", [2], raw, offset=4, byte_size=8)
+    assert t.numpy().tolist() == [1.0, 2.0]
+
+
+def test_bytes_round_trip_with_empty_and_binary_elements() -> None:
+    elements = [b"", b"\x00\xff\xfe", "héllo".encode(), b"x" * 1000, b""]
+    arr = np.array(elements, dtype=np.object_).reshape(5, 1)
+    t = Tensor.from_numpy(arr)
+    assert t.datatype == "BYTES"
+    assert t.shape == (5, 1)
+    back = t.numpy()
+    assert back.dtype == np.object_ and back.shape == (5, 1)
+    assert back.ravel().tolist() == elements
+
+
+def test_bytes_serialization_is_tritons() -> None:
+    arr = np.array([b"ab", b"", "ç"], dtype=np.object_)
+    raw = tritonlite._core.serialize_bytes(arr)
+    assert raw == b"\x02\x00\x00\x00ab" + b"\x00\x00\x00\x00" + b"\x02\x00\x00\x00\xc3\xa7"
+    back = tritonlite._core.deserialize_bytes(raw, [3])
+    assert back.tolist() == [b"ab", b"", "ç".encode()]
+
+
+def test_bytes_matches_tritonclient_serialization() -> None:
+    utils = pytest.importorskip("tritonclient.utils")
+    arr = np.array([b"one", b"", b"\x00\x01", "two".encode()], dtype=np.object_)
+    theirs = utils.serialize_byte_tensor(arr).item()
+    assert tritonlite._core.serialize_bytes(arr) == theirs
+    t = Tensor.from_buffer("BYTES", [4], theirs)
+    assert t.numpy().tolist() == arr.tolist()
+
+
+def test_numpy_fixed_width_bytes_and_str_arrays_become_bytes() -> None:
+    assert Tensor.from_numpy(np.array([b"a", b"bc"])).numpy().tolist() == [b"a", b"bc"]
+    assert Tensor.from_numpy(np.array(["a", "bc"])).numpy().tolist() == [b"a", b"bc"]
+
+
+@pytest.mark.parametrize("name", datatypes.DATATYPES)
+def test_datatype_name_conversions(name: str) -> None:
+    assert datatypes.to_wire_name(datatypes.to_config_name(name)) == name
+    if name not in ("BF16",):
+        assert datatypes.from_numpy(datatypes.to_numpy(name)) == name
+
+
+def test_config_spelling_of_strings() -> None:
+    assert datatypes.to_config_name("BYTES") == "TYPE_STRING"
+    assert datatypes.to_wire_name("TYPE_STRING") == "BYTES"
+    assert datatypes.element_size("TYPE_FP16") == 2
+    assert datatypes.element_size("BYTES") == 0
+
+
+# ---- bad input: always a clear Python exception, never a crash or an out-of-bounds read ----
+
+
+def test_unsupported_dtype_is_rejected() -> None:
+    with pytest.raises(TritonError, match="unsupported numpy dtype 'complex64'") as info:
+        Tensor.from_numpy(np.zeros(3, dtype=np.complex64))
+    assert info.value.status == "INVALID_ARG"
+    with pytest.raises(TritonError, match="unsupported datatype 'FP8'"):
+        Tensor.from_buffer("FP8", [1], b"\x00")
+    with pytest.raises(TritonError, match="no Triton datatype"):
+        datatypes.from_numpy(np.complex128)
+
+
+def test_non_contiguous_array_is_rejected() -> None:
+    arr = np.arange(12, dtype=np.float32).reshape(3, 4)
+    with pytest.raises(TritonError, match="non-contiguous array of shape \\[3,2\\]"):
+        Tensor.from_numpy(arr[:, ::2])
+    with pytest.raises(TritonError, match="non-contiguous"):
+        Tensor.from_dlpack(arr.T)
+
+
+def test_non_contiguous_torch_tensor_is_rejected() -> None:
+    torch = pytest.importorskip("torch")
+    with pytest.raises(TritonError, match="non-contiguous"):
+        Tensor.from_dlpack(torch.zeros(3, 4).t())
+
+
+def test_byte_size_mismatch_is_rejected() -> None:
+    with pytest.raises(
+        TritonError, match=r"INT32 tensor of shape \[2,2\]: expected 16 bytes, got 12"
+    ):
+        Tensor.from_buffer("INT32", [2, 2], bytes(12))
+    with pytest.raises(TritonError, match="outside the buffer of 8 bytes"):
+        Tensor.from_buffer("INT32", [2], bytes(8), offset=4, byte_size=8)
+    with pytest.raises(TritonError, match="negative dimension"):
+        Tensor.from_buffer("INT32", [-1], bytes(4))
+
+
+@pytest.mark.parametrize(
+    "raw, match",
+    [
+        (b"\x05\x00\x00\x00abc", "length runs past the end"),
+        (b"\xff\xff\xff\xffa", "length runs past the end"),
+        (b"\x01\x00", "truncated length prefix"),
+        (b"\x01\x00\x00\x00a\x01\x00", "truncated length prefix"),
+    ],
+)
+def test_malformed_bytes_buffer_is_rejected(raw: bytes, match: str) -> None:
+    with pytest.raises(TritonError, match=match):
+        Tensor.from_buffer("BYTES", [1], raw)
+    with pytest.raises(TritonError, match=match):
+        tritonlite._core.deserialize_bytes(raw, [1])
+
+
+def test_bytes_element_count_must_match_shape() -> None:
+    raw = b"\x01\x00\x00\x00a\x01\x00\x00\x00b"
+    with pytest.raises(TritonError, match="expected 3 BYTES elements for its shape, got 2"):
+        Tensor.from_buffer("BYTES", [3], raw)
+
+
+def test_non_buffer_and_non_dlpack_objects_are_rejected() -> None:
+    with pytest.raises(TritonError, match="not a C-contiguous buffer"):
+        Tensor.from_buffer("INT32", [1], object())
+    with pytest.raises(TritonError, match="does not support DLPack"):
+        Tensor.from_dlpack(object())
+
+
+def test_dlpack_capsule_can_be_consumed_once() -> None:
+    cap = np.arange(3, dtype=np.int32).__dlpack__()
+    t = Tensor.from_dlpack(cap)
+    assert t.numpy().tolist() == [0, 1, 2]
+    with pytest.raises(TritonError, match="consumed only once"):
+        Tensor.from_dlpack(cap)
+
+
+def test_bytes_tensor_has_no_dlpack() -> None:
+    t = Tensor.from_numpy(np.array([b"a"], dtype=np.object_))
+    with pytest.raises(TritonError, match="BYTES tensors have no DLPack"):
+        t.__dlpack__()
+
+
+def test_cuda_reports_no_device_cleanly() -> None:
+    count = tritonlite._core.cuda_device_count()
+    assert isinstance(count, int) and count >= 0
