@@ -11,9 +11,13 @@
 #include <utility>
 #include <vector>
 
+#include "backend.h"
 #include "bytes_codec.h"
+#include "completion_queue.h"
 #include "datatype.h"
 #include "dlpack.h"
+#include "model_runner.h"
+#include "model_spec.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -363,6 +367,272 @@ py::tuple DLPackDevice(const Tensor& t) {
                         t.device().id);
 }
 
+// ---------------------------------------------------------------------------------------------
+// Scheduling: model spec from Python, Python backends, requests and responses.
+
+StatusCode StatusCodeFromName(const std::string& name) {
+  static const std::pair<const char*, StatusCode> kNames[] = {
+      {"INVALID_ARG", StatusCode::kInvalidArg}, {"NOT_FOUND", StatusCode::kNotFound},
+      {"UNAVAILABLE", StatusCode::kUnavailable}, {"INTERNAL", StatusCode::kInternal},
+      {"UNSUPPORTED", StatusCode::kUnsupported}, {"ALREADY_EXISTS", StatusCode::kAlreadyExists},
+      {"CANCELLED", StatusCode::kCancelled}, {"UNKNOWN", StatusCode::kUnknown}};
+  for (const auto& kv : kNames) {
+    if (name == kv.first) return kv.second;
+  }
+  return StatusCode::kInternal;
+}
+
+// The status of a Python exception: a TritonError keeps its kind, anything else is INTERNAL.
+Status StatusFromPython(py::error_already_set& e) {
+  py::object value = e.value();
+  std::string message = py::str(value).cast<std::string>();
+  if (message.empty()) message = py::str(py::type::of(value).attr("__name__")).cast<std::string>();
+  StatusCode code = StatusCode::kInternal;
+  if (py::hasattr(value, "status")) {
+    code = StatusCodeFromName(py::str(value.attr("status")).cast<std::string>());
+  }
+  return Status(code, message);
+}
+
+std::vector<TensorSpec> TensorSpecsFromPy(py::handle list) {
+  std::vector<TensorSpec> specs;
+  for (py::handle item : list) {
+    auto d = py::reinterpret_borrow<py::dict>(item);
+    TensorSpec s;
+    s.name = d["name"].cast<std::string>();
+    s.dtype = ParseDataType(d["datatype"].cast<std::string>());
+    s.dims = d["dims"].cast<std::vector<int64_t>>();
+    s.optional = d.contains("optional") && d["optional"].cast<bool>();
+    specs.push_back(std::move(s));
+  }
+  return specs;
+}
+
+template <typename T>
+T Get(const py::dict& d, const char* key, T fallback) {
+  return d.contains(key) && !d[key].is_none() ? d[key].cast<T>() : fallback;
+}
+
+QueuePolicy QueuePolicyFromPy(const py::dict& d) {
+  QueuePolicy p;
+  p.delay_on_timeout = Get<std::string>(d, "timeout_action", "REJECT") == "DELAY";
+  p.default_timeout_us = Get<uint64_t>(d, "default_timeout_microseconds", 0);
+  p.allow_timeout_override = Get<bool>(d, "allow_timeout_override", false);
+  p.max_queue_size = Get<uint32_t>(d, "max_queue_size", 0);
+  return p;
+}
+
+// The spec is a plain dict built by tritonlite.server from the model's ModelConfig.
+ModelSpec ModelSpecFromPy(const py::dict& d) {
+  ModelSpec spec;
+  spec.name = d["name"].cast<std::string>();
+  spec.version = Get<int64_t>(d, "version", 1);
+  spec.max_batch_size = Get<int64_t>(d, "max_batch_size", 0);
+  spec.inputs = TensorSpecsFromPy(d["inputs"]);
+  spec.outputs = TensorSpecsFromPy(d["outputs"]);
+  spec.per_request_execution = Get<bool>(d, "per_request_execution", false);
+  if (d.contains("dynamic_batching") && !d["dynamic_batching"].is_none()) {
+    auto db = d["dynamic_batching"].cast<py::dict>();
+    SchedulerConfig& s = spec.scheduler;
+    s.dynamic_batching = true;
+    s.preferred_batch_sizes = Get<std::vector<int64_t>>(db, "preferred_batch_size", {});
+    s.max_queue_delay_us = Get<uint64_t>(db, "max_queue_delay_microseconds", 0);
+    s.preserve_ordering = Get<bool>(db, "preserve_ordering", false);
+    s.priority_levels = Get<uint32_t>(db, "priority_levels", 0);
+    s.default_priority_level = Get<uint32_t>(db, "default_priority_level", 0);
+    if (db.contains("default_queue_policy")) {
+      s.default_policy = QueuePolicyFromPy(db["default_queue_policy"].cast<py::dict>());
+    }
+    if (db.contains("priority_queue_policy")) {
+      for (auto kv : db["priority_queue_policy"].cast<py::dict>()) {
+        s.priority_policies[kv.first.cast<uint32_t>()] = QueuePolicyFromPy(kv.second.cast<py::dict>());
+      }
+    }
+    if (s.priority_levels > 0 &&
+        (s.default_priority_level == 0 || s.default_priority_level > s.priority_levels)) {
+      ThrowInvalid("model '" + spec.name + "': default_priority_level must be in [1, " +
+                   std::to_string(s.priority_levels) + "]");
+    }
+  }
+  return spec;
+}
+
+// Runs batches through a Python backend instance: instance.execute(inputs, output_names).
+class PyInstanceBackend : public InstanceBackend {
+ public:
+  PyInstanceBackend(py::object instance, std::vector<std::string> all_outputs)
+      : instance_(std::move(instance)), all_outputs_(std::move(all_outputs)) {
+    execute_ = instance_.attr("execute");
+  }
+  ~PyInstanceBackend() override {
+    if (!Py_IsInitialized()) {
+      execute_.release();
+      instance_.release();
+      return;
+    }
+    py::gil_scoped_acquire gil;
+    execute_ = py::object();
+    instance_ = py::object();
+  }
+
+  Status Execute(const NamedTensors& inputs, const std::vector<std::string>& output_names,
+                 NamedTensors* outputs) override {
+    py::gil_scoped_acquire gil;
+    try {
+      py::dict in;
+      for (const auto& kv : inputs) {
+        in[py::str(kv.first)] = kv.second.device().kind == DeviceKind::kCPU
+                                    ? py::object(TensorToNumpy(kv.second))
+                                    : py::cast(kv.second);
+      }
+      py::list names;
+      for (const auto& n : output_names.empty() ? all_outputs_ : output_names) names.append(n);
+      py::object result = execute_(in, names);
+      if (!py::isinstance<py::dict>(result)) {
+        return Status(StatusCode::kInternal, "backend execute() must return a dict of outputs, got " +
+                                                 py::str(py::type::of(result).attr("__name__")).cast<std::string>());
+      }
+      for (auto item : result.cast<py::dict>()) {
+        outputs->emplace_back(py::str(item.first).cast<std::string>(), TensorFromAny(item.second));
+      }
+      return Status::Success();
+    } catch (py::error_already_set& e) {
+      return StatusFromPython(e);
+    } catch (const Error& e) {
+      return Status(e.code(), e.what());
+    }
+  }
+
+  void Close() override {
+    py::gil_scoped_acquire gil;
+    try {
+      if (py::hasattr(instance_, "close")) instance_.attr("close")();
+    } catch (py::error_already_set& e) {
+      e.discard_as_unraisable("tritonlite backend instance close()");
+    }
+  }
+
+ private:
+  py::object instance_;
+  py::object execute_;
+  std::vector<std::string> all_outputs_;
+};
+
+NamedTensors InputsFromPy(py::handle inputs) {
+  NamedTensors out;
+  if (py::isinstance<py::dict>(inputs)) {
+    auto d = py::reinterpret_borrow<py::dict>(inputs);
+    out.reserve(d.size());
+    for (auto kv : d) out.emplace_back(py::str(kv.first).cast<std::string>(), TensorFromAny(kv.second));
+  } else {
+    for (py::handle item : inputs) {
+      auto pair = py::reinterpret_borrow<py::tuple>(item);
+      out.emplace_back(pair[0].cast<std::string>(), TensorFromAny(pair[1]));
+    }
+  }
+  return out;
+}
+
+struct RequestArgs {
+  std::string id;
+  uint32_t priority = 0;
+  uint64_t timeout_us = 0;
+  uint64_t correlation_id = 0;
+  std::string correlation_id_str;
+  uint32_t flags = 0;
+};
+
+RequestPtr MakeRequest(uint64_t token, py::handle inputs, py::handle outputs, RequestArgs args) {
+  auto r = std::make_unique<InferRequest>();
+  r->token = token;
+  r->inputs = InputsFromPy(inputs);
+  if (!outputs.is_none()) {
+    for (py::handle o : outputs) r->requested_outputs.push_back(py::str(o).cast<std::string>());
+  }
+  r->id = std::move(args.id);
+  r->priority = args.priority;
+  r->timeout_us = args.timeout_us;
+  r->correlation_id = args.correlation_id;
+  r->correlation_id_str = std::move(args.correlation_id_str);
+  r->flags = args.flags;
+  return r;
+}
+
+// (token, error, outputs, final): error is None or (status, message); outputs a list of
+// (name, Tensor) pairs. Dropping the response here releases its inputs with the GIL held.
+py::tuple ResponseToPy(InferResponse&& r) {
+  py::object error = py::none();
+  if (!r.status.ok()) error = py::make_tuple(StatusCodeName(r.status.code()), r.status.message());
+  py::list outputs(r.outputs.size());
+  for (size_t i = 0; i < r.outputs.size(); ++i) {
+    outputs[i] = py::make_tuple(r.outputs[i].first, py::cast(std::move(r.outputs[i].second)));
+  }
+  py::tuple t = py::make_tuple(r.token, error, outputs, r.final);
+  r.keepalive.clear();
+  return t;
+}
+
+py::dict DurationToPy(const Duration& d) {
+  py::dict o;
+  o["count"] = d.count;
+  o["ns"] = d.ns;
+  return o;
+}
+
+py::dict StatsToPy(const StatsSnapshot& s) {
+  py::dict o;
+  o["inference_count"] = s.inference_count;
+  o["execution_count"] = s.execution_count;
+  o["last_inference"] = s.last_inference_ms;
+  o["pending_request_count"] = s.pending;
+  py::dict inf;
+  inf["success"] = DurationToPy(s.success);
+  inf["fail"] = DurationToPy(s.fail);
+  inf["queue"] = DurationToPy(s.queue);
+  inf["compute_input"] = DurationToPy(s.compute_input);
+  inf["compute_infer"] = DurationToPy(s.compute_infer);
+  inf["compute_output"] = DurationToPy(s.compute_output);
+  inf["cache_hit"] = DurationToPy(Duration{});
+  inf["cache_miss"] = DurationToPy(Duration{});
+  o["inference_stats"] = inf;
+  py::list batches;
+  for (const auto& kv : s.batch_stats) {
+    py::dict b;
+    b["batch_size"] = kv.first;
+    b["compute_input"] = DurationToPy(kv.second.compute_input);
+    b["compute_infer"] = DurationToPy(kv.second.compute_infer);
+    b["compute_output"] = DurationToPy(kv.second.compute_output);
+    batches.append(b);
+  }
+  o["batch_stats"] = batches;
+  return o;
+}
+
+std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::list& instances) {
+  ModelSpec spec = ModelSpecFromPy(spec_dict);
+  std::vector<std::string> all_outputs;
+  for (const auto& o : spec.outputs) all_outputs.push_back(o.name);
+  std::vector<std::unique_ptr<InstanceBackend>> backends;
+  for (py::handle inst : instances) {
+    backends.push_back(std::make_unique<PyInstanceBackend>(py::reinterpret_borrow<py::object>(inst),
+                                                           all_outputs));
+  }
+  ModelRunner* raw = nullptr;
+  {
+    py::gil_scoped_release release;  // workers may need the GIL as soon as they start
+    raw = new ModelRunner(std::move(spec), std::move(backends));
+  }
+  // Destroying a runner joins its workers, which may need the GIL: never do it while holding it.
+  return std::shared_ptr<ModelRunner>(raw, [](ModelRunner* r) {
+    if (PyGILState_Check()) {
+      py::gil_scoped_release release;
+      std::unique_ptr<ModelRunner> owned(r);
+    } else {
+      std::unique_ptr<ModelRunner> owned(r);
+    }
+  });
+}
+
 int CudaDeviceCount() {
 #ifdef TRITONLITE_WITH_CUDA
   int n = 0;
@@ -439,6 +709,65 @@ PYBIND11_MODULE(_core, m) {
                ShapeToString(t.shape()) + (t.device().kind == DeviceKind::kGPU ? ", gpu:" +
                std::to_string(t.device().id) : std::string()) + ")";
       });
+
+  py::class_<CompletionQueue, std::shared_ptr<CompletionQueue>>(
+      m, "CompletionQueue",
+      "Responses from worker threads, drained in batches by one consumer (the asyncio loop): "
+      "fd() becomes readable when responses are waiting.")
+      .def(py::init<>())
+      .def("fd", &CompletionQueue::fd)
+      .def("drain", [](CompletionQueue& q) {
+        std::vector<InferResponse> ready = q.Drain();
+        py::list out(ready.size());
+        for (size_t i = 0; i < ready.size(); ++i) out[i] = ResponseToPy(std::move(ready[i]));
+        return out;
+      }, "Every response ready now as (token, error, outputs, final) tuples.");
+
+  py::class_<ModelRunner, std::shared_ptr<ModelRunner>>(
+      m, "ModelRunner", "One loaded model version: validation, batcher, instance workers, stats.")
+      .def(py::init(&MakeRunner), py::arg("spec"), py::arg("instances"))
+      .def("enqueue",
+           [](ModelRunner& runner, CompletionQueue& queue, uint64_t token, py::handle inputs,
+              py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,
+              uint64_t correlation_id, std::string correlation_id_str, uint32_t flags) {
+             RequestPtr r = MakeRequest(token, inputs, outputs,
+                                        RequestArgs{std::move(request_id), priority, timeout_us,
+                                                    correlation_id, std::move(correlation_id_str), flags});
+             r->sink = &queue;
+             runner.Enqueue(std::move(r));
+           },
+           py::arg("queue"), py::arg("token"), py::arg("inputs"), py::arg("outputs") = py::none(),
+           py::arg("request_id") = "", py::arg("priority") = 0, py::arg("timeout_us") = 0,
+           py::arg("correlation_id") = 0, py::arg("correlation_id_str") = "", py::arg("flags") = 0,
+           "Validate and queue a request; its response arrives on `queue` with `token`.")
+      .def("infer",
+           [](ModelRunner& runner, py::handle inputs, py::handle outputs, std::string request_id,
+              uint32_t priority, uint64_t timeout_us, uint64_t correlation_id,
+              std::string correlation_id_str, uint32_t flags) {
+             BlockingSink sink;
+             RequestPtr r = MakeRequest(0, inputs, outputs,
+                                        RequestArgs{std::move(request_id), priority, timeout_us,
+                                                    correlation_id, std::move(correlation_id_str), flags});
+             r->sink = &sink;
+             runner.Enqueue(std::move(r));
+             std::vector<InferResponse> responses;
+             {
+               py::gil_scoped_release release;
+               responses = sink.Wait();
+             }
+             py::list out(responses.size());
+             for (size_t i = 0; i < responses.size(); ++i) out[i] = ResponseToPy(std::move(responses[i]));
+             return out;
+           },
+           py::arg("inputs"), py::arg("outputs") = py::none(), py::arg("request_id") = "",
+           py::arg("priority") = 0, py::arg("timeout_us") = 0, py::arg("correlation_id") = 0,
+           py::arg("correlation_id_str") = "", py::arg("flags") = 0,
+           "Run a request and block (without the GIL) until its responses arrive.")
+      .def("stop", &ModelRunner::Stop, py::call_guard<py::gil_scoped_release>(),
+           "Stop accepting requests, finish queued and in-flight ones, join the workers.")
+      .def("statistics", [](const ModelRunner& r) { return StatsToPy(r.Statistics()); })
+      .def_property_readonly("name", [](const ModelRunner& r) { return r.spec().name; })
+      .def_property_readonly("version", [](const ModelRunner& r) { return r.spec().version; });
 
   m.def("datatype_to_numpy", [](const std::string& name) { return NumpyDtype(ParseDataType(name)); },
         py::arg("datatype"), "numpy dtype for a Triton datatype name ('INT32' or 'TYPE_INT32').");

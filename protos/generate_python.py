@@ -59,7 +59,9 @@ from google.protobuf.internal import enum_type_wrapper
 POOL = descriptor_pool.DescriptorPool()
 
 
-def build_messages(file: descriptor.FileDescriptor, module_name: str, module: dict[str, Any]) -> None:
+def build_messages(
+    file: descriptor.FileDescriptor, module_name: str, module: dict[str, Any]
+) -> None:
     """Create the message classes and enum wrappers of ``file`` in ``module``.
 
     Equivalent to protobuf's ``builder.BuildTopDescriptorsAndMessages`` except
@@ -69,10 +71,14 @@ def build_messages(file: descriptor.FileDescriptor, module_name: str, module: di
 
     def build(desc: descriptor.Descriptor, prefix: str) -> type[message.Message]:
         attrs: dict[str, Any] = {
-            name: build(nested, f"{prefix}{desc.name}.") for name, nested in desc.nested_types_by_name.items()
+            name: build(nested, f"{prefix}{desc.name}.")
+            for name, nested in desc.nested_types_by_name.items()
         }
         attrs.update(DESCRIPTOR=desc, __module__=module_name, __qualname__=prefix + desc.name)
-        return reflection.GeneratedProtocolMessageType(desc.name, (message.Message,), attrs)
+        cls: type[message.Message] = reflection.GeneratedProtocolMessageType(
+            desc.name, (message.Message,), attrs
+        )
+        return cls
 
     for name, enum in file.enum_types_by_name.items():
         module["_" + name.upper()] = enum
@@ -89,7 +95,7 @@ def build_messages(file: descriptor.FileDescriptor, module_name: str, module: di
 '''
 
 HEADER = "# Post-processed by protos/generate_python.py: private pool, relative imports.\n"
-_IMPORT_RE = re.compile(r"^import (%s) as (\w+)$" % "|".join(MODULES), re.MULTILINE)
+_IMPORT_RE = re.compile(r"^import ({}) as (\w+)$".format("|".join(MODULES)), re.MULTILINE)
 _DEFAULT_POOL = "_descriptor_pool.Default().AddSerializedFile("
 _BUILD_RE = re.compile(r"_builder\.BuildTopDescriptorsAndMessages\(DESCRIPTOR, '\w+', _globals\)")
 
@@ -139,7 +145,9 @@ def _private_pool(name: str, text: str) -> str:
     marker = "# @@protoc_insertion_point(imports)\n"
     if marker not in text:
         raise GenerationError(f"{name}: missing {marker.strip()!r} in gencode")
-    return text.replace(marker, marker + "\nfrom . import POOL as _POOL, build_messages as _build_messages\n", 1)
+    return text.replace(
+        marker, marker + "\nfrom . import POOL as _POOL, build_messages as _build_messages\n", 1
+    )
 
 
 def generate(out: Path) -> list[Path]:
@@ -169,7 +177,7 @@ def generate(out: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description="Generate tritonlite's Python proto package.")
     parser.add_argument("--out", required=True, type=Path, help="package directory to write")
     args = parser.parse_args(argv)
     try:

@@ -9,5 +9,7 @@ _core.set_error_class(TritonError)
 
 Tensor = _core.Tensor
 
-__all__ = ["Tensor", "TritonError"]
+from .server import Server  # noqa: E402
+
+__all__ = ["Server", "Tensor", "TritonError"]
 __version__ = "0.1.0"

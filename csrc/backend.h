@@ -1,0 +1,29 @@
+// InstanceBackend: what an instance worker calls to run a batch. Implemented outside the core
+// (bindings.cc wraps a Python backend instance); the core never knows what runs the model.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "request.h"
+#include "status.h"
+
+namespace tritonlite {
+
+class InstanceBackend {
+ public:
+  virtual ~InstanceBackend() = default;
+  // One gathered batch: inputs with the batch dim first. Fills `outputs` (at least the
+  // requested ones; all when `output_names` is empty). Called from the instance's own thread.
+  virtual Status Execute(const NamedTensors& inputs, const std::vector<std::string>& output_names,
+                         NamedTensors* outputs) = 0;
+  // Per-request execution (python backend): the backend answers each request itself through
+  // its sink, any number of responses, the last one final. Returns an error to fail them all.
+  virtual Status ExecuteRequests(std::vector<InferRequest*>& requests) {
+    return Status(StatusCode::kUnsupported, "this backend does not execute request lists");
+  }
+  // Called once on the worker thread before it exits.
+  virtual void Close() {}
+};
+
+}  // namespace tritonlite

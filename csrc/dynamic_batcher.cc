@@ -1,0 +1,204 @@
+#include "dynamic_batcher.h"
+
+#include <algorithm>
+#include <chrono>
+
+namespace tritonlite {
+
+DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
+    : model_name_(spec.name),
+      batching_(spec.scheduler.dynamic_batching && spec.max_batch_size > 0),
+      max_batch_size_(spec.max_batch_size),
+      preferred_(spec.scheduler.preferred_batch_sizes),
+      max_queue_delay_ns_(spec.scheduler.max_queue_delay_us * 1000),
+      default_level_(spec.scheduler.default_priority_level),
+      stats_(stats) {
+  const uint32_t n = std::max<uint32_t>(1, spec.scheduler.priority_levels);
+  levels_ = std::vector<Level>(n);  // Level is move-only (deque of unique_ptr): no resize()
+  for (uint32_t i = 0; i < n; ++i) {
+    auto it = spec.scheduler.priority_policies.find(i + 1);
+    levels_[i].policy =
+        it != spec.scheduler.priority_policies.end() ? it->second : spec.scheduler.default_policy;
+  }
+}
+
+size_t DynamicBatcher::LevelIndex(uint32_t priority) const {
+  // As Triton: priority 0, or one past the last level, means the model's default level.
+  uint32_t level = priority;
+  if (level == 0 || level > levels_.size()) level = default_level_;
+  if (level == 0 || level > levels_.size()) level = static_cast<uint32_t>(levels_.size());
+  return level - 1;
+}
+
+void DynamicBatcher::Enqueue(RequestPtr request) {
+  const uint64_t now = NowNs();
+  request->enqueue_ns = now;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      throw Error(StatusCode::kUnavailable,
+                  "model '" + model_name_ + "' is unloading and accepts no new requests");
+    }
+    Level& level = levels_[LevelIndex(request->priority)];
+    if (level.policy.max_queue_size > 0 && level.size() >= level.policy.max_queue_size) {
+      throw Error(StatusCode::kUnavailable,
+                  "Exceeds maximum queue size: model '" + model_name_ + "' already has " +
+                      std::to_string(level.size()) + " requests queued at this priority (max_queue_size " +
+                      std::to_string(level.policy.max_queue_size) + ")");
+    }
+    uint64_t timeout_us = level.policy.default_timeout_us;
+    if (level.policy.allow_timeout_override && request->timeout_us != 0) {
+      timeout_us = request->timeout_us;
+    }
+    request->deadline_ns = timeout_us ? now + timeout_us * 1000 : 0;
+    level.ready.push_back(std::move(request));
+    ++queued_;
+  }
+  cv_.notify_one();
+}
+
+uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now) {
+  uint64_t earliest = 0;
+  for (Level& level : levels_) {
+    for (auto it = level.ready.begin(); it != level.ready.end();) {
+      InferRequest& r = **it;
+      if (r.deadline_ns == 0 || r.deadline_ns > now) {
+        if (r.deadline_ns && (earliest == 0 || r.deadline_ns < earliest)) earliest = r.deadline_ns;
+        ++it;
+        continue;
+      }
+      RequestPtr expired = std::move(*it);
+      it = level.ready.erase(it);
+      if (level.policy.delay_on_timeout) {
+        expired->deadline_ns = 0;
+        level.delayed.push_back(std::move(expired));
+      } else {
+        --queued_;
+        stats_->RecordFailure(now - expired->enqueue_ns, now - expired->enqueue_ns);
+        expired->Fail(Status(StatusCode::kUnavailable,
+                             "Request timeout expired: request for model '" + model_name_ +
+                                 "' waited longer than its queue timeout"));
+      }
+    }
+  }
+  return earliest;
+}
+
+bool DynamicBatcher::Compatible(const InferRequest& a, const InferRequest& b) const {
+  if (a.inputs.size() != b.inputs.size()) return false;
+  for (const auto& kv : a.inputs) {
+    const Tensor* other = b.FindInput(kv.first);
+    if (other == nullptr || other->dtype() != kv.second.dtype()) return false;
+    const Shape& x = kv.second.shape();
+    const Shape& y = other->shape();
+    if (x.size() != y.size() || !std::equal(x.begin() + 1, x.end(), y.begin() + 1)) return false;
+  }
+  return true;
+}
+
+RequestPtr DynamicBatcher::PopFront() {
+  for (Level& level : levels_) {
+    for (auto* q : {&level.ready, &level.delayed}) {
+      if (!q->empty()) {
+        RequestPtr r = std::move(q->front());
+        q->pop_front();
+        --queued_;
+        return r;
+      }
+    }
+  }
+  return nullptr;
+}
+
+bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
+  if (!batching_) {
+    RequestPtr r = PopFront();
+    batch->batch_size = r->batch_size;
+    batch->requests.push_back(std::move(r));
+    return true;
+  }
+  // Candidates in queue order: priority levels first to last, each level's on-time requests
+  // before its delayed ones; stop at the first request that does not fit.
+  const InferRequest* first = nullptr;
+  int64_t total = 0;
+  size_t count = 0, preferred_count = 0;
+  int64_t preferred_total = 0;
+  bool stop = false;
+  for (Level& level : levels_) {
+    for (auto* q : {&level.ready, &level.delayed}) {
+      for (const RequestPtr& r : *q) {
+        if (first == nullptr) {
+          first = r.get();
+        } else if (!Compatible(*first, *r) || total + r->batch_size > max_batch_size_) {
+          stop = true;
+          break;
+        }
+        total += r->batch_size;
+        ++count;
+        if (std::find(preferred_.begin(), preferred_.end(), total) != preferred_.end()) {
+          preferred_count = count;
+          preferred_total = total;
+        }
+      }
+      if (stop) break;
+    }
+    if (stop) break;
+  }
+  size_t take = 0;
+  if (preferred_count > 0) {
+    take = preferred_count;  // a preferred size can be formed now: send it
+    total = preferred_total;
+  } else if (total >= max_batch_size_ || stop || stopping_ ||
+             now >= first->enqueue_ns + max_queue_delay_ns_) {
+    take = count;  // full, can't grow (next request doesn't fit), or waited long enough
+  } else {
+    *wake_ns = first->enqueue_ns + max_queue_delay_ns_;
+    return false;
+  }
+  batch->batch_size = total;
+  for (size_t i = 0; i < take; ++i) batch->requests.push_back(PopFront());
+  return true;
+}
+
+Batch DynamicBatcher::NextBatch() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    const uint64_t now = NowNs();
+    uint64_t wake = ExpireTimedOut(now);
+    if (queued_ == 0) {
+      if (stopping_) return Batch{};
+    } else {
+      Batch batch;
+      uint64_t batch_wake = 0;
+      if (FormBatch(now, &batch, &batch_wake)) {
+        batch.sequence = next_sequence_++;
+        const bool more = queued_ > 0;
+        lock.unlock();
+        if (more) cv_.notify_one();  // another idle worker can form the next batch
+        return batch;
+      }
+      if (wake == 0 || batch_wake < wake) wake = batch_wake;
+    }
+    if (wake == 0) {
+      cv_.wait(lock);
+    } else {
+      const uint64_t now2 = NowNs();
+      if (wake > now2) cv_.wait_for(lock, std::chrono::nanoseconds(wake - now2));
+    }
+  }
+}
+
+void DynamicBatcher::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  cv_.notify_all();
+}
+
+size_t DynamicBatcher::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queued_;
+}
+
+}  // namespace tritonlite

@@ -1,0 +1,71 @@
+// DynamicBatcher: the request queue of one model version and Triton's dynamic_batching rules
+// for forming batches from it (priority levels, queue policies, preferred sizes, queue delay,
+// shape compatibility). With batching off it hands out one request at a time (Triton's default
+// scheduler). Instance workers pull batches from it.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <mutex>
+#include <vector>
+
+#include "model_spec.h"
+#include "request.h"
+#include "stats.h"
+
+namespace tritonlite {
+
+struct Batch {
+  std::vector<RequestPtr> requests;
+  int64_t batch_size = 0;  // sum of the requests' batch sizes
+  uint64_t sequence = 0;   // formation order, for preserve_ordering
+  bool empty() const { return requests.empty(); }
+};
+
+class DynamicBatcher {
+ public:
+  DynamicBatcher(const ModelSpec& spec, ModelStats* stats);
+
+  // Queues a validated request. Throws UNAVAILABLE when its priority level's queue is full or
+  // the batcher is stopping.
+  void Enqueue(RequestPtr request);
+  // Blocks until a batch is ready. After Stop(), hands out what is still queued, then returns
+  // an empty batch.
+  Batch NextBatch();
+  void Stop();
+  size_t pending() const;
+
+ private:
+  struct Level {
+    QueuePolicy policy;
+    std::deque<RequestPtr> ready;
+    std::deque<RequestPtr> delayed;  // timed out with timeout_action DELAY
+    size_t size() const { return ready.size() + delayed.size(); }
+  };
+
+  size_t LevelIndex(uint32_t priority) const;
+  // Rejects or delays timed-out requests; returns the earliest remaining deadline (0: none).
+  uint64_t ExpireTimedOut(uint64_t now);
+  bool Compatible(const InferRequest& a, const InferRequest& b) const;
+  // Decides what to send now. Returns false and sets *wake_ns when it should wait.
+  bool FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns);
+  RequestPtr PopFront();
+
+  const std::string model_name_;
+  const bool batching_;
+  const int64_t max_batch_size_;
+  const std::vector<int64_t> preferred_;
+  const uint64_t max_queue_delay_ns_;
+  const uint32_t default_level_;
+  ModelStats* stats_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<Level> levels_;  // index 0 = priority 1 (highest)
+  size_t queued_ = 0;
+  uint64_t next_sequence_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace tritonlite

@@ -1,0 +1,169 @@
+#include "instance.h"
+
+#include <algorithm>
+
+#include "model_runner.h"
+
+namespace tritonlite {
+
+InstanceWorker::InstanceWorker(ModelRunner* runner, size_t index,
+                               std::unique_ptr<InstanceBackend> backend)
+    : runner_(runner), index_(index), backend_(std::move(backend)) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+InstanceWorker::~InstanceWorker() { Join(); }
+
+void InstanceWorker::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+void InstanceWorker::Run() {
+  while (true) {
+    Batch batch = runner_->batcher().NextBatch();
+    if (batch.empty()) break;
+    if (runner_->spec().per_request_execution) {
+      ExecutePerRequest(batch);
+    } else {
+      ExecuteGathered(batch);
+    }
+  }
+  backend_->Close();
+  backend_.reset();
+}
+
+namespace {
+
+// Union of the requests' requested outputs; empty when any request wants every output.
+std::vector<std::string> RequestedOutputs(const Batch& batch) {
+  std::vector<std::string> names;
+  for (const RequestPtr& r : batch.requests) {
+    if (r->requested_outputs.empty()) return {};
+    for (const auto& n : r->requested_outputs) {
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    }
+  }
+  return names;
+}
+
+NamedTensors GatherInputs(const Batch& batch) {
+  if (batch.requests.size() == 1) return batch.requests[0]->inputs;  // views, no copy
+  NamedTensors gathered;
+  const InferRequest& first = *batch.requests[0];
+  std::vector<const Tensor*> parts(batch.requests.size());
+  for (const auto& kv : first.inputs) {
+    for (size_t i = 0; i < batch.requests.size(); ++i) {
+      parts[i] = batch.requests[i]->FindInput(kv.first);
+    }
+    gathered.emplace_back(kv.first, ConcatRows(parts));
+  }
+  return gathered;
+}
+
+const Tensor* FindOutput(const NamedTensors& outputs, const std::string& name) {
+  for (const auto& kv : outputs) {
+    if (kv.first == name) return &kv.second;
+  }
+  return nullptr;
+}
+
+// Splits the batch outputs back into one response per request.
+Status Scatter(const ModelSpec& spec, Batch& batch, const NamedTensors& outputs,
+               Delivery* delivery) {
+  const bool batching = spec.max_batch_size > 0;
+  for (const auto& kv : outputs) {
+    if (batching && (kv.second.shape().empty() || kv.second.shape()[0] != batch.batch_size)) {
+      return Status(StatusCode::kInternal,
+                    "model '" + spec.name + "' returned output '" + kv.first + "' of shape " +
+                        ShapeToString(kv.second.shape()) + " for a batch of " +
+                        std::to_string(batch.batch_size) + ": its first dim must be the batch size");
+    }
+  }
+  const bool single = batch.requests.size() == 1;
+  int64_t row = 0;
+  for (RequestPtr& r : batch.requests) {
+    InferResponse resp;
+    resp.token = r->token;
+    auto add = [&](const std::string& name, const Tensor& t) {
+      resp.outputs.emplace_back(name, single ? t : t.SliceRows(row, r->batch_size));
+    };
+    if (r->requested_outputs.empty()) {
+      for (const auto& kv : outputs) add(kv.first, kv.second);
+    } else {
+      for (const auto& name : r->requested_outputs) {
+        const Tensor* t = FindOutput(outputs, name);
+        if (t == nullptr) {
+          return Status(StatusCode::kInternal, "model '" + spec.name +
+                                                   "' did not produce requested output '" + name + "'");
+        }
+        add(name, *t);
+      }
+    }
+    row += r->batch_size;
+    delivery->emplace_back(r->sink, std::move(resp));
+  }
+  return Status::Success();
+}
+
+}  // namespace
+
+void InstanceWorker::ExecuteGathered(Batch& batch) {
+  const ModelSpec& spec = runner_->spec();
+  ModelStats& stats = runner_->stats();
+  const uint64_t t0 = NowNs();
+  uint64_t t1 = t0, t2 = t0;
+  Delivery delivery;
+  delivery.reserve(batch.requests.size());
+  Status status;
+  {
+    NamedTensors outputs;
+    try {
+      NamedTensors inputs = GatherInputs(batch);
+      const std::vector<std::string> output_names = RequestedOutputs(batch);
+      t1 = NowNs();
+      status = backend_->Execute(inputs, output_names, &outputs);
+      t2 = NowNs();
+      if (status.ok()) status = Scatter(spec, batch, outputs, &delivery);
+    } catch (const Error& e) {
+      status = Status(e.code(), e.what());
+    } catch (const std::exception& e) {
+      status = Status(StatusCode::kInternal, std::string("model '") + spec.name + "': " + e.what());
+    }
+    if (t2 == t0) t2 = t1 = NowNs();
+  }  // batch-level tensors released; responses hold their own views
+  const uint64_t t3 = NowNs();
+
+  if (status.ok()) {
+    for (size_t i = 0; i < batch.requests.size(); ++i) {
+      InferRequest& r = *batch.requests[i];
+      stats.RecordSuccess(t3 - r.enqueue_ns, t0 - r.enqueue_ns, t1 - t0, t2 - t1, t3 - t2,
+                          r.batch_size);
+      delivery[i].second.keepalive = std::move(r.inputs);
+    }
+    stats.RecordExecution(spec.max_batch_size > 0 ? batch.batch_size : 1, t1 - t0, t2 - t1,
+                          t3 - t2);
+  } else {
+    delivery.clear();
+    for (RequestPtr& r : batch.requests) {
+      stats.RecordFailure(t3 - r->enqueue_ns, t0 - r->enqueue_ns);
+      InferResponse resp;
+      resp.token = r->token;
+      resp.status = status;
+      resp.keepalive = std::move(r->inputs);
+      delivery.emplace_back(r->sink, std::move(resp));
+    }
+  }
+  runner_->Deliver(batch.sequence, std::move(delivery));
+}
+
+void InstanceWorker::ExecutePerRequest(Batch& batch) {
+  std::vector<InferRequest*> requests;
+  for (RequestPtr& r : batch.requests) requests.push_back(r.get());
+  Status status = backend_->ExecuteRequests(requests);
+  if (!status.ok()) {
+    for (RequestPtr& r : batch.requests) r->Fail(status);
+  }
+  runner_->Deliver(batch.sequence, Delivery{});
+}
+
+}  // namespace tritonlite

@@ -1,0 +1,51 @@
+#include "model_runner.h"
+
+#include "validation.h"
+
+namespace tritonlite {
+
+ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends)
+    : spec_(std::move(spec)), batcher_(spec_, &stats_) {
+  if (backends.empty()) {
+    throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "' needs at least one instance");
+  }
+  for (size_t i = 0; i < backends.size(); ++i) {
+    workers_.push_back(std::make_unique<InstanceWorker>(this, i, std::move(backends[i])));
+  }
+}
+
+ModelRunner::~ModelRunner() { Stop(); }
+
+void ModelRunner::Enqueue(RequestPtr request) {
+  ValidateRequest(spec_, request.get());
+  batcher_.Enqueue(std::move(request));
+}
+
+void ModelRunner::Stop() {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  if (stopped_) return;
+  batcher_.Stop();
+  for (auto& w : workers_) w->Join();
+  stopped_ = true;
+}
+
+StatsSnapshot ModelRunner::Statistics() const {
+  StatsSnapshot s = stats_.Snapshot();
+  s.pending = batcher_.pending();
+  return s;
+}
+
+void ModelRunner::Deliver(uint64_t sequence, Delivery&& responses) {
+  if (!spec_.scheduler.preserve_ordering) {
+    for (auto& r : responses) r.first->Complete(std::move(r.second));
+    return;
+  }
+  std::lock_guard<std::mutex> lock(order_mu_);
+  held_.emplace(sequence, std::move(responses));
+  for (auto it = held_.begin(); it != held_.end() && it->first == next_delivery_;
+       it = held_.erase(it), ++next_delivery_) {
+    for (auto& r : it->second) r.first->Complete(std::move(r.second));
+  }
+}
+
+}  // namespace tritonlite

@@ -1,0 +1,54 @@
+// ModelRunner: one loaded model version in the core: validation, its batcher, its instance
+// workers, statistics, and response delivery (in request order when preserve_ordering is set).
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <utility>
+#include <vector>
+
+#include "backend.h"
+#include "dynamic_batcher.h"
+#include "instance.h"
+#include "model_spec.h"
+#include "stats.h"
+
+namespace tritonlite {
+
+using Delivery = std::vector<std::pair<ResponseSink*, InferResponse>>;
+
+class ModelRunner {
+ public:
+  ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends);
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
+
+  // Validates and queues. Throws INVALID_ARG / UNAVAILABLE; on success the request's sink will
+  // receive exactly one final response.
+  void Enqueue(RequestPtr request);
+  // Stops accepting requests, lets queued and in-flight ones finish, joins the workers.
+  // Idempotent. Must be called without holding anything the workers need (e.g. the GIL).
+  void Stop();
+
+  StatsSnapshot Statistics() const;
+  const ModelSpec& spec() const { return spec_; }
+  DynamicBatcher& batcher() { return batcher_; }
+  ModelStats& stats() { return stats_; }
+  // Called by workers once per batch, with the batch's formation sequence number.
+  void Deliver(uint64_t sequence, Delivery&& responses);
+
+ private:
+  const ModelSpec spec_;
+  ModelStats stats_;
+  DynamicBatcher batcher_;
+  std::mutex order_mu_;
+  uint64_t next_delivery_ = 0;
+  std::map<uint64_t, Delivery> held_;  // finished out of order, waiting for earlier batches
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+  std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
+};
+
+}  // namespace tritonlite

@@ -1,0 +1,81 @@
+// InferRequest / InferResponse and where responses go (ResponseSink). Requests are created by
+// the Python layer, owned by the scheduler while queued and by an instance while executing.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "status.h"
+#include "tensor.h"
+
+namespace tritonlite {
+
+using NamedTensors = std::vector<std::pair<std::string, Tensor>>;
+
+inline uint64_t NowNs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                   std::chrono::steady_clock::now().time_since_epoch())
+                                   .count());
+}
+
+// Sequence flags, as Triton's request flags.
+constexpr uint32_t kSequenceStart = 1;
+constexpr uint32_t kSequenceEnd = 2;
+
+struct InferResponse {
+  uint64_t token = 0;  // the caller's id for the request this answers
+  Status status;
+  NamedTensors outputs;
+  bool final = true;  // false for all but the last response of a decoupled request
+  // Input tensors (and anything else) whose release must happen on the caller's thread, where
+  // Python owners are cheap to drop.
+  NamedTensors keepalive;
+};
+
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  virtual void Complete(InferResponse&& response) = 0;
+};
+
+struct InferRequest {
+  uint64_t token = 0;
+  std::string id;
+  NamedTensors inputs;
+  std::vector<std::string> requested_outputs;  // empty: every output
+  uint32_t priority = 0;                        // 0: the model's default level
+  uint64_t timeout_us = 0;                      // 0: the queue policy's default
+  int64_t batch_size = 1;                       // rows along dim 0 (1 when not batching)
+  // Sequence fields (sequence batcher).
+  uint64_t correlation_id = 0;
+  std::string correlation_id_str;
+  uint32_t flags = 0;
+  // Filled by the scheduler.
+  uint64_t enqueue_ns = 0;
+  uint64_t deadline_ns = 0;  // 0: none
+  ResponseSink* sink = nullptr;  // outlives the request
+
+  const Tensor* FindInput(const std::string& name) const {
+    for (const auto& kv : inputs) {
+      if (kv.first == name) return &kv.second;
+    }
+    return nullptr;
+  }
+
+  // Sends a final error response for this request, releasing its inputs on the caller side.
+  void Fail(const Status& status) {
+    InferResponse r;
+    r.token = token;
+    r.status = status;
+    r.keepalive = std::move(inputs);
+    sink->Complete(std::move(r));
+  }
+};
+
+using RequestPtr = std::unique_ptr<InferRequest>;
+
+}  // namespace tritonlite

@@ -1,0 +1,45 @@
+// Per model-version statistics, shaped like Triton's ModelStatistics. Updated with one short
+// lock per executed batch; cheap enough to stay on always.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+namespace tritonlite {
+
+struct Duration {
+  uint64_t count = 0;
+  uint64_t ns = 0;
+  void Add(uint64_t n, uint64_t c = 1) { count += c; ns += n; }
+};
+
+struct BatchStats {
+  Duration compute_input, compute_infer, compute_output;
+};
+
+struct StatsSnapshot {
+  uint64_t inference_count = 0;  // inferences: sum of batch sizes of successful requests
+  uint64_t execution_count = 0;  // backend executions (batches)
+  uint64_t last_inference_ms = 0;  // wall clock, ms since epoch
+  Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  std::map<int64_t, BatchStats> batch_stats;
+  uint64_t pending = 0;  // requests waiting in the queue now
+};
+
+class ModelStats {
+ public:
+  void RecordSuccess(uint64_t total_ns, uint64_t queue_ns, uint64_t input_ns, uint64_t infer_ns,
+                     uint64_t output_ns, int64_t batch_size);
+  void RecordFailure(uint64_t total_ns, uint64_t queue_ns);
+  void RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns);
+  StatsSnapshot Snapshot() const;
+
+ private:
+  mutable std::mutex mu_;
+  StatsSnapshot s_;
+};
+
+uint64_t WallClockMs();
+
+}  // namespace tritonlite

@@ -1,0 +1,12 @@
+// Checks a request against its model's tensors before it is queued, with Triton's error texts.
+#pragma once
+
+#include "model_spec.h"
+#include "request.h"
+
+namespace tritonlite {
+
+// Throws INVALID_ARG naming the model and tensor. Sets request->batch_size.
+void ValidateRequest(const ModelSpec& spec, InferRequest* request);
+
+}  // namespace tritonlite

@@ -1,0 +1,1 @@
+"""Backend plugins: what runs a model's batches (onnxruntime, pytorch, python)."""

@@ -1,0 +1,52 @@
+"""The contract between the C++ instance workers and a backend.
+
+A *Backend* is created once per loaded model version; it creates one *BackendInstance* per
+instance of the model's ``instance_group``. Each instance is driven by its own C++ worker thread,
+which holds the GIL only while it calls ``execute``; a backend should release the GIL while it
+computes (onnxruntime and torch do).
+
+``execute`` receives one gathered batch: every input as a numpy array whose first dim is the
+batch dim when the model batches (a zero-copy view of the request's buffer when the batch is a
+single request), BYTES inputs as numpy object arrays of ``bytes``. It returns a dict with (at
+least) the outputs named in ``output_names`` as numpy arrays, or any DLPack-capable array (torch,
+cupy), BYTES outputs as numpy object/bytes arrays. Raising ``TritonError`` fails the batch with
+that status; any other exception fails it as INTERNAL with the exception's message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from .._proto import model_config_pb2
+
+ModelConfig = model_config_pb2.ModelConfig
+
+
+class BackendInstance(Protocol):
+    def execute(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
+        """Run one batch; return the requested outputs."""
+        ...
+
+    def close(self) -> None:
+        """Release the instance's resources (sessions, device memory)."""
+        ...
+
+
+class Backend(Protocol):
+    def create_instance(self, index: int, kind: str, device_id: int) -> BackendInstance:
+        """Instance number ``index`` of kind 'KIND_CPU' or 'KIND_GPU' on ``device_id``."""
+        ...
+
+    def close(self) -> None:
+        """Called once after every instance has been closed (model unload)."""
+        ...
+
+
+class BackendFactory(Protocol):
+    def __call__(self, config: ModelConfig, model_dir: Path, version_dir: Path) -> Backend:
+        """Load the model for one version. ``config`` is complete (auto-completed, defaults
+        filled); raise TritonError (INVALID_ARG / UNAVAILABLE) with a clear message on failure."""
+        ...

@@ -1,0 +1,108 @@
+"""A loaded model version: its complete config, its backend and the core ModelRunner that
+schedules it. Turns the ModelConfig protobuf into the core's scheduling spec."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _core
+from ._proto import model_config_pb2 as mc
+from .backends.base import Backend
+from .datatypes import to_wire_name
+from .errors import INVALID_ARG, TritonError
+
+ModelConfig = mc.ModelConfig
+
+
+def _tensor_specs(tensors: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": t.name,
+            "datatype": to_wire_name(mc.DataType.Name(t.data_type)),
+            "dims": list(t.dims),
+            "optional": getattr(t, "optional", False),
+        }
+        for t in tensors
+    ]
+
+
+def _queue_policy(policy: Any) -> dict[str, Any]:
+    return {
+        "timeout_action": mc.ModelQueuePolicy.TimeoutAction.Name(policy.timeout_action),
+        "default_timeout_microseconds": policy.default_timeout_microseconds,
+        "allow_timeout_override": policy.allow_timeout_override,
+        "max_queue_size": policy.max_queue_size,
+    }
+
+
+def scheduler_spec(config: ModelConfig, version: int) -> dict[str, Any]:
+    """The core's spec for one version of a model (see csrc/model_spec.h)."""
+    spec: dict[str, Any] = {
+        "name": config.name,
+        "version": version,
+        "max_batch_size": config.max_batch_size,
+        "inputs": _tensor_specs(config.input),
+        "outputs": _tensor_specs(config.output),
+        "dynamic_batching": None,
+    }
+    if config.HasField("dynamic_batching"):
+        db = config.dynamic_batching
+        spec["dynamic_batching"] = {
+            "preferred_batch_size": list(db.preferred_batch_size),
+            "max_queue_delay_microseconds": db.max_queue_delay_microseconds,
+            "preserve_ordering": db.preserve_ordering,
+            "priority_levels": db.priority_levels,
+            "default_priority_level": db.default_priority_level,
+            "default_queue_policy": _queue_policy(db.default_queue_policy),
+            "priority_queue_policy": {
+                int(level): _queue_policy(p) for level, p in db.priority_queue_policy.items()
+            },
+        }
+    return spec
+
+
+def instance_placements(config: ModelConfig) -> list[tuple[str, int]]:
+    """(kind, device_id) for every instance the config's instance_group asks for."""
+    placements: list[tuple[str, int]] = []
+    groups = list(config.instance_group) or [mc.ModelInstanceGroup(count=1)]
+    gpu_count = _core.cuda_device_count()
+    for group in groups:
+        kind = mc.ModelInstanceGroup.Kind.Name(group.kind)
+        count = group.count or 1
+        if kind == "KIND_AUTO":
+            kind = "KIND_GPU" if gpu_count > 0 else "KIND_CPU"
+        if kind == "KIND_GPU":
+            devices = list(group.gpus) or list(range(gpu_count))
+            if not devices:
+                raise TritonError(
+                    f"model '{config.name}': instance_group asks for KIND_GPU but no CUDA device "
+                    "is available",
+                    INVALID_ARG,
+                )
+            placements += [(kind, d) for d in devices for _ in range(count)]
+        else:
+            placements += [(kind, 0)] * count
+    return placements
+
+
+class LoadedModel:
+    """One served version of a model: config + backend + core runner."""
+
+    def __init__(self, config: ModelConfig, version: int, backend: Backend) -> None:
+        self.config = config
+        self.version = version
+        self.backend = backend
+        instances = [
+            backend.create_instance(i, kind, device)
+            for i, (kind, device) in enumerate(instance_placements(config))
+        ]
+        self.runner = _core.ModelRunner(scheduler_spec(config, version), instances)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.name)
+
+    def stop(self) -> None:
+        """Finish queued and in-flight requests, stop the instances, release the backend."""
+        self.runner.stop()
+        self.backend.close()
