@@ -22,7 +22,8 @@ class InstanceBackend {
   virtual Status ExecuteRequests(std::vector<InferRequest*>& requests) {
     return Status(StatusCode::kUnsupported, "this backend does not execute request lists");
   }
-  // Called once on the worker thread before it exits.
+  // Called once on the worker thread when it starts, and once before it exits.
+  virtual void Start() {}
   virtual void Close() {}
 };
 

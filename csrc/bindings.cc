@@ -503,6 +503,13 @@ class PyInstanceBackend : public InstanceBackend {
     }
   }
 
+  // The worker keeps one Python thread state for its whole life: creating one per GIL
+  // acquisition would cost microseconds on every batch.
+  void Start() override {
+    py::gil_scoped_acquire gil;
+    gil.inc_ref();
+  }
+
   void Close() override {
     py::gil_scoped_acquire gil;
     try {
@@ -510,6 +517,7 @@ class PyInstanceBackend : public InstanceBackend {
     } catch (py::error_already_set& e) {
       e.discard_as_unraisable("tritonlite backend instance close()");
     }
+    gil.dec_ref();  // the thread state goes when `gil` does
   }
 
  private:
@@ -749,10 +757,11 @@ PYBIND11_MODULE(_core, m) {
                                         RequestArgs{std::move(request_id), priority, timeout_us,
                                                     correlation_id, std::move(correlation_id_str), flags});
              r->sink = &sink;
-             runner.Enqueue(std::move(r));
              std::vector<InferResponse> responses;
              {
+               // Release the GIL before queueing, so the worker finds it free.
                py::gil_scoped_release release;
+               runner.Enqueue(std::move(r));
                responses = sink.Wait();
              }
              py::list out(responses.size());

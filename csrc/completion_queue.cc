@@ -6,6 +6,8 @@
 #include <cerrno>
 #include <condition_variable>
 #include <cstring>
+
+#include "spin_wait.h"
 #ifdef __linux__
 #include <sys/eventfd.h>
 #endif
@@ -63,14 +65,15 @@ void BlockingSink::Complete(InferResponse&& response) {
   const bool final = response.final;
   responses_.push_back(std::move(response));
   if (final) {
-    done_ = true;
+    done_.store(true, std::memory_order_release);
     cv_.notify_all();
   }
 }
 
 std::vector<InferResponse> BlockingSink::Wait() {
+  SpinUntil([this] { return done_.load(std::memory_order_acquire); });
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return done_; });
+  cv_.wait(lock, [this] { return done_.load(); });
   return std::move(responses_);
 }
 

@@ -3,6 +3,7 @@
 // responses arrive in between; it drains them all in one call.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <vector>
@@ -42,7 +43,7 @@ class BlockingSink : public ResponseSink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<InferResponse> responses_;
-  bool done_ = false;
+  std::atomic<bool> done_{false};
 };
 
 }  // namespace tritonlite

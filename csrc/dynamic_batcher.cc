@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "spin_wait.h"
+
 namespace tritonlite {
 
 DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
@@ -180,7 +182,16 @@ Batch DynamicBatcher::NextBatch() {
       if (wake == 0 || batch_wake < wake) wake = batch_wake;
     }
     if (wake == 0) {
-      cv_.wait(lock);
+      // Idle: one worker spins briefly for the next request (cheaper than a wakeup), the
+      // others sleep.
+      if (!stopping_ && !spinner_.exchange(true)) {
+        lock.unlock();
+        const bool got = SpinUntil([this] { return queued_.load(std::memory_order_acquire) > 0; });
+        spinner_.store(false);
+        lock.lock();
+        if (got) continue;
+      }
+      if (queued_ == 0 && !stopping_) cv_.wait(lock);
     } else {
       const uint64_t now2 = NowNs();
       if (wake > now2) cv_.wait_for(lock, std::chrono::nanoseconds(wake - now2));

@@ -4,6 +4,7 @@
 // scheduler). Instance workers pull batches from it.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -63,7 +64,8 @@ class DynamicBatcher {
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Level> levels_;  // index 0 = priority 1 (highest)
-  size_t queued_ = 0;
+  std::atomic<size_t> queued_{0};  // read without the lock by a spinning worker
+  std::atomic<bool> spinner_{false};  // at most one idle worker spins at a time
   uint64_t next_sequence_ = 0;
   bool stopping_ = false;
 };

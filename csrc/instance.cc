@@ -19,6 +19,7 @@ void InstanceWorker::Join() {
 }
 
 void InstanceWorker::Run() {
+  backend_->Start();
   while (true) {
     Batch batch = runner_->batcher().NextBatch();
     if (batch.empty()) break;

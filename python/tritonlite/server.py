@@ -30,13 +30,17 @@ class _LoopCompletions:
         self.loop = loop
         self.queue = _core.CompletionQueue()
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.unmatched = 0  # responses for no pending request: must stay 0
         loop.add_reader(self.queue.fd(), self._drain)
 
     def _drain(self) -> None:
         pending = self.pending
         for token, error, outputs, _final in self.queue.drain():
             future = pending.pop(token, None)
-            if future is None or future.done():
+            if future is None:
+                self.unmatched += 1
+                continue
+            if future.done():  # cancelled by its awaiter
                 continue
             if error is None:
                 future.set_result(outputs)
