@@ -1,0 +1,608 @@
+"""The ONNX Runtime backend (platform ``onnxruntime_onnx``, backend ``onnxruntime``).
+
+This module owns everything between a model config and an ``onnxruntime.InferenceSession``:
+finding the model file, session options from the config (Triton's onnxruntime backend
+conventions), execution providers from the instance kind and ``execution_accelerators``, checking
+the config against the model's inputs and outputs, running one gathered batch, and the datatype
+mapping between ONNX tensor types and Triton datatypes. ``onnx_io_spec`` reads a model's
+signature for config auto-completion.
+
+Conventions matched from Triton's onnxruntime backend:
+
+* model file ``<version>/<default_model_filename or model.onnx>``; a directory there means
+  ``<that dir>/model.onnx``;
+* ``optimization.graph.level``: absent/0 -> ORT_ENABLE_ALL, -1 -> ORT_ENABLE_BASIC,
+  1 -> ORT_ENABLE_EXTENDED, 2 -> ORT_DISABLE_ALL;
+* ``parameters``: ``intra_op_thread_count``, ``inter_op_thread_count``, ``execution_mode`` (0
+  sequential, 1 parallel), ``enable_mem_arena``, ``enable_mem_pattern``, the CUDA options
+  ``cudnn_conv_algo_search``, ``gpu_mem_limit``, ``arena_extend_strategy``,
+  ``do_copy_in_default_stream``, and any ``session.*`` key as an ORT session config entry;
+* KIND_GPU adds the CUDA provider on the instance's device; ``gpu_execution_accelerator``
+  ``tensorrt`` (GPU instances only) and ``cuda``; ``cpu_execution_accelerator`` ``openvino``.
+
+Unlike Triton, intra-op threads default to the machine's cores divided by the model's instance
+count (not all cores per instance), and a requested provider that onnxruntime lacks, or that a
+session did not take, fails the load instead of falling back to CPU.
+
+ONNX string tensors: BYTES inputs are decoded as UTF-8 for onnxruntime's Python API and string
+outputs are encoded back; bytes that are not UTF-8 cannot cross it (INVALID_ARG / INTERNAL).
+BF16 tensors (numpy ``ml_dtypes.bfloat16``) go through ``OrtValue`` since onnxruntime's numpy path
+has no bfloat16; a model with both string inputs and BF16 outputs is not supported.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+import onnxruntime as ort
+
+from .. import datatypes
+from .._proto import model_config_pb2
+from .._proto.model_config_pb2 import ModelConfig
+from ..errors import INTERNAL, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, TritonError
+
+__all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend", "onnx_io_spec"]
+
+DEFAULT_MODEL_FILENAME = "model.onnx"
+
+#: onnxruntime's type strings -> Triton wire datatypes (every type Triton maps for ONNX).
+ORT_TO_TRITON: dict[str, str] = {
+    "tensor(bool)": "BOOL",
+    "tensor(uint8)": "UINT8",
+    "tensor(uint16)": "UINT16",
+    "tensor(uint32)": "UINT32",
+    "tensor(uint64)": "UINT64",
+    "tensor(int8)": "INT8",
+    "tensor(int16)": "INT16",
+    "tensor(int32)": "INT32",
+    "tensor(int64)": "INT64",
+    "tensor(float16)": "FP16",
+    "tensor(bfloat16)": "BF16",
+    "tensor(float)": "FP32",
+    "tensor(double)": "FP64",
+    "tensor(string)": "BYTES",
+}
+_ONNX_BFLOAT16 = 16  # onnx.TensorProto.BFLOAT16
+
+_GRAPH_LEVELS = {
+    -1: ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    0: ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    1: ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    2: ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+}
+
+CPU_EP = "CPUExecutionProvider"
+CUDA_EP = "CUDAExecutionProvider"
+TRT_EP = "TensorrtExecutionProvider"
+OPENVINO_EP = "OpenVINOExecutionProvider"
+
+# TensorRT accelerator parameters Triton renames; other "trt_*" keys pass through as they are.
+_TRT_RENAMED = {
+    "max_workspace_size_bytes": "trt_max_workspace_size",
+    "int8_calibration_table_name": "trt_int8_calibration_table_name",
+    "int8_use_native_calibration_table": "trt_int8_use_native_calibration_table",
+}
+_CUDNN_CONV_ALGO_SEARCH = {"0": "EXHAUSTIVE", "1": "HEURISTIC", "2": "DEFAULT"}
+_ARENA_EXTEND_STRATEGY = {"0": "kNextPowerOfTwo", "1": "kSameAsRequested"}
+
+_ORT_MESSAGE = re.compile(r"^\[ONNXRuntimeError\] : (\d+) : \w+ : ")
+
+
+class IOSpec(NamedTuple):
+    """One model input or output: Triton wire datatype ('FP32', 'BYTES') and the model's full
+    dims, batch dim included, -1 where a dim is dynamic."""
+
+    name: str
+    datatype: str
+    dims: list[int]
+
+
+# -------------------------------------------------------------------------------------------------
+# Model signature
+
+
+def onnx_io_spec(path: str | os.PathLike[str]) -> tuple[list[IOSpec], list[IOSpec], bool]:
+    """Inputs, outputs and whether the model can batch (every input and output has a dynamic
+    first dim; Triton's rule for auto-completing ``max_batch_size``). Dims include that first dim.
+
+    Raises TritonError (UNAVAILABLE when the file is missing, INVALID_ARG when onnxruntime cannot
+    load it or it has non-tensor inputs/outputs).
+    """
+    model_path = Path(path)
+    if model_path.is_dir():
+        model_path = model_path / DEFAULT_MODEL_FILENAME
+    if not model_path.is_file():
+        raise TritonError(f"unable to find '{model_path}'", UNAVAILABLE)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(model_path), options, providers=[CPU_EP])
+    except Exception as exc:
+        raise TritonError(
+            f"failed to read '{model_path}': {_ort_message(exc)}", INVALID_ARG
+        ) from exc
+    inputs = [_io_spec(arg, "input", str(model_path)) for arg in session.get_inputs()]
+    outputs = [_io_spec(arg, "output", str(model_path)) for arg in session.get_outputs()]
+    batchable = all(spec.dims and spec.dims[0] == -1 for spec in (*inputs, *outputs))
+    return inputs, outputs, batchable
+
+
+def _io_spec(arg: Any, kind: str, model: str) -> IOSpec:
+    datatype = ORT_TO_TRITON.get(arg.type)
+    if datatype is None:
+        raise TritonError(
+            f"{kind} '{arg.name}' of '{model}' has type {arg.type}, which Triton does not support",
+            INVALID_ARG,
+        )
+    shape = arg.shape if isinstance(arg.shape, list) else []
+    return IOSpec(arg.name, datatype, [d if isinstance(d, int) and d >= 0 else -1 for d in shape])
+
+
+# -------------------------------------------------------------------------------------------------
+# Backend
+
+
+def create_backend(config: ModelConfig, model_dir: Path, version_dir: Path) -> OnnxRuntimeBackend:
+    """BackendFactory for ONNX models (see ``backends.base``)."""
+    filename = config.default_model_filename or DEFAULT_MODEL_FILENAME
+    model_path = Path(version_dir) / filename
+    if model_path.is_dir():
+        model_path = model_path / DEFAULT_MODEL_FILENAME
+    if not model_path.is_file():
+        raise TritonError(f"unable to find '{model_path}' for model '{config.name}'", UNAVAILABLE)
+    return OnnxRuntimeBackend(config, model_path)
+
+
+class OnnxRuntimeBackend:
+    """One loaded version of an ONNX model; each instance gets its own InferenceSession."""
+
+    def __init__(self, config: ModelConfig, model_path: Path) -> None:
+        self.config = config
+        self.name = config.name
+        self.model_path = model_path
+        _session_options(config)  # fail the load early on bad parameters
+        _providers(config, "KIND_CPU", 0)  # ... and on unknown accelerators
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> OnnxRuntimeInstance:
+        providers = _providers(self.config, kind, device_id)
+        requested = [p if isinstance(p, str) else p[0] for p in providers]
+        available = ort.get_available_providers()
+        for provider in requested:
+            if provider not in available:
+                raise TritonError(
+                    f"model '{self.name}' instance {index} ({kind}, device {device_id}) needs "
+                    f"onnxruntime's {provider}, which this onnxruntime does not provide "
+                    f"(available: {', '.join(available)})"
+                    + ("; install onnxruntime-gpu" if provider in (CUDA_EP, TRT_EP) else ""),
+                    UNAVAILABLE,
+                )
+        try:
+            session = ort.InferenceSession(
+                str(self.model_path), _session_options(self.config), providers=providers
+            )
+        except Exception as exc:
+            status = UNAVAILABLE if type(exc).__name__ == "EPFail" else INVALID_ARG
+            raise TritonError(
+                f"failed to load model '{self.name}' from '{self.model_path}': {_ort_message(exc)}",
+                status,
+            ) from exc
+        taken = session.get_providers()
+        missing = [p for p in requested if p not in taken]
+        if missing:  # onnxruntime falls back to CPU with only a log line; Triton users expect GPU
+            raise TritonError(
+                f"model '{self.name}' instance {index}: onnxruntime could not create "
+                f"{', '.join(missing)} (the session got {', '.join(taken)}); see onnxruntime's "
+                "log for why (e.g. missing CUDA/cuDNN/TensorRT libraries)",
+                UNAVAILABLE,
+            )
+        return OnnxRuntimeInstance(self.config, session)
+
+    def close(self) -> None:
+        pass
+
+
+class _OrtValueArray:
+    """Exposes an OrtValue's CPU buffer to numpy (zero-copy) and keeps the OrtValue alive."""
+
+    def __init__(self, value: Any, typestr: str) -> None:
+        self._value = value
+        self.__array_interface__ = {
+            "shape": tuple(value.shape()),
+            "typestr": typestr,
+            "data": (value.data_ptr(), False),
+            "version": 3,
+        }
+
+
+class OnnxRuntimeInstance:
+    """One InferenceSession; ``execute`` runs one batch."""
+
+    def __init__(self, config: ModelConfig, session: ort.InferenceSession) -> None:
+        self.name = config.name
+        self.session: ort.InferenceSession | None = session
+        model_inputs = {a.name: _io_spec(a, "input", config.name) for a in session.get_inputs()}
+        model_outputs = {a.name: _io_spec(a, "output", config.name) for a in session.get_outputs()}
+        _check_config(config, model_inputs, model_outputs)
+        self._string_inputs = {n for n, s in model_inputs.items() if s.datatype == "BYTES"}
+        self._bf16_inputs = {n for n, s in model_inputs.items() if s.datatype == "BF16"}
+        self._string_outputs = {n for n, s in model_outputs.items() if s.datatype == "BYTES"}
+        self._bf16_outputs = {n for n, s in model_outputs.items() if s.datatype == "BF16"}
+        self._all_outputs = [io.name for io in config.output] or list(model_outputs)
+        self._bfloat16: Any = None
+        if self._bf16_inputs or self._bf16_outputs:
+            try:
+                import ml_dtypes
+            except ImportError as exc:
+                raise TritonError(
+                    f"model '{self.name}' has BF16 inputs or outputs, which need ml_dtypes: "
+                    "pip install ml_dtypes",
+                    UNAVAILABLE,
+                ) from exc
+            self._bfloat16 = np.dtype(ml_dtypes.bfloat16)
+        if self._string_inputs and self._bf16_outputs:
+            raise TritonError(
+                f"model '{self.name}' has both string inputs and BF16 outputs, which onnxruntime's "
+                "Python API cannot run together",
+                UNSUPPORTED,
+            )
+
+    def execute(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
+        session = self.session
+        if session is None:
+            raise TritonError(f"model '{self.name}' instance is closed", UNAVAILABLE)
+        names = list(output_names) if output_names else self._all_outputs
+        feeds: dict[str, Any] = {}
+        try:
+            for name, array in inputs.items():
+                if name in self._string_inputs:
+                    feeds[name] = self._to_str(name, array)
+                elif name in self._bf16_inputs:
+                    feeds[name] = self._to_bf16_value(name, array)
+                else:
+                    feeds[name] = array
+            if self._bf16_outputs.intersection(names):
+                return self._run_ort_values(session, feeds, names)
+            results = session.run(names, feeds)
+        except TritonError:
+            raise
+        except Exception as exc:
+            raise self._run_error(exc) from exc
+        out: dict[str, Any] = {}
+        for name, result in zip(names, results, strict=True):
+            out[name] = _to_bytes(result) if name in self._string_outputs else result
+        return out
+
+    def close(self) -> None:
+        self.session = None
+
+    # -- helpers ----------------------------------------------------------------------------------
+
+    def _run_ort_values(
+        self, session: ort.InferenceSession, feeds: dict[str, Any], names: list[str]
+    ) -> dict[str, Any]:
+        values = {
+            name: feed
+            if isinstance(feed, ort.OrtValue)
+            else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed))
+            for name, feed in feeds.items()
+        }
+        results = session.run_with_ort_values(names, values)
+        out: dict[str, Any] = {}
+        for name, value in zip(names, results, strict=True):
+            if name in self._bf16_outputs:
+                if int(np.prod(value.shape())) == 0:
+                    out[name] = np.empty(value.shape(), dtype=self._bfloat16)
+                else:
+                    raw = np.asarray(_OrtValueArray(value, "<u2"))
+                    out[name] = raw.view(self._bfloat16)
+            elif name in self._string_outputs:
+                out[name] = _to_bytes(value.numpy())
+            else:
+                out[name] = value.numpy()
+        return out
+
+    def _to_str(self, name: str, array: np.ndarray) -> np.ndarray:
+        if array.dtype.kind == "U":
+            return array
+        flat = array.ravel()
+        decoded = np.empty(flat.shape, dtype=object)
+        try:
+            for i, item in enumerate(flat):
+                decoded[i] = item.decode("utf-8") if isinstance(item, bytes | bytearray) else item
+        except UnicodeDecodeError as exc:
+            raise TritonError(
+                f"input '{name}' of model '{self.name}': element {i} is not valid UTF-8, which "
+                "onnxruntime string tensors need",
+                INVALID_ARG,
+            ) from exc
+        return decoded.reshape(array.shape)
+
+    def _to_bf16_value(self, name: str, array: np.ndarray) -> Any:
+        if array.dtype != self._bfloat16 and array.dtype != np.uint16:
+            raise TritonError(
+                f"input '{name}' of model '{self.name}' is BF16 but got a {array.dtype} array",
+                INVALID_ARG,
+            )
+        raw = np.ascontiguousarray(array).view(np.uint16)
+        return ort.OrtValue.ortvalue_from_numpy_with_onnx_type(raw, _ONNX_BFLOAT16)
+
+    def _run_error(self, exc: Exception) -> TritonError:
+        text = str(exc)
+        match = _ORT_MESSAGE.match(text)
+        code = f" {match.group(1)}" if match else ""
+        body = text[match.end() :] if match else text
+        return TritonError(f"onnx runtime error{code} for model '{self.name}': {body}", INTERNAL)
+
+
+def _to_bytes(array: np.ndarray) -> np.ndarray:
+    flat = array.ravel()
+    encoded = np.empty(flat.shape, dtype=object)
+    for i, item in enumerate(flat):
+        encoded[i] = item.encode("utf-8") if isinstance(item, str) else item
+    return encoded.reshape(array.shape)
+
+
+def _ort_message(exc: BaseException) -> str:
+    text = str(exc)
+    match = _ORT_MESSAGE.match(text)
+    if match:
+        return f"onnx runtime error {match.group(1)}: {text[match.end() :]}"
+    return text
+
+
+# -------------------------------------------------------------------------------------------------
+# Config -> session options and providers
+
+
+def _param(config: ModelConfig, key: str) -> str | None:
+    if key in config.parameters:
+        return str(config.parameters[key].string_value)
+    return None
+
+
+def _int_param(config: ModelConfig, key: str) -> int | None:
+    value = _param(config, key)
+    if value is None or value.strip() == "":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise TritonError(
+            f"model '{config.name}': parameter '{key}' must be an integer, got '{value}'",
+            INVALID_ARG,
+        ) from None
+
+
+def _bool_param(config: ModelConfig, key: str) -> bool | None:
+    value = _param(config, key)
+    if value is None:
+        return None
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise TritonError(
+        f"model '{config.name}': parameter '{key}' must be a boolean, got '{value}'", INVALID_ARG
+    )
+
+
+def _cpu_count() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _session_options(config: ModelConfig) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    level = config.optimization.graph.level if config.optimization.HasField("graph") else 0
+    if level not in _GRAPH_LEVELS:
+        raise TritonError(
+            f"model '{config.name}': optimization.graph.level must be -1, 0, 1 or 2, got {level}",
+            INVALID_ARG,
+        )
+    options.graph_optimization_level = _GRAPH_LEVELS[level]
+
+    mode = _int_param(config, "execution_mode")
+    if mode not in (None, 0, 1):
+        raise TritonError(
+            f"model '{config.name}': execution_mode must be 0 (sequential) or 1 (parallel), "
+            f"got {mode}",
+            INVALID_ARG,
+        )
+    options.execution_mode = (
+        ort.ExecutionMode.ORT_PARALLEL if mode == 1 else ort.ExecutionMode.ORT_SEQUENTIAL
+    )
+
+    intra = _int_param(config, "intra_op_thread_count")
+    if intra is None or intra <= 0:
+        instances = sum(max(group.count, 1) for group in config.instance_group) or 1
+        intra = max(1, _cpu_count() // instances)
+    options.intra_op_num_threads = intra
+    inter = _int_param(config, "inter_op_thread_count")
+    if inter is not None and inter > 0:
+        options.inter_op_num_threads = inter
+
+    arena = _bool_param(config, "enable_mem_arena")
+    if arena is not None:
+        options.enable_cpu_mem_arena = arena
+    pattern = _bool_param(config, "enable_mem_pattern")
+    if pattern is not None:
+        options.enable_mem_pattern = pattern
+    for key in config.parameters:
+        if key.startswith("session."):
+            try:
+                options.add_session_config_entry(key, config.parameters[key].string_value)
+            except Exception as exc:
+                raise TritonError(
+                    f"model '{config.name}': bad session parameter '{key}': {_ort_message(exc)}",
+                    INVALID_ARG,
+                ) from exc
+    return options
+
+
+ProviderSpec = str | tuple[str, dict[str, str]]
+
+
+def _accelerator_params(accelerator: Any) -> dict[str, str]:
+    return {str(k): str(v) for k, v in accelerator.parameters.items()}
+
+
+def _providers(config: ModelConfig, kind: str, device_id: int) -> list[ProviderSpec]:
+    accelerators = config.optimization.execution_accelerators
+    providers: list[ProviderSpec] = []
+    if kind == "KIND_GPU":
+        cuda: dict[str, str] = {}
+        for accelerator in accelerators.gpu_execution_accelerator:
+            if accelerator.name == "tensorrt":
+                providers.append((TRT_EP, _tensorrt_options(config, accelerator, device_id)))
+            elif accelerator.name == "cuda":
+                cuda.update(_accelerator_params(accelerator))
+            else:
+                raise TritonError(
+                    f"model '{config.name}': unknown GPU execution accelerator "
+                    f"'{accelerator.name}' (known: tensorrt, cuda)",
+                    INVALID_ARG,
+                )
+        cuda.update(_cuda_config_params(config))
+        cuda["device_id"] = str(device_id)
+        providers.append((CUDA_EP, cuda))
+    elif kind != "KIND_CPU":
+        raise TritonError(
+            f"model '{config.name}': instance kind {kind} is not supported by onnxruntime "
+            "(use KIND_CPU or KIND_GPU)",
+            INVALID_ARG,
+        )
+    for accelerator in accelerators.cpu_execution_accelerator:
+        if accelerator.name == "openvino":
+            providers.append(
+                (OPENVINO_EP, {"device_type": "CPU", **_accelerator_params(accelerator)})
+            )
+        else:
+            raise TritonError(
+                f"model '{config.name}': unknown CPU execution accelerator '{accelerator.name}' "
+                "(known: openvino)",
+                INVALID_ARG,
+            )
+    providers.append(CPU_EP)
+    return providers
+
+
+def _tensorrt_options(config: ModelConfig, accelerator: Any, device_id: int) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for key, value in _accelerator_params(accelerator).items():
+        if key == "precision_mode":
+            if value == "FP16":
+                options["trt_fp16_enable"] = "1"
+            elif value == "INT8":
+                options["trt_int8_enable"] = "1"
+            elif value != "FP32":
+                raise TritonError(
+                    f"model '{config.name}': unsupported TensorRT precision_mode '{value}' "
+                    "(FP32, FP16 or INT8)",
+                    INVALID_ARG,
+                )
+        elif key in _TRT_RENAMED:
+            options[_TRT_RENAMED[key]] = value
+        elif key.startswith("trt_"):
+            options[key] = value
+        else:
+            raise TritonError(
+                f"model '{config.name}': unknown parameter '{key}' for the TensorRT execution "
+                "accelerator",
+                INVALID_ARG,
+            )
+    options["device_id"] = str(device_id)
+    return options
+
+
+def _cuda_config_params(config: ModelConfig) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for key, table in (
+        ("cudnn_conv_algo_search", _CUDNN_CONV_ALGO_SEARCH),
+        ("arena_extend_strategy", _ARENA_EXTEND_STRATEGY),
+    ):
+        value = _param(config, key)
+        if value is not None:
+            if value.strip() not in table:
+                raise TritonError(
+                    f"model '{config.name}': unsupported {key} value '{value}' "
+                    f"(one of {', '.join(table)})",
+                    INVALID_ARG,
+                )
+            options[key] = table[value.strip()]
+    for key in ("gpu_mem_limit", "do_copy_in_default_stream"):
+        value = _param(config, key)
+        if value is not None:
+            options[key] = value
+    return options
+
+
+# -------------------------------------------------------------------------------------------------
+# Config <-> model checks
+
+
+def _check_config(
+    config: ModelConfig, model_inputs: dict[str, IOSpec], model_outputs: dict[str, IOSpec]
+) -> None:
+    """The config's inputs/outputs must exist in the model with the same datatype and compatible
+    dims (Triton fails such a load too); every model input must be in the config."""
+    _check_ios(config, "input", config.input, model_inputs)
+    _check_ios(config, "output", config.output, model_outputs)
+    configured = {io.name for io in config.input}
+    for name in model_inputs:
+        if name not in configured:
+            raise TritonError(
+                f"model '{config.name}': the model's input '{name}' is not in its configuration "
+                f"(configured: {', '.join(sorted(configured)) or 'none'})",
+                INVALID_ARG,
+            )
+
+
+def _check_ios(
+    config: ModelConfig, kind: str, ios: Iterable[Any], model: dict[str, IOSpec]
+) -> None:
+    for io in ios:
+        spec = model.get(io.name)
+        if spec is None:
+            raise TritonError(
+                f"model '{config.name}': configuration {kind} '{io.name}' is not a model {kind} "
+                f"(the model's {kind}s: {', '.join(model) or 'none'})",
+                INVALID_ARG,
+            )
+        datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(io.data_type))
+        if datatype != spec.datatype:
+            raise TritonError(
+                f"model '{config.name}': {kind} '{io.name}' is {spec.datatype} in the model but "
+                f"{datatypes.to_config_name(datatype)} in the configuration",
+                INVALID_ARG,
+            )
+        model_dims = spec.dims
+        if config.max_batch_size > 0:
+            if not model_dims or model_dims[0] != -1:
+                raise TritonError(
+                    f"model '{config.name}': max_batch_size is {config.max_batch_size} but "
+                    f"{kind} '{io.name}' has no dynamic first (batch) dim in the model "
+                    f"(dims {model_dims}); set max_batch_size to 0",
+                    INVALID_ARG,
+                )
+            model_dims = model_dims[1:]
+        dims = list(io.reshape.shape) if io.HasField("reshape") else list(io.dims)
+        compatible = len(dims) == len(model_dims) and all(
+            a == b or a == -1 or b == -1 for a, b in zip(dims, model_dims, strict=True)
+        )
+        if not compatible:
+            which = "reshape" if io.HasField("reshape") else "dims"
+            raise TritonError(
+                f"model '{config.name}': {kind} '{io.name}' has {which} {dims} in the "
+                f"configuration but {model_dims} in the model"
+                + (" (after the batch dim)" if config.max_batch_size > 0 else ""),
+                INVALID_ARG,
+            )
