@@ -580,6 +580,55 @@ py::tuple ResponseToPy(InferResponse&& r) {
   return t;
 }
 
+py::object OutputsToPy(NamedTensors& outputs, bool as_numpy) {
+  if (as_numpy) {
+    py::dict d;
+    for (auto& kv : outputs) d[py::str(kv.first)] = TensorToNumpy(kv.second);
+    return std::move(d);
+  }
+  py::list l(outputs.size());
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    l[i] = py::make_tuple(outputs[i].first, py::cast(std::move(outputs[i].second)));
+  }
+  return std::move(l);
+}
+
+size_t DispatchResponses(CompletionQueue& queue, py::dict pending, py::object error_class,
+                         bool as_numpy) {
+  std::vector<InferResponse> ready = queue.Drain();
+  size_t unmatched = 0;
+  for (InferResponse& r : ready) {
+    py::int_ token(r.token);
+    PyObject* entry_raw = PyDict_GetItem(pending.ptr(), token.ptr());  // borrowed
+    if (entry_raw == nullptr) {
+      ++unmatched;
+      continue;
+    }
+    py::object entry = py::reinterpret_borrow<py::object>(entry_raw);
+    if (r.final) PyDict_DelItem(pending.ptr(), token.ptr());
+    py::object error = py::none();
+    if (!r.status.ok()) error = error_class(r.status.message(), StatusCodeName(r.status.code()));
+    py::object outputs = r.status.ok() ? OutputsToPy(r.outputs, as_numpy) : py::none();
+    r.keepalive.clear();
+    try {
+      if (PyCallable_Check(entry.ptr())) {
+        entry(error, outputs, r.final);
+      } else if (error.is_none()) {
+        entry.attr("set_result")(outputs);
+      } else {
+        entry.attr("set_exception")(error);
+      }
+    } catch (py::error_already_set& e) {
+      // A future cancelled by its awaiter refuses results (InvalidStateError): drop it. Any
+      // other failure belongs to the callback and must not stop the other responses.
+      static py::object* invalid_state = new py::object(
+          py::module_::import("asyncio").attr("InvalidStateError"));  // leaked: process lifetime
+      if (!e.matches(*invalid_state)) e.discard_as_unraisable("tritonlite response dispatch");
+    }
+  }
+  return unmatched;
+}
+
 py::dict DurationToPy(const Duration& d) {
   py::dict o;
   o["count"] = d.count;
@@ -729,7 +778,14 @@ PYBIND11_MODULE(_core, m) {
         py::list out(ready.size());
         for (size_t i = 0; i < ready.size(); ++i) out[i] = ResponseToPy(std::move(ready[i]));
         return out;
-      }, "Every response ready now as (token, error, outputs, final) tuples.");
+      }, "Every response ready now as (token, error, outputs, final) tuples.")
+      .def("dispatch", &DispatchResponses, py::arg("pending"), py::arg("error_class"),
+           py::arg("as_numpy"),
+           "Resolve every ready response in one call: pending[token] is an asyncio future "
+           "(resolved with the outputs, or the error) or a callable taking (error, outputs, "
+           "final) for multi-response requests; the entry is removed with the final response. "
+           "Outputs are a dict of numpy arrays when as_numpy, else (name, Tensor) pairs. "
+           "Returns how many responses had no pending entry.");
 
   py::class_<ModelRunner, std::shared_ptr<ModelRunner>>(
       m, "ModelRunner", "One loaded model version: validation, batcher, instance workers, stats.")

@@ -101,7 +101,7 @@ def test_stress_mixed_traffic_every_request_answered_once() -> None:
             timeout=SECONDS + 60,  # a deadlock fails here instead of hanging CI
         )
         rss.append(rss_mb())
-        completions = server._completions()
+        completions = server._completions(asyncio.get_running_loop())
         assert completions.pending == {}
         assert completions.unmatched == 0
 

@@ -1,9 +1,10 @@
 """The in-process Server: the one object that frontends and library users talk to.
 
-It owns the loaded models and the path of a request into the core: ``infer`` blocks (without the
-GIL) until the response arrives; ``infer_async`` resolves an asyncio future. Completions for
-an event loop arrive on one core CompletionQueue whose file descriptor the loop watches: one
-wakeup drains every response that is ready.
+It owns the loaded models (installed by the repository or by ``add_model``) and the path of a
+request into the core: ``infer`` blocks (without the GIL) until the response arrives;
+``infer_async`` and ``submit`` return asyncio futures. Completions for an event loop arrive on
+core CompletionQueues whose file descriptors the loop watches: one wakeup resolves every
+response that is ready, in one C++ call.
 """
 
 from __future__ import annotations
@@ -11,85 +12,136 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from . import _core
+from ._proto import model_config_pb2 as mc
 from .backends.base import Backend
-from .errors import NOT_FOUND, UNAVAILABLE, TritonError
+from .datatypes import to_wire_name
+from .errors import INTERNAL, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
+
+if TYPE_CHECKING:
+    from .repository import ModelRepository
 
 Inputs = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
+__version__ = "0.1.0"
+
+#: Protocol extensions the frontends implement (reported in server metadata).
+EXTENSIONS = (
+    "classification",
+    "sequence",
+    "model_repository",
+    "model_repository(unload_dependents)",
+    "schedule_policy",
+    "model_configuration",
+    "system_shared_memory",
+    "cuda_shared_memory",
+    "binary_tensor_data",
+    "parameters",
+    "statistics",
+    "trace",
+    "logging",
+)
+
 
 class _LoopCompletions:
-    """Futures of one event loop, resolved from one completion queue."""
+    """Futures of one event loop, resolved in batches from core completion queues: one for
+    in-process callers (outputs as numpy arrays), one for frontends (outputs as Tensors)."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self.queue = _core.CompletionQueue()
-        self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.numpy_queue = _core.CompletionQueue()
+        self.tensor_queue = _core.CompletionQueue()
+        self.pending: dict[int, Any] = {}
         self.unmatched = 0  # responses for no pending request: must stay 0
-        loop.add_reader(self.queue.fd(), self._drain)
+        loop.add_reader(self.numpy_queue.fd(), self._dispatch, self.numpy_queue, True)
+        loop.add_reader(self.tensor_queue.fd(), self._dispatch, self.tensor_queue, False)
 
-    def _drain(self) -> None:
-        pending = self.pending
-        for token, error, outputs, _final in self.queue.drain():
-            future = pending.pop(token, None)
-            if future is None:
-                self.unmatched += 1
-                continue
-            if future.done():  # cancelled by its awaiter
-                continue
-            if error is None:
-                future.set_result(outputs)
-            else:
-                future.set_exception(TritonError(error[1], error[0]))
+    def _dispatch(self, queue: Any, as_numpy: bool) -> None:
+        self.unmatched += queue.dispatch(self.pending, TritonError, as_numpy)
 
     def close(self) -> None:
         if not self.loop.is_closed():
-            self.loop.remove_reader(self.queue.fd())
+            self.loop.remove_reader(self.numpy_queue.fd())
+            self.loop.remove_reader(self.tensor_queue.fd())
 
 
 class Server:
-    """A Triton-compatible inference server, in-process."""
+    """A Triton-compatible inference server, in-process.
 
-    def __init__(self) -> None:
+    ``Server(model_repository=...)`` loads a model repository exactly as ``tritonlite-server``
+    does; ``Server()`` starts empty, and ``add_model`` serves a config + backend directly.
+    """
+
+    def __init__(
+        self,
+        model_repository: str | Path | Sequence[str | Path] | None = None,
+        *,
+        model_control_mode: str = "none",
+        load_models: Sequence[str] = (),
+        repository_poll_secs: float = 15.0,
+        auto_complete_config: bool = True,
+        strict_readiness: bool = True,
+        exit_on_error: bool = True,
+    ) -> None:
         self._models: dict[str, dict[int, LoadedModel]] = {}
+        self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
         self._tokens = itertools.count(1)
         self._closed = False
+        self.strict_readiness = strict_readiness
+        self.repository: ModelRepository | None = None
+        if model_repository is None:
+            return
+        from .repository import ModelRepository  # config parsing is needed only with one
+
+        paths = (
+            [model_repository]
+            if isinstance(model_repository, (str, Path))
+            else list(model_repository)
+        )
+        self.repository = ModelRepository(
+            self, paths, control_mode=model_control_mode, auto_complete=auto_complete_config
+        )
+        self.repository.load_startup_models(load_models)
+        failed = [m for m in self.repository.index() if m.get("state") == "UNAVAILABLE"]
+        if failed and exit_on_error:
+            self.close()
+            raise TritonError(
+                "failed to load all models: "
+                + "; ".join(f"{m['name']}: {m.get('reason', '')}" for m in failed),
+                INTERNAL,
+            )
+        if model_control_mode == "poll":
+            self.repository.start_polling(repository_poll_secs)
 
     # ---- models ------------------------------------------------------------------------------
 
     def add_model(self, config: ModelConfig, backend: Backend, version: int = 1) -> None:
         """Serve ``backend`` as ``version`` of the model described by a complete ``config``."""
-        loaded = LoadedModel(config, version, backend)
-        previous = self._models.setdefault(config.name, {}).get(version)
-        self._models[config.name][version] = loaded
-        if previous is not None:
-            previous.stop()
+        self._install(config.name, {version: LoadedModel(config, version, backend)})
 
     def remove_model(self, name: str, version: int | None = None) -> None:
         """Stop serving a model (all versions by default); waits for in-flight requests."""
-        versions = self._models.get(name, {})
-        for v in [version] if version is not None else list(versions):
-            loaded = versions.pop(v, None)
-            if loaded is not None:
-                loaded.stop()
-        if not versions:
-            self._models.pop(name, None)
+        if version is None:
+            self._uninstall(name)
+        else:
+            self._install(name, {}, keep=set(self._versions(name)) - {version})
 
     def model_names(self) -> list[str]:
         return sorted(self._models)
 
     def get_model(self, name: str, version: int | None = None) -> LoadedModel:
-        """The loaded model version (the latest when ``version`` is None)."""
+        """The loaded model version (the latest when ``version`` is None or 0)."""
         versions = self._models.get(name)
         if not versions:
             raise TritonError(f"Request for unknown model: '{name}' is not found", NOT_FOUND)
-        if version is None or version == 0:
+        if not version:
             return versions[max(versions)]
         loaded = versions.get(version)
         if loaded is None:
@@ -97,6 +149,114 @@ class Server:
                 f"Request for unknown model: '{name}' version {version} is not found", NOT_FOUND
             )
         return loaded
+
+    def _versions(self, name: str) -> dict[int, LoadedModel]:
+        return self._models.get(name, {})
+
+    def _install(
+        self, name: str, loaded: Mapping[int, LoadedModel], keep: set[int] | None = None
+    ) -> None:
+        """Serve ``loaded`` versions of a model, replacing versions with the same number; with
+        ``keep``, versions outside it are retired. Retired versions finish their in-flight
+        requests after the new ones are visible, so no request fails during a reload."""
+        old = self._models.get(name, {})
+        new = {v: m for v, m in old.items() if keep is None or v in keep}
+        new.update(loaded)
+        retired = [m for v, m in old.items() if new.get(v) is not m]
+        if new:
+            self._models[name] = new  # copy-on-write: readers never see a half-updated dict
+            self._latest[name] = new[max(new)].runner
+        else:
+            self._models.pop(name, None)
+            self._latest.pop(name, None)
+        for m in retired:
+            m.stop()
+
+    def _uninstall(self, name: str) -> None:
+        self._install(name, {}, keep=set())
+
+    # ---- health, metadata, repository --------------------------------------------------------
+
+    def is_live(self) -> bool:
+        return not self._closed
+
+    def is_ready(self) -> bool:
+        """Live, and (with strict readiness) every model the repository knows is READY."""
+        if self._closed:
+            return False
+        if not self.strict_readiness or self.repository is None:
+            return True
+        return all(m["state"] == "READY" for m in self.repository.index() if "state" in m)
+
+    def model_ready(self, name: str, version: int | None = None) -> bool:
+        try:
+            self.get_model(name, version)
+        except TritonError:
+            return False
+        return True
+
+    def metadata(self) -> dict[str, Any]:
+        """Triton's server metadata."""
+        return {"name": "tritonlite", "version": __version__, "extensions": list(EXTENSIONS)}
+
+    def model_metadata(self, name: str, version: int | None = None) -> dict[str, Any]:
+        """KServe v2 model metadata: name, versions, platform, inputs and outputs."""
+        config = self.get_model(name, version).config
+        batch = [-1] if config.max_batch_size > 0 else []
+
+        def tensors(items: Any) -> list[dict[str, Any]]:
+            return [
+                {
+                    "name": t.name,
+                    "datatype": to_wire_name(mc.DataType.Name(t.data_type)),
+                    "shape": batch + list(t.dims),
+                }
+                for t in items
+            ]
+
+        return {
+            "name": name,
+            "versions": [str(v) for v in sorted(self._versions(name))],
+            "platform": config.platform or config.backend,
+            "inputs": tensors(config.input),
+            "outputs": tensors(config.output),
+        }
+
+    def model_config(self, name: str, version: int | None = None) -> ModelConfig:
+        return self.get_model(name, version).config
+
+    def repository_index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        if self.repository is None:
+            return [
+                {"name": n, "version": str(v), "state": "READY", "reason": ""}
+                for n in self.model_names()
+                for v in sorted(self._versions(n))
+            ]
+        return self.repository.index(ready_only)
+
+    def load_model(
+        self, name: str, config: str | None = None, files: Mapping[str, bytes] | None = None
+    ) -> None:
+        """Load or reload a model from the repository (explicit model control), optionally
+        with a JSON config override and file overrides ('file:<version>/<file>' -> bytes)."""
+        self._explicit_control().load(name, config, files)
+
+    def unload_model(self, name: str) -> None:
+        """Unload every version of a model (explicit model control); in-flight requests finish."""
+        self._explicit_control().unload(name)
+
+    def _explicit_control(self) -> ModelRepository:
+        if self.repository is None:
+            raise TritonError("the server has no model repository", UNAVAILABLE)
+        mode = self.repository.control_mode
+        if mode != "explicit":
+            raise TritonError(
+                "explicit model load / unload is not allowed if polling is enabled"
+                if mode == "poll"
+                else f"explicit model load / unload is not allowed in model control mode '{mode}'",
+                UNAVAILABLE,
+            )
+        return self.repository
 
     # ---- inference ---------------------------------------------------------------------------
 
@@ -121,7 +281,7 @@ class Server:
             raise TritonError(error[1], error[0])
         return {name: t.numpy() for name, t in tensors}
 
-    async def infer_async(
+    def infer_async(
         self,
         model: str,
         inputs: Inputs,
@@ -131,13 +291,12 @@ class Server:
         priority: int = 0,
         timeout_us: int = 0,
         request_id: str = "",
-    ) -> dict[str, np.ndarray]:
-        """Like ``infer``, awaited on the running event loop."""
-        tensors = await self.submit(
-            model, inputs, outputs, version,
-            priority=priority, timeout_us=timeout_us, request_id=request_id,
-        )  # fmt: skip
-        return {name: t.numpy() for name, t in tensors}
+    ) -> asyncio.Future[dict[str, np.ndarray]]:
+        """Like ``infer``, from the running event loop: await the returned future. Bad requests
+        raise here, before anything is queued."""
+        return self._submit(  # type: ignore[no-any-return]
+            True, model, inputs, outputs, version, request_id, priority, timeout_us, 0, "", 0
+        )
 
     def submit(
         self,
@@ -153,16 +312,39 @@ class Server:
         correlation_id_str: str = "",
         flags: int = 0,
     ) -> asyncio.Future[list[tuple[str, Any]]]:
-        """Queue a request from the running event loop; the future resolves to its outputs as
-        (name, Tensor) pairs. Bad requests raise here, before anything is queued."""
-        runner = self._runner(model, version)
-        completions = self._completions()
-        future: asyncio.Future[Any] = completions.loop.create_future()
+        """For frontends: like ``infer_async``, but the future resolves to the outputs as
+        (name, Tensor) pairs, and sequence fields can be set."""
+        return self._submit(  # type: ignore[no-any-return]
+            False, model, inputs, outputs, version, request_id, priority, timeout_us,
+            correlation_id, correlation_id_str, flags,
+        )  # fmt: skip
+
+    def _submit(
+        self,
+        as_numpy: bool,
+        model: str,
+        inputs: Inputs,
+        outputs: Sequence[str] | None,
+        version: int | None,
+        request_id: str,
+        priority: int,
+        timeout_us: int,
+        correlation_id: int,
+        correlation_id_str: str,
+        flags: int,
+    ) -> Any:
+        runner = self._latest.get(model) if not version else None
+        if runner is None:
+            runner = self._runner(model, version)
+        loop = asyncio.get_running_loop()
+        completions = self._loops.get(loop) or self._completions(loop)
+        future = loop.create_future()
         token = next(self._tokens)
         completions.pending[token] = future
         try:
             runner.enqueue(
-                completions.queue, token, inputs, outputs, request_id, priority, timeout_us,
+                completions.numpy_queue if as_numpy else completions.tensor_queue,
+                token, inputs, outputs, request_id, priority, timeout_us,
                 correlation_id, correlation_id_str, flags,
             )  # fmt: skip
         except BaseException:
@@ -171,7 +353,7 @@ class Server:
         return future
 
     def statistics(self, model: str = "", version: int | None = None) -> list[dict[str, Any]]:
-        """Triton's ModelStatistics for one model (or all) as dicts."""
+        """Triton's ModelStatistics for one model (or every model) as dicts."""
         names = [model] if model else self.model_names()
         out = []
         for name in names:
@@ -179,21 +361,23 @@ class Server:
             if not versions:
                 raise TritonError(f"Request for unknown model: '{name}' is not found", NOT_FOUND)
             for v, loaded in sorted(versions.items()):
-                if version not in (None, 0) and v != version:
+                if version and v != version:
                     continue
-                stats = loaded.runner.statistics()
-                out.append({"name": name, "version": str(v), **stats})
+                out.append({"name": name, "version": str(v), **loaded.runner.statistics()})
         return out
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
-        """Stop every model (finishing in-flight requests) and release event-loop hooks."""
+        """Stop accepting requests, finish in-flight ones, unload every model."""
         if self._closed:
             return
         self._closed = True
+        self._latest = {}
+        if self.repository is not None:
+            self.repository.close()
         for name in list(self._models):
-            self.remove_model(name)
+            self._uninstall(name)
         for completions in self._loops.values():
             completions.close()
         self._loops.clear()
@@ -209,8 +393,7 @@ class Server:
             raise TritonError("Server is shutting down", UNAVAILABLE)
         return self.get_model(model, version).runner
 
-    def _completions(self) -> _LoopCompletions:
-        loop = asyncio.get_running_loop()
+    def _completions(self, loop: asyncio.AbstractEventLoop) -> _LoopCompletions:
         completions = self._loops.get(loop)
         if completions is None or completions.loop.is_closed():
             completions = self._loops[loop] = _LoopCompletions(loop)
