@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include <memory>
+
+#include "owned_request.h"
 #include "request.h"
 #include "status.h"
 
@@ -17,9 +20,10 @@ class InstanceBackend {
   // requested ones; all when `output_names` is empty). Called from the instance's own thread.
   virtual Status Execute(const NamedTensors& inputs, const std::vector<std::string>& output_names,
                          NamedTensors* outputs) = 0;
-  // Per-request execution (python backend): the backend answers each request itself through
-  // its sink, any number of responses, the last one final. Returns an error to fail them all.
-  virtual Status ExecuteRequests(std::vector<InferRequest*>& requests) {
+  // Per-request execution (python backend): the backend answers each request itself, any
+  // number of responses, the last one final, now or later from any thread. An error return
+  // fails every request that has no final response yet.
+  virtual Status ExecuteRequests(const std::vector<std::shared_ptr<OwnedRequest>>& requests) {
     return Status(StatusCode::kUnsupported, "this backend does not execute request lists");
   }
   // Called once on the worker thread when it starts, and once before it exits.

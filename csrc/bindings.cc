@@ -18,6 +18,7 @@
 #include "dlpack.h"
 #include "model_runner.h"
 #include "model_spec.h"
+#include "owned_request.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -462,7 +463,7 @@ class PyInstanceBackend : public InstanceBackend {
  public:
   PyInstanceBackend(py::object instance, std::vector<std::string> all_outputs)
       : instance_(std::move(instance)), all_outputs_(std::move(all_outputs)) {
-    execute_ = instance_.attr("execute");
+    execute_ = py::getattr(instance_, "execute", py::none());
   }
   ~PyInstanceBackend() override {
     if (!Py_IsInitialized()) {
@@ -495,6 +496,20 @@ class PyInstanceBackend : public InstanceBackend {
       for (auto item : result.cast<py::dict>()) {
         outputs->emplace_back(py::str(item.first).cast<std::string>(), TensorFromAny(item.second));
       }
+      return Status::Success();
+    } catch (py::error_already_set& e) {
+      return StatusFromPython(e);
+    } catch (const Error& e) {
+      return Status(e.code(), e.what());
+    }
+  }
+
+  Status ExecuteRequests(const std::vector<std::shared_ptr<OwnedRequest>>& requests) override {
+    py::gil_scoped_acquire gil;
+    try {
+      py::list list(requests.size());
+      for (size_t i = 0; i < requests.size(); ++i) list[i] = py::cast(requests[i]);
+      instance_.attr("execute_requests")(list);
       return Status::Success();
     } catch (py::error_already_set& e) {
       return StatusFromPython(e);
@@ -669,6 +684,14 @@ std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::lis
   ModelSpec spec = ModelSpecFromPy(spec_dict);
   std::vector<std::string> all_outputs;
   for (const auto& o : spec.outputs) all_outputs.push_back(o.name);
+  if (spec.per_request_execution) {
+    for (py::handle inst : instances) {
+      if (!py::hasattr(inst, "execute_requests")) {
+        ThrowInvalid("model '" + spec.name + "': a per-request backend instance needs an "
+                     "execute_requests(requests) method");
+      }
+    }
+  }
   std::vector<std::unique_ptr<InstanceBackend>> backends;
   for (py::handle inst : instances) {
     backends.push_back(std::make_unique<PyInstanceBackend>(py::reinterpret_borrow<py::object>(inst),
@@ -787,17 +810,56 @@ PYBIND11_MODULE(_core, m) {
            "Outputs are a dict of numpy arrays when as_numpy, else (name, Tensor) pairs. "
            "Returns how many responses had no pending entry.");
 
+  py::class_<OwnedRequest, std::shared_ptr<OwnedRequest>>(
+      m, "Request",
+      "A request handed to a backend that answers it itself: any number of respond() calls, "
+      "exactly one with final=True. Dropped without a final response, it fails with an error.")
+      .def_property_readonly("id", [](const OwnedRequest& r) { return r.request().id; })
+      .def_property_readonly("correlation_id",
+                             [](const OwnedRequest& r) { return r.request().correlation_id; })
+      .def_property_readonly("correlation_id_str",
+                             [](const OwnedRequest& r) { return r.request().correlation_id_str; })
+      .def_property_readonly("flags", [](const OwnedRequest& r) { return r.request().flags; })
+      .def_property_readonly("priority", [](const OwnedRequest& r) { return r.request().priority; })
+      .def_property_readonly("timeout_us",
+                             [](const OwnedRequest& r) { return r.request().timeout_us; })
+      .def_property_readonly("batch_size",
+                             [](const OwnedRequest& r) { return r.request().batch_size; })
+      .def_property_readonly("requested_outputs",
+                             [](const OwnedRequest& r) { return r.request().requested_outputs; })
+      .def_property_readonly("finished", &OwnedRequest::finished)
+      .def("inputs", [](const OwnedRequest& r) {
+        py::list out;
+        for (const auto& kv : r.request().inputs) out.append(py::make_tuple(kv.first, py::cast(kv.second)));
+        return out;
+      }, "The inputs as (name, Tensor) pairs.")
+      .def("respond",
+           [](OwnedRequest& r, py::object outputs, py::object error, bool final) {
+             NamedTensors tensors;
+             if (!outputs.is_none()) tensors = InputsFromPy(outputs);
+             Status status;
+             if (!error.is_none()) {
+               auto e = error.cast<py::tuple>();
+               status = Status(StatusCodeFromName(e[0].cast<std::string>()), e[1].cast<std::string>());
+             }
+             py::gil_scoped_release release;
+             r.Respond(std::move(tensors), std::move(status), final);
+           },
+           py::arg("outputs") = py::none(), py::arg("error") = py::none(), py::arg("final") = true,
+           "Send a response: outputs as a dict (or (name, array) pairs), error as (status, "
+           "message). Raises if the final response was already sent.");
+
   py::class_<ModelRunner, std::shared_ptr<ModelRunner>>(
       m, "ModelRunner", "One loaded model version: validation, batcher, instance workers, stats.")
       .def(py::init(&MakeRunner), py::arg("spec"), py::arg("instances"))
       .def("enqueue",
-           [](ModelRunner& runner, CompletionQueue& queue, uint64_t token, py::handle inputs,
+           [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
               py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,
               uint64_t correlation_id, std::string correlation_id_str, uint32_t flags) {
              RequestPtr r = MakeRequest(token, inputs, outputs,
                                         RequestArgs{std::move(request_id), priority, timeout_us,
                                                     correlation_id, std::move(correlation_id_str), flags});
-             r->sink = &queue;
+             r->sink = std::move(queue);
              runner.Enqueue(std::move(r));
            },
            py::arg("queue"), py::arg("token"), py::arg("inputs"), py::arg("outputs") = py::none(),
@@ -808,17 +870,17 @@ PYBIND11_MODULE(_core, m) {
            [](ModelRunner& runner, py::handle inputs, py::handle outputs, std::string request_id,
               uint32_t priority, uint64_t timeout_us, uint64_t correlation_id,
               std::string correlation_id_str, uint32_t flags) {
-             BlockingSink sink;
+             auto sink = std::make_shared<BlockingSink>();
              RequestPtr r = MakeRequest(0, inputs, outputs,
                                         RequestArgs{std::move(request_id), priority, timeout_us,
                                                     correlation_id, std::move(correlation_id_str), flags});
-             r->sink = &sink;
+             r->sink = sink;
              std::vector<InferResponse> responses;
              {
                // Release the GIL before queueing, so the worker finds it free.
                py::gil_scoped_release release;
                runner.Enqueue(std::move(r));
-               responses = sink.Wait();
+               responses = sink->Wait();
              }
              py::list out(responses.size());
              for (size_t i = 0; i < responses.size(); ++i) out[i] = ResponseToPy(std::move(responses[i]));

@@ -158,12 +158,27 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
 }
 
 void InstanceWorker::ExecutePerRequest(Batch& batch) {
-  std::vector<InferRequest*> requests;
-  for (RequestPtr& r : batch.requests) requests.push_back(r.get());
-  Status status = backend_->ExecuteRequests(requests);
-  if (!status.ok()) {
-    for (RequestPtr& r : batch.requests) r->Fail(status);
+  const ModelSpec& spec = runner_->spec();
+  const uint64_t t0 = NowNs();
+  std::vector<std::shared_ptr<OwnedRequest>> requests;
+  requests.reserve(batch.requests.size());
+  for (RequestPtr& r : batch.requests) {
+    requests.push_back(
+        std::make_shared<OwnedRequest>(std::move(r), runner_->shared_stats(), spec.name, t0));
   }
+  Status status;
+  try {
+    status = backend_->ExecuteRequests(requests);
+  } catch (const Error& e) {
+    status = Status(e.code(), e.what());
+  } catch (const std::exception& e) {
+    status = Status(StatusCode::kInternal, std::string("model '") + spec.name + "': " + e.what());
+  }
+  if (!status.ok()) {
+    for (auto& r : requests) r->FailIfUnfinished(status);
+  }
+  const uint64_t t1 = NowNs();
+  runner_->stats().RecordExecution(spec.max_batch_size > 0 ? batch.batch_size : 1, 0, t1 - t0, 0);
   runner_->Deliver(batch.sequence, Delivery{});
 }
 

@@ -5,7 +5,9 @@
 namespace tritonlite {
 
 ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends)
-    : spec_(std::move(spec)), batcher_(spec_, &stats_) {
+    : spec_(std::move(spec)),
+      stats_(std::make_shared<ModelStats>()),
+      batcher_(spec_, stats_.get()) {
   if (backends.empty()) {
     throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "' needs at least one instance");
   }
@@ -30,7 +32,7 @@ void ModelRunner::Stop() {
 }
 
 StatsSnapshot ModelRunner::Statistics() const {
-  StatsSnapshot s = stats_.Snapshot();
+  StatsSnapshot s = stats_->Snapshot();
   s.pending = batcher_.pending();
   return s;
 }

@@ -16,7 +16,7 @@
 
 namespace tritonlite {
 
-using Delivery = std::vector<std::pair<ResponseSink*, InferResponse>>;
+using Delivery = std::vector<std::pair<std::shared_ptr<ResponseSink>, InferResponse>>;
 
 class ModelRunner {
  public:
@@ -35,13 +35,14 @@ class ModelRunner {
   StatsSnapshot Statistics() const;
   const ModelSpec& spec() const { return spec_; }
   DynamicBatcher& batcher() { return batcher_; }
-  ModelStats& stats() { return stats_; }
+  ModelStats& stats() { return *stats_; }
+  const std::shared_ptr<ModelStats>& shared_stats() const { return stats_; }
   // Called by workers once per batch, with the batch's formation sequence number.
   void Deliver(uint64_t sequence, Delivery&& responses);
 
  private:
   const ModelSpec spec_;
-  ModelStats stats_;
+  std::shared_ptr<ModelStats> stats_;  // shared with requests a backend still holds
   DynamicBatcher batcher_;
   std::mutex order_mu_;
   uint64_t next_delivery_ = 0;

@@ -57,7 +57,7 @@ struct InferRequest {
   // Filled by the scheduler.
   uint64_t enqueue_ns = 0;
   uint64_t deadline_ns = 0;  // 0: none
-  ResponseSink* sink = nullptr;  // outlives the request
+  std::shared_ptr<ResponseSink> sink;
 
   const Tensor* FindInput(const std::string& name) const {
     for (const auto& kv : inputs) {

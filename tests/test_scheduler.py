@@ -513,3 +513,109 @@ def test_unknown_model_and_version(two_input_server: Server) -> None:
     assert info.value.status == "NOT_FOUND"
     with pytest.raises(TritonError, match="version 3 is not found"):
         two_input_server.infer("simple", {}, version=3)
+
+
+# ---- backends that answer each request themselves (python backend, decoupled) ----
+
+
+class PerRequest:
+    """A per-request backend: `answer(request)` decides what to send."""
+
+    per_request_execution = True
+
+    def __init__(self, answer: Callable[[Any], None]) -> None:
+        self.answer = answer
+        self.kept: list[Any] = []
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> PerRequest:
+        return self
+
+    def execute_requests(self, requests: list[Any]) -> None:
+        for r in requests:
+            self.answer(r)
+
+    def close(self) -> None:
+        pass
+
+
+def _double(request: Any) -> dict[str, Any]:
+    return {"OUT": dict(request.inputs())["IN"].numpy() * 2}
+
+
+def test_per_request_backend_answers_each_request(server: Server) -> None:
+    server.add_model(
+        config(f'name: "m" max_batch_size: 4 {IO} dynamic_batching {{ max_queue_delay_microseconds: 20000 }}'),
+        PerRequest(lambda r: r.respond(_double(r))),
+    )
+    results = asyncio.run(gather(server, "m", [1, 2, 3]))
+    assert [float(r["OUT"][0, 0]) for r in results] == [2, 4, 6]
+    stats = server.statistics("m")[0]
+    assert stats["inference_stats"]["success"]["count"] == 3
+    assert sum(b["compute_infer"]["count"] for b in stats["batch_stats"]) < 3  # batched
+
+
+def test_decoupled_responses_stream_then_final(server: Server) -> None:
+    def stream(r: Any) -> None:
+        for i in range(3):
+            r.respond({"OUT": np.full((1, 2), i, np.float32)}, final=False)
+        r.respond(final=True)  # Triton's COMPLETE_FINAL flag without a response
+
+    server.add_model(config(f'name: "m" max_batch_size: 1 {IO}'), PerRequest(stream))
+    got: list[tuple[Any, Any, bool]] = []
+
+    async def main() -> None:
+        done = asyncio.get_running_loop().create_future()
+
+        def on_response(error: Any, outputs: Any, final: bool) -> None:
+            got.append((error, outputs, final))
+            if final:
+                done.set_result(None)
+
+        server.submit_stream("m", {"IN": row(0)}, on_response)
+        await done
+
+    asyncio.run(main())
+    assert [g[2] for g in got] == [False, False, False, True]
+    assert [float(dict(g[1])["OUT"].numpy()[0, 0]) for g in got[:3]] == [0, 1, 2]
+    assert got[3][1] == [] and got[3][0] is None
+    # The sync API collects every response; the last one wins.
+    assert server.infer("m", {"IN": row(0)}) == {}
+
+
+def test_request_answered_later_from_another_thread(server: Server) -> None:
+    backend = PerRequest(lambda r: threading.Timer(0.05, lambda: r.respond(_double(r))).start())
+    server.add_model(config(f'name: "m" max_batch_size: 1 {IO}'), backend)
+    np.testing.assert_array_equal(server.infer("m", {"IN": row(4)})["OUT"], row(8))
+
+
+def test_request_dropped_without_final_response_fails_cleanly(server: Server) -> None:
+    server.add_model(config(f'name: "m" max_batch_size: 1 {IO}'), PerRequest(lambda r: None))
+    with pytest.raises(TritonError, match="released a request without sending its final response"):
+        server.infer("m", {"IN": row(1)})
+
+
+def test_second_final_response_is_refused(server: Server) -> None:
+    errors: list[str] = []
+
+    def twice(r: Any) -> None:
+        out = _double(r)  # inputs are released with the final response
+        r.respond(out)
+        try:
+            r.respond(out)
+        except TritonError as e:
+            errors.append(e.message)
+
+    server.add_model(config(f'name: "m" max_batch_size: 1 {IO}'), PerRequest(twice))
+    np.testing.assert_array_equal(server.infer("m", {"IN": row(1)})["OUT"], row(2))
+    assert errors and "final response was already sent" in errors[0]
+
+
+def test_per_request_backend_exception_fails_unanswered_requests(server: Server) -> None:
+    def boom(r: Any) -> None:
+        raise RuntimeError("model exploded")
+
+    server.add_model(config(f'name: "m" max_batch_size: 1 {IO}'), PerRequest(boom))
+    with pytest.raises(TritonError, match="model exploded"):
+        server.infer("m", {"IN": row(1)})
+    stats = server.statistics("m")[0]["inference_stats"]
+    assert stats["fail"]["count"] == 1

@@ -96,7 +96,11 @@ class LoadedModel:
             backend.create_instance(i, kind, device)
             for i, (kind, device) in enumerate(instance_placements(config))
         ]
-        self.runner = _core.ModelRunner(scheduler_spec(config, version), instances)
+        spec = scheduler_spec(config, version)
+        # Backends that answer each request themselves (python backend, decoupled models)
+        # get the batch as Request objects instead of gathered tensors.
+        spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
+        self.runner = _core.ModelRunner(spec, instances)
 
     @property
     def name(self) -> str:

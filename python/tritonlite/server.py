@@ -319,6 +319,28 @@ class Server:
             correlation_id, correlation_id_str, flags,
         )  # fmt: skip
 
+    def submit_stream(
+        self,
+        model: str,
+        inputs: Inputs,
+        on_response: Any,
+        outputs: Sequence[str] | None = None,
+        version: int | None = None,
+        *,
+        priority: int = 0,
+        timeout_us: int = 0,
+        request_id: str = "",
+        correlation_id: int = 0,
+        correlation_id_str: str = "",
+        flags: int = 0,
+    ) -> None:
+        """For decoupled models: ``on_response(error, outputs, final)`` is called on the event
+        loop for every response ((name, Tensor) pairs), the last one with ``final=True``."""
+        self._submit(
+            False, model, inputs, outputs, version, request_id, priority, timeout_us,
+            correlation_id, correlation_id_str, flags, on_response,
+        )  # fmt: skip
+
     def _submit(
         self,
         as_numpy: bool,
@@ -332,13 +354,14 @@ class Server:
         correlation_id: int,
         correlation_id_str: str,
         flags: int,
+        on_response: Any = None,
     ) -> Any:
         runner = self._latest.get(model) if not version else None
         if runner is None:
             runner = self._runner(model, version)
         loop = asyncio.get_running_loop()
         completions = self._loops.get(loop) or self._completions(loop)
-        future = loop.create_future()
+        future = loop.create_future() if on_response is None else on_response
         token = next(self._tokens)
         completions.pending[token] = future
         try:

@@ -35,6 +35,17 @@ class BackendInstance(Protocol):
         ...
 
 
+class RequestBackendInstance(Protocol):
+    """An instance of a backend with ``per_request_execution = True`` (the python backend):
+    it gets the batch as ``tritonlite._core.Request`` objects and answers each one itself
+    with ``request.respond(outputs, error, final)`` — any number of responses, exactly one
+    final, now or later from any thread."""
+
+    def execute_requests(self, requests: list[Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class Backend(Protocol):
     def create_instance(self, index: int, kind: str, device_id: int) -> BackendInstance:
         """Instance number ``index`` of kind 'KIND_CPU' or 'KIND_GPU' on ``device_id``."""

@@ -1,0 +1,62 @@
+#include "owned_request.h"
+
+namespace tritonlite {
+
+OwnedRequest::OwnedRequest(RequestPtr request, std::shared_ptr<ModelStats> stats,
+                           std::string model_name, uint64_t execute_start_ns)
+    : request_(std::move(request)),
+      stats_(std::move(stats)),
+      model_name_(std::move(model_name)),
+      execute_start_ns_(execute_start_ns) {}
+
+OwnedRequest::~OwnedRequest() {
+  FailIfUnfinished(Status(StatusCode::kInternal,
+                          "model '" + model_name_ +
+                              "' released a request without sending its final response"));
+}
+
+void OwnedRequest::Respond(NamedTensors outputs, Status status, bool final) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) {
+    throw Error(StatusCode::kInvalidArg, "model '" + model_name_ +
+                                             "': a final response was already sent for this request");
+  }
+  SendLocked(std::move(outputs), std::move(status), final);
+}
+
+bool OwnedRequest::FailIfUnfinished(const Status& status) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (finished_) return false;
+  SendLocked({}, status, true);
+  return true;
+}
+
+bool OwnedRequest::finished() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return finished_;
+}
+
+void OwnedRequest::SendLocked(NamedTensors outputs, Status status, bool final) {
+  InferRequest& r = *request_;
+  if (!status.ok()) any_error_ = true;
+  InferResponse resp;
+  resp.token = r.token;
+  resp.status = std::move(status);
+  resp.outputs = std::move(outputs);
+  resp.final = final;
+  if (final) {
+    finished_ = true;
+    const uint64_t now = NowNs();
+    const uint64_t queue_ns = execute_start_ns_ - r.enqueue_ns;
+    if (any_error_) {
+      stats_->RecordFailure(now - r.enqueue_ns, queue_ns);
+    } else {
+      stats_->RecordSuccess(now - r.enqueue_ns, queue_ns, 0, now - execute_start_ns_, 0,
+                            r.batch_size);
+    }
+    resp.keepalive = std::move(r.inputs);  // released on the consumer's thread
+  }
+  r.sink->Complete(std::move(resp));
+}
+
+}  // namespace tritonlite
