@@ -778,6 +778,10 @@ PYBIND11_MODULE(_core, m) {
                              [](const Tensor& t) { return reinterpret_cast<uintptr_t>(t.data()); })
       .def_property_readonly("is_cpu",
                              [](const Tensor& t) { return t.device().kind == DeviceKind::kCPU; })
+      .def("tobytes", [](const Tensor& t) {
+        if (t.device().kind != DeviceKind::kCPU) ThrowInvalid("tensor is in GPU memory");
+        return py::bytes(reinterpret_cast<const char*>(t.data()), t.byte_size());
+      }, "The raw bytes in Triton's layout (BYTES tensors: the serialized form); a copy.")
       .def("numpy", &TensorToNumpy,
            "Zero-copy numpy view (BYTES tensors are decoded into an object array of bytes).")
       .def("__dlpack__", &TensorToDLPack, py::kw_only(), py::arg("stream") = py::none(),

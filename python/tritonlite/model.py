@@ -3,6 +3,7 @@ schedules it. Turns the ModelConfig protobuf into the core's scheduling spec."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from . import _core
@@ -88,10 +89,14 @@ def instance_placements(config: ModelConfig) -> list[tuple[str, int]]:
 class LoadedModel:
     """One served version of a model: config + backend + core runner."""
 
-    def __init__(self, config: ModelConfig, version: int, backend: Backend) -> None:
+    def __init__(
+        self, config: ModelConfig, version: int, backend: Backend, model_dir: Path | None = None
+    ) -> None:
         self.config = config
         self.version = version
         self.backend = backend
+        self.model_dir = model_dir  # where label files etc. live (None: not from a repository)
+        self._labels: dict[str, list[str]] = {}
         instances = [
             backend.create_instance(i, kind, device)
             for i, (kind, device) in enumerate(instance_placements(config))
@@ -105,6 +110,18 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return str(self.config.name)
+
+    def labels(self, output: str) -> list[str]:
+        """The output's label file lines (Triton's label_filename), [] when it has none."""
+        if output not in self._labels:
+            names = [o.label_filename for o in self.config.output if o.name == output]
+            lines: list[str] = []
+            if names and names[0] and self.model_dir is not None:
+                path = self.model_dir / names[0]
+                if path.is_file():
+                    lines = path.read_text(encoding="utf-8").splitlines()
+            self._labels[output] = lines
+        return self._labels[output]
 
     def stop(self) -> None:
         """Finish queued and in-flight requests, stop the instances, release the backend."""

@@ -1,0 +1,218 @@
+"""``tritonlite-server``: Triton's command line over the in-process Server.
+
+Parses Triton's flag names (``--model-repository``, ``--model-control-mode``, ``--grpc-port``,
+...), builds a Server exactly as ``tritonlite.Server(...)`` does, runs the gRPC, HTTP and
+metrics endpoints on one asyncio loop, and on SIGINT/SIGTERM stops accepting requests,
+finishes in-flight ones (up to ``--exit-timeout-secs``), unloads the models and exits 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import __version__
+from .errors import TritonError
+
+log = logging.getLogger("tritonlite")
+
+
+def _bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tritonlite-server",
+        description="A Triton-compatible inference server. Flags follow NVIDIA Triton's names; "
+        "boolean flags take true/false (a bare flag means true).",
+    )
+
+    def flag(name: str, default: bool, help: str) -> None:
+        p.add_argument(name, type=_bool, nargs="?", const=True, default=default, metavar="BOOL",
+                       help=f"{help} (default: {str(default).lower()})")  # fmt: skip
+
+    g = p.add_argument_group("model repository")
+    g.add_argument("--model-repository", "--model-repo", "--model-store", dest="model_repository",
+                   action="append", required=True, metavar="PATH",
+                   help="Model repository path; repeat for several repositories.")  # fmt: skip
+    g.add_argument("--model-control-mode", choices=("none", "poll", "explicit"), default="none",
+                   help="none: load every model at start; poll: also rescan the repositories "
+                   "every --repository-poll-secs and load/unload/reload what changed; explicit: "
+                   "load only --load-model models, then load/unload through the API.")  # fmt: skip
+    g.add_argument("--repository-poll-secs", type=float, default=15.0, metavar="SECONDS",
+                   help="Seconds between repository polls in poll mode (default 15).")
+    g.add_argument("--load-model", action="append", default=[], metavar="NAME",
+                   help="With --model-control-mode=explicit: a model to load at start; "
+                   "repeat, or '*' for all.")  # fmt: skip
+    flag("--exit-on-error", True, "Exit if a model fails to load at start")
+    flag("--strict-readiness", True, "Ready only when every model is ready")
+    flag("--disable-auto-complete-config", False, "Do not fill configs in from the model files")
+    flag("--strict-model-config", False, "Deprecated spelling of --disable-auto-complete-config")
+    g.add_argument("--exit-timeout-secs", type=float, default=30.0, metavar="SECONDS",
+                   help="On shutdown, how long to wait for in-flight requests (default 30).")
+
+    g = p.add_argument_group("gRPC")
+    flag("--allow-grpc", True, "Serve gRPC")
+    g.add_argument("--grpc-port", type=int, default=8001)
+    g.add_argument("--grpc-address", default="0.0.0.0")
+    g.add_argument("--grpc-infer-allocation-pool-size", type=int, default=8,
+                   help="Accepted for compatibility (no effect).")
+    flag("--grpc-use-ssl", False, "Serve gRPC over TLS")
+    flag("--grpc-use-ssl-mutual", False, "Require client certificates")
+    g.add_argument("--grpc-server-cert", default="", metavar="PATH")
+    g.add_argument("--grpc-server-key", default="", metavar="PATH")
+    g.add_argument("--grpc-root-cert", default="", metavar="PATH")
+    g.add_argument("--grpc-infer-response-compression-level", default="none",
+                   choices=("none", "low", "medium", "high"))
+    g.add_argument("--grpc-keepalive-time", type=int, default=7_200_000, metavar="MS")
+    g.add_argument("--grpc-keepalive-timeout", type=int, default=20_000, metavar="MS")
+    flag("--grpc-keepalive-permit-without-calls", False, "Allow keepalive pings without calls")
+    g.add_argument("--grpc-http2-max-pings-without-data", type=int, default=2)
+    g.add_argument("--grpc-http2-min-recv-ping-interval-without-data", type=int, default=300_000,
+                   metavar="MS")
+    g.add_argument("--grpc-http2-max-ping-strikes", type=int, default=2)
+    g.add_argument("--grpc-max-connection-age", type=int, default=None, metavar="MS")
+    g.add_argument("--grpc-max-connection-age-grace", type=int, default=None, metavar="MS")
+    g.add_argument("--grpc-restricted-protocol", action="append", default=[],
+                   metavar="<protocols>:<key>=<value>",
+                   help="Require a header for a group of RPCs, e.g. "
+                   "'model-repository,statistics:admin-key=secret'. Groups: health, metadata, "
+                   "inference, shared-memory, model-config, model-repository, statistics, "
+                   "trace, logging.")  # fmt: skip
+
+    g = p.add_argument_group("HTTP")
+    flag("--allow-http", True, "Serve HTTP/REST")
+    g.add_argument("--http-port", type=int, default=8000)
+    g.add_argument("--http-address", default="0.0.0.0")
+    g.add_argument("--http-thread-count", type=int, default=None)
+    g.add_argument("--http-restricted-api", action="append", default=[],
+                   metavar="<apis>:<key>=<value>")
+
+    g = p.add_argument_group("metrics")
+    flag("--allow-metrics", True, "Serve Prometheus metrics")
+    g.add_argument("--metrics-port", type=int, default=8002)
+    g.add_argument("--metrics-address", default=None, help="Default: the HTTP address.")
+    g.add_argument("--metrics-interval-ms", type=int, default=2000)
+    g.add_argument("--metrics-config", action="append", default=[], metavar="KEY=VALUE",
+                   help="e.g. summary_latencies=true")
+    flag("--allow-gpu-metrics", True, "Export GPU metrics where NVML exists")
+    flag("--allow-cpu-metrics", True, "Export CPU metrics")
+
+    g = p.add_argument_group("other Triton flags (accepted for compatibility)")
+    g.add_argument("--id", default="triton")
+    g.add_argument("--log-verbose", type=int, default=0)
+    flag("--log-info", True, "Log info messages")
+    flag("--log-warning", True, "Log warnings")
+    flag("--log-error", True, "Log errors")
+    g.add_argument("--pinned-memory-pool-byte-size", type=int, default=1 << 28)
+    g.add_argument("--cuda-memory-pool-byte-size", action="append", default=[])
+    g.add_argument("--backend-config", action="append", default=[])
+    g.add_argument("--backend-directory", default=None)
+    p.add_argument("--version", action="version", version=f"tritonlite {__version__}")
+    return p
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from .frontends.grpc import GrpcOptions, start_grpc
+    from .server import Server
+
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    server = await loop.run_in_executor(
+        None,
+        lambda: Server(
+            args.model_repository,
+            model_control_mode=args.model_control_mode,
+            load_models=args.load_model,
+            repository_poll_secs=args.repository_poll_secs,
+            auto_complete_config=not (args.disable_auto_complete_config or args.strict_model_config),
+            strict_readiness=args.strict_readiness,
+            exit_on_error=args.exit_on_error,
+        ),
+    )
+    for m in server.repository_index():
+        log.info("model %s version %s: %s %s", m["name"], m.get("version", "-"),
+                 m.get("state", "-"), m.get("reason", ""))  # fmt: skip
+    frontends: list[Any] = []
+    try:
+        if args.allow_grpc:
+            options = GrpcOptions(
+                keepalive_time_ms=args.grpc_keepalive_time,
+                keepalive_timeout_ms=args.grpc_keepalive_timeout,
+                keepalive_permit_without_calls=args.grpc_keepalive_permit_without_calls,
+                http2_max_pings_without_data=args.grpc_http2_max_pings_without_data,
+                http2_min_recv_ping_interval_without_data_ms=(
+                    args.grpc_http2_min_recv_ping_interval_without_data
+                ),
+                http2_max_ping_strikes=args.grpc_http2_max_ping_strikes,
+                max_connection_age_ms=args.grpc_max_connection_age,
+                max_connection_age_grace_ms=args.grpc_max_connection_age_grace,
+                infer_response_compression_level=args.grpc_infer_response_compression_level,
+                use_ssl=args.grpc_use_ssl,
+                use_ssl_mutual=args.grpc_use_ssl_mutual,
+                server_cert=args.grpc_server_cert,
+                server_key=args.grpc_server_key,
+                root_cert=args.grpc_root_cert,
+            )
+            g = await start_grpc(server, args.grpc_address, args.grpc_port, options=options,
+                                 restricted_protocols=args.grpc_restricted_protocol)  # fmt: skip
+            frontends.append(g)
+            log.info("Started GRPCInferenceService at %s:%d", args.grpc_address, g.port)
+        if args.allow_http:
+            from .frontends.http import start_http
+
+            h = await start_http(server, args.http_address, args.http_port,
+                                 thread_count=args.http_thread_count,
+                                 restricted_apis=args.http_restricted_api)  # fmt: skip
+            frontends.append(h)
+            log.info("Started HTTPService at %s:%d", args.http_address, args.http_port)
+        if args.allow_metrics:
+            from .metrics import start_metrics
+
+            address = args.metrics_address or args.http_address
+            m = await start_metrics(server, address, args.metrics_port,
+                                    interval_ms=args.metrics_interval_ms,
+                                    config=args.metrics_config)  # fmt: skip
+            frontends.append(m)
+            log.info("Started Metrics Service at %s:%d", address, args.metrics_port)
+        await stop.wait()
+        log.info("Shutting down: finishing in-flight requests (timeout %ss)", args.exit_timeout_secs)
+    finally:
+        await asyncio.gather(*(f.stop(args.exit_timeout_secs) for f in frontends),
+                             return_exceptions=True)  # fmt: skip
+        await loop.run_in_executor(None, server.close)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.log_verbose else logging.INFO if args.log_info else logging.WARNING,
+        format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
+    )
+    try:
+        return asyncio.run(_serve(args))
+    except TritonError as e:
+        log.error("error: creating server: %s - %s", e.status, e.message)
+        return 1
+    except OSError as e:
+        log.error("error: %s", e)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

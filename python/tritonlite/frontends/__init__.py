@@ -1,0 +1,1 @@
+"""Network frontends: protocol adapters over the Server (no model logic here)."""

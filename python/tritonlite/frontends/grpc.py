@@ -1,0 +1,682 @@
+"""gRPC frontend: Triton's ``inference.GRPCInferenceService`` (KServe v2 + Triton extensions)
+and ``grpc.health.v1.Health``.
+
+Two layers:
+- ``GrpcHandlers``: transport-independent handlers, request bytes in, response bytes out
+  (``unary``) or a stream of them (``stream``). Every RPC's semantics live here: tensors from
+  raw contents, typed contents or shared memory, Triton's request parameters, classification,
+  decoupled streams, and Triton's status codes and messages.
+- ``start_grpc``: serves the handlers with grpcio's asyncio server (used for TLS, and wherever
+  the native transport is not available).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError, Message
+
+from .. import Tensor
+from .._proto import grpc_service_pb2 as pb
+from .._proto import health_pb2
+from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
+from ..server import Server
+from .classification import classify
+
+SERVICE = "inference.GRPCInferenceService"
+HEALTH_SERVICE = "grpc.health.v1.Health"
+
+#: Triton status kind -> gRPC status code (as Triton maps them).
+GRPC_CODES = {
+    "UNKNOWN": grpc.StatusCode.UNKNOWN,
+    "INTERNAL": grpc.StatusCode.INTERNAL,
+    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
+    "INVALID_ARG": grpc.StatusCode.INVALID_ARGUMENT,
+    "UNAVAILABLE": grpc.StatusCode.UNAVAILABLE,
+    "UNSUPPORTED": grpc.StatusCode.UNIMPLEMENTED,
+    "ALREADY_EXISTS": grpc.StatusCode.ALREADY_EXISTS,
+    "CANCELLED": grpc.StatusCode.CANCELLED,
+}
+
+#: Triton's restricted-protocol groups and the RPCs each covers.
+PROTOCOL_GROUPS = {
+    "health": ("ServerLive", "ServerReady", "ModelReady", "Check"),
+    "metadata": ("ServerMetadata", "ModelMetadata"),
+    "inference": ("ModelInfer", "ModelStreamInfer"),
+    "shared-memory": (
+        "SystemSharedMemoryStatus", "SystemSharedMemoryRegister", "SystemSharedMemoryUnregister",
+        "CudaSharedMemoryStatus", "CudaSharedMemoryRegister", "CudaSharedMemoryUnregister",
+    ),
+    "model-config": ("ModelConfig",),
+    "model-repository": ("RepositoryIndex", "RepositoryModelLoad", "RepositoryModelUnload"),
+    "statistics": ("ModelStatistics",),
+    "trace": ("TraceSetting",),
+    "logging": ("LogSettings",),
+}  # fmt: skip
+
+_TYPED_CONTENTS = {
+    "BOOL": ("bool_contents", np.bool_),
+    "INT8": ("int_contents", np.int8),
+    "INT16": ("int_contents", np.int16),
+    "INT32": ("int_contents", np.int32),
+    "INT64": ("int64_contents", np.int64),
+    "UINT8": ("uint_contents", np.uint8),
+    "UINT16": ("uint_contents", np.uint16),
+    "UINT32": ("uint_contents", np.uint32),
+    "UINT64": ("uint64_contents", np.uint64),
+    "FP32": ("fp32_contents", np.float32),
+    "FP64": ("fp64_contents", np.float64),
+    "BYTES": ("bytes_contents", np.object_),
+}
+
+SEQUENCE_START = 1
+SEQUENCE_END = 2
+
+
+@dataclass
+class Restriction:
+    """A restricted protocol group: its RPCs need header ``key`` with ``value``."""
+
+    key: str
+    value: str
+    methods: set[str] = field(default_factory=set)
+
+
+def parse_restricted_protocols(specs: Sequence[str]) -> dict[str, Restriction]:
+    """Triton's ``--grpc-restricted-protocol=<group>[,<group>...]:<key>=<value>`` flags, as
+    method name -> restriction."""
+    out: dict[str, Restriction] = {}
+    for spec in specs:
+        groups, sep, header = spec.partition(":")
+        key, eq, value = header.partition("=")
+        if not sep or not eq or not key:
+            raise TritonError(
+                f"invalid restricted protocol '{spec}': expected "
+                "'<protocol>[,<protocol>...]:<header key>=<header value>'",
+                INVALID_ARG,
+            )
+        restriction = Restriction(key.strip().lower(), value.strip())
+        for group in groups.split(","):
+            group = group.strip()
+            if group not in PROTOCOL_GROUPS:
+                raise TritonError(
+                    f"invalid restricted protocol group '{group}': expected one of "
+                    + ", ".join(PROTOCOL_GROUPS),
+                    INVALID_ARG,
+                )
+            for method in PROTOCOL_GROUPS[group]:
+                if method in out:
+                    raise TritonError(f"protocol group '{group}' is restricted twice", INVALID_ARG)
+                out[method] = restriction
+                restriction.methods.add(method)
+    return out
+
+
+def _param(params: Any, name: str) -> Any:
+    """The value of a request parameter (InferParameter oneof), or None."""
+    if name not in params:
+        return None
+    p = params[name]
+    kind = p.WhichOneof("parameter_choice")
+    return getattr(p, kind) if kind else None
+
+
+def _version(text: str) -> int | None:
+    if not text:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        raise TritonError(f"invalid model version '{text}': expected an integer", INVALID_ARG)
+
+
+class GrpcHandlers:
+    """Every RPC of the service, transport-independent: bytes in, bytes out."""
+
+    def __init__(self, server: Server, restricted: dict[str, Restriction] | None = None) -> None:
+        self.server = server
+        self.restricted = restricted or {}
+        self.trace_settings: dict[str, list[str]] = {
+            "trace_level": ["OFF"], "trace_rate": ["1000"], "trace_count": ["-1"],
+            "log_frequency": ["0"], "trace_file": [""], "trace_mode": ["triton"],
+        }  # fmt: skip
+        self.log_settings: dict[str, Any] = {
+            "log_file": "", "log_info": True, "log_warning": True, "log_error": True,
+            "log_verbose_level": 0, "log_format": "default",
+        }  # fmt: skip
+        self._unary: dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]] = {
+            "ServerLive": (pb.ServerLiveRequest, self.server_live),
+            "ServerReady": (pb.ServerReadyRequest, self.server_ready),
+            "ModelReady": (pb.ModelReadyRequest, self.model_ready),
+            "ServerMetadata": (pb.ServerMetadataRequest, self.server_metadata),
+            "ModelMetadata": (pb.ModelMetadataRequest, self.model_metadata),
+            "ModelInfer": (pb.ModelInferRequest, self.model_infer),
+            "ModelConfig": (pb.ModelConfigRequest, self.model_config),
+            "ModelStatistics": (pb.ModelStatisticsRequest, self.model_statistics),
+            "RepositoryIndex": (pb.RepositoryIndexRequest, self.repository_index),
+            "RepositoryModelLoad": (pb.RepositoryModelLoadRequest, self.repository_model_load),
+            "RepositoryModelUnload": (pb.RepositoryModelUnloadRequest, self.repository_model_unload),
+            "SystemSharedMemoryStatus": (pb.SystemSharedMemoryStatusRequest, self.shm_status),
+            "SystemSharedMemoryRegister": (pb.SystemSharedMemoryRegisterRequest, self.shm_register),
+            "SystemSharedMemoryUnregister": (pb.SystemSharedMemoryUnregisterRequest, self.shm_unregister),
+            "CudaSharedMemoryStatus": (pb.CudaSharedMemoryStatusRequest, self.cuda_shm),
+            "CudaSharedMemoryRegister": (pb.CudaSharedMemoryRegisterRequest, self.cuda_shm),
+            "CudaSharedMemoryUnregister": (pb.CudaSharedMemoryUnregisterRequest, self.cuda_shm),
+            "TraceSetting": (pb.TraceSettingRequest, self.trace_setting),
+            "LogSettings": (pb.LogSettingsRequest, self.log_settings_rpc),
+            "Check": (health_pb2.HealthCheckRequest, self.health_check),
+        }  # fmt: skip
+
+    # ---- transport entry points ----------------------------------------------------------------
+
+    def methods(self) -> list[str]:
+        return [*self._unary, "ModelStreamInfer"]
+
+    def check_access(self, method: str, metadata: Sequence[tuple[str, Any]]) -> None:
+        """UNAVAILABLE unless a restricted method carries its header."""
+        restriction = self.restricted.get(method)
+        if restriction is None:
+            return
+        for key, value in metadata:
+            if key.lower() == restriction.key and str(value) == restriction.value:
+                return
+        raise TritonError(
+            f"This protocol is restricted, expecting header '{restriction.key}'", "UNAVAILABLE"
+        )
+
+    async def unary(self, method: str, request: bytes, metadata: Sequence[tuple[str, Any]]) -> bytes:
+        self.check_access(method, metadata)
+        entry = self._unary.get(method)
+        if entry is None:
+            raise TritonError(f"unknown method '{method}'", UNSUPPORTED)
+        message_type, handler = entry
+        try:
+            message = message_type.FromString(request)
+        except DecodeError as e:
+            raise TritonError(f"malformed {message_type.__name__}: {e}", INVALID_ARG) from e
+        response = await handler(message)
+        return response.SerializeToString()  # type: ignore[no-any-return]
+
+    async def stream(
+        self, method: str, requests: AsyncIterator[bytes], metadata: Sequence[tuple[str, Any]]
+    ) -> AsyncIterator[bytes]:
+        """ModelStreamInfer: responses (or per-response errors) as they complete."""
+        self.check_access(method, metadata)
+        if method != "ModelStreamInfer":
+            raise TritonError(f"unknown streaming method '{method}'", UNSUPPORTED)
+        out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        pending = 0
+        reading = True
+        tasks: set[asyncio.Task[None]] = set()  # referenced until done
+
+        def put_error(message: str, request: Any = None) -> None:
+            resp = pb.ModelStreamInferResponse(error_message=message)
+            if request is not None:
+                resp.infer_response.model_name = request.model_name
+                resp.infer_response.model_version = request.model_version
+                resp.infer_response.id = request.id
+            out.put_nowait(resp.SerializeToString())
+
+        def finished() -> None:
+            nonlocal pending
+            pending -= 1
+            if not reading and pending == 0:
+                out.put_nowait(None)
+
+        async def one(request: Any) -> None:
+            try:
+                async for resp in self._infer_responses(request):
+                    out.put_nowait(pb.ModelStreamInferResponse(infer_response=resp).SerializeToString())
+            except TritonError as e:
+                put_error(e.message, request)
+            finally:
+                finished()
+
+        async def read() -> None:
+            nonlocal reading, pending
+            try:
+                async for raw in requests:
+                    try:
+                        request = pb.ModelInferRequest.FromString(raw)
+                    except DecodeError as e:
+                        put_error(f"malformed ModelInferRequest: {e}")
+                        continue
+                    pending += 1
+                    # Tasks start in creation order and queue their request before their first
+                    # await, so requests reach the scheduler in arrival order (sequences need it).
+                    task = asyncio.ensure_future(one(request))
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+            finally:
+                reading = False
+                if pending == 0:
+                    out.put_nowait(None)
+
+        reader = asyncio.ensure_future(read())
+        try:
+            while (item := await out.get()) is not None:
+                yield item
+        finally:
+            reader.cancel()
+
+    # ---- health and metadata ---------------------------------------------------------------
+
+    async def server_live(self, request: Any) -> Message:
+        return pb.ServerLiveResponse(live=self.server.is_live())
+
+    async def server_ready(self, request: Any) -> Message:
+        return pb.ServerReadyResponse(ready=self.server.is_ready())
+
+    async def model_ready(self, request: Any) -> Message:
+        return pb.ModelReadyResponse(
+            ready=self.server.model_ready(request.name, _version(request.version))
+        )
+
+    async def health_check(self, request: Any) -> Message:
+        status = health_pb2.HealthCheckResponse.SERVING if self.server.is_ready() else (
+            health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        return health_pb2.HealthCheckResponse(status=status)
+
+    async def server_metadata(self, request: Any) -> Message:
+        return json_format.ParseDict(self.server.metadata(), pb.ServerMetadataResponse())
+
+    async def model_metadata(self, request: Any) -> Message:
+        meta = self.server.model_metadata(request.name, _version(request.version))
+        return json_format.ParseDict(meta, pb.ModelMetadataResponse())
+
+    async def model_config(self, request: Any) -> Message:
+        config = self.server.model_config(request.name, _version(request.version))
+        return pb.ModelConfigResponse(config=config)
+
+    async def model_statistics(self, request: Any) -> Message:
+        stats = self.server.statistics(request.name, _version(request.version))
+        response = pb.ModelStatisticsResponse()
+        for s in stats:
+            json_format.ParseDict(s, response.model_stats.add(), ignore_unknown_fields=True)
+        return response
+
+    # ---- repository --------------------------------------------------------------------------
+
+    async def repository_index(self, request: Any) -> Message:
+        response = pb.RepositoryIndexResponse()
+        for m in self.server.repository_index(request.ready):
+            response.models.add(**m)
+        return response
+
+    async def repository_model_load(self, request: Any) -> Message:
+        config = None
+        files: dict[str, bytes] = {}
+        for key, p in request.parameters.items():
+            if key == "config":
+                config = p.string_param
+            elif key.startswith("file:"):
+                files[key] = p.bytes_param
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            None, self.server.load_model, request.model_name, config, files or None
+        )
+        return pb.RepositoryModelLoadResponse()
+
+    async def repository_model_unload(self, request: Any) -> Message:
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.server.unload_model, request.model_name)
+        return pb.RepositoryModelUnloadResponse()
+
+    # ---- shared memory -----------------------------------------------------------------------
+
+    def _shm(self) -> Any:
+        registry = getattr(self.server, "system_shared_memory", None)
+        if registry is None:
+            raise TritonError("system shared memory is not available in this server", UNSUPPORTED)
+        return registry
+
+    async def shm_status(self, request: Any) -> Message:
+        response = pb.SystemSharedMemoryStatusResponse()
+        for region in self._shm().status(request.name or None):
+            response.regions[region["name"]].CopyFrom(
+                pb.SystemSharedMemoryStatusResponse.RegionStatus(**region)
+            )
+        return response
+
+    async def shm_register(self, request: Any) -> Message:
+        self._shm().register(request.name, request.key, request.offset, request.byte_size)
+        return pb.SystemSharedMemoryRegisterResponse()
+
+    async def shm_unregister(self, request: Any) -> Message:
+        self._shm().unregister(request.name or None)
+        return pb.SystemSharedMemoryUnregisterResponse()
+
+    async def cuda_shm(self, request: Any) -> Message:
+        raise TritonError(
+            "CUDA shared memory is not supported in this build of tritonlite (no CUDA device "
+            "support)",
+            UNSUPPORTED,
+        )
+
+    # ---- trace and logging -------------------------------------------------------------------
+
+    async def trace_setting(self, request: Any) -> Message:
+        for key, value in request.settings.items():
+            if value.value:
+                self.trace_settings[key] = list(value.value)
+            else:
+                self.trace_settings.pop(key, None)
+        response = pb.TraceSettingResponse()
+        for key, values in self.trace_settings.items():
+            response.settings[key].value.extend(values)
+        return response
+
+    async def log_settings_rpc(self, request: Any) -> Message:
+        for key, value in request.settings.items():
+            kind = value.WhichOneof("parameter_choice")
+            if kind is not None:
+                self.log_settings[key] = getattr(value, kind)
+        response = pb.LogSettingsResponse()
+        for key, v in self.log_settings.items():
+            setting = response.settings[key]
+            if isinstance(v, bool):
+                setting.bool_param = v
+            elif isinstance(v, int):
+                setting.uint32_param = v
+            else:
+                setting.string_param = str(v)
+        return response
+
+    # ---- inference ---------------------------------------------------------------------------
+
+    async def model_infer(self, request: Any) -> Message:
+        response = None
+        async for response in self._infer_responses(request):
+            pass
+        if response is None:  # a decoupled model that sent only the final flag
+            response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+        return response
+
+    async def _infer_responses(self, request: Any) -> AsyncIterator[Any]:
+        """The responses to one request: one, or many for a decoupled model."""
+        server = self.server
+        version = _version(request.model_version)
+        loaded = server.get_model(request.model_name, version)
+        inputs = self._input_tensors(request)
+        params = request.parameters
+        flags = 0
+        if _param(params, "sequence_start"):
+            flags |= SEQUENCE_START
+        if _param(params, "sequence_end"):
+            flags |= SEQUENCE_END
+        seq = _param(params, "sequence_id")
+        corr_id, corr_str = (0, seq) if isinstance(seq, str) else (int(seq or 0), "")
+        outputs = [o.name for o in request.outputs] or None
+        kwargs = dict(
+            priority=int(_param(params, "priority") or 0),
+            timeout_us=int(_param(params, "timeout") or 0),
+            request_id=request.id,
+            correlation_id=corr_id,
+            correlation_id_str=corr_str,
+            flags=flags,
+        )
+        decoupled = loaded.config.model_transaction_policy.decoupled
+        if not decoupled:
+            tensors = await server.submit(request.model_name, inputs, outputs, version, **kwargs)
+            yield self._response(request, loaded, tensors)
+            return
+        queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
+        server.submit_stream(
+            request.model_name, inputs, lambda e, o, f: queue.put_nowait((e, o, f)),
+            outputs, version, **kwargs,
+        )  # fmt: skip
+        enable_final = bool(_param(params, "triton_enable_empty_final_response"))
+        while True:
+            error, tensors, final = await queue.get()
+            if error is not None:
+                raise error
+            if tensors or not final:
+                resp = self._response(request, loaded, tensors)
+                if enable_final:
+                    resp.parameters["triton_final_response"].bool_param = final
+                yield resp
+            elif enable_final:
+                resp = pb.ModelInferResponse(
+                    model_name=request.model_name, model_version=str(loaded.version), id=request.id
+                )
+                resp.parameters["triton_final_response"].bool_param = True
+                yield resp
+            if final:
+                return
+
+    def _input_tensors(self, request: Any) -> list[tuple[str, Any]]:
+        raw = request.raw_input_contents
+        if raw and any(i.HasField("contents") for i in request.inputs):
+            raise TritonError(
+                "contents field must not be specified when using raw_input_contents for "
+                f"model '{request.model_name}'",
+                INVALID_ARG,
+            )
+        tensors: list[tuple[str, Any]] = []
+        next_raw = 0
+        for tensor in request.inputs:
+            shape = list(tensor.shape)
+            region = _param(tensor.parameters, "shared_memory_region")
+            if region is not None:
+                offset = int(_param(tensor.parameters, "shared_memory_offset") or 0)
+                size = _param(tensor.parameters, "shared_memory_byte_size")
+                value = self._shm().input_tensor(region, offset, size, tensor.datatype, shape)
+            elif raw:
+                if next_raw >= len(raw):
+                    raise TritonError(
+                        f"expected raw input contents for input '{tensor.name}' of model "
+                        f"'{request.model_name}', got {len(raw)} raw contents for "
+                        f"{len(request.inputs)} inputs",
+                        INVALID_ARG,
+                    )
+                value = Tensor.from_buffer(tensor.datatype, shape, raw[next_raw])
+                next_raw += 1
+            else:
+                value = self._typed_contents(request.model_name, tensor, shape)
+            tensors.append((tensor.name, value))
+        if raw and next_raw != len(raw):
+            raise TritonError(
+                f"got {len(raw)} raw input contents but only {next_raw} inputs use them for "
+                f"model '{request.model_name}'",
+                INVALID_ARG,
+            )
+        return tensors
+
+    @staticmethod
+    def _typed_contents(model: str, tensor: Any, shape: list[int]) -> Any:
+        entry = _TYPED_CONTENTS.get(tensor.datatype)
+        if entry is None:
+            raise TritonError(
+                f"unable to find typed contents for datatype '{tensor.datatype}' of input "
+                f"'{tensor.name}' for model '{model}': send {tensor.datatype} tensors as raw "
+                "contents",
+                INVALID_ARG,
+            )
+        field_name, dtype = entry
+        values = list(getattr(tensor.contents, field_name))
+        count = int(np.prod(shape)) if shape else 1
+        if len(values) != count:
+            raise TritonError(
+                f"unexpected number of elements in contents of input '{tensor.name}' for model "
+                f"'{model}': expected {count} for shape {shape}, got {len(values)}",
+                INVALID_ARG,
+            )
+        return np.array(values, dtype=dtype).reshape(shape)
+
+    def _response(self, request: Any, loaded: Any, tensors: Sequence[tuple[str, Any]]) -> Any:
+        resp = pb.ModelInferResponse(
+            model_name=request.model_name, model_version=str(loaded.version), id=request.id
+        )
+        wanted = {o.name: o for o in request.outputs}
+        batched = loaded.config.max_batch_size > 0
+        for name, t in tensors:
+            spec = wanted.get(name)
+            datatype, shape = t.datatype, list(t.shape)
+            k = _param(spec.parameters, "classification") if spec is not None else None
+            if k:
+                labels = classify(t.numpy(), int(k), batched, loaded.labels(name),
+                                  request.model_name, name)  # fmt: skip
+                t = Tensor.from_numpy(labels)
+                datatype, shape = "BYTES", list(labels.shape)
+            out = resp.outputs.add(name=name, datatype=datatype, shape=shape)
+            region = _param(spec.parameters, "shared_memory_region") if spec is not None else None
+            if region is not None:
+                offset = int(_param(spec.parameters, "shared_memory_offset") or 0)
+                size = int(_param(spec.parameters, "shared_memory_byte_size") or 0)
+                self._shm().write_output(region, offset, size, t)
+                out.parameters["shared_memory_region"].string_param = region
+                out.parameters["shared_memory_byte_size"].int64_param = t.byte_size
+                if offset:
+                    out.parameters["shared_memory_offset"].int64_param = offset
+            else:
+                resp.raw_output_contents.append(t.tobytes())
+        return resp
+
+
+# ---- grpcio transport ----------------------------------------------------------------------
+
+
+def _abort_code(error: TritonError) -> grpc.StatusCode:
+    return GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN)
+
+
+def _unary_handler(handlers: GrpcHandlers, method: str) -> grpc.RpcMethodHandler:
+    async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        try:
+            return await handlers.unary(method, request, context.invocation_metadata() or ())
+        except TritonError as e:
+            await context.abort(_abort_code(e), e.message)
+            raise  # unreachable: abort raises
+
+    return grpc.unary_unary_rpc_method_handler(call)
+
+
+def _stream_handler(handlers: GrpcHandlers, method: str) -> grpc.RpcMethodHandler:
+    async def call(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+        try:
+            async for item in handlers.stream(method, requests, context.invocation_metadata() or ()):
+                yield item
+        except TritonError as e:
+            await context.abort(_abort_code(e), e.message)
+
+    return grpc.stream_stream_rpc_method_handler(call)
+
+
+@dataclass
+class GrpcOptions:
+    """Triton's --grpc-* flags that the grpcio transport honours."""
+
+    keepalive_time_ms: int = 7_200_000
+    keepalive_timeout_ms: int = 20_000
+    keepalive_permit_without_calls: bool = False
+    http2_max_pings_without_data: int = 2
+    http2_min_recv_ping_interval_without_data_ms: int = 300_000
+    http2_max_ping_strikes: int = 2
+    max_connection_age_ms: int | None = None
+    max_connection_age_grace_ms: int | None = None
+    infer_response_compression_level: str = "none"
+    use_ssl: bool = False
+    use_ssl_mutual: bool = False
+    server_cert: str = ""
+    server_key: str = ""
+    root_cert: str = ""
+
+    def channel_options(self) -> list[tuple[str, Any]]:
+        opts: list[tuple[str, Any]] = [
+            ("grpc.max_send_message_length", 2**31 - 1),
+            ("grpc.max_receive_message_length", 2**31 - 1),
+            ("grpc.keepalive_time_ms", self.keepalive_time_ms),
+            ("grpc.keepalive_timeout_ms", self.keepalive_timeout_ms),
+            ("grpc.keepalive_permit_without_calls", int(self.keepalive_permit_without_calls)),
+            ("grpc.http2.max_pings_without_data", self.http2_max_pings_without_data),
+            (
+                "grpc.http2.min_ping_interval_without_data_ms",
+                self.http2_min_recv_ping_interval_without_data_ms,
+            ),
+            ("grpc.http2.max_ping_strikes", self.http2_max_ping_strikes),
+        ]
+        if self.max_connection_age_ms is not None:
+            opts.append(("grpc.max_connection_age_ms", self.max_connection_age_ms))
+        if self.max_connection_age_grace_ms is not None:
+            opts.append(("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_ms))
+        return opts
+
+    def credentials(self) -> grpc.ServerCredentials | None:
+        if not self.use_ssl:
+            return None
+
+        def read(path: str, what: str) -> bytes:
+            try:
+                with open(path, "rb") as f:
+                    return f.read()
+            except OSError as e:
+                raise TritonError(f"unable to read the gRPC {what} '{path}': {e}", INVALID_ARG)
+
+        key = read(self.server_key, "server key (--grpc-server-key)")
+        cert = read(self.server_cert, "server certificate (--grpc-server-cert)")
+        root = read(self.root_cert, "root certificate (--grpc-root-cert)") if self.root_cert else None
+        return grpc.ssl_server_credentials(
+            [(key, cert)], root_certificates=root, require_client_auth=self.use_ssl_mutual
+        )
+
+
+class GrpcFrontend:
+    """A running gRPC endpoint."""
+
+    def __init__(self, server: grpc.aio.Server, port: int) -> None:
+        self._server = server
+        self.port = port
+
+    async def stop(self, grace_s: float | None = 5.0) -> None:
+        await self._server.stop(grace_s)
+
+
+async def start_grpc(
+    server: Server,
+    host: str = "0.0.0.0",
+    port: int = 8001,
+    *,
+    options: GrpcOptions | None = None,
+    restricted_protocols: Sequence[str] = (),
+) -> GrpcFrontend:
+    """Serve ``server`` over gRPC on the running event loop (grpcio asyncio transport)."""
+    options = options or GrpcOptions()
+    handlers = GrpcHandlers(server, parse_restricted_protocols(restricted_protocols))
+    compression = {
+        "none": grpc.Compression.NoCompression,
+        "low": grpc.Compression.Deflate,
+        "medium": grpc.Compression.Deflate,
+        "high": grpc.Compression.Gzip,
+    }.get(options.infer_response_compression_level, grpc.Compression.NoCompression)
+    grpc_server = grpc.aio.server(options=options.channel_options(), compression=compression)
+    methods = {m: _unary_handler(handlers, m) for m in handlers.methods() if m != "Check"}
+    methods["ModelStreamInfer"] = _stream_handler(handlers, "ModelStreamInfer")
+    grpc_server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(SERVICE, methods),
+            grpc.method_handlers_generic_handler(
+                HEALTH_SERVICE, {"Check": _unary_handler(handlers, "Check")}
+            ),
+        )
+    )
+    address = f"{host}:{port}"
+    credentials = options.credentials()
+    bound = (
+        grpc_server.add_secure_port(address, credentials)
+        if credentials is not None
+        else grpc_server.add_insecure_port(address)
+    )
+    if bound == 0:
+        raise TritonError(f"unable to bind the gRPC endpoint to {address}", "UNAVAILABLE")
+    await grpc_server.start()
+    return GrpcFrontend(grpc_server, bound)
+
+
+__all__ = ["GRPC_CODES", "GrpcFrontend", "GrpcHandlers", "GrpcOptions", "start_grpc"]

@@ -1,0 +1,373 @@
+"""Model repositories and model lifecycles.
+
+Owns: scanning one or more repository paths (Triton's layout), the per-version lifecycle
+(UNAVAILABLE / LOADING / READY / UNLOADING, with a reason), the model control modes (none,
+poll, explicit), loading with config and file overrides, reloading changed models without
+dropping requests (the new version is READY before the old one is unloaded), and rejecting
+model names that would reach outside a repository.
+"""
+
+from __future__ import annotations
+
+import base64
+import shutil
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from . import config as model_config
+from .backends import get_backend_factory
+from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
+from .model import LoadedModel
+
+if TYPE_CHECKING:
+    from .server import Server
+
+CONTROL_MODES = ("none", "poll", "explicit")
+
+UNAVAILABLE_STATE = "UNAVAILABLE"
+LOADING = "LOADING"
+READY = "READY"
+UNLOADING = "UNLOADING"
+
+
+def check_model_name(name: str) -> None:
+    """Reject names that could reach outside a repository (INVALID_ARG)."""
+    bad = (
+        not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\x00" in name
+        or name.startswith("~")
+        or Path(name).is_absolute()
+    )
+    if bad:
+        raise TritonError(
+            f"invalid model name '{name}': a model name must be a single directory name inside "
+            "the model repository (no path separators, '..' or NUL)",
+            INVALID_ARG,
+        )
+
+
+def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """What a model directory holds, to notice changes when polling."""
+    entries = []
+    for p in sorted(path.rglob("*")):
+        if p.is_file() and "__pycache__" not in p.parts:
+            st = p.stat()
+            entries.append((str(p.relative_to(path)), st.st_mtime_ns, st.st_size))
+    return tuple(entries)
+
+
+@dataclass
+class _VersionState:
+    state: str
+    reason: str = ""
+
+
+@dataclass
+class _ModelEntry:
+    path: Path | None = None
+    fingerprint: tuple[tuple[str, int, int], ...] = ()
+    versions: dict[int, _VersionState] = field(default_factory=dict)
+    error: str = ""  # model-level failure (config, duplicates) when no version got that far
+    temp_dir: Path | None = None  # holds a model loaded from file overrides
+
+
+class ModelRepository:
+    """The models of one Server: where they live and in which state each version is."""
+
+    def __init__(
+        self,
+        server: Server,
+        paths: Iterable[str | Path],
+        *,
+        control_mode: str = "none",
+        auto_complete: bool = True,
+    ) -> None:
+        if control_mode not in CONTROL_MODES:
+            raise TritonError(
+                f"unknown model control mode '{control_mode}': expected one of "
+                + ", ".join(CONTROL_MODES),
+                INVALID_ARG,
+            )
+        self.server = server
+        self.paths = [Path(p) for p in paths]
+        for p in self.paths:
+            if not p.is_dir():
+                raise TritonError(f"model repository path '{p}' is not a directory", INVALID_ARG)
+        self.control_mode = control_mode
+        self.auto_complete = auto_complete
+        self._entries: dict[str, _ModelEntry] = {}
+        self._lock = threading.RLock()  # one lifecycle change at a time
+        self._poller: threading.Thread | None = None
+        self._stop = threading.Event()
+
+    # ---- scanning ----------------------------------------------------------------------------
+
+    def scan(self) -> tuple[dict[str, Path], dict[str, str]]:
+        """Model directories by name, and names that are errors (duplicates) with a reason."""
+        found: dict[str, list[Path]] = {}
+        for root in self.paths:
+            for child in sorted(root.iterdir()):
+                if child.is_dir() and not child.name.startswith("."):
+                    found.setdefault(child.name, []).append(child)
+        models, errors = {}, {}
+        for name, dirs in found.items():
+            if len(dirs) > 1:
+                errors[name] = (
+                    f"model '{name}' appears in more than one model repository: "
+                    + ", ".join(str(d) for d in dirs)
+                )
+            else:
+                models[name] = dirs[0]
+        return models, errors
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def load_startup_models(self, load_models: Iterable[str] = ()) -> None:
+        """Load what the control mode loads at start: everything (none, poll) or the named
+        models (explicit; '*' for all)."""
+        names = list(load_models)
+        if self.control_mode == "explicit" and "*" not in names:
+            for name in names:
+                try:
+                    self.load(name)
+                except TritonError:
+                    pass  # recorded in the index; the server still starts
+            return
+        models, errors = self.scan()
+        with self._lock:
+            for name, reason in errors.items():
+                self._entries[name] = _ModelEntry(error=reason)
+        for name in models:
+            try:
+                self.load(name)
+            except TritonError:
+                pass
+
+    def load(
+        self,
+        name: str,
+        config_override: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Load (or reload) a model: every version its version_policy selects. Raises
+        TritonError after recording the failure in the index."""
+        check_model_name(name)
+        with self._lock:
+            entry = self._entries.setdefault(name, _ModelEntry())
+            try:
+                path = self._model_source(name, entry, config_override, files)
+                self._load_versions(name, entry, path, config_override)
+            except TritonError as e:
+                if not entry.versions or all(v.state != READY for v in entry.versions.values()):
+                    entry.error = e.message
+                raise
+
+    def unload(self, name: str) -> None:
+        """Unload every version of a model, waiting for its in-flight requests."""
+        check_model_name(name)
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                models, _ = self.scan()
+                if name not in models:
+                    raise TritonError(
+                        f"failed to unload '{name}', no version is available", NOT_FOUND
+                    )
+                return
+            for state in entry.versions.values():
+                if state.state == READY:
+                    state.state = UNLOADING
+            self.server._uninstall(name)
+            for state in entry.versions.values():
+                state.state, state.reason = UNAVAILABLE_STATE, "unloaded"
+            if entry.temp_dir is not None:
+                shutil.rmtree(entry.temp_dir, ignore_errors=True)
+                entry.temp_dir = None
+
+    def unload_all(self) -> None:
+        with self._lock:
+            for name in list(self._entries):
+                if any(v.state == READY for v in self._entries[name].versions.values()):
+                    self.unload(name)
+
+    def poll(self) -> None:
+        """One poll: load new models, unload removed ones, reload changed ones."""
+        models, errors = self.scan()
+        with self._lock:
+            for name, reason in errors.items():
+                if name in self._entries:
+                    self.unload(name)
+                self._entries[name] = _ModelEntry(error=reason)
+            for name in list(self._entries):
+                entry = self._entries[name]
+                if name not in models and name not in errors and entry.temp_dir is None:
+                    if any(v.state == READY for v in entry.versions.values()):
+                        self.unload(name)
+                    del self._entries[name]
+            for name, path in models.items():
+                entry = self._entries.get(name)
+                if entry is None or entry.path != path or entry.fingerprint != _fingerprint(path):
+                    try:
+                        self.load(name)
+                    except TritonError:
+                        pass
+
+    def start_polling(self, interval_s: float) -> None:
+        def run() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.poll()
+                except Exception:  # a poll must never kill the poller
+                    pass
+
+        self._poller = threading.Thread(target=run, name="tritonlite-repository-poll", daemon=True)
+        self._poller.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._poller is not None:
+            self._poller.join()
+        self.unload_all()
+
+    # ---- index -------------------------------------------------------------------------------
+
+    def index(self, ready_only: bool = False) -> list[dict[str, str]]:
+        """Triton's repository index: every model known, with each version's state."""
+        models, errors = self.scan()
+        out: list[dict[str, str]] = []
+        with self._lock:
+            names = sorted(set(models) | set(errors) | set(self._entries))
+            for name in names:
+                entry = self._entries.get(name)
+                if entry is None or (not entry.versions and not entry.error):
+                    if not ready_only:
+                        out.append({"name": name})
+                    continue
+                if not entry.versions:
+                    if not ready_only:
+                        out.append({"name": name, "state": UNAVAILABLE_STATE, "reason": entry.error})
+                    continue
+                for version, st in sorted(entry.versions.items()):
+                    if ready_only and st.state != READY:
+                        continue
+                    out.append(
+                        {"name": name, "version": str(version), "state": st.state, "reason": st.reason}
+                    )
+        return out
+
+    def version_states(self, name: str) -> dict[int, str]:
+        with self._lock:
+            entry = self._entries.get(name)
+            return {v: s.state for v, s in entry.versions.items()} if entry else {}
+
+    # ---- internals ---------------------------------------------------------------------------
+
+    def _model_source(
+        self,
+        name: str,
+        entry: _ModelEntry,
+        config_override: str | None,
+        files: Mapping[str, bytes] | None,
+    ) -> Path:
+        if files:
+            if config_override is None:
+                raise TritonError(
+                    f"failed to load '{name}': file overrides need a config override as well",
+                    INVALID_ARG,
+                )
+            return self._materialize_files(name, entry, files)
+        models, errors = self.scan()
+        if name in errors:
+            raise TritonError(errors[name], INVALID_ARG)
+        path = models.get(name)
+        if path is None:
+            raise TritonError(
+                f"failed to load '{name}', failed to poll from model repository", NOT_FOUND
+            )
+        return path
+
+    def _materialize_files(self, name: str, entry: _ModelEntry, files: Mapping[str, bytes]) -> Path:
+        """A model made of uploaded files ('file:<version>/<name>' keys), in a private dir."""
+        root = Path(tempfile.mkdtemp(prefix="tritonlite-model-")) / name
+        root.mkdir()
+        for key, content in files.items():
+            rel = key[len("file:") :] if key.startswith("file:") else key
+            target = (root / rel).resolve()
+            if not rel or Path(rel).is_absolute() or root.resolve() not in target.parents:
+                shutil.rmtree(root.parent, ignore_errors=True)
+                raise TritonError(
+                    f"failed to load '{name}': file override '{key}' is outside the model "
+                    "directory",
+                    INVALID_ARG,
+                )
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content if isinstance(content, bytes) else base64.b64decode(content))
+        if entry.temp_dir is not None:
+            shutil.rmtree(entry.temp_dir, ignore_errors=True)
+        entry.temp_dir = root.parent
+        return root
+
+    def _load_versions(
+        self, name: str, entry: _ModelEntry, path: Path, config_override: str | None
+    ) -> None:
+        fingerprint = _fingerprint(path)
+        try:
+            config = model_config.load_model_config(
+                path, auto_complete=self.auto_complete, override=config_override
+            )
+            available = model_config.version_dirs(path)
+            versions = model_config.select_versions(config, available)
+        except TritonError as e:
+            entry.path, entry.fingerprint = path, fingerprint
+            self._mark_failed(entry, e.message)
+            raise
+        except Exception as e:  # config code must not take the server down
+            entry.path, entry.fingerprint = path, fingerprint
+            self._mark_failed(entry, str(e))
+            raise TritonError(f"failed to load '{name}': {e}", INTERNAL) from e
+
+        loaded: dict[int, LoadedModel] = {}
+        failures: dict[int, str] = {}
+        for version in versions:
+            entry.versions.setdefault(version, _VersionState(LOADING))
+            if entry.versions[version].state != READY:
+                entry.versions[version] = _VersionState(LOADING)
+            try:
+                factory = get_backend_factory(config.backend or config.platform, name)
+                backend = factory(config, path, available[version])
+                loaded[version] = LoadedModel(config, version, backend, model_dir=path)
+            except TritonError as e:
+                failures[version] = e.message
+            except Exception as e:  # a backend's bug is that model's failure, not ours
+                failures[version] = f"{type(e).__name__}: {e}"
+
+        # Swap in what loaded (old versions keep serving until now), then retire the rest.
+        self.server._install(name, loaded, keep=set(versions))
+        for version, lm in loaded.items():
+            entry.versions[version] = _VersionState(READY)
+        for version, reason in failures.items():
+            previous = entry.versions.get(version)
+            if previous is None or previous.state != READY or version not in self.server._versions(name):
+                entry.versions[version] = _VersionState(UNAVAILABLE_STATE, reason)
+        for version in list(entry.versions):
+            if version not in versions:
+                entry.versions[version] = _VersionState(UNAVAILABLE_STATE, "unloaded")
+        entry.path, entry.fingerprint, entry.error = path, fingerprint, ""
+        if failures:
+            first = next(iter(failures.values()))
+            entry.error = first
+            raise TritonError(f"failed to load '{name}' version {min(failures)}: {first}", INVALID_ARG)
+
+    @staticmethod
+    def _mark_failed(entry: _ModelEntry, reason: str) -> None:
+        entry.error = reason
+        for st in entry.versions.values():
+            if st.state != READY:
+                st.state, st.reason = UNAVAILABLE_STATE, reason
