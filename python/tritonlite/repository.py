@@ -160,6 +160,14 @@ class ModelRepository:
         TritonError after recording the failure in the index."""
         check_model_name(name)
         with self._lock:
+            if not files and name not in self._entries:
+                models, errors = self.scan()
+                if name not in models and name not in errors:
+                    # Not a model of this repository: nothing to track, nothing to report.
+                    raise TritonError(
+                        f"failed to load '{name}', failed to poll from model repository",
+                        NOT_FOUND,
+                    )
             entry = self._entries.setdefault(name, _ModelEntry())
             try:
                 path = self._model_source(name, entry, config_override, files)

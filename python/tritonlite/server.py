@@ -23,6 +23,7 @@ from .backends.base import Backend
 from .datatypes import to_wire_name
 from .errors import INTERNAL, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
+from .shared_memory import SystemSharedMemoryRegistry
 
 if TYPE_CHECKING:
     from .repository import ModelRepository
@@ -94,6 +95,7 @@ class Server:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
         self._tokens = itertools.count(1)
         self._closed = False
+        self.system_shared_memory = SystemSharedMemoryRegistry()
         self.strict_readiness = strict_readiness
         self.repository: ModelRepository | None = None
         if model_repository is None:
@@ -181,12 +183,17 @@ class Server:
         return not self._closed
 
     def is_ready(self) -> bool:
-        """Live, and (with strict readiness) every model the repository knows is READY."""
+        """Live, and (with strict readiness) every model the repository knows is READY, or
+        was unloaded on purpose (as Triton)."""
         if self._closed:
             return False
         if not self.strict_readiness or self.repository is None:
             return True
-        return all(m["state"] == "READY" for m in self.repository.index() if "state" in m)
+        return all(
+            m["state"] == "READY" or m.get("reason") == "unloaded"
+            for m in self.repository.index()
+            if "state" in m
+        )
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         try:

@@ -1,0 +1,338 @@
+"""End to end over gRPC with the real tritonclient: tritonlite-server in its own process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as aiogrpcclient
+from tritonclient.utils import InferenceServerException
+
+from models import make_add_sub_onnx, make_identity_onnx
+from serving import ServerProcess, write_config
+from tritonlite._proto import grpc_service_pb2 as pb
+from tritonlite._proto import grpc_service_pb2_grpc as pb_grpc
+from tritonlite._proto import health_pb2, health_pb2_grpc
+
+HERE = Path(__file__).parent
+NO_HTTP = ("--allow-http=false", "--allow-metrics=false")  # until the HTTP frontend lands
+
+SIMPLE = """
+name: "simple" platform: "onnxruntime_onnx" max_batch_size: 8
+input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+       { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }]
+output [{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+        { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }]
+dynamic_batching { max_queue_delay_microseconds: 1000 }
+"""
+
+
+def build_repository(root: Path) -> Path:
+    repo = root / "repo"
+    write_config(repo / "simple", SIMPLE)
+    make_add_sub_onnx(repo / "simple" / "1" / "model.onnx", dtype="INT32")
+    write_config(repo / "simple_string", SIMPLE.replace('"simple"', '"simple_string"').replace("TYPE_INT32", "TYPE_STRING"))
+    make_add_sub_onnx(repo / "simple_string" / "1" / "model.onnx", dtype="BYTES")
+    write_config(
+        repo / "classifier",
+        'name: "classifier" platform: "onnxruntime_onnx" max_batch_size: 4 '
+        'input [{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }] '
+        'output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] label_filename: "labels.txt" }]',
+    )
+    (repo / "classifier" / "labels.txt").write_text("cat\ndog\nbird\nfish\n")
+    make_identity_onnx(repo / "classifier" / "1" / "model.onnx", dtype="FP32", dims=[4])
+    # Two versions, both served.
+    write_config(
+        repo / "versioned",
+        'name: "versioned" platform: "onnxruntime_onnx" max_batch_size: 4 '
+        "version_policy { all { } } "
+        'input [{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }] '
+        'output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }]',
+    )
+    for v in (1, 2):
+        make_identity_onnx(repo / "versioned" / str(v) / "model.onnx", dtype="FP32", dims=[4])
+    return repo
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):
+    repo = build_repository(tmp_path_factory.mktemp("grpc"))
+    with ServerProcess(repo, args=("--model-control-mode=explicit", "--load-model=*", *NO_HTTP)) as srv:
+        yield srv
+
+
+@pytest.fixture
+def client(server: ServerProcess) -> grpcclient.InferenceServerClient:
+    return grpcclient.InferenceServerClient(server.grpc_url)
+
+
+def simple_inputs(a: np.ndarray, b: np.ndarray, dtype: str = "INT32") -> list[grpcclient.InferInput]:
+    i0 = grpcclient.InferInput("INPUT0", list(a.shape), dtype)
+    i1 = grpcclient.InferInput("INPUT1", list(b.shape), dtype)
+    i0.set_data_from_numpy(a)
+    i1.set_data_from_numpy(b)
+    return [i0, i1]
+
+
+A = np.arange(16, dtype=np.int32).reshape(1, 16)
+B = np.full((1, 16), 3, dtype=np.int32)
+
+
+def test_health_and_metadata(client: grpcclient.InferenceServerClient) -> None:
+    assert client.is_server_live() and client.is_server_ready()
+    assert client.is_model_ready("simple")
+    assert client.is_model_ready("versioned", "1") and client.is_model_ready("versioned", "2")
+    assert not client.is_model_ready("versioned", "3")
+    assert not client.is_model_ready("nope")
+    meta = client.get_server_metadata(as_json=True)
+    assert meta["name"] == "tritonlite" and "model_repository" in meta["extensions"]
+    m = client.get_model_metadata("simple", as_json=True)
+    assert m["platform"] == "onnxruntime_onnx"
+    assert m["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]}
+    assert client.get_model_metadata("versioned", as_json=True)["versions"] == ["1", "2"]
+
+
+def test_grpc_health_service(server: ServerProcess) -> None:
+    with grpc.insecure_channel(server.grpc_url) as ch:
+        resp = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest())
+    assert resp.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_model_config(client: grpcclient.InferenceServerClient) -> None:
+    cfg = client.get_model_config("simple", as_json=True)["config"]
+    assert cfg["name"] == "simple" and cfg["max_batch_size"] == 8
+    assert cfg["input"][0]["data_type"] == "TYPE_INT32"
+    with pytest.raises(InferenceServerException, match="unknown model"):
+        client.get_model_config("nope")
+
+
+def test_sync_infer(client: grpcclient.InferenceServerClient) -> None:
+    r = client.infer("simple", simple_inputs(A, B), request_id="req-7")
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), A + B)
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), A - B)
+    resp = r.get_response()
+    assert resp.id == "req-7" and resp.model_version == "1"
+
+
+def test_requested_outputs_only(client: grpcclient.InferenceServerClient) -> None:
+    r = client.infer("simple", simple_inputs(A, B), outputs=[grpcclient.InferRequestedOutput("OUTPUT1")])
+    assert r.as_numpy("OUTPUT0") is None
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT1"), A - B)
+
+
+def test_batched_request(client: grpcclient.InferenceServerClient) -> None:
+    a = np.arange(64, dtype=np.int32).reshape(4, 16)
+    r = client.infer("simple", simple_inputs(a, a))
+    np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), a * 2)
+
+
+def test_bytes_model(client: grpcclient.InferenceServerClient) -> None:
+    a = np.array([[str(i).encode() for i in range(16)]], dtype=np.object_)
+    b = np.array([[b"1"] * 16], dtype=np.object_)
+    r = client.infer("simple_string", simple_inputs(a, b, "BYTES"))
+    assert [int(x) for x in r.as_numpy("OUTPUT0")[0]] == [i + 1 for i in range(16)]
+    assert [int(x) for x in r.as_numpy("OUTPUT1")[0]] == [i - 1 for i in range(16)]
+
+
+def test_async_infer_with_callback(client: grpcclient.InferenceServerClient) -> None:
+    results: queue.Queue[Any] = queue.Queue()
+    for i in range(8):
+        a = np.full((1, 16), i, np.int32)
+        client.async_infer("simple", simple_inputs(a, B), lambda result, error, i=i: results.put((i, result, error)))
+    got = sorted((results.get(timeout=30) for _ in range(8)), key=lambda x: x[0])
+    for i, r, e in got:
+        assert e is None
+        np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), np.full((1, 16), i + 3))
+
+
+def test_aio_client(server: ServerProcess) -> None:
+    async def main() -> None:
+        client = aiogrpcclient.InferenceServerClient(server.grpc_url)
+        try:
+            assert await client.is_server_ready()
+            inputs = []
+            for name, arr in (("INPUT0", A), ("INPUT1", B)):
+                t = aiogrpcclient.InferInput(name, [1, 16], "INT32")
+                t.set_data_from_numpy(arr)
+                inputs.append(t)
+            rs = await asyncio.gather(*[client.infer("simple", inputs) for _ in range(16)])
+            for r in rs:
+                np.testing.assert_array_equal(r.as_numpy("OUTPUT0"), A + B)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+def test_stream_infer(client: grpcclient.InferenceServerClient) -> None:
+    results: queue.Queue[Any] = queue.Queue()
+    client.start_stream(callback=lambda result, error: results.put((result, error)))
+    try:
+        for i in range(5):
+            a = np.full((1, 16), i, np.int32)
+            client.async_stream_infer("simple", simple_inputs(a, B), request_id=str(i))
+        got = {}
+        for _ in range(5):
+            r, e = results.get(timeout=30)
+            assert e is None
+            got[r.get_response().id] = r.as_numpy("OUTPUT0")
+        for i in range(5):
+            np.testing.assert_array_equal(got[str(i)], np.full((1, 16), i + 3))
+        # An error in the stream arrives as that response's error; the stream goes on.
+        client.async_stream_infer("nope", simple_inputs(A, B))
+        r, e = results.get(timeout=30)
+        assert e is not None and "unknown model" in str(e)
+        client.async_stream_infer("simple", simple_inputs(A, B))
+        r, e = results.get(timeout=30)
+        assert e is None
+    finally:
+        client.stop_stream()
+
+
+def test_statistics_match_what_was_sent(client: grpcclient.InferenceServerClient) -> None:
+    def counts() -> tuple[int, int]:
+        s = client.get_inference_statistics("versioned", "2", as_json=True)["model_stats"][0]
+        return int(s.get("inference_count", 0)), int(s["inference_stats"]["success"].get("count", 0))
+
+    before = counts()
+    x = np.ones((3, 4), np.float32)
+    t = grpcclient.InferInput("INPUT0", [3, 4], "FP32")
+    t.set_data_from_numpy(x)
+    for _ in range(5):
+        client.infer("versioned", [t], model_version="2")
+    client.infer("versioned", [t], model_version="1")
+    after = counts()
+    assert after[0] - before[0] == 15  # inferences count rows
+    assert after[1] - before[1] == 5
+
+
+def test_classification(client: grpcclient.InferenceServerClient) -> None:
+    x = np.array([[0.1, 0.7, 0.05, 0.15]], np.float32)
+    t = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+    t.set_data_from_numpy(x)
+    r = client.infer("classifier", [t], outputs=[grpcclient.InferRequestedOutput("OUTPUT0", class_count=2)])
+    out = [s.decode() if isinstance(s, bytes) else s for s in r.as_numpy("OUTPUT0")[0]]
+    assert out == ["0.700000:1:dog", "0.150000:3:fish"]
+
+
+def test_typed_contents_with_our_stub(server: ServerProcess) -> None:
+    req = pb.ModelInferRequest(model_name="simple")
+    for name, arr in (("INPUT0", A), ("INPUT1", B)):
+        t = req.inputs.add(name=name, datatype="INT32", shape=[1, 16])
+        t.contents.int_contents.extend(arr.ravel().tolist())
+    with grpc.insecure_channel(server.grpc_url) as ch:
+        resp = pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(req)
+    out = dict(zip([o.name for o in resp.outputs], resp.raw_output_contents))
+    np.testing.assert_array_equal(np.frombuffer(out["OUTPUT0"], np.int32), (A + B).ravel())
+    bad = pb.ModelInferRequest(model_name="simple")
+    t = bad.inputs.add(name="INPUT0", datatype="INT32", shape=[1, 16])
+    t.contents.int_contents.extend([1, 2])
+    with grpc.insecure_channel(server.grpc_url) as ch, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(bad)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "expected 16 for shape [1, 16], got 2" in info.value.details()
+
+
+@pytest.mark.parametrize(
+    "model, version, inputs, code, text",
+    [
+        ("nope", "", lambda: simple_inputs(A, B), "NOT_FOUND", "Request for unknown model: 'nope' is not found"),
+        ("simple", "9", lambda: simple_inputs(A, B), "NOT_FOUND", "'simple' version 9 is not found"),
+        ("simple", "", lambda: simple_inputs(A.astype(np.float32), B.astype(np.float32), "FP32"),
+         "INVALID_ARGUMENT", "inference input 'INPUT0' data-type is 'FP32', but model 'simple' expects 'INT32'"),
+        ("simple", "", lambda: simple_inputs(A[:, :8].copy(), B[:, :8].copy()),
+         "INVALID_ARGUMENT", "unexpected shape for input 'INPUT0' for model 'simple'. Expected [-1,16], got [1,8]"),
+        ("simple", "", lambda: simple_inputs(np.zeros((9, 16), np.int32), np.zeros((9, 16), np.int32)),
+         "INVALID_ARGUMENT", "inference request batch-size must be <= 8 for 'simple'"),
+    ],
+)  # fmt: skip
+def test_error_paths(client: grpcclient.InferenceServerClient, model: str, version: str,
+                     inputs: Any, code: str, text: str) -> None:  # fmt: skip
+    with pytest.raises(InferenceServerException) as info:
+        client.infer(model, inputs(), model_version=version)
+    assert info.value.status() == f"StatusCode.{code}"
+    assert text in info.value.message()
+
+
+def test_repository_index_load_and_unload(client: grpcclient.InferenceServerClient) -> None:
+    index = {(m["name"], m.get("version")): m for m in client.get_model_repository_index(as_json=True)["models"]}
+    assert index[("simple", "1")]["state"] == "READY"
+    client.unload_model("classifier")
+    assert not client.is_model_ready("classifier")
+    index = {m["name"]: m for m in client.get_model_repository_index(as_json=True)["models"]}
+    assert index["classifier"]["state"] == "UNAVAILABLE"
+    client.load_model("classifier")
+    assert client.is_model_ready("classifier")
+    # A load with a config override: max_batch_size 2 now.
+    cfg = client.get_model_config("classifier", as_json=True)["config"]
+    cfg["max_batch_size"] = 2
+    cfg.get("dynamic_batching", {}).pop("preferred_batch_size", None)
+    client.load_model("classifier", config=json.dumps(cfg))
+    assert client.get_model_config("classifier", as_json=True)["config"]["max_batch_size"] == 2
+    with pytest.raises(InferenceServerException, match="failed to load 'nope'"):
+        client.load_model("nope")
+    with pytest.raises(InferenceServerException, match="invalid model name"):
+        client.load_model("../simple")
+
+
+def test_load_with_file_override(client: grpcclient.InferenceServerClient, tmp_path: Path) -> None:
+    onnx_path = make_identity_onnx(tmp_path / "m.onnx", dtype="INT32", dims=[2])
+    config = json.dumps({
+        "name": "uploaded", "platform": "onnxruntime_onnx", "max_batch_size": 2,
+        "input": [{"name": "INPUT0", "data_type": "TYPE_INT32", "dims": [2]}],
+        "output": [{"name": "OUTPUT0", "data_type": "TYPE_INT32", "dims": [2]}],
+    })  # fmt: skip
+    client.load_model("uploaded", config=config, files={"file:1/model.onnx": onnx_path.read_bytes()})
+    t = grpcclient.InferInput("INPUT0", [1, 2], "INT32")
+    t.set_data_from_numpy(np.array([[5, 6]], np.int32))
+    assert client.infer("uploaded", [t]).as_numpy("OUTPUT0").tolist() == [[5, 6]]
+    client.unload_model("uploaded")
+
+
+def test_cuda_shared_memory_is_reported_unsupported(client: grpcclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.get_cuda_shared_memory_status()
+    assert "CUDA shared memory is not supported" in info.value.message()
+
+
+def test_trace_and_log_settings(client: grpcclient.InferenceServerClient) -> None:
+    settings = client.update_trace_settings(settings={"trace_rate": "5"}, as_json=True)
+    assert settings["settings"]["trace_rate"]["value"] == ["5"]
+    logs = client.update_log_settings({"log_verbose_level": 1}, as_json=True)
+    assert logs["settings"]["log_verbose_level"]["uint32_param"] == 1
+
+
+def test_triton_documentation_client_runs_unchanged(server: ServerProcess) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(HERE / "clients" / "simple_grpc_infer_client.py"), "-u", server.grpc_url],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "PASS: infer" in proc.stdout
+    assert "0 + 1 = 1" in proc.stdout
+
+
+def test_restricted_protocol(tmp_path: Path) -> None:
+    repo = build_repository(tmp_path)
+    args = ("--grpc-restricted-protocol=model-repository,statistics:admin-key=secret", *NO_HTTP)
+    with ServerProcess(repo, args=args) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        assert client.is_server_live()  # unrestricted group
+        with pytest.raises(InferenceServerException) as info:
+            client.get_model_repository_index()
+        assert info.value.status() == "StatusCode.UNAVAILABLE"
+        assert "expecting header 'admin-key'" in info.value.message()
+        with pytest.raises(InferenceServerException):
+            client.get_inference_statistics("simple", headers={"admin-key": "wrong"})
+        assert client.get_inference_statistics("simple", headers={"admin-key": "secret"})
+        assert client.get_model_repository_index(headers={"admin-key": "secret"})
