@@ -21,7 +21,9 @@ def free_port() -> int:
 class ServerProcess:
     """``with ServerProcess(repo, "--model-control-mode=explicit") as srv: srv.grpc_url``"""
 
-    def __init__(self, *repositories: Path | str, args: tuple[str, ...] = (), ready_timeout: float = 60):
+    def __init__(
+        self, *repositories: Path | str, args: tuple[str, ...] = (), ready_timeout: float = 60
+    ):
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self.repositories = repositories
         self.args = args

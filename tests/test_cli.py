@@ -1,0 +1,103 @@
+"""tritonlite-server: Triton's flags, startup failures, and graceful SIGTERM."""
+
+from __future__ import annotations
+
+import queue
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from models import make_add_sub_onnx
+from serving import ServerProcess, write_config
+
+NO_HTTP = ("--allow-http=false", "--allow-metrics=false")  # until the HTTP frontend lands
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "tritonlite.cli", *args],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_help_documents_tritons_flags() -> None:
+    out = cli("--help").stdout
+    for flag in (
+        "--model-repository", "--model-control-mode", "--repository-poll-secs", "--load-model",
+        "--exit-on-error", "--strict-readiness", "--disable-auto-complete-config",
+        "--exit-timeout-secs", "--grpc-port", "--grpc-address", "--grpc-use-ssl",
+        "--grpc-server-cert", "--grpc-server-key", "--grpc-root-cert", "--grpc-keepalive-time",
+        "--grpc-restricted-protocol", "--http-port", "--metrics-port", "--allow-http",
+        "--allow-grpc", "--allow-metrics", "--metrics-interval-ms",
+    ):  # fmt: skip
+        assert flag in out, flag
+
+
+def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
+    proc = cli("--model-repository", str(tmp_path / "nope"), *NO_HTTP, "--grpc-port=0")
+    assert proc.returncode == 1
+    assert "is not a directory" in proc.stderr
+
+
+def test_failed_model_stops_startup_unless_exit_on_error_false(tmp_path: Path) -> None:
+    write_config(tmp_path / "bad", 'name: "bad" backend: "nosuch"')
+    (tmp_path / "bad" / "1").mkdir()
+    proc = cli("--model-repository", str(tmp_path), *NO_HTTP, "--grpc-port=0")
+    assert proc.returncode == 1
+    assert "failed to load all models" in proc.stderr
+    with ServerProcess(tmp_path, args=("--exit-on-error=false", *NO_HTTP)) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        assert client.is_server_live() and not client.is_server_ready()
+        index = client.get_model_repository_index(as_json=True)["models"]
+        assert index[0]["state"] == "UNAVAILABLE" and "nosuch" in index[0]["reason"]
+
+
+def slow_repo(root: Path) -> Path:
+    """`simple` whose requests wait 300 ms in the queue: in flight when SIGTERM comes."""
+    write_config(
+        root / "simple",
+        'name: "simple" platform: "onnxruntime_onnx" max_batch_size: 64 '
+        'input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] }, '
+        '{ name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }] '
+        'output [{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] }, '
+        '{ name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }] '
+        "dynamic_batching { max_queue_delay_microseconds: 300000 preferred_batch_size: [ 64 ] }",
+    )
+    make_add_sub_onnx(root / "simple" / "1" / "model.onnx", dtype="INT32")
+    return root
+
+
+def test_model_repo_alias_and_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
+    srv = ServerProcess(args=("--model-repo", str(slow_repo(tmp_path)), *NO_HTTP))
+    with srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        results: queue.Queue[tuple[object, object]] = queue.Queue()
+        a = np.arange(16, dtype=np.int32).reshape(1, 16)
+        for _ in range(16):
+            inputs = [grpcclient.InferInput("INPUT0", [1, 16], "INT32"),
+                      grpcclient.InferInput("INPUT1", [1, 16], "INT32")]  # fmt: skip
+            inputs[0].set_data_from_numpy(a)
+            inputs[1].set_data_from_numpy(a)
+            client.async_infer("simple", inputs, lambda result, error: results.put((result, error)))
+        time.sleep(0.1)  # all 16 are queued, waiting for the batch delay
+        t0 = time.monotonic()
+        code = srv.terminate(timeout=30)
+        elapsed = time.monotonic() - t0
+        got = [results.get(timeout=10) for _ in range(16)]
+    assert code == 0
+    assert elapsed < 10
+    for result, error in got:
+        assert error is None, error
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), a * 2)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("flag", ["--grpc-use-ssl"])
+def test_tls_needs_its_certificates(tmp_path: Path, flag: str) -> None:
+    proc = cli("--model-repository", str(tmp_path), *NO_HTTP, "--grpc-port=0", flag,
+               "--grpc-server-cert", str(tmp_path / "missing.crt"),
+               "--grpc-server-key", str(tmp_path / "missing.key"))  # fmt: skip
+    assert proc.returncode == 1
+    assert "unable to read the gRPC server key" in proc.stderr

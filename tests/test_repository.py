@@ -1,0 +1,247 @@
+"""Model repository: layout, version policies, control modes, auto-complete, broken models,
+name checks, and reloads under load."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from models import make_add_sub_onnx, make_identity_onnx
+from serving import write_config
+from tritonlite import Server, TritonError
+
+IDENTITY = """
+name: "{name}" platform: "onnxruntime_onnx" max_batch_size: 4
+{policy}
+input [{{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }}]
+output [{{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }}]
+"""
+
+
+def make_plus_onnx(path: Path, plus: float) -> Path:
+    """OUTPUT0 = INPUT0 + plus (FP32 [-1, 4]): tells versions apart."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["INPUT0", "c"], ["OUTPUT0"])],
+        "plus",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["b", 4])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["b", 4])],
+        [helper.make_tensor("c", TensorProto.FLOAT, [1], [plus])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(model, str(path))
+    return path
+
+
+def plus_model(repo: Path, name: str, versions: dict[int, float], policy: str = "") -> Path:
+    write_config(repo / name, IDENTITY.format(name=name, policy=policy))
+    for v, plus in versions.items():
+        make_plus_onnx(repo / name / str(v) / "model.onnx", plus)
+    return repo / name
+
+
+X = np.zeros((1, 4), np.float32)
+
+
+def served_value(server: Server, name: str, version: int | None = None) -> float:
+    return float(server.infer(name, {"INPUT0": X}, version=version)["OUTPUT0"][0, 0])
+
+
+@pytest.mark.parametrize(
+    "policy, expected",
+    [
+        ("", [3]),
+        ("version_policy { latest { num_versions: 2 } }", [2, 3]),
+        ("version_policy { all { } }", [1, 2, 3]),
+        ("version_policy { specific { versions: [ 1, 3 ] } }", [1, 3]),
+    ],
+)
+def test_version_policies(tmp_path: Path, policy: str, expected: list[int]) -> None:
+    plus_model(tmp_path, "m", {1: 1.0, 2: 2.0, 3: 3.0}, policy)
+    with Server(tmp_path) as server:
+        assert server.model_metadata("m")["versions"] == [str(v) for v in expected]
+        for v in expected:
+            assert served_value(server, "m", v) == v
+        assert served_value(server, "m") == max(expected)  # no version: the latest
+        for v in {1, 2, 3} - set(expected):
+            assert not server.model_ready("m", v)
+
+
+def test_control_mode_none_loads_everything(tmp_path: Path) -> None:
+    plus_model(tmp_path, "a", {1: 1.0})
+    plus_model(tmp_path, "b", {1: 2.0})
+    with Server(tmp_path) as server:
+        assert server.model_names() == ["a", "b"]
+        with pytest.raises(TritonError, match="not allowed in model control mode 'none'"):
+            server.load_model("a")
+
+
+def test_control_mode_explicit(tmp_path: Path) -> None:
+    plus_model(tmp_path, "a", {1: 1.0})
+    plus_model(tmp_path, "b", {1: 2.0})
+    with Server(tmp_path, model_control_mode="explicit", load_models=["a"]) as server:
+        assert server.model_names() == ["a"]
+        index = {m["name"]: m for m in server.repository_index()}
+        assert index["b"] == {"name": "b"}  # known, never loaded
+        server.load_model("b")
+        assert served_value(server, "b") == 2.0
+        server.unload_model("a")
+        assert server.model_names() == ["b"]
+        assert {m["name"]: m for m in server.repository_index()}["a"]["reason"] == "unloaded"
+        assert server.is_ready()  # unloaded on purpose does not make the server unready
+    with Server(tmp_path, model_control_mode="explicit", load_models=["*"]) as server:
+        assert server.model_names() == ["a", "b"]
+
+
+def test_explicit_load_with_config_override(tmp_path: Path) -> None:
+    plus_model(tmp_path, "a", {1: 1.0, 2: 2.0})
+    with Server(tmp_path, model_control_mode="explicit") as server:
+        override = (
+            '{"name": "a", "platform": "onnxruntime_onnx", "max_batch_size": 4,'
+            ' "version_policy": {"specific": {"versions": [1]}},'
+            ' "input": [{"name": "INPUT0", "data_type": "TYPE_FP32", "dims": [4]}],'
+            ' "output": [{"name": "OUTPUT0", "data_type": "TYPE_FP32", "dims": [4]}]}'
+        )
+        server.load_model("a", config=override)
+        assert server.model_metadata("a")["versions"] == ["1"]
+        assert served_value(server, "a") == 1.0
+
+
+def test_control_mode_poll_loads_new_unloads_removed(tmp_path: Path) -> None:
+    plus_model(tmp_path, "a", {1: 1.0})
+    with Server(tmp_path, model_control_mode="poll", repository_poll_secs=0.2) as server:
+        assert server.model_names() == ["a"]
+        with pytest.raises(TritonError, match="polling is enabled"):
+            server.load_model("a")
+        plus_model(tmp_path, "b", {1: 2.0})
+        deadline = time.monotonic() + 10
+        while "b" not in server.model_names() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert served_value(server, "b") == 2.0
+        shutil.rmtree(tmp_path / "a")
+        while "a" in server.model_names() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert server.model_names() == ["b"]
+
+
+def test_multiple_repositories_and_duplicates(tmp_path: Path) -> None:
+    r1, r2 = tmp_path / "r1", tmp_path / "r2"
+    plus_model(r1, "a", {1: 1.0})
+    plus_model(r2, "b", {1: 2.0})
+    plus_model(r1, "dup", {1: 3.0})
+    plus_model(r2, "dup", {1: 4.0})
+    with Server([r1, r2], exit_on_error=False) as server:
+        assert server.model_names() == ["a", "b"]
+        dup = {m["name"]: m for m in server.repository_index()}["dup"]
+        assert dup["state"] == "UNAVAILABLE"
+        assert "appears in more than one model repository" in dup["reason"]
+        assert not server.is_ready()  # strict readiness: a model failed
+
+
+def test_auto_complete_from_onnx(tmp_path: Path) -> None:
+    make_add_sub_onnx(tmp_path / "simple" / "1" / "model.onnx", dtype="INT32")  # no config.pbtxt
+    with Server(tmp_path) as server:
+        meta = server.model_metadata("simple")
+        assert [i["name"] for i in meta["inputs"]] == ["INPUT0", "INPUT1"]
+        assert meta["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": [-1, 16]}
+        assert server.model_config("simple").max_batch_size == 4
+        a = np.ones((1, 16), np.int32)
+        assert server.infer("simple", {"INPUT0": a, "INPUT1": a})["OUTPUT0"].sum() == 32
+    with pytest.raises(TritonError, match="config.pbtxt"):
+        Server(tmp_path, auto_complete_config=False)
+
+
+def test_broken_config_does_not_stop_the_others(tmp_path: Path) -> None:
+    plus_model(tmp_path, "good", {1: 1.0})
+    write_config(tmp_path / "bad", IDENTITY.format(name="bad", policy="").replace("max_batch_size: 4", "max_batch_size: -3"))
+    make_plus_onnx(tmp_path / "bad" / "1" / "model.onnx", 1.0)
+    write_config(tmp_path / "syntax", 'name: "syntax"\ninput [ { name: "x" ')
+    with Server(tmp_path, exit_on_error=False) as server:
+        assert served_value(server, "good") == 1.0
+        index = {m["name"]: m for m in server.repository_index()}
+        assert index["bad"]["state"] == "UNAVAILABLE"
+        assert "max_batch_size" in index["bad"]["reason"]
+        assert index["syntax"]["state"] == "UNAVAILABLE"
+        assert "2:" in index["syntax"]["reason"]  # the line of the syntax error
+        assert not server.model_ready("bad")
+        assert not server.is_ready()
+    # Triton's default --exit-on-error=true refuses to start.
+    with pytest.raises(TritonError, match="failed to load all models"):
+        Server(tmp_path)
+    with Server(tmp_path, exit_on_error=False, strict_readiness=False) as server:
+        assert server.is_ready()
+
+
+@pytest.mark.parametrize("name", ["..", "../good", "/etc", "a/b", "a\\b", "bad\x00name", ""])
+def test_names_that_escape_the_repository_are_rejected(tmp_path: Path, name: str) -> None:
+    plus_model(tmp_path, "good", {1: 1.0})
+    with Server(tmp_path, model_control_mode="explicit") as server:
+        with pytest.raises(TritonError, match="invalid model name") as info:
+            server.load_model(name)
+        assert info.value.status == "INVALID_ARG"
+        with pytest.raises(TritonError, match="invalid model name"):
+            server.unload_model(name)
+
+
+def test_file_override_cannot_escape(tmp_path: Path) -> None:
+    plus_model(tmp_path, "good", {1: 1.0})
+    with Server(tmp_path, model_control_mode="explicit") as server:
+        with pytest.raises(TritonError, match="outside the model directory"):
+            server.load_model("up", config='{"name": "up"}', files={"file:../../x": b"1"})
+
+
+def test_poll_reload_under_load_has_zero_failures(tmp_path: Path) -> None:
+    """16 clients send continuously while a new version appears and the old one goes: no
+    request fails and responses switch to the new version."""
+    plus_model(tmp_path, "m", {1: 1.0})
+    server = Server(tmp_path, model_control_mode="poll", repository_poll_secs=0.1)
+    seen: list[float] = []
+    failures: list[BaseException] = []
+    stop = threading.Event()
+
+    async def clients() -> None:
+        async def client() -> None:
+            while not stop.is_set():
+                try:
+                    out = await server.infer_async("m", {"INPUT0": X})
+                    seen.append(float(out["OUTPUT0"][0, 0]))
+                except BaseException as e:  # noqa: BLE001 - every failure counts
+                    failures.append(e)
+                await asyncio.sleep(0)
+
+        await asyncio.gather(*[client() for _ in range(16)])
+
+    thread = threading.Thread(target=lambda: asyncio.run(clients()))
+    thread.start()
+    try:
+        time.sleep(0.5)
+        make_plus_onnx(tmp_path / "m" / "2" / "model.onnx", 2.0)  # new latest version
+        deadline = time.monotonic() + 15
+        while (not seen or seen[-1] != 2.0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        # Change version 2's file in place: a reload of the same version.
+        time.sleep(0.3)
+        make_plus_onnx(tmp_path / "m" / "2" / "model.onnx", 5.0)
+        os.utime(tmp_path / "m" / "2" / "model.onnx")
+        while seen[-1] != 5.0 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert failures == []
+    assert seen[0] == 1.0 and seen[-1] == 5.0
+    assert 2.0 in seen
+    assert len(seen) > 100
