@@ -1,0 +1,126 @@
+#!/usr/bin/env python
+"""Generate the bundled model repository that `make serve` serves (no downloads).
+
+Models (deterministic: the same bytes on every run):
+- simple          Triton's classic: INT32 INPUT0/INPUT1 [16] -> OUTPUT0 = sum, OUTPUT1 = difference
+- simple_string   the same on BYTES (decimal strings), like Triton's simple_string
+- mlp_classifier  FP32 [64] -> 3 hidden layers -> PROBABILITIES [10], with labels.txt for the
+                  classification extension
+
+Usage: python model_repository/generate.py [--out DIR] [--if-missing]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = Path(__file__).resolve().parent
+OPSET = 17
+IR_VERSION = 8  # loadable by onnxruntime >= 1.18
+
+SIMPLE_CONFIG = """name: "{name}"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [
+  {{ name: "INPUT0" data_type: {dtype} dims: [ 16 ] }},
+  {{ name: "INPUT1" data_type: {dtype} dims: [ 16 ] }}
+]
+output [
+  {{ name: "OUTPUT0" data_type: {dtype} dims: [ 16 ] }},
+  {{ name: "OUTPUT1" data_type: {dtype} dims: [ 16 ] }}
+]
+dynamic_batching {{ max_queue_delay_microseconds: 100 }}
+instance_group [{{ count: 1 kind: KIND_CPU }}]
+"""
+
+MLP_CONFIG = """name: "mlp_classifier"
+platform: "onnxruntime_onnx"
+max_batch_size: 64
+input [{ name: "INPUT" data_type: TYPE_FP32 dims: [ 64 ] }]
+output [{ name: "PROBABILITIES" data_type: TYPE_FP32 dims: [ 10 ] label_filename: "labels.txt" }]
+dynamic_batching { max_queue_delay_microseconds: 500 }
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+LABELS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+
+
+def _save(graph: onnx.GraphProto, path: Path) -> None:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+                              producer_name="tritonlite-model-repository")  # fmt: skip
+    model.ir_version = IR_VERSION
+    onnx.checker.check_model(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(model.SerializeToString())
+
+
+def simple(out: Path, strings: bool) -> None:
+    name = "simple_string" if strings else "simple"
+    elem = TensorProto.STRING if strings else TensorProto.INT32
+    nodes = []
+    a, b = "INPUT0", "INPUT1"
+    if strings:  # strings hold decimal numbers; compute in INT32
+        nodes += [helper.make_node("Cast", ["INPUT0"], ["a"], to=TensorProto.INT32),
+                  helper.make_node("Cast", ["INPUT1"], ["b"], to=TensorProto.INT32)]  # fmt: skip
+        a, b = "a", "b"
+    sums, diffs = ("sum", "diff") if strings else ("OUTPUT0", "OUTPUT1")
+    nodes += [helper.make_node("Add", [a, b], [sums]), helper.make_node("Sub", [a, b], [diffs])]
+    if strings:
+        nodes += [helper.make_node("Cast", ["sum"], ["OUTPUT0"], to=TensorProto.STRING),
+                  helper.make_node("Cast", ["diff"], ["OUTPUT1"], to=TensorProto.STRING)]  # fmt: skip
+    io = [helper.make_tensor_value_info(n, elem, ["batch", 16]) for n in ("INPUT0", "INPUT1")]
+    outs = [helper.make_tensor_value_info(n, elem, ["batch", 16]) for n in ("OUTPUT0", "OUTPUT1")]
+    _save(helper.make_graph(nodes, name, io, outs), out / name / "1" / "model.onnx")
+    dtype = "TYPE_STRING" if strings else "TYPE_INT32"
+    (out / name / "config.pbtxt").write_text(SIMPLE_CONFIG.format(name=name, dtype=dtype))
+
+
+def mlp_classifier(out: Path) -> None:
+    rng = np.random.default_rng(20261128)
+    sizes = [64, 128, 128, 64, 10]
+    nodes, inits, x = [], [], "INPUT"
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        b = (0.01 * rng.standard_normal(n_out)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, f"w{i}"), numpy_helper.from_array(b, f"b{i}")]
+        nodes += [helper.make_node("MatMul", [x, f"w{i}"], [f"mm{i}"]),
+                  helper.make_node("Add", [f"mm{i}", f"b{i}"], [f"h{i}"])]  # fmt: skip
+        x = f"h{i}"
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [x], [f"r{i}"]))
+            x = f"r{i}"
+    nodes.append(helper.make_node("Softmax", [x], ["PROBABILITIES"], axis=-1))
+    graph = helper.make_graph(
+        nodes, "mlp_classifier",
+        [helper.make_tensor_value_info("INPUT", TensorProto.FLOAT, ["batch", 64])],
+        [helper.make_tensor_value_info("PROBABILITIES", TensorProto.FLOAT, ["batch", 10])],
+        inits,
+    )  # fmt: skip
+    _save(graph, out / "mlp_classifier" / "1" / "model.onnx")
+    (out / "mlp_classifier" / "config.pbtxt").write_text(MLP_CONFIG)
+    (out / "mlp_classifier" / "labels.txt").write_text("\n".join(LABELS) + "\n")
+
+
+GENERATED = ["simple/1/model.onnx", "simple_string/1/model.onnx", "mlp_classifier/1/model.onnx"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", type=Path, default=HERE)
+    parser.add_argument("--if-missing", action="store_true", help="only when a model file is missing")
+    args = parser.parse_args()
+    if args.if_missing and all((args.out / f).exists() for f in GENERATED):
+        return
+    simple(args.out, strings=False)
+    simple(args.out, strings=True)
+    mlp_classifier(args.out)
+    print(f"model repository written to {args.out}")
+
+
+if __name__ == "__main__":
+    main()

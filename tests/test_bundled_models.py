@@ -1,0 +1,61 @@
+"""The bundled model_repository/: it loads, every model answers, and the committed files are
+exactly what model_repository/generate.py makes."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tritonlite import Server
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO = ROOT / "model_repository"
+
+
+@pytest.fixture(scope="module")
+def server():
+    with Server(REPO) as s:
+        yield s
+
+
+def test_every_bundled_model_is_ready(server: Server) -> None:
+    index = server.repository_index()
+    assert index and all(m["state"] == "READY" for m in index), index
+    assert server.is_ready()
+
+
+def test_simple(server: Server) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.ones((1, 16), np.int32)
+    out = server.infer("simple", {"INPUT0": a, "INPUT1": b})
+    np.testing.assert_array_equal(out["OUTPUT0"], a + b)
+    np.testing.assert_array_equal(out["OUTPUT1"], a - b)
+
+
+def test_simple_string(server: Server) -> None:
+    a = np.array([[str(i).encode() for i in range(16)]], dtype=np.object_)
+    out = server.infer("simple_string", {"INPUT0": a, "INPUT1": a})
+    assert [int(x) for x in out["OUTPUT0"][0]] == [2 * i for i in range(16)]
+
+
+def test_mlp_classifier(server: Server) -> None:
+    x = np.random.default_rng(0).standard_normal((3, 64)).astype(np.float32)
+    probs = server.infer("mlp_classifier", {"INPUT": x})["PROBABILITIES"]
+    assert probs.shape == (3, 10)
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-5)
+    labels = (REPO / "mlp_classifier" / "labels.txt").read_text().split()
+    assert len(labels) == 10
+
+
+def test_committed_files_match_the_generator(tmp_path: Path) -> None:
+    subprocess.run([sys.executable, str(REPO / "generate.py"), "--out", str(tmp_path)], check=True,
+                   capture_output=True)  # fmt: skip
+    for generated in sorted(p for p in tmp_path.rglob("*") if p.is_file()):
+        rel = generated.relative_to(tmp_path)
+        committed = REPO / rel
+        assert committed.exists(), f"{rel} is generated but not in model_repository/"
+        assert committed.read_bytes() == generated.read_bytes(), f"{rel} differs from the generator"
