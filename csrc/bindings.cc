@@ -423,6 +423,49 @@ QueuePolicy QueuePolicyFromPy(const py::dict& d) {
   return p;
 }
 
+SequenceConfig SequenceConfigFromPy(const py::dict& d) {
+  SequenceConfig c;
+  c.enabled = true;
+  c.oldest = Get<bool>(d, "oldest", false);
+  c.max_sequence_idle_us = Get<uint64_t>(d, "max_sequence_idle_microseconds", 1'000'000);
+  c.max_queue_delay_us = Get<uint64_t>(d, "max_queue_delay_microseconds", 0);
+  c.max_candidate_sequences = Get<uint32_t>(d, "max_candidate_sequences", 0);
+  c.preferred_batch_sizes = Get<std::vector<int64_t>>(d, "preferred_batch_size", {});
+  static const std::pair<const char*, SequenceControl::Kind> kKinds[] = {
+      {"CONTROL_SEQUENCE_START", SequenceControl::Kind::kStart},
+      {"CONTROL_SEQUENCE_END", SequenceControl::Kind::kEnd},
+      {"CONTROL_SEQUENCE_READY", SequenceControl::Kind::kReady},
+      {"CONTROL_SEQUENCE_CORRID", SequenceControl::Kind::kCorrId}};
+  for (py::handle item : Get<py::list>(d, "controls", py::list())) {
+    auto cd = py::reinterpret_borrow<py::dict>(item);
+    SequenceControl ctl;
+    const auto kind = cd["kind"].cast<std::string>();
+    bool known = false;
+    for (const auto& kv : kKinds) {
+      if (kind == kv.first) {
+        ctl.kind = kv.second;
+        known = true;
+      }
+    }
+    if (!known) ThrowInvalid("unknown sequence control kind '" + kind + "'");
+    ctl.input_name = cd["input_name"].cast<std::string>();
+    ctl.dtype = ParseDataType(cd["datatype"].cast<std::string>());
+    ctl.false_value = Get<double>(cd, "false_value", 0);
+    ctl.true_value = Get<double>(cd, "true_value", 1);
+    c.controls.push_back(std::move(ctl));
+  }
+  for (py::handle item : Get<py::list>(d, "states", py::list())) {
+    auto sd = py::reinterpret_borrow<py::dict>(item);
+    SequenceStateSpec s;
+    s.input_name = sd["input_name"].cast<std::string>();
+    s.output_name = sd["output_name"].cast<std::string>();
+    s.dtype = ParseDataType(sd["datatype"].cast<std::string>());
+    s.dims = sd["dims"].cast<std::vector<int64_t>>();
+    c.states.push_back(std::move(s));
+  }
+  return c;
+}
+
 // The spec is a plain dict built by tritonlite.server from the model's ModelConfig.
 ModelSpec ModelSpecFromPy(const py::dict& d) {
   ModelSpec spec;
@@ -432,6 +475,9 @@ ModelSpec ModelSpecFromPy(const py::dict& d) {
   spec.inputs = TensorSpecsFromPy(d["inputs"]);
   spec.outputs = TensorSpecsFromPy(d["outputs"]);
   spec.per_request_execution = Get<bool>(d, "per_request_execution", false);
+  if (d.contains("sequence_batching") && !d["sequence_batching"].is_none()) {
+    spec.sequence = SequenceConfigFromPy(d["sequence_batching"].cast<py::dict>());
+  }
   if (d.contains("dynamic_batching") && !d["dynamic_batching"].is_none()) {
     auto db = d["dynamic_batching"].cast<py::dict>();
     SchedulerConfig& s = spec.scheduler;

@@ -86,18 +86,6 @@ uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now) {
   return earliest;
 }
 
-bool DynamicBatcher::Compatible(const InferRequest& a, const InferRequest& b) const {
-  if (a.inputs.size() != b.inputs.size()) return false;
-  for (const auto& kv : a.inputs) {
-    const Tensor* other = b.FindInput(kv.first);
-    if (other == nullptr || other->dtype() != kv.second.dtype()) return false;
-    const Shape& x = kv.second.shape();
-    const Shape& y = other->shape();
-    if (x.size() != y.size() || !std::equal(x.begin() + 1, x.end(), y.begin() + 1)) return false;
-  }
-  return true;
-}
-
 RequestPtr DynamicBatcher::PopFront() {
   for (Level& level : levels_) {
     for (auto* q : {&level.ready, &level.delayed}) {
@@ -131,7 +119,7 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
       for (const RequestPtr& r : *q) {
         if (first == nullptr) {
           first = r.get();
-        } else if (!Compatible(*first, *r) || total + r->batch_size > max_batch_size_) {
+        } else if (!ShapesCompatible(*first, *r) || total + r->batch_size > max_batch_size_) {
           stop = true;
           break;
         }
@@ -162,7 +150,7 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
   return true;
 }
 
-Batch DynamicBatcher::NextBatch() {
+Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     const uint64_t now = NowNs();

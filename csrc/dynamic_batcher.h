@@ -13,29 +13,21 @@
 
 #include "model_spec.h"
 #include "request.h"
+#include "scheduler.h"
 #include "stats.h"
 
 namespace tritonlite {
 
-struct Batch {
-  std::vector<RequestPtr> requests;
-  int64_t batch_size = 0;  // sum of the requests' batch sizes
-  uint64_t sequence = 0;   // formation order, for preserve_ordering
-  bool empty() const { return requests.empty(); }
-};
-
-class DynamicBatcher {
+class DynamicBatcher : public Scheduler {
  public:
   DynamicBatcher(const ModelSpec& spec, ModelStats* stats);
 
-  // Queues a validated request. Throws UNAVAILABLE when its priority level's queue is full or
-  // the batcher is stopping.
-  void Enqueue(RequestPtr request);
-  // Blocks until a batch is ready. After Stop(), hands out what is still queued, then returns
-  // an empty batch.
-  Batch NextBatch();
-  void Stop();
-  size_t pending() const;
+  // Throws UNAVAILABLE when its priority level's queue is full or the batcher is stopping.
+  void Enqueue(RequestPtr request) override;
+  // Any idle instance takes the next batch.
+  Batch NextBatch(size_t instance) override;
+  void Stop() override;
+  size_t pending() const override;
 
  private:
   struct Level {
@@ -48,7 +40,6 @@ class DynamicBatcher {
   size_t LevelIndex(uint32_t priority) const;
   // Rejects or delays timed-out requests; returns the earliest remaining deadline (0: none).
   uint64_t ExpireTimedOut(uint64_t now);
-  bool Compatible(const InferRequest& a, const InferRequest& b) const;
   // Decides what to send now. Returns false and sets *wake_ns when it should wait.
   bool FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns);
   RequestPtr PopFront();

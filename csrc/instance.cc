@@ -21,7 +21,7 @@ void InstanceWorker::Join() {
 void InstanceWorker::Run() {
   backend_->Start();
   while (true) {
-    Batch batch = runner_->batcher().NextBatch();
+    Batch batch = runner_->scheduler().NextBatch(index_);
     if (batch.empty()) break;
     if (runner_->spec().per_request_execution) {
       ExecutePerRequest(batch);
@@ -35,16 +35,30 @@ void InstanceWorker::Run() {
 
 namespace {
 
-// Union of the requests' requested outputs; empty when any request wants every output.
-std::vector<std::string> RequestedOutputs(const Batch& batch) {
+// What the backend must compute: the union of the requests' requested outputs (every model
+// output when any request wants them all), plus what the scheduler needs (implicit state).
+std::vector<std::string> OutputsToCompute(const ModelSpec& spec, const Batch& batch,
+                                          const std::vector<std::string>& extra) {
   std::vector<std::string> names;
+  auto add = [&names](const std::string& n) {
+    if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  };
+  bool all = false;
   for (const RequestPtr& r : batch.requests) {
-    if (r->requested_outputs.empty()) return {};
-    for (const auto& n : r->requested_outputs) {
-      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
-    }
+    if (r->requested_outputs.empty()) all = true;
+    for (const auto& n : r->requested_outputs) add(n);
   }
+  if (all) {
+    for (const auto& o : spec.outputs) add(o.name);
+  }
+  for (const auto& n : extra) add(n);
   return names;
+}
+
+std::vector<const InferRequest*> RequestPointers(const Batch& batch) {
+  std::vector<const InferRequest*> out;
+  for (const RequestPtr& r : batch.requests) out.push_back(r.get());
+  return out;
 }
 
 NamedTensors GatherInputs(const Batch& batch) {
@@ -118,18 +132,24 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
   Status status;
   {
     NamedTensors outputs;
+    Scheduler& scheduler = runner_->scheduler();
+    bool told_scheduler = false;  // the scheduler must always hear that the batch is done
     try {
       NamedTensors inputs = GatherInputs(batch);
-      const std::vector<std::string> output_names = RequestedOutputs(batch);
+      const std::vector<std::string> output_names =
+          OutputsToCompute(spec, batch, scheduler.ExtraOutputs());
       t1 = NowNs();
       status = backend_->Execute(inputs, output_names, &outputs);
       t2 = NowNs();
+      told_scheduler = true;
+      scheduler.BatchExecuted(index_, RequestPointers(batch), &outputs, status);
       if (status.ok()) status = Scatter(spec, batch, outputs, &delivery);
     } catch (const Error& e) {
       status = Status(e.code(), e.what());
     } catch (const std::exception& e) {
       status = Status(StatusCode::kInternal, std::string("model '") + spec.name + "': " + e.what());
     }
+    if (!told_scheduler) scheduler.BatchExecuted(index_, RequestPointers(batch), nullptr, status);
     if (t2 == t0) t2 = t1 = NowNs();
   }  // batch-level tensors released; responses hold their own views
   const uint64_t t3 = NowNs();
@@ -177,6 +197,9 @@ void InstanceWorker::ExecutePerRequest(Batch& batch) {
   if (!status.ok()) {
     for (auto& r : requests) r->FailIfUnfinished(status);
   }
+  std::vector<const InferRequest*> executed;
+  for (auto& r : requests) executed.push_back(&r->request());
+  runner_->scheduler().BatchExecuted(index_, executed, nullptr, status);
   const uint64_t t1 = NowNs();
   runner_->stats().RecordExecution(spec.max_batch_size > 0 ? batch.batch_size : 1, 0, t1 - t0, 0);
   runner_->Deliver(batch.sequence, Delivery{});

@@ -8,7 +8,7 @@
 #include <thread>
 
 #include "backend.h"
-#include "dynamic_batcher.h"
+#include "scheduler.h"
 
 namespace tritonlite {
 

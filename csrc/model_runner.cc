@@ -1,15 +1,20 @@
 #include "model_runner.h"
 
+#include "dynamic_batcher.h"
+#include "sequence_batcher.h"
 #include "validation.h"
 
 namespace tritonlite {
 
 ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends)
-    : spec_(std::move(spec)),
-      stats_(std::make_shared<ModelStats>()),
-      batcher_(spec_, stats_.get()) {
+    : spec_(std::move(spec)), stats_(std::make_shared<ModelStats>()) {
   if (backends.empty()) {
     throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "' needs at least one instance");
+  }
+  if (spec_.sequence.enabled) {
+    scheduler_ = std::make_unique<SequenceBatcher>(spec_, backends.size(), stats_.get());
+  } else {
+    scheduler_ = std::make_unique<DynamicBatcher>(spec_, stats_.get());
   }
   for (size_t i = 0; i < backends.size(); ++i) {
     workers_.push_back(std::make_unique<InstanceWorker>(this, i, std::move(backends[i])));
@@ -20,20 +25,20 @@ ModelRunner::~ModelRunner() { Stop(); }
 
 void ModelRunner::Enqueue(RequestPtr request) {
   ValidateRequest(spec_, request.get());
-  batcher_.Enqueue(std::move(request));
+  scheduler_->Enqueue(std::move(request));
 }
 
 void ModelRunner::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (stopped_) return;
-  batcher_.Stop();
+  scheduler_->Stop();
   for (auto& w : workers_) w->Join();
   stopped_ = true;
 }
 
 StatsSnapshot ModelRunner::Statistics() const {
   StatsSnapshot s = stats_->Snapshot();
-  s.pending = batcher_.pending();
+  s.pending = scheduler_->pending();
   return s;
 }
 

@@ -9,7 +9,7 @@
 #include <vector>
 
 #include "backend.h"
-#include "dynamic_batcher.h"
+#include "scheduler.h"
 #include "instance.h"
 #include "model_spec.h"
 #include "stats.h"
@@ -34,7 +34,7 @@ class ModelRunner {
 
   StatsSnapshot Statistics() const;
   const ModelSpec& spec() const { return spec_; }
-  DynamicBatcher& batcher() { return batcher_; }
+  Scheduler& scheduler() { return *scheduler_; }
   ModelStats& stats() { return *stats_; }
   const std::shared_ptr<ModelStats>& shared_stats() const { return stats_; }
   // Called by workers once per batch, with the batch's formation sequence number.
@@ -43,7 +43,7 @@ class ModelRunner {
  private:
   const ModelSpec spec_;
   std::shared_ptr<ModelStats> stats_;  // shared with requests a backend still holds
-  DynamicBatcher batcher_;
+  std::unique_ptr<Scheduler> scheduler_;
   std::mutex order_mu_;
   uint64_t next_delivery_ = 0;
   std::map<uint64_t, Delivery> held_;  // finished out of order, waiting for earlier batches

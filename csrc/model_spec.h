@@ -37,6 +37,34 @@ struct SchedulerConfig {
   std::map<uint32_t, QueuePolicy> priority_policies;
 };
 
+// sequence_batching's control inputs: tensors the server fills in for every request.
+struct SequenceControl {
+  enum class Kind { kStart, kEnd, kReady, kCorrId };
+  Kind kind = Kind::kReady;
+  std::string input_name;
+  DataType dtype = DataType::kInt32;  // the tensor's type (int32/fp32/bool false-true, or CORRID's)
+  double false_value = 0, true_value = 1;
+};
+
+// sequence_batching's implicit state: `input_name` gets the previous request's `output_name`.
+struct SequenceStateSpec {
+  std::string input_name;
+  std::string output_name;
+  DataType dtype = DataType::kInvalid;
+  Shape dims;  // initial state's shape (without the batch dim)
+};
+
+struct SequenceConfig {
+  bool enabled = false;
+  bool oldest = false;  // strategy: oldest (else direct)
+  uint64_t max_sequence_idle_us = 1'000'000;
+  uint64_t max_queue_delay_us = 0;
+  uint32_t max_candidate_sequences = 0;  // oldest
+  std::vector<int64_t> preferred_batch_sizes;  // oldest
+  std::vector<SequenceControl> controls;
+  std::vector<SequenceStateSpec> states;
+};
+
 struct ModelSpec {
   std::string name;
   int64_t version = 1;
@@ -44,6 +72,7 @@ struct ModelSpec {
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   SchedulerConfig scheduler;
+  SequenceConfig sequence;
   // Backends that take the batch as a list of requests (python backend) instead of gathered
   // tensors.
   bool per_request_execution = false;

@@ -256,3 +256,21 @@ def make_identity_torchscript(path: str | Path, strings: bool = False) -> Path:
             return INPUT0
 
     return _save_script(StringIdentity() if strings else Identity(), path)
+
+
+def make_accumulator_onnx(path: str | Path) -> Path:
+    """A stateless running-sum model for implicit state: OUTPUT = INPUT + STATE_IN and
+    STATE_OUT = OUTPUT; INPUT/STATE_IN/OUTPUT/STATE_OUT are FP32 [-1, 1]."""
+    from onnx import TensorProto, helper
+
+    shape = ["batch", 1]
+    graph = helper.make_graph(
+        [
+            helper.make_node("Add", ["INPUT", "STATE_IN"], ["OUTPUT"]),
+            helper.make_node("Identity", ["OUTPUT"], ["STATE_OUT"]),
+        ],
+        "accumulator",
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("INPUT", "STATE_IN")],
+        [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("OUTPUT", "STATE_OUT")],
+    )
+    return _save_onnx(graph, path)

@@ -45,6 +45,9 @@ def scheduler_spec(config: ModelConfig, version: int) -> dict[str, Any]:
         "inputs": _tensor_specs(config.input),
         "outputs": _tensor_specs(config.output),
         "dynamic_batching": None,
+        "sequence_batching": (
+            _sequence_spec(config) if config.HasField("sequence_batching") else None
+        ),
     }
     if config.HasField("dynamic_batching"):
         db = config.dynamic_batching
@@ -60,6 +63,63 @@ def scheduler_spec(config: ModelConfig, version: int) -> dict[str, Any]:
             },
         }
     return spec
+
+
+def _sequence_spec(config: ModelConfig) -> dict[str, Any]:
+    sb = config.sequence_batching
+    strategy = sb.WhichOneof("strategy_choice") or "direct"
+    s = getattr(sb, strategy)
+    spec: dict[str, Any] = {
+        "oldest": strategy == "oldest",
+        "max_sequence_idle_microseconds": sb.max_sequence_idle_microseconds or 1_000_000,
+        "max_queue_delay_microseconds": s.max_queue_delay_microseconds,
+        "max_candidate_sequences": s.max_candidate_sequences if strategy == "oldest" else 0,
+        "preferred_batch_size": list(s.preferred_batch_size) if strategy == "oldest" else [],
+        "controls": [],
+        "states": [],
+    }
+    Kind = mc.ModelSequenceBatching.Control.Kind
+    for control_input in sb.control_input:
+        for c in control_input.control:
+            kind = Kind.Name(c.kind)
+            entry: dict[str, Any] = {"kind": kind, "input_name": control_input.name}
+            if kind == "CONTROL_SEQUENCE_CORRID":
+                entry["datatype"] = to_wire_name(mc.DataType.Name(c.data_type))
+            elif len(c.fp32_false_true) == 2:
+                entry.update(datatype="FP32", false_value=c.fp32_false_true[0],
+                             true_value=c.fp32_false_true[1])  # fmt: skip
+            elif len(c.bool_false_true) == 2:
+                entry.update(datatype="BOOL", false_value=float(c.bool_false_true[0]),
+                             true_value=float(c.bool_false_true[1]))  # fmt: skip
+            else:
+                values = list(c.int32_false_true) or [0, 1]
+                entry.update(datatype="INT32", false_value=values[0], true_value=values[1])
+            spec["controls"].append(entry)
+    for st in sb.state:
+        dims = list(st.dims)
+        for initial in st.initial_state:
+            if initial.WhichOneof("state_data") == "data_file":
+                raise TritonError(
+                    f"model '{config.name}': initial_state data_file for state "
+                    f"'{st.input_name}' is not supported; use zero_data",
+                    INVALID_ARG,
+                )
+            dims = list(initial.dims) or dims
+        spec["states"].append(
+            {
+                "input_name": st.input_name,
+                "output_name": st.output_name,
+                "datatype": to_wire_name(mc.DataType.Name(st.data_type)),
+                "dims": dims,
+            }
+        )
+    return spec
+
+
+def sequence_input_names(config: ModelConfig) -> list[str]:
+    """Inputs the sequence batcher fills in (controls and implicit state): not client inputs."""
+    sb = config.sequence_batching
+    return [c.name for c in sb.control_input] + [s.input_name for s in sb.state]
 
 
 def instance_placements(config: ModelConfig) -> list[tuple[str, int]]:

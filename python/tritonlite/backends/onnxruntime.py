@@ -557,6 +557,8 @@ def _check_config(
     _check_ios(config, "input", config.input, model_inputs)
     _check_ios(config, "output", config.output, model_outputs)
     configured = {io.name for io in config.input}
+    sequence = config.sequence_batching  # inputs the sequence batcher fills in
+    configured |= {c.name for c in sequence.control_input} | {s.input_name for s in sequence.state}
     for name in model_inputs:
         if name not in configured:
             raise TritonError(

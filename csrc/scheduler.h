@@ -1,0 +1,41 @@
+// Scheduler: how a model version's requests become batches for its instance workers. The
+// dynamic batcher (also Triton's default scheduler) and the sequence batcher implement it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "request.h"
+
+namespace tritonlite {
+
+struct Batch {
+  std::vector<RequestPtr> requests;
+  int64_t batch_size = 0;  // sum of the requests' batch sizes
+  uint64_t sequence = 0;   // formation order, for preserve_ordering
+  bool empty() const { return requests.empty(); }
+};
+
+// Whether two requests can share a batch: same inputs, datatypes and non-batch dims.
+bool ShapesCompatible(const InferRequest& a, const InferRequest& b);
+
+class Scheduler {
+ public:
+  virtual ~Scheduler() = default;
+  // Queues a validated request; throws (INVALID_ARG, UNAVAILABLE) when it cannot be queued.
+  virtual void Enqueue(RequestPtr request) = 0;
+  // Blocks until a batch is ready for `instance`. After Stop(), hands out what is still queued,
+  // then returns an empty batch.
+  virtual Batch NextBatch(size_t instance) = 0;
+  // After the backend ran a batch (status says whether it succeeded), before responses go out:
+  // the scheduler may take outputs that are internal to it (implicit state) out of `outputs`.
+  virtual void BatchExecuted(size_t instance, const std::vector<const InferRequest*>& requests,
+                             NamedTensors* outputs, const Status& status) {}
+  // Outputs the backend must produce beyond the requested ones.
+  virtual std::vector<std::string> ExtraOutputs() const { return {}; }
+  virtual void Stop() = 0;
+  virtual size_t pending() const = 0;
+};
+
+}  // namespace tritonlite

@@ -1,0 +1,353 @@
+#include "sequence_batcher.h"
+
+#include "bytes_codec.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+
+namespace tritonlite {
+
+namespace {
+size_t SlotsPerInstance(const ModelSpec& spec, size_t instances) {
+  const size_t batch_slots = static_cast<size_t>(std::max<int64_t>(1, spec.max_batch_size));
+  if (spec.sequence.oldest && spec.sequence.max_candidate_sequences > 0) {
+    return std::max<size_t>(1, (spec.sequence.max_candidate_sequences + instances - 1) / instances);
+  }
+  return batch_slots;
+}
+
+std::string CorrelationText(const InferRequest& r) {
+  return r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
+                                      : "'" + r.correlation_id_str + "'";
+}
+}  // namespace
+
+SequenceBatcher::SequenceBatcher(const ModelSpec& spec, size_t instances, ModelStats* stats)
+    : spec_(spec),
+      instances_(std::max<size_t>(1, instances)),
+      slots_per_instance_(SlotsPerInstance(spec, std::max<size_t>(1, instances))),
+      idle_ns_(spec.sequence.max_sequence_idle_us * 1000),
+      delay_ns_(spec.sequence.max_queue_delay_us * 1000),
+      stats_(stats),
+      assigned_(std::max<size_t>(1, instances), 0) {
+  for (const auto& s : spec.sequence.states) {
+    for (int64_t d : s.dims) {
+      if (d < 0) {
+        throw Error(StatusCode::kInvalidArg,
+                    "model '" + spec.name + "': implicit state '" + s.input_name +
+                        "' needs fixed dims for its initial state, got " + ShapeToString(s.dims));
+      }
+    }
+  }
+}
+
+std::string SequenceBatcher::KeyOf(const InferRequest& r) {
+  return r.correlation_id_str.empty() ? "#" + std::to_string(r.correlation_id)
+                                      : "s:" + r.correlation_id_str;
+}
+
+void SequenceBatcher::Enqueue(RequestPtr request) {
+  InferRequest& r = *request;
+  if (r.correlation_id == 0 && r.correlation_id_str.empty()) {
+    throw Error(StatusCode::kInvalidArg,
+                "inference request to model '" + spec_.name +
+                    "' must specify a non-zero or non-empty correlation ID");
+  }
+  const uint64_t now = NowNs();
+  r.enqueue_ns = now;
+  const std::string key = KeyOf(r);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) {
+      throw Error(StatusCode::kUnavailable,
+                  "model '" + spec_.name + "' is unloading and accepts no new requests");
+    }
+    auto it = sequences_.find(key);
+    if (it == sequences_.end()) {
+      if (!(r.flags & kSequenceStart)) {
+        throw Error(StatusCode::kInvalidArg,
+                    "inference request for sequence " + CorrelationText(r) + " to model '" +
+                        spec_.name +
+                        "' must specify the START flag on the first request of the sequence "
+                        "(the sequence was never started, has ended, or was released after "
+                        "being idle longer than max_sequence_idle_microseconds)");
+      }
+      auto seq = std::make_unique<Sequence>();
+      seq->key = key;
+      it = sequences_.emplace(key, std::move(seq)).first;
+      backlog_.push_back(key);
+      AssignSlots();
+    }
+    Sequence& seq = *it->second;
+    seq.ended = false;
+    seq.last_activity_ns = now;
+    seq.queue.push_back(std::move(request));
+    ++queued_;
+  }
+  cv_.notify_all();
+}
+
+void SequenceBatcher::AssignSlots() {
+  while (!backlog_.empty()) {
+    size_t best = kUnassigned;
+    for (size_t i = 0; i < instances_; ++i) {
+      if (assigned_[i] < slots_per_instance_ && (best == kUnassigned || assigned_[i] < assigned_[best])) {
+        best = i;
+      }
+    }
+    if (best == kUnassigned) return;
+    auto it = sequences_.find(backlog_.front());
+    backlog_.pop_front();
+    if (it == sequences_.end()) continue;
+    it->second->instance = best;
+    ++assigned_[best];
+  }
+}
+
+void SequenceBatcher::Release(const std::string& key) {
+  auto it = sequences_.find(key);
+  if (it == sequences_.end()) return;
+  Sequence& seq = *it->second;
+  if (seq.instance != kUnassigned) {
+    --assigned_[seq.instance];
+  } else {
+    backlog_.erase(std::remove(backlog_.begin(), backlog_.end(), key), backlog_.end());
+  }
+  for (RequestPtr& r : seq.queue) {
+    --queued_;
+    const uint64_t now = NowNs();
+    stats_->RecordFailure(now - r->enqueue_ns, now - r->enqueue_ns);
+    r->Fail(Status(StatusCode::kUnavailable, "sequence " + CorrelationText(*r) + " of model '" +
+                                                 spec_.name + "' was released before this request ran"));
+  }
+  sequences_.erase(it);
+  AssignSlots();
+}
+
+uint64_t SequenceBatcher::ReleaseIdle(uint64_t now) {
+  if (idle_ns_ == 0) return 0;
+  uint64_t next = 0;
+  std::vector<std::string> idle;
+  for (const auto& kv : sequences_) {
+    const Sequence& seq = *kv.second;
+    if (seq.in_flight || !seq.queue.empty()) continue;
+    const uint64_t deadline = seq.last_activity_ns + idle_ns_;
+    if (now >= deadline) {
+      idle.push_back(kv.first);
+    } else if (next == 0 || deadline < next) {
+      next = deadline;
+    }
+  }
+  for (const auto& key : idle) Release(key);
+  return next;
+}
+
+Tensor SequenceBatcher::ControlTensor(const SequenceControl& c, const InferRequest& r,
+                                      bool value) const {
+  Shape shape = spec_.max_batch_size > 0 ? Shape{r.batch_size, 1} : Shape{1};
+  const int64_t n = ElementCount(shape);
+  if (c.dtype == DataType::kBytes) {
+    std::string text = r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
+                                                    : r.correlation_id_str;
+    auto buf = std::make_shared<std::string>();
+    for (int64_t i = 0; i < n; ++i) AppendBytesElement(buf.get(), text.data(), text.size());
+    const void* data = buf->data();
+    const size_t size = buf->size();
+    return Tensor::View(DataType::kBytes, shape, data, size, std::move(buf));
+  }
+  Tensor t = Tensor::Allocate(c.dtype, shape);
+  const double v = c.kind == SequenceControl::Kind::kCorrId
+                       ? static_cast<double>(r.correlation_id)
+                       : (value ? c.true_value : c.false_value);
+  uint8_t* p = t.mutable_data();
+  for (int64_t i = 0; i < n; ++i) {
+    switch (c.dtype) {
+      case DataType::kBool: p[i] = v != 0; break;
+      case DataType::kInt32: reinterpret_cast<int32_t*>(p)[i] = static_cast<int32_t>(v); break;
+      case DataType::kUint32: reinterpret_cast<uint32_t*>(p)[i] = static_cast<uint32_t>(v); break;
+      case DataType::kFp32: reinterpret_cast<float*>(p)[i] = static_cast<float>(v); break;
+      case DataType::kInt64:
+        reinterpret_cast<int64_t*>(p)[i] =
+            c.kind == SequenceControl::Kind::kCorrId ? static_cast<int64_t>(r.correlation_id)
+                                                     : static_cast<int64_t>(v);
+        break;
+      case DataType::kUint64:
+        reinterpret_cast<uint64_t*>(p)[i] =
+            c.kind == SequenceControl::Kind::kCorrId ? r.correlation_id : static_cast<uint64_t>(v);
+        break;
+      default:
+        throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "': control input '" +
+                                                 c.input_name + "' has an unsupported datatype " +
+                                                 DataTypeName(c.dtype));
+    }
+  }
+  return t;
+}
+
+void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r) {
+  const bool start = r.flags & kSequenceStart;
+  if (start) seq.state.clear();
+  for (const auto& c : spec_.sequence.controls) {
+    bool value = true;
+    if (c.kind == SequenceControl::Kind::kStart) value = start;
+    if (c.kind == SequenceControl::Kind::kEnd) value = r.flags & kSequenceEnd;
+    r.inputs.emplace_back(c.input_name, ControlTensor(c, r, value));
+  }
+  for (const auto& s : spec_.sequence.states) {
+    const Tensor* previous = nullptr;
+    for (const auto& kv : seq.state) {
+      if (kv.first == s.input_name) previous = &kv.second;
+    }
+    if (previous != nullptr) {
+      r.inputs.emplace_back(s.input_name, *previous);
+      continue;
+    }
+    Shape shape = s.dims;
+    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), r.batch_size);
+    Tensor zeros = Tensor::Allocate(s.dtype, shape);
+    std::memset(zeros.mutable_data(), 0, zeros.byte_size());
+    r.inputs.emplace_back(s.input_name, std::move(zeros));
+  }
+}
+
+Batch SequenceBatcher::NextBatch(size_t instance) {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    const uint64_t now = NowNs();
+    uint64_t wake = ReleaseIdle(now);
+    if (stopping_ && queued_ == 0) return Batch{};
+    // Sequences of this instance with a request ready, oldest request first.
+    std::vector<Sequence*> ready;
+    size_t idle_slots = 0;  // this instance's sequences not running and not waiting
+    for (auto& kv : sequences_) {
+      Sequence& seq = *kv.second;
+      if (seq.instance != instance || seq.in_flight) continue;
+      if (seq.queue.empty()) {
+        ++idle_slots;
+      } else {
+        ready.push_back(&seq);
+      }
+    }
+    if (!ready.empty()) {
+      std::sort(ready.begin(), ready.end(), [](const Sequence* a, const Sequence* b) {
+        return a->queue.front()->enqueue_ns < b->queue.front()->enqueue_ns;
+      });
+      std::vector<Sequence*> chosen;
+      int64_t total = 0;
+      const InferRequest& first = *ready.front()->queue.front();
+      const int64_t max_rows = std::max<int64_t>(1, spec_.max_batch_size);
+      size_t preferred_count = 0;
+      const auto& preferred = spec_.sequence.preferred_batch_sizes;
+      for (Sequence* seq : ready) {
+        const InferRequest& r = *seq->queue.front();
+        if (!chosen.empty() && (spec_.max_batch_size == 0 || !ShapesCompatible(first, r) ||
+                                total + r.batch_size > max_rows)) {
+          continue;
+        }
+        chosen.push_back(seq);
+        total += r.batch_size;
+        if (std::find(preferred.begin(), preferred.end(), total) != preferred.end()) {
+          preferred_count = chosen.size();
+        }
+      }
+      // Send when full, at a preferred size, when no other sequence of this instance could
+      // join (all are running or already in), when stopping, or after the queue delay.
+      const bool full = total >= max_rows || spec_.max_batch_size == 0;
+      const bool nobody_else = idle_slots == 0 && backlog_.empty();
+      const uint64_t oldest = first.enqueue_ns;
+      if (preferred_count > 0 && !full) chosen.resize(preferred_count);
+      if (full || preferred_count > 0 || nobody_else || stopping_ || now >= oldest + delay_ns_) {
+        Batch batch;
+        for (Sequence* seq : chosen) {
+          RequestPtr r = std::move(seq->queue.front());
+          seq->queue.pop_front();
+          --queued_;
+          seq->in_flight = true;
+          seq->last_activity_ns = now;
+          AddServerInputs(*seq, *r);
+          batch.batch_size += r->batch_size;
+          batch.requests.push_back(std::move(r));
+        }
+        batch.sequence = next_sequence_++;
+        return batch;
+      }
+      const uint64_t delay_wake = oldest + delay_ns_;
+      if (wake == 0 || delay_wake < wake) wake = delay_wake;
+    }
+    if (wake == 0) {
+      cv_.wait(lock);
+    } else {
+      const uint64_t now2 = NowNs();
+      if (wake > now2) cv_.wait_for(lock, std::chrono::nanoseconds(wake - now2));
+    }
+  }
+}
+
+void SequenceBatcher::BatchExecuted(size_t instance,
+                                    const std::vector<const InferRequest*>& requests,
+                                    NamedTensors* outputs, const Status& status) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t now = NowNs();
+    int64_t row = 0;
+    for (const InferRequest* r : requests) {
+      auto it = sequences_.find(KeyOf(*r));
+      if (it == sequences_.end()) continue;
+      Sequence& seq = *it->second;
+      if (status.ok() && outputs != nullptr) {
+        for (const auto& s : spec_.sequence.states) {
+          for (const auto& kv : *outputs) {
+            if (kv.first != s.output_name) continue;
+            Tensor next = spec_.max_batch_size > 0 ? kv.second.SliceRows(row, r->batch_size)
+                                                   : kv.second;
+            bool replaced = false;
+            for (auto& st : seq.state) {
+              if (st.first == s.input_name) {
+                st.second = next;
+                replaced = true;
+              }
+            }
+            if (!replaced) seq.state.emplace_back(s.input_name, next);
+          }
+        }
+      }
+      seq.in_flight = false;
+      seq.last_activity_ns = now;
+      row += r->batch_size;
+      if ((r->flags & kSequenceEnd) && seq.queue.empty()) Release(it->first);
+    }
+  }
+  if (outputs != nullptr) {
+    for (const auto& s : spec_.sequence.states) {
+      outputs->erase(std::remove_if(outputs->begin(), outputs->end(),
+                                    [&](const auto& kv) { return kv.first == s.output_name; }),
+                     outputs->end());
+    }
+  }
+  cv_.notify_all();
+}
+
+std::vector<std::string> SequenceBatcher::ExtraOutputs() const {
+  std::vector<std::string> names;
+  for (const auto& s : spec_.sequence.states) names.push_back(s.output_name);
+  return names;
+}
+
+void SequenceBatcher::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    // Sequences still waiting for a slot would never get one: fail them now.
+    std::vector<std::string> waiting(backlog_.begin(), backlog_.end());
+    for (const auto& key : waiting) Release(key);
+  }
+  cv_.notify_all();
+}
+
+size_t SequenceBatcher::pending() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queued_;
+}
+
+}  // namespace tritonlite

@@ -1,0 +1,73 @@
+// SequenceBatcher: Triton's sequence_batching. Requests carry a correlation ID; every request
+// of a sequence goes to the same instance, in order, one at a time (the next is not scheduled
+// before the previous has executed). Batches are formed across sequences (strategy direct:
+// each instance has max_batch_size slots; oldest: up to max_candidate_sequences active
+// sequences, preferred sizes). The batcher fills the control inputs (START, END, READY, CORRID)
+// and implicit state, releases idle sequences, and queues sequences beyond the free slots until
+// one frees.
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "model_spec.h"
+#include "scheduler.h"
+#include "stats.h"
+
+namespace tritonlite {
+
+class SequenceBatcher : public Scheduler {
+ public:
+  SequenceBatcher(const ModelSpec& spec, size_t instances, ModelStats* stats);
+
+  void Enqueue(RequestPtr request) override;
+  Batch NextBatch(size_t instance) override;
+  void BatchExecuted(size_t instance, const std::vector<const InferRequest*>& requests,
+                     NamedTensors* outputs, const Status& status) override;
+  std::vector<std::string> ExtraOutputs() const override;
+  void Stop() override;
+  size_t pending() const override;
+
+ private:
+  static constexpr size_t kUnassigned = static_cast<size_t>(-1);
+
+  struct Sequence {
+    std::string key;
+    size_t instance = kUnassigned;
+    std::deque<RequestPtr> queue;
+    bool in_flight = false;
+    bool ended = false;  // its END request executed: release once idle
+    uint64_t last_activity_ns = 0;
+    NamedTensors state;  // implicit state by input name
+  };
+
+  static std::string KeyOf(const InferRequest& r);
+  void AssignSlots();  // backlog -> free slots
+  void Release(const std::string& key);
+  uint64_t ReleaseIdle(uint64_t now);  // returns the next idle deadline (0: none)
+  void AddServerInputs(Sequence& seq, InferRequest& r);
+  Tensor ControlTensor(const SequenceControl& c, const InferRequest& r, bool value) const;
+
+  const ModelSpec& spec_;
+  const size_t instances_;
+  const size_t slots_per_instance_;
+  const uint64_t idle_ns_;
+  const uint64_t delay_ns_;
+  ModelStats* stats_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::map<std::string, std::unique_ptr<Sequence>> sequences_;
+  std::deque<std::string> backlog_;  // sequences waiting for a slot
+  std::vector<size_t> assigned_;     // sequences per instance
+  size_t queued_ = 0;
+  uint64_t next_sequence_ = 0;
+  bool stopping_ = false;
+};
+
+}  // namespace tritonlite

@@ -1,0 +1,249 @@
+"""Sequence batching: correlation IDs, control inputs, implicit state, strategies, idle
+release, backlog, and errors."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from google.protobuf import text_format
+
+from models import make_accumulator_onnx
+from tritonlite import Server, TritonError
+from tritonlite._proto import model_config_pb2 as mc
+from tritonlite.backends import onnxruntime as ort_backend
+
+START, END = 1, 2
+
+ACCUMULATOR = """
+name: "acc" platform: "onnxruntime_onnx" max_batch_size: 8
+input [{{ name: "INPUT" data_type: TYPE_FP32 dims: [ 1 ] }}]
+output [{{ name: "OUTPUT" data_type: TYPE_FP32 dims: [ 1 ] }}]
+instance_group [{{ count: {instances} }}]
+sequence_batching {{
+  max_sequence_idle_microseconds: {idle}
+  {strategy}
+  state [{{ input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ]
+            initial_state {{ data_type: TYPE_FP32 dims: [ 1 ] zero_data: true name: "zeros" }} }}]
+}}
+"""
+
+
+def accumulator(tmp_path: Path, strategy: str = "direct { }", instances: int = 1,
+                idle: int = 5_000_000) -> tuple[Server, mc.ModelConfig]:  # fmt: skip
+    version_dir = tmp_path / "acc" / "1"
+    make_accumulator_onnx(version_dir / "model.onnx")
+    config = text_format.Parse(
+        ACCUMULATOR.format(strategy=strategy, instances=instances, idle=idle), mc.ModelConfig()
+    )
+    server = Server()
+    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+    return server, config
+
+
+def step(server: Server, corr: Any, value: float, flags: int = 0) -> Any:
+    kw = {"correlation_id_str": corr} if isinstance(corr, str) else {"correlation_id": corr}
+    return server.submit("acc", {"INPUT": np.array([[value]], np.float32)}, flags=flags, **kw)
+
+
+async def run_sequence(server: Server, corr: Any, values: list[float]) -> list[float]:
+    sums = []
+    for i, v in enumerate(values):
+        flags = (START if i == 0 else 0) | (END if i == len(values) - 1 else 0)
+        out = dict(await step(server, corr, v, flags))
+        sums.append(float(out["OUTPUT"].numpy()[0, 0]))
+        await asyncio.sleep(random.random() * 0.002)
+    return sums
+
+
+@pytest.mark.parametrize(
+    "strategy, instances",
+    [("direct { }", 1), ("direct { max_queue_delay_microseconds: 2000 }", 2),
+     ("oldest { max_candidate_sequences: 32 preferred_batch_size: [ 4 ] "
+      "max_queue_delay_microseconds: 2000 }", 1)],
+)  # fmt: skip
+def test_32_interleaved_sequences_get_their_own_running_sums(
+    tmp_path: Path, strategy: str, instances: int
+) -> None:
+    server, _ = accumulator(tmp_path, strategy, instances)
+    random.seed(1)
+    plans = {corr: [float(random.randint(1, 9)) for _ in range(6)] for corr in range(1, 33)}
+
+    async def main() -> dict[int, list[float]]:
+        results = await asyncio.gather(*[run_sequence(server, c, v) for c, v in plans.items()])
+        return dict(zip(plans, results))
+
+    try:
+        results = asyncio.run(main())
+        for corr, values in plans.items():
+            assert results[corr] == list(np.cumsum(values)), corr
+        stats = server.statistics("acc")[0]
+        assert stats["inference_count"] == 32 * 6
+        if "oldest" in strategy or instances == 1:
+            # Batches form across sequences (one request per sequence per batch).
+            assert max(b["batch_size"] for b in stats["batch_stats"]) > 1
+    finally:
+        server.close()
+
+
+def test_string_correlation_ids_and_restart(tmp_path: Path) -> None:
+    server, _ = accumulator(tmp_path)
+
+    async def main() -> None:
+        assert await run_sequence(server, "user-a", [1, 2, 3]) == [1, 3, 6]
+        assert await run_sequence(server, "user-b", [5, 5]) == [5, 10]
+        # The same ID again after END is a new sequence with fresh state.
+        assert await run_sequence(server, "user-a", [4, 4]) == [4, 8]
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_missing_correlation_id_and_unstarted_sequence(tmp_path: Path) -> None:
+    server, _ = accumulator(tmp_path)
+
+    async def main() -> None:
+        with pytest.raises(TritonError, match="must specify a non-zero or non-empty correlation ID") as info:
+            server.submit("acc", {"INPUT": np.ones((1, 1), np.float32)})
+        assert info.value.status == "INVALID_ARG"
+        with pytest.raises(TritonError, match="must specify the START flag"):
+            step(server, 77, 1.0)
+        with pytest.raises(TritonError, match="sequence 'x' to model 'acc' must specify the START"):
+            step(server, "x", 1.0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_idle_sequence_is_released(tmp_path: Path) -> None:
+    server, _ = accumulator(tmp_path, idle=100_000)
+
+    async def main() -> None:
+        await step(server, 9, 1.0, START)
+        await asyncio.sleep(0.4)  # longer than max_sequence_idle_microseconds
+        with pytest.raises(TritonError, match="idle longer than max_sequence_idle_microseconds"):
+            step(server, 9, 1.0)
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_more_sequences_than_slots_wait_for_a_free_slot(tmp_path: Path) -> None:
+    # max_batch_size 2 and one instance: two slots; six sequences at once.
+    version_dir = tmp_path / "acc" / "1"
+    make_accumulator_onnx(version_dir / "model.onnx")
+    config = text_format.Parse(
+        ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
+            "max_batch_size: 8", "max_batch_size: 2"
+        ),
+        mc.ModelConfig(),
+    )
+    server = Server()
+    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+
+    async def main() -> list[list[float]]:
+        return await asyncio.gather(*[run_sequence(server, c, [c, c, c]) for c in range(1, 7)])
+
+    try:
+        results = asyncio.run(main())
+        assert results == [[c, 2 * c, 3 * c] for c in range(1, 7)]
+    finally:
+        server.close()
+
+
+class ControlRecorder:
+    """A gathered-batch backend that records the control inputs the server fills in."""
+
+    def __init__(self) -> None:
+        self.seen: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> ControlRecorder:
+        return self
+
+    def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+        with self.lock:
+            for row in range(inputs["INPUT"].shape[0]):
+                self.seen.append({k: v[row].tolist() for k, v in inputs.items()})
+        return {"OUTPUT": inputs["INPUT"]}
+
+    def close(self) -> None:
+        pass
+
+
+CONTROLS = """
+name: "ctl" max_batch_size: 4
+input [{ name: "INPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+output [{ name: "OUTPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+sequence_batching {
+  control_input [
+    { name: "START" control [{ kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] }] },
+    { name: "END" control [{ kind: CONTROL_SEQUENCE_END int32_false_true: [ 0, 1 ] }] },
+    { name: "READY" control [{ kind: CONTROL_SEQUENCE_READY bool_false_true: [ false, true ] }] },
+    { name: "CORRID" control [{ kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 }] }
+  ]
+}
+"""
+
+
+def test_control_inputs_are_filled_in() -> None:
+    server = Server()
+    rec = ControlRecorder()
+    server.add_model(text_format.Parse(CONTROLS, mc.ModelConfig()), rec)
+
+    async def main() -> None:
+        for i, flags in enumerate([START, 0, END]):
+            await server.submit("ctl", {"INPUT": np.array([[i]], np.float32)},
+                                correlation_id=1234, flags=flags)  # fmt: skip
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    assert [s["START"] for s in rec.seen] == [[1.0], [0.0], [0.0]]
+    assert [s["END"] for s in rec.seen] == [[0], [0], [1]]
+    assert [s["READY"] for s in rec.seen] == [[True]] * 3
+    assert [s["CORRID"] for s in rec.seen] == [[1234]] * 3
+
+
+def test_string_corrid_control() -> None:
+    server = Server()
+    rec = ControlRecorder()
+    server.add_model(
+        text_format.Parse(CONTROLS.replace("TYPE_UINT64", "TYPE_STRING"), mc.ModelConfig()), rec
+    )
+
+    async def main() -> None:
+        await server.submit("ctl", {"INPUT": np.zeros((1, 1), np.float32)},
+                            correlation_id_str="abc", flags=START | END)  # fmt: skip
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    assert rec.seen[0]["CORRID"] == [b"abc"]
+
+
+def test_unload_fails_sequences_still_waiting(tmp_path: Path) -> None:
+    server, _ = accumulator(tmp_path)
+
+    async def main() -> None:
+        await step(server, 1, 1.0, START)
+        assert server.statistics("acc")[0]["pending_request_count"] == 0
+
+    asyncio.run(main())
+    t0 = time.monotonic()
+    server.close()  # an open sequence does not hold up the unload
+    assert time.monotonic() - t0 < 5
