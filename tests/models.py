@@ -274,3 +274,17 @@ def make_accumulator_onnx(path: str | Path) -> Path:
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, shape) for n in ("OUTPUT", "STATE_OUT")],
     )
     return _save_onnx(graph, path)
+
+
+def make_plus_onnx(path: str | Path, plus: float, dims: int = 4) -> Path:
+    """OUTPUT0 = INPUT0 + plus (FP32 [-1, dims]): tells models and versions apart."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["INPUT0", "c"], ["OUTPUT0"])],
+        "plus",
+        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["b", dims])],
+        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["b", dims])],
+        [helper.make_tensor("c", TensorProto.FLOAT, [1], [plus])],
+    )
+    return _save_onnx(graph, path)

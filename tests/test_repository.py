@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from models import make_add_sub_onnx, make_identity_onnx
+from models import make_add_sub_onnx, make_plus_onnx
 from serving import write_config
 from tritonlite import Server, TritonError
 
@@ -23,25 +23,6 @@ name: "{name}" platform: "onnxruntime_onnx" max_batch_size: 4
 input [{{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }}]
 output [{{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }}]
 """
-
-
-def make_plus_onnx(path: Path, plus: float) -> Path:
-    """OUTPUT0 = INPUT0 + plus (FP32 [-1, 4]): tells versions apart."""
-    import onnx
-    from onnx import TensorProto, helper
-
-    graph = helper.make_graph(
-        [helper.make_node("Add", ["INPUT0", "c"], ["OUTPUT0"])],
-        "plus",
-        [helper.make_tensor_value_info("INPUT0", TensorProto.FLOAT, ["b", 4])],
-        [helper.make_tensor_value_info("OUTPUT0", TensorProto.FLOAT, ["b", 4])],
-        [helper.make_tensor("c", TensorProto.FLOAT, [1], [plus])],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(path))
-    return path
 
 
 def plus_model(repo: Path, name: str, versions: dict[int, float], policy: str = "") -> Path:

@@ -63,6 +63,15 @@ def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(entries)
 
 
+def _is_ensemble(path: Path) -> bool:
+    """Whether a model directory's config declares platform "ensemble"."""
+    try:
+        text = (path / model_config.CONFIG_FILENAME).read_text(encoding="utf-8")
+        return model_config.parse_config_text(text, path.name).platform == "ensemble"
+    except (OSError, TritonError):
+        return False
+
+
 @dataclass
 class _VersionState:
     state: str
@@ -134,7 +143,8 @@ class ModelRepository:
         models (explicit; '*' for all)."""
         names = list(load_models)
         if self.control_mode == "explicit" and "*" not in names:
-            for name in names:
+            models, _ = self.scan()
+            for name in sorted(names, key=lambda n: (n in models and _is_ensemble(models[n]), n)):
                 try:
                     self.load(name)
                 except TritonError:
@@ -144,7 +154,8 @@ class ModelRepository:
         with self._lock:
             for name, reason in errors.items():
                 self._entries[name] = _ModelEntry(error=reason)
-        for name in models:
+        # Ensembles last: their composing models must be loaded first.
+        for name in sorted(models, key=lambda n: (_is_ensemble(models[n]), n)):
             try:
                 self.load(name)
             except TritonError:
@@ -219,7 +230,7 @@ class ModelRepository:
                     if any(v.state == READY for v in entry.versions.values()):
                         self.unload(name)
                     del self._entries[name]
-            for name, path in models.items():
+            for name, path in sorted(models.items(), key=lambda kv: (_is_ensemble(kv[1]), kv[0])):
                 entry = self._entries.get(name)
                 if entry is None or entry.path != path or entry.fingerprint != _fingerprint(path):
                     try:
@@ -349,7 +360,7 @@ class ModelRepository:
                 entry.versions[version] = _VersionState(LOADING)
             try:
                 factory = get_backend_factory(config.backend or config.platform, name)
-                backend = factory(config, path, available[version])
+                backend = factory(config, path, available[version], server=self.server)
                 loaded[version] = LoadedModel(config, version, backend, model_dir=path)
             except TritonError as e:
                 failures[version] = e.message

@@ -10,7 +10,9 @@ response that is ready, in one C++ call.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import itertools
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -95,6 +97,8 @@ class Server:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
         self._tokens = itertools.count(1)
         self._closed = False
+        self._background: asyncio.AbstractEventLoop | None = None
+        self._background_lock = threading.Lock()
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.strict_readiness = strict_readiness
         self.repository: ModelRepository | None = None
@@ -396,6 +400,18 @@ class Server:
                 out.append({"name": name, "version": str(v), **loaded.runner.statistics()})
         return out
 
+    def run_in_background(self, coro: Any) -> concurrent.futures.Future[Any]:
+        """Run a coroutine on the server's own event loop (a daemon thread started on first
+        use): for work the server starts itself, like ensemble steps and BLS calls."""
+        with self._background_lock:
+            if self._background is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="tritonlite-background", daemon=True
+                ).start()
+                self._background = loop
+        return asyncio.run_coroutine_threadsafe(coro, self._background)
+
     # ---- lifecycle ---------------------------------------------------------------------------
 
     def close(self) -> None:
@@ -409,7 +425,11 @@ class Server:
         for name in list(self._models):
             self._uninstall(name)
         for completions in self._loops.values():
-            completions.close()
+            if completions.loop is not self._background:
+                completions.close()
+        if self._background is not None:
+            loop, self._background = self._background, None
+            loop.call_soon_threadsafe(loop.stop)
         self._loops.clear()
 
     def __enter__(self) -> Server:

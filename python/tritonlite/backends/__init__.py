@@ -17,6 +17,7 @@ _MODULES = {
     "onnxruntime": "tritonlite.backends.onnxruntime",
     "pytorch": "tritonlite.backends.pytorch",
     "python": "tritonlite.backends.python",
+    "ensemble": "tritonlite.backends.ensemble",
 }
 
 

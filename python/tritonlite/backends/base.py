@@ -57,7 +57,11 @@ class Backend(Protocol):
 
 
 class BackendFactory(Protocol):
-    def __call__(self, config: ModelConfig, model_dir: Path, version_dir: Path) -> Backend:
+    def __call__(
+        self, config: ModelConfig, model_dir: Path, version_dir: Path, *, server: Any = None
+    ) -> Backend:
         """Load the model for one version. ``config`` is complete (auto-completed, defaults
-        filled); raise TritonError (INVALID_ARG / UNAVAILABLE) with a clear message on failure."""
+        filled); ``server`` is the Server that will serve it (for backends that call other
+        models: ensembles, BLS). Raise TritonError (INVALID_ARG / UNAVAILABLE) with a clear
+        message on failure."""
         ...

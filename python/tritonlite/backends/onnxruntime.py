@@ -149,7 +149,9 @@ def _io_spec(arg: Any, kind: str, model: str) -> IOSpec:
 # Backend
 
 
-def create_backend(config: ModelConfig, model_dir: Path, version_dir: Path) -> OnnxRuntimeBackend:
+def create_backend(
+    config: ModelConfig, model_dir: Path, version_dir: Path, *, server: Any = None
+) -> OnnxRuntimeBackend:
     """BackendFactory for ONNX models (see ``backends.base``)."""
     filename = config.default_model_filename or DEFAULT_MODEL_FILENAME
     model_path = Path(version_dir) / filename

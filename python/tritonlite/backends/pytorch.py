@@ -102,7 +102,9 @@ def _index_names(names: list[str]) -> dict[str, int] | None:
     return {name: int(m.group(1)) for name, m in zip(names, matches, strict=True) if m}
 
 
-def create_backend(config: ModelConfig, model_dir: Path, version_dir: Path) -> PyTorchBackend:
+def create_backend(
+    config: ModelConfig, model_dir: Path, version_dir: Path, *, server: Any = None
+) -> PyTorchBackend:
     """BackendFactory for TorchScript models (see ``backends.base``)."""
     torch = _import_torch(config.name)
     model_path = Path(version_dir) / (config.default_model_filename or DEFAULT_MODEL_FILENAME)
