@@ -6,6 +6,10 @@ Models (deterministic: the same bytes on every run):
 - simple_string   the same on BYTES (decimal strings), like Triton's simple_string
 - mlp_classifier  FP32 [64] -> 3 hidden layers -> PROBABILITIES [10], with labels.txt for the
                   classification extension
+- sequence_accumulator  a stateless ONNX running sum whose state the server keeps between the
+                  requests of a sequence (sequence_batching implicit state)
+- sequence_controls     the same driven by the START / READY / CORRID control inputs the server
+                  fills in: it restarts at START and echoes the correlation ID
 
 Usage: python model_repository/generate.py [--out DIR] [--if-missing]
 """
@@ -106,7 +110,88 @@ def mlp_classifier(out: Path) -> None:
     (out / "mlp_classifier" / "labels.txt").write_text("\n".join(LABELS) + "\n")
 
 
-GENERATED = ["simple/1/model.onnx", "simple_string/1/model.onnx", "mlp_classifier/1/model.onnx"]
+ACCUMULATOR_CONFIG = """name: "sequence_accumulator"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [{ name: "INPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+output [{ name: "OUTPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+sequence_batching {
+  max_sequence_idle_microseconds: 60000000
+  direct { }
+  state [{
+    input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ]
+    initial_state { data_type: TYPE_FP32 dims: [ 1 ] zero_data: true name: "zero" }
+  }]
+}
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+CONTROLS_CONFIG = """name: "sequence_controls"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [{ name: "INPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+output [
+  { name: "OUTPUT" data_type: TYPE_FP32 dims: [ 1 ] },
+  { name: "CORRID_OUT" data_type: TYPE_UINT64 dims: [ 1 ] }
+]
+sequence_batching {
+  max_sequence_idle_microseconds: 60000000
+  oldest { max_candidate_sequences: 16 preferred_batch_size: [ 8 ] max_queue_delay_microseconds: 100 }
+  control_input [
+    { name: "START" control [{ kind: CONTROL_SEQUENCE_START fp32_false_true: [ 0, 1 ] }] },
+    { name: "READY" control [{ kind: CONTROL_SEQUENCE_READY fp32_false_true: [ 0, 1 ] }] },
+    { name: "CORRID" control [{ kind: CONTROL_SEQUENCE_CORRID data_type: TYPE_UINT64 }] }
+  ]
+  state [{
+    input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ]
+    initial_state { data_type: TYPE_FP32 dims: [ 1 ] zero_data: true name: "zero" }
+  }]
+}
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+
+def _f32(name: str) -> onnx.ValueInfoProto:
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", 1])
+
+
+def sequence_accumulator(out: Path) -> None:
+    """OUTPUT = INPUT + STATE_IN; STATE_OUT = OUTPUT (the server feeds it back)."""
+    nodes = [helper.make_node("Add", ["INPUT", "STATE_IN"], ["OUTPUT"]),
+             helper.make_node("Identity", ["OUTPUT"], ["STATE_OUT"])]  # fmt: skip
+    graph = helper.make_graph(nodes, "sequence_accumulator", [_f32("INPUT"), _f32("STATE_IN")],
+                              [_f32("OUTPUT"), _f32("STATE_OUT")])  # fmt: skip
+    _save(graph, out / "sequence_accumulator" / "1" / "model.onnx")
+    (out / "sequence_accumulator" / "config.pbtxt").write_text(ACCUMULATOR_CONFIG)
+
+
+def sequence_controls(out: Path) -> None:
+    """OUTPUT = READY * (INPUT + STATE_IN * (1 - START)); STATE_OUT = OUTPUT; CORRID_OUT = CORRID."""
+    one = numpy_helper.from_array(np.ones((1,), np.float32), "one")
+    nodes = [
+        helper.make_node("Sub", ["one", "START"], ["keep"]),
+        helper.make_node("Mul", ["STATE_IN", "keep"], ["carried"]),
+        helper.make_node("Add", ["INPUT", "carried"], ["sum"]),
+        helper.make_node("Mul", ["sum", "READY"], ["OUTPUT"]),
+        helper.make_node("Identity", ["OUTPUT"], ["STATE_OUT"]),
+        helper.make_node("Identity", ["CORRID"], ["CORRID_OUT"]),
+    ]
+    corrid = [helper.make_tensor_value_info(n, TensorProto.UINT64, ["batch", 1])
+              for n in ("CORRID", "CORRID_OUT")]  # fmt: skip
+    graph = helper.make_graph(
+        nodes, "sequence_controls",
+        [_f32("INPUT"), _f32("START"), _f32("READY"), corrid[0], _f32("STATE_IN")],
+        [_f32("OUTPUT"), corrid[1], _f32("STATE_OUT")],
+        [one],
+    )  # fmt: skip
+    _save(graph, out / "sequence_controls" / "1" / "model.onnx")
+    (out / "sequence_controls" / "config.pbtxt").write_text(CONTROLS_CONFIG)
+
+
+GENERATED = [
+    "simple/1/model.onnx", "simple_string/1/model.onnx", "mlp_classifier/1/model.onnx",
+    "sequence_accumulator/1/model.onnx", "sequence_controls/1/model.onnx",
+]  # fmt: skip
 
 
 def main() -> None:
@@ -119,6 +204,8 @@ def main() -> None:
     simple(args.out, strings=False)
     simple(args.out, strings=True)
     mlp_classifier(args.out)
+    sequence_accumulator(args.out)
+    sequence_controls(args.out)
     print(f"model repository written to {args.out}")
 
 

@@ -59,3 +59,30 @@ def test_committed_files_match_the_generator(tmp_path: Path) -> None:
         committed = REPO / rel
         assert committed.exists(), f"{rel} is generated but not in model_repository/"
         assert committed.read_bytes() == generated.read_bytes(), f"{rel} differs from the generator"
+
+
+def _sequence(server: Server, model: str, corr: int, values: list[float]) -> list[dict[str, np.ndarray]]:
+    import asyncio
+
+    async def run() -> list[dict[str, np.ndarray]]:
+        outs = []
+        for i, v in enumerate(values):
+            flags = (1 if i == 0 else 0) | (2 if i == len(values) - 1 else 0)
+            pairs = await server.submit(model, {"INPUT": np.array([[v]], np.float32)},
+                                        correlation_id=corr, flags=flags)  # fmt: skip
+            outs.append({name: t.numpy() for name, t in pairs})
+        return outs
+
+    return asyncio.run(run())
+
+
+def test_sequence_accumulator(server: Server) -> None:
+    outs = _sequence(server, "sequence_accumulator", 5, [1, 2, 3, 4])
+    assert [float(o["OUTPUT"][0, 0]) for o in outs] == [1, 3, 6, 10]
+    assert all(list(o) == ["OUTPUT"] for o in outs)  # the state stays inside the server
+
+
+def test_sequence_controls(server: Server) -> None:
+    outs = _sequence(server, "sequence_controls", 77, [5, 1, 1])
+    assert [float(o["OUTPUT"][0, 0]) for o in outs] == [5, 6, 7]
+    assert [int(o["CORRID_OUT"][0, 0]) for o in outs] == [77, 77, 77]

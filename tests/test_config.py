@@ -1084,3 +1084,23 @@ def test_specs_and_dynamic_batching() -> None:
     assert not cfg.has_dynamic_batching(config)
     config.dynamic_batching.SetInParent()
     assert cfg.has_dynamic_batching(config)
+
+
+def test_auto_complete_leaves_sequence_control_and_state_tensors_to_the_server(
+    tmp_path: Path,
+) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from models import make_accumulator_onnx
+
+    model_dir = tmp_path / "acc"
+    make_accumulator_onnx(model_dir / "1" / "model.onnx")
+    (model_dir / "config.pbtxt").write_text(
+        'name: "acc" platform: "onnxruntime_onnx" max_batch_size: 4 '
+        'sequence_batching { state [{ input_name: "STATE_IN" output_name: "STATE_OUT" '
+        "data_type: TYPE_FP32 dims: [ 1 ] }] }"
+    )
+    config = cfg.load_model_config(model_dir)
+    assert [i.name for i in config.input] == ["INPUT"]
+    assert [o.name for o in config.output] == ["OUTPUT"]

@@ -336,3 +336,31 @@ def test_restricted_protocol(tmp_path: Path) -> None:
             client.get_inference_statistics("simple", headers={"admin-key": "wrong"})
         assert client.get_inference_statistics("simple", headers={"admin-key": "secret"})
         assert client.get_model_repository_index(headers={"admin-key": "secret"})
+
+
+def test_sequences_over_grpc_streaming() -> None:
+    """Interleaved sequences (numeric and string IDs) streamed to the bundled accumulator."""
+    repo = HERE.parent / "model_repository"
+    with ServerProcess(repo, args=NO_HTTP) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        results: queue.Queue[Any] = queue.Queue()
+        client.start_stream(callback=lambda result, error: results.put((result, error)))
+        plans = {101: [1.0, 2.0, 3.0], "user-7": [10.0, 20.0, 30.0], 102: [5.0, 5.0, 5.0]}
+        try:
+            for step in range(3):
+                for seq_id, values in plans.items():
+                    x = grpcclient.InferInput("INPUT", [1, 1], "FP32")
+                    x.set_data_from_numpy(np.array([[values[step]]], np.float32))
+                    client.async_stream_infer(
+                        "sequence_accumulator", [x], request_id=f"{seq_id}:{step}",
+                        sequence_id=seq_id, sequence_start=step == 0, sequence_end=step == 2,
+                    )  # fmt: skip
+            got: dict[str, float] = {}
+            for _ in range(9):
+                result, error = results.get(timeout=30)
+                assert error is None, error
+                got[result.get_response().id] = float(result.as_numpy("OUTPUT")[0, 0])
+        finally:
+            client.stop_stream()
+    for seq_id, values in plans.items():
+        assert [got[f"{seq_id}:{s}"] for s in range(3)] == list(np.cumsum(values))

@@ -741,8 +741,15 @@ def _onnx_auto_complete(
             INVALID_ARG,
         )
 
-    _complete_ios(config, config.input, inputs, "input")
-    _complete_ios(config, config.output, outputs, "output")
+    # Tensors the sequence batcher supplies or consumes (control inputs, implicit state) are
+    # model tensors but not client tensors: they never join the config's inputs or outputs.
+    seq = config.sequence_batching
+    server_inputs = {c.name for c in seq.control_input} | {s.input_name for s in seq.state}
+    server_outputs = {s.output_name for s in seq.state}
+    _complete_ios(config, config.input, [t for t in inputs if t.name not in server_inputs], "input")
+    _complete_ios(
+        config, config.output, [t for t in outputs if t.name not in server_outputs], "output"
+    )
 
 
 def _complete_ios(config: ModelConfig, ios: Any, found: list[_OnnxTensor], kind: str) -> None:
