@@ -364,3 +364,26 @@ def test_sequences_over_grpc_streaming() -> None:
             client.stop_stream()
     for seq_id, values in plans.items():
         assert [got[f"{seq_id}:{s}"] for s in range(3)] == list(np.cumsum(values))
+
+
+@pytest.mark.parametrize(
+    "datatype, shape, raw, text",
+    [
+        ("INT32", [1, 16], b"\x00" * 32,
+         "input byte size mismatch for input 'INPUT0' for model 'simple'. Expected 64, got 32"),
+        ("BYTES", [1, 16], b"\x05\x00\x00\x00ab",
+         "input 'INPUT0' for model 'simple_string': BYTES tensor: malformed BYTES data"),
+        ("FP99", [1, 16], b"", "unsupported datatype 'FP99'"),
+    ],
+)  # fmt: skip
+def test_bad_raw_contents(server: ServerProcess, datatype: str, shape: list[int], raw: bytes,
+                          text: str) -> None:  # fmt: skip
+    model = "simple_string" if datatype == "BYTES" else "simple"
+    req = pb.ModelInferRequest(model_name=model)
+    req.inputs.add(name="INPUT0", datatype=datatype, shape=shape)
+    req.inputs.add(name="INPUT1", datatype=datatype, shape=shape)
+    req.raw_input_contents.extend([raw, raw])
+    with grpc.insecure_channel(server.grpc_url) as ch, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(req)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert text in info.value.details()

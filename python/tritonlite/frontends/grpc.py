@@ -25,6 +25,7 @@ from google.protobuf.message import DecodeError, Message
 from .. import Tensor
 from .._proto import grpc_service_pb2 as pb
 from .._proto import health_pb2
+from ..datatypes import DATATYPES, element_size
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
 from .classification import classify
@@ -134,6 +135,23 @@ def _version(text: str) -> int | None:
         return int(text)
     except ValueError:
         raise TritonError(f"invalid model version '{text}': expected an integer", INVALID_ARG)
+
+
+def _raw_tensor(model: str, tensor: Any, shape: list[int], raw: bytes) -> Any:
+    """A Tensor over raw input bytes, with Triton's error texts naming the input and model."""
+    size = element_size(tensor.datatype) if tensor.datatype in DATATYPES else 0
+    if size and all(d >= 0 for d in shape):
+        expected = int(np.prod(shape, dtype=np.int64)) * size
+        if len(raw) != expected:
+            raise TritonError(
+                f"input byte size mismatch for input '{tensor.name}' for model '{model}'. "
+                f"Expected {expected}, got {len(raw)}",
+                INVALID_ARG,
+            )
+    try:
+        return Tensor.from_buffer(tensor.datatype, shape, raw)
+    except TritonError as e:
+        raise TritonError(f"input '{tensor.name}' for model '{model}': {e.message}", e.status) from e
 
 
 class GrpcHandlers:
@@ -476,7 +494,7 @@ class GrpcHandlers:
                         f"{len(request.inputs)} inputs",
                         INVALID_ARG,
                     )
-                value = Tensor.from_buffer(tensor.datatype, shape, raw[next_raw])
+                value = _raw_tensor(request.model_name, tensor, shape, raw[next_raw])
                 next_raw += 1
             else:
                 value = self._typed_contents(request.model_name, tensor, shape)
