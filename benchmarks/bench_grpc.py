@@ -1,0 +1,272 @@
+#!/usr/bin/env python
+"""gRPC benchmark: tritonlite-server side by side with Seldon MLServer and raw onnxruntime.
+
+Models (made here, no downloads): `add_sub` (INT32 [16] add/sub, overhead-bound) and `mlp`
+(FP32 512 -> 4x1024 -> 16, compute-bound), both max_batch_size 64 with dynamic batching.
+Load: NVIDIA perf_analyzer when it is available (``--perf-analyzer PATH``, $PERF_ANALYZER, or the
+shared bench tools), else this script's own closed-loop ``tritonclient.grpc.aio`` generator.
+Batch-1 requests at each concurrency; throughput, p50 and p99 per level.
+MLServer runs only when the shared bench tools are set up (../shared/tools/bench/setup.sh).
+
+    .venv/bin/python benchmarks/bench_grpc.py [--models add_sub,mlp] [--concurrency 1,8,32,64]
+        [--seconds 5] [--no-mlserver] [--out benchmarks/results.md]
+
+Everything runs on this machine and shares its cores with the load generator, so compare the
+servers only within one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_BENCH = Path(os.environ.get("TRITONLITE_BENCH_TOOLS", ROOT.parent / "shared" / "tools" / "bench"))
+BENCH_HOME = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "tritonlite-bench"))
+sys.path.insert(0, str(ROOT / "tests"))
+
+CONFIGS = {
+    "add_sub": """name: "add_sub" platform: "onnxruntime_onnx" max_batch_size: 64
+input [{ name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] }, { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }]
+output [{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] }, { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }]
+dynamic_batching { }
+instance_group [{ count: 1 kind: KIND_CPU }]
+""",
+    "mlp": """name: "mlp" platform: "onnxruntime_onnx" max_batch_size: 64
+input [{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 512 ] }]
+output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] }]
+dynamic_batching { max_queue_delay_microseconds: 2000 }
+instance_group [{ count: 1 kind: KIND_CPU }]
+""",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def make_repository(root: Path) -> Path:
+    from models import make_add_sub_onnx, make_mlp_onnx
+
+    for name, text in CONFIGS.items():
+        (root / name / "1").mkdir(parents=True, exist_ok=True)
+        (root / name / "config.pbtxt").write_text(text)
+    make_add_sub_onnx(root / "add_sub" / "1" / "model.onnx", dtype="INT32")
+    make_mlp_onnx(root / "mlp" / "1" / "model.onnx", input_name="INPUT0", output_name="OUTPUT0")
+    return root
+
+
+def sample_inputs(model: str) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    if model == "add_sub":
+        return {n: rng.integers(-100, 100, (1, 16)).astype(np.int32) for n in ("INPUT0", "INPUT1")}
+    return {"INPUT0": rng.standard_normal((1, 512)).astype(np.float32)}
+
+
+# ---- load generators ---------------------------------------------------------------------------
+
+
+def perf_analyzer_path(explicit: str | None) -> str | None:
+    for candidate in (explicit, os.environ.get("PERF_ANALYZER"), str(SHARED_BENCH / "perf_analyzer")):
+        if candidate and Path(candidate).exists():
+            return candidate
+    return shutil.which("perf_analyzer")
+
+
+def run_perf_analyzer(pa: str, url: str, model: str, conc: int, seconds: float,
+                      data_dir: Path) -> dict[str, float]:  # fmt: skip
+    data = data_dir / f"{model}.json"
+    data.write_text(json.dumps({"data": [{k: v.ravel().tolist() for k, v in sample_inputs(model).items()}]}))
+    shapes = ["--shape", "INPUT0:16", "--shape", "INPUT1:16"] if model == "add_sub" else ["--shape", "INPUT0:512"]
+    out = data_dir / f"pa-{model}-{conc}.csv"
+    cmd = [pa, "-i", "grpc", "-u", url, "-m", model, "-b", "1", *shapes, "--input-data", str(data),
+           "--concurrency-range", f"{conc}:{conc}:1", "--measurement-interval", str(int(seconds * 1000)),
+           "--stability-percentage", "50", "--max-trials", "10", "-f", str(out)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 12 + 60)
+    if proc.returncode != 0 or not out.exists():
+        raise RuntimeError(f"perf_analyzer failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
+    row = next(csv.DictReader(out.open()))
+    return {
+        "throughput": float(row["Inferences/Second"]),
+        "p50_us": float(row["p50 latency"]),
+        "p99_us": float(row["p99 latency"]),
+    }
+
+
+async def _aio_level(url: str, model: str, conc: int, seconds: float) -> dict[str, float]:
+    import tritonclient.grpc.aio as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    inputs = []
+    for name, arr in sample_inputs(model).items():
+        t = grpcclient.InferInput(name, list(arr.shape), "INT32" if arr.dtype == np.int32 else "FP32")
+        t.set_data_from_numpy(arr)
+        inputs.append(t)
+    latencies: list[float] = []
+    stop = time.perf_counter() + seconds + 1.0
+
+    async def worker() -> None:
+        warm_until = time.perf_counter() + 1.0
+        while (now := time.perf_counter()) < stop:
+            await client.infer(model, inputs)
+            if now > warm_until:
+                latencies.append(time.perf_counter() - now)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[worker() for _ in range(conc)])
+    elapsed = time.perf_counter() - t0 - 1.0
+    await client.close()
+    lat = np.array(latencies) * 1e6
+    return {"throughput": len(lat) / elapsed, "p50_us": float(np.percentile(lat, 50)),
+            "p99_us": float(np.percentile(lat, 99))}  # fmt: skip
+
+
+def measure(pa: str | None, url: str, model: str, conc: int, seconds: float, work: Path) -> dict[str, float]:
+    if pa:
+        return run_perf_analyzer(pa, url, model, conc, seconds, work)
+    return asyncio.run(_aio_level(url, model, conc, seconds))
+
+
+# ---- servers -----------------------------------------------------------------------------------
+
+
+def wait_ready(url: str, model: str, proc: subprocess.Popen[Any], timeout: float = 90) -> None:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            if client.is_model_ready(model):
+                return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} not ready after {timeout}s")
+
+
+def start_tritonlite(repo: Path) -> tuple[subprocess.Popen[Any], str]:
+    port = free_port()
+    cmd = [sys.executable, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
+           "127.0.0.1", f"--grpc-port={port}", "--allow-http=false", "--allow-metrics=false",
+           "--log-info=false"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"127.0.0.1:{port}"
+    wait_ready(url, "add_sub", proc)
+    return proc, url
+
+
+def start_mlserver(work: Path) -> tuple[Any, str] | None:
+    python = BENCH_HOME / "venv" / "bin" / "python"
+    if not (SHARED_BENCH / "run_mlserver.sh").exists() or not python.exists():
+        return None
+    out = work / "bm"
+    subprocess.run([str(python), str(SHARED_BENCH / "make_models.py"), str(out)], check=True,
+                   capture_output=True)  # fmt: skip
+    http, grpc_port = free_port(), free_port()
+    subprocess.run([str(SHARED_BENCH / "run_mlserver.sh"), f"{out}-mlserver", str(http), str(grpc_port)],
+                   check=True, capture_output=True, timeout=180)  # fmt: skip
+    return "mlserver", f"127.0.0.1:{grpc_port}"
+
+
+def stop_mlserver() -> None:
+    subprocess.run([str(SHARED_BENCH / "run_mlserver.sh"), "stop"], capture_output=True)
+
+
+def raw_onnxruntime(repo: Path, seconds: float) -> dict[str, dict[int, float]]:
+    """Rows/s of in-process session.run at batch 1 and 64 (default threads)."""
+    import onnxruntime as ort
+
+    out: dict[str, dict[int, float]] = {}
+    for model in CONFIGS:
+        sess = ort.InferenceSession(str(repo / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+        out[model] = {}
+        for batch in (1, 64):
+            feeds = {k: np.repeat(v, batch, axis=0) for k, v in sample_inputs(model).items()}
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                sess.run(None, feeds)
+                n += 1
+            out[model][batch] = n * batch / (time.perf_counter() - t0)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="add_sub,mlp")
+    parser.add_argument("--concurrency", default="1,8,32,64")
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--perf-analyzer", default=None)
+    parser.add_argument("--no-mlserver", action="store_true")
+    parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
+    args = parser.parse_args()
+    models = args.models.split(",")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    pa = perf_analyzer_path(args.perf_analyzer)
+    work = Path(tempfile.mkdtemp(prefix="tritonlite-bench-"))
+    repo = make_repository(work / "repo")
+    results: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
+
+    servers: list[tuple[str, Any]] = [("tritonlite", lambda: start_tritonlite(repo))]
+    if not args.no_mlserver:
+        servers.append(("mlserver", lambda: start_mlserver(work)))
+    for name, start in servers:
+        started = start()
+        if started is None:
+            print(f"({name}: not available, skipped)")
+            continue
+        proc, url = started
+        try:
+            for model in models:
+                for conc in levels:
+                    r = measure(pa, url, model, conc, args.seconds, work)
+                    results.setdefault(name, {}).setdefault(model, {})[conc] = r
+                    print(f"{name:10} {model:8} c={conc:<3} {r['throughput']:9.0f} infer/s  "
+                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us", flush=True)  # fmt: skip
+        finally:
+            if name == "mlserver":
+                stop_mlserver()
+            else:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(30)
+    raw = raw_onnxruntime(repo, min(args.seconds, 3.0))
+
+    lines = [f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; load: "
+             f"{'perf_analyzer' if pa else 'tritonclient.grpc.aio closed loop'}, batch-1 requests.", "",
+             "| model | concurrency | " + " | ".join(f"{s} infer/s | {s} p50 us | {s} p99 us" for s in results) + " |",
+             "|---|---|" + "---|---|---|" * len(results)]  # fmt: skip
+    for model in models:
+        for conc in levels:
+            cells = []
+            for s in results:
+                r = results[s].get(model, {}).get(conc)
+                cells += [f"{r['throughput']:.0f}", f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}"] if r else ["-"] * 3
+            lines.append(f"| {model} | {conc} | " + " | ".join(cells) + " |")
+    lines += ["", "Raw onnxruntime, in-process session.run (rows/s): " + "; ".join(
+        f"{m}: batch 1 {raw[m][1]:.0f}, batch 64 {raw[m][64]:.0f}" for m in raw)]
+    table = "\n".join(lines)
+    print("\n" + table)
+    if args.out:
+        args.out.write_text(table + "\n")
+
+
+if __name__ == "__main__":
+    main()
