@@ -387,3 +387,47 @@ def test_bad_raw_contents(server: ServerProcess, datatype: str, shape: list[int]
         pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(req)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert text in info.value.details()
+
+
+def test_system_shared_memory_inference(client: grpcclient.InferenceServerClient) -> None:
+    import tritonclient.utils.shared_memory as shm
+
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.full((1, 16), 2, np.int32)
+    nbytes = a.nbytes
+    key = f"/tritonlite-test-{id(client)}"
+    handle = shm.create_shared_memory_region("regs", key, nbytes * 4)
+    try:
+        shm.set_shared_memory_region(handle, [a, b])  # inputs at offsets 0 and 64
+        client.unregister_system_shared_memory()
+        client.register_system_shared_memory("regs", key, nbytes * 4)
+        status = client.get_system_shared_memory_status(as_json=True)
+        assert status["regions"]["regs"]["byte_size"] == str(nbytes * 4)
+        inputs = [grpcclient.InferInput("INPUT0", [1, 16], "INT32"),
+                  grpcclient.InferInput("INPUT1", [1, 16], "INT32")]  # fmt: skip
+        inputs[0].set_shared_memory("regs", nbytes, offset=0)
+        inputs[1].set_shared_memory("regs", nbytes, offset=nbytes)
+        outputs = [grpcclient.InferRequestedOutput("OUTPUT0"), grpcclient.InferRequestedOutput("OUTPUT1")]
+        outputs[0].set_shared_memory("regs", nbytes, offset=2 * nbytes)
+        outputs[1].set_shared_memory("regs", nbytes, offset=3 * nbytes)
+        result = client.infer("simple", inputs, outputs=outputs)
+        out0 = result.get_output("OUTPUT0")
+        assert out0.parameters["shared_memory_region"].string_param == "regs"
+        sum_ = shm.get_contents_as_numpy(handle, np.int32, [1, 16], offset=2 * nbytes)
+        diff = shm.get_contents_as_numpy(handle, np.int32, [1, 16], offset=3 * nbytes)
+        np.testing.assert_array_equal(sum_, a + b)
+        np.testing.assert_array_equal(diff, a - b)
+        # Out of bounds: an offset past the registered region is INVALID_ARGUMENT, never a read.
+        bad = grpcclient.InferInput("INPUT0", [1, 16], "INT32")
+        bad.set_shared_memory("regs", nbytes, offset=4 * nbytes - 8)
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("simple", [bad, inputs[1]])
+        assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+        with pytest.raises(InferenceServerException):
+            client.register_system_shared_memory("regs", key, nbytes)  # already registered
+        with pytest.raises(InferenceServerException):
+            client.register_system_shared_memory("other", "/no-such-key", 64)
+        client.unregister_system_shared_memory("regs")
+        assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
+    finally:
+        shm.destroy_shared_memory_region(handle)
