@@ -430,6 +430,7 @@ SequenceConfig SequenceConfigFromPy(const py::dict& d) {
   c.max_sequence_idle_us = Get<uint64_t>(d, "max_sequence_idle_microseconds", 1'000'000);
   c.max_queue_delay_us = Get<uint64_t>(d, "max_queue_delay_microseconds", 0);
   c.max_candidate_sequences = Get<uint32_t>(d, "max_candidate_sequences", 0);
+  c.max_backlog = Get<uint32_t>(d, "sequence_backlog_limit", 0);
   c.preferred_batch_sizes = Get<std::vector<int64_t>>(d, "preferred_batch_size", {});
   static const std::pair<const char*, SequenceControl::Kind> kKinds[] = {
       {"CONTROL_SEQUENCE_START", SequenceControl::Kind::kStart},

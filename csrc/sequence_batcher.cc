@@ -73,6 +73,17 @@ void SequenceBatcher::Enqueue(RequestPtr request) {
                         "(the sequence was never started, has ended, or was released after "
                         "being idle longer than max_sequence_idle_microseconds)");
       }
+      const size_t limit = spec_.sequence.max_backlog;
+      bool slot_free = false;
+      for (size_t n : assigned_) slot_free = slot_free || n < slots_per_instance_;
+      if (limit > 0 && !slot_free && backlog_.size() >= limit) {
+        throw Error(StatusCode::kUnavailable,
+                    "model '" + spec_.name + "' cannot start sequence " + CorrelationText(r) +
+                        ": all " + std::to_string(slots_per_instance_ * instances_) +
+                        " sequence slots are in use and " + std::to_string(backlog_.size()) +
+                        " sequences already wait for one (sequence_backlog_limit " +
+                        std::to_string(limit) + ")");
+      }
       auto seq = std::make_unique<Sequence>();
       seq->key = key;
       it = sequences_.emplace(key, std::move(seq)).first;

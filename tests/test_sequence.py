@@ -247,3 +247,38 @@ def test_unload_fails_sequences_still_waiting(tmp_path: Path) -> None:
     t0 = time.monotonic()
     server.close()  # an open sequence does not hold up the unload
     assert time.monotonic() - t0 < 5
+
+
+def test_sequences_beyond_slots_and_backlog_are_refused(tmp_path: Path) -> None:
+    version_dir = tmp_path / "acc" / "1"
+    make_accumulator_onnx(version_dir / "model.onnx")
+    text = ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
+        "max_batch_size: 8", "max_batch_size: 2"
+    ) + 'parameters { key: "sequence_backlog_limit" value { string_value: "1" } }'
+    config = text_format.Parse(text, mc.ModelConfig())
+    server = Server()
+    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+
+    async def main() -> None:
+        await step(server, 1, 1.0, START)  # slot 1
+        await step(server, 2, 1.0, START)  # slot 2
+        waiting = step(server, 3, 1.0, START)  # waits for a slot
+        with pytest.raises(TritonError, match="all 2 sequence slots are in use and 1 sequences already wait") as info:
+            step(server, 4, 1.0, START)
+        assert info.value.status == "UNAVAILABLE"
+        await step(server, 1, 1.0, END)  # frees a slot: sequence 3 runs
+        assert float(dict(await waiting)["OUTPUT"].numpy()[0, 0]) == 1.0
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+
+
+def test_bad_backlog_parameter_is_a_load_error(tmp_path: Path) -> None:
+    text = ACCUMULATOR.format(strategy="direct { }", instances=1, idle=1) + (
+        'parameters { key: "sequence_backlog_limit" value { string_value: "lots" } }'
+    )
+    config = text_format.Parse(text, mc.ModelConfig())
+    with pytest.raises(TritonError, match="parameter 'sequence_backlog_limit' must be a non-negative integer"):
+        Server().add_model(config, ControlRecorder())

@@ -65,6 +65,19 @@ def scheduler_spec(config: ModelConfig, version: int) -> dict[str, Any]:
     return spec
 
 
+def _int_parameter(config: ModelConfig, key: str) -> int:
+    """A non-negative integer model parameter (``parameters { key: ... }``), 0 when absent."""
+    if key not in config.parameters:
+        return 0
+    text = config.parameters[key].string_value
+    if not text.isdigit():
+        raise TritonError(
+            f"model '{config.name}': parameter '{key}' must be a non-negative integer, got '{text}'",
+            INVALID_ARG,
+        )
+    return int(text)
+
+
 def _sequence_spec(config: ModelConfig) -> dict[str, Any]:
     sb = config.sequence_batching
     strategy = sb.WhichOneof("strategy_choice") or "direct"
@@ -75,6 +88,8 @@ def _sequence_spec(config: ModelConfig) -> dict[str, Any]:
         "max_queue_delay_microseconds": s.max_queue_delay_microseconds,
         "max_candidate_sequences": s.max_candidate_sequences if strategy == "oldest" else 0,
         "preferred_batch_size": list(s.preferred_batch_size) if strategy == "oldest" else [],
+        # tritonlite's own bound on sequences waiting for a slot (Triton's is unbounded).
+        "sequence_backlog_limit": _int_parameter(config, "sequence_backlog_limit"),
         "controls": [],
         "states": [],
     }
