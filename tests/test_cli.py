@@ -15,7 +15,6 @@ import tritonclient.grpc as grpcclient
 from models import make_add_sub_onnx
 from serving import ServerProcess, write_config
 
-NO_HTTP = ("--allow-http=false", "--allow-metrics=false")  # until the HTTP frontend lands
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -37,7 +36,7 @@ def test_help_documents_tritons_flags() -> None:
 
 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
-    proc = cli("--model-repository", str(tmp_path / "nope"), *NO_HTTP, "--grpc-port=0")
+    proc = cli("--model-repository", str(tmp_path / "nope"), "--grpc-port=0")
     assert proc.returncode == 1
     assert "is not a directory" in proc.stderr
 
@@ -45,10 +44,10 @@ def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
 def test_failed_model_stops_startup_unless_exit_on_error_false(tmp_path: Path) -> None:
     write_config(tmp_path / "bad", 'name: "bad" backend: "nosuch"')
     (tmp_path / "bad" / "1").mkdir()
-    proc = cli("--model-repository", str(tmp_path), *NO_HTTP, "--grpc-port=0")
+    proc = cli("--model-repository", str(tmp_path), "--grpc-port=0")
     assert proc.returncode == 1
     assert "failed to load all models" in proc.stderr
-    with ServerProcess(tmp_path, args=("--exit-on-error=false", *NO_HTTP)) as srv:
+    with ServerProcess(tmp_path, args=("--exit-on-error=false",)) as srv:
         client = grpcclient.InferenceServerClient(srv.grpc_url)
         assert client.is_server_live() and not client.is_server_ready()
         index = client.get_model_repository_index(as_json=True)["models"]
@@ -71,7 +70,7 @@ def slow_repo(root: Path) -> Path:
 
 
 def test_model_repo_alias_and_sigterm_finishes_in_flight_requests(tmp_path: Path) -> None:
-    srv = ServerProcess(args=("--model-repo", str(slow_repo(tmp_path)), *NO_HTTP))
+    srv = ServerProcess(args=("--model-repo", str(slow_repo(tmp_path))))
     with srv:
         client = grpcclient.InferenceServerClient(srv.grpc_url)
         results: queue.Queue[tuple[object, object]] = queue.Queue()
@@ -96,7 +95,7 @@ def test_model_repo_alias_and_sigterm_finishes_in_flight_requests(tmp_path: Path
 
 @pytest.mark.parametrize("flag", ["--grpc-use-ssl"])
 def test_tls_needs_its_certificates(tmp_path: Path, flag: str) -> None:
-    proc = cli("--model-repository", str(tmp_path), *NO_HTTP, "--grpc-port=0", flag,
+    proc = cli("--model-repository", str(tmp_path), "--grpc-port=0", flag,
                "--grpc-server-cert", str(tmp_path / "missing.crt"),
                "--grpc-server-key", str(tmp_path / "missing.key"))  # fmt: skip
     assert proc.returncode == 1

@@ -25,7 +25,6 @@ from tritonlite._proto import grpc_service_pb2_grpc as pb_grpc
 from tritonlite._proto import health_pb2, health_pb2_grpc
 
 HERE = Path(__file__).parent
-NO_HTTP = ("--allow-http=false", "--allow-metrics=false")  # until the HTTP frontend lands
 
 SIMPLE = """
 name: "simple" platform: "onnxruntime_onnx" max_batch_size: 8
@@ -67,7 +66,7 @@ def build_repository(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     repo = build_repository(tmp_path_factory.mktemp("grpc"))
-    with ServerProcess(repo, args=("--model-control-mode=explicit", "--load-model=*", *NO_HTTP)) as srv:
+    with ServerProcess(repo, args=("--model-control-mode=explicit", "--load-model=*")) as srv:
         yield srv
 
 
@@ -299,10 +298,13 @@ def test_load_with_file_override(client: grpcclient.InferenceServerClient, tmp_p
     client.unload_model("uploaded")
 
 
-def test_cuda_shared_memory_is_reported_unsupported(client: grpcclient.InferenceServerClient) -> None:
+def test_cuda_shared_memory_answers_like_a_triton_without_gpus(
+    client: grpcclient.InferenceServerClient,
+) -> None:
+    assert client.get_cuda_shared_memory_status(as_json=True).get("regions", {}) == {}
     with pytest.raises(InferenceServerException) as info:
-        client.get_cuda_shared_memory_status()
-    assert "CUDA shared memory is not supported" in info.value.message()
+        client.register_cuda_shared_memory("r", b"aGFuZGxl", 0, 64)  # base64, as tritonclient wants
+    assert "failed to register CUDA shared memory region: 'r', GPUs not supported" in info.value.message()
 
 
 def test_trace_and_log_settings(client: grpcclient.InferenceServerClient) -> None:
@@ -324,7 +326,7 @@ def test_triton_documentation_client_runs_unchanged(server: ServerProcess) -> No
 
 def test_restricted_protocol(tmp_path: Path) -> None:
     repo = build_repository(tmp_path)
-    args = ("--grpc-restricted-protocol=model-repository,statistics:admin-key=secret", *NO_HTTP)
+    args = ("--grpc-restricted-protocol=model-repository,statistics:admin-key=secret",)
     with ServerProcess(repo, args=args) as srv:
         client = grpcclient.InferenceServerClient(srv.grpc_url)
         assert client.is_server_live()  # unrestricted group
@@ -341,7 +343,7 @@ def test_restricted_protocol(tmp_path: Path) -> None:
 def test_sequences_over_grpc_streaming() -> None:
     """Interleaved sequences (numeric and string IDs) streamed to the bundled accumulator."""
     repo = HERE.parent / "model_repository"
-    with ServerProcess(repo, args=NO_HTTP) as srv:
+    with ServerProcess(repo, args=()) as srv:
         client = grpcclient.InferenceServerClient(srv.grpc_url)
         results: queue.Queue[Any] = queue.Queue()
         client.start_stream(callback=lambda result, error: results.put((result, error)))

@@ -186,6 +186,8 @@ async def _serve(args: argparse.Namespace) -> int:
             address = args.metrics_address or args.http_address
             m = await start_metrics(server, address, args.metrics_port,
                                     interval_ms=args.metrics_interval_ms,
+                                    cpu_metrics=args.allow_cpu_metrics,
+                                    gpu_metrics=args.allow_gpu_metrics,
                                     config=args.metrics_config)  # fmt: skip
             frontends.append(m)
             log.info("Started Metrics Service at %s:%d", address, args.metrics_port)

@@ -25,7 +25,8 @@ from .backends.base import Backend
 from .datatypes import to_wire_name
 from .errors import INTERNAL, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
-from .shared_memory import SystemSharedMemoryRegistry
+from .protocol_settings import ProtocolSettings
+from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
 
 if TYPE_CHECKING:
     from .repository import ModelRepository
@@ -99,7 +100,10 @@ class Server:
         self._closed = False
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
+        # Shared by every frontend of this server, as Triton shares them across protocols.
         self.system_shared_memory = SystemSharedMemoryRegistry()
+        self.cuda_shared_memory = CudaSharedMemoryRegistry()
+        self.protocol_settings = ProtocolSettings()
         self.strict_readiness = strict_readiness
         self.repository: ModelRepository | None = None
         if model_repository is None:

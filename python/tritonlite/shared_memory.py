@@ -57,7 +57,7 @@ class _Region:
 def _shm_path(key: str) -> str | None:
     """The file behind a POSIX shm key ('/name' or 'name'), or None when the key could name
     anything but a single object in /dev/shm."""
-    name = key[1:] if key.startswith("/") else key
+    name = key.removeprefix("/")
     if not name or name in (".", "..") or "/" in name or "\x00" in name:
         return None
     return os.path.join(SHM_DIR, name)
@@ -88,7 +88,7 @@ class SystemSharedMemoryRegistry:
         byte_size = _non_negative_int(byte_size, "byte_size", name)
         if not name:
             raise TritonError("shared memory region name must not be empty", INVALID_ARG)
-        bare = key[1:] if key.startswith("/") else key
+        bare = key.removeprefix("/")
         if bare.startswith(RESERVED_KEY_PREFIX):
             raise TritonError(
                 f"cannot register shared memory region '{name}' with key '{key}' as the key "
@@ -244,10 +244,10 @@ def _raw_bytes(tensor: Any) -> Any:
     if isinstance(tensor, np.ndarray):
         if tensor.dtype == np.object_:
             return _core.serialize_bytes(tensor)
-        return memoryview(np.ascontiguousarray(tensor)).cast("B")
+        return np.ascontiguousarray(tensor).reshape(-1).view(np.uint8).data
     if tensor.datatype == "BYTES":
         return tensor.tobytes()
-    return memoryview(tensor.numpy()).cast("B")
+    return tensor.numpy().reshape(-1).view(np.uint8).data
 
 
 class CudaSharedMemoryRegistry:

@@ -160,14 +160,6 @@ class GrpcHandlers:
     def __init__(self, server: Server, restricted: dict[str, Restriction] | None = None) -> None:
         self.server = server
         self.restricted = restricted or {}
-        self.trace_settings: dict[str, list[str]] = {
-            "trace_level": ["OFF"], "trace_rate": ["1000"], "trace_count": ["-1"],
-            "log_frequency": ["0"], "trace_file": [""], "trace_mode": ["triton"],
-        }  # fmt: skip
-        self.log_settings: dict[str, Any] = {
-            "log_file": "", "log_info": True, "log_warning": True, "log_error": True,
-            "log_verbose_level": 0, "log_format": "default",
-        }  # fmt: skip
         self._unary: dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]] = {
             "ServerLive": (pb.ServerLiveRequest, self.server_live),
             "ServerReady": (pb.ServerReadyRequest, self.server_ready),
@@ -183,9 +175,9 @@ class GrpcHandlers:
             "SystemSharedMemoryStatus": (pb.SystemSharedMemoryStatusRequest, self.shm_status),
             "SystemSharedMemoryRegister": (pb.SystemSharedMemoryRegisterRequest, self.shm_register),
             "SystemSharedMemoryUnregister": (pb.SystemSharedMemoryUnregisterRequest, self.shm_unregister),
-            "CudaSharedMemoryStatus": (pb.CudaSharedMemoryStatusRequest, self.cuda_shm),
-            "CudaSharedMemoryRegister": (pb.CudaSharedMemoryRegisterRequest, self.cuda_shm),
-            "CudaSharedMemoryUnregister": (pb.CudaSharedMemoryUnregisterRequest, self.cuda_shm),
+            "CudaSharedMemoryStatus": (pb.CudaSharedMemoryStatusRequest, self.cuda_shm_status),
+            "CudaSharedMemoryRegister": (pb.CudaSharedMemoryRegisterRequest, self.cuda_shm_register),
+            "CudaSharedMemoryUnregister": (pb.CudaSharedMemoryUnregisterRequest, self.cuda_shm_unregister),
             "TraceSetting": (pb.TraceSettingRequest, self.trace_setting),
             "LogSettings": (pb.LogSettingsRequest, self.log_settings_rpc),
             "Check": (health_pb2.HealthCheckRequest, self.health_check),
@@ -371,33 +363,49 @@ class GrpcHandlers:
         self._shm().unregister(request.name or None)
         return pb.SystemSharedMemoryUnregisterResponse()
 
-    async def cuda_shm(self, request: Any) -> Message:
-        raise TritonError(
-            "CUDA shared memory is not supported in this build of tritonlite (no CUDA device "
-            "support)",
-            UNSUPPORTED,
-        )
+    async def cuda_shm_status(self, request: Any) -> Message:
+        response = pb.CudaSharedMemoryStatusResponse()
+        for region in self.server.cuda_shared_memory.status(request.name or None):
+            response.regions[region["name"]].CopyFrom(
+                pb.CudaSharedMemoryStatusResponse.RegionStatus(**region)
+            )
+        return response
 
-    # ---- trace and logging -------------------------------------------------------------------
+    async def cuda_shm_register(self, request: Any) -> Message:
+        self.server.cuda_shared_memory.register(
+            request.name, request.raw_handle, request.device_id, request.byte_size
+        )
+        return pb.CudaSharedMemoryRegisterResponse()
+
+    async def cuda_shm_unregister(self, request: Any) -> Message:
+        self.server.cuda_shared_memory.unregister(request.name or None)
+        return pb.CudaSharedMemoryUnregisterResponse()
+
+    # ---- trace and logging (shared with the other frontends) -------------------------------
 
     async def trace_setting(self, request: Any) -> Message:
+        settings = self.server.protocol_settings
+        changes: dict[str, Any] = {}
         for key, value in request.settings.items():
-            if value.value:
-                self.trace_settings[key] = list(value.value)
-            else:
-                self.trace_settings.pop(key, None)
+            values = list(value.value)
+            changes[key] = (values or None) if key == "trace_level" else (values[0] if values else None)
+        model = request.model_name or None
+        current = settings.update_trace(changes, model) if changes else settings.trace(model)
         response = pb.TraceSettingResponse()
-        for key, values in self.trace_settings.items():
-            response.settings[key].value.extend(values)
+        for key, v in current.items():
+            response.settings[key].value.extend([str(x) for x in v] if isinstance(v, list) else [str(v)])
         return response
 
     async def log_settings_rpc(self, request: Any) -> Message:
+        settings = self.server.protocol_settings
+        changes = {}
         for key, value in request.settings.items():
             kind = value.WhichOneof("parameter_choice")
             if kind is not None:
-                self.log_settings[key] = getattr(value, kind)
+                changes[key] = getattr(value, kind)
+        current = settings.update_log(changes) if changes else settings.log()
         response = pb.LogSettingsResponse()
-        for key, v in self.log_settings.items():
+        for key, v in current.items():
             setting = response.settings[key]
             if isinstance(v, bool):
                 setting.bool_param = v
@@ -539,8 +547,7 @@ class GrpcHandlers:
             datatype, shape = t.datatype, list(t.shape)
             k = _param(spec.parameters, "classification") if spec is not None else None
             if k:
-                labels = classify(t.numpy(), int(k), batched, loaded.labels(name),
-                                  request.model_name, name)  # fmt: skip
+                labels = classify(t.numpy(), t.datatype, int(k), batched, loaded.labels(name))
                 t = Tensor.from_numpy(labels)
                 datatype, shape = "BYTES", list(labels.shape)
             out = resp.outputs.add(name=name, datatype=datatype, shape=shape)

@@ -1,0 +1,1129 @@
+"""HTTP/REST frontend: KServe v2 and Triton's HTTP extensions over a ``Server``.
+
+Owns the protocol adapter only (no model logic): routes, request decoding, response encoding
+and Triton's status codes and error texts. Two layers:
+
+- ``HttpApi``: transport-independent. ``await api.dispatch(method, path, headers, read_body)``
+  returns a ``Reply`` (status, headers, body or a stream of chunks).
+- ``start_http``: serves an ``HttpApi`` with aiohttp's low-level server on the caller's event
+  loop. Why aiohttp: add_sub (INT32 [16]) at concurrency 32 with binary tensors, perf_analyzer,
+  2 shared cores, the same ``HttpApi`` behind both: aiohttp 5.5k-6.8k infer/s, uvicorn +
+  httptools + a raw ASGI app 5.6k-6.7k (a tie within noise); aiohttp also runs on a caller's
+  loop through a documented API (uvicorn's ``serve()`` installs its own signal handlers) and is
+  already what ``tritonclient.http.aio`` needs.
+
+Endpoints (``docs/openapi.yaml`` describes each):
+``/v2/health/live|ready``, ``/v2``, ``/v2/models/{m}[/versions/{v}]`` with ``/ready``,
+``/config``, ``/stats``, ``/infer``, ``/generate``, ``/generate_stream`` and
+``/trace/setting``; ``/v2/models/stats``; ``/v2/repository/index`` and
+``/v2/repository/models/{m}/load|unload``; ``/v2/systemsharedmemory[/region/{r}]/status|register|
+unregister`` and the same for ``cudasharedmemory``; ``/v2/trace/setting``; ``/v2/logging``.
+
+``/infer`` supports JSON tensors (every datatype; BYTES as strings), Triton's binary tensor data
+extension (``Inference-Header-Content-Length``, ``binary_data``, ``binary_data_size``,
+``binary_data_output``), raw binary requests (header length 0), gzip and deflate request and
+response bodies, classification, system shared-memory inputs and outputs, and the request
+parameters ``priority``, ``timeout``, ``sequence_id`` (integer or string), ``sequence_start``
+and ``sequence_end``. Binary inputs are zero-copy views of the request body.
+
+Status codes follow Triton's mapping (INVALID_ARG, ALREADY_EXISTS, UNKNOWN -> 400,
+NOT_FOUND -> 404, INTERNAL -> 500, UNSUPPORTED -> 501, UNAVAILABLE -> 503; unknown routes 404,
+wrong methods 405, restricted APIs 403) with Triton's ``{"error": "..."}`` bodies.
+
+Deliberate differences from Triton 2.51 (checked against it):
+- malformed requests (unparsable JSON, a field of the wrong type, an unknown shared-memory key,
+  an output too large for its shared-memory window) keep Triton's text but answer 400, not 500;
+- FP16 and BF16 tensors are accepted and returned as JSON numbers (Triton refuses them);
+- ``/generate`` on a model that answers other than once is a 400 (Triton sends a 200 whose body
+  is the error); ``/generate`` also accepts compressed bodies;
+- bodies over ``max_body_bytes`` (also after decompression) are refused with 413;
+- shared-memory errors name the tensor and model;
+- request parameters other than Triton's scheduling ones are accepted but not passed to the
+  model (``Server.submit`` has no parameters argument yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import logging
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+import numpy as np
+from aiohttp import web
+from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
+from aiohttp.web_request import BaseRequest
+from google.protobuf import json_format
+from google.protobuf.descriptor import FieldDescriptor
+
+from .. import _core
+from .._proto import model_config_pb2 as mc
+from ..datatypes import DATATYPES, to_wire_name
+from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
+from ..server import Server
+from ..shared_memory import SystemSharedMemoryRegistry
+from .classification import classify
+from . import http_codec as codec
+from ..protocol_settings import ProtocolSettings
+
+Tensor = _core.Tensor
+_log = logging.getLogger("tritonlite.http")
+
+#: Triton's limit on a request body (``--http-max-input-size``): 64 MiB.
+DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+
+#: Triton status kind -> HTTP status code (Triton's HttpCodeFromError).
+HTTP_CODES = {
+    "INVALID_ARG": 400,
+    "ALREADY_EXISTS": 400,
+    "CANCELLED": 400,
+    "UNKNOWN": 400,
+    "NOT_FOUND": 404,
+    "INTERNAL": 500,
+    "UNSUPPORTED": 501,
+    "UNAVAILABLE": 503,
+}
+
+#: Triton's restricted-API categories (``--http-restricted-api=<category>:<key>=<value>``).
+API_CATEGORIES = (
+    "health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
+    "statistics", "trace", "logging",
+)  # fmt: skip
+
+SEQUENCE_START = 1
+SEQUENCE_END = 2
+
+_JSON = "application/json"
+_BINARY = "application/octet-stream"
+_HEADER_LENGTH = "Inference-Header-Content-Length"
+
+_MODEL_RE = re.compile(
+    r"/v2/models/([^/]+)(?:/versions/([0-9]+))?"
+    r"(?:/(infer|generate|generate_stream|ready|config|stats|trace/setting))?"
+)
+_HEALTH_RE = re.compile(r"/v2/health/(live|ready)")
+_SYSTEM_SHM_RE = re.compile(
+    r"/v2/systemsharedmemory(?:/region/([^/]+))?/(status|register|unregister)"
+)
+_CUDA_SHM_RE = re.compile(r"/v2/cudasharedmemory(?:/region/([^/]+))?/(status|register|unregister)")
+_REPOSITORY_RE = re.compile(r"/v2/repository(?:/([^/]+))?/(index|models/([^/]+)/(load|unload))")
+
+_JSON_KIND, _BINARY_KIND, _SHM_KIND = 0, 1, 2
+
+_INT64_TYPES = (
+    FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+    FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64,
+)  # fmt: skip
+
+
+@dataclass
+class Reply:
+    """An HTTP response: a complete ``body``, or ``stream`` chunks sent as they come."""
+
+    status: int = 200
+    body: bytes = b""
+    headers: dict[str, str] = field(default_factory=dict)
+    stream: AsyncIterator[bytes] | None = None
+
+
+def _error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
+    out = {"Content-Type": _JSON}
+    if headers:
+        out.update(headers)
+    return Reply(status, codec.dumps({"error": message}), out)
+
+
+def _json_reply(obj: Any, status: int = 200) -> Reply:
+    return Reply(status, codec.dumps(obj), {"Content-Type": _JSON})
+
+
+_OK = Reply(200, b"", {})
+_NOT_FOUND = _error_reply(404, "Not Found")
+_NOT_ALLOWED = _error_reply(405, "Method Not Allowed")
+
+
+def _bad(message: str) -> TritonError:
+    return TritonError(message, INVALID_ARG)
+
+
+def parse_restricted_apis(specs: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """Triton's ``--http-restricted-api=<category>[,<category>...]:<key>=<value>`` values as
+    ``{category: (header key, header value)}``."""
+    out: dict[str, tuple[str, str]] = {}
+    for spec in specs:
+        categories, sep, header = spec.partition(":")
+        key, eq, value = header.partition("=")
+        if not sep or not eq or not key.strip():
+            raise _bad(
+                f"invalid restricted API '{spec}': expected "
+                "'<category>[,<category>...]:<header key>=<header value>'"
+            )
+        for category in categories.split(","):
+            category = category.strip()
+            if category not in API_CATEGORIES:
+                raise _bad(
+                    f"invalid restricted API category '{category}': expected one of "
+                    + ", ".join(API_CATEGORIES)
+                )
+            if category in out:
+                raise _bad(f"restricted API category '{category}' is given more than once")
+            out[category] = (key.strip(), value.strip())
+    return out
+
+
+# ---- small JSON readers with Triton's texts --------------------------------------------------
+
+
+def _object(value: Any, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(f"Unable to parse '{what}': attempt to access JSON non-object as object")
+    return value
+
+
+def _uint(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
+        raise _bad(
+            f"Unable to parse '{what}': attempt to access JSON non-unsigned-integer as "
+            "unsigned-integer"
+        )
+    return value
+
+
+def _string(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise _bad(f"Unable to parse '{what}': attempt to access JSON non-string as string")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(f"Unable to parse '{what}': the string is not valid UTF-8") from None
+    return value
+
+
+def _bool(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise _bad(f"Unable to parse '{what}': attempt to access JSON non-boolean as boolean")
+    return value
+
+
+def _shape(value: Any) -> list[int]:
+    if not isinstance(value, list):
+        raise _bad("Unable to parse 'shape': attempt to access JSON non-array as array")
+    shape = [_uint(d, "shape") for d in value]
+    if any(d >= 2**63 for d in shape):
+        raise _bad(f"Unable to parse 'shape': dimension out of range in {shape}")
+    return shape
+
+
+def _version(text: str | None) -> int | None:
+    if not text:
+        return None
+    version = int(text)
+    if version >= 2**63:
+        raise _bad(
+            f"failed to get model version from specified version string '{text}' (details: "
+            "stol), version should be an integral value > 0"
+        )
+    return version
+
+
+def _optional_json(body: bytes) -> dict[str, Any]:
+    """A control request's JSON body: absent, or an object (anything else counts as empty, as
+    Triton treats it)."""
+    if not body.strip():
+        return {}
+    parsed = codec.loads(body)
+    return parsed if isinstance(parsed, dict) else {}
+
+
+def _config_json(config: mc.ModelConfig) -> dict[str, Any]:
+    """A ModelConfig as Triton's /config JSON: every field without presence printed, 64-bit
+    integers as JSON numbers (protobuf's JSON mapping would print them as strings)."""
+    out = json_format.MessageToDict(
+        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+    )
+    _fix_int64(config.DESCRIPTOR, out)
+    return out
+
+
+def _fix_int64(descriptor: Any, obj: dict[str, Any]) -> None:
+    for f in descriptor.fields:
+        if f.name not in obj:
+            continue
+        value = obj[f.name]
+        if f.message_type is not None and f.message_type.GetOptions().map_entry:
+            value_field = f.message_type.fields_by_name["value"]
+            for k, v in value.items():
+                if value_field.message_type is not None:
+                    _fix_int64(value_field.message_type, v)
+                elif value_field.type in _INT64_TYPES:
+                    value[k] = int(v)
+        elif f.message_type is not None:
+            for item in value if isinstance(value, list) else [value]:
+                _fix_int64(f.message_type, item)
+        elif f.type in _INT64_TYPES:
+            obj[f.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
+
+
+def _statistics_json(stats: list[dict[str, Any]]) -> dict[str, Any]:
+    """Triton's ModelStatistics JSON (its field order; fields it lacks dropped)."""
+    out = []
+    for s in stats:
+        out.append(
+            {
+                "name": s["name"],
+                "version": s["version"],
+                "last_inference": s.get("last_inference", 0),
+                "inference_count": s.get("inference_count", 0),
+                "execution_count": s.get("execution_count", 0),
+                "inference_stats": s.get("inference_stats", {}),
+                "response_stats": s.get("response_stats", {}),
+                "batch_stats": s.get("batch_stats", []),
+                "memory_usage": s.get("memory_usage", []),
+            }
+        )
+    return {"model_stats": out}
+
+
+@dataclass
+class _OutputSpec:
+    kind: int = _JSON_KIND
+    classes: int = 0
+    region: str = ""
+    offset: int = 0
+    byte_size: int | None = None
+
+
+@dataclass
+class _InferRequest:
+    inputs: list[tuple[str, Any]]
+    outputs: dict[str, _OutputSpec] | None  # None: every output, as `default_kind`
+    default_kind: int
+    request_id: str = ""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+class HttpApi:
+    """Every HTTP endpoint, transport-independent."""
+
+    def __init__(
+        self,
+        server: Server,
+        *,
+        restricted_apis: Mapping[str, tuple[str, str]] | None = None,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        settings: ProtocolSettings | None = None,
+        executor: ThreadPoolExecutor | None = None,
+    ) -> None:
+        self.server = server
+        self.max_body_bytes = max_body_bytes
+        self.settings = settings or server.protocol_settings
+        self.executor = executor
+        self.restricted = {k: (h.lower(), v) for k, (h, v) in (restricted_apis or {}).items()}
+        for category in self.restricted:
+            if category not in API_CATEGORIES:
+                raise _bad(f"invalid restricted API category '{category}'")
+        self.cuda_shared_memory = server.cuda_shared_memory
+
+    @property
+    def shm(self) -> SystemSharedMemoryRegistry:
+        return self.server.system_shared_memory
+
+    # ---- entry point -------------------------------------------------------------------------
+
+    async def dispatch(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> Reply:
+        """Route one request. ``headers`` must look up names case-insensitively (or be keyed by
+        lower-case names); ``read_body`` returns the raw (possibly compressed) body."""
+        try:
+            return await self._route(method, path, headers, read_body)
+        except _Restricted as e:
+            return _error_reply(403, e.message)
+        except codec.BodyTooLarge as e:
+            return _error_reply(413, e.message)
+        except codec.UnsupportedEncoding as e:
+            return _error_reply(501, e.message, {"Accept-Encoding": ", ".join(codec.ENCODINGS)})
+        except TritonError as e:
+            return _error_reply(HTTP_CODES.get(e.status, 400), e.message)
+        except Exception as e:  # noqa: BLE001 - a bug must still answer in Triton's error format
+            _log.exception("HTTP %s %s failed", method, path)
+            return _error_reply(500, f"internal error: {type(e).__name__}: {e}")
+
+    async def _route(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> Reply:
+        m = _MODEL_RE.fullmatch(path)
+        if m is not None and path != "/v2/models/stats":
+            name, version, kind = unquote(m.group(1)), m.group(2), m.group(3) or ""
+            if kind == "infer":
+                if method != "POST":
+                    return _NOT_ALLOWED
+                self._check_access("inference", headers)
+                return await self._infer(name, version, headers, read_body)
+            if kind in ("generate", "generate_stream"):
+                if method != "POST":
+                    return _NOT_ALLOWED
+                self._check_access("inference", headers)
+                body = await self._body(headers, read_body)
+                return await self._generate(name, version, body, kind == "generate_stream")
+            if kind == "ready":
+                if method != "GET":
+                    return _NOT_ALLOWED
+                self._check_access("health", headers)
+                return self._model_ready(name, version)
+            if kind == "trace/setting":
+                if version is not None or method not in ("GET", "POST"):
+                    return _NOT_FOUND if version is not None else _NOT_ALLOWED
+                self._check_access("trace", headers)
+                body = await self._body(headers, read_body) if method == "POST" else b""
+                return self._trace(name, method, body)
+            if method != "GET":
+                return _NOT_ALLOWED
+            if kind == "config":
+                self._check_access("model-config", headers)
+                config = self._loaded(name, _version(version)).config
+                return _json_reply(_config_json(config))
+            if kind == "stats":
+                self._check_access("statistics", headers)
+                return self._stats(name, version)
+            self._check_access("metadata", headers)
+            return _json_reply(self._model_metadata(name, version))
+        if path == "/v2/models/stats":
+            if method != "GET":
+                return _NOT_ALLOWED
+            self._check_access("statistics", headers)
+            return self._stats("", None)
+        if path == "/v2":
+            if method != "GET":
+                return _NOT_ALLOWED
+            self._check_access("metadata", headers)
+            return _json_reply(self.server.metadata())
+        m = _HEALTH_RE.fullmatch(path)
+        if m is not None:
+            if method != "GET":
+                return _NOT_ALLOWED
+            self._check_access("health", headers)
+            ok = self.server.is_live() if m.group(1) == "live" else self.server.is_ready()
+            return _OK if ok else Reply(400, b"", {})
+        m = _SYSTEM_SHM_RE.fullmatch(path) or _CUDA_SHM_RE.fullmatch(path)
+        if m is not None:
+            region, action = unquote(m.group(1)) if m.group(1) else None, m.group(2)
+            if method != ("GET" if action == "status" else "POST"):
+                return _NOT_ALLOWED
+            self._check_access("shared-memory", headers)
+            body = await self._body(headers, read_body) if method == "POST" else b""
+            if path.startswith("/v2/systemsharedmemory"):
+                return self._system_shm(region, action, body)
+            return self._cuda_shm(region, action, body)
+        m = _REPOSITORY_RE.fullmatch(path)
+        if m is not None:
+            if method != "POST":
+                return _NOT_ALLOWED
+            self._check_access("model-repository", headers)
+            body = await self._body(headers, read_body)
+            if m.group(2) == "index":
+                return self._repository_index(body)
+            return await self._repository_control(unquote(m.group(3)), m.group(4), body)
+        if path == "/v2/trace/setting":
+            if method not in ("GET", "POST"):
+                return _NOT_ALLOWED
+            self._check_access("trace", headers)
+            body = await self._body(headers, read_body) if method == "POST" else b""
+            return self._trace(None, method, body)
+        if path == "/v2/logging":
+            if method not in ("GET", "POST"):
+                return _NOT_ALLOWED
+            self._check_access("logging", headers)
+            if method == "GET":
+                return _json_reply(self.settings.log())
+            changes = codec.loads(await self._body(headers, read_body))
+            return _json_reply(
+                self.settings.update_log(changes if isinstance(changes, dict) else {})
+            )
+        return _NOT_FOUND
+
+    def _check_access(self, category: str, headers: Mapping[str, str]) -> None:
+        restriction = self.restricted.get(category)
+        if restriction is not None and headers.get(restriction[0]) != restriction[1]:
+            raise _Restricted(restriction[0])
+
+    async def _body(
+        self, headers: Mapping[str, str], read_body: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        body = await read_body()
+        encoding = headers.get("content-encoding")
+        if encoding:
+            body = codec.decode_body(body, encoding, self.max_body_bytes)
+        return body
+
+    # ---- health, metadata, configuration, statistics -----------------------------------------
+
+    def _loaded(self, name: str, version: int | None) -> Any:
+        if version == 0:  # Triton: an explicit version 0 names no version
+            raise TritonError(
+                f"Request for unknown model: '{name}' version 0 is not found", NOT_FOUND
+            )
+        return self.server.get_model(name, version)
+
+    def _model_ready(self, name: str, version: str | None) -> Reply:
+        v = _version(version)
+        if v != 0 and self.server.model_ready(name, v):
+            return _OK
+        return _error_reply(400, "Model version not ready")
+
+    def _model_metadata(self, name: str, version: str | None) -> dict[str, Any]:
+        v = _version(version)
+        self._loaded(name, v)
+        return self.server.model_metadata(name, v)
+
+    def _stats(self, name: str, version: str | None) -> Reply:
+        v = _version(version)
+        if name and not self.server.model_ready(name, None):
+            raise _bad(f"requested model '{name}' is not available")
+        if name and version is not None and (v == 0 or not self.server.model_ready(name, v)):
+            raise _bad(f"requested model version is not available for model '{name}'")
+        return _json_reply(_statistics_json(self.server.statistics(name, v)))
+
+    # ---- repository --------------------------------------------------------------------------
+
+    def _repository_index(self, body: bytes) -> Reply:
+        request = _optional_json(body)
+        ready = _bool(request["ready"], "ready") if "ready" in request else False
+        index = []
+        for entry in self.server.repository_index(ready):
+            index.append({k: v for k, v in entry.items() if k != "reason" or v})
+        return _json_reply(index)
+
+    async def _repository_control(self, name: str, action: str, body: bytes) -> Reply:
+        request = _optional_json(body)
+        params = request.get("parameters", {})
+        if not isinstance(params, dict):
+            raise _bad("Unable to parse 'parameters': attempt to access JSON non-object as object")
+        loop = asyncio.get_running_loop()
+        if action == "unload":
+            if "unload_dependents" in params:
+                _bool(params["unload_dependents"], "unload_dependents")
+            await loop.run_in_executor(self.executor, self.server.unload_model, name)
+            return Reply(200, b"", {"Content-Type": _JSON})
+        config = None
+        files: dict[str, bytes] = {}
+        for key, value in params.items():
+            if key == "config":
+                config = _string(value, "config")
+            elif key.startswith("file:"):
+                _string(key, "parameters")
+                try:
+                    files[key] = base64.b64decode(_string(value, key), validate=True)
+                except binascii.Error:
+                    raise _bad(
+                        f"failed to load '{name}': file override '{key}' is not valid base64"
+                    ) from None
+        await loop.run_in_executor(
+            self.executor, self.server.load_model, name, config, files or None
+        )
+        return Reply(200, b"", {"Content-Type": _JSON})
+
+    # ---- shared memory -----------------------------------------------------------------------
+
+    def _system_shm(self, region: str | None, action: str, body: bytes) -> Reply:
+        if action == "status":
+            return _json_reply(self.shm.status(region))
+        if action == "unregister":
+            self.shm.unregister(region)
+            return Reply(200, b"", {"Content-Type": _JSON})
+        if region is None:
+            return _NOT_FOUND
+        request = codec.loads(body)
+        if not isinstance(request, dict):
+            raise _bad("Shared memory register request has no 'key' field")
+        for required in ("key", "byte_size"):
+            if required not in request:
+                raise _bad(f"Shared memory register request has no '{required}' field")
+        key = _string(request["key"], "key")
+        offset = _uint(request.get("offset", 0), "offset")
+        byte_size = _uint(request["byte_size"], "byte_size")
+        self.shm.register(region, key, offset, byte_size)
+        return Reply(200, b"", {"Content-Type": _JSON})
+
+    def _cuda_shm(self, region: str | None, action: str, body: bytes) -> Reply:
+        if action == "status":
+            return _json_reply(self.cuda_shared_memory.status(region))
+        if action == "unregister":
+            self.cuda_shared_memory.unregister(region)
+            return Reply(200, b"", {"Content-Type": _JSON})
+        if region is None:
+            return _NOT_FOUND
+        codec.loads(body)
+        self.cuda_shared_memory.register(region, b"", 0, 0)
+        return Reply(200, b"", {"Content-Type": _JSON})  # pragma: no cover - register raises
+
+    # ---- trace and logging -------------------------------------------------------------------
+
+    def _trace(self, model: str | None, method: str, body: bytes) -> Reply:
+        if model is not None and not self.server.model_ready(model, None):
+            raise _bad(f"Request for unknown model : {model}")
+        if method == "GET":
+            return _json_reply(self.settings.trace(model))
+        changes = codec.loads(body)
+        return _json_reply(
+            self.settings.update_trace(changes if isinstance(changes, dict) else {}, model)
+        )
+
+    # ---- inference ---------------------------------------------------------------------------
+
+    async def _infer(
+        self,
+        model: str,
+        version_text: str | None,
+        headers: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+    ) -> Reply:
+        version = _version(version_text)
+        loaded = self._loaded(model, version)
+        if loaded.config.model_transaction_policy.decoupled:
+            raise TritonError(
+                "HTTP end point doesn't support models with decoupled transaction policy",
+                UNSUPPORTED,
+            )
+        body = await self._body(headers, read_body)
+        length_text = headers.get(_HEADER_LENGTH.lower())
+        if length_text is None:
+            header_length = len(body)
+        else:
+            header_length = _atol(length_text)
+            if header_length < 0 or header_length > len(body):
+                raise _bad(
+                    f"inference header size should be in range (0, {len(body)}), got: {length_text}"
+                )
+        if header_length == 0:
+            request = _raw_request(loaded, body)
+        else:
+            header = codec.loads(memoryview(body)[:header_length])
+            request = self._parse_infer(model, loaded, header, body, header_length)
+        outputs = list(request.outputs) if request.outputs is not None else None
+        tensors = await self.server.submit(
+            model, request.inputs, outputs, version, request_id=request.request_id,
+            **request.kwargs,
+        )  # fmt: skip
+        reply = self._infer_reply(model, loaded, request, tensors)
+        coding = codec.pick_encoding(headers.get("accept-encoding"))
+        if coding is not None:
+            reply.body = codec.encode_body(reply.body, coding)
+            reply.headers["Content-Encoding"] = coding
+        return reply
+
+    def _parse_infer(
+        self, model: str, loaded: Any, header: Any, body: bytes, header_length: int
+    ) -> _InferRequest:
+        if not isinstance(header, dict) or "inputs" not in header:
+            raise _bad(
+                "Unable to parse 'inputs': attempt to access non-existing object member 'inputs'"
+            )
+        raw_inputs = header["inputs"]
+        if not isinstance(raw_inputs, list):
+            raise _bad("Unable to parse 'inputs': attempt to access JSON non-array as array")
+        request_id = _string(header["id"], "id") if "id" in header else ""
+        params = _object(header.get("parameters", {}), "parameters")
+        kwargs = _request_parameters(params)
+        default_kind = _JSON_KIND
+        if "binary_data_output" in params and _bool(
+            params["binary_data_output"], "binary_data_output"
+        ):
+            default_kind = _BINARY_KIND
+
+        inputs: list[tuple[str, Any]] = []
+        position = header_length
+        for raw in raw_inputs:
+            tensor = _object(raw, "inputs")
+            if "name" not in tensor:
+                raise _bad(
+                    "Unable to parse 'name': attempt to access non-existing object member 'name'"
+                )
+            name = _string(tensor["name"], "name")
+            for member in ("datatype", "shape"):
+                if member not in tensor:
+                    raise _bad(
+                        f"Unable to parse '{member}': attempt to access non-existing object "
+                        f"member '{member}'"
+                    )
+            datatype = _string(tensor["datatype"], "datatype")
+            if datatype not in DATATYPES:
+                raise _bad(f"invalid datatype for input {name}")
+            shape = _shape(tensor["shape"])
+            tparams = _object(tensor.get("parameters", {}), "parameters")
+            sources: list[str] = [
+                k for k in ("binary_data_size", "shared_memory_region") if k in tparams
+            ]
+            if "data" in tensor:
+                sources.insert(0, "data")
+            if len(sources) != 1:
+                got = " ".join(f"'{s}'" for s in sources) if sources else "no field is set"
+                raise _bad(
+                    "Input must set only one of the following fields: 'data', 'binary_data_size' "
+                    "in 'parameters', 'shared_memory_region' in 'parameters'. But "
+                    + (f"set {got}" if sources else got)
+                )
+            source = sources[0]
+            if source == "data":
+                value: Any = codec.tensor_from_json(name, datatype, shape, tensor["data"])
+            elif source == "binary_data_size":
+                size = _uint(tparams["binary_data_size"], "binary_data_size")
+                if position + size > len(body):
+                    raise _bad(
+                        f"unexpected size for input '{name}', expecting "
+                        f"{position + size - len(body)} additional bytes for model '{model}'"
+                    )
+                value = _tensor_from_bytes(model, name, datatype, shape, body, position, size)
+                position += size
+            else:
+                region = _string(tparams["shared_memory_region"], "shared_memory_region")
+                offset = _uint(tparams.get("shared_memory_offset", 0), "shared_memory_offset")
+                if "shared_memory_byte_size" not in tparams:
+                    raise _bad(
+                        f"input '{name}' of model '{model}' names shared memory region "
+                        f"'{region}' without 'shared_memory_byte_size'"
+                    )
+                size = _uint(tparams["shared_memory_byte_size"], "shared_memory_byte_size")
+                _check_byte_size(model, name, datatype, shape, size)
+                try:
+                    value = self.shm.input_tensor(region, offset, size, datatype, shape)
+                except TritonError as e:
+                    raise _named(e, model, name) from None
+            inputs.append((name, value))
+        if position != len(body):
+            raise _bad(f"unexpected additional input data for model '{model}'")
+
+        outputs: dict[str, _OutputSpec] | None = None
+        if "outputs" in header:
+            raw_outputs = header["outputs"]
+            if not isinstance(raw_outputs, list):
+                raise _bad("Unable to parse 'outputs': attempt to access JSON non-array as array")
+            outputs = {}
+            for raw in raw_outputs:
+                spec_json = _object(raw, "outputs")
+                if "name" not in spec_json:
+                    raise _bad(
+                        "Unable to parse 'name': attempt to access non-existing object member 'name'"
+                    )
+                name = _string(spec_json["name"], "name")
+                outputs[name] = self._output_spec(spec_json, default_kind)
+        return _InferRequest(inputs, outputs, default_kind, request_id, kwargs)
+
+    def _output_spec(self, spec_json: dict[str, Any], default_kind: int) -> _OutputSpec:
+        params = _object(spec_json.get("parameters", {}), "parameters")
+        spec = _OutputSpec(default_kind)
+        if "binary_data" in params:
+            spec.kind = _BINARY_KIND if _bool(params["binary_data"], "binary_data") else _JSON_KIND
+        if "classification" in params:
+            try:
+                spec.classes = _uint(params["classification"], "classification")
+            except TritonError:
+                raise _bad(
+                    "Unable to set 'classification': attempt to access JSON non-unsigned-integer "
+                    "as unsigned-integer"
+                ) from None
+        if "shared_memory_region" in params:
+            if spec.kind == _BINARY_KIND and "binary_data" in params:
+                raise _bad("Output can't set both 'shared_memory_region' and 'binary_data'")
+            if spec.classes:
+                raise _bad("Output can't set both 'shared_memory_region' and 'classification'")
+            spec.kind = _SHM_KIND
+            spec.region = _string(params["shared_memory_region"], "shared_memory_region")
+            spec.offset = _uint(params.get("shared_memory_offset", 0), "shared_memory_offset")
+            if "shared_memory_byte_size" in params:
+                spec.byte_size = _uint(params["shared_memory_byte_size"], "shared_memory_byte_size")
+            if spec.region not in self.shm:
+                raise TritonError(
+                    f"Unable to find shared memory region: '{spec.region}'", NOT_FOUND
+                )
+        return spec
+
+    def _infer_reply(
+        self, model: str, loaded: Any, request: _InferRequest, tensors: Sequence[tuple[str, Any]]
+    ) -> Reply:
+        header: dict[str, Any] = {}
+        if request.request_id:
+            header["id"] = request.request_id
+        header["model_name"] = model
+        header["model_version"] = str(loaded.version)
+        entries: list[dict[str, Any]] = []
+        binaries: list[Any] = []
+        wanted = request.outputs
+        batched = loaded.config.max_batch_size > 0
+        for name, tensor in tensors:
+            spec = wanted.get(name) if wanted is not None else None
+            kind = spec.kind if spec is not None else request.default_kind
+            datatype, shape = tensor.datatype, list(tensor.shape)
+            value: Any = tensor
+            if spec is not None and spec.classes:
+                value = classify(
+                    tensor.numpy(), datatype, spec.classes, batched, loaded.labels(name)
+                )
+                datatype, shape = "BYTES", list(value.shape)
+            entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
+            if kind == _SHM_KIND:
+                assert spec is not None
+                try:
+                    self.shm.write_output(
+                        spec.region, spec.offset, spec.byte_size, value, output=name
+                    )
+                except TritonError as e:
+                    raise _named(e, model, name) from None
+            elif kind == _BINARY_KIND:
+                data = _raw_view(value)
+                entry["parameters"] = {"binary_data_size": len(data)}
+                if len(data):
+                    binaries.append(data)
+            else:
+                array = value if isinstance(value, np.ndarray) else value.numpy()
+                entry["data"] = codec.json_data(array)
+            entries.append(entry)
+        header["outputs"] = entries
+        head = codec.dumps(header)
+        if not binaries:
+            return Reply(200, head, {"Content-Type": _JSON})
+        return Reply(
+            200,
+            b"".join([head, *binaries]),
+            {"Content-Type": _BINARY, _HEADER_LENGTH: str(len(head))},
+        )
+
+    # ---- generate ----------------------------------------------------------------------------
+
+    async def _generate(
+        self, model: str, version_text: str | None, body: bytes, stream: bool
+    ) -> Reply:
+        version = _version(version_text)
+        loaded = self._loaded(model, version)
+        request = codec.loads(body)
+        if not isinstance(request, dict):
+            raise _bad("generate request must be a JSON object")
+        metadata = {t["name"]: t for t in self.server.model_metadata(model, version)["inputs"]}
+        request_id = _string(request["id"], "id") if "id" in request else ""
+        params = request.get("parameters", {})
+        kwargs = _request_parameters(params if isinstance(params, dict) else {})
+        inputs: list[tuple[str, Any]] = []
+        for key, value in request.items():
+            meta = metadata.get(key)
+            if meta is not None:
+                inputs.append((key, _generate_input(key, meta, value)))
+        queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
+        submit_kwargs = dict(request_id=request_id, **kwargs)
+        if loaded.config.model_transaction_policy.decoupled:
+            self.server.submit_stream(
+                model, inputs, lambda e, o, f: queue.put_nowait((e, o, f)), None, version,
+                **submit_kwargs,
+            )  # fmt: skip
+        else:
+            future = self.server.submit(model, inputs, None, version, **submit_kwargs)
+
+            def done(f: asyncio.Future[Any]) -> None:
+                error = (
+                    TritonError("request cancelled", "CANCELLED")
+                    if f.cancelled()
+                    else f.exception()
+                )
+                queue.put_nowait((error, None if error else f.result(), True))
+
+            future.add_done_callback(done)
+
+        def chunk(error: Any, outputs: Any) -> bytes:
+            if error is not None:
+                doc: dict[str, Any] = {"error": getattr(error, "message", str(error))}
+            else:
+                doc = _generate_json(model, loaded, request_id, outputs)
+            text = codec.dumps(doc)
+            return b"data: " + text + b"\n\n" if stream else text
+
+        if not stream:
+            answers: list[Any] = []
+            while True:
+                error, outputs, final = await queue.get()
+                if error is not None:
+                    raise error if isinstance(error, TritonError) else TritonError(str(error))
+                if outputs or not final:
+                    answers.append(outputs)
+                if final:
+                    break
+            if len(answers) != 1:
+                raise _bad(
+                    "generate expects model to produce exactly 1 response, use generate stream "
+                    "for model that generates various number of responses"
+                )
+            return Reply(200, chunk(None, answers[0]), {"Content-Type": _JSON})
+
+        first = await queue.get()
+        status = 200
+        if first[0] is not None:
+            status = HTTP_CODES.get(getattr(first[0], "status", "INTERNAL"), 500)
+
+        async def events() -> AsyncIterator[bytes]:
+            item = first
+            while True:
+                error, outputs, final = item
+                if error is not None or outputs or not final:
+                    yield chunk(error, outputs)
+                if final or error is not None:
+                    return
+                item = await queue.get()
+
+        headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+        return Reply(status, b"", headers, events())
+
+
+class _Restricted(TritonError):
+    def __init__(self, key: str) -> None:
+        super().__init__(f"This API is restricted, expecting header '{key}'", INVALID_ARG)
+
+
+def _atol(text: str) -> int:
+    """C's atol: the leading integer of ``text`` (0 when there is none)."""
+    m = re.match(r"\s*([+-]?\d+)", text)
+    return int(m.group(1)) if m else 0
+
+
+def _named(error: TritonError, model: str, name: str) -> TritonError:
+    """A shared-memory error, naming the tensor and model it was for."""
+    if name in error.message:
+        return error
+    return TritonError(f"{error.message} (tensor '{name}' of model '{model}')", error.status)
+
+
+def _request_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Scheduling arguments from Triton's request parameters."""
+    kwargs: dict[str, Any] = {}
+    if "priority" in params:
+        kwargs["priority"] = _uint(params["priority"], "priority")
+    if "timeout" in params:
+        kwargs["timeout_us"] = _uint(params["timeout"], "timeout")
+    if "sequence_id" in params:
+        seq = params["sequence_id"]
+        if isinstance(seq, str):
+            kwargs["correlation_id_str"] = _string(seq, "sequence_id")
+        else:
+            try:
+                kwargs["correlation_id"] = _uint(seq, "sequence_id")
+            except TritonError:
+                raise _bad(
+                    "Unable to parse 'sequence_id': expected an unsigned integer or a string"
+                ) from None
+    flags = 0
+    if "sequence_start" in params and _bool(params["sequence_start"], "sequence_start"):
+        flags |= SEQUENCE_START
+    if "sequence_end" in params and _bool(params["sequence_end"], "sequence_end"):
+        flags |= SEQUENCE_END
+    if flags:
+        kwargs["flags"] = flags
+    return kwargs
+
+
+def _check_byte_size(model: str, name: str, datatype: str, shape: list[int], size: int) -> None:
+    if datatype == "BYTES":
+        return
+    expected = codec.element_count(shape) * _core.datatype_size(datatype)
+    if size != expected:
+        raise _bad(
+            f"input byte size mismatch for input '{name}' for model '{model}'. Expected "
+            f"{expected}, got {size}"
+        )
+
+
+def _tensor_from_bytes(
+    model: str, name: str, datatype: str, shape: list[int], body: bytes, offset: int, size: int
+) -> Any:
+    """A zero-copy view of binary tensor data in the request body."""
+    _check_byte_size(model, name, datatype, shape, size)
+    try:
+        return Tensor.from_buffer(datatype, shape, body, offset, size)
+    except TritonError as e:
+        raise _bad(
+            f"invalid BYTES data for input '{name}' of model '{model}': {e.message}"
+        ) from None
+
+
+def _raw_request(loaded: Any, body: bytes) -> _InferRequest:
+    """Triton's raw binary request (header length 0): the whole body is the data of the model's
+    only input; every output is returned as binary data."""
+    config = loaded.config
+    model = config.name
+    if len(config.input) != 1:
+        raise _bad(
+            f"Raw request must only have 1 input (found 1) to be deduced but got "
+            f"{len(config.input)} inputs in '{model}' model configuration"
+        )
+    spec = config.input[0]
+    datatype = to_wire_name(mc.DataType.Name(spec.data_type))
+    dims = [1] if config.max_batch_size > 0 else []
+    dims += list(spec.dims)
+    if datatype == "BYTES":
+        shape = [1 if d < 0 else d for d in dims]
+        if codec.element_count(shape) != 1:
+            raise _bad(f"raw request for input '{spec.name}' of model '{model}' needs one element")
+        value: Any = np.array([body], dtype=np.object_).reshape(shape)
+    else:
+        size = _core.datatype_size(datatype)
+        fixed = codec.element_count([d for d in dims if d >= 0])
+        variable = [i for i, d in enumerate(dims) if d < 0]
+        if len(variable) > 1 or (variable and (fixed == 0 or len(body) % (fixed * size))):
+            raise _bad(
+                f"unable to deduce the shape of input '{spec.name}' of model '{model}' from a "
+                f"raw request of {len(body)} bytes"
+            )
+        shape = list(dims)
+        if variable:
+            shape[variable[0]] = len(body) // (fixed * size)
+        value = _tensor_from_bytes(model, spec.name, datatype, shape, body, 0, len(body))
+    return _InferRequest([(spec.name, value)], None, _BINARY_KIND)
+
+
+def _raw_view(value: Any) -> Any:
+    """The bytes of an output in Triton's layout (BYTES serialized), a view where possible."""
+    if isinstance(value, np.ndarray):  # classification results
+        return _core.serialize_bytes(value)
+    if value.datatype == "BYTES":
+        return value.tobytes()
+    return memoryview(value.numpy().reshape(-1).view(np.uint8))
+
+
+def _generate_input(name: str, meta: dict[str, Any], value: Any) -> np.ndarray:
+    """A generate-request field as the input tensor it names: a scalar or a 1-D array, shaped by
+    the model's dims (fixed dims distribute the elements, the innermost variable dim takes the
+    rest, other variable dims are 1), as Triton does."""
+    data = value if isinstance(value, list) else [value]
+    count = len(data)
+    shape = [int(d) for d in meta["shape"]]
+    remaining = count
+    for d in reversed(shape):
+        if d != -1:
+            if d == 0 or remaining % d:
+                raise _bad(f"The schema can not convert input '{name}' to tensor with proper shape")
+            remaining //= d
+    for i in range(len(shape) - 1, -1, -1):
+        if shape[i] == -1:
+            shape[i], remaining = remaining, 1
+    if remaining != 1:
+        raise _bad(f"The schema can not convert input '{name}' to tensor with proper shape")
+    return codec.tensor_from_json(name, meta["datatype"], shape, data)
+
+
+def _generate_json(
+    model: str, loaded: Any, request_id: str, outputs: Sequence[tuple[str, Any]]
+) -> dict[str, Any]:
+    doc: dict[str, Any] = {"model_name": model, "model_version": str(loaded.version)}
+    if request_id:
+        doc["id"] = request_id
+    for name, tensor in outputs:
+        data = codec.json_data(tensor.numpy())
+        doc[name] = data[0] if len(data) == 1 else data
+    return dict(sorted(doc.items()))
+
+
+# ---- aiohttp transport ---------------------------------------------------------------------
+
+
+class HttpFrontend:
+    """A running HTTP frontend; ``await stop()`` closes the listener and open connections."""
+
+    def __init__(
+        self,
+        api: HttpApi,
+        handler: web.Server,
+        listener: asyncio.base_events.Server,
+        executor: ThreadPoolExecutor,
+    ) -> None:
+        self.api = api
+        self._handler = handler
+        self._listener = listener
+        self._executor = executor
+        self.port: int = listener.sockets[0].getsockname()[1]
+
+    async def stop(self, grace_s: float = 5.0) -> None:
+        self._listener.close()
+        self._handler.pre_shutdown()
+        await self._handler.shutdown(grace_s)
+        await self._listener.wait_closed()
+        self._executor.shutdown(wait=False)
+
+
+async def start_http(
+    server: Server,
+    host: str = "0.0.0.0",
+    port: int = 8000,
+    *,
+    thread_count: int | None = None,
+    restricted_apis: Mapping[str, tuple[str, str]] | Sequence[str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    reuse_port: bool = False,
+) -> HttpFrontend:
+    """Serve ``server`` over HTTP on the running event loop (port 0: any free port, see
+    ``frontend.port``).
+
+    ``thread_count`` sizes the pool that runs blocking model-control calls (load/unload);
+    requests themselves are served on the event loop. ``restricted_apis`` maps Triton's API
+    categories to the (header, value) a request must carry, or is a list of Triton's
+    ``--http-restricted-api`` values (``<category>[,...]:<key>=<value>``). ``max_body_bytes``
+    limits request bodies, also after decompression.
+    """
+    if restricted_apis is not None and not isinstance(restricted_apis, Mapping):
+        restricted_apis = parse_restricted_apis(list(restricted_apis))
+    loop = asyncio.get_running_loop()
+    executor = ThreadPoolExecutor(
+        max_workers=max(1, thread_count or 2), thread_name_prefix="tritonlite-http"
+    )
+    api = HttpApi(
+        server, restricted_apis=restricted_apis, max_body_bytes=max_body_bytes, executor=executor
+    )
+
+    def make_request(
+        message: Any, payload: Any, protocol: Any, writer: Any, task: Any
+    ) -> BaseRequest:
+        return BaseRequest(
+            message, payload, protocol, writer, task, loop, client_max_size=max_body_bytes
+        )
+
+    async def handle(request: BaseRequest) -> web.StreamResponse:
+        async def read_body() -> bytes:
+            try:
+                return await request.read()
+            except HTTPRequestEntityTooLarge as e:
+                raise codec.BodyTooLarge(
+                    f"request body exceeds the maximum allowed size of {max_body_bytes} bytes: "
+                    f"{e.text}"
+                ) from None
+
+        reply = await api.dispatch(request.method, request.raw_path.split("?", 1)[0],
+                                   request.headers, read_body)  # fmt: skip
+        if reply.stream is None:
+            return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+        response = web.StreamResponse(status=reply.status, headers=reply.headers)
+        await response.prepare(request)
+        try:
+            async for piece in reply.stream:
+                await response.write(piece)
+        except (ConnectionError, asyncio.CancelledError):
+            return response
+        await response.write_eof()
+        return response
+
+    # Bodies are decompressed by the API (with the size limit), not by aiohttp's parser.
+    handler = web.Server(
+        handle, request_factory=make_request, access_log=None, auto_decompress=False
+    )
+    listener = await loop.create_server(
+        handler, host, port, reuse_address=True, reuse_port=reuse_port or None
+    )
+    return HttpFrontend(api, handler, listener, executor)

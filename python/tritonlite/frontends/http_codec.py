@@ -1,0 +1,265 @@
+"""Codecs of the HTTP/REST frontend: JSON tensor data, Triton's classification extension and
+HTTP content codings. Pure functions, no I/O and no knowledge of routes.
+
+- ``tensor_from_json``: an input's JSON ``data`` (nested row-major lists) -> numpy array,
+  type-checked the way Triton's JSON parser checks it (no silent float->int truncation or
+  integer wrap-around). FP16 and BF16 are accepted as JSON numbers (Triton refuses them).
+- ``json_data``: an output tensor -> the flat list Triton writes as ``data``.
+- ``classify``: top-k "score:index[:label]" strings, formatted like Triton (C++
+  ``std::to_string`` of the score).
+- ``decode_body`` / ``pick_encoding`` / ``encode_body``: gzip and deflate request bodies (with a
+  size limit against decompression bombs) and responses.
+- ``loads`` / ``dumps``: JSON with BYTES strings carried byte-exact (invalid UTF-8 passes through
+  with ``surrogateescape``, as Triton passes raw bytes).
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .. import _core
+from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
+
+#: Content codings the frontend understands, in Triton's order of preference.
+ENCODINGS = ("gzip", "deflate")
+
+_INT_RANGES = {
+    dt: (int(np.iinfo(dt.lower()).min), int(np.iinfo(dt.lower()).max))
+    for dt in ("INT8", "INT16", "INT32", "INT64", "UINT8", "UINT16", "UINT32", "UINT64")
+}
+_FLOAT_TYPES = ("FP16", "BF16", "FP32", "FP64")
+
+
+class BodyTooLarge(TritonError):
+    """A request body (after decompression) over the frontend's limit: HTTP 413."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, INVALID_ARG)
+
+
+class UnsupportedEncoding(TritonError):
+    """A Content-Encoding other than gzip, deflate and identity: HTTP 501, as Triton answers."""
+
+    def __init__(self) -> None:
+        super().__init__("Unsupported compression type", UNSUPPORTED)
+
+
+def _bad(message: str) -> TritonError:
+    return TritonError(message, INVALID_ARG)
+
+
+# ---- JSON --------------------------------------------------------------------------------------
+
+
+def loads(raw: bytes | memoryview) -> Any:
+    """Parse a JSON document; bytes that are not UTF-8 survive inside strings."""
+    text = bytes(raw).decode("utf-8", "surrogateescape")
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise _bad(f"failed to parse the request JSON buffer: {e}") from None
+    except RecursionError:
+        raise _bad("failed to parse the request JSON buffer: nesting is too deep") from None
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact JSON; strings decoded with ``surrogateescape`` come back as their raw bytes (other
+    lone surrogates, which have no UTF-8 form, are written as \\u escapes)."""
+    text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return json.dumps(obj, separators=(",", ":")).encode("ascii")
+
+
+def to_text(value: bytes) -> str:
+    """A BYTES element as a JSON string (raw bytes kept, as Triton writes them)."""
+    return value.decode("utf-8", "surrogateescape")
+
+
+def from_text(value: str) -> bytes:
+    """A JSON string as BYTES element: its UTF-8 bytes (raw bytes kept, lone surrogates too)."""
+    try:
+        return value.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogatepass")
+
+
+# ---- tensor data -------------------------------------------------------------------------------
+
+
+def element_count(shape: Sequence[int]) -> int:
+    count = 1
+    for d in shape:
+        count *= d
+    return count
+
+
+def tensor_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> np.ndarray:
+    """Decode an input's JSON ``data`` into an array of ``shape`` (errors name the input)."""
+    if not isinstance(data, list):
+        raise _bad(
+            f"Unable to parse 'data' of input '{name}': attempt to access JSON non-array as array"
+        )
+    count = element_count(shape)
+    if datatype == "BYTES":
+        flat = _flatten(name, data)
+        for v in flat:
+            if not isinstance(v, str):
+                raise _bad(
+                    f"Unable to parse 'data' of input '{name}': attempt to access JSON non-string "
+                    "as string (BYTES elements are JSON strings)"
+                )
+        _check_count(name, len(flat), count)
+        arr = np.empty(len(flat), dtype=np.object_)
+        arr[:] = [from_text(v) for v in flat]
+        return arr.reshape(shape)
+    dtype = _core.datatype_to_numpy(datatype)
+    try:
+        parsed = np.array(data)
+    except ValueError:  # ragged nesting: Triton flattens any nesting in row-major order
+        parsed = np.array(_flatten(name, data))
+    if parsed.size == 0:
+        _check_count(name, 0, count)
+        return np.zeros(shape, dtype=dtype)
+    kind = parsed.dtype.kind
+    if datatype == "BOOL":
+        if kind != "b":
+            raise _bad(
+                f"Unable to parse 'data' of input '{name}': attempt to access JSON non-boolean as boolean"
+            )
+    elif datatype in _INT_RANGES:
+        expected = "unsigned-integer" if datatype.startswith("U") else "signed-integer"
+        if kind in "fO":
+            # Integers beyond int64 make numpy fall back to float64 or object: decode exactly.
+            flat = _flatten(name, data)
+            if not all(type(v) is int for v in flat):
+                raise _bad(
+                    f"Unable to parse 'data' of input '{name}': attempt to access JSON "
+                    f"non-{expected} as {expected}"
+                )
+            low, high = _INT_RANGES[datatype]
+            if min(flat) < low or max(flat) > high:
+                raise _bad(
+                    f"Unable to parse 'data' of input '{name}': value out of range for "
+                    f"{datatype} [{low}, {high}]"
+                )
+            _check_count(name, len(flat), count)
+            return np.array(flat, dtype=dtype).reshape(shape)
+        if kind not in "iu":
+            raise _bad(
+                f"Unable to parse 'data' of input '{name}': attempt to access JSON "
+                f"non-{expected} as {expected}"
+            )
+        low, high = _INT_RANGES[datatype]
+        if int(parsed.min()) < low or int(parsed.max()) > high:
+            raise _bad(
+                f"Unable to parse 'data' of input '{name}': value out of range for {datatype} "
+                f"[{low}, {high}]"
+            )
+    elif datatype in _FLOAT_TYPES:
+        if kind not in "iuf":
+            raise _bad(
+                f"Unable to parse 'data' of input '{name}': attempt to access JSON non-number as number"
+            )
+    else:  # pragma: no cover - every datatype is handled above
+        raise _bad(f"invalid datatype for input {name}")
+    _check_count(name, parsed.size, count)
+    return parsed.astype(dtype, copy=False).reshape(shape)
+
+
+def _check_count(name: str, got: int, expected: int) -> None:
+    if got != expected:
+        raise _bad(
+            f"Unable to parse 'data' of input '{name}': Shape does not match true shape of 'data' "
+            f"field (expected {expected} elements, got {got})"
+        )
+
+
+def _flatten(name: str, data: list[Any]) -> list[Any]:
+    """Row-major flattening of nested lists (strings are leaves)."""
+    out: list[Any] = []
+    stack: list[Any] = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                if len(stack) > 64:
+                    raise _bad(f"Unable to parse 'data' of input '{name}': nesting is too deep")
+                stack.append(iter(item))
+                break
+            out.append(item)
+        else:
+            stack.pop()
+    return out
+
+
+def json_data(array: np.ndarray) -> list[Any]:
+    """An output's ``data``: its elements in row-major order (BYTES as strings)."""
+    flat = array.reshape(-1)
+    if flat.dtype == np.object_:
+        return [to_text(v) if isinstance(v, bytes) else str(v) for v in flat.tolist()]
+    return flat.tolist()  # type: ignore[no-any-return]
+
+
+# ---- classification ------------------------------------------------------------------------------
+
+# ---- content codings -------------------------------------------------------------------------
+
+
+def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
+    """Decompress a request body by its Content-Encoding; at most ``limit`` bytes come out."""
+    coding = (encoding or "identity").strip().lower()
+    if coding in ("", "identity"):
+        return body
+    if coding not in ENCODINGS:
+        raise UnsupportedEncoding()
+    # gzip: a gzip header; deflate: zlib-wrapped (what clients send), raw deflate as a fallback.
+    attempts = (16 + zlib.MAX_WBITS,) if coding == "gzip" else (zlib.MAX_WBITS, -zlib.MAX_WBITS)
+    for wbits in attempts:
+        d = zlib.decompressobj(wbits)
+        try:
+            out = d.decompress(body, limit + 1)
+        except zlib.error:
+            continue
+        if len(out) > limit:
+            raise BodyTooLarge(
+                f"decompressed request body exceeds the maximum allowed size of {limit} bytes"
+            )
+        if not d.eof:
+            break
+        return out
+    raise _bad(f"failed to decompress the request body as '{coding}'")
+
+
+def pick_encoding(accept: str | None) -> str | None:
+    """The response coding an Accept-Encoding header prefers among gzip and deflate (None:
+    identity)."""
+    if not accept:
+        return None
+    best, best_q = None, 0.0
+    for part in accept.split(","):
+        token, _, params = part.strip().partition(";")
+        coding = token.strip().lower()
+        q = 1.0
+        for p in params.split(";"):
+            key, _, value = p.strip().partition("=")
+            if key.strip().lower() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        if coding in ENCODINGS and q > best_q:
+            best, best_q = coding, q
+    return best
+
+
+def encode_body(body: bytes, coding: str) -> bytes:
+    if coding == "gzip":
+        return gzip.compress(body, compresslevel=6, mtime=0)
+    return zlib.compress(body, 6)
