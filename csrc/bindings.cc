@@ -861,6 +861,26 @@ PYBIND11_MODULE(_core, m) {
            "Outputs are a dict of numpy arrays when as_numpy, else (name, Tensor) pairs. "
            "Returns how many responses had no pending entry.");
 
+  m.def("closed_loop",
+        [](std::shared_ptr<ModelRunner> runner, py::handle inputs, int concurrency, double seconds) {
+          if (concurrency < 1) ThrowInvalid("concurrency must be >= 1");
+          auto loop = std::make_shared<ClosedLoop>(runner, InputsFromPy(inputs), seconds);
+          ClosedLoopResult result;
+          {
+            py::gil_scoped_release release;
+            result = loop->Run(concurrency);
+          }
+          py::dict out;
+          out["completed"] = result.completed;
+          out["errors"] = result.errors;
+          out["elapsed_s"] = result.elapsed_s;
+          out["latencies_ns"] = result.latencies_ns;
+          return out;
+        },
+        py::arg("runner"), py::arg("inputs"), py::arg("concurrency"), py::arg("seconds"),
+        "Benchmark load generator: keep `concurrency` requests with these inputs in flight for "
+        "`seconds`, re-submitting from C++ as each completes (no Python on the request path).");
+
   py::class_<OwnedRequest, std::shared_ptr<OwnedRequest>>(
       m, "Request",
       "A request handed to a backend that answers it itself: any number of respond() calls, "
