@@ -13,6 +13,7 @@
 
 #include "backend.h"
 #include "bytes_codec.h"
+#include "closed_loop.h"
 #include "completion_queue.h"
 #include "datatype.h"
 #include "dlpack.h"
