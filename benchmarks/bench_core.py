@@ -145,6 +145,9 @@ def bench_mlp(seconds: float, concurrency: int = 64) -> None:
         native = _core.closed_loop(server.get_model("mlp").runner,
                                    {"INPUT": rng.standard_normal((1, 512), np.float32)}, concurrency, seconds)
         after = server.statistics("mlp")[0]
+        one = _core.closed_loop(server.get_model("mlp").runner,
+                                {"INPUT": rng.standard_normal((1, 512), np.float32)}, 1, seconds / 2)
+        served_one = one["completed"] / one["elapsed_s"]
         server.close()
         served = native["completed"] / native["elapsed_s"]
         batches = after["execution_count"] - before["execution_count"]
@@ -155,6 +158,9 @@ def bench_mlp(seconds: float, concurrency: int = 64) -> None:
         sess = ort.InferenceSession(str(version_dir / "model.onnx"), sess_opts, providers=["CPUExecutionProvider"])
         xb = rng.standard_normal((formed, 512), np.float32)
         x64 = rng.standard_normal((64, 512), np.float32)
+        x1 = rng.standard_normal((1, 512), np.float32)
+        n1, el1 = timed_loop(lambda: sess.run(["OUTPUT"], {"INPUT": x1}), seconds / 2)
+        raw_one = n1 / el1
         nb, elb = timed_loop(lambda: sess.run(["OUTPUT"], {"INPUT": xb}), seconds / 2)
         n64, el64 = timed_loop(lambda: sess.run(["OUTPUT"], {"INPUT": x64}), seconds / 2)
         raw_formed = nb * formed / elb
@@ -165,6 +171,8 @@ def bench_mlp(seconds: float, concurrency: int = 64) -> None:
     print(f"    raw onnxruntime at batch {formed:3d}:  {raw_formed:9.0f} rows/s -> served is {served / raw_formed:.0%}")
     print(f"    raw onnxruntime at batch  64:  {raw64:9.0f} rows/s -> served is {served / raw64:.0%}")
     print("    target: served >= 90% of raw onnxruntime at the formed batch size")
+    print(f"    batch 1 (one request at a time): served {served_one:7.0f} rows/s, raw {raw_one:7.0f} "
+          f"rows/s -> {served_one / raw_one:.0%}")
 
 
 def main() -> None:
