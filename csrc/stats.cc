@@ -37,6 +37,11 @@ void ModelStats::RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t
   b.compute_output.Add(output_ns);
 }
 
+void ModelStats::AddExecutionTime(int64_t batch_size, uint64_t infer_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.batch_stats[batch_size].compute_infer.Add(infer_ns, 0);
+}
+
 StatsSnapshot ModelStats::Snapshot() const {
   std::lock_guard<std::mutex> lock(mu_);
   return s_;

@@ -33,6 +33,9 @@ class ModelStats {
                      uint64_t output_ns, int64_t batch_size);
   void RecordFailure(uint64_t total_ns, uint64_t queue_ns);
   void RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns);
+  // Adds time to an execution already counted (backends whose responses may go out before
+  // their execute call returns are counted first, timed after).
+  void AddExecutionTime(int64_t batch_size, uint64_t infer_ns);
   StatsSnapshot Snapshot() const;
 
  private:

@@ -16,7 +16,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from . import config as model_config
 from .backends import get_backend_factory
@@ -61,6 +61,13 @@ def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
             st = p.stat()
             entries.append((str(p.relative_to(path)), st.st_mtime_ns, st.st_size))
     return tuple(entries)
+
+
+def _python_auto_complete(config: model_config.ModelConfig, model_dir: Path) -> Any:
+    """A python model's own auto_complete_config (imported only for python models)."""
+    from .backends import python as python_backend
+
+    return python_backend.python_auto_complete(config, model_dir)
 
 
 def _is_ensemble(path: Path) -> bool:
@@ -339,7 +346,10 @@ class ModelRepository:
         fingerprint = _fingerprint(path)
         try:
             config = model_config.load_model_config(
-                path, auto_complete=self.auto_complete, override=config_override
+                path,
+                auto_complete=self.auto_complete,
+                override=config_override,
+                python_auto_complete=lambda partial: _python_auto_complete(partial, path),
             )
             available = model_config.version_dirs(path)
             versions = model_config.select_versions(config, available)

@@ -197,18 +197,20 @@ class Server:
             return False
         if not self.strict_readiness or self.repository is None:
             return True
-        return all(
+        versions_ok = all(
             m["state"] == "READY" or m.get("reason") == "unloaded"
             for m in self.repository.index()
             if "state" in m
         )
+        return versions_ok and all(self.model_ready(name) for name in self.model_names())
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
+        """Loaded, and its backend healthy (a python model's stub may be restarting)."""
         try:
-            self.get_model(name, version)
+            loaded = self.get_model(name, version)
         except TritonError:
             return False
-        return True
+        return bool(getattr(loaded.backend, "healthy", True))
 
     def metadata(self) -> dict[str, Any]:
         """Triton's server metadata."""
@@ -285,12 +287,18 @@ class Server:
         priority: int = 0,
         timeout_us: int = 0,
         request_id: str = "",
+        correlation_id: int = 0,
+        correlation_id_str: str = "",
+        flags: int = 0,
     ) -> dict[str, np.ndarray]:
-        """Run one request and wait for its outputs (numpy arrays, zero-copy where possible)."""
+        """Run one request and wait for its outputs (numpy arrays, zero-copy where possible).
+        Sequence models take ``correlation_id`` (or ``correlation_id_str``) and ``flags``
+        (1: sequence start, 2: sequence end)."""
         runner = self._runner(model, version)
         responses = runner.infer(
-            inputs, outputs, request_id=request_id, priority=priority, timeout_us=timeout_us
-        )
+            inputs, outputs, request_id=request_id, priority=priority, timeout_us=timeout_us,
+            correlation_id=correlation_id, correlation_id_str=correlation_id_str, flags=flags,
+        )  # fmt: skip
         _token, error, tensors, _final = responses[-1]
         if error is not None:
             raise TritonError(error[1], error[0])

@@ -1,0 +1,566 @@
+"""Stub-process execution (the default): each model instance runs in its own Python process, as
+in Triton, so a model that crashes, leaks or holds the GIL cannot take the server down.
+
+This module owns the server side of a stub (``StubProcess``: spawning it, its sockets and arenas,
+one reader thread for its async socket) and the instance the core drives (``StubInstance``):
+
+* ``execute_requests`` runs on the instance's C++ worker thread: it packs the batch's inputs into
+  the arena, sends one EXEC, and reads the one DONE itself (the GIL is released while it waits),
+  then answers the requests: one message each way per batch, no thread hand-off;
+* the reader thread answers responses sent through response senders (decoupled models), runs
+  BLS calls on the server (``bls.BlsLoop``), logs, and applies custom-metric updates;
+* a stub that dies (crash, ``os._exit``, kill) is noticed by both (EOF, or its pidfd when a
+  grandchild keeps the socket open): every request it held fails with ``Stub process '<name>' is
+  not healthy: ...`` and a new stub is started in the background; requests that arrive while it
+  starts wait for it. ``healthy`` says whether the instance has a live, initialized stub.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import select
+import signal
+import subprocess
+import threading
+from typing import Any
+
+from ...errors import INTERNAL, UNSUPPORTED, TritonError
+from . import bls, custom_metrics, ipc, loader
+from .inprocess import model_control
+from .ipc import Channel, socket_pair
+from .pb_utils import _LEVELS, TritonModelException
+from .shm import Arena, ArenaMap, new_memfd, read_tensors, write_tensors
+from .stub import command as stub_command
+
+__all__ = ["StubBackend", "StubInstance"]
+
+_log = logging.getLogger("tritonlite.python")
+
+#: How long a request waits for a restarting stub before it fails.
+RESTART_WAIT_S = 60.0
+#: How long an unloading instance waits for the model's finalize().
+FINALIZE_WAIT_S = 30.0
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return "it stopped responding"
+    if code < 0:
+        try:
+            return f"it was killed by signal {signal.Signals(-code).name}"
+        except ValueError:
+            return f"it was killed by signal {-code}"
+    return f"it exited with code {code}"
+
+
+class StubProcess:
+    """One running stub process and its channels."""
+
+    def __init__(self, instance: StubInstance) -> None:
+        self.instance = instance
+        backend = instance.backend
+        # Both arenas are made here: the stub fills the second one (see shm.py).
+        self.arena = Arena(backend.arena_bytes, "tritonlite-python-server", keep_fd=True)
+        self.arena_lock = threading.Lock()
+        stub_arena_fd = new_memfd("tritonlite-python-stub", backend.arena_bytes)
+        self.peer = ArenaMap(os.dup(stub_arena_fd), backend.arena_bytes)
+        self.ready = False  # initialized: from then on, its death is a crash
+        self.dead = False
+        self.closing = False
+        self.reason = ""
+        ctl_here, ctl_there = socket_pair()
+        asy_here, asy_there = socket_pair()
+        fds = (ctl_there.fileno(), asy_there.fileno(), self.arena.fd, stub_arena_fd)
+        try:
+            self.proc = subprocess.Popen(
+                stub_command(*map(str, fds), str(self.arena.size)),
+                pass_fds=fds,
+                stdin=subprocess.DEVNULL,
+            )
+        except BaseException:
+            for s in (ctl_here, asy_here):
+                s.close()
+            self.arena.close()
+            raise
+        finally:
+            ctl_there.close()
+            asy_there.close()
+            os.close(stub_arena_fd)
+            self.arena.close_fd()  # the mapping stays until this object goes
+        self.ctl = Channel(ctl_here)
+        self.asy = Channel(asy_here)
+        try:
+            self.pidfd: int | None = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            self.pidfd = None
+        self.reader: threading.Thread | None = None
+
+    def initialize(self, info: dict[str, Any]) -> None:
+        """Load and initialize the model in the stub; TritonError if it fails. The reader
+        starts first: initialize() may log, create metrics or make BLS calls."""
+        self.reader = threading.Thread(
+            target=self._read, name=f"tritonlite-python-{self.instance.name}", daemon=True
+        )
+        self.reader.start()
+        try:
+            self.ctl.send((ipc.INIT, info))
+            message, _ = self.ctl.recv()
+        except (EOFError, OSError):
+            self.closing = True
+            code = self._wait(5.0)
+            self._end_after_failed_init()
+            raise TritonError(
+                f"Failed to initialize model instance '{self.instance.name}': the stub process "
+                f"ended during initialize ({_exit_text(code)})",
+                INTERNAL,
+            ) from None
+        if message[0] == ipc.INIT_ERROR:
+            self.closing = True
+            self._end_after_failed_init()
+            raise TritonError(
+                f"Failed to initialize model instance '{self.instance.name}': {message[1]}",
+                INTERNAL,
+            )
+        self.ready = True
+        if self.proc.poll() is not None and not self.dead:  # died right after initialize
+            self.instance._crashed(self)
+
+    def _wait(self, timeout: float) -> int | None:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill(self) -> None:
+        """Kill the process. The sockets are left to the garbage collector: another thread may
+        still be blocked on them (it wakes with EOF)."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self._wait(5.0)
+
+    def _end_after_failed_init(self) -> None:
+        self.dead = True
+        self.kill()
+        assert self.reader is not None
+        self.reader.join(timeout=5.0)
+        self.ctl.close()
+        self.asy.close()
+
+    def _close_pidfd(self) -> None:
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+
+    def finalize(self) -> None:
+        """Run the model's finalize() and let the stub exit (called by the instance's worker,
+        or by a restart that finished after unload began)."""
+        self.closing = True
+        try:
+            self.ctl.send((ipc.FINALIZE,))
+            self.ctl.sock.settimeout(FINALIZE_WAIT_S)
+            message, _ = self.ctl.recv()
+            if message[1]:
+                _log.error(
+                    "model instance '%s': finalize failed: %s", self.instance.name, message[1]
+                )
+        except (EOFError, OSError):
+            pass
+        self.dead = True
+        if self._wait(5.0) is None:
+            _log.error("model instance '%s': the stub did not exit; killing it", self.instance.name)
+            self.proc.kill()
+            self._wait(5.0)
+        if self.reader is not None and self.reader is not threading.current_thread():
+            self.reader.join(timeout=5.0)  # it ends with the process (EOF or pidfd)
+        self.ctl.close()
+        self.asy.close()
+
+    # ---- the async socket -------------------------------------------------------------------
+
+    def _read(self) -> None:
+        poller = select.poll()
+        poller.register(self.asy.fileno(), select.POLLIN)
+        if self.pidfd is not None:
+            poller.register(self.pidfd, select.POLLIN)
+        asy_fd = self.asy.fileno()
+        try:
+            while True:
+                events = poller.poll()
+                if any(fd == asy_fd for fd, _ in events):
+                    self._dispatch_next()
+                    continue
+                # The process is gone but something still holds its socket: take what it sent.
+                while select.select([asy_fd], [], [], 0)[0]:
+                    self._dispatch_next()
+                break
+        except (EOFError, OSError):
+            pass
+        finally:
+            self._close_pidfd()  # the reader owns it: nobody else polls it
+        if self.ready and not self.dead and not self.closing:
+            self.instance._crashed(self)
+
+    def _dispatch_next(self) -> None:
+        message, fds = self.asy.recv()
+        try:
+            self._dispatch(message, fds)
+        except Exception:  # a bug here must not stop the reader: log it, keep serving
+            _log.exception(
+                "model instance '%s': failed to handle a message from the stub", self.instance.name
+            )
+
+    def _dispatch(self, message: tuple[Any, ...], fds: list[int]) -> None:
+        op = message[0]
+        instance = self.instance
+        if op == ipc.SEND:
+            _, key, error, metas, location, final = message
+            outputs = read_tensors(self.peer, metas, location, fds, copy=True)
+            request = instance.pending.pop(key, None) if final else instance.pending.get(key)
+            if request is not None and not request.finished:
+                try:
+                    request.respond(outputs or None, error, final)
+                except TritonError:  # finished meanwhile (failed by a crash, or unloading)
+                    pass
+        elif op == ipc.BLS:
+            _, call_id, spec, metas, location = message
+            inputs = read_tensors(self.peer, metas, location, fds)
+            server = instance.backend.server
+            if server is None:
+                self._bls_response(call_id, bls.no_server_error(spec[0]), None, True)
+                return
+
+            def on_response(error: Any, outputs: Any, final: bool) -> None:
+                self._bls_response(call_id, error, outputs, final)
+
+            bls.BlsLoop.get().call(lambda: bls.start(server, spec, inputs, on_response))
+        elif op == ipc.LOG:
+            _, level, text = message
+            _log.log(_LEVELS.get(level, logging.INFO), "%s: %s", instance.name, text)
+        elif op == ipc.METRIC:
+            _, metric_id, update, value = message
+            if update == "delete":
+                instance.backend.delete_metric_object(metric_id)
+                return
+            metric = instance.backend.metric_objects.get(metric_id)
+            if metric is not None:
+                try:
+                    metric.apply(update, value)
+                except Exception as e:  # checked in the stub already; log what slips through
+                    _log.error("model instance '%s': %s", instance.name, e)
+        elif op == ipc.CALL:
+            _, call_id, name, args = message
+            if name == "model_control":  # may load models: not on this thread
+                threading.Thread(
+                    target=self._reply_call, args=(call_id, name, args), daemon=True
+                ).start()
+            else:
+                self._reply_call(call_id, name, args)
+
+    def _reply_call(self, call_id: int, name: str, args: tuple[Any, ...]) -> None:
+        backend = self.instance.backend
+        try:
+            if name == "metric_family":
+                value: Any = backend.new_metric_family(*args)
+            elif name == "metric":
+                family_id, labels, buckets = args
+                value = backend.new_metric(family_id, labels, buckets, self.instance.name)
+            elif name == "metric_value":
+                value = backend.metric_objects[args[0]].value()
+            elif name == "model_control":
+                value = model_control(backend.server, args[0], args[1])
+            else:
+                raise TritonModelException(f"unknown call '{name}'")
+            reply: tuple[Any, ...] = (ipc.REPLY, call_id, True, value)
+        except TritonModelException as e:
+            reply = (ipc.REPLY, call_id, False, e.message())
+        except Exception as e:
+            reply = (ipc.REPLY, call_id, False, f"{type(e).__name__}: {e}")
+        try:
+            self.asy.send(reply)
+        except OSError:
+            pass
+
+    def _bls_response(self, call_id: int, error: Any, outputs: Any, final: bool) -> None:
+        """On the BLS loop: send one response of a BLS call back to the stub."""
+        if self.dead:
+            return
+        err = None
+        metas: Any = []
+        location = None
+        fds: list[int] = []
+        if error is not None:
+            err = (getattr(error, "status", "INTERNAL"), getattr(error, "message", str(error)))
+        else:
+            tensors = [(name, t.datatype, t.shape, t) for name, t in outputs or ()]
+            gpu = [name for name, _, _, t in tensors if not t.is_cpu]
+            if gpu:
+                message = f"BLS output '{gpu[0]}' is in GPU memory; a model in a stub process takes CPU tensors"
+                err = (UNSUPPORTED, message)
+            else:
+                with self.arena_lock:
+                    metas, location, fds = write_tensors(self.arena, tensors)
+        try:
+            self.asy.send((ipc.BLS_RESPONSE, call_id, err, metas, location, final), fds)
+        except OSError:
+            pass
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+class StubInstance:
+    """A model instance whose model runs in a stub process."""
+
+    def __init__(self, backend: StubBackend, index: int, kind: str, device_id: int) -> None:
+        self.backend = backend
+        self.name = backend.instance_name(index)
+        self.pending: dict[int, Any] = {}  # key -> core request without its final response
+        self._keys = itertools.count(1)
+        self._lock = threading.Lock()
+        self._closing = False
+        self._restarted = threading.Event()
+        self._restarted.set()
+        self._restarting = False
+        self._stub: StubProcess | None = None
+        self.restarts = 0
+        self._info = {
+            "instance_name": self.name,
+            "model_name": backend.model_name,
+            "model_dir": str(backend.model_dir),
+            "version_dir": str(backend.version_dir),
+            "model_path": str(backend.model_path),
+            "paths": backend.paths,
+            "decoupled": backend.decoupled,
+            "version_number": backend.version_number,
+            "arena_bytes": backend.arena_bytes,
+            "args": loader.initialize_args(
+                backend.config_json,
+                backend.model_name,
+                backend.version,
+                kind,
+                device_id,
+                self.name,
+                backend.model_dir,
+            ),
+        }
+        self._stub = self._start()
+
+    def _start(self) -> StubProcess:
+        stub = StubProcess(self)
+        stub.initialize(self._info)
+        return stub
+
+    @property
+    def healthy(self) -> bool:
+        stub = self._stub
+        return stub is not None and not stub.dead and stub.proc.poll() is None
+
+    # ---- execute ----------------------------------------------------------------------------
+
+    def execute_requests(self, requests: list[Any]) -> None:
+        stub = self._stub or self._wait_for_stub()
+        backend = self.backend
+        batch = []
+        tensors = []
+        pending = self.pending
+        for r in requests:
+            key = next(self._keys)
+            inputs = r.inputs()
+            for name, t in inputs:
+                if not t.is_cpu:
+                    raise TritonError(
+                        f"model '{backend.model_name}': input '{name}' is in GPU memory; a model "
+                        "in a stub process takes CPU tensors (set EXECUTION_MODE to in_process)",
+                        UNSUPPORTED,
+                    )
+                tensors.append((name, t.datatype, t.shape, t))
+            batch.append(
+                (
+                    key,
+                    r.id,
+                    r.correlation_id_str or r.correlation_id,
+                    r.flags,
+                    r.timeout_us,
+                    list(r.requested_outputs) or backend.output_names,
+                    len(inputs),
+                )
+            )
+            pending[key] = r
+        with stub.arena_lock:
+            metas, location, fds = write_tensors(stub.arena, tensors)
+        try:
+            stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
+            message, out_fds = stub.ctl.recv()
+        except (EOFError, OSError):
+            self._crashed(stub)
+            raise TritonError(self._unhealthy(stub), INTERNAL) from None
+        finally:
+            for fd in fds:
+                os.close(fd)
+        _, responses, out_metas, out_location, failed, error = message
+        outputs = read_tensors(stub.peer, out_metas, out_location, out_fds, copy=True)
+        i = 0
+        for key, err, n in responses:
+            r = pending.pop(key, None)
+            if r is None:
+                i += n
+                continue
+            if err is not None:
+                r.respond(None, err, True)
+            else:
+                r.respond(outputs[i : i + n], None, True)
+                i += n
+        if error is not None:
+            for key in failed:
+                r = pending.pop(key, None)
+                if r is not None and not r.finished:
+                    r.respond(None, (INTERNAL, error), True)
+
+    def _unhealthy(self, stub: StubProcess | None) -> str:
+        text = f"Stub process '{self.name}' is not healthy."
+        if stub is not None and stub.reason:
+            text = text[:-1] + f": {stub.reason}; it is being restarted"
+        return text
+
+    def _wait_for_stub(self) -> StubProcess:
+        """The stub to execute on: waits for a restart in progress, starts one if needed."""
+        with self._lock:
+            if self._stub is None and not self._restarting and not self._closing:
+                self._begin_restart()
+        self._restarted.wait(RESTART_WAIT_S)
+        stub = self._stub
+        if stub is None:
+            raise TritonError(self._unhealthy(None), INTERNAL)
+        return stub
+
+    # ---- crashes ----------------------------------------------------------------------------
+
+    def _crashed(self, stub: StubProcess) -> None:
+        """Called by the worker or the reader when the stub is gone (once per stub)."""
+        with self._lock:
+            if stub.dead:
+                return
+            stub.dead = True
+            stub.reason = _exit_text(stub._wait(2.0))
+            if self._stub is stub:
+                self._stub = None
+            closing = self._closing
+        stub.ctl.shutdown()  # wakes the worker if it is waiting for DONE
+        message = self._unhealthy(stub)
+        _log.error("%s", message)
+        for key in list(self.pending):
+            r = self.pending.pop(key, None)
+            if r is not None and not r.finished:
+                try:
+                    r.respond(None, (INTERNAL, message), True)
+                except TritonError:
+                    pass
+        stub.kill()
+        if not closing:
+            with self._lock:
+                if self._stub is None and not self._restarting:
+                    self._begin_restart()
+
+    def _begin_restart(self) -> None:
+        """Start a new stub in the background (call with the lock held)."""
+        self._restarting = True
+        self._restarted.clear()
+        threading.Thread(
+            target=self._restart, name=f"tritonlite-python-restart-{self.name}", daemon=True
+        ).start()
+
+    def _restart(self) -> None:
+        stub: StubProcess | None = None
+        try:
+            stub = self._start()
+            _log.warning("model instance '%s': stub process restarted", self.name)
+        except Exception as e:
+            _log.error("model instance '%s': restarting the stub failed: %s", self.name, e)
+        with self._lock:
+            self._restarting = False
+            if stub is not None:
+                if self._closing:
+                    closing_stub: StubProcess | None = stub
+                else:
+                    self._stub, closing_stub = stub, None
+                    self.restarts += 1
+            else:
+                closing_stub = None
+            self._restarted.set()
+        if closing_stub is not None:
+            closing_stub.finalize()
+
+    # ---- unload -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+        self._restarted.wait(RESTART_WAIT_S)
+        stub = self._stub
+        self._stub = None
+        if stub is not None and not stub.dead:
+            stub.finalize()
+        message = f"model instance '{self.name}' was unloaded before it answered this request"
+        for key in list(self.pending):
+            r = self.pending.pop(key, None)
+            if r is not None and not r.finished:
+                try:
+                    r.respond(None, ("UNAVAILABLE", message), True)
+                except TritonError:
+                    pass
+
+
+class StubBackend(loader.ModelInfo):
+    """A python model version whose instances run in stub processes."""
+
+    per_request_execution = True
+
+    def __init__(self, config: Any, model_dir: Any, version_dir: Any, server: Any = None) -> None:
+        super().__init__(config, model_dir, version_dir)
+        self.server = server
+        self.arena_bytes = loader.arena_bytes(config)
+        self.instances: list[StubInstance] = []
+        self.metric_objects: dict[int, Any] = {}
+        self._metric_ids = itertools.count(1)
+        self._metric_lock = threading.Lock()
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> StubInstance:
+        instance = StubInstance(self, index, kind, device_id)
+        self.instances.append(instance)
+        return instance
+
+    @property
+    def healthy(self) -> bool:
+        """Every instance has a live, initialized stub."""
+        return all(i.healthy for i in self.instances)
+
+    def new_metric_family(self, name: str, description: str, kind: int) -> int:
+        family = custom_metrics.registry().family(name, description, kind, self)
+        with self._metric_lock:
+            family_id = next(self._metric_ids)
+            self.metric_objects[family_id] = family
+        return family_id
+
+    def new_metric(
+        self, family_id: int, labels: dict[str, str], buckets: Any, instance: str
+    ) -> int:
+        family = self.metric_objects[family_id]
+        metric = custom_metrics.registry().metric(family, labels, buckets, self, instance)
+        with self._metric_lock:
+            metric_id = next(self._metric_ids)
+            self.metric_objects[metric_id] = metric
+        return metric_id
+
+    def delete_metric_object(self, object_id: int) -> None:
+        """A model deleted a MetricFamily or Metric object."""
+        with self._metric_lock:
+            obj = self.metric_objects.pop(object_id, None)
+        if isinstance(obj, custom_metrics.Metric):
+            custom_metrics.registry().drop_metric(obj, self)
+        elif obj is not None:
+            custom_metrics.registry().drop_family(obj, self)
+
+    def close(self) -> None:
+        custom_metrics.registry().release(self)

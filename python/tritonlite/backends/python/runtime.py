@@ -1,0 +1,100 @@
+"""The host side of ``pb_utils``: what a model's BLS calls, log records and custom metrics go to.
+
+``pb_utils`` is the same module in the stub process and in the server (in-process models); what
+differs is the *runtime* behind it. The stub installs one process-wide runtime that forwards to
+the server over IPC (``stub.StubRuntime``); an in-process instance sets its runtime in a context
+variable around every call into model code (``inprocess.InProcessRuntime``). Threads a model
+starts itself do not inherit context variables: for them, in the server process, the runtime of
+the in-process model loaded last is used (the server behind every in-process runtime is the
+same in any real deployment).
+"""
+
+from __future__ import annotations
+
+import contextvars
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from .pb_utils import InferenceRequest, InferenceResponse
+
+__all__ = ["MetricHandle", "Runtime", "current", "set_process_runtime"]
+
+
+class MetricHandle(Protocol):
+    def increment(self, value: float) -> None: ...
+    def set(self, value: float) -> None: ...
+    def observe(self, value: float) -> None: ...
+    def value(self) -> float: ...
+
+
+class Runtime(Protocol):
+    """What pb_utils needs from its host."""
+
+    version_dir: str  # what pb_utils.get_model_dir() returns, as in Triton
+
+    def bls(
+        self, request: InferenceRequest, decoupled: bool
+    ) -> InferenceResponse | Iterator[InferenceResponse]: ...
+
+    async def bls_async(
+        self, request: InferenceRequest, decoupled: bool
+    ) -> InferenceResponse | Iterator[InferenceResponse] | AsyncIterator[InferenceResponse]: ...
+
+    def log(self, level: int, message: str) -> None: ...
+
+    def metric_family(self, name: str, description: str, kind: int) -> Any: ...
+
+    def metric(
+        self, family: Any, labels: dict[str, str], buckets: list[float] | None
+    ) -> MetricHandle: ...
+
+    def metric_family_delete(self, family: Any) -> None: ...
+
+    def metric_delete(self, metric: MetricHandle) -> None: ...
+
+    def model_control(self, op: str, **kwargs: Any) -> Any: ...
+
+
+_current: contextvars.ContextVar[Runtime | None] = contextvars.ContextVar(
+    "tritonlite_python_runtime", default=None
+)
+_process_runtime: Runtime | None = None
+_fallbacks: list[Runtime] = []
+
+
+def current() -> Runtime:
+    runtime = _current.get() or _process_runtime or (_fallbacks[-1] if _fallbacks else None)
+    if runtime is None:
+        from .pb_utils import TritonModelException
+
+        raise TritonModelException(
+            "triton_python_backend_utils: this call needs a running model (BLS, logging and "
+            "metrics work inside a model served by tritonlite)"
+        )
+    return runtime
+
+
+def set_process_runtime(runtime: Runtime | None) -> None:
+    """The stub's one runtime, used by every thread of the process."""
+    global _process_runtime
+    _process_runtime = runtime
+
+
+def activate(runtime: Runtime) -> contextvars.Token[Runtime | None]:
+    return _current.set(runtime)
+
+
+def deactivate(token: contextvars.Token[Runtime | None]) -> None:
+    _current.reset(token)
+
+
+def add_fallback(runtime: Runtime) -> None:
+    _fallbacks.append(runtime)
+
+
+def remove_fallback(runtime: Runtime) -> None:
+    try:
+        _fallbacks.remove(runtime)
+    except ValueError:
+        pass
