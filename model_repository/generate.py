@@ -10,6 +10,9 @@ Models (deterministic: the same bytes on every run):
                   requests of a sequence (sequence_batching implicit state)
 - sequence_controls     the same driven by the START / READY / CORRID control inputs the server
                   fills in: it restarts at START and echoes the correlation ID
+- simple_python   `simple` written as a Triton python_backend model.py
+- classify        an ensemble: preprocess (python: standardize raw features) -> mlp_classifier
+                  (ONNX) -> postprocess (python: best label and its score)
 
 Usage: python model_repository/generate.py [--out DIR] [--if-missing]
 """
@@ -188,9 +191,152 @@ def sequence_controls(out: Path) -> None:
     (out / "sequence_controls" / "config.pbtxt").write_text(CONTROLS_CONFIG)
 
 
+SIMPLE_PYTHON_CONFIG = """name: "simple_python"
+backend: "python"
+max_batch_size: 8
+input [
+  { name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+output [
+  { name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] },
+  { name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }
+]
+dynamic_batching { max_queue_delay_microseconds: 100 }
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+SIMPLE_PYTHON_MODEL = '''"""Triton's `simple` as a python_backend model: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = difference."""
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("OUTPUT0", a + b),
+                pb_utils.Tensor("OUTPUT1", a - b),
+            ]))
+        return responses
+'''
+
+PREPROCESS_CONFIG = """name: "preprocess"
+backend: "python"
+max_batch_size: 64
+input [{ name: "RAW" data_type: TYPE_FP32 dims: [ 64 ] }]
+output [{ name: "FEATURES" data_type: TYPE_FP32 dims: [ 64 ] }]
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+PREPROCESS_MODEL = '''"""Standardizes each row of raw features (zero mean, unit variance)."""
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            raw = pb_utils.get_input_tensor_by_name(request, "RAW").as_numpy()
+            mean = raw.mean(axis=1, keepdims=True)
+            std = raw.std(axis=1, keepdims=True) + 1e-6
+            features = ((raw - mean) / std).astype(np.float32)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("FEATURES", features)]))
+        return responses
+'''
+
+POSTPROCESS_CONFIG = """name: "postprocess"
+backend: "python"
+max_batch_size: 64
+input [{ name: "PROBABILITIES" data_type: TYPE_FP32 dims: [ 10 ] }]
+output [
+  { name: "LABEL" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "SCORE" data_type: TYPE_FP32 dims: [ 1 ] }
+]
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+POSTPROCESS_MODEL = '''"""The best class of each row: its label (from mlp_classifier's labels.txt) and its score."""
+
+import os
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        labels = os.path.join(args["model_repository"], "..", "mlp_classifier", "labels.txt")
+        with open(labels, encoding="utf-8") as f:
+            self.labels = [line.strip() for line in f if line.strip()]
+
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            probs = pb_utils.get_input_tensor_by_name(request, "PROBABILITIES").as_numpy()
+            best = probs.argmax(axis=1)
+            labels = np.array([[self.labels[i].encode()] for i in best], dtype=np.object_)
+            scores = probs[np.arange(len(best)), best].reshape(-1, 1).astype(np.float32)
+            responses.append(pb_utils.InferenceResponse([
+                pb_utils.Tensor("LABEL", labels),
+                pb_utils.Tensor("SCORE", scores),
+            ]))
+        return responses
+'''
+
+CLASSIFY_CONFIG = """name: "classify"
+platform: "ensemble"
+max_batch_size: 64
+input [{ name: "RAW" data_type: TYPE_FP32 dims: [ 64 ] }]
+output [
+  { name: "LABEL" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "SCORE" data_type: TYPE_FP32 dims: [ 1 ] }
+]
+ensemble_scheduling {
+  step [
+    {
+      model_name: "preprocess" model_version: -1
+      input_map { key: "RAW" value: "RAW" }
+      output_map { key: "FEATURES" value: "features" }
+    },
+    {
+      model_name: "mlp_classifier" model_version: -1
+      input_map { key: "INPUT" value: "features" }
+      output_map { key: "PROBABILITIES" value: "probabilities" }
+    },
+    {
+      model_name: "postprocess" model_version: -1
+      input_map { key: "PROBABILITIES" value: "probabilities" }
+      output_map [{ key: "LABEL" value: "LABEL" }, { key: "SCORE" value: "SCORE" }]
+    }
+  ]
+}
+"""
+
+
+def python_models(out: Path) -> None:
+    for name, config, model in (
+        ("simple_python", SIMPLE_PYTHON_CONFIG, SIMPLE_PYTHON_MODEL),
+        ("preprocess", PREPROCESS_CONFIG, PREPROCESS_MODEL),
+        ("postprocess", POSTPROCESS_CONFIG, POSTPROCESS_MODEL),
+    ):
+        (out / name / "1").mkdir(parents=True, exist_ok=True)
+        (out / name / "config.pbtxt").write_text(config)
+        (out / name / "1" / "model.py").write_text(model)
+    (out / "classify" / "1").mkdir(parents=True, exist_ok=True)
+    (out / "classify" / "config.pbtxt").write_text(CLASSIFY_CONFIG)
+    (out / "classify" / "1" / ".gitkeep").write_text("")  # an ensemble's version dir is empty
+
+
 GENERATED = [
     "simple/1/model.onnx", "simple_string/1/model.onnx", "mlp_classifier/1/model.onnx",
     "sequence_accumulator/1/model.onnx", "sequence_controls/1/model.onnx",
+    "simple_python/1/model.py", "preprocess/1/model.py", "postprocess/1/model.py",
 ]  # fmt: skip
 
 
@@ -206,6 +352,7 @@ def main() -> None:
     mlp_classifier(args.out)
     sequence_accumulator(args.out)
     sequence_controls(args.out)
+    python_models(args.out)
     print(f"model repository written to {args.out}")
 
 

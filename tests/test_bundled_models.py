@@ -86,3 +86,21 @@ def test_sequence_controls(server: Server) -> None:
     outs = _sequence(server, "sequence_controls", 77, [5, 1, 1])
     assert [float(o["OUTPUT"][0, 0]) for o in outs] == [5, 6, 7]
     assert [int(o["CORRID_OUT"][0, 0]) for o in outs] == [77, 77, 77]
+
+
+def test_simple_python(server: Server) -> None:
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    out = server.infer("simple_python", {"INPUT0": a, "INPUT1": a})
+    np.testing.assert_array_equal(out["OUTPUT0"], 2 * a)
+    np.testing.assert_array_equal(out["OUTPUT1"], 0 * a)
+
+
+def test_classify_ensemble(server: Server) -> None:
+    raw = np.random.default_rng(1).standard_normal((3, 64)).astype(np.float32) * 5 + 2
+    out = server.infer("classify", {"RAW": raw})
+    # The same pipeline by hand, model by model.
+    features = (raw - raw.mean(axis=1, keepdims=True)) / (raw.std(axis=1, keepdims=True) + 1e-6)
+    probs = server.infer("mlp_classifier", {"INPUT": features.astype(np.float32)})["PROBABILITIES"]
+    labels = (REPO / "mlp_classifier" / "labels.txt").read_text().split()
+    assert out["LABEL"].ravel().tolist() == [labels[i].encode() for i in probs.argmax(axis=1)]
+    np.testing.assert_allclose(out["SCORE"].ravel(), probs.max(axis=1), rtol=1e-5)
