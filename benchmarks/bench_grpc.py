@@ -8,6 +8,11 @@ shared bench tools), else this script's own closed-loop ``tritonclient.grpc.aio`
 Batch-1 requests at each concurrency; throughput, p50 and p99 per level.
 MLServer runs only when the shared bench tools are set up (../shared/tools/bench/setup.sh).
 
+`--suite python` instead serves one python_backend model.py (INT32 [16] add/sub,
+max_batch_size 64, dynamic batching) by tritonlite in its default stub-process mode
+(`add_sub_py`) and in-process (`add_sub_py_inproc`), and the same file by the real Triton when
+../shared/tools/triton is set up.
+
     .venv/bin/python benchmarks/bench_grpc.py [--models add_sub,mlp] [--concurrency 1,8,32,64]
         [--seconds 5] [--no-mlserver] [--out benchmarks/results.md]
 
@@ -55,6 +60,58 @@ instance_group [{ count: 1 kind: KIND_CPU }]
 }
 
 
+PYTHON_MODEL = '''import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        responses = []
+        for request in requests:
+            a = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            b = pb_utils.get_input_tensor_by_name(request, "INPUT1").as_numpy()
+            responses.append(pb_utils.InferenceResponse(
+                [pb_utils.Tensor("OUTPUT0", a + b), pb_utils.Tensor("OUTPUT1", a - b)]))
+        return responses
+'''
+
+PYTHON_CONFIG = """name: "{name}" backend: "python" max_batch_size: 64
+input [{{ name: "INPUT0" data_type: TYPE_INT32 dims: [ 16 ] }}, {{ name: "INPUT1" data_type: TYPE_INT32 dims: [ 16 ] }}]
+output [{{ name: "OUTPUT0" data_type: TYPE_INT32 dims: [ 16 ] }}, {{ name: "OUTPUT1" data_type: TYPE_INT32 dims: [ 16 ] }}]
+dynamic_batching {{ }}
+instance_group [{{ count: 1 kind: KIND_CPU }}]
+{extra}"""
+
+TRITON = Path(os.environ.get("TRITONLITE_TRITON_TOOLS", ROOT.parent / "shared" / "tools" / "triton"))
+
+
+def make_python_repository(root: Path, inproc: bool = True) -> Path:
+    variants = [("add_sub_py", "")]
+    if inproc:
+        variants.append(("add_sub_py_inproc",
+                         'parameters { key: "EXECUTION_MODE" value { string_value: "in_process" } }'))  # fmt: skip
+    for name, extra in variants:
+        (root / name / "1").mkdir(parents=True, exist_ok=True)
+        (root / name / "config.pbtxt").write_text(PYTHON_CONFIG.format(name=name, extra=extra))
+        (root / name / "1" / "model.py").write_text(PYTHON_MODEL)
+    return root
+
+
+def start_triton(repo: Path) -> tuple[subprocess.Popen[Any], str] | None:
+    server = TRITON / "tritonserver"
+    home = Path(os.environ.get("TRITON_HOME", Path.home() / ".cache" / "tritonlite-triton"))
+    if not server.exists() or not (home / ".installed").exists():
+        return None
+    grpc_port = free_port()
+    proc = subprocess.Popen(
+        [str(server), "--model-repository", str(repo), f"--grpc-port={grpc_port}",
+         f"--http-port={free_port()}", f"--metrics-port={free_port()}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"127.0.0.1:{grpc_port}"
+    wait_ready(url, "add_sub_py", proc)
+    return proc, url
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -74,7 +131,7 @@ def make_repository(root: Path) -> Path:
 
 def sample_inputs(model: str) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    if model == "add_sub":
+    if model.startswith("add_sub"):
         return {n: rng.integers(-100, 100, (1, 16)).astype(np.int32) for n in ("INPUT0", "INPUT1")}
     return {"INPUT0": rng.standard_normal((1, 512)).astype(np.float32)}
 
@@ -93,7 +150,8 @@ def run_perf_analyzer(pa: str, url: str, model: str, conc: int, seconds: float,
                       data_dir: Path) -> dict[str, float]:  # fmt: skip
     data = data_dir / f"{model}.json"
     data.write_text(json.dumps({"data": [{k: v.ravel().tolist() for k, v in sample_inputs(model).items()}]}))
-    shapes = ["--shape", "INPUT0:16", "--shape", "INPUT1:16"] if model == "add_sub" else ["--shape", "INPUT0:512"]
+    shapes = (["--shape", "INPUT0:16", "--shape", "INPUT1:16"] if model.startswith("add_sub")
+              else ["--shape", "INPUT0:512"])  # fmt: skip
     out = data_dir / f"pa-{model}-{conc}.csv"
     cmd = [pa, "-i", "grpc", "-u", url, "-m", model, "-b", "1", *shapes, "--input-data", str(data),
            "--concurrency-range", f"{conc}:{conc}:1", "--measurement-interval", str(int(seconds * 1000)),
@@ -163,14 +221,14 @@ def wait_ready(url: str, model: str, proc: subprocess.Popen[Any], timeout: float
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def start_tritonlite(repo: Path) -> tuple[subprocess.Popen[Any], str]:
+def start_tritonlite(repo: Path, ready_model: str = "add_sub") -> tuple[subprocess.Popen[Any], str]:
     port = free_port()
     cmd = [sys.executable, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
            "127.0.0.1", f"--grpc-port={port}", "--allow-http=false", "--allow-metrics=false",
            "--log-info=false"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"127.0.0.1:{port}"
-    wait_ready(url, "add_sub", proc)
+    wait_ready(url, ready_model, proc)
     return proc, url
 
 
@@ -217,17 +275,25 @@ def main() -> None:
     parser.add_argument("--perf-analyzer", default=None)
     parser.add_argument("--no-mlserver", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
+    parser.add_argument("--suite", choices=("onnx", "python"), default="onnx")
     args = parser.parse_args()
-    models = args.models.split(",")
     levels = [int(c) for c in args.concurrency.split(",")]
     pa = perf_analyzer_path(args.perf_analyzer)
     work = Path(tempfile.mkdtemp(prefix="tritonlite-bench-"))
-    repo = make_repository(work / "repo")
     results: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
-
-    servers: list[tuple[str, Any]] = [("tritonlite", lambda: start_tritonlite(repo))]
-    if not args.no_mlserver:
-        servers.append(("mlserver", lambda: start_mlserver(work)))
+    servers: list[tuple[str, Any]]
+    if args.suite == "python":
+        models = ["add_sub_py", "add_sub_py_inproc"]
+        repo = make_python_repository(work / "repo")
+        triton_repo = make_python_repository(work / "triton-repo", inproc=False)
+        servers = [("tritonlite", lambda: start_tritonlite(repo, "add_sub_py")),
+                   ("triton", lambda: start_triton(triton_repo))]  # fmt: skip
+    else:
+        models = args.models.split(",")
+        repo = make_repository(work / "repo")
+        servers = [("tritonlite", lambda: start_tritonlite(repo))]
+        if not args.no_mlserver:
+            servers.append(("mlserver", lambda: start_mlserver(work)))
     for name, start in servers:
         started = start()
         if started is None:
@@ -236,6 +302,8 @@ def main() -> None:
         proc, url = started
         try:
             for model in models:
+                if name == "triton" and model.endswith("_inproc"):
+                    continue  # Triton has no in-process python mode
                 for conc in levels:
                     r = measure(pa, url, model, conc, args.seconds, work)
                     results.setdefault(name, {}).setdefault(model, {})[conc] = r
@@ -244,10 +312,12 @@ def main() -> None:
         finally:
             if name == "mlserver":
                 stop_mlserver()
+            elif proc is None:
+                pass
             else:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
-    raw = raw_onnxruntime(repo, min(args.seconds, 3.0))
+    raw = raw_onnxruntime(repo, min(args.seconds, 3.0)) if args.suite == "onnx" else {}
 
     lines = [f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; load: "
              f"{'perf_analyzer' if pa else 'tritonclient.grpc.aio closed loop'}, batch-1 requests.", "",
@@ -260,8 +330,9 @@ def main() -> None:
                 r = results[s].get(model, {}).get(conc)
                 cells += [f"{r['throughput']:.0f}", f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}"] if r else ["-"] * 3
             lines.append(f"| {model} | {conc} | " + " | ".join(cells) + " |")
-    lines += ["", "Raw onnxruntime, in-process session.run (rows/s): " + "; ".join(
-        f"{m}: batch 1 {raw[m][1]:.0f}, batch 64 {raw[m][64]:.0f}" for m in raw)]
+    if raw:
+        lines += ["", "Raw onnxruntime, in-process session.run (rows/s): " + "; ".join(
+            f"{m}: batch 1 {raw[m][1]:.0f}, batch 64 {raw[m][64]:.0f}" for m in raw)]
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:
