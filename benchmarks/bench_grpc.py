@@ -312,8 +312,6 @@ def main() -> None:
         finally:
             if name == "mlserver":
                 stop_mlserver()
-            elif proc is None:
-                pass
             else:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
