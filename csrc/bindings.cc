@@ -17,6 +17,10 @@
 #include "completion_queue.h"
 #include "datatype.h"
 #include "dlpack.h"
+#include "grpc_infer_fast_path.h"
+#include "grpc_server.h"
+#include "http2_huffman.h"
+#include "infer_codec.h"
 #include "model_runner.h"
 #include "model_spec.h"
 #include "owned_request.h"
@@ -771,6 +775,306 @@ int CudaDeviceCount() {
 #endif
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Native gRPC transport (grpc_server.h): the server, forwarded calls for the Python bridge, and
+// the codec pieces for tests.
+
+std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
+    std::string host, int port, int io_threads, uint64_t max_message_bytes,
+    std::vector<std::string> streaming_methods, bool fast_infer, uint32_t max_concurrent_streams,
+    uint32_t initial_stream_window, uint32_t connection_window, uint32_t max_frame_size,
+    uint32_t max_header_list_size) {
+  if (port < 0 || port > 65535) ThrowInvalid("port must be in [0, 65535], got " + std::to_string(port));
+  if (max_message_bytes == 0 || max_message_bytes > 0xffffffffull) {
+    ThrowInvalid("max_message_bytes must be in [1, 4294967295] (gRPC's 32-bit length prefix)");
+  }
+  if (initial_stream_window == 0 || initial_stream_window > http2::kMaxWindowSize) {
+    ThrowInvalid("initial_stream_window must be in [1, 2147483647]");
+  }
+  if (connection_window < http2::kDefaultWindowSize || connection_window > http2::kMaxWindowSize) {
+    ThrowInvalid("connection_window must be in [65535, 2147483647]");
+  }
+  if (max_frame_size < http2::kMinMaxFrameSize || max_frame_size > http2::kMaxMaxFrameSize) {
+    ThrowInvalid("max_frame_size must be in [16384, 16777215]");
+  }
+  grpc::GrpcServerOptions options;
+  options.host = std::move(host);
+  options.port = port;
+  options.io_threads = io_threads;
+  options.transport.max_message_bytes = static_cast<size_t>(max_message_bytes);
+  options.transport.streaming_methods = std::move(streaming_methods);
+  options.transport.fast_infer = fast_infer;
+  options.transport.http2.max_concurrent_streams = max_concurrent_streams;
+  options.transport.http2.initial_stream_window = initial_stream_window;
+  options.transport.http2.connection_window = connection_window;
+  options.transport.http2.max_frame_size = max_frame_size;
+  options.transport.http2.max_header_list_size = max_header_list_size;
+  grpc::GrpcServer* raw = nullptr;
+  {
+    py::gil_scoped_release release;
+    raw = new grpc::GrpcServer(std::move(options));
+  }
+  // Destruction stops the I/O threads: never while holding the GIL.
+  return std::shared_ptr<grpc::GrpcServer>(raw, [](grpc::GrpcServer* s) {
+    if (PyGILState_Check()) {
+      py::gil_scoped_release release;
+      std::unique_ptr<grpc::GrpcServer> owned(s);
+    } else {
+      std::unique_ptr<grpc::GrpcServer> owned(s);
+    }
+  });
+}
+
+// Header bytes (paths, metadata) as str: HTTP/2 allows any octets, so invalid UTF-8 is
+// replaced rather than refused.
+py::str HeaderText(const std::string& s) {
+  PyObject* text = PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace");
+  if (text == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::str>(text);
+}
+
+// [(kind, call, payload)]: payload is the request message as bytes (UNARY, MESSAGE) or None.
+py::list DrainGrpcCalls(grpc::GrpcServer& server) {
+  std::vector<grpc::CallEvent> events = server.bridge()->Drain();
+  py::list out(events.size());
+  for (size_t i = 0; i < events.size(); ++i) {
+    grpc::CallEvent& e = events[i];
+    py::object payload = py::none();
+    if (e.message != nullptr) {
+      payload = py::bytes(reinterpret_cast<const char*>(e.message->data()), e.message->size());
+    }
+    out[i] = py::make_tuple(static_cast<int>(e.kind), py::cast(e.call), payload);
+  }
+  return out;
+}
+
+py::bytes AsBytes(std::string_view s) { return py::bytes(s.data(), s.size()); }
+
+py::object WireParameterToPy(const WireParameter& p) {
+  switch (p.kind) {
+    case WireParameter::Kind::kBool: return py::bool_(p.bool_value);
+    case WireParameter::Kind::kInt64: return py::int_(p.int64_value);
+    case WireParameter::Kind::kUint64: return py::int_(p.uint64_value);
+    case WireParameter::Kind::kDouble: return py::float_(p.double_value);
+    case WireParameter::Kind::kString: return py::str(p.string_value.data(), p.string_value.size());
+    case WireParameter::Kind::kNone: break;
+  }
+  return py::none();
+}
+
+py::dict WireParametersToPy(const WireParameters& params) {
+  py::dict d;
+  for (const auto& kv : params) d[py::str(kv.first.data(), kv.first.size())] = WireParameterToPy(kv.second);
+  return d;
+}
+
+py::object DecodeInferRequestToPy(py::bytes message) {
+  const std::string_view bytes = message;
+  WireInferRequest w;
+  if (!DecodeModelInferRequest(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), &w)) {
+    return py::none();
+  }
+  py::dict d;
+  d["model_name"] = py::str(w.model_name.data(), w.model_name.size());
+  d["model_version"] = py::str(w.model_version.data(), w.model_version.size());
+  d["id"] = py::str(w.id.data(), w.id.size());
+  d["parameters"] = WireParametersToPy(w.parameters);
+  py::list inputs;
+  for (const auto& in : w.inputs) {
+    py::dict i;
+    i["name"] = py::str(in.name.data(), in.name.size());
+    i["datatype"] = py::str(in.datatype.data(), in.datatype.size());
+    i["shape"] = py::cast(in.shape);
+    i["parameters"] = WireParametersToPy(in.parameters);
+    i["has_contents"] = in.has_contents;
+    inputs.append(i);
+  }
+  d["inputs"] = inputs;
+  py::list outputs;
+  for (const auto& o : w.outputs) {
+    py::dict od;
+    od["name"] = py::str(o.name.data(), o.name.size());
+    od["parameters"] = WireParametersToPy(o.parameters);
+    outputs.append(od);
+  }
+  d["outputs"] = outputs;
+  py::list raw;
+  for (const auto& r : w.raw_input_contents) raw.append(AsBytes(r));
+  d["raw_input_contents"] = raw;
+  return std::move(d);
+}
+
+// What the fast path would queue for `message` (None: it would forward to Python), with the
+// address range of the buffer the input tensors must view.
+py::object FastPathRequestToPy(py::bytes message) {
+  const std::string_view bytes = message;
+  auto buffer = std::make_shared<grpc::MessageBuffer>(bytes.size());
+  if (!bytes.empty()) std::memcpy(buffer->data(), bytes.data(), bytes.size());
+  WireInferRequest w;
+  if (!DecodeModelInferRequest(buffer->data(), buffer->size(), &w)) return py::none();
+  RequestPtr r = grpc::BuildInferRequest(w, buffer);
+  if (r == nullptr) return py::none();
+  py::dict d;
+  d["id"] = r->id;
+  d["priority"] = r->priority;
+  d["timeout_us"] = r->timeout_us;
+  d["correlation_id"] = r->correlation_id;
+  d["correlation_id_str"] = r->correlation_id_str;
+  d["flags"] = r->flags;
+  d["requested_outputs"] = r->requested_outputs;
+  py::list inputs;
+  for (const auto& kv : r->inputs) inputs.append(py::make_tuple(kv.first, py::cast(kv.second)));
+  d["inputs"] = inputs;
+  d["buffer_address"] = reinterpret_cast<uintptr_t>(buffer->data());
+  d["buffer_size"] = buffer->size();
+  return std::move(d);
+}
+
+py::bytes EncodeInferResponseFromPy(const std::string& model_name, const std::string& version,
+                                    const std::string& id, py::handle outputs) {
+  NamedTensors tensors = InputsFromPy(outputs);
+  std::string out;
+  EncodeModelInferResponse(model_name, version, id, tensors, &out);
+  return py::bytes(out);
+}
+
+void BindGrpcServer(py::module_& m) {
+  py::class_<grpc::ForwardedCall, std::shared_ptr<grpc::ForwardedCall>>(
+      m, "GrpcCall",
+      "A call the native gRPC transport forwards to Python. Answer it with reply() (unary), "
+      "send() then finish() (streaming), or finish() with an error; each returns False once "
+      "the call is over (answered, cancelled by the client, past its deadline, disconnected).")
+      .def_property_readonly("id", &grpc::ForwardedCall::id)
+      .def_property_readonly("method",
+                             [](const grpc::ForwardedCall& c) { return HeaderText(c.method()); },
+                             "RPC name: 'ModelInfer' for /inference.GRPCInferenceService/"
+                             "ModelInfer, else the path without '/' "
+                             "('grpc.health.v1.Health/Check').")
+      .def_property_readonly("path",
+                             [](const grpc::ForwardedCall& c) { return HeaderText(c.path()); })
+      .def_property_readonly("metadata", [](const grpc::ForwardedCall& c) {
+        py::list out;
+        for (const auto& kv : c.metadata()) {
+          out.append(py::make_tuple(HeaderText(kv.first), HeaderText(kv.second)));
+        }
+        return out;
+      }, "Custom request headers as (key, value) str pairs ('-bin' values still base64; "
+         "invalid UTF-8 replaced).")
+      .def_property_readonly("streaming", &grpc::ForwardedCall::streaming)
+      .def_property_readonly("cancelled", &grpc::ForwardedCall::cancelled)
+      .def_property_readonly("finished", &grpc::ForwardedCall::finished)
+      .def("time_remaining", [](const grpc::ForwardedCall& c) -> py::object {
+        if (c.deadline_ns() == 0) return py::none();
+        const uint64_t now = NowNs();
+        return py::float_(c.deadline_ns() > now ? (c.deadline_ns() - now) / 1e9 : 0.0);
+      }, "Seconds left before the client's deadline (grpc-timeout), or None.")
+      .def("send", [](grpc::ForwardedCall& c, py::buffer data) {
+        py::buffer_info info = data.request();
+        return c.Send(info.ptr, static_cast<size_t>(info.size * info.itemsize));
+      }, py::arg("message"), "Send one serialized response message.")
+      .def("reply", [](grpc::ForwardedCall& c, py::buffer data) {
+        py::buffer_info info = data.request();
+        return c.Reply(info.ptr, static_cast<size_t>(info.size * info.itemsize));
+      }, py::arg("message"), "Unary answer: the serialized response, then status OK.")
+      .def("finish", [](grpc::ForwardedCall& c, int code, std::string message) {
+        if (code < 0 || code > 16) ThrowInvalid("gRPC status code must be in [0, 16], got " + std::to_string(code));
+        return c.Finish(static_cast<grpc::GrpcStatus>(code), std::move(message));
+      }, py::arg("code"), py::arg("message") = "",
+      "End the call with a gRPC status code (0 = OK) and message.");
+
+  py::class_<grpc::GrpcServer, std::shared_ptr<grpc::GrpcServer>> server(
+      m, "GrpcServer",
+      "Native gRPC transport (HTTP/2 over plain TCP, no TLS). ModelInfer requests for models "
+      "registered with set_model() are served in C++; every other call is forwarded: fd() "
+      "becomes readable and drain_calls() returns [(kind, GrpcCall, payload)] events.");
+  server
+      .def(py::init(&MakeGrpcServer), py::arg("host") = "0.0.0.0", py::arg("port") = 8001,
+           py::arg("io_threads") = 1, py::arg("max_message_bytes") = 64ull << 20,
+           py::arg("streaming_methods") = std::vector<std::string>{"ModelStreamInfer"},
+           py::arg("fast_infer") = true, py::arg("max_concurrent_streams") = 1024,
+           py::arg("initial_stream_window") = 1u << 20, py::arg("connection_window") = 16u << 20,
+           py::arg("max_frame_size") = 16384, py::arg("max_header_list_size") = 64u << 10,
+           "Bind and listen (port 0: any free port). Raises TritonError(UNAVAILABLE) when the "
+           "address cannot be bound.")
+      .def("start", &grpc::GrpcServer::Start, py::call_guard<py::gil_scoped_release>(),
+           "Start the I/O threads.")
+      .def("shutdown", &grpc::GrpcServer::Shutdown, py::call_guard<py::gil_scoped_release>(),
+           "Graceful, non-blocking: refuse new connections, GOAWAY to every connection; calls in "
+           "flight complete and connections close when idle (see connection_count()).")
+      .def("stop", &grpc::GrpcServer::Stop, py::call_guard<py::gil_scoped_release>(),
+           "Close every connection now (open calls are cancelled) and join the I/O threads.")
+      .def_property_readonly("port", &grpc::GrpcServer::port)
+      .def("connection_count", &grpc::GrpcServer::connection_count)
+      .def("fd", [](const grpc::GrpcServer& s) { return s.bridge()->fd(); },
+           "Readable when forwarded-call events are waiting (for loop.add_reader).")
+      .def("drain_calls", &DrainGrpcCalls,
+           "Every waiting event as (kind, GrpcCall, payload): payload is the request message "
+           "(bytes) for UNARY and MESSAGE, else None.")
+      .def("set_model", [](grpc::GrpcServer& s, const std::string& name, py::dict versions) {
+        grpc::ModelRegistry::Versions v;
+        for (auto kv : versions) {
+          v[kv.first.cast<int64_t>()] = kv.second.cast<std::shared_ptr<ModelRunner>>();
+        }
+        s.models().Set(name, std::move(v));
+      }, py::arg("name"), py::arg("versions"),
+      "Serve ModelInfer for these versions ({version: ModelRunner}; the highest is latest) on "
+      "the fast path; an empty dict removes the model.")
+      .def("remove_model", [](grpc::GrpcServer& s, const std::string& name) { s.models().Remove(name); },
+           py::arg("name"))
+      .def("clear_models", [](grpc::GrpcServer& s) { s.models().Clear(); })
+      .def("models", [](const grpc::GrpcServer& s) {
+        return const_cast<grpc::GrpcServer&>(s).models().Snapshot();
+      }, "{name: [versions]} served on the fast path.");
+  server.attr("UNARY") = static_cast<int>(grpc::CallEventKind::kUnary);
+  server.attr("START") = static_cast<int>(grpc::CallEventKind::kStart);
+  server.attr("MESSAGE") = static_cast<int>(grpc::CallEventKind::kMessage);
+  server.attr("HALF_CLOSE") = static_cast<int>(grpc::CallEventKind::kHalfClose);
+  server.attr("CANCEL") = static_cast<int>(grpc::CallEventKind::kCancel);
+
+  py::module_ codec = m.def_submodule("grpc_codec", "Codec pieces of the native gRPC transport, for tests.");
+  py::class_<http2::HpackDecoder>(codec, "HpackDecoder", "Stateful HPACK decoder (one connection's).")
+      .def(py::init<uint32_t>(), py::arg("table_size_limit") = 4096)
+      .def("decode", [](http2::HpackDecoder& d, py::bytes block, size_t max_list_size) {
+        const std::string_view b = block;
+        http2::HeaderList headers;
+        std::string error;
+        if (!d.Decode(reinterpret_cast<const uint8_t*>(b.data()), b.size(), max_list_size, &headers, &error)) {
+          throw py::value_error(error);
+        }
+        py::list out;
+        for (const auto& h : headers) out.append(py::make_tuple(py::bytes(h.name), py::bytes(h.value)));
+        return out;
+      }, py::arg("block"), py::arg("max_list_size") = 1u << 20,
+      "Decode one header block into [(name, value)] bytes pairs; ValueError if malformed.")
+      .def_property_readonly("table_size", &http2::HpackDecoder::table_size)
+      .def_property_readonly("table_entries", &http2::HpackDecoder::table_entries);
+  codec.def("huffman_decode", [](py::bytes data) {
+    const std::string_view b = data;
+    std::string out;
+    if (!http2::HuffmanDecode(reinterpret_cast<const uint8_t*>(b.data()), b.size(), &out)) {
+      throw py::value_error("invalid HPACK Huffman encoding");
+    }
+    return py::bytes(out);
+  }, py::arg("data"));
+  codec.def("parse_grpc_timeout", [](const std::string& value) -> py::object {
+    uint64_t ns = 0;
+    if (!grpc::ParseGrpcTimeout(value, &ns)) return py::none();
+    return py::int_(ns);
+  }, py::arg("value"), "grpc-timeout header value -> nanoseconds (None if malformed).");
+  codec.def("percent_encode", [](const std::string& s) { return grpc::PercentEncode(s); }, py::arg("message"));
+  codec.def("grpc_status_for", [](const std::string& status) {
+    return static_cast<int>(grpc::GrpcStatusFromCore(StatusCodeFromName(status)));
+  }, py::arg("status"), "gRPC status code Triton uses for a status kind ('INVALID_ARG' -> 3).");
+  codec.def("decode_model_infer_request", &DecodeInferRequestToPy, py::arg("message"),
+            "ModelInferRequest bytes -> dict of its fields (None if protobuf would refuse them).");
+  codec.def("fast_path_request", &FastPathRequestToPy, py::arg("message"),
+            "The core request the fast path would queue for these bytes (None: forwarded).");
+  codec.def("encode_model_infer_response", &EncodeInferResponseFromPy, py::arg("model_name"),
+            py::arg("model_version"), py::arg("id"), py::arg("outputs"),
+            "Serialized ModelInferResponse for (name, array) outputs.");
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -987,4 +1291,6 @@ PYBIND11_MODULE(_core, m) {
         return DeserializeBytes(TensorFromBuffer("BYTES", shape, buf, 0, py::none()));
       }, py::arg("buffer"), py::arg("shape"),
       "Decode Triton BYTES serialization into an object array of bytes with `shape`.");
+
+  BindGrpcServer(m);
 }

@@ -168,10 +168,21 @@ async def _serve(args: argparse.Namespace) -> int:
                 server_key=args.grpc_server_key,
                 root_cert=args.grpc_root_cert,
             )
-            g = await start_grpc(server, args.grpc_address, args.grpc_port, options=options,
-                                 restricted_protocols=args.grpc_restricted_protocol)  # fmt: skip
+            if args.grpc_use_ssl:  # TLS: grpcio's transport
+                g = await start_grpc(server, args.grpc_address, args.grpc_port, options=options,
+                                     restricted_protocols=args.grpc_restricted_protocol)  # fmt: skip
+            else:  # the native HTTP/2 transport, ModelInfer decoded and queued in C++
+                from .frontends.grpc import GrpcHandlers, parse_restricted_protocols
+                from .frontends.grpc_native import start_native_grpc
+
+                handlers = GrpcHandlers(
+                    server, parse_restricted_protocols(args.grpc_restricted_protocol)
+                )
+                g = await start_native_grpc(server, args.grpc_address, args.grpc_port,
+                                            handlers=handlers)  # fmt: skip
             frontends.append(g)
-            log.info("Started GRPCInferenceService at %s:%d", args.grpc_address, g.port)
+            log.info("Started GRPCInferenceService at %s:%d%s", args.grpc_address, g.port,
+                     " (TLS)" if args.grpc_use_ssl else "")  # fmt: skip
         if args.allow_http:
             from .frontends.http import start_http
 

@@ -98,6 +98,7 @@ class Server:
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
         self._tokens = itertools.count(1)
         self._closed = False
+        self._model_listeners: list[Any] = []
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
         # Shared by every frontend of this server, as Triton shares them across protocols.
@@ -160,6 +161,18 @@ class Server:
             )
         return loaded
 
+    def add_model_listener(self, listener: Any) -> None:
+        """``listener(name, versions)`` runs whenever the versions served for a model change
+        ({version: LoadedModel}, empty when the model is gone), before retired versions stop;
+        and at once for every model already served. (The native gRPC transport keeps its
+        C++ model table in step this way.)"""
+        self._model_listeners.append(listener)
+        for name, versions in list(self._models.items()):
+            listener(name, versions)
+
+    def remove_model_listener(self, listener: Any) -> None:
+        self._model_listeners.remove(listener)
+
     def _versions(self, name: str) -> dict[int, LoadedModel]:
         return self._models.get(name, {})
 
@@ -179,6 +192,8 @@ class Server:
         else:
             self._models.pop(name, None)
             self._latest.pop(name, None)
+        for listener in self._model_listeners:
+            listener(name, new)
         for m in retired:
             m.stop()
 

@@ -1,0 +1,328 @@
+#include "grpc_connection.h"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "grpc_compression.h"
+#include "grpc_infer_fast_path.h"
+
+namespace tritonlite {
+namespace grpc {
+
+namespace {
+
+constexpr char kInferenceService[] = "/inference.GRPCInferenceService/";
+constexpr size_t kInferenceServiceSize = sizeof(kInferenceService) - 1;
+constexpr int kMaxReadsPerWakeup = 16;
+
+bool StartsWith(const std::string& s, const char* prefix, size_t n) {
+  return s.size() >= n && s.compare(0, n, prefix) == 0;
+}
+
+const std::string& OkTrailers() {
+  static const std::string block = TrailerBlock(GrpcStatus::kOk, "", false);
+  return block;
+}
+
+}  // namespace
+
+GrpcConnection::GrpcConnection(int fd, uint64_t id, TransportContext* context,
+                               std::shared_ptr<Outbox> outbox, DeadlineScheduler* deadlines)
+    : fd_(fd),
+      id_(id),
+      context_(context),
+      outbox_(std::move(outbox)),
+      deadlines_(deadlines),
+      h2_(this, context->options.http2) {
+  h2_.Start();
+}
+
+GrpcConnection::~GrpcConnection() {
+  for (auto& kv : calls_) CancelForwarded(kv.second);
+  close(fd_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket
+
+bool GrpcConnection::OnReadable(uint8_t* scratch, size_t scratch_size) {
+  for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
+    const ssize_t n = recv(fd_, scratch, scratch_size, 0);
+    if (n > 0) {
+      h2_.Feed(scratch, static_cast<size_t>(n));
+      if (h2_.failed() || static_cast<size_t>(n) < scratch_size) return true;
+    } else if (n == 0) {
+      return false;
+    } else if (errno == EINTR) {
+      continue;
+    } else {
+      return errno == EAGAIN || errno == EWOULDBLOCK;
+    }
+  }
+  return true;  // more may be waiting: level-triggered epoll calls again
+}
+
+bool GrpcConnection::Flush() {
+  while (true) {
+    if (h2_.output_size() == 0) {
+      h2_.PumpData();
+      if (h2_.output_size() == 0) return true;
+    }
+    const ssize_t n = send(fd_, h2_.output_data(), h2_.output_size(), MSG_NOSIGNAL);
+    if (n > 0) {
+      h2_.ConsumeOutput(static_cast<size_t>(n));
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else {
+      return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests
+
+void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& headers,
+                                      bool end_stream) {
+  const TransportOptions& options = context_->options;
+  std::string http_method, content_type, timeout, encoding;
+  Call call(options.max_message_bytes);
+  for (http2::HeaderField& h : headers) {
+    if (h.name == ":method") {
+      http_method = std::move(h.value);
+    } else if (h.name == ":path") {
+      call.path = std::move(h.value);
+    } else if (h.name[0] == ':') {
+      continue;
+    } else if (h.name == "content-type") {
+      content_type = std::move(h.value);
+    } else if (h.name == "grpc-timeout") {
+      timeout = std::move(h.value);
+    } else if (h.name == "grpc-encoding") {
+      encoding = std::move(h.value);
+    } else if (h.name == "te" || StartsWith(h.name, "grpc-", 5)) {
+      continue;  // transport headers, not call metadata
+    } else {
+      call.metadata.emplace_back(std::move(h.name), std::move(h.value));
+    }
+  }
+  if (http_method != "POST") {
+    h2_.SendHeaders(stream_id, HttpErrorBlock(405, GrpcStatus::kUnimplemented,
+                                              "gRPC requires HTTP POST"), true);
+    return;
+  }
+  if (!StartsWith(content_type, "application/grpc", 16)) {
+    h2_.SendHeaders(stream_id, HttpErrorBlock(415, GrpcStatus::kInternal,
+                                              "invalid gRPC content-type '" + content_type + "'"),
+                    true);
+    return;
+  }
+  if (StartsWith(call.path, kInferenceService, kInferenceServiceSize)) {
+    call.method = call.path.substr(kInferenceServiceSize);
+  } else {
+    call.method = call.path.empty() ? call.path : call.path.substr(1);
+  }
+  const auto& streaming = options.streaming_methods;
+  if (std::find(streaming.begin(), streaming.end(), call.method) != streaming.end()) {
+    call.kind = CallKind::kStreaming;
+  } else if (options.fast_infer && call.method == "ModelInfer") {
+    call.kind = CallKind::kFastInfer;
+  }
+  uint64_t timeout_ns = 0;
+  if (!timeout.empty() && ParseGrpcTimeout(timeout, &timeout_ns)) {
+    call.deadline_ns = NowNs() + timeout_ns;
+    deadlines_->AddDeadline(call.deadline_ns, id_, stream_id);
+  }
+  if (!encoding.empty() && encoding != "identity") {
+    if (!CanDecompress(encoding)) {
+      FailCall(stream_id, GrpcStatus::kUnimplemented,
+               "message compression '" + encoding + "' is not supported (this server accepts " +
+                   AcceptedEncodings() + ")");
+      return;
+    }
+    call.encoding = std::move(encoding);
+  }
+  Call& c = calls_.emplace(stream_id, std::move(call)).first->second;
+  if (c.kind == CallKind::kStreaming) Forward(stream_id, c, CallEventKind::kStart, nullptr);
+  if (end_stream) OnRequestEnd(stream_id, c);
+}
+
+void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size_t size,
+                                   bool end_stream) {
+  auto it = calls_.find(stream_id);
+  if (it == calls_.end()) return;  // already answered: the rest is ignored
+  Call& call = it->second;
+  if (size > 0) {
+    received_.clear();
+    std::string error;
+    const bool ok = call.reader.Append(data, size, &received_, &error);
+    for (ReceivedMessage& m : received_) {
+      if (!OnMessage(stream_id, call, std::move(m))) {
+        received_.clear();
+        return;
+      }
+    }
+    received_.clear();
+    if (!ok) {
+      FailCall(stream_id, GrpcStatus::kResourceExhausted, error);
+      return;
+    }
+  }
+  if (end_stream) OnRequestEnd(stream_id, call);
+}
+
+bool GrpcConnection::OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received) {
+  MessagePtr message = std::move(received.message);
+  if (received.compressed) {
+    if (call.encoding.empty()) {
+      FailCall(stream_id, GrpcStatus::kInternal,
+               "a compressed message arrived on a call without grpc-encoding");
+      return false;
+    }
+    std::string plain;
+    const size_t max = context_->options.max_message_bytes;
+    switch (Decompress(call.encoding, message->data(), message->size(), max, &plain)) {
+      case DecompressResult::kOk: break;
+      case DecompressResult::kTooLarge:
+        FailCall(stream_id, GrpcStatus::kResourceExhausted,
+                 "Received message larger than max (decompressed beyond " + std::to_string(max) +
+                     " bytes)");
+        return false;
+      case DecompressResult::kCorrupt:
+        FailCall(stream_id, GrpcStatus::kInternal,
+                 "could not decompress a '" + call.encoding + "' message");
+        return false;
+    }
+    message = std::make_shared<MessageBuffer>(std::move(plain));
+  }
+  if (call.kind == CallKind::kStreaming) {
+    Forward(stream_id, call, CallEventKind::kMessage, std::move(message));
+    return true;
+  }
+  call.messages.push_back(std::move(message));
+  if (call.messages.size() > 1) {
+    FailCall(stream_id, GrpcStatus::kInternal,
+             "received more than one request message for unary method '" + call.method + "'");
+    return false;
+  }
+  return true;
+}
+
+void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
+  if (call.reader.partial()) {
+    FailCall(stream_id, GrpcStatus::kInternal, "the request ended in the middle of a message");
+    return;
+  }
+  if (call.kind == CallKind::kStreaming) {
+    Forward(stream_id, call, CallEventKind::kHalfClose, nullptr);
+    return;
+  }
+  if (call.messages.size() != 1) {
+    FailCall(stream_id, GrpcStatus::kInternal,
+             "received no request message for unary method '" + call.method + "'");
+    return;
+  }
+  MessagePtr message = std::move(call.messages[0]);
+  call.messages.clear();
+  if (call.kind == CallKind::kFastInfer) {
+    const FastInferResult r =
+        TryFastInfer(message, context_->registry, CallAddress{outbox_, id_, stream_id});
+    if (r.outcome == FastInferResult::Outcome::kQueued) return;
+    if (r.outcome == FastInferResult::Outcome::kRejected) {
+      FailCall(stream_id, GrpcStatusFromCore(r.status.code()), r.status.message());
+      return;
+    }
+  }
+  Forward(stream_id, call, CallEventKind::kUnary, std::move(message));
+}
+
+std::shared_ptr<ForwardedCall> GrpcConnection::MakeForwardedCall(uint32_t stream_id, Call& call) {
+  return std::make_shared<ForwardedCall>(
+      context_->next_call_id.fetch_add(1, std::memory_order_relaxed),
+      CallAddress{outbox_, id_, stream_id}, call.method, call.path, std::move(call.metadata),
+      call.deadline_ns, call.kind == CallKind::kStreaming);
+}
+
+void GrpcConnection::Forward(uint32_t stream_id, Call& call, CallEventKind kind,
+                             MessagePtr message) {
+  if (call.forwarded == nullptr) call.forwarded = MakeForwardedCall(stream_id, call);
+  context_->bridge->Post(CallEvent{kind, call.forwarded, std::move(message)});
+}
+
+// ---------------------------------------------------------------------------------------------
+// Answers
+
+void GrpcConnection::SendHeadersOnce(uint32_t stream_id, Call& call) {
+  if (call.headers_sent) return;
+  call.headers_sent = true;
+  h2_.SendHeaders(stream_id, ResponseHeaderBlock(), false);
+}
+
+void GrpcConnection::Deliver(Outbound&& item) {
+  auto it = calls_.find(item.stream_id);
+  if (it == calls_.end()) return;  // cancelled, expired or already answered
+  Call& call = it->second;
+  const uint32_t id = item.stream_id;
+  switch (item.kind) {
+    case Outbound::Kind::kMessage:
+      SendHeadersOnce(id, call);
+      h2_.SendData(id, std::move(item.framed), false);
+      break;
+    case Outbound::Kind::kReply:
+      SendHeadersOnce(id, call);
+      calls_.erase(it);
+      h2_.SendData(id, std::move(item.framed), false);
+      h2_.SendTrailers(id, OkTrailers());
+      break;
+    case Outbound::Kind::kFinish: {
+      const bool headers_sent = call.headers_sent;
+      calls_.erase(it);
+      if (headers_sent) {
+        h2_.SendTrailers(id, TrailerBlock(item.status, item.message, false));
+      } else {
+        h2_.SendHeaders(id, TrailerBlock(item.status, item.message, true), true);
+      }
+      break;
+    }
+  }
+}
+
+void GrpcConnection::CancelForwarded(Call& call) {
+  if (call.forwarded == nullptr || call.forwarded->finished()) return;
+  call.forwarded->MarkCancelled();
+  context_->bridge->Post(CallEvent{CallEventKind::kCancel, call.forwarded, nullptr});
+}
+
+void GrpcConnection::FailCall(uint32_t stream_id, GrpcStatus status, const std::string& message) {
+  bool headers_sent = false;
+  auto it = calls_.find(stream_id);
+  if (it != calls_.end()) {
+    headers_sent = it->second.headers_sent;
+    CancelForwarded(it->second);
+    calls_.erase(it);
+  }
+  if (headers_sent) {
+    h2_.SendTrailers(stream_id, TrailerBlock(status, message, false));
+  } else {
+    h2_.SendHeaders(stream_id, TrailerBlock(status, message, true), true);
+  }
+}
+
+void GrpcConnection::OnStreamReset(uint32_t stream_id, http2::ErrorCode) {
+  auto it = calls_.find(stream_id);
+  if (it == calls_.end()) return;
+  CancelForwarded(it->second);
+  calls_.erase(it);
+}
+
+void GrpcConnection::OnDeadline(uint32_t stream_id) {
+  if (calls_.count(stream_id) != 0) {
+    FailCall(stream_id, GrpcStatus::kDeadlineExceeded, "Deadline Exceeded");
+  }
+}
+
+}  // namespace grpc
+}  // namespace tritonlite

@@ -1,0 +1,119 @@
+// GrpcConnection: gRPC calls over one accepted socket. It reads into the HTTP/2 state machine,
+// turns each stream into a call (method routing, grpc-timeout deadline, grpc-encoding,
+// length-prefixed messages), serves ModelInfer on the fast path or forwards the call to Python
+// through the bridge, and writes the answers that arrive through its I/O thread's outbox.
+// Owned and driven by one I/O thread; nothing here is thread-safe.
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "grpc_bridge.h"
+#include "grpc_model_registry.h"
+#include "grpc_outbox.h"
+#include "grpc_protocol.h"
+#include "http2_connection.h"
+
+namespace tritonlite {
+namespace grpc {
+
+struct TransportOptions {
+  size_t max_message_bytes = 64u << 20;
+  http2::ConnectionOptions http2;
+  // RPC names (as ForwardedCall::method) that stream; every other method is unary.
+  std::vector<std::string> streaming_methods{"ModelStreamInfer"};
+  bool fast_infer = true;  // serve ModelInfer in C++ for the models in the registry
+};
+
+// What every connection of a server shares.
+struct TransportContext {
+  TransportOptions options;
+  ModelRegistry registry;
+  std::shared_ptr<Bridge> bridge = std::make_shared<Bridge>();
+  std::atomic<uint64_t> next_call_id{1};
+};
+
+// Wakes an I/O thread when a call's deadline passes.
+class DeadlineScheduler {
+ public:
+  virtual ~DeadlineScheduler() = default;
+  virtual void AddDeadline(uint64_t deadline_ns, uint64_t connection_id, uint32_t stream_id) = 0;
+};
+
+class GrpcConnection : private http2::ConnectionHandler {
+ public:
+  GrpcConnection(int fd, uint64_t id, TransportContext* context, std::shared_ptr<Outbox> outbox,
+                 DeadlineScheduler* deadlines);
+  // Cancels the calls still open (forwarded ones hear of it) and closes the socket.
+  ~GrpcConnection() override;
+  GrpcConnection(const GrpcConnection&) = delete;
+  GrpcConnection& operator=(const GrpcConnection&) = delete;
+
+  uint64_t id() const { return id_; }
+  int fd() const { return fd_; }
+
+  // Reads what the socket has (into `scratch`) and processes it. Returns false once the peer
+  // closed the connection or the socket failed.
+  bool OnReadable(uint8_t* scratch, size_t scratch_size);
+  // Writes pending output. Returns false on a socket error.
+  bool Flush();
+  bool wants_write() const { return h2_.output_size() > 0; }
+  // An answer from another thread (the fast path's sink or Python).
+  void Deliver(Outbound&& item);
+  void OnDeadline(uint32_t stream_id);
+  // Graceful shutdown: GOAWAY; open calls go on.
+  void Shutdown() { h2_.Shutdown(); }
+  // Nothing more to do: a connection error (its GOAWAY was written if the socket took it), or
+  // drained after shutdown with the output flushed.
+  bool finished() const { return h2_.failed() || (!wants_write() && h2_.drained()); }
+  size_t call_count() const { return calls_.size(); }
+  bool has_call(uint32_t stream_id) const { return calls_.count(stream_id) != 0; }
+
+ private:
+  enum class CallKind : uint8_t { kFastInfer, kUnary, kStreaming };
+  struct Call {
+    CallKind kind = CallKind::kUnary;
+    std::string method;
+    std::string path;
+    Metadata metadata;
+    uint64_t deadline_ns = 0;
+    std::string encoding;  // grpc-encoding of the request messages ("" = identity)
+    MessageReader reader;
+    std::vector<MessagePtr> messages;  // unary: received so far
+    std::shared_ptr<ForwardedCall> forwarded;
+    bool headers_sent = false;
+    explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
+  };
+
+  void OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& headers, bool end_stream) override;
+  void OnRequestData(uint32_t stream_id, const uint8_t* data, size_t size,
+                     bool end_stream) override;
+  void OnStreamReset(uint32_t stream_id, http2::ErrorCode code) override;
+
+  // A complete message (decompressed); false when the call was ended because of it.
+  bool OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received);
+  void OnRequestEnd(uint32_t stream_id, Call& call);
+  void Forward(uint32_t stream_id, Call& call, CallEventKind kind, MessagePtr message);
+  std::shared_ptr<ForwardedCall> MakeForwardedCall(uint32_t stream_id, Call& call);
+  // Ends a call from this side: status to the client, a cancel event to Python.
+  void FailCall(uint32_t stream_id, GrpcStatus status, const std::string& message);
+  void CancelForwarded(Call& call);
+  void SendHeadersOnce(uint32_t stream_id, Call& call);
+
+  const int fd_;
+  const uint64_t id_;
+  TransportContext* const context_;
+  const std::shared_ptr<Outbox> outbox_;
+  DeadlineScheduler* const deadlines_;
+  http2::Connection h2_;
+  std::unordered_map<uint32_t, Call> calls_;
+  std::vector<ReceivedMessage> received_;  // scratch for MessageReader
+};
+
+}  // namespace grpc
+}  // namespace tritonlite

@@ -1,0 +1,172 @@
+#include "grpc_infer_fast_path.h"
+
+#include <limits>
+#include <utility>
+
+#include "datatype.h"
+
+namespace tritonlite {
+namespace grpc {
+
+namespace {
+
+// An InferParameter as an unsigned integer (int64 >= 0 or uint64); false otherwise.
+bool UnsignedParameter(const WireParameter& p, uint64_t* value) {
+  if (p.kind == WireParameter::Kind::kInt64 && p.int64_value >= 0) {
+    *value = static_cast<uint64_t>(p.int64_value);
+    return true;
+  }
+  if (p.kind == WireParameter::Kind::kUint64) {
+    *value = p.uint64_value;
+    return true;
+  }
+  return false;
+}
+
+// Request-level parameters into the request; false for anything the fast path leaves to Python.
+bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
+  for (const auto& kv : parameters) {
+    const std::string_view key = kv.first;
+    const WireParameter& p = *FindParameter(parameters, key);  // the last value of the key
+    uint64_t u = 0;
+    if (key == "priority") {
+      if (!UnsignedParameter(p, &u) || u > std::numeric_limits<uint32_t>::max()) return false;
+      r->priority = static_cast<uint32_t>(u);
+    } else if (key == "timeout") {
+      if (!UnsignedParameter(p, &u)) return false;
+      r->timeout_us = u;
+    } else if (key == "sequence_id") {
+      if (p.kind == WireParameter::Kind::kString) {
+        r->correlation_id_str = std::string(p.string_value);
+        r->correlation_id = 0;
+      } else if (UnsignedParameter(p, &u)) {
+        r->correlation_id = u;
+        r->correlation_id_str.clear();
+      } else {
+        return false;
+      }
+    } else if (key == "sequence_start" || key == "sequence_end") {
+      if (p.kind != WireParameter::Kind::kBool) return false;
+      const uint32_t flag = key == "sequence_start" ? kSequenceStart : kSequenceEnd;
+      r->flags = p.bool_value ? (r->flags | flag) : (r->flags & ~flag);
+    } else if (key == "triton_enable_empty_final_response") {
+      // Only decoupled models answer with an empty final response, and they never take the
+      // fast path (perf_analyzer sends it on every request).
+    } else {
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+InferResponseSink::InferResponseSink(CallAddress address, std::string model_name,
+                                     std::string model_version, std::string request_id)
+    : address_(std::move(address)),
+      model_name_(std::move(model_name)),
+      model_version_(std::move(model_version)),
+      request_id_(std::move(request_id)) {}
+
+void InferResponseSink::Complete(InferResponse&& response) {
+  InferResponse done = std::move(response);  // released here, after the answer is posted
+  if (answered_.exchange(true)) return;
+  try {
+    Answer(done);
+  } catch (const std::exception&) {
+    // Out of memory while encoding or posting: the call ends with its deadline or connection;
+    // the worker thread must not die for it.
+  }
+}
+
+void InferResponseSink::Answer(const InferResponse& done) {
+  Outbound o;
+  o.connection_id = address_.connection_id;
+  o.stream_id = address_.stream_id;
+  if (done.status.ok()) {
+    try {
+      o.framed.assign(kMessagePrefixSize, '\0');
+      EncodeModelInferResponse(model_name_, model_version_, request_id_, done.outputs, &o.framed);
+      WriteMessagePrefix(reinterpret_cast<uint8_t*>(&o.framed[0]),
+                         o.framed.size() - kMessagePrefixSize);
+      o.kind = Outbound::Kind::kReply;
+    } catch (const Error& e) {  // e.g. a GPU output in a build without CUDA
+      o.framed = std::string();
+      o.kind = Outbound::Kind::kFinish;
+      o.status = GrpcStatusFromCore(e.code());
+      o.message = e.what();
+    }
+  } else {
+    o.kind = Outbound::Kind::kFinish;
+    o.status = GrpcStatusFromCore(done.status.code());
+    o.message = done.status.message();
+  }
+  address_.outbox->Post(std::move(o));
+}
+
+RequestPtr BuildInferRequest(const WireInferRequest& wire, const MessagePtr& message) {
+  if (wire.raw_input_contents.size() != wire.inputs.size()) return nullptr;
+  auto r = std::make_unique<InferRequest>();
+  if (!ApplyParameters(wire.parameters, r.get())) return nullptr;
+  r->id = std::string(wire.id);
+  // The tensors' owner is the message buffer (aliasing: the pointer is the bytes).
+  const std::shared_ptr<const void> owner(message, message->data());
+  r->inputs.reserve(wire.inputs.size());
+  for (size_t i = 0; i < wire.inputs.size(); ++i) {
+    const WireInferInput& in = wire.inputs[i];
+    if (in.has_contents || !in.parameters.empty()) return nullptr;
+    const std::string datatype(in.datatype);
+    if (datatype.rfind("TYPE_", 0) == 0) return nullptr;  // config spelling: not on the wire
+    const DataType dtype = DataTypeFromName(datatype);
+    if (dtype == DataType::kInvalid) return nullptr;
+    const std::string_view raw = wire.raw_input_contents[i];
+    try {
+      Tensor t = Tensor::View(dtype, in.shape, raw.data(), raw.size(), owner);
+      t.set_read_only();
+      r->inputs.emplace_back(std::string(in.name), std::move(t));
+    } catch (const Error&) {
+      return nullptr;  // byte size or BYTES layout does not match: Python words the error
+    }
+  }
+  r->requested_outputs.reserve(wire.outputs.size());
+  for (const WireRequestedOutput& out : wire.outputs) {
+    if (!out.parameters.empty()) return nullptr;
+    r->requested_outputs.emplace_back(out.name);
+  }
+  return r;
+}
+
+FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& registry,
+                             const CallAddress& address) {
+  FastInferResult result;
+  WireInferRequest wire;
+  if (!DecodeModelInferRequest(message->data(), message->size(), &wire)) return result;
+  std::shared_ptr<ModelRunner> runner = registry.Find(wire.model_name, wire.model_version);
+  // Two tries: a version retired between the lookup and the enqueue refuses the request as
+  // UNAVAILABLE; by then the registry holds its successor (or nothing: then Python answers).
+  for (int attempt = 0; attempt < 2 && runner != nullptr; ++attempt) {
+    RequestPtr request = BuildInferRequest(wire, message);
+    if (request == nullptr) return result;
+    const ModelSpec& spec = runner->spec();
+    request->sink = std::make_shared<InferResponseSink>(
+        address, spec.name, std::to_string(spec.version), request->id);
+    try {
+      runner->Enqueue(std::move(request));
+      result.outcome = FastInferResult::Outcome::kQueued;
+      return result;
+    } catch (const Error& e) {
+      std::shared_ptr<ModelRunner> now = registry.Find(wire.model_name, wire.model_version);
+      if (e.code() == StatusCode::kUnavailable && attempt == 0 && now != runner) {
+        runner = std::move(now);
+        continue;
+      }
+      result.outcome = FastInferResult::Outcome::kRejected;
+      result.status = Status(e.code(), e.what());
+      return result;
+    }
+  }
+  return result;  // kForward
+}
+
+}  // namespace grpc
+}  // namespace tritonlite

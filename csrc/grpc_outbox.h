@@ -1,0 +1,40 @@
+// Outbox: what other threads have for the calls of one I/O thread. Worker threads post
+// finished inferences and the Python loop posts the answers of forwarded calls; the I/O thread
+// drains them in one go and writes them out.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "grpc_protocol.h"
+#include "grpc_wakeup_queue.h"
+
+namespace tritonlite {
+namespace grpc {
+
+struct Outbound {
+  enum class Kind : uint8_t {
+    kMessage,  // one response message (more may follow)
+    kFinish,   // trailers with `status` and `message`: the call is over
+    kReply,    // a unary response: the message, then status OK
+  };
+  uint64_t connection_id = 0;
+  uint32_t stream_id = 0;
+  Kind kind = Kind::kMessage;
+  std::string framed;  // the message with its 5-byte prefix (kMessage, kReply)
+  GrpcStatus status = GrpcStatus::kOk;
+  std::string message;  // grpc-message (kFinish)
+};
+
+using Outbox = WakeupQueue<Outbound>;
+
+// Where a call's answers go: its I/O thread's outbox, connection and stream.
+struct CallAddress {
+  std::shared_ptr<Outbox> outbox;
+  uint64_t connection_id = 0;
+  uint32_t stream_id = 0;
+};
+
+}  // namespace grpc
+}  // namespace tritonlite

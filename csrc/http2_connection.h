@@ -1,0 +1,162 @@
+// Http2Connection: the server side of one HTTP/2 connection (RFC 9113) as a state machine over
+// bytes, with no sockets: Feed() takes what was read, the output buffer holds what to write.
+// It checks the preface, parses and validates frames, decodes header blocks (HPACK), tracks
+// stream states, answers SETTINGS and PING, enforces and replenishes its receive windows,
+// respects the peer's send windows and frame size when sending, and turns protocol errors into
+// RST_STREAM (stream errors) or GOAWAY (connection errors). Request headers and body bytes go
+// to a ConnectionHandler (the gRPC layer), which answers through SendHeaders/SendData/
+// SendTrailers. Single-threaded: the owner serializes every call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+
+#include "http2_frame.h"
+#include "http2_hpack.h"
+
+namespace tritonlite {
+namespace http2 {
+
+struct ConnectionOptions {
+  uint32_t max_concurrent_streams = 1024;
+  uint32_t initial_stream_window = 1u << 20;  // our receive window per stream
+  uint32_t connection_window = 16u << 20;     // our receive window for the connection
+  uint32_t max_frame_size = kMinMaxFrameSize;  // largest frame payload we accept
+  uint32_t max_header_list_size = 64u << 10;
+};
+
+class ConnectionHandler {
+ public:
+  virtual ~ConnectionHandler() = default;
+  // A new stream's request headers (pseudo-headers first, names lowercase).
+  virtual void OnRequestHeaders(uint32_t stream_id, HeaderList&& headers, bool end_stream) = 0;
+  // Request body bytes (DATA payloads without padding), in order; `end_stream` marks the
+  // client's half-close (then `size` may be 0).
+  virtual void OnRequestData(uint32_t stream_id, const uint8_t* data, size_t size,
+                             bool end_stream) = 0;
+  // The stream ended abnormally (the peer reset it, or a stream error was found here): no more
+  // callbacks for it, and anything sent to it is dropped.
+  virtual void OnStreamReset(uint32_t stream_id, ErrorCode code) = 0;
+};
+
+class Connection {
+ public:
+  Connection(ConnectionHandler* handler, const ConnectionOptions& options);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Queues the server's connection preface (SETTINGS and a connection WINDOW_UPDATE).
+  void Start();
+  // Processes bytes read from the peer. After a connection error the rest is ignored.
+  void Feed(const uint8_t* data, size_t size);
+
+  // Response side. Calls for a stream that is gone (reset, closed) do nothing.
+  // `block` is an HPACK header block (see http2_hpack.h).
+  void SendHeaders(uint32_t stream_id, const std::string& block, bool end_stream);
+  // Queues body bytes; they go out as the peer's flow-control windows allow.
+  void SendData(uint32_t stream_id, std::string data, bool end_stream);
+  // Queues trailers (HEADERS with END_STREAM) after the stream's pending data. If the client
+  // is still sending, the stream is then reset with NO_ERROR, as gRPC servers do.
+  void SendTrailers(uint32_t stream_id, std::string block);
+  // Resets a stream now, dropping what it had queued (no OnStreamReset callback).
+  void ResetStream(uint32_t stream_id, ErrorCode code);
+  // Graceful shutdown: GOAWAY(NO_ERROR); newer streams are ignored, open ones go on.
+  void Shutdown();
+  // Moves queued body bytes that the windows allow into the output buffer (up to a high-water
+  // mark); call again once the output has been written.
+  void PumpData();
+
+  // Output waiting to be written to the socket.
+  const char* output_data() const { return out_.data() + out_pos_; }
+  size_t output_size() const { return out_.size() - out_pos_; }
+  void ConsumeOutput(size_t n);
+
+  // A connection error was sent (GOAWAY): close once the output is flushed.
+  bool failed() const { return failed_; }
+  // Shutdown() was called and no stream is left.
+  bool drained() const { return going_away_ && streams_.empty(); }
+  bool peer_went_away() const { return peer_going_away_; }
+  bool stream_open(uint32_t stream_id) const { return streams_.count(stream_id) != 0; }
+  size_t stream_count() const { return streams_.size(); }
+  uint32_t peer_max_frame_size() const { return peer_max_frame_size_; }
+  const std::string& error_message() const { return error_message_; }
+
+ private:
+  struct Stream {
+    int64_t send_window = 0;
+    int64_t recv_window = 0;
+    bool remote_closed = false;
+    bool queued = false;  // in send_queue_
+    std::deque<std::string> data;
+    size_t data_offset = 0;  // bytes of data.front() already sent
+    bool end_after_data = false;
+    bool has_trailers = false;
+    std::string trailers;
+  };
+  enum class ReadState { kPreface, kFrameHeader, kFramePayload, kDataPadLength, kDataBody,
+                         kDataPadding, kClosed };
+
+  void ConnectionError(ErrorCode code, const std::string& message);
+  void StreamError(uint32_t stream_id, ErrorCode code);
+  void OnFrameHeader();
+  void OnFramePayload(const uint8_t* p, size_t n);
+  void OnDataStart(uint8_t pad_length);
+  void OnDataEnd();
+  void OnHeaders(const uint8_t* p, size_t n);
+  void OnContinuation(const uint8_t* p, size_t n);
+  void OnHeaderBlockComplete();
+  void OnRstStream(const uint8_t* p, size_t n);
+  void OnSettings(const uint8_t* p, size_t n);
+  void OnPing(const uint8_t* p, size_t n);
+  void OnGoAway(const uint8_t* p, size_t n);
+  void OnWindowUpdate(const uint8_t* p, size_t n);
+  bool ValidRequestHeaders(const HeaderList& headers) const;
+  void Enqueue(uint32_t stream_id, Stream& s);
+  // Sends as much of one stream's queue as the windows allow; returns false when the
+  // connection window is exhausted.
+  bool PumpStream(uint32_t stream_id, Stream& s);
+  void CloseLocal(uint32_t stream_id, Stream& s);
+  void SendWindowUpdates();
+  Stream* Find(uint32_t stream_id);
+
+  ConnectionHandler* const handler_;
+  const ConnectionOptions options_;
+  HpackDecoder hpack_;
+
+  ReadState state_ = ReadState::kPreface;
+  std::string in_;  // partial preface, frame header or non-DATA payload
+  FrameHeader frame_;
+  bool settings_seen_ = false;  // the peer's preface must start with SETTINGS
+  // DATA frame being streamed.
+  size_t data_left_ = 0;     // body bytes still to come
+  size_t padding_left_ = 0;  // padding bytes still to come
+  bool data_to_stream_ = false;  // the frame's stream is open for data
+  // Header block being assembled (HEADERS + CONTINUATION).
+  uint32_t header_stream_ = 0;  // nonzero while CONTINUATION frames are expected
+  bool header_end_stream_ = false;
+  std::string header_block_;
+
+  std::unordered_map<uint32_t, Stream> streams_;
+  std::deque<uint32_t> send_queue_;  // streams with queued output, in arrival order
+  uint32_t last_peer_stream_id_ = 0;
+
+  // Flow control: what we may send, and what the peer may still send us.
+  int64_t conn_send_window_ = kDefaultWindowSize;
+  int64_t conn_recv_window_ = kDefaultWindowSize;
+  int64_t peer_initial_window_ = kDefaultWindowSize;
+  uint32_t peer_max_frame_size_ = kMinMaxFrameSize;
+
+  bool going_away_ = false;
+  bool peer_going_away_ = false;
+  bool failed_ = false;
+  std::string error_message_;
+
+  std::string out_;
+  size_t out_pos_ = 0;
+};
+
+}  // namespace http2
+}  // namespace tritonlite
