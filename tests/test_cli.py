@@ -100,3 +100,41 @@ def test_tls_needs_its_certificates(tmp_path: Path, flag: str) -> None:
                "--grpc-server-key", str(tmp_path / "missing.key"))  # fmt: skip
     assert proc.returncode == 1
     assert "unable to read the gRPC server key" in proc.stderr
+
+
+def test_grpc_over_tls(tmp_path: Path) -> None:
+    """--grpc-use-ssl serves gRPC over TLS (grpcio's transport); plaintext clients fail."""
+    import shutil
+
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    key, cert = tmp_path / "server.key", tmp_path / "server.crt"
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                    "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   check=True, capture_output=True)  # fmt: skip
+    repo = slow_repo(tmp_path / "repo")
+    srv = ServerProcess(repo, args=("--grpc-use-ssl=true", f"--grpc-server-cert={cert}",
+                                    f"--grpc-server-key={key}"))  # fmt: skip
+    srv.wait_live = lambda: None  # the plaintext liveness probe cannot talk TLS
+    with srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url, ssl=True, root_certificates=str(cert))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if client.is_server_live():
+                    break
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        a = np.ones((1, 16), np.int32)
+        inputs = [grpcclient.InferInput("INPUT0", [1, 16], "INT32"),
+                  grpcclient.InferInput("INPUT1", [1, 16], "INT32")]  # fmt: skip
+        inputs[0].set_data_from_numpy(a)
+        inputs[1].set_data_from_numpy(a)
+        assert client.infer("simple", inputs).as_numpy("OUTPUT0").tolist() == [[2] * 16]
+        plain = grpcclient.InferenceServerClient(srv.grpc_url)
+        with pytest.raises(Exception):
+            plain.is_server_live()
