@@ -433,3 +433,40 @@ def test_system_shared_memory_inference(client: grpcclient.InferenceServerClient
         assert client.get_system_shared_memory_status(as_json=True).get("regions", {}) == {}
     finally:
         shm.destroy_shared_memory_region(handle)
+
+
+def test_decoupled_python_models_stream_over_grpc(tmp_path: Path) -> None:
+    """Triton's decoupled repeat and square python models, streamed over ModelStreamInfer."""
+    import shutil
+
+    repo = tmp_path / "repo"
+    for name in ("repeat", "square"):
+        shutil.copytree(HERE / "python_models" / name, repo / name)
+    with ServerProcess(repo) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        results: queue.Queue[Any] = queue.Queue()
+        client.start_stream(callback=lambda result, error: results.put((result, error)))
+        try:
+            values = np.array([4, 8, 15, 16], np.int32)
+            x = grpcclient.InferInput("IN", [4], "INT32")
+            x.set_data_from_numpy(values)
+            client.async_stream_infer("repeat", [x], request_id="r",
+                                      enable_empty_final_response=True)  # fmt: skip
+            got, final_seen = [], False
+            while not final_seen:
+                result, error = results.get(timeout=30)
+                assert error is None, error
+                resp = result.get_response()
+                final_seen = resp.parameters["triton_final_response"].bool_param
+                if result.as_numpy("OUT") is not None:
+                    got.append((int(result.as_numpy("IDX")[0]), int(result.as_numpy("OUT")[0])))
+            assert got == [(i, int(v)) for i, v in enumerate(values)]
+
+            n = grpcclient.InferInput("IN", [1], "INT32")
+            n.set_data_from_numpy(np.array([5], np.int32))
+            client.async_stream_infer("square", [n])
+            outs = [results.get(timeout=30) for _ in range(5)]
+            assert all(e is None for _, e in outs)
+            assert [int(r.as_numpy("OUT")[0]) for r, _ in outs] == [5] * 5
+        finally:
+            client.stop_stream()
