@@ -218,7 +218,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
     )
     try:
-        return asyncio.run(_serve(args))
+        try:
+            import uvloop  # a faster event loop for the HTTP and Python paths, when installed
+
+            return uvloop.run(_serve(args))
+        except ImportError:
+            return asyncio.run(_serve(args))
     except TritonError as e:
         log.error("error: creating server: %s - %s", e.status, e.message)
         return 1
