@@ -282,3 +282,18 @@ def test_bad_backlog_parameter_is_a_load_error(tmp_path: Path) -> None:
     config = text_format.Parse(text, mc.ModelConfig())
     with pytest.raises(TritonError, match="parameter 'sequence_backlog_limit' must be a non-negative integer"):
         Server().add_model(config, ControlRecorder())
+
+
+def test_infer_and_infer_async_take_sequence_fields(tmp_path: Path) -> None:
+    server, _ = accumulator(tmp_path)
+    x = {"INPUT": np.array([[2.0]], np.float32)}
+    try:
+        assert server.infer("acc", x, correlation_id=5, flags=START)["OUTPUT"][0, 0] == 2.0
+
+        async def main() -> float:
+            out = await server.infer_async("acc", x, correlation_id=5, flags=END)
+            return float(out["OUTPUT"][0, 0])
+
+        assert asyncio.run(main()) == 4.0
+    finally:
+        server.close()

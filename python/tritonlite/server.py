@@ -329,12 +329,16 @@ class Server:
         priority: int = 0,
         timeout_us: int = 0,
         request_id: str = "",
+        correlation_id: int = 0,
+        correlation_id_str: str = "",
+        flags: int = 0,
     ) -> asyncio.Future[dict[str, np.ndarray]]:
         """Like ``infer``, from the running event loop: await the returned future. Bad requests
         raise here, before anything is queued."""
         return self._submit(  # type: ignore[no-any-return]
-            True, model, inputs, outputs, version, request_id, priority, timeout_us, 0, "", 0
-        )
+            True, model, inputs, outputs, version, request_id, priority, timeout_us,
+            correlation_id, correlation_id_str, flags,
+        )  # fmt: skip
 
     def submit(
         self,
