@@ -1456,3 +1456,41 @@ def test_concurrent_clients_get_their_own_answers(env: Env) -> None:
     for t in threads:
         t.join(60)
     assert not errors
+
+
+# ---- the JSON codec: the fast path (orjson) never changes what the exact path (json) does ----
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"outputs": [{"name": "A", "datatype": "FP32", "data": [1.5, float("nan"), float("inf")]}]},
+        {"s": "\udcff\udcfeabc"},  # raw non-UTF-8 bytes kept as surrogate escapes
+        {"big": 2**70, "neg": -(2**64)},
+        {"plain": [1, 2.25, None, True, "ü"]},
+    ],
+)
+def test_codec_dumps_matches_the_exact_encoder(obj: Any) -> None:
+    import json as stdjson
+
+    from tritonlite.frontends import http_codec
+
+    text = stdjson.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+    expected = text.encode("utf-8", "surrogateescape")
+    assert http_codec.dumps(obj) == expected
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b'{"a":[1,2.5,null]}', b'{"x":NaN,"y":Infinity}', b'{"s":"\xff\xfe"}',
+     b'{"big":123456789012345678901234567890}'],
+)  # fmt: skip
+def test_codec_loads_matches_the_exact_decoder(raw: bytes) -> None:
+    import json as stdjson
+
+    from tritonlite.frontends import http_codec
+
+    assert http_codec.loads(raw) == stdjson.loads(raw.decode("utf-8", "surrogateescape")) or (
+        raw.startswith(b'{"x":NaN')  # NaN != NaN: compare the shape instead
+        and str(http_codec.loads(raw)) == str(stdjson.loads(raw.decode()))
+    )

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+import re
 import zlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import orjson
 
 from .. import _core
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
@@ -59,6 +62,13 @@ def _bad(message: str) -> TritonError:
 
 def loads(raw: bytes | memoryview) -> Any:
     """Parse a JSON document; bytes that are not UTF-8 survive inside strings."""
+    # The fast path: valid UTF-8, standard JSON, no number of 20+ digits (orjson would turn an
+    # integer wider than 64 bits into a float; the exact path keeps it an int).
+    if _LONG_NUMBER.search(raw) is None:
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # invalid UTF-8, NaN/Infinity, errors: the exact path below gives the message
     text = bytes(raw).decode("utf-8", "surrogateescape")
     try:
         return json.loads(text)
@@ -68,9 +78,28 @@ def loads(raw: bytes | memoryview) -> Any:
         raise _bad("failed to parse the request JSON buffer: nesting is too deep") from None
 
 
+_LONG_NUMBER = re.compile(rb"[0-9]{20}")
+
+
+def _non_finite(obj: Any) -> bool:
+    if isinstance(obj, float):
+        return not math.isfinite(obj)
+    if isinstance(obj, dict):
+        return any(_non_finite(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return any(_non_finite(v) for v in obj)
+    return False
+
+
 def dumps(obj: Any) -> bytes:
     """Compact JSON; strings decoded with ``surrogateescape`` come back as their raw bytes (other
     lone surrogates, which have no UTF-8 form, are written as \\u escapes)."""
+    try:
+        out = orjson.dumps(obj)  # the fast path; it writes NaN/Infinity as null, so check those
+        if b"null" not in out or not _non_finite(obj):
+            return out
+    except (orjson.JSONEncodeError, TypeError):
+        pass  # lone surrogates, non-str keys, big integers: the exact path below
     text = json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
     try:
         return text.encode("utf-8", "surrogateescape")
