@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as model_config
 from .backends import get_backend_factory
-from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
+from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, TritonError
 from .model import LoadedModel
 
 if TYPE_CHECKING:
@@ -379,7 +379,7 @@ class ModelRepository:
 
         # Swap in what loaded (old versions keep serving until now), then retire the rest.
         self.server._install(name, loaded, keep=set(versions))
-        for version, lm in loaded.items():
+        for version in loaded:
             entry.versions[version] = _VersionState(READY)
         for version, reason in failures.items():
             previous = entry.versions.get(version)

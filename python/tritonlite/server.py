@@ -455,6 +455,7 @@ class Server:
             self.repository.close()
         for name in list(self._models):
             self._uninstall(name)
+        self.system_shared_memory.close()  # unmaps every client region
         for completions in self._loops.values():
             if completions.loop is not self._background:
                 completions.close()
