@@ -16,8 +16,10 @@ namespace tritonlite {
 class InstanceBackend {
  public:
   virtual ~InstanceBackend() = default;
-  // One gathered batch: inputs with the batch dim first. Fills `outputs` (at least the
-  // requested ones; all when `output_names` is empty). Called from the instance's own thread.
+  // One gathered batch: inputs with the batch dim first. Fills `outputs` with (at least) the
+  // outputs named in `output_names`, which the worker always lists (the requested outputs,
+  // every model output when a request asked for all, and any the scheduler needs).
+  // Called from the instance's own thread.
   virtual Status Execute(const NamedTensors& inputs, const std::vector<std::string>& output_names,
                          NamedTensors* outputs) = 0;
   // Per-request execution (python backend): the backend answers each request itself, any

@@ -513,8 +513,7 @@ ModelSpec ModelSpecFromPy(const py::dict& d) {
 // Runs batches through a Python backend instance: instance.execute(inputs, output_names).
 class PyInstanceBackend : public InstanceBackend {
  public:
-  PyInstanceBackend(py::object instance, std::vector<std::string> all_outputs)
-      : instance_(std::move(instance)), all_outputs_(std::move(all_outputs)) {
+  explicit PyInstanceBackend(py::object instance) : instance_(std::move(instance)) {
     execute_ = py::getattr(instance_, "execute", py::none());
   }
   ~PyInstanceBackend() override {
@@ -539,7 +538,7 @@ class PyInstanceBackend : public InstanceBackend {
                                     : py::cast(kv.second);
       }
       py::list names;
-      for (const auto& n : output_names.empty() ? all_outputs_ : output_names) names.append(n);
+      for (const auto& n : output_names) names.append(n);  // the worker always names them
       py::object result = execute_(in, names);
       if (!py::isinstance<py::dict>(result)) {
         return Status(StatusCode::kInternal, "backend execute() must return a dict of outputs, got " +
@@ -590,7 +589,6 @@ class PyInstanceBackend : public InstanceBackend {
  private:
   py::object instance_;
   py::object execute_;
-  std::vector<std::string> all_outputs_;
 };
 
 NamedTensors InputsFromPy(py::handle inputs) {
@@ -734,8 +732,6 @@ py::dict StatsToPy(const StatsSnapshot& s) {
 
 std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::list& instances) {
   ModelSpec spec = ModelSpecFromPy(spec_dict);
-  std::vector<std::string> all_outputs;
-  for (const auto& o : spec.outputs) all_outputs.push_back(o.name);
   if (spec.per_request_execution) {
     for (py::handle inst : instances) {
       if (!py::hasattr(inst, "execute_requests")) {
@@ -746,8 +742,8 @@ std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::lis
   }
   std::vector<std::unique_ptr<InstanceBackend>> backends;
   for (py::handle inst : instances) {
-    backends.push_back(std::make_unique<PyInstanceBackend>(py::reinterpret_borrow<py::object>(inst),
-                                                           all_outputs));
+    backends.push_back(
+        std::make_unique<PyInstanceBackend>(py::reinterpret_borrow<py::object>(inst)));
   }
   ModelRunner* raw = nullptr;
   {

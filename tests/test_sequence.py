@@ -236,7 +236,7 @@ def test_string_corrid_control() -> None:
     assert rec.seen[0]["CORRID"] == [b"abc"]
 
 
-def test_unload_fails_sequences_still_waiting(tmp_path: Path) -> None:
+def test_open_sequence_does_not_hold_up_unload(tmp_path: Path) -> None:
     server, _ = accumulator(tmp_path)
 
     async def main() -> None:
@@ -297,3 +297,31 @@ def test_infer_and_infer_async_take_sequence_fields(tmp_path: Path) -> None:
         assert asyncio.run(main()) == 4.0
     finally:
         server.close()
+
+
+def test_unload_fails_sequences_still_waiting_for_a_slot(tmp_path: Path) -> None:
+    version_dir = tmp_path / "acc" / "1"
+    make_accumulator_onnx(version_dir / "model.onnx")
+    config = text_format.Parse(
+        ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
+            "max_batch_size: 8", "max_batch_size: 1"
+        ),
+        mc.ModelConfig(),
+    )
+    server = Server()
+    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+    outcome: list[Any] = []
+
+    async def main() -> None:
+        await step(server, 1, 1.0, START)  # takes the only slot and keeps it
+        waiting = step(server, 2, 1.0, START)  # waits for that slot
+        await asyncio.sleep(0.05)
+        await asyncio.get_running_loop().run_in_executor(None, server.close)
+        try:
+            outcome.append(await waiting)
+        except TritonError as e:
+            outcome.append(e)
+
+    asyncio.run(main())
+    assert isinstance(outcome[0], TritonError) and outcome[0].status == "UNAVAILABLE"
+    assert "was released before this request ran" in outcome[0].message

@@ -9,7 +9,6 @@ _core.set_error_class(TritonError)
 
 Tensor = _core.Tensor
 
-from .server import Server  # noqa: E402
+from .server import Server, __version__  # noqa: E402
 
 __all__ = ["Server", "Tensor", "TritonError"]
-__version__ = "0.1.0"

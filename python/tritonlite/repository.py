@@ -178,17 +178,15 @@ class ModelRepository:
         TritonError after recording the failure in the index."""
         check_model_name(name)
         with self._lock:
-            if not files and name not in self._entries:
-                models, errors = self.scan()
-                if name not in models and name not in errors:
-                    # Not a model of this repository: nothing to track, nothing to report.
-                    raise TritonError(
-                        f"failed to load '{name}', failed to poll from model repository",
-                        NOT_FOUND,
-                    )
+            models, errors = ({}, {}) if files else self.scan()
+            if not files and name not in self._entries and name not in models | errors:
+                # Not a model of this repository: nothing to track, nothing to report.
+                raise TritonError(
+                    f"failed to load '{name}', failed to poll from model repository", NOT_FOUND
+                )
             entry = self._entries.setdefault(name, _ModelEntry())
             try:
-                path = self._model_source(name, entry, config_override, files)
+                path = self._model_source(name, entry, config_override, files, models, errors)
                 self._load_versions(name, entry, path, config_override)
             except TritonError as e:
                 if not entry.versions or all(v.state != READY for v in entry.versions.values()):
@@ -288,10 +286,17 @@ class ModelRepository:
                     )
         return out
 
-    def version_states(self, name: str) -> dict[int, str]:
+    def all_ready(self) -> bool:
+        """Strict readiness without touching the disk: every version tracked is READY or was
+        unloaded on purpose, and no model failed before any version was tried."""
         with self._lock:
-            entry = self._entries.get(name)
-            return {v: s.state for v, s in entry.versions.items()} if entry else {}
+            for entry in self._entries.values():
+                if not entry.versions and entry.error:
+                    return False
+                for st in entry.versions.values():
+                    if st.state != READY and st.reason != "unloaded":
+                        return False
+        return True
 
     # ---- internals ---------------------------------------------------------------------------
 
@@ -301,7 +306,11 @@ class ModelRepository:
         entry: _ModelEntry,
         config_override: str | None,
         files: Mapping[str, bytes] | None,
+        models: Mapping[str, Path],
+        errors: Mapping[str, str],
     ) -> Path:
+        """Where the model's files are: its repository directory (from the scan ``load`` just
+        made) or a private directory holding the uploaded files."""
         if files:
             if config_override is None:
                 raise TritonError(
@@ -309,7 +318,6 @@ class ModelRepository:
                     INVALID_ARG,
                 )
             return self._materialize_files(name, entry, files)
-        models, errors = self.scan()
         if name in errors:
             raise TritonError(errors[name], INVALID_ARG)
         path = models.get(name)

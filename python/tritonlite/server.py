@@ -212,12 +212,9 @@ class Server:
             return False
         if not self.strict_readiness or self.repository is None:
             return True
-        versions_ok = all(
-            m["state"] == "READY" or m.get("reason") == "unloaded"
-            for m in self.repository.index()
-            if "state" in m
+        return self.repository.all_ready() and all(
+            self.model_ready(name) for name in self.model_names()
         )
-        return versions_ok and all(self.model_ready(name) for name in self.model_names())
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         """Loaded, and its backend healthy (a python model's stub may be restarting)."""
