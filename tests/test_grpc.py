@@ -413,12 +413,17 @@ def test_system_shared_memory_inference(client: grpcclient.InferenceServerClient
         outputs[0].set_shared_memory("regs", nbytes, offset=2 * nbytes)
         outputs[1].set_shared_memory("regs", nbytes, offset=3 * nbytes)
         result = client.infer("simple", inputs, outputs=outputs)
-        out0 = result.get_output("OUTPUT0")
-        assert out0.parameters["shared_memory_region"].string_param == "regs"
+        # As Triton 2.51: no data in the response, one empty raw_output_contents entry per output.
+        assert list(result.get_response().raw_output_contents) == [b"", b""]
         sum_ = shm.get_contents_as_numpy(handle, np.int32, [1, 16], offset=2 * nbytes)
         diff = shm.get_contents_as_numpy(handle, np.int32, [1, 16], offset=3 * nbytes)
         np.testing.assert_array_equal(sum_, a + b)
         np.testing.assert_array_equal(diff, a - b)
+        # One output in shared memory, one in the response: raw_output_contents stays aligned
+        # with outputs (perf_analyzer and tritonclient index one by the other).
+        mixed = client.infer("simple", inputs, outputs=[outputs[0], grpcclient.InferRequestedOutput("OUTPUT1")])
+        assert [o.name for o in mixed.get_response().outputs] == ["OUTPUT0", "OUTPUT1"]
+        np.testing.assert_array_equal(mixed.as_numpy("OUTPUT1"), a - b)
         # Out of bounds: an offset past the registered region is INVALID_ARGUMENT, never a read.
         bad = grpcclient.InferInput("INPUT0", [1, 16], "INT32")
         bad.set_shared_memory("regs", nbytes, offset=4 * nbytes - 8)

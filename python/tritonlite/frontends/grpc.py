@@ -556,10 +556,9 @@ class GrpcHandlers:
                 offset = int(_param(spec.parameters, "shared_memory_offset") or 0)
                 size = int(_param(spec.parameters, "shared_memory_byte_size") or 0)
                 self._shm().write_output(region, offset, size, t)
-                out.parameters["shared_memory_region"].string_param = region
-                out.parameters["shared_memory_byte_size"].int64_param = t.byte_size
-                if offset:
-                    out.parameters["shared_memory_offset"].int64_param = offset
+                # As Triton: an empty entry keeps raw_output_contents[i] aligned with outputs[i]
+                # (clients, perf_analyzer among them, index one by the other).
+                resp.raw_output_contents.append(b"")
             else:
                 resp.raw_output_contents.append(t.tobytes())
         return resp
