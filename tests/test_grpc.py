@@ -278,8 +278,20 @@ def test_repository_index_load_and_unload(client: grpcclient.InferenceServerClie
     cfg.get("dynamic_batching", {}).pop("preferred_batch_size", None)
     client.load_model("classifier", config=json.dumps(cfg))
     assert client.get_model_config("classifier", as_json=True)["config"]["max_batch_size"] == 2
-    with pytest.raises(InferenceServerException, match="failed to load 'nope'"):
+    # Triton 2.51's codes and texts: load of an unknown model INTERNAL, unload of one succeeds,
+    # statistics of an unknown model or version INVALID_ARGUMENT.
+    with pytest.raises(InferenceServerException, match="failed to load 'nope'") as e:
         client.load_model("nope")
+    assert e.value.status() == "StatusCode.INTERNAL"
+    client.unload_model("nope")
+    with pytest.raises(InferenceServerException) as e:
+        client.get_inference_statistics("nope")
+    assert (e.value.status(), e.value.message()) == (
+        "StatusCode.INVALID_ARGUMENT", "requested model 'nope' is not available")  # fmt: skip
+    with pytest.raises(InferenceServerException) as e:
+        client.get_inference_statistics("classifier", "7")
+    assert (e.value.status(), e.value.message()) == (
+        "StatusCode.INVALID_ARGUMENT", "requested model version is not available for model 'classifier'")  # fmt: skip
     with pytest.raises(InferenceServerException, match="invalid model name"):
         client.load_model("../simple")
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as model_config
 from .backends import get_backend_factory
-from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, TritonError
+from .errors import INTERNAL, INVALID_ARG, TritonError
 from .model import LoadedModel
 
 if TYPE_CHECKING:
@@ -181,8 +181,9 @@ class ModelRepository:
             models, errors = ({}, {}) if files else self.scan()
             if not files and name not in self._entries and name not in models | errors:
                 # Not a model of this repository: nothing to track, nothing to report.
+                # Triton answers INTERNAL (HTTP 500) with this text.
                 raise TritonError(
-                    f"failed to load '{name}', failed to poll from model repository", NOT_FOUND
+                    f"failed to load '{name}', failed to poll from model repository", INTERNAL
                 )
             entry = self._entries.setdefault(name, _ModelEntry())
             try:
@@ -198,12 +199,7 @@ class ModelRepository:
         check_model_name(name)
         with self._lock:
             entry = self._entries.get(name)
-            if entry is None:
-                models, _ = self.scan()
-                if name not in models:
-                    raise TritonError(
-                        f"failed to unload '{name}', no version is available", NOT_FOUND
-                    )
+            if entry is None:  # never loaded, or not a model at all: Triton answers success
                 return
             for state in entry.versions.values():
                 if state.state == READY:
@@ -323,7 +319,7 @@ class ModelRepository:
         path = models.get(name)
         if path is None:
             raise TritonError(
-                f"failed to load '{name}', failed to poll from model repository", NOT_FOUND
+                f"failed to load '{name}', failed to poll from model repository", INTERNAL
             )
         return path
 

@@ -23,7 +23,7 @@ from . import _core
 from ._proto import model_config_pb2 as mc
 from .backends.base import Backend
 from .datatypes import to_wire_name
-from .errors import INTERNAL, NOT_FOUND, UNAVAILABLE, TritonError
+from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
 from .protocol_settings import ProtocolSettings
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
@@ -420,12 +420,15 @@ class Server:
         out = []
         for name in names:
             versions = self._models.get(name)
-            if not versions:
-                raise TritonError(f"Request for unknown model: '{name}' is not found", NOT_FOUND)
+            if not versions:  # Triton's text and code (INVALID_ARGUMENT / HTTP 400)
+                raise TritonError(f"requested model '{name}' is not available", INVALID_ARG)
+            if version is not None and version not in versions:
+                raise TritonError(
+                    f"requested model version is not available for model '{name}'", INVALID_ARG
+                )
             for v, loaded in sorted(versions.items()):
-                if version and v != version:
-                    continue
-                out.append({"name": name, "version": str(v), **loaded.runner.statistics()})
+                if version is None or v == version:
+                    out.append({"name": name, "version": str(v), **loaded.runner.statistics()})
         return out
 
     def run_in_background(self, coro: Any) -> concurrent.futures.Future[Any]:

@@ -491,12 +491,7 @@ class HttpApi:
         return self.server.model_metadata(name, v)
 
     def _stats(self, name: str, version: str | None) -> Reply:
-        v = _version(version)
-        if name and not self.server.model_ready(name, None):
-            raise _bad(f"requested model '{name}' is not available")
-        if name and version is not None and (v == 0 or not self.server.model_ready(name, v)):
-            raise _bad(f"requested model version is not available for model '{name}'")
-        return _json_reply(_statistics_json(self.server.statistics(name, v)))
+        return _json_reply(_statistics_json(self.server.statistics(name, _version(version))))
 
     # ---- repository --------------------------------------------------------------------------
 
