@@ -5,8 +5,12 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <climits>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +21,7 @@
 #include "completion_queue.h"
 #include "datatype.h"
 #include "dlpack.h"
+#include "grpc_compression.h"
 #include "grpc_infer_fast_path.h"
 #include "grpc_server.h"
 #include "http2_huffman.h"
@@ -776,11 +781,30 @@ int CudaDeviceCount() {
 // Native gRPC transport (grpc_server.h): the server, forwarded calls for the Python bridge, and
 // the codec pieces for tests.
 
+// A duration option in milliseconds as nanoseconds: at least `min_ms`; INT_MAX (gRPC's
+// "infinite") and beyond, or None: never.
+uint64_t MillisToNs(const char* name, std::optional<int64_t> ms, int64_t min_ms = 0) {
+  if (!ms.has_value() || *ms >= INT32_MAX) return grpc::kNever;
+  if (*ms < 0) ThrowInvalid(std::string(name) + " must be >= 0 ms, got " + std::to_string(*ms));
+  return static_cast<uint64_t>(std::max(*ms, min_ms)) * 1000000ull;
+}
+
+uint32_t Count(const char* name, int64_t value) {
+  if (value < 0 || value > UINT32_MAX) {
+    ThrowInvalid(std::string(name) + " must be in [0, 4294967295], got " + std::to_string(value));
+  }
+  return static_cast<uint32_t>(value);
+}
+
 std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
     std::string host, int port, int io_threads, uint64_t max_message_bytes,
     std::vector<std::string> streaming_methods, bool fast_infer, uint32_t max_concurrent_streams,
     uint32_t initial_stream_window, uint32_t connection_window, uint32_t max_frame_size,
-    uint32_t max_header_list_size) {
+    uint32_t max_header_list_size, int64_t keepalive_time_ms, int64_t keepalive_timeout_ms,
+    bool keepalive_permit_without_calls, int64_t http2_max_pings_without_data,
+    int64_t http2_min_recv_ping_interval_without_data_ms, int64_t http2_max_ping_strikes,
+    std::optional<int64_t> max_connection_age_ms, std::optional<int64_t> max_connection_age_grace_ms,
+    const std::string& response_compression) {
   if (port < 0 || port > 65535) ThrowInvalid("port must be in [0, 65535], got " + std::to_string(port));
   if (max_message_bytes == 0 || max_message_bytes > 0xffffffffull) {
     ThrowInvalid("max_message_bytes must be in [1, 4294967295] (gRPC's 32-bit length prefix)");
@@ -806,6 +830,31 @@ std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
   options.transport.http2.connection_window = connection_window;
   options.transport.http2.max_frame_size = max_frame_size;
   options.transport.http2.max_header_list_size = max_header_list_size;
+  grpc::ConnectionTimerOptions& timers = options.transport.timers;
+  timers.keepalive_time_ns = MillisToNs("keepalive_time_ms", keepalive_time_ms, 1);
+  timers.keepalive_timeout_ns = MillisToNs("keepalive_timeout_ms", keepalive_timeout_ms);
+  timers.keepalive_permit_without_calls = keepalive_permit_without_calls;
+  timers.max_connection_age_ns = MillisToNs("max_connection_age_ms", max_connection_age_ms);
+  timers.max_connection_age_grace_ns =
+      MillisToNs("max_connection_age_grace_ms", max_connection_age_grace_ms);
+  http2::PingPolicyOptions& pings = options.transport.http2.pings;
+  pings.permit_without_streams = keepalive_permit_without_calls;
+  pings.min_recv_ping_interval_ns = MillisToNs("http2_min_recv_ping_interval_without_data_ms",
+                                               http2_min_recv_ping_interval_without_data_ms);
+  pings.max_ping_strikes = Count("http2_max_ping_strikes", http2_max_ping_strikes);
+  // Validated only: it limits a client's own pings, and gRPC core servers (since 1.46) do not
+  // throttle their keepalive pings by it.
+  Count("http2_max_pings_without_data", http2_max_pings_without_data);
+  grpc::CompressionLevel& level = options.transport.response_compression;
+  if (!grpc::ParseCompressionLevel(response_compression, &level)) {
+    ThrowInvalid("response_compression must be 'none', 'low', 'medium' or 'high', got '" +
+                 response_compression + "'");
+  }
+  grpc::Encoding gzip;
+  if (level != grpc::CompressionLevel::kNone && !grpc::ParseCompression("gzip", &gzip)) {
+    ThrowInvalid("response_compression '" + response_compression +
+                 "' is not available: this build of tritonlite was made without zlib");
+  }
   grpc::GrpcServer* raw = nullptr;
   {
     py::gil_scoped_release release;
@@ -967,12 +1016,20 @@ void BindGrpcServer(py::module_& m) {
       }, "Seconds left before the client's deadline (grpc-timeout), or None.")
       .def("send", [](grpc::ForwardedCall& c, py::buffer data) {
         py::buffer_info info = data.request();
-        return c.Send(info.ptr, static_cast<size_t>(info.size * info.itemsize));
+        const auto size = static_cast<size_t>(info.size * info.itemsize);
+        if (!c.compresses()) return c.Send(info.ptr, size);
+        py::gil_scoped_release release;  // compressing: `data` stays referenced by the caller
+        return c.Send(info.ptr, size);
       }, py::arg("message"), "Send one serialized response message.")
       .def("reply", [](grpc::ForwardedCall& c, py::buffer data) {
         py::buffer_info info = data.request();
-        return c.Reply(info.ptr, static_cast<size_t>(info.size * info.itemsize));
+        const auto size = static_cast<size_t>(info.size * info.itemsize);
+        if (!c.compresses()) return c.Reply(info.ptr, size);
+        py::gil_scoped_release release;
+        return c.Reply(info.ptr, size);
       }, py::arg("message"), "Unary answer: the serialized response, then status OK.")
+      .def_property_readonly("compresses", &grpc::ForwardedCall::compresses,
+                             "Whether send() and reply() compress (grpc-encoding).")
       .def("finish", [](grpc::ForwardedCall& c, int code, std::string message) {
         if (code < 0 || code > 16) ThrowInvalid("gRPC status code must be in [0, 16], got " + std::to_string(code));
         return c.Finish(static_cast<grpc::GrpcStatus>(code), std::move(message));
@@ -991,8 +1048,20 @@ void BindGrpcServer(py::module_& m) {
            py::arg("fast_infer") = true, py::arg("max_concurrent_streams") = 1024,
            py::arg("initial_stream_window") = 1u << 20, py::arg("connection_window") = 16u << 20,
            py::arg("max_frame_size") = 16384, py::arg("max_header_list_size") = 64u << 10,
+           py::arg("keepalive_time_ms") = 7200000, py::arg("keepalive_timeout_ms") = 20000,
+           py::arg("keepalive_permit_without_calls") = false,
+           py::arg("http2_max_pings_without_data") = 2,
+           py::arg("http2_min_recv_ping_interval_without_data_ms") = 300000,
+           py::arg("http2_max_ping_strikes") = 2, py::arg("max_connection_age_ms") = py::none(),
+           py::arg("max_connection_age_grace_ms") = py::none(),
+           py::arg("response_compression") = "none",
            "Bind and listen (port 0: any free port). Raises TritonError(UNAVAILABLE) when the "
-           "address cannot be bound.")
+           "address cannot be bound. Keepalive, ping policing and connection age follow gRPC "
+           "core's server channel arguments of the same names (milliseconds; 2147483647 or None: "
+           "infinite; http2_max_pings_without_data is accepted but, as in gRPC core servers, "
+           "does not throttle the server's pings). response_compression ('none', 'low', 'medium', "
+           "'high': gRPC's compression level) compresses the responses of ModelInfer and "
+           "ModelStreamInfer with the algorithm gRPC core picks among those the client accepts.")
       .def("start", &grpc::GrpcServer::Start, py::call_guard<py::gil_scoped_release>(),
            "Start the I/O threads.")
       .def("shutdown", &grpc::GrpcServer::Shutdown, py::call_guard<py::gil_scoped_release>(),
@@ -1059,6 +1128,22 @@ void BindGrpcServer(py::module_& m) {
     return py::int_(ns);
   }, py::arg("value"), "grpc-timeout header value -> nanoseconds (None if malformed).");
   codec.def("percent_encode", [](const std::string& s) { return grpc::PercentEncode(s); }, py::arg("message"));
+  codec.def("can_compress", [](const std::string& name) {
+    grpc::Encoding e;
+    return grpc::ParseCompression(name, &e);
+  }, py::arg("encoding"), "Whether this build can compress responses with 'identity', 'deflate' or 'gzip'.");
+  codec.def("frame_compressed", [](const std::string& name, py::bytes message) -> py::object {
+    grpc::Encoding e;
+    if (!grpc::ParseCompression(name, &e)) ThrowInvalid("cannot compress with '" + name + "'");
+    const std::string_view m = message;
+    std::string framed;
+    if (!grpc::FrameCompressed(e, reinterpret_cast<const uint8_t*>(m.data()), m.size(), &framed)) {
+      return py::none();
+    }
+    return py::bytes(framed);
+  }, py::arg("encoding"), py::arg("message"),
+  "The message framed and compressed as responses are (None: sent uncompressed, as it would "
+  "not get smaller).");
   codec.def("grpc_status_for", [](const std::string& status) {
     return static_cast<int>(grpc::GrpcStatusFromCore(StatusCodeFromName(status)));
   }, py::arg("status"), "gRPC status code Triton uses for a status kind ('INVALID_ARG' -> 3).");

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "grpc_compression.h"
+
 namespace tritonlite {
 namespace grpc {
 
@@ -21,13 +23,22 @@ bool ForwardedCall::Claim() {
   return finished_.compare_exchange_strong(expected, true, std::memory_order_acq_rel);
 }
 
+std::string ForwardedCall::Frame(const void* data, size_t size) const {
+  std::string framed;
+  if (!FrameCompressed(address_.response_encoding, static_cast<const uint8_t*>(data), size,
+                       &framed)) {
+    framed = FrameMessage(data, size);
+  }
+  return framed;
+}
+
 bool ForwardedCall::Send(const void* data, size_t size) {
   if (finished()) return false;
   Outbound o;
   o.connection_id = address_.connection_id;
   o.stream_id = address_.stream_id;
   o.kind = Outbound::Kind::kMessage;
-  o.framed = FrameMessage(data, size);
+  o.framed = Frame(data, size);
   return address_.outbox->Post(std::move(o));
 }
 
@@ -48,7 +59,7 @@ bool ForwardedCall::Reply(const void* data, size_t size) {
   o.connection_id = address_.connection_id;
   o.stream_id = address_.stream_id;
   o.kind = Outbound::Kind::kReply;
-  o.framed = FrameMessage(data, size);
+  o.framed = Frame(data, size);
   return address_.outbox->Post(std::move(o));
 }
 

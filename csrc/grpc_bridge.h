@@ -44,6 +44,9 @@ class ForwardedCall {
   bool Finish(GrpcStatus status, std::string message);
   bool Reply(const void* data, size_t size);      // message + OK, for unary calls
 
+  // Whether responses are compressed (in Send and Reply, on the caller's thread).
+  bool compresses() const { return address_.response_encoding != Encoding::kIdentity; }
+
   bool finished() const { return finished_.load(std::memory_order_acquire); }
   bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
   // The I/O thread saw the end of the call (reset, deadline, disconnect).
@@ -51,6 +54,7 @@ class ForwardedCall {
 
  private:
   bool Claim();  // true for the one caller that ends the call
+  std::string Frame(const void* data, size_t size) const;  // compressed when configured
 
   const uint64_t id_;
   const CallAddress address_;

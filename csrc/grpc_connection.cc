@@ -27,17 +27,29 @@ const std::string& OkTrailers() {
   return block;
 }
 
+// A fixed value in [-1, 1] per connection (splitmix64 of its id): the spread of its max age.
+double AgeJitter(uint64_t id) {
+  uint64_t z = id + 0x9e3779b97f4a7c15ull;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+  z ^= z >> 31;
+  return static_cast<double>(z >> 11) / static_cast<double>(1ull << 52) - 1.0;
+}
+
 }  // namespace
 
 GrpcConnection::GrpcConnection(int fd, uint64_t id, TransportContext* context,
-                               std::shared_ptr<Outbox> outbox, DeadlineScheduler* deadlines)
+                               std::shared_ptr<Outbox> outbox, DeadlineScheduler* deadlines,
+                               uint64_t now_ns)
     : fd_(fd),
       id_(id),
       context_(context),
       outbox_(std::move(outbox)),
       deadlines_(deadlines),
-      h2_(this, context->options.http2) {
+      h2_(this, context->options.http2),
+      timers_(context->options.timers, now_ns, AgeJitter(id)) {
   h2_.Start();
+  ArmTimer();
 }
 
 GrpcConnection::~GrpcConnection() {
@@ -48,11 +60,12 @@ GrpcConnection::~GrpcConnection() {
 // ---------------------------------------------------------------------------------------------
 // Socket
 
-bool GrpcConnection::OnReadable(uint8_t* scratch, size_t scratch_size) {
+bool GrpcConnection::OnReadable(uint8_t* scratch, size_t scratch_size, uint64_t now_ns) {
+  timers_.OnRead(now_ns);
   for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
     const ssize_t n = recv(fd_, scratch, scratch_size, 0);
     if (n > 0) {
-      h2_.Feed(scratch, static_cast<size_t>(n));
+      h2_.Feed(scratch, static_cast<size_t>(n), now_ns);
       if (h2_.failed() || static_cast<size_t>(n) < scratch_size) return true;
     } else if (n == 0) {
       return false;
@@ -88,7 +101,7 @@ bool GrpcConnection::Flush() {
 void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& headers,
                                       bool end_stream) {
   const TransportOptions& options = context_->options;
-  std::string http_method, content_type, timeout, encoding;
+  std::string http_method, content_type, timeout, encoding, accept_encoding;
   Call call(options.max_message_bytes);
   for (http2::HeaderField& h : headers) {
     if (h.name == ":method") {
@@ -103,6 +116,8 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
       timeout = std::move(h.value);
     } else if (h.name == "grpc-encoding") {
       encoding = std::move(h.value);
+    } else if (h.name == "grpc-accept-encoding") {
+      accept_encoding = std::move(h.value);
     } else if (h.name == "te" || StartsWith(h.name, "grpc-", 5)) {
       continue;  // transport headers, not call metadata
     } else {
@@ -130,6 +145,12 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
     call.kind = CallKind::kStreaming;
   } else if (options.fast_infer && call.method == "ModelInfer") {
     call.kind = CallKind::kFastInfer;
+  }
+  if (options.response_compression != CompressionLevel::kNone) {
+    const auto& compressed = options.compressed_methods;
+    if (std::find(compressed.begin(), compressed.end(), call.method) != compressed.end()) {
+      call.response_encoding = EncodingForLevel(options.response_compression, accept_encoding);
+    }
   }
   uint64_t timeout_ns = 0;
   if (!timeout.empty() && ParseGrpcTimeout(timeout, &timeout_ns)) {
@@ -228,8 +249,7 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
   MessagePtr message = std::move(call.messages[0]);
   call.messages.clear();
   if (call.kind == CallKind::kFastInfer) {
-    const FastInferResult r =
-        TryFastInfer(message, context_->registry, CallAddress{outbox_, id_, stream_id});
+    const FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
     if (r.outcome == FastInferResult::Outcome::kQueued) return;
     if (r.outcome == FastInferResult::Outcome::kRejected) {
       FailCall(stream_id, GrpcStatusFromCore(r.status.code()), r.status.message());
@@ -239,11 +259,15 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
   Forward(stream_id, call, CallEventKind::kUnary, std::move(message));
 }
 
+CallAddress GrpcConnection::AddressOf(uint32_t stream_id, const Call& call) const {
+  return CallAddress{outbox_, id_, stream_id, call.response_encoding};
+}
+
 std::shared_ptr<ForwardedCall> GrpcConnection::MakeForwardedCall(uint32_t stream_id, Call& call) {
   return std::make_shared<ForwardedCall>(
-      context_->next_call_id.fetch_add(1, std::memory_order_relaxed),
-      CallAddress{outbox_, id_, stream_id}, call.method, call.path, std::move(call.metadata),
-      call.deadline_ns, call.kind == CallKind::kStreaming);
+      context_->next_call_id.fetch_add(1, std::memory_order_relaxed), AddressOf(stream_id, call),
+      call.method, call.path, std::move(call.metadata), call.deadline_ns,
+      call.kind == CallKind::kStreaming);
 }
 
 void GrpcConnection::Forward(uint32_t stream_id, Call& call, CallEventKind kind,
@@ -258,7 +282,7 @@ void GrpcConnection::Forward(uint32_t stream_id, Call& call, CallEventKind kind,
 void GrpcConnection::SendHeadersOnce(uint32_t stream_id, Call& call) {
   if (call.headers_sent) return;
   call.headers_sent = true;
-  h2_.SendHeaders(stream_id, ResponseHeaderBlock(), false);
+  h2_.SendHeaders(stream_id, ResponseHeaderBlock(call.response_encoding), false);
 }
 
 void GrpcConnection::Deliver(Outbound&& item) {
@@ -322,6 +346,35 @@ void GrpcConnection::OnDeadline(uint32_t stream_id) {
   if (calls_.count(stream_id) != 0) {
     FailCall(stream_id, GrpcStatus::kDeadlineExceeded, "Deadline Exceeded");
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Timers
+
+void GrpcConnection::ArmTimer() {
+  const uint64_t next = timers_.next_ns();
+  if (next == kNever || (timer_at_ != 0 && timer_at_ <= next)) return;
+  timer_at_ = next;
+  deadlines_->AddDeadline(next, id_, 0);
+}
+
+bool GrpcConnection::OnTimer(uint64_t at_ns, uint64_t now_ns) {
+  if (at_ns == timer_at_) timer_at_ = 0;  // else a superseded entry: nothing relies on it
+  const ConnectionTimers::Due due = timers_.Poll(now_ns, h2_.stream_count() != 0);
+  if (due.close != nullptr) return false;
+  if (due.go_away) h2_.GoAwayGracefully("max_age");
+  if (due.finish_go_away) h2_.FinishGoAway();
+  if (due.ping) {
+    h2_.SendPing(timers_.ping_id());
+    timers_.PingSent(now_ns);
+  }
+  ArmTimer();
+  return true;
+}
+
+void GrpcConnection::OnPingAck(uint64_t opaque) {
+  timers_.OnPingAck(opaque);
+  ArmTimer();  // the next keepalive PING may be due before the armed entry (the ping timeout)
 }
 
 }  // namespace grpc

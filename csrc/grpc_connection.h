@@ -1,7 +1,9 @@
 // GrpcConnection: gRPC calls over one accepted socket. It reads into the HTTP/2 state machine,
 // turns each stream into a call (method routing, grpc-timeout deadline, grpc-encoding,
 // length-prefixed messages), serves ModelInfer on the fast path or forwards the call to Python
-// through the bridge, and writes the answers that arrive through its I/O thread's outbox.
+// through the bridge, and writes the answers that arrive through its I/O thread's outbox. It
+// keeps the connection's timers (keepalive PINGs, maximum age: grpc_connection_timers.h) on
+// one entry of its I/O thread's deadline heap, and picks each call's response compression.
 // Owned and driven by one I/O thread; nothing here is thread-safe.
 #pragma once
 
@@ -14,6 +16,8 @@
 #include <vector>
 
 #include "grpc_bridge.h"
+#include "grpc_compression.h"
+#include "grpc_connection_timers.h"
 #include "grpc_model_registry.h"
 #include "grpc_outbox.h"
 #include "grpc_protocol.h"
@@ -28,6 +32,12 @@ struct TransportOptions {
   // RPC names (as ForwardedCall::method) that stream; every other method is unary.
   std::vector<std::string> streaming_methods{"ModelStreamInfer"};
   bool fast_infer = true;  // serve ModelInfer in C++ for the models in the registry
+  ConnectionTimerOptions timers;  // keepalive and maximum connection age
+  // Responses of these methods are compressed at this level with an algorithm the client
+  // accepts (grpc-accept-encoding; see EncodingForLevel), as Triton compresses inference
+  // responses only.
+  CompressionLevel response_compression = CompressionLevel::kNone;
+  std::vector<std::string> compressed_methods{"ModelInfer", "ModelStreamInfer"};
 };
 
 // What every connection of a server shares.
@@ -38,7 +48,8 @@ struct TransportContext {
   std::atomic<uint64_t> next_call_id{1};
 };
 
-// Wakes an I/O thread when a call's deadline passes.
+// Wakes an I/O thread when a call's deadline passes (OnDeadline), or at a connection's timer
+// (stream 0: OnTimer).
 class DeadlineScheduler {
  public:
   virtual ~DeadlineScheduler() = default;
@@ -47,8 +58,9 @@ class DeadlineScheduler {
 
 class GrpcConnection : private http2::ConnectionHandler {
  public:
+  // `now_ns`: the steady-clock time of the accept (the timers start from it).
   GrpcConnection(int fd, uint64_t id, TransportContext* context, std::shared_ptr<Outbox> outbox,
-                 DeadlineScheduler* deadlines);
+                 DeadlineScheduler* deadlines, uint64_t now_ns);
   // Cancels the calls still open (forwarded ones hear of it) and closes the socket.
   ~GrpcConnection() override;
   GrpcConnection(const GrpcConnection&) = delete;
@@ -57,15 +69,20 @@ class GrpcConnection : private http2::ConnectionHandler {
   uint64_t id() const { return id_; }
   int fd() const { return fd_; }
 
-  // Reads what the socket has (into `scratch`) and processes it. Returns false once the peer
-  // closed the connection or the socket failed.
-  bool OnReadable(uint8_t* scratch, size_t scratch_size);
+  // Reads what the socket has (into `scratch`) and processes it; `now_ns` is the time of the
+  // I/O thread's wakeup. Returns false once the peer closed the connection or the socket failed.
+  bool OnReadable(uint8_t* scratch, size_t scratch_size, uint64_t now_ns);
   // Writes pending output. Returns false on a socket error.
   bool Flush();
   bool wants_write() const { return h2_.output_size() > 0; }
   // An answer from another thread (the fast path's sink or Python).
   void Deliver(Outbound&& item);
   void OnDeadline(uint32_t stream_id);
+  // The connection's timer entry for `at_ns` fired at `now_ns`: keepalive, maximum age.
+  // Returns false when the connection must close now (its open calls are cancelled).
+  bool OnTimer(uint64_t at_ns, uint64_t now_ns);
+  // The time of the timer entry this connection relies on (0: none).
+  uint64_t timer_at() const { return timer_at_; }
   // Graceful shutdown: GOAWAY; open calls go on.
   void Shutdown() { h2_.Shutdown(); }
   // Nothing more to do: a connection error (its GOAWAY was written if the socket took it), or
@@ -83,6 +100,7 @@ class GrpcConnection : private http2::ConnectionHandler {
     Metadata metadata;
     uint64_t deadline_ns = 0;
     std::string encoding;  // grpc-encoding of the request messages ("" = identity)
+    Encoding response_encoding = Encoding::kIdentity;
     MessageReader reader;
     std::vector<MessagePtr> messages;  // unary: received so far
     std::shared_ptr<ForwardedCall> forwarded;
@@ -94,6 +112,7 @@ class GrpcConnection : private http2::ConnectionHandler {
   void OnRequestData(uint32_t stream_id, const uint8_t* data, size_t size,
                      bool end_stream) override;
   void OnStreamReset(uint32_t stream_id, http2::ErrorCode code) override;
+  void OnPingAck(uint64_t opaque) override;
 
   // A complete message (decompressed); false when the call was ended because of it.
   bool OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received);
@@ -104,6 +123,9 @@ class GrpcConnection : private http2::ConnectionHandler {
   void FailCall(uint32_t stream_id, GrpcStatus status, const std::string& message);
   void CancelForwarded(Call& call);
   void SendHeadersOnce(uint32_t stream_id, Call& call);
+  CallAddress AddressOf(uint32_t stream_id, const Call& call) const;
+  // Makes sure the deadline heap holds an entry no later than the timers' next time.
+  void ArmTimer();
 
   const int fd_;
   const uint64_t id_;
@@ -111,6 +133,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   const std::shared_ptr<Outbox> outbox_;
   DeadlineScheduler* const deadlines_;
   http2::Connection h2_;
+  ConnectionTimers timers_;
+  uint64_t timer_at_ = 0;
   std::unordered_map<uint32_t, Call> calls_;
   std::vector<ReceivedMessage> received_;  // scratch for MessageReader
 };

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "datatype.h"
+#include "grpc_compression.h"
 
 namespace tritonlite {
 namespace grpc {
@@ -89,6 +90,14 @@ void InferResponseSink::Answer(const InferResponse& done) {
       EncodeModelInferResponse(model_name_, model_version_, request_id_, done.outputs, &o.framed);
       WriteMessagePrefix(reinterpret_cast<uint8_t*>(&o.framed[0]),
                          o.framed.size() - kMessagePrefixSize);
+      if (address_.response_encoding != Encoding::kIdentity) {  // compressed here, off I/O
+        std::string compressed;
+        const auto* message = reinterpret_cast<const uint8_t*>(o.framed.data());
+        if (FrameCompressed(address_.response_encoding, message + kMessagePrefixSize,
+                            o.framed.size() - kMessagePrefixSize, &compressed)) {
+          o.framed = std::move(compressed);
+        }
+      }
       o.kind = Outbound::Kind::kReply;
     } catch (const Error& e) {  // e.g. a GPU output in a build without CUDA
       o.framed = std::string();

@@ -29,11 +29,13 @@ struct Outbound {
 
 using Outbox = WakeupQueue<Outbound>;
 
-// Where a call's answers go: its I/O thread's outbox, connection and stream.
+// Where a call's answers go: its I/O thread's outbox, connection and stream; and how its
+// response messages are compressed (by whoever frames them, off the I/O thread).
 struct CallAddress {
   std::shared_ptr<Outbox> outbox;
   uint64_t connection_id = 0;
   uint32_t stream_id = 0;
+  Encoding response_encoding = Encoding::kIdentity;
 };
 
 }  // namespace grpc

@@ -1,6 +1,7 @@
 #include "grpc_protocol.h"
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 
 #include "grpc_compression.h"
@@ -63,15 +64,18 @@ bool ParseGrpcTimeout(std::string_view value, uint64_t* nanoseconds) {
   return true;
 }
 
-const std::string& ResponseHeaderBlock() {
-  static const std::string block = [] {
+const std::string& ResponseHeaderBlock(Encoding encoding) {
+  static const std::array<std::string, 3> blocks = [] {
     std::string b;
     http2::HpackAppendIndexed(&b, http2::kStaticStatus200);
     http2::HpackAppendLiteralWithIndexedName(&b, http2::kStaticContentType, "application/grpc");
     http2::HpackAppendLiteral(&b, "grpc-accept-encoding", AcceptedEncodings());
-    return b;
+    std::string deflate = b, gzip = b;
+    http2::HpackAppendLiteral(&deflate, "grpc-encoding", EncodingName(Encoding::kDeflate));
+    http2::HpackAppendLiteral(&gzip, "grpc-encoding", EncodingName(Encoding::kGzip));
+    return std::array<std::string, 3>{b, deflate, gzip};
   }();
-  return block;
+  return blocks[static_cast<size_t>(encoding)];
 }
 
 std::string TrailerBlock(GrpcStatus status, std::string_view message, bool trailers_only) {

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "grpc_compression.h"
 #include "status.h"
 
 namespace tritonlite {
@@ -46,9 +47,9 @@ std::string PercentEncode(std::string_view message);
 // Parses a grpc-timeout value ("<1-8 digits><H|M|S|m|u|n>") into nanoseconds.
 bool ParseGrpcTimeout(std::string_view value, uint64_t* nanoseconds);
 
-// The response header block: ":status 200", "content-type: application/grpc" (and the
-// encodings this build accepts).
-const std::string& ResponseHeaderBlock();
+// The response header block: ":status 200", "content-type: application/grpc", the encodings
+// this build accepts, and "grpc-encoding" when the response messages use `encoding`.
+const std::string& ResponseHeaderBlock(Encoding encoding = Encoding::kIdentity);
 // Trailers (grpc-status, grpc-message). A trailers-only response (an error before any
 // message) also carries the response headers.
 std::string TrailerBlock(GrpcStatus status, std::string_view message, bool trailers_only);

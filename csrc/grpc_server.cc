@@ -29,12 +29,14 @@ constexpr uint64_t kFirstConnectionId = 2;
 constexpr size_t kReadBufferSize = 256u << 10;
 constexpr int kMaxEvents = 256;
 constexpr size_t kCompactDeadlinesAt = 4096;
+constexpr uint64_t kStaleClockOkNs = 1000000000;  // 1 s
 
 std::string Errno() { return std::strerror(errno); }
 
 }  // namespace
 
-// One I/O thread: its epoll set, connections, outbox and deadline timers.
+// One I/O thread: its epoll set, connections, outbox and deadline timers (calls' deadlines,
+// and one entry per connection for its keepalive and age timers: stream 0).
 class IoThread : public DeadlineScheduler {
  public:
   IoThread(TransportContext* context, int listen_fd, std::atomic<uint64_t>* next_connection_id)
@@ -115,6 +117,7 @@ class IoThread : public DeadlineScheduler {
       if (command == kShutdown && !shut_down_) BeginShutdown();
       const int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, NextTimeoutMs());
       if (n < 0 && errno != EINTR) break;
+      now_ns_ = NowNs();  // one clock read per wakeup: reads and timers use it
       for (int i = 0; i < n; ++i) {
         const uint64_t token = events[i].data.u64;
         if (token == kListenerToken) {
@@ -149,7 +152,7 @@ class IoThread : public DeadlineScheduler {
       const uint64_t id = next_connection_id_->fetch_add(1, std::memory_order_relaxed);
       std::unique_ptr<GrpcConnection> connection;
       try {
-        connection = std::make_unique<GrpcConnection>(fd, id, context_, outbox_, this);
+        connection = std::make_unique<GrpcConnection>(fd, id, context_, outbox_, this, now_ns_);
       } catch (const std::exception&) {
         close(fd);
         continue;
@@ -214,17 +217,17 @@ class IoThread : public DeadlineScheduler {
     WithConnection(id, [&](GrpcConnection& c) {
       // EPOLLOUT needs nothing here: the connection is touched and flushed below.
       return !(events & (EPOLLIN | EPOLLHUP | EPOLLERR)) ||
-             c.OnReadable(read_buffer_.data(), read_buffer_.size());
+             c.OnReadable(read_buffer_.data(), read_buffer_.size(), now_ns_);
     });
   }
 
   void ExpireDeadlines() {
-    if (deadlines_.empty()) return;
-    const uint64_t now = NowNs();
+    const uint64_t now = now_ns_;
     while (!deadlines_.empty() && deadlines_.top().at <= now) {
       const Deadline d = deadlines_.top();
       deadlines_.pop();
-      WithConnection(d.connection_id, [&d](GrpcConnection& c) {
+      WithConnection(d.connection_id, [&d, now](GrpcConnection& c) {
+        if (d.stream_id == 0) return c.OnTimer(d.at, now);  // the connection's own timer
         c.OnDeadline(d.stream_id);
         return true;
       });
@@ -239,9 +242,9 @@ class IoThread : public DeadlineScheduler {
       const Deadline d = deadlines_.top();
       deadlines_.pop();
       auto it = connections_.find(d.connection_id);
-      if (it != connections_.end() && it->second.connection->has_call(d.stream_id)) {
-        live.push_back(d);
-      }
+      if (it == connections_.end()) continue;
+      const GrpcConnection& c = *it->second.connection;
+      if (d.stream_id == 0 ? c.timer_at() == d.at : c.has_call(d.stream_id)) live.push_back(d);
     }
     for (const Deadline& d : live) deadlines_.push(d);
     compact_deadlines_at_ = std::max<size_t>(kCompactDeadlinesAt, 2 * deadlines_.size());
@@ -249,8 +252,9 @@ class IoThread : public DeadlineScheduler {
 
   int NextTimeoutMs() const {
     if (deadlines_.empty()) return -1;
-    const uint64_t now = NowNs();
     const uint64_t at = deadlines_.top().at;
+    // A distant timer (keepalive, age) can do with the wakeup's time; a near one reads the clock.
+    const uint64_t now = at > now_ns_ + kStaleClockOkNs ? now_ns_ : NowNs();
     if (at <= now) return 0;
     const uint64_t ms = (at - now + 999999) / 1000000;
     return ms > INT_MAX / 2 ? INT_MAX / 2 : static_cast<int>(ms);
@@ -305,6 +309,7 @@ class IoThread : public DeadlineScheduler {
   const std::shared_ptr<Outbox> outbox_;
   std::thread thread_;
   std::atomic<int> command_{kRun};
+  uint64_t now_ns_ = NowNs();  // steady clock, read after each epoll_wait
   bool listening_ = true;
   bool shut_down_ = false;
   std::unordered_map<uint64_t, Entry> connections_;

@@ -15,6 +15,8 @@ constexpr size_t kOutputHighWater = 1u << 20;
 constexpr size_t kMaxBufferedControlOutput = 64u << 20;
 // Body bytes one stream may send before the next queued stream gets a turn.
 constexpr size_t kStreamTurnBytes = 256u << 10;
+// The opaque data of GoAwayGracefully's PING ("goaway").
+constexpr uint64_t kGoAwayPingOpaque = 0x676f61776179ull;
 
 bool IsConnectionSpecific(const std::string& name) {
   return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
@@ -24,7 +26,7 @@ bool IsConnectionSpecific(const std::string& name) {
 }  // namespace
 
 Connection::Connection(ConnectionHandler* handler, const ConnectionOptions& options)
-    : handler_(handler), options_(options) {}
+    : handler_(handler), options_(options), pings_(options.pings) {}
 
 void Connection::Start() {
   std::string entries;
@@ -80,7 +82,8 @@ void Connection::StreamError(uint32_t stream_id, ErrorCode code) {
 // ---------------------------------------------------------------------------------------------
 // Input
 
-void Connection::Feed(const uint8_t* data, size_t size) {
+void Connection::Feed(const uint8_t* data, size_t size, uint64_t now_ns) {
+  now_ns_ = now_ns;
   const uint8_t* p = data;
   const uint8_t* const end = data + size;
   while (p < end && state_ != ReadState::kClosed) {
@@ -277,6 +280,7 @@ void Connection::SendWindowUpdates() {
   if (consumed > 0 && consumed >= static_cast<int64_t>(options_.connection_window / 4)) {
     AppendWindowUpdate(&out_, 0, static_cast<uint32_t>(consumed));
     conn_recv_window_ += consumed;
+    pings_.SentData();
   }
 }
 
@@ -506,7 +510,16 @@ void Connection::OnPing(const uint8_t* p, size_t n) {
     ConnectionError(ErrorCode::kProtocolError, "PING on a stream");
   } else if (n != 8) {
     ConnectionError(ErrorCode::kFrameSizeError, "PING payload must be 8 bytes");
-  } else if (!(frame_.flags & flags::kAck)) {
+  } else if (frame_.flags & flags::kAck) {
+    const uint64_t opaque = ReadUint64(p);
+    if (go_away_pending_ && opaque == kGoAwayPingOpaque) {
+      FinishGoAway();
+    } else {
+      handler_->OnPingAck(opaque);
+    }
+  } else if (pings_.ReceivedPing(now_ns_, !streams_.empty())) {
+    ConnectionError(ErrorCode::kEnhanceYourCalm, "too_many_pings");
+  } else {
     AppendPingAck(&out_, p);
   }
 }
@@ -570,6 +583,7 @@ void Connection::SendHeaders(uint32_t stream_id, const std::string& block, bool 
   Stream* s = Find(stream_id);
   if (s == nullptr || failed_) return;
   AppendHeaderBlock(&out_, stream_id, block, end_stream, peer_max_frame_size_);
+  pings_.SentData();
   if (end_stream) CloseLocal(stream_id, *s);
 }
 
@@ -598,7 +612,27 @@ void Connection::ResetStream(uint32_t stream_id, ErrorCode code) {
 void Connection::Shutdown() {
   if (going_away_ || failed_) return;
   going_away_ = true;
+  go_away_pending_ = false;
   AppendGoAway(&out_, last_peer_stream_id_, ErrorCode::kNoError, "server shutting down");
+}
+
+void Connection::GoAwayGracefully(const std::string& debug) {
+  if (going_away_ || go_away_pending_ || failed_) return;
+  go_away_pending_ = true;
+  go_away_debug_ = debug;
+  AppendGoAway(&out_, kMaxStreamId, ErrorCode::kNoError, debug);
+  AppendPing(&out_, kGoAwayPingOpaque);
+}
+
+void Connection::FinishGoAway() {
+  if (!go_away_pending_ || going_away_ || failed_) return;
+  go_away_pending_ = false;
+  going_away_ = true;
+  AppendGoAway(&out_, last_peer_stream_id_, ErrorCode::kNoError, go_away_debug_);
+}
+
+void Connection::SendPing(uint64_t opaque) {
+  if (!failed_) AppendPing(&out_, opaque);
 }
 
 void Connection::Enqueue(uint32_t stream_id, Stream& s) {
@@ -622,6 +656,7 @@ bool Connection::PumpStream(uint32_t stream_id, Stream& s) {
     if (left == 0) {
       if (last_chunk && s.end_after_data && !s.has_trailers) {
         AppendDataFrame(&out_, stream_id, nullptr, 0, true);
+        pings_.SentData();
         CloseLocal(stream_id, s);
         return true;
       }
@@ -639,6 +674,7 @@ bool Connection::PumpStream(uint32_t stream_id, Stream& s) {
     const bool end = n == left && last_chunk && s.end_after_data && !s.has_trailers;
     const auto* bytes = reinterpret_cast<const uint8_t*>(chunk.data()) + s.data_offset;
     AppendDataFrame(&out_, stream_id, bytes, n, end);
+    pings_.SentData();
     conn_send_window_ -= static_cast<int64_t>(n);
     s.send_window -= static_cast<int64_t>(n);
     s.data_offset += n;
@@ -660,6 +696,7 @@ bool Connection::PumpStream(uint32_t stream_id, Stream& s) {
   s.queued = false;
   if (s.has_trailers) {
     AppendHeaderBlock(&out_, stream_id, s.trailers, true, peer_max_frame_size_);
+    pings_.SentData();
     CloseLocal(stream_id, s);
   }
   return true;

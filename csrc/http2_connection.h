@@ -5,7 +5,9 @@
 // respects the peer's send windows and frame size when sending, and turns protocol errors into
 // RST_STREAM (stream errors) or GOAWAY (connection errors). Request headers and body bytes go
 // to a ConnectionHandler (the gRPC layer), which answers through SendHeaders/SendData/
-// SendTrailers. Single-threaded: the owner serializes every call.
+// SendTrailers. The peer's PINGs are policed as gRPC core does (http2_ping_policy.h); the
+// owner may send PINGs of its own (keepalive) and go away gracefully in two steps.
+// Single-threaded: the owner serializes every call.
 #pragma once
 
 #include <cstddef>
@@ -16,6 +18,7 @@
 
 #include "http2_frame.h"
 #include "http2_hpack.h"
+#include "http2_ping_policy.h"
 
 namespace tritonlite {
 namespace http2 {
@@ -26,6 +29,7 @@ struct ConnectionOptions {
   uint32_t connection_window = 16u << 20;     // our receive window for the connection
   uint32_t max_frame_size = kMinMaxFrameSize;  // largest frame payload we accept
   uint32_t max_header_list_size = 64u << 10;
+  PingPolicyOptions pings;
 };
 
 class ConnectionHandler {
@@ -40,6 +44,8 @@ class ConnectionHandler {
   // The stream ended abnormally (the peer reset it, or a stream error was found here): no more
   // callbacks for it, and anything sent to it is dropped.
   virtual void OnStreamReset(uint32_t stream_id, ErrorCode code) = 0;
+  // The peer acknowledged a PING sent with SendPing(`opaque`).
+  virtual void OnPingAck(uint64_t opaque) {}
 };
 
 class Connection {
@@ -50,8 +56,9 @@ class Connection {
 
   // Queues the server's connection preface (SETTINGS and a connection WINDOW_UPDATE).
   void Start();
-  // Processes bytes read from the peer. After a connection error the rest is ignored.
-  void Feed(const uint8_t* data, size_t size);
+  // Processes bytes read from the peer at `now_ns` (steady clock: it times the peer's PINGs).
+  // After a connection error the rest is ignored.
+  void Feed(const uint8_t* data, size_t size, uint64_t now_ns);
 
   // Response side. Calls for a stream that is gone (reset, closed) do nothing.
   // `block` is an HPACK header block (see http2_hpack.h).
@@ -65,6 +72,15 @@ class Connection {
   void ResetStream(uint32_t stream_id, ErrorCode code);
   // Graceful shutdown: GOAWAY(NO_ERROR); newer streams are ignored, open ones go on.
   void Shutdown();
+  // Graceful GOAWAY in two steps, as gRPC servers send it: GOAWAY(NO_ERROR, last stream
+  // 2^31-1) and a PING; once the PING is acknowledged (streams the client opened before it saw
+  // the GOAWAY have arrived by then), or FinishGoAway() is called, the final GOAWAY names the
+  // last stream accepted and newer ones are ignored. `debug` is the GOAWAY's debug data.
+  void GoAwayGracefully(const std::string& debug);
+  void FinishGoAway();
+  // Sends a PING carrying `opaque` (not the graceful GOAWAY's); OnPingAck(`opaque`) follows
+  // when the peer answers.
+  void SendPing(uint64_t opaque);
   // Moves queued body bytes that the windows allow into the output buffer (up to a high-water
   // mark); call again once the output has been written.
   void PumpData();
@@ -78,6 +94,8 @@ class Connection {
   bool failed() const { return failed_; }
   // Shutdown() was called and no stream is left.
   bool drained() const { return going_away_ && streams_.empty(); }
+  // GoAwayGracefully() was called and its final GOAWAY is still to come.
+  bool go_away_pending() const { return go_away_pending_; }
   bool peer_went_away() const { return peer_going_away_; }
   bool stream_open(uint32_t stream_id) const { return streams_.count(stream_id) != 0; }
   size_t stream_count() const { return streams_.size(); }
@@ -149,7 +167,12 @@ class Connection {
   int64_t peer_initial_window_ = kDefaultWindowSize;
   uint32_t peer_max_frame_size_ = kMinMaxFrameSize;
 
+  PingPolicy pings_;
+  uint64_t now_ns_ = 0;  // of the bytes being fed
+
   bool going_away_ = false;
+  bool go_away_pending_ = false;  // GoAwayGracefully: the first GOAWAY is out
+  std::string go_away_debug_;
   bool peer_going_away_ = false;
   bool failed_ = false;
   std::string error_message_;

@@ -76,6 +76,12 @@ void AppendPingAck(std::string* out, const uint8_t* opaque8) {
   out->append(reinterpret_cast<const char*>(opaque8), 8);
 }
 
+void AppendPing(std::string* out, uint64_t opaque) {
+  AppendFrameHeader(out, 8, FrameType::kPing, 0, 0);
+  AppendUint32(out, static_cast<uint32_t>(opaque >> 32));
+  AppendUint32(out, static_cast<uint32_t>(opaque));
+}
+
 void AppendWindowUpdate(std::string* out, uint32_t stream_id, uint32_t increment) {
   AppendFrameHeader(out, 4, FrameType::kWindowUpdate, 0, stream_id);
   AppendUint32(out, increment & 0x7fffffffu);

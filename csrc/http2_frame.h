@@ -19,6 +19,7 @@ constexpr uint32_t kMaxWindowSize = 0x7fffffff;
 constexpr uint32_t kMinMaxFrameSize = 16384;
 constexpr uint32_t kMaxMaxFrameSize = 16777215;
 constexpr uint32_t kDefaultHeaderTableSize = 4096;
+constexpr uint32_t kMaxStreamId = 0x7fffffff;
 
 enum class FrameType : uint8_t {
   kData = 0x0,
@@ -82,6 +83,9 @@ FrameHeader ParseFrameHeader(const uint8_t* p);
 inline uint32_t ReadUint32(const uint8_t* p) {
   return (uint32_t{p[0]} << 24) | (uint32_t{p[1]} << 16) | (uint32_t{p[2]} << 8) | uint32_t{p[3]};
 }
+inline uint64_t ReadUint64(const uint8_t* p) {
+  return (uint64_t{ReadUint32(p)} << 32) | ReadUint32(p + 4);
+}
 
 // Frame writers: each appends one complete frame to `out`.
 void AppendFrameHeader(std::string* out, uint32_t length, FrameType type, uint8_t flags,
@@ -90,6 +94,8 @@ void AppendSetting(std::string* payload, SettingId id, uint32_t value);  // one 
 void AppendSettingsFrame(std::string* out, const std::string& entries);
 void AppendSettingsAck(std::string* out);
 void AppendPingAck(std::string* out, const uint8_t* opaque8);
+// A PING (not an ACK) carrying `opaque` as 8 big-endian bytes.
+void AppendPing(std::string* out, uint64_t opaque);
 void AppendWindowUpdate(std::string* out, uint32_t stream_id, uint32_t increment);
 void AppendRstStream(std::string* out, uint32_t stream_id, ErrorCode code);
 void AppendGoAway(std::string* out, uint32_t last_stream_id, ErrorCode code,

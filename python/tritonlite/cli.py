@@ -179,7 +179,7 @@ async def _serve(args: argparse.Namespace) -> int:
                     server, parse_restricted_protocols(args.grpc_restricted_protocol)
                 )
                 g = await start_native_grpc(server, args.grpc_address, args.grpc_port,
-                                            handlers=handlers)  # fmt: skip
+                                            handlers=handlers, options=options)  # fmt: skip
             frontends.append(g)
             log.info("Started GRPCInferenceService at %s:%d%s", args.grpc_address, g.port,
                      " (TLS)" if args.grpc_use_ssl else "")  # fmt: skip

@@ -593,9 +593,16 @@ def _stream_handler(handlers: GrpcHandlers, method: str) -> grpc.RpcMethodHandle
     return grpc.stream_stream_rpc_method_handler(call)
 
 
+#: --grpc-infer-response-compression-level -> the algorithm gRPC core picks at that level for a
+#: client that accepts gzip and deflate (as tritonclient does): of [gzip, deflate], low takes the
+#: first, medium the middle, high the last. The native transport applies the rule per call to
+#: what the client accepts; grpcio's server takes one algorithm for every call.
+RESPONSE_COMPRESSION = {"none": "identity", "low": "gzip", "medium": "deflate", "high": "deflate"}
+
+
 @dataclass
 class GrpcOptions:
-    """Triton's --grpc-* flags that the grpcio transport honours."""
+    """Triton's --grpc-* flags, honoured by both transports (grpcio's and the native one)."""
 
     keepalive_time_ms: int = 7_200_000
     keepalive_timeout_ms: int = 20_000
@@ -674,11 +681,10 @@ async def start_grpc(
     options = options or GrpcOptions()
     handlers = GrpcHandlers(server, parse_restricted_protocols(restricted_protocols))
     compression = {
-        "none": grpc.Compression.NoCompression,
-        "low": grpc.Compression.Deflate,
-        "medium": grpc.Compression.Deflate,
-        "high": grpc.Compression.Gzip,
-    }.get(options.infer_response_compression_level, grpc.Compression.NoCompression)
+        "identity": grpc.Compression.NoCompression,
+        "deflate": grpc.Compression.Deflate,
+        "gzip": grpc.Compression.Gzip,
+    }[RESPONSE_COMPRESSION.get(options.infer_response_compression_level, "identity")]
     grpc_server = grpc.aio.server(options=options.channel_options(), compression=compression)
     methods = {m: _unary_handler(handlers, m) for m in handlers.methods() if m != "Check"}
     methods["ModelStreamInfer"] = _stream_handler(handlers, "ModelStreamInfer")
@@ -703,4 +709,11 @@ async def start_grpc(
     return GrpcFrontend(grpc_server, bound)
 
 
-__all__ = ["GRPC_CODES", "GrpcFrontend", "GrpcHandlers", "GrpcOptions", "start_grpc"]
+__all__ = [
+    "GRPC_CODES",
+    "RESPONSE_COMPRESSION",
+    "GrpcFrontend",
+    "GrpcHandlers",
+    "GrpcOptions",
+    "start_grpc",
+]

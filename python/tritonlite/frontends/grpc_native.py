@@ -14,11 +14,16 @@
       async def unary(method: str, request: bytes, metadata) -> bytes   # raises TritonError
       def stream(method: str, requests: AsyncIterator[bytes], metadata) -> AsyncIterator[bytes]
 
+Triton's ``--grpc-*`` transport flags (``frontends.grpc.GrpcOptions``) are honoured in C++ with
+gRPC core's server semantics: keepalive pings (and closing connections that leave them
+unanswered), policing of the client's pings (GOAWAY ``too_many_pings``), the maximum connection
+age with its grace period, and response compression of ModelInfer / ModelStreamInfer for
+clients that accept it (gzip and deflate need zlib at build time; requests compressed with them
+are accepted too). ``--grpc-http2-max-pings-without-data`` is accepted and, as in gRPC core's
+servers (and so Triton), does not throttle the server's keepalive pings.
+
 Plain TCP only: there is no TLS here. Use ``frontends.grpc.start_grpc`` (grpcio) when TLS is
-requested. grpcio-transport options that the native transport does not implement: keepalive
-pings from the server (client pings are answered), max connection age, and response
-compression (requests compressed with gzip or deflate are accepted when zlib was found at build
-time; responses are sent uncompressed, which every client accepts).
+requested.
 """
 
 from __future__ import annotations
@@ -27,10 +32,13 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _core
 from ..errors import TritonError
+
+if TYPE_CHECKING:
+    from .grpc import GrpcOptions
 
 logger = logging.getLogger(__name__)
 
@@ -219,12 +227,73 @@ class NativeGrpcFrontend:
         self._core.clear_models()
 
 
+def response_compression(level: str) -> str:
+    """A checked --grpc-infer-response-compression-level (none, low, medium, high): refused
+    (TritonError) when unknown, or when this build cannot compress at all. The transport picks
+    each call's algorithm from the level and the client's grpc-accept-encoding, as gRPC core."""
+    from .grpc import RESPONSE_COMPRESSION
+
+    flag = "--grpc-infer-response-compression-level"
+    if level not in RESPONSE_COMPRESSION:
+        raise TritonError(
+            f"{flag} must be one of {', '.join(RESPONSE_COMPRESSION)}, got '{level}'", "INVALID_ARG"
+        )
+    if level != "none" and not _codec.can_compress("gzip"):
+        raise TritonError(
+            f"{flag}={level} needs gzip/deflate compression, but this build of tritonlite was "
+            "made without zlib: rebuild with zlib (e.g. zlib1g-dev) or use 'none'",
+            "INVALID_ARG",
+        )
+    return level
+
+
+#: GrpcOptions fields that are durations or counts -> Triton's flag.
+_FLAGS = {
+    "keepalive_time_ms": "--grpc-keepalive-time",
+    "keepalive_timeout_ms": "--grpc-keepalive-timeout",
+    "http2_max_pings_without_data": "--grpc-http2-max-pings-without-data",
+    "http2_min_recv_ping_interval_without_data_ms": (
+        "--grpc-http2-min-recv-ping-interval-without-data"
+    ),
+    "http2_max_ping_strikes": "--grpc-http2-max-ping-strikes",
+    "max_connection_age_ms": "--grpc-max-connection-age",
+    "max_connection_age_grace_ms": "--grpc-max-connection-age-grace",
+}
+
+
+def transport_options(options: GrpcOptions) -> dict[str, Any]:
+    """``_core.GrpcServer`` keyword arguments for Triton's --grpc-* transport flags; a
+    TritonError(INVALID_ARG) naming the flag for values that cannot be honoured."""
+    if options.use_ssl:
+        raise TritonError(
+            "the native gRPC transport has no TLS: use frontends.grpc.start_grpc", "INVALID_ARG"
+        )
+    for field, flag in _FLAGS.items():
+        value = getattr(options, field)
+        if value is not None and value < 0:
+            raise TritonError(f"{flag} must be >= 0, got {value}", "INVALID_ARG")
+    return {
+        "keepalive_time_ms": options.keepalive_time_ms,
+        "keepalive_timeout_ms": options.keepalive_timeout_ms,
+        "keepalive_permit_without_calls": options.keepalive_permit_without_calls,
+        "http2_max_pings_without_data": options.http2_max_pings_without_data,
+        "http2_min_recv_ping_interval_without_data_ms": (
+            options.http2_min_recv_ping_interval_without_data_ms
+        ),
+        "http2_max_ping_strikes": options.http2_max_ping_strikes,
+        "max_connection_age_ms": options.max_connection_age_ms,
+        "max_connection_age_grace_ms": options.max_connection_age_grace_ms,
+        "response_compression": response_compression(options.infer_response_compression_level),
+    }
+
+
 async def start_native_grpc(
     server: Any,
     host: str = "0.0.0.0",
     port: int = 8001,
     *,
     handlers: Handlers | None = None,
+    options: GrpcOptions | None = None,
     io_threads: int = 1,
     max_message_bytes: int = 64 << 20,
     fast_infer: bool = True,
@@ -235,9 +304,12 @@ async def start_native_grpc(
 
     ``handlers`` defaults to ``frontends.grpc.GrpcHandlers(server)``. The ModelInfer fast path
     is turned off when the handlers restrict ModelInfer (restricted-protocol headers are
-    checked in Python). ``http2_options``: ``max_concurrent_streams``, ``initial_stream_window``,
-    ``connection_window``, ``max_frame_size``, ``max_header_list_size``.
-    Raises TritonError(UNAVAILABLE) when the address cannot be bound.
+    checked in Python). ``options``: Triton's --grpc-* flags (keepalive, ping policing,
+    connection age, response compression; not TLS). ``http2_options``:
+    ``max_concurrent_streams``, ``initial_stream_window``, ``connection_window``,
+    ``max_frame_size``, ``max_header_list_size``.
+    Raises TritonError(UNAVAILABLE) when the address cannot be bound, TritonError(INVALID_ARG)
+    for options this build cannot honour.
     """
     if handlers is None:
         from .grpc import GrpcHandlers
@@ -245,10 +317,15 @@ async def start_native_grpc(
         handlers = GrpcHandlers(server)
     restricted = getattr(handlers, "restricted", None) or {}
     fast_infer = fast_infer and "ModelInfer" not in restricted
+    if options is None:
+        from .grpc import GrpcOptions as Defaults
+
+        options = Defaults()
+    core_options = transport_options(options)
     loop = asyncio.get_running_loop()
     core = _core.GrpcServer(
         host, port, io_threads, max_message_bytes, list(streaming_methods), fast_infer,
-        **http2_options,
+        **core_options, **http2_options,
     )  # fmt: skip
     frontend = NativeGrpcFrontend(server, handlers, core, loop)
     frontend._attach(fast_infer)
@@ -262,5 +339,7 @@ __all__ = [
     "NativeGrpcFrontend",
     "fast_path_eligible",
     "handler_method",
+    "response_compression",
     "start_native_grpc",
+    "transport_options",
 ]
