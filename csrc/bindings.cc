@@ -6,6 +6,7 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <cctype>
 #include <climits>
 #include <cstdint>
 #include <cstring>
@@ -804,7 +805,8 @@ std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
     bool keepalive_permit_without_calls, int64_t http2_max_pings_without_data,
     int64_t http2_min_recv_ping_interval_without_data_ms, int64_t http2_max_ping_strikes,
     std::optional<int64_t> max_connection_age_ms, std::optional<int64_t> max_connection_age_grace_ms,
-    const std::string& response_compression) {
+    const std::string& response_compression,
+    std::optional<std::pair<std::string, std::string>> fast_infer_header) {
   if (port < 0 || port > 65535) ThrowInvalid("port must be in [0, 65535], got " + std::to_string(port));
   if (max_message_bytes == 0 || max_message_bytes > 0xffffffffull) {
     ThrowInvalid("max_message_bytes must be in [1, 4294967295] (gRPC's 32-bit length prefix)");
@@ -825,6 +827,13 @@ std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
   options.transport.max_message_bytes = static_cast<size_t>(max_message_bytes);
   options.transport.streaming_methods = std::move(streaming_methods);
   options.transport.fast_infer = fast_infer;
+  if (fast_infer_header) {
+    std::string key = fast_infer_header->first;
+    for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (key.empty()) ThrowInvalid("fast_infer_header needs a header name");
+    options.transport.fast_infer_header_key = std::move(key);
+    options.transport.fast_infer_header_value = fast_infer_header->second;
+  }
   options.transport.http2.max_concurrent_streams = max_concurrent_streams;
   options.transport.http2.initial_stream_window = initial_stream_window;
   options.transport.http2.connection_window = connection_window;
@@ -1054,14 +1063,16 @@ void BindGrpcServer(py::module_& m) {
            py::arg("http2_min_recv_ping_interval_without_data_ms") = 300000,
            py::arg("http2_max_ping_strikes") = 2, py::arg("max_connection_age_ms") = py::none(),
            py::arg("max_connection_age_grace_ms") = py::none(),
-           py::arg("response_compression") = "none",
+           py::arg("response_compression") = "none", py::arg("fast_infer_header") = py::none(),
            "Bind and listen (port 0: any free port). Raises TritonError(UNAVAILABLE) when the "
            "address cannot be bound. Keepalive, ping policing and connection age follow gRPC "
            "core's server channel arguments of the same names (milliseconds; 2147483647 or None: "
            "infinite; http2_max_pings_without_data is accepted but, as in gRPC core servers, "
            "does not throttle the server's pings). response_compression ('none', 'low', 'medium', "
            "'high': gRPC's compression level) compresses the responses of ModelInfer and "
-           "ModelStreamInfer with the algorithm gRPC core picks among those the client accepts.")
+           "ModelStreamInfer with the algorithm gRPC core picks among those the client accepts. "
+           "fast_infer_header (name, value): only ModelInfer calls with that header take the "
+           "C++ path; the others are forwarded (restricted 'inference' protocol).")
       .def("start", &grpc::GrpcServer::Start, py::call_guard<py::gil_scoped_release>(),
            "Start the I/O threads.")
       .def("shutdown", &grpc::GrpcServer::Shutdown, py::call_guard<py::gil_scoped_release>(),

@@ -22,6 +22,16 @@ bool StartsWith(const std::string& s, const char* prefix, size_t n) {
   return s.size() >= n && s.compare(0, n, prefix) == 0;
 }
 
+// Whether the call's metadata has header `key` (lowercase, as HTTP/2 sends names) with `value`;
+// true when no header is required (`key` empty).
+bool CarriesHeader(const Metadata& metadata, const std::string& key, const std::string& value) {
+  if (key.empty()) return true;
+  for (const auto& [name, v] : metadata) {
+    if (name == key && v == value) return true;
+  }
+  return false;
+}
+
 const std::string& OkTrailers() {
   static const std::string block = TrailerBlock(GrpcStatus::kOk, "", false);
   return block;
@@ -143,7 +153,9 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
   const auto& streaming = options.streaming_methods;
   if (std::find(streaming.begin(), streaming.end(), call.method) != streaming.end()) {
     call.kind = CallKind::kStreaming;
-  } else if (options.fast_infer && call.method == "ModelInfer") {
+  } else if (options.fast_infer && call.method == "ModelInfer" &&
+             CarriesHeader(call.metadata, options.fast_infer_header_key,
+                           options.fast_infer_header_value)) {
     call.kind = CallKind::kFastInfer;
   }
   if (options.response_compression != CompressionLevel::kNone) {

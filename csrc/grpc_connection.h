@@ -32,6 +32,11 @@ struct TransportOptions {
   // RPC names (as ForwardedCall::method) that stream; every other method is unary.
   std::vector<std::string> streaming_methods{"ModelStreamInfer"};
   bool fast_infer = true;  // serve ModelInfer in C++ for the models in the registry
+  // With a key (lowercase): only ModelInfer calls carrying this header with this value take the
+  // fast path (Triton's restricted "inference" protocol group); the others go to Python, which
+  // answers them UNAVAILABLE with Triton's text.
+  std::string fast_infer_header_key;
+  std::string fast_infer_header_value;
   ConnectionTimerOptions timers;  // keepalive and maximum connection age
   // Responses of these methods are compressed at this level with an algorithm the client
   // accepts (grpc-accept-encoding; see EncodingForLevel), as Triton compresses inference

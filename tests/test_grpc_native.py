@@ -1063,23 +1063,38 @@ def test_graceful_shutdown(tmp_path: Path) -> None:
         h.loop.close()
 
 
-def test_restricted_inference_keeps_modelinfer_in_python(tmp_path: Path) -> None:
+def test_restricted_inference_checks_the_header_and_keeps_the_fast_path(tmp_path: Path) -> None:
     from tritonlite.frontends.grpc import parse_restricted_protocols
 
     loop = LoopThread()
     server = Server()
     server.add_model(parse_config(ECHO), EchoBackend())
-    handlers = GrpcHandlers(server, parse_restricted_protocols(["inference:x-infer-key=secret"]))
+    handlers = GrpcHandlers(server, parse_restricted_protocols(["inference:X-Infer-Key=secret"]))
+    forwarded: list[str] = []
+    unary = handlers.unary
+
+    async def counting(method: str, request: bytes, metadata: Any) -> bytes:
+        forwarded.append(method)
+        return await unary(method, request, metadata)
+
+    handlers.unary = counting  # type: ignore[method-assign]
     frontend = loop.run(start_native_grpc(server, "127.0.0.1", 0, handlers=handlers))
     try:
-        assert frontend.core.models() == {}  # no fast path: the header is checked in Python
+        assert set(frontend.core.models()) == {"echo"}  # the fast path stays on
         c = grpcclient.InferenceServerClient(f"127.0.0.1:{frontend.port}")
         inp = grpcclient.InferInput("IN", [1], "FP32")
         inp.set_data_from_numpy(np.ones(1, np.float32))
-        with pytest.raises(InferenceServerException) as e:
-            c.infer("echo", [inp])
-        assert e.value.status() == "StatusCode.UNAVAILABLE"
-        assert c.infer("echo", [inp], headers={"x-infer-key": "secret"}).as_numpy("OUT") == [1]
+        for headers in (None, {"x-infer-key": "wrong"}, {"other": "secret"}):
+            with pytest.raises(InferenceServerException) as e:
+                c.infer("echo", [inp], headers=headers)
+            assert e.value.status() == "StatusCode.UNAVAILABLE"
+            assert "This protocol is restricted, expecting header 'x-infer-key'" in e.value.message()
+        assert forwarded == ["ModelInfer"] * 3  # refused by the Python handlers
+        forwarded.clear()
+        for _ in range(3):
+            out = c.infer("echo", [inp], headers={"x-infer-key": "secret"}).as_numpy("OUT")
+            assert out == [1]
+        assert forwarded == []  # served in C++
         c.close()
     finally:
         loop.run(frontend.stop(1.0))

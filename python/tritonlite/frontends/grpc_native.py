@@ -302,9 +302,9 @@ async def start_native_grpc(
 ) -> NativeGrpcFrontend:
     """Serve ``server`` with the native transport on the running event loop.
 
-    ``handlers`` defaults to ``frontends.grpc.GrpcHandlers(server)``. The ModelInfer fast path
-    is turned off when the handlers restrict ModelInfer (restricted-protocol headers are
-    checked in Python). ``options``: Triton's --grpc-* flags (keepalive, ping policing,
+    ``handlers`` defaults to ``frontends.grpc.GrpcHandlers(server)``. When the handlers restrict
+    ModelInfer (Triton's restricted "inference" group), only calls carrying its header take the
+    C++ fast path; the others go to the handlers, which refuse them. ``options``: Triton's --grpc-* flags (keepalive, ping policing,
     connection age, response compression; not TLS). ``http2_options``:
     ``max_concurrent_streams``, ``initial_stream_window``, ``connection_window``,
     ``max_frame_size``, ``max_header_list_size``.
@@ -316,7 +316,8 @@ async def start_native_grpc(
 
         handlers = GrpcHandlers(server)
     restricted = getattr(handlers, "restricted", None) or {}
-    fast_infer = fast_infer and "ModelInfer" not in restricted
+    infer_restriction = restricted.get("ModelInfer")  # then only calls with its header go fast
+    infer_header = (infer_restriction.key, infer_restriction.value) if infer_restriction else None
     if options is None:
         from .grpc import GrpcOptions as Defaults
 
@@ -325,7 +326,7 @@ async def start_native_grpc(
     loop = asyncio.get_running_loop()
     core = _core.GrpcServer(
         host, port, io_threads, max_message_bytes, list(streaming_methods), fast_infer,
-        **core_options, **http2_options,
+        fast_infer_header=infer_header, **core_options, **http2_options,
     )  # fmt: skip
     frontend = NativeGrpcFrontend(server, handlers, core, loop)
     frontend._attach(fast_infer)
