@@ -1,11 +1,17 @@
 #!/usr/bin/env python
 """gRPC benchmark: tritonlite-server side by side with Seldon MLServer and raw onnxruntime.
 
-Models (made here, no downloads): `add_sub` (INT32 [16] add/sub, overhead-bound) and `mlp`
-(FP32 512 -> 4x1024 -> 16, compute-bound), both max_batch_size 64 with dynamic batching.
+Models (made by code, no downloads): the reference models of ../shared/tools/bench/make_models.py
+when it is there (else identical ones built here): `add_sub` (INT32 [16] add/sub,
+overhead-bound) and `mlp` (FP32 512 -> 4x1024 -> 16, five Gemm layers, compute-bound), both
+max_batch_size 64 with dynamic batching; MLServer serves the same files. tritonlite also serves
+`mlp_1t`: the same model with ``intra_op_thread_count: 1``.
 Load: NVIDIA perf_analyzer when it is available (``--perf-analyzer PATH``, $PERF_ANALYZER, or the
-shared bench tools), else this script's own closed-loop ``tritonclient.grpc.aio`` generator.
-Batch-1 requests at each concurrency; throughput, p50 and p99 per level.
+shared bench tools), by default in its cheapest mode on this machine (``--async --max-threads 1``,
+``--pa-mode sync`` for one thread per request in flight), else this script's own closed-loop
+``tritonclient.grpc.aio`` generator. Batch-1 requests at each concurrency; throughput, p50 and
+p99 per level, and for tritonlite the CPU time per request of the load generator and of the
+server (the two share the cores: together they bound the throughput).
 MLServer runs only when the shared bench tools are set up (../shared/tools/bench/setup.sh).
 
 `--suite python` instead serves one python_backend model.py (INT32 [16] add/sub,
@@ -14,7 +20,7 @@ max_batch_size 64, dynamic batching) by tritonlite in its default stub-process m
 ../shared/tools/triton is set up.
 
     .venv/bin/python benchmarks/bench_grpc.py [--models add_sub,mlp] [--concurrency 1,8,32,64]
-        [--seconds 5] [--no-mlserver] [--out benchmarks/results.md]
+        [--seconds 5] [--no-mlserver] [--pa-mode async|sync] [--out benchmarks/results.md]
 
 Everything runs on this machine and shares its cores with the load generator, so compare the
 servers only within one run.
@@ -54,7 +60,7 @@ instance_group [{ count: 1 kind: KIND_CPU }]
     "mlp": """name: "mlp" platform: "onnxruntime_onnx" max_batch_size: 64
 input [{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 512 ] }]
 output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 16 ] }]
-dynamic_batching { max_queue_delay_microseconds: 2000 }
+dynamic_batching { max_queue_delay_microseconds: 500 }
 instance_group [{ count: 1 kind: KIND_CPU }]
 """,
 }
@@ -118,22 +124,49 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def make_repository(root: Path) -> Path:
-    from models import make_add_sub_onnx, make_mlp_onnx
+ONE_THREAD = 'parameters { key: "intra_op_thread_count" value { string_value: "1" } }\n'
 
-    for name, text in CONFIGS.items():
-        (root / name / "1").mkdir(parents=True, exist_ok=True)
-        (root / name / "config.pbtxt").write_text(text)
-    make_add_sub_onnx(root / "add_sub" / "1" / "model.onnx", dtype="INT32")
-    make_mlp_onnx(root / "mlp" / "1" / "model.onnx", input_name="INPUT0", output_name="OUTPUT0")
+
+def make_repository(root: Path) -> Path:
+    """The reference models (shared make_models.py, also writing ROOT-mlserver and ROOT-inputs)
+    or, without the shared tools, the same graphs and configs built here; plus `mlp_1t`."""
+    reference = SHARED_BENCH / "make_models.py"
+    if reference.exists():
+        subprocess.run([sys.executable, str(reference), str(root)], check=True, capture_output=True)
+    else:
+        from models import make_add_sub_onnx, make_mlp_onnx
+
+        for name, text in CONFIGS.items():
+            (root / name / "1").mkdir(parents=True, exist_ok=True)
+            (root / name / "config.pbtxt").write_text(text)
+        make_add_sub_onnx(root / "add_sub" / "1" / "model.onnx", dtype="INT32")
+        # four 1024-wide hidden layers and the output layer: five Gemms, as the reference
+        make_mlp_onnx(root / "mlp" / "1" / "model.onnx", layers=5, input_name="INPUT0",
+                      output_name="OUTPUT0")  # fmt: skip
+    one = root / "mlp_1t"
+    (one / "1").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(root / "mlp" / "1" / "model.onnx", one / "1" / "model.onnx")
+    config = (root / "mlp" / "config.pbtxt").read_text().replace('name: "mlp"', 'name: "mlp_1t"')
+    (one / "config.pbtxt").write_text(config + ONE_THREAD)
     return root
 
 
-def sample_inputs(model: str) -> dict[str, np.ndarray]:
+def sample_inputs(model: str, rows: int = 1) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
     if model.startswith("add_sub"):
-        return {n: rng.integers(-100, 100, (1, 16)).astype(np.int32) for n in ("INPUT0", "INPUT1")}
-    return {"INPUT0": rng.standard_normal((1, 512)).astype(np.float32)}
+        return {n: rng.integers(-100, 100, (rows, 16)).astype(np.int32) for n in ("INPUT0", "INPUT1")}
+    return {"INPUT0": rng.standard_normal((rows, 512)).astype(np.float32)}
+
+
+def model_input_file(model: str, data_dir: Path, repo: Path | None) -> Path:
+    """perf_analyzer input data: the reference rows (finite values) when make_models wrote them."""
+    if repo is not None:
+        reference = repo.parent / f"{repo.name}-inputs" / f"{model.removesuffix('_1t')}.json"
+        if reference.exists():
+            return reference
+    data = data_dir / f"{model}.json"
+    data.write_text(json.dumps({"data": [{k: v.ravel().tolist() for k, v in sample_inputs(model).items()}]}))
+    return data
 
 
 # ---- load generators ---------------------------------------------------------------------------
@@ -147,16 +180,19 @@ def perf_analyzer_path(explicit: str | None) -> str | None:
 
 
 def run_perf_analyzer(pa: str, url: str, model: str, conc: int, seconds: float,
-                      data_dir: Path) -> dict[str, float]:  # fmt: skip
-    data = data_dir / f"{model}.json"
-    data.write_text(json.dumps({"data": [{k: v.ravel().tolist() for k, v in sample_inputs(model).items()}]}))
+                      data_dir: Path, repo: Path | None, mode: str) -> dict[str, float]:  # fmt: skip
+    data = model_input_file(model, data_dir, repo)
     shapes = (["--shape", "INPUT0:16", "--shape", "INPUT1:16"] if model.startswith("add_sub")
               else ["--shape", "INPUT0:512"])  # fmt: skip
     out = data_dir / f"pa-{model}-{conc}.csv"
     cmd = [pa, "-i", "grpc", "-u", url, "-m", model, "-b", "1", *shapes, "--input-data", str(data),
            "--concurrency-range", f"{conc}:{conc}:1", "--measurement-interval", str(int(seconds * 1000)),
            "--stability-percentage", "50", "--max-trials", "10", "-f", str(out)]  # fmt: skip
+    if mode == "async":
+        cmd += ["--async", "--max-threads", "1"]
+    before = os.times()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 12 + 60)
+    after = os.times()
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"perf_analyzer failed: {proc.stdout[-2000:]}{proc.stderr[-2000:]}")
     row = next(csv.DictReader(out.open()))
@@ -164,6 +200,8 @@ def run_perf_analyzer(pa: str, url: str, model: str, conc: int, seconds: float,
         "throughput": float(row["Inferences/Second"]),
         "p50_us": float(row["p50 latency"]),
         "p99_us": float(row["p99 latency"]),
+        "client_cpu_s": (after.children_user + after.children_system)
+        - (before.children_user + before.children_system),
     }
 
 
@@ -195,10 +233,37 @@ async def _aio_level(url: str, model: str, conc: int, seconds: float) -> dict[st
             "p99_us": float(np.percentile(lat, 99))}  # fmt: skip
 
 
-def measure(pa: str | None, url: str, model: str, conc: int, seconds: float, work: Path) -> dict[str, float]:
+def measure(pa: str | None, url: str, model: str, conc: int, seconds: float, work: Path,
+            repo: Path | None = None, mode: str = "async", server_pid: int | None = None) -> dict[str, float]:  # fmt: skip
+    """One concurrency level; with `server_pid`, also the CPU seconds per request of the load
+    generator and of the server (its statistics count the requests)."""
+    count0 = inference_count(url, model) if server_pid else 0
+    cpu0 = process_cpu_s(server_pid) if server_pid else 0.0
     if pa:
-        return run_perf_analyzer(pa, url, model, conc, seconds, work)
-    return asyncio.run(_aio_level(url, model, conc, seconds))
+        r = run_perf_analyzer(pa, url, model, conc, seconds, work, repo, mode)
+    else:
+        r = asyncio.run(_aio_level(url, model, conc, seconds))
+    if server_pid:
+        served = inference_count(url, model) - count0
+        if served > 0:
+            r["server_us_per_req"] = (process_cpu_s(server_pid) - cpu0) / served * 1e6
+            if "client_cpu_s" in r:
+                r["client_us_per_req"] = r["client_cpu_s"] / served * 1e6
+    return r
+
+
+def inference_count(url: str, model: str) -> int:
+    import tritonclient.grpc as grpcclient
+
+    stats = grpcclient.InferenceServerClient(url).get_inference_statistics(model, as_json=True)
+    return sum(int(m.get("inference_count", 0)) for m in stats.get("model_stats", []))
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and of its waited-for children (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 # ---- servers -----------------------------------------------------------------------------------
@@ -232,15 +297,14 @@ def start_tritonlite(repo: Path, ready_model: str = "add_sub") -> tuple[subproce
     return proc, url
 
 
-def start_mlserver(work: Path) -> tuple[Any, str] | None:
+def start_mlserver(repo: Path) -> tuple[Any, str] | None:
+    """MLServer on the same model files (make_models.py wrote REPO-mlserver)."""
     python = BENCH_HOME / "venv" / "bin" / "python"
-    if not (SHARED_BENCH / "run_mlserver.sh").exists() or not python.exists():
+    tree = repo.parent / f"{repo.name}-mlserver"
+    if not (SHARED_BENCH / "run_mlserver.sh").exists() or not python.exists() or not tree.exists():
         return None
-    out = work / "bm"
-    subprocess.run([str(python), str(SHARED_BENCH / "make_models.py"), str(out)], check=True,
-                   capture_output=True)  # fmt: skip
     http, grpc_port = free_port(), free_port()
-    subprocess.run([str(SHARED_BENCH / "run_mlserver.sh"), f"{out}-mlserver", str(http), str(grpc_port)],
+    subprocess.run([str(SHARED_BENCH / "run_mlserver.sh"), str(tree), str(http), str(grpc_port)],
                    check=True, capture_output=True, timeout=180)  # fmt: skip
     return "mlserver", f"127.0.0.1:{grpc_port}"
 
@@ -249,21 +313,28 @@ def stop_mlserver() -> None:
     subprocess.run([str(SHARED_BENCH / "run_mlserver.sh"), "stop"], capture_output=True)
 
 
-def raw_onnxruntime(repo: Path, seconds: float) -> dict[str, dict[int, float]]:
-    """Rows/s of in-process session.run at batch 1 and 64 (default threads)."""
+def raw_onnxruntime(repo: Path, seconds: float) -> dict[str, dict[str, float]]:
+    """Rows/s of in-process session.run at batch 1 and 64 with onnxruntime's default threads,
+    and at batch 64 with one intra-op thread (what `mlp_1t` runs)."""
     import onnxruntime as ort
 
-    out: dict[str, dict[int, float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for model in CONFIGS:
-        sess = ort.InferenceSession(str(repo / model / "1" / "model.onnx"), providers=["CPUExecutionProvider"])
+        path = str(repo / model / "1" / "model.onnx")
+        one = ort.SessionOptions()
+        one.intra_op_num_threads = 1
+        sessions = {"": ort.InferenceSession(path, providers=["CPUExecutionProvider"]),
+                    "1t": ort.InferenceSession(path, one, providers=["CPUExecutionProvider"])}  # fmt: skip
         out[model] = {}
-        for batch in (1, 64):
-            feeds = {k: np.repeat(v, batch, axis=0) for k, v in sample_inputs(model).items()}
+        for label, batch in (("", 1), ("", 64), ("1t", 64)):
+            feeds = sample_inputs(model, rows=batch)
+            sess = sessions[label]
+            sess.run(None, feeds)
             n, t0 = 0, time.perf_counter()
             while time.perf_counter() - t0 < seconds:
                 sess.run(None, feeds)
                 n += 1
-            out[model][batch] = n * batch / (time.perf_counter() - t0)
+            out[model][f"batch {batch}" + (" (1 thread)" if label else "")] = n * batch / (time.perf_counter() - t0)
     return out
 
 
@@ -276,12 +347,15 @@ def main() -> None:
     parser.add_argument("--no-mlserver", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     parser.add_argument("--suite", choices=("onnx", "python"), default="onnx")
+    parser.add_argument("--pa-mode", choices=("async", "sync"), default="async",
+                        help="perf_analyzer: --async --max-threads 1 (default), or one thread per request in flight")  # fmt: skip
     args = parser.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
     pa = perf_analyzer_path(args.perf_analyzer)
     work = Path(tempfile.mkdtemp(prefix="tritonlite-bench-"))
     results: dict[str, dict[str, dict[int, dict[str, float]]]] = {}
     servers: list[tuple[str, Any]]
+    repo: Path | None
     if args.suite == "python":
         models = ["add_sub_py", "add_sub_py_inproc"]
         repo = make_python_repository(work / "repo")
@@ -290,10 +364,12 @@ def main() -> None:
                    ("triton", lambda: start_triton(triton_repo))]  # fmt: skip
     else:
         models = args.models.split(",")
+        if "mlp" in models and "mlp_1t" not in models:
+            models.insert(models.index("mlp") + 1, "mlp_1t")
         repo = make_repository(work / "repo")
         servers = [("tritonlite", lambda: start_tritonlite(repo))]
         if not args.no_mlserver:
-            servers.append(("mlserver", lambda: start_mlserver(work)))
+            servers.append(("mlserver", lambda: start_mlserver(repo)))
     for name, start in servers:
         started = start()
         if started is None:
@@ -304,33 +380,55 @@ def main() -> None:
             for model in models:
                 if name == "triton" and model.endswith("_inproc"):
                     continue  # Triton has no in-process python mode
+                if name == "mlserver" and model.endswith("_1t"):
+                    continue  # a tritonlite config variant
                 for conc in levels:
-                    r = measure(pa, url, model, conc, args.seconds, work)
+                    # CPU per request for tritonlite on ONNX models only: a python model's
+                    # stub processes (and MLServer's workers) run outside the process we see.
+                    pid = proc.pid if name == "tritonlite" and args.suite == "onnx" else None
+                    r = measure(pa, url, model, conc, args.seconds, work, repo if args.suite == "onnx" else None,
+                                args.pa_mode, pid)  # fmt: skip
                     results.setdefault(name, {}).setdefault(model, {})[conc] = r
+                    cpu = (f"  cpu/req: client {r['client_us_per_req']:.0f} us, server {r['server_us_per_req']:.0f} us"
+                           if "client_us_per_req" in r else "")  # fmt: skip
                     print(f"{name:10} {model:8} c={conc:<3} {r['throughput']:9.0f} infer/s  "
-                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us", flush=True)  # fmt: skip
+                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us{cpu}", flush=True)  # fmt: skip
         finally:
             if name == "mlserver":
                 stop_mlserver()
             else:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
-    raw = raw_onnxruntime(repo, min(args.seconds, 3.0)) if args.suite == "onnx" else {}
+    raw = raw_onnxruntime(repo, min(args.seconds, 3.0)) if repo is not None and args.suite == "onnx" else {}
 
-    lines = [f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; load: "
-             f"{'perf_analyzer' if pa else 'tritonclient.grpc.aio closed loop'}, batch-1 requests.", "",
-             "| model | concurrency | " + " | ".join(f"{s} infer/s | {s} p50 us | {s} p99 us" for s in results) + " |",
-             "|---|---|" + "---|---|---|" * len(results)]  # fmt: skip
+    load = (f"perf_analyzer ({'--async --max-threads 1' if args.pa_mode == 'async' else 'sync'})" if pa
+            else "tritonclient.grpc.aio closed loop")  # fmt: skip
+    cpu_cols = any("client_us_per_req" in r for m in results.get("tritonlite", {}).values() for r in m.values())
+    lines = [f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; load: {load}, "
+             "batch-1 requests.", "",
+             "| model | concurrency | " + " | ".join(f"{s} infer/s | {s} p50 us | {s} p99 us" for s in results)
+             + (" | client CPU us/req | server CPU us/req" if cpu_cols else "") + " |",
+             "|---|---|" + "---|---|---|" * len(results) + ("---|---|" if cpu_cols else "")]  # fmt: skip
     for model in models:
         for conc in levels:
             cells = []
             for s in results:
                 r = results[s].get(model, {}).get(conc)
                 cells += [f"{r['throughput']:.0f}", f"{r['p50_us']:.0f}", f"{r['p99_us']:.0f}"] if r else ["-"] * 3
+            if cpu_cols:
+                r = results.get("tritonlite", {}).get(model, {}).get(conc) or {}
+                cells += [f"{r[k]:.0f}" if k in r else "-" for k in ("client_us_per_req", "server_us_per_req")]
             lines.append(f"| {model} | {conc} | " + " | ".join(cells) + " |")
     if raw:
         lines += ["", "Raw onnxruntime, in-process session.run (rows/s): " + "; ".join(
-            f"{m}: batch 1 {raw[m][1]:.0f}, batch 64 {raw[m][64]:.0f}" for m in raw)]
+            f"{m}: " + ", ".join(f"{k} {v:.0f}" for k, v in raw[m].items()) for m in raw)]  # fmt: skip
+        mlp64 = raw.get("mlp", {}).get("batch 64")
+        ours = results.get("tritonlite", {})
+        for model in ("mlp", "mlp_1t"):
+            best = max((r["throughput"] for r in ours.get(model, {}).values()), default=0)
+            if mlp64 and best:
+                lines.append(f"{model} over gRPC, best level: {best:.0f} rows/s = {best / mlp64:.0%} of raw "
+                             f"onnxruntime at batch 64 (default threads).")  # fmt: skip
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:
