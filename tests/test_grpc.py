@@ -239,7 +239,19 @@ def test_typed_contents_with_our_stub(server: ServerProcess) -> None:
     with grpc.insecure_channel(server.grpc_url) as ch, pytest.raises(grpc.RpcError) as info:
         pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(bad)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "expected 16 for shape [1, 16], got 2" in info.value.details()
+    assert info.value.details() == (  # Triton 2.51's text
+        "[request id: <id_unknown>] input byte size mismatch for input 'INPUT0' for model "
+        "'simple'. Expected 64, got 8"
+    )
+    # Data in another field than the datatype's: Triton's text.
+    del t.contents.int_contents[:]
+    t.contents.fp32_contents.extend([1.0] * 16)
+    with grpc.insecure_channel(server.grpc_url) as ch, pytest.raises(grpc.RpcError) as info:
+        pb_grpc.GRPCInferenceServiceStub(ch).ModelInfer(bad)
+    assert info.value.details() == (
+        "unexpected explicit tensor data for input tensor 'INPUT0' for model 'simple' of type "
+        "'FP32', expected datatype 'INT32'"
+    )
 
 
 @pytest.mark.parametrize(
@@ -380,14 +392,28 @@ def test_sequences_over_grpc_streaming() -> None:
         assert [got[f"{seq_id}:{s}"] for s in range(3)] == list(np.cumsum(values))
 
 
+def test_validation_errors_carry_the_request_id(client: grpcclient.InferenceServerClient) -> None:
+    with pytest.raises(InferenceServerException) as info:
+        client.infer("simple", simple_inputs(A.astype(np.float32), B.astype(np.float32), "FP32"),
+                     request_id="req-7")  # fmt: skip
+    assert info.value.message() == (
+        "[request id: req-7] inference input 'INPUT0' data-type is 'FP32', but model 'simple' "
+        "expects 'INT32'"
+    )
+
+
 @pytest.mark.parametrize(
     "datatype, shape, raw, text",
     [
-        ("INT32", [1, 16], b"\x00" * 32,
+        ("INT32", [1, 16], b"\x00" * 32, "[request id: <id_unknown>] "
          "input byte size mismatch for input 'INPUT0' for model 'simple'. Expected 64, got 32"),
+        # Triton reports a wrong shape before the size of the data that goes with it.
+        ("INT32", [1, 8], b"\x00" * 64, "[request id: <id_unknown>] unexpected shape for input "
+         "'INPUT0' for model 'simple'. Expected [-1,16], got [1,8]. NOTE: Setting a non-zero"),
         ("BYTES", [1, 16], b"\x05\x00\x00\x00ab",
          "input 'INPUT0' for model 'simple_string': BYTES tensor: malformed BYTES data"),
-        ("FP99", [1, 16], b"", "unsupported datatype 'FP99'"),
+        ("FP99", [1, 16], b"", "[request id: <id_unknown>] inference input 'INPUT0' data-type is "
+         "'<invalid>', but model 'simple' expects 'INT32'"),
     ],
 )  # fmt: skip
 def test_bad_raw_contents(server: ServerProcess, datatype: str, shape: list[int], raw: bytes,

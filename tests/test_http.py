@@ -1300,7 +1300,7 @@ IN1 = json_input("INPUT1", "INT32", [1, 16], [1] * 16)
          "Unable to parse 'sequence_id': expected an unsigned integer or a string"),
         ("simple", dict(_inputs(IN0, IN1), parameters={"sequence_start": 1}), 400,
          "Unable to parse 'sequence_start': attempt to access JSON non-boolean as boolean"),
-        ("simple", _inputs(IN0, IN0, IN1), 400, "input 'INPUT0' is given more than once for model 'simple'"),
+        ("simple", _inputs(IN0, IN0, IN1), 400, "[request id: <id_unknown>] input 'INPUT0' already exists in request"),
         ("simple", dict(_inputs(IN0, IN1), outputs=[{"name": "OUTPUT0", "parameters": {"classification": -1}}]),
          400, "Unable to set 'classification': attempt to access JSON non-unsigned-integer as unsigned-integer"),
         ("identity_BYTES", dict(_inputs(json_input("INPUT0", "BYTES", [1], ["a"])),

@@ -485,7 +485,8 @@ def two_input_server(server: Server) -> Server:
         (
             {"INPUT0": np.zeros((2, 16), np.int32), "INPUT1": np.zeros((1, 16), np.int32)},
             None,
-            "all inputs must have the same batch size",
+            "[request id: <id_unknown>] input 'INPUT1' batch size does not match other inputs "
+            "for 'simple'",
         ),
         (
             {"INPUT0": np.zeros((1, 16), np.int32), "INPUT1": np.zeros((1, 16), np.int32)},

@@ -29,6 +29,7 @@ from ..datatypes import DATATYPES, element_size
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
 from .classification import classify
+from .input_errors import input_size_error, unknown_datatype_error
 
 SERVICE = "inference.GRPCInferenceService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -74,6 +75,18 @@ _TYPED_CONTENTS = {
     "FP32": ("fp32_contents", np.float32),
     "FP64": ("fp64_contents", np.float64),
     "BYTES": ("bytes_contents", np.object_),
+}
+
+#: The datatype Triton names for data found in each typed contents field.
+_CONTENTS_TYPE = {
+    "bool_contents": "BOOL",
+    "int_contents": "INT32",
+    "int64_contents": "INT64",
+    "uint_contents": "UINT32",
+    "uint64_contents": "UINT64",
+    "fp32_contents": "FP32",
+    "fp64_contents": "FP64",
+    "bytes_contents": "BYTES",
 }
 
 SEQUENCE_START = 1
@@ -134,19 +147,22 @@ def _version(text: str) -> int | None:
     try:
         return int(text)
     except ValueError:
-        raise TritonError(f"invalid model version '{text}': expected an integer", INVALID_ARG)
+        raise TritonError(
+            f"failed to get model version from specified version string '{text}' (details: "
+            "stol), version should be an integral value > 0",
+            INVALID_ARG,
+        ) from None
 
 
-def _raw_tensor(model: str, tensor: Any, shape: list[int], raw: bytes) -> Any:
+def _raw_tensor(config: Any, request_id: str, tensor: Any, shape: list[int], raw: bytes) -> Any:
     """A Tensor over raw input bytes, with Triton's error texts naming the input and model."""
+    model = config.name
     size = element_size(tensor.datatype) if tensor.datatype in DATATYPES else 0
     if size and all(d >= 0 for d in shape):
         expected = int(np.prod(shape, dtype=np.int64)) * size
         if len(raw) != expected:
-            raise TritonError(
-                f"input byte size mismatch for input '{tensor.name}' for model '{model}'. "
-                f"Expected {expected}, got {len(raw)}",
-                INVALID_ARG,
+            raise input_size_error(
+                config, request_id, tensor.name, tensor.datatype, shape, expected, len(raw)
             )
     try:
         return Tensor.from_buffer(tensor.datatype, shape, raw)
@@ -430,7 +446,7 @@ class GrpcHandlers:
         server = self.server
         version = _version(request.model_version)
         loaded = server.get_model(request.model_name, version)
-        inputs = self._input_tensors(request)
+        inputs = self._input_tensors(request, loaded.config)
         params = request.parameters
         flags = 0
         if _param(params, "sequence_start"):
@@ -477,18 +493,21 @@ class GrpcHandlers:
             if final:
                 return
 
-    def _input_tensors(self, request: Any) -> list[tuple[str, Any]]:
+    def _input_tensors(self, request: Any, config: Any) -> list[tuple[str, Any]]:
         raw = request.raw_input_contents
         if raw and any(i.HasField("contents") for i in request.inputs):
+            named = next(i.name for i in request.inputs if i.HasField("contents"))
             raise TritonError(
                 "contents field must not be specified when using raw_input_contents for "
-                f"model '{request.model_name}'",
+                f"'{named}' for model '{request.model_name}'",
                 INVALID_ARG,
             )
         tensors: list[tuple[str, Any]] = []
         next_raw = 0
         for tensor in request.inputs:
             shape = list(tensor.shape)
+            if tensor.datatype not in DATATYPES:
+                raise unknown_datatype_error(config, request.id, tensor.name)
             region = _param(tensor.parameters, "shared_memory_region")
             if region is not None:
                 offset = int(_param(tensor.parameters, "shared_memory_offset") or 0)
@@ -497,15 +516,14 @@ class GrpcHandlers:
             elif raw:
                 if next_raw >= len(raw):
                     raise TritonError(
-                        f"expected raw input contents for input '{tensor.name}' of model "
-                        f"'{request.model_name}', got {len(raw)} raw contents for "
-                        f"{len(request.inputs)} inputs",
+                        f"unable to find data for input tensor '{tensor.name}' for model "
+                        f"'{request.model_name}' in request.",
                         INVALID_ARG,
                     )
-                value = _raw_tensor(request.model_name, tensor, shape, raw[next_raw])
+                value = _raw_tensor(config, request.id, tensor, shape, raw[next_raw])
                 next_raw += 1
             else:
-                value = self._typed_contents(request.model_name, tensor, shape)
+                value = self._typed_contents(config, request.id, tensor, shape)
             tensors.append((tensor.name, value))
         if raw and next_raw != len(raw):
             raise TritonError(
@@ -516,7 +534,8 @@ class GrpcHandlers:
         return tensors
 
     @staticmethod
-    def _typed_contents(model: str, tensor: Any, shape: list[int]) -> Any:
+    def _typed_contents(config: Any, request_id: str, tensor: Any, shape: list[int]) -> Any:
+        model = config.name
         entry = _TYPED_CONTENTS.get(tensor.datatype)
         if entry is None:
             raise TritonError(
@@ -528,6 +547,21 @@ class GrpcHandlers:
         field_name, dtype = entry
         values = list(getattr(tensor.contents, field_name))
         count = int(np.prod(shape)) if shape else 1
+        if not values and count:
+            for other, given in _CONTENTS_TYPE.items():
+                if other != field_name and getattr(tensor.contents, other):
+                    raise TritonError(
+                        f"unexpected explicit tensor data for input tensor '{tensor.name}' for "
+                        f"model '{model}' of type '{given}', expected datatype "
+                        f"'{tensor.datatype}'",
+                        INVALID_ARG,
+                    )
+        if len(values) != count and tensor.datatype != "BYTES":
+            size = element_size(tensor.datatype)
+            raise input_size_error(
+                config, request_id, tensor.name, tensor.datatype, shape, count * size,
+                len(values) * size,
+            )  # fmt: skip
         if len(values) != count:
             raise TritonError(
                 f"unexpected number of elements in contents of input '{tensor.name}' for model "

@@ -69,6 +69,7 @@ from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
 from ..shared_memory import SystemSharedMemoryRegistry
 from .classification import classify
+from .input_errors import input_size_error
 from . import http_codec as codec
 from ..protocol_settings import ProtocolSettings
 
@@ -682,7 +683,9 @@ class HttpApi:
                         f"unexpected size for input '{name}', expecting "
                         f"{position + size - len(body)} additional bytes for model '{model}'"
                     )
-                value = _tensor_from_bytes(model, name, datatype, shape, body, position, size)
+                value = _tensor_from_bytes(
+                    loaded.config, request_id, name, datatype, shape, body, position, size
+                )
                 position += size
             else:
                 region = _string(tparams["shared_memory_region"], "shared_memory_region")
@@ -693,7 +696,7 @@ class HttpApi:
                         f"'{region}' without 'shared_memory_byte_size'"
                     )
                 size = _uint(tparams["shared_memory_byte_size"], "shared_memory_byte_size")
-                _check_byte_size(model, name, datatype, shape, size)
+                _check_byte_size(loaded.config, request_id, name, datatype, shape, size)
                 try:
                     value = self.shm.input_tensor(region, offset, size, datatype, shape)
                 except TritonError as e:
@@ -926,22 +929,29 @@ def _request_parameters(params: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def _check_byte_size(model: str, name: str, datatype: str, shape: list[int], size: int) -> None:
+def _check_byte_size(
+    config: Any, request_id: str, name: str, datatype: str, shape: list[int], size: int
+) -> None:
     if datatype == "BYTES":
         return
     expected = codec.element_count(shape) * _core.datatype_size(datatype)
     if size != expected:
-        raise _bad(
-            f"input byte size mismatch for input '{name}' for model '{model}'. Expected "
-            f"{expected}, got {size}"
-        )
+        raise input_size_error(config, request_id, name, datatype, shape, expected, size)
 
 
 def _tensor_from_bytes(
-    model: str, name: str, datatype: str, shape: list[int], body: bytes, offset: int, size: int
+    config: Any,
+    request_id: str,
+    name: str,
+    datatype: str,
+    shape: list[int],
+    body: bytes,
+    offset: int,
+    size: int,
 ) -> Any:
     """A zero-copy view of binary tensor data in the request body."""
-    _check_byte_size(model, name, datatype, shape, size)
+    model = config.name
+    _check_byte_size(config, request_id, name, datatype, shape, size)
     try:
         return Tensor.from_buffer(datatype, shape, body, offset, size)
     except TritonError as e:
@@ -981,7 +991,7 @@ def _raw_request(loaded: Any, body: bytes) -> _InferRequest:
         shape = list(dims)
         if variable:
             shape[variable[0]] = len(body) // (fixed * size)
-        value = _tensor_from_bytes(model, spec.name, datatype, shape, body, 0, len(body))
+        value = _tensor_from_bytes(config, "", spec.name, datatype, shape, body, 0, len(body))
     return _InferRequest([(spec.name, value)], None, _BINARY_KIND)
 
 
