@@ -54,7 +54,7 @@ ConnectionTimers::Due ConnectionTimers::Poll(uint64_t now_ns, bool calls_open) {
     due.finish_go_away = true;
     finish_go_away_at_ns_ = kNever;
   }
-  if (ping_deadline_ns_ == kNever && now_ns >= KeepaliveDue()) {
+  if (!pinging_ && now_ns >= KeepaliveDue()) {
     if (calls_open || options_.keepalive_permit_without_calls) {
       due.ping = true;
     } else {
@@ -66,21 +66,23 @@ ConnectionTimers::Due ConnectionTimers::Poll(uint64_t now_ns, bool calls_open) {
 
 void ConnectionTimers::PingSent(uint64_t now_ns) {
   ping_sent_ns_ = now_ns;
+  pinging_ = true;
   ping_deadline_ns_ = Add(now_ns, options_.keepalive_timeout_ns);
 }
 
 void ConnectionTimers::PingAnswered() {
+  pinging_ = false;
   ping_deadline_ns_ = kNever;
   ++ping_id_;  // a late ACK of this PING is ignored
 }
 
 void ConnectionTimers::OnPingAck(uint64_t opaque) {
-  if (opaque == ping_id_ && ping_deadline_ns_ != kNever) PingAnswered();
+  if (opaque == ping_id_ && pinging_) PingAnswered();
 }
 
 uint64_t ConnectionTimers::next_ns() const {
   uint64_t next = std::min(close_at_ns_, finish_go_away_at_ns_);
-  next = std::min(next, ping_deadline_ns_ != kNever ? ping_deadline_ns_ : KeepaliveDue());
+  next = std::min(next, pinging_ ? ping_deadline_ns_ : KeepaliveDue());
   if (!went_away_) next = std::min(next, age_at_ns_);
   return next;
 }

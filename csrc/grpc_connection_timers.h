@@ -48,7 +48,7 @@ class ConnectionTimers {
   // answers a keepalive PING sent before (gRPC core cancels the PING's timeout on any read).
   void OnRead(uint64_t now_ns) {
     last_read_ns_ = now_ns;
-    if (ping_deadline_ns_ != kNever && now_ns > ping_sent_ns_) PingAnswered();
+    if (pinging_ && now_ns > ping_sent_ns_) PingAnswered();
   }
   // The opaque data for the keepalive PING to send.
   uint64_t ping_id() const { return ping_id_; }
@@ -67,7 +67,8 @@ class ConnectionTimers {
   uint64_t last_read_ns_ = 0;
   uint64_t ping_id_ = 1;
   uint64_t ping_sent_ns_ = 0;
-  uint64_t ping_deadline_ns_ = kNever;  // a keepalive PING is unanswered until then
+  bool pinging_ = false;  // a keepalive PING is unanswered (its timeout may be infinite)
+  uint64_t ping_deadline_ns_ = kNever;  // ... until then
   uint64_t age_at_ns_;
   bool went_away_ = false;
   uint64_t finish_go_away_at_ns_ = kNever;

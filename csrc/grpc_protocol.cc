@@ -60,7 +60,9 @@ bool ParseGrpcTimeout(std::string_view value, uint64_t* nanoseconds) {
     case 'n': unit_ns = 1ull; break;
     default: return false;
   }
-  *nanoseconds = amount * unit_ns;  // at most 99999999 hours: fits in 64 bits
+  constexpr uint64_t kNoDeadlineBeyondNs = 1ull << 62;
+  if (amount > kNoDeadlineBeyondNs / unit_ns) return false;  // 99999999H would overflow
+  *nanoseconds = amount * unit_ns;
   return true;
 }
 

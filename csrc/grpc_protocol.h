@@ -44,7 +44,9 @@ GrpcStatus GrpcStatusFromCore(StatusCode code);
 // grpc-message encoding: bytes outside 0x20..0x7e and '%' become %XX.
 std::string PercentEncode(std::string_view message);
 
-// Parses a grpc-timeout value ("<1-8 digits><H|M|S|m|u|n>") into nanoseconds.
+// Parses a grpc-timeout value ("<1-8 digits><H|M|S|m|u|n>") into nanoseconds. False for a
+// malformed value, and for one beyond 2^62 ns (~146 years), which is no deadline at all (and
+// would overflow when added to the clock).
 bool ParseGrpcTimeout(std::string_view value, uint64_t* nanoseconds);
 
 // The response header block: ":status 200", "content-type: application/grpc", the encodings

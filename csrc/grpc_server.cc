@@ -90,9 +90,10 @@ class IoThread : public DeadlineScheduler {
   }
   size_t connection_count() const { return connection_count_.load(std::memory_order_relaxed); }
 
+  // Compaction waits for the end of the wakeup (Run): a connection being constructed arms its
+  // timer before it is in connections_, and compacting then would drop that entry.
   void AddDeadline(uint64_t deadline_ns, uint64_t connection_id, uint32_t stream_id) override {
     deadlines_.push(Deadline{deadline_ns, connection_id, stream_id});
-    if (deadlines_.size() >= compact_deadlines_at_) CompactDeadlines();
   }
 
  private:
@@ -129,6 +130,7 @@ class IoThread : public DeadlineScheduler {
         }
       }
       ExpireDeadlines();
+      if (deadlines_.size() >= compact_deadlines_at_) CompactDeadlines();
       FlushTouched();
     }
     StopListening();

@@ -27,6 +27,7 @@ from test_grpc_native import (
     data_frame,
     frame,
     grpc_message,
+    header_block,
     headers_frame,
     sample,
     wait_for,
@@ -213,6 +214,25 @@ def test_keepalive_pings_without_calls_when_permitted(tmp_path: Path) -> None:
         h.close()
 
 
+def test_infinite_keepalive_timeout_pings_once_and_waits(tmp_path: Path) -> None:
+    """--grpc-keepalive-timeout=2147483647 is gRPC's "infinite": one PING, then the server waits
+    for its answer however long it takes (no more PINGs, no close) and goes on serving."""
+    h = make_harness(tmp_path, keepalive_time_ms=150, keepalive_timeout_ms=(1 << 31) - 1)
+    try:
+        with RawH2(h.port) as conn:
+            conn.handshake()
+            conn.sock.sendall(slow_call(1, 1.0))
+            w = Watcher(conn)  # never answers, sends nothing more
+            assert w.read(ends_stream(1), timeout=5) is not None and w.closed_at is None
+            assert len(w.of(is_ping)) == 1
+        with RawH2(h.port) as other:  # the I/O thread is not stuck
+            other.handshake()
+            other.sock.sendall(echo_call(1))
+            assert Watcher(other).read(ends_stream(1), timeout=5) is not None
+    finally:
+        h.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # The client's pings
 
@@ -316,6 +336,44 @@ def test_max_age_grace_lets_calls_finish_then_cancels(aging: Harness) -> None:
         assert 0.7 < w.closed_at - went_away < 2.0
         assert not w.of(ends_stream(3))
     wait_for(lambda: aging.handlers.cancelled.count("test.Fake/Slow") > cancelled)
+
+
+def test_connections_accepted_while_the_heap_is_compacted_keep_their_timers(
+    tmp_path: Path,
+) -> None:
+    """The I/O thread's deadline heap is compacted every 4096 entries; a connection accepted
+    just then still gets its maximum-age GOAWAY."""
+    h = make_harness(tmp_path, max_connection_age_ms=1000)
+    try:
+        with RawH2(h.port) as filler:
+            filler.handshake()
+            # Calls refused at once (unknown grpc-encoding) that each leave their deadline in the
+            # heap: with the filler's own timer, 4089 entries.
+            block = header_block("/test.Fake/Echo", [("grpc-timeout", "1H"),
+                                                     ("grpc-encoding", "bogus")])  # fmt: skip
+            calls = 4088
+            filler.sock.sendall(b"".join(frame(HEADERS, 0x5, 2 * i + 1, block)
+                                         for i in range(calls)))  # fmt: skip
+            assert filler.frames_until(ends_stream(2 * calls - 1), timeout=10)[-1][2] == (
+                2 * calls - 1
+            )
+            conns = []
+            try:
+                for _ in range(16):  # the 7th makes the heap compact while it is accepted
+                    c = RawH2(h.port)
+                    c.handshake()
+                    conns.append(c)
+                    c.next_frame()  # accepted (its SETTINGS) before the next one connects
+                missing = []
+                for i, c in enumerate(conns):
+                    if Watcher(c).read(lambda f: f[0] == GOAWAY, timeout=3) is None:
+                        missing.append(i)
+                assert not missing, f"connections {missing} never reached their maximum age"
+            finally:
+                for c in conns:
+                    c.sock.close()
+    finally:
+        h.close()
 
 
 def test_tritonclient_keeps_working_across_max_age(aging: Harness) -> None:

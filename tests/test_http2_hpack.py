@@ -165,6 +165,10 @@ def test_grpc_timeout_and_percent_encoding() -> None:
     assert codec.parse_grpc_timeout("1S") == 1_000_000_000
     assert codec.parse_grpc_timeout("2H") == 7_200_000_000_000
     assert codec.parse_grpc_timeout("99999999n") == 99_999_999
+    assert codec.parse_grpc_timeout("1000000H") == 3_600_000_000_000_000_000  # ~114 years
+    # Beyond 2^62 ns it is no deadline (the product would wrap past 2^64 for 99999999H).
+    assert codec.parse_grpc_timeout("99999999H") is None
+    assert codec.parse_grpc_timeout("5124096H") is None
     for bad in ("", "m", "10", "123456789m", "1x", "-1S", "1.5S"):
         assert codec.parse_grpc_timeout(bad) is None
     assert codec.percent_encode("ok: [1,2]") == "ok: [1,2]"
