@@ -51,8 +51,9 @@ std::string RequestIdPrefix(const std::string& id) {
 
 void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
   const std::string& model = spec.name;
-  // Triton prefixes the errors of its request normalization with the request id.
-  const std::string prefix = RequestIdPrefix(request->id);
+  // Triton prefixes the errors of its request normalization with the request id (built only
+  // when there is an error: this runs for every request).
+  const auto prefix = [request] { return RequestIdPrefix(request->id); };
   const bool batching = spec.max_batch_size > 0;
   int64_t batch_size = -1;
   std::string batch_input;
@@ -65,13 +66,14 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
       Invalid("unexpected inference input '" + name + "' for model '" + model + "'");
     }
     if (t.dtype() != s->dtype) {
-      Invalid(prefix + "inference input '" + name + "' data-type is '" + DataTypeName(t.dtype()) +
-              "', but model '" + model + "' expects '" + DataTypeName(s->dtype) + "'");
+      Invalid(prefix() + "inference input '" + name + "' data-type is '" +
+              DataTypeName(t.dtype()) + "', but model '" + model + "' expects '" +
+              DataTypeName(s->dtype) + "'");
     }
     if (!DimsMatch(s->dims, t.shape(), batching ? 1 : 0)) {
       Shape expected = s->dims;
       if (batching) expected.insert(expected.begin(), -1);
-      Invalid(prefix + "unexpected shape for input '" + name + "' for model '" + model +
+      Invalid(prefix() + "unexpected shape for input '" + name + "' for model '" + model +
               "'. Expected " + ShapeToString(expected) + ", got " + ShapeToString(t.shape()) +
               (batching ? kBatchDimNote : ""));
     }
@@ -81,7 +83,7 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
         batch_size = rows;
         batch_input = name;
       } else if (rows != batch_size) {
-        Invalid(prefix + "input '" + name + "' batch size does not match other inputs for '" +
+        Invalid(prefix() + "input '" + name + "' batch size does not match other inputs for '" +
                 model + "'");
       }
     }
@@ -90,7 +92,7 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
   std::vector<std::string> got, missing;
   for (const auto& kv : request->inputs) {
     if (std::find(got.begin(), got.end(), kv.first) != got.end()) {
-      Invalid(prefix + "input '" + kv.first + "' already exists in request");
+      Invalid(prefix() + "input '" + kv.first + "' already exists in request");
     }
     got.push_back(kv.first);
   }
@@ -101,7 +103,7 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
     if (std::find(got.begin(), got.end(), s.name) == got.end()) missing.push_back(s.name);
   }
   if (!missing.empty()) {
-    Invalid(prefix + "expected " + std::to_string(required) + " inputs but got " +
+    Invalid(prefix() + "expected " + std::to_string(required) + " inputs but got " +
             std::to_string(request->inputs.size()) + " inputs for model '" + model +
             "'. Got input(s) " + QuotedList(got) + ", but missing required input(s) " +
             QuotedList(missing) + ". Please provide all required input(s).");
@@ -113,10 +115,10 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
   }
   if (batching) {
     if (batch_size < 1) {
-      Invalid(prefix + "inference request batch-size must be >= 1 for '" + model + "'");
+      Invalid(prefix() + "inference request batch-size must be >= 1 for '" + model + "'");
     }
     if (batch_size > spec.max_batch_size) {
-      Invalid(prefix + "inference request batch-size must be <= " +
+      Invalid(prefix() + "inference request batch-size must be <= " +
               std::to_string(spec.max_batch_size) + " for '" + model + "'");
     }
     request->batch_size = batch_size;
