@@ -71,7 +71,7 @@ void Connection::ConnectionError(ErrorCode code, const std::string& message) {
   failed_ = true;
   error_message_ = std::string(ErrorCodeName(code)) + ": " + message;
   state_ = ReadState::kClosed;
-  AppendGoAway(&out_, last_peer_stream_id_, code, message);
+  AppendGoAway(&out_, std::min(last_peer_stream_id_, announced_last_stream_id_), code, message);
 }
 
 void Connection::StreamError(uint32_t stream_id, ErrorCode code) {
@@ -613,6 +613,7 @@ void Connection::Shutdown() {
   if (going_away_ || failed_) return;
   going_away_ = true;
   go_away_pending_ = false;
+  announced_last_stream_id_ = last_peer_stream_id_;
   AppendGoAway(&out_, last_peer_stream_id_, ErrorCode::kNoError, "server shutting down");
 }
 
@@ -628,6 +629,7 @@ void Connection::FinishGoAway() {
   if (!go_away_pending_ || going_away_ || failed_) return;
   go_away_pending_ = false;
   going_away_ = true;
+  announced_last_stream_id_ = last_peer_stream_id_;
   AppendGoAway(&out_, last_peer_stream_id_, ErrorCode::kNoError, go_away_debug_);
 }
 

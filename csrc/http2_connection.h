@@ -171,6 +171,9 @@ class Connection {
   uint64_t now_ns_ = 0;  // of the bytes being fed
 
   bool going_away_ = false;
+  // The last-stream-id of the final GOAWAY sent; a later GOAWAY (a connection error) must not
+  // name a higher one, though ignored streams still raise last_peer_stream_id_.
+  uint32_t announced_last_stream_id_ = kMaxStreamId;
   bool go_away_pending_ = false;  // GoAwayGracefully: the first GOAWAY is out
   std::string go_away_debug_;
   bool peer_going_away_ = false;

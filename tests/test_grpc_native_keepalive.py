@@ -338,6 +338,21 @@ def test_max_age_grace_lets_calls_finish_then_cancels(aging: Harness) -> None:
     wait_for(lambda: aging.handlers.cancelled.count("test.Fake/Slow") > cancelled)
 
 
+def test_a_goaway_never_raises_the_last_stream_id_it_announced(aging: Harness) -> None:
+    """RFC 9113 6.8: a later GOAWAY's last-stream-id must not exceed an earlier one's, also when
+    streams the server ignored after its GOAWAY came in meanwhile."""
+    with RawH2(aging.port) as conn:
+        conn.handshake()
+        conn.sock.sendall(slow_call(1, 30))
+        w = Watcher(conn, ack_pings=True)
+        assert w.read(lambda f: f[0] == GOAWAY and goaway(f)[0] == 1, timeout=5) is not None
+        conn.sock.sendall(echo_call(3))  # after the final GOAWAY: ignored
+        conn.sock.sendall(frame(PING, 0, 1, b"\0" * 8))  # a PING on a stream: PROTOCOL_ERROR
+        error = w.read(lambda f: f[0] == GOAWAY and goaway(f)[1] != 0, timeout=5)
+        assert error is not None and goaway(error)[:2] == (1, 1)
+        assert not w.of(ends_stream(3))
+
+
 def test_connections_accepted_while_the_heap_is_compacted_keep_their_timers(
     tmp_path: Path,
 ) -> None:
