@@ -619,6 +619,7 @@ struct RequestArgs {
   uint64_t correlation_id = 0;
   std::string correlation_id_str;
   uint32_t flags = 0;
+  std::string parameters;
 };
 
 RequestPtr MakeRequest(uint64_t token, py::handle inputs, py::handle outputs, RequestArgs args) {
@@ -634,6 +635,7 @@ RequestPtr MakeRequest(uint64_t token, py::handle inputs, py::handle outputs, Re
   r->correlation_id = args.correlation_id;
   r->correlation_id_str = std::move(args.correlation_id_str);
   r->flags = args.flags;
+  r->parameters = std::move(args.parameters);
   return r;
 }
 
@@ -1288,6 +1290,12 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("correlation_id_str",
                              [](const OwnedRequest& r) { return r.request().correlation_id_str; })
       .def_property_readonly("flags", [](const OwnedRequest& r) { return r.request().flags; })
+      .def_property_readonly("parameters",
+                             [](const OwnedRequest& r) {
+                               const std::string& p = r.request().parameters;
+                               return p.empty() ? std::string("{}") : p;
+                             },
+                             "The request's own parameters as a JSON object text.")
       .def_property_readonly("priority", [](const OwnedRequest& r) { return r.request().priority; })
       .def_property_readonly("timeout_us",
                              [](const OwnedRequest& r) { return r.request().timeout_us; })
@@ -1323,25 +1331,30 @@ PYBIND11_MODULE(_core, m) {
       .def("enqueue",
            [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
               py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,
-              uint64_t correlation_id, std::string correlation_id_str, uint32_t flags) {
+              uint64_t correlation_id, std::string correlation_id_str, uint32_t flags,
+              std::string parameters) {
              RequestPtr r = MakeRequest(token, inputs, outputs,
                                         RequestArgs{std::move(request_id), priority, timeout_us,
-                                                    correlation_id, std::move(correlation_id_str), flags});
+                                                    correlation_id, std::move(correlation_id_str), flags,
+                                                    std::move(parameters)});
              r->sink = std::move(queue);
              runner.Enqueue(std::move(r));
            },
            py::arg("queue"), py::arg("token"), py::arg("inputs"), py::arg("outputs") = py::none(),
            py::arg("request_id") = "", py::arg("priority") = 0, py::arg("timeout_us") = 0,
            py::arg("correlation_id") = 0, py::arg("correlation_id_str") = "", py::arg("flags") = 0,
-           "Validate and queue a request; its response arrives on `queue` with `token`.")
+           py::arg("parameters") = "",
+           "Validate and queue a request; its response arrives on `queue` with `token`. "
+           "`parameters`: the request's own parameters as JSON object text.")
       .def("infer",
            [](ModelRunner& runner, py::handle inputs, py::handle outputs, std::string request_id,
               uint32_t priority, uint64_t timeout_us, uint64_t correlation_id,
-              std::string correlation_id_str, uint32_t flags) {
+              std::string correlation_id_str, uint32_t flags, std::string parameters) {
              auto sink = std::make_shared<BlockingSink>();
              RequestPtr r = MakeRequest(0, inputs, outputs,
                                         RequestArgs{std::move(request_id), priority, timeout_us,
-                                                    correlation_id, std::move(correlation_id_str), flags});
+                                                    correlation_id, std::move(correlation_id_str), flags,
+                                                    std::move(parameters)});
              r->sink = sink;
              std::vector<InferResponse> responses;
              {
@@ -1356,7 +1369,7 @@ PYBIND11_MODULE(_core, m) {
            },
            py::arg("inputs"), py::arg("outputs") = py::none(), py::arg("request_id") = "",
            py::arg("priority") = 0, py::arg("timeout_us") = 0, py::arg("correlation_id") = 0,
-           py::arg("correlation_id_str") = "", py::arg("flags") = 0,
+           py::arg("correlation_id_str") = "", py::arg("flags") = 0, py::arg("parameters") = "",
            "Run a request and block (without the GIL) until its responses arrive.")
       .def("stop", &ModelRunner::Stop, py::call_guard<py::gil_scoped_release>(),
            "Stop accepting requests, finish queued and in-flight ones, join the workers.")

@@ -54,6 +54,9 @@ struct InferRequest {
   uint64_t correlation_id = 0;
   std::string correlation_id_str;
   uint32_t flags = 0;
+  // The request's own (non-reserved) parameters as a JSON object, what a python_backend model
+  // reads from request.parameters(); empty: none.
+  std::string parameters;
   // Filled by the scheduler.
   uint64_t enqueue_ns = 0;
   uint64_t deadline_ns = 0;  // 0: none

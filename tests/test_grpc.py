@@ -478,6 +478,51 @@ def test_system_shared_memory_inference(client: grpcclient.InferenceServerClient
         shm.destroy_shared_memory_region(handle)
 
 
+def test_request_parameters_reach_a_python_model_over_grpc_and_http(tmp_path: Path) -> None:
+    """As Triton 2.51 (checked side by side): the request's own parameters reach
+    request.parameters() as JSON; reserved ones don't; uint64 values and other 'triton_' keys
+    are refused with Triton's texts."""
+    import shutil
+
+    import tritonclient.http as httpclient
+
+    repo = tmp_path / "repo"
+    shutil.copytree(HERE / "python_models" / "inspect_args", repo / "inspect_args")
+    x = np.array([[1]], np.int32)
+    params = {"s": "abc", "n": 7, "ok": True}
+    with ServerProcess(repo) as srv:
+        g = grpcclient.InferenceServerClient(srv.grpc_url)
+        gin = grpcclient.InferInput("IN", [1, 1], "INT32")
+        gin.set_data_from_numpy(x)
+        out = g.infer("inspect_args", [gin], parameters=params, priority=1, timeout=10**8,
+                      outputs=[grpcclient.InferRequestedOutput("REQUEST")])  # fmt: skip
+        assert json.loads(json.loads(out.as_numpy("REQUEST")[0, 0])["parameters"]) == params
+        h = httpclient.InferenceServerClient(srv.http_url)
+        hin = httpclient.InferInput("IN", [1, 1], "INT32")
+        hin.set_data_from_numpy(x)
+        out = h.infer("inspect_args", [hin], parameters={**params, "f": 1.5})
+        assert json.loads(json.loads(out.as_numpy("REQUEST")[0, 0])["parameters"]) == {
+            **params, "f": 1.5}  # fmt: skip
+        req = pb.ModelInferRequest(model_name="inspect_args")
+        req.inputs.add(name="IN", datatype="INT32", shape=[1, 1])
+        req.raw_input_contents.append(x.tobytes())
+        with grpc.insecure_channel(srv.grpc_url) as ch:
+            stub = pb_grpc.GRPCInferenceServiceStub(ch)
+            for key, set_value, text in (
+                ("u", lambda p: setattr(p, "uint64_param", 3), "invalid value type for 'u' "
+                 "parameter, expected int64_param, bool_param, or string_param."),
+                ("triton_x", lambda p: setattr(p, "string_param", "v"), "parameter keys starting "
+                 "with 'triton_' are reserved for Triton usage."),
+            ):  # fmt: skip
+                bad = pb.ModelInferRequest()
+                bad.CopyFrom(req)
+                set_value(bad.parameters[key])
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.ModelInfer(bad)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert info.value.details().startswith(text)
+
+
 def test_decoupled_python_models_stream_over_grpc(tmp_path: Path) -> None:
     """Triton's decoupled repeat and square python models, streamed over ModelStreamInfer."""
     import shutil

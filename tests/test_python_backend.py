@@ -550,6 +550,23 @@ def test_initialize_args_and_request_fields(env: Env) -> None:
     assert backend.healthy
 
 
+def test_request_parameters_reach_the_model_and_bls_calls(env: Env) -> None:
+    env.model("inspect_args")
+    env.model("bls_parameters")
+    x = np.array([[1]], np.int32)
+
+    def seen(out: dict[str, Any]) -> Any:
+        return json.loads(json.loads(out["REQUEST"][0, 0])["parameters"])
+
+    params = {"s": "x", "n": 3, "ok": True, "f": 1.5}
+    out = env.server.infer("inspect_args", {"IN": x}, ["REQUEST"], parameters=params)
+    assert seen(out) == params
+    out = env.server.infer("bls_parameters", {"IN": x}, parameters={"s": "y"})
+    assert seen(out) == {"s": "y", "via": "bls"}  # the BLS request's own parameters
+    with pytest.raises(TritonError, match="request parameter 'bad' must be a string"):
+        env.server.infer("inspect_args", {"IN": x}, parameters={"bad": [1]})
+
+
 def test_unload_runs_finalize_and_ends_the_stubs(stub_env: Env) -> None:
     backend = stub_env.model("inspect_args_unload", source="inspect_args")
     pids = {instance._stub.proc.pid for instance in backend.instances}

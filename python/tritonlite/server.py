@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import itertools
+import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,23 @@ EXTENSIONS = (
     "trace",
     "logging",
 )
+
+
+def _parameters_json(parameters: Mapping[str, Any] | str | None) -> str:
+    """A request's own parameters as the JSON object text python_backend models read ("" for
+    none). Values: str, int, float or bool; a str is taken as that JSON text already."""
+    if isinstance(parameters, str):
+        return "" if parameters in ("", "{}") else parameters
+    if not parameters:
+        return ""
+    for key, value in parameters.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise TritonError(
+                f"request parameter '{key}' must be a string, integer, float or boolean, got "
+                f"{type(value).__name__}",
+                INVALID_ARG,
+            )
+    return json.dumps(dict(parameters), separators=(",", ":"), ensure_ascii=False)
 
 
 class _LoopCompletions:
@@ -302,14 +320,18 @@ class Server:
         correlation_id: int = 0,
         correlation_id_str: str = "",
         flags: int = 0,
+        parameters: Mapping[str, Any] | str | None = None,
     ) -> dict[str, np.ndarray]:
         """Run one request and wait for its outputs (numpy arrays, zero-copy where possible).
         Sequence models take ``correlation_id`` (or ``correlation_id_str``) and ``flags``
-        (1: sequence start, 2: sequence end)."""
+        (1: sequence start, 2: sequence end). ``parameters``: the request's own parameters
+        (str, int, float or bool values), which a python_backend model reads from
+        ``request.parameters()``."""
         runner = self._runner(model, version)
         responses = runner.infer(
             inputs, outputs, request_id=request_id, priority=priority, timeout_us=timeout_us,
             correlation_id=correlation_id, correlation_id_str=correlation_id_str, flags=flags,
+            parameters=_parameters_json(parameters),
         )  # fmt: skip
         _token, error, tensors, _final = responses[-1]
         if error is not None:
@@ -329,12 +351,13 @@ class Server:
         correlation_id: int = 0,
         correlation_id_str: str = "",
         flags: int = 0,
+        parameters: Mapping[str, Any] | str | None = None,
     ) -> asyncio.Future[dict[str, np.ndarray]]:
         """Like ``infer``, from the running event loop: await the returned future. Bad requests
         raise here, before anything is queued."""
         return self._submit(  # type: ignore[no-any-return]
             True, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags,
+            correlation_id, correlation_id_str, flags, parameters,
         )  # fmt: skip
 
     def submit(
@@ -350,12 +373,13 @@ class Server:
         correlation_id: int = 0,
         correlation_id_str: str = "",
         flags: int = 0,
+        parameters: Mapping[str, Any] | str | None = None,
     ) -> asyncio.Future[list[tuple[str, Any]]]:
         """For frontends: like ``infer_async``, but the future resolves to the outputs as
         (name, Tensor) pairs, and sequence fields can be set."""
         return self._submit(  # type: ignore[no-any-return]
             False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags,
+            correlation_id, correlation_id_str, flags, parameters,
         )  # fmt: skip
 
     def submit_stream(
@@ -372,12 +396,13 @@ class Server:
         correlation_id: int = 0,
         correlation_id_str: str = "",
         flags: int = 0,
+        parameters: Mapping[str, Any] | str | None = None,
     ) -> None:
         """For decoupled models: ``on_response(error, outputs, final)`` is called on the event
         loop for every response ((name, Tensor) pairs), the last one with ``final=True``."""
         self._submit(
             False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, on_response,
+            correlation_id, correlation_id_str, flags, parameters, on_response,
         )  # fmt: skip
 
     def _submit(
@@ -393,6 +418,7 @@ class Server:
         correlation_id: int,
         correlation_id_str: str,
         flags: int,
+        parameters: Mapping[str, Any] | str | None,
         on_response: Any = None,
     ) -> Any:
         runner = self._latest.get(model) if not version else None
@@ -407,7 +433,7 @@ class Server:
             runner.enqueue(
                 completions.numpy_queue if as_numpy else completions.tensor_queue,
                 token, inputs, outputs, request_id, priority, timeout_us,
-                correlation_id, correlation_id_str, flags,
+                correlation_id, correlation_id_str, flags, _parameters_json(parameters),
             )  # fmt: skip
         except BaseException:
             del completions.pending[token]

@@ -28,6 +28,7 @@ from .._proto import health_pb2
 from ..datatypes import DATATYPES, element_size
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
+from . import request_parameters
 from .classification import classify
 from .input_errors import input_size_error, unknown_datatype_error
 
@@ -139,6 +140,23 @@ def _param(params: Any, name: str) -> Any:
     p = params[name]
     kind = p.WhichOneof("parameter_choice")
     return getattr(p, kind) if kind else None
+
+
+def _custom_parameters(params: Any) -> dict[str, Any]:
+    """A ModelInferRequest's own parameters for the model, refused as Triton refuses them."""
+    out: dict[str, Any] = {}
+    for key in params:
+        if not request_parameters.is_custom(key):
+            continue
+        kind = params[key].WhichOneof("parameter_choice")
+        if kind not in ("bool_param", "int64_param", "string_param", "double_param"):
+            raise TritonError(
+                f"invalid value type for '{key}' parameter, expected int64_param, bool_param, "
+                "or string_param.",
+                INVALID_ARG,
+            )
+        out[key] = getattr(params[key], kind)
+    return out
 
 
 def _version(text: str) -> int | None:
@@ -463,6 +481,7 @@ class GrpcHandlers:
             correlation_id=corr_id,
             correlation_id_str=corr_str,
             flags=flags,
+            parameters=_custom_parameters(params),
         )
         decoupled = loaded.config.model_transaction_policy.decoupled
         if not decoupled:

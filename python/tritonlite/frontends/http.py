@@ -68,6 +68,7 @@ from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
 from ..shared_memory import SystemSharedMemoryRegistry
+from . import request_parameters
 from .classification import classify
 from .input_errors import input_size_error
 from . import http_codec as codec
@@ -926,6 +927,14 @@ def _request_parameters(params: dict[str, Any]) -> dict[str, Any]:
         flags |= SEQUENCE_END
     if flags:
         kwargs["flags"] = flags
+    custom = {k: v for k, v in params.items() if request_parameters.is_custom(k)}
+    for key, value in custom.items():
+        if not isinstance(value, (str, int, float, bool)):
+            raise _bad(
+                f"Unable to parse '{key}': a request parameter must be a string, number or boolean"
+            )
+    if custom:
+        kwargs["parameters"] = custom
     return kwargs
 
 

@@ -68,8 +68,10 @@ def input_size_error(
         dims = list(spec.dims)
         batching = config.max_batch_size > 0
         declared = list(shape)[1:] if batching else list(shape)
-        if (batching and not shape) or len(declared) != len(dims) or any(
-            d != -1 and d != g for d, g in zip(dims, declared, strict=True)
+        if (
+            (batching and not shape)
+            or len(declared) != len(dims)
+            or any(d != -1 and d != g for d, g in zip(dims, declared, strict=True))
         ):
             full = [-1, *dims] if batching else dims
             return TritonError(

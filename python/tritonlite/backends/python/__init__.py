@@ -30,8 +30,8 @@ shared memory between server and stub), ``bls``, ``custom_metrics``, ``runtime``
 calls back into).
 
 Not supported (and how it fails): request cancellation (``is_cancelled()`` is always False),
-request rescheduling (``set_release_flags(RESCHEDULE)`` raises), request and response
-parameters (requests see ``"{}"``; BLS and response parameters are ignored), GPU tensors in
+request rescheduling (``set_release_flags(RESCHEDULE)`` raises), response parameters
+(ignored; request parameters, also of BLS requests, are passed), GPU tensors in
 stub mode (UNSUPPORTED; in-process models get and return DLPack tensors on any device),
 ``EXECUTION_ENV_PATH`` (a warning; the server's Python runs the model).
 """

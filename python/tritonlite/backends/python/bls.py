@@ -37,8 +37,8 @@ from .pb_utils import TritonError as PbError
 __all__ = ["BlsLoop", "BlsSpec", "exec_async", "exec_sync", "spec_of", "start"]
 
 #: What a BLS call needs besides its inputs: (model, version|None, requested outputs|None,
-#: request_id, correlation_id, flags, timeout_us).
-BlsSpec = tuple[str, int | None, list[str] | None, str, int | str, int, int]
+#: request_id, correlation_id, flags, timeout_us, parameters as JSON text).
+BlsSpec = tuple[str, int | None, list[str] | None, str, int | str, int, int, str]
 #: on_response(error: TritonError | None, outputs: list[(name, core Tensor)] | None, final)
 OnResponse = Callable[[Any, Any, bool], None]
 
@@ -53,6 +53,7 @@ def spec_of(request: InferenceRequest) -> BlsSpec:
         request._correlation_id,
         request._flags,
         request._timeout,
+        request._parameters,
     )
 
 
@@ -97,7 +98,7 @@ def _correlation(value: int | str) -> tuple[int, str]:
 
 def start(server: Any, spec: BlsSpec, inputs: Any, on_response: OnResponse) -> None:
     """Start a call on the running loop; every response goes to ``on_response``."""
-    model, version, outputs, request_id, correlation, flags, timeout_us = spec
+    model, version, outputs, request_id, correlation, flags, timeout_us, parameters = spec
     correlation_id, correlation_id_str = _correlation(correlation)
     try:
         server.submit_stream(
@@ -111,6 +112,7 @@ def start(server: Any, spec: BlsSpec, inputs: Any, on_response: OnResponse) -> N
             correlation_id=correlation_id,
             correlation_id_str=correlation_id_str,
             flags=flags,
+            parameters=parameters,
         )
     except Exception as e:  # unknown model, bad inputs: the caller gets an error response
         on_response(e if isinstance(e, TritonError) else TritonError(str(e), INTERNAL), None, True)
@@ -173,7 +175,7 @@ def exec_sync(server: Any, request: InferenceRequest, decoupled: bool) -> Any:
         stream = _Stream()
         BlsLoop.get().call(lambda: start(server, spec, inputs, stream.on_response))
         return iter(stream)
-    model, version, outputs, request_id, correlation, flags, timeout_us = spec
+    model, version, outputs, request_id, correlation, flags, timeout_us, parameters = spec
     correlation_id, correlation_id_str = _correlation(correlation)
     try:
         runner = server.get_model(model, version).runner
@@ -185,6 +187,7 @@ def exec_sync(server: Any, request: InferenceRequest, decoupled: bool) -> Any:
             correlation_id=correlation_id,
             correlation_id_str=correlation_id_str,
             flags=flags,
+            parameters="" if parameters == "{}" else parameters,
         )
     except TritonError as e:
         return InferenceResponse(error=to_pb_error(e))

@@ -141,6 +141,7 @@ class InProcessInstance:
                     backend.model_name,
                     backend.version_number,
                     sender,
+                    r.parameters,
                 )
             )
         token = runtime.activate(self.runtime)

@@ -510,6 +510,7 @@ class InferenceRequest:
         model_name: str,
         model_version: int,
         sender: InferenceResponseSender,
+        parameters: str = "{}",
     ) -> InferenceRequest:
         request = object.__new__(cls)
         request._inputs = inputs
@@ -520,7 +521,7 @@ class InferenceRequest:
         request._timeout = timeout
         request._model_name = model_name
         request._model_version = model_version
-        request._parameters = "{}"
+        request._parameters = parameters
         request._preferred_memory = None
         request._sender = sender
         request._release_flags = TRITONSERVER_REQUEST_RELEASE_ALL

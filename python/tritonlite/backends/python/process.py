@@ -385,6 +385,7 @@ class StubInstance:
                     r.timeout_us,
                     list(r.requested_outputs) or backend.output_names,
                     len(inputs),
+                    r.parameters,
                 )
             )
             pending[key] = r

@@ -226,7 +226,7 @@ class Stub:
         requests: list[InferenceRequest] = []
         responders: list[_Responder] = []
         i = 0
-        for key, request_id, correlation, flags, timeout, requested, n_inputs in batch:
+        for key, request_id, correlation, flags, timeout, requested, n_inputs, params in batch:
             inputs = [
                 Tensor._wrap(name, array, metas[j][1])
                 for j, (name, array) in enumerate(tensors[i : i + n_inputs], start=i)
@@ -245,6 +245,7 @@ class Stub:
                     self.model_name,
                     self.info["version_number"],
                     InferenceResponseSender(responder.send, decoupled),
+                    params,
                 )
             )
         del tensors

@@ -1,0 +1,31 @@
+"""Which request parameters Triton keeps for itself, and which reach the model.
+
+A request's own parameters (KServe v2's ``parameters``) go to the model, where a python_backend
+model reads them as JSON from ``request.parameters()``. Triton consumes the scheduling and
+protocol ones below, and refuses other keys that start with ``triton_``; both frontends use this.
+"""
+
+from __future__ import annotations
+
+from ..errors import INVALID_ARG, TritonError
+
+#: Consumed by Triton (scheduling, sequences, the HTTP binary extension, decoupled streams).
+RESERVED = frozenset(
+    {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
+     "binary_data_output", "triton_enable_empty_final_response"}
+)  # fmt: skip
+
+
+def is_custom(key: str) -> bool:
+    """Whether ``key`` is the request's own parameter; raises Triton's error for a key in the
+    reserved ``triton_`` namespace."""
+    if key in RESERVED:
+        return False
+    if key.startswith("triton_"):
+        raise TritonError(
+            "parameter keys starting with 'triton_' are reserved for Triton usage. Only the "
+            "following keys starting with 'triton_' are allowed: "
+            "triton_enable_empty_final_response",
+            INVALID_ARG,
+        )
+    return True
