@@ -503,6 +503,30 @@ def test_request_parameters_reach_a_python_model_over_grpc_and_http(tmp_path: Pa
         out = h.infer("inspect_args", [hin], parameters={**params, "f": 1.5})
         assert json.loads(json.loads(out.as_numpy("REQUEST")[0, 0])["parameters"]) == {
             **params, "f": 1.5}  # fmt: skip
+        # HTTP's own texts; generate hands every parameter over as it is, as Triton's does.
+        import urllib.error
+        import urllib.request
+
+        def post(path: str, body: dict[str, Any]) -> tuple[int, Any]:
+            url = f"http://{srv.http_url}/v2/models/inspect_args/{path}"
+            try:
+                with urllib.request.urlopen(url, data=json.dumps(body).encode()) as r:
+                    return r.status, json.loads(r.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        infer = {"inputs": [{"name": "IN", "datatype": "INT32", "shape": [1, 1], "data": [1]}]}
+        assert post("infer", {**infer, "parameters": {"triton_x": "v"}}) == (400, {"error":
+            "parameter keys starting with 'triton_' are reserved for Triton usage and should not "
+            "be specified."})  # fmt: skip
+        assert post("infer", {**infer, "parameters": {"l": [1]}}) == (400, {"error":
+            "parameter 'l' has invalid type. It should be either 'int', 'bool', or 'string'."})  # fmt: skip
+        status, body = post("generate", {"IN": [[1]], "parameters": {"timeout": 5, "triton_x": "v"}})
+        assert status == 200 and json.loads(json.loads(body["REQUEST"])["parameters"]) == {
+            "timeout": 5, "triton_x": "v"}  # fmt: skip
+        assert post("generate", {"IN": [[1]], "parameters": {"l": [1]}}) == (400, {"error":
+            "Converting keyword: 'parameters': parameter 'l' has invalid type. It should be "
+            "either 'int', 'bool', or 'string'."})  # fmt: skip
         req = pb.ModelInferRequest(model_name="inspect_args")
         req.inputs.add(name="IN", datatype="INT32", shape=[1, 1])
         req.raw_input_contents.append(x.tobytes())

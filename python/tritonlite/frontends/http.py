@@ -814,7 +814,12 @@ class HttpApi:
         metadata = {t["name"]: t for t in self.server.model_metadata(model, version)["inputs"]}
         request_id = _string(request["id"], "id") if "id" in request else ""
         params = request.get("parameters", {})
-        kwargs = _request_parameters(params if isinstance(params, dict) else {})
+        # As Triton's generate: every parameter goes to the model as it is; none schedules.
+        kwargs: dict[str, Any] = {}
+        if isinstance(params, dict) and params:
+            for key, value in params.items():
+                request_parameters.check_json_value(key, value, "Converting keyword: 'parameters': ")
+            kwargs["parameters"] = params
         inputs: list[tuple[str, Any]] = []
         for key, value in request.items():
             meta = metadata.get(key)
@@ -927,12 +932,9 @@ def _request_parameters(params: dict[str, Any]) -> dict[str, Any]:
         flags |= SEQUENCE_END
     if flags:
         kwargs["flags"] = flags
-    custom = {k: v for k, v in params.items() if request_parameters.is_custom(k)}
+    custom = {k: v for k, v in params.items() if request_parameters.is_custom(k, http=True)}
     for key, value in custom.items():
-        if not isinstance(value, (str, int, float, bool)):
-            raise _bad(
-                f"Unable to parse '{key}': a request parameter must be a string, number or boolean"
-            )
+        request_parameters.check_json_value(key, value)
     if custom:
         kwargs["parameters"] = custom
     return kwargs

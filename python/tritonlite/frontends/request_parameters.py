@@ -16,16 +16,29 @@ RESERVED = frozenset(
 )  # fmt: skip
 
 
-def is_custom(key: str) -> bool:
-    """Whether ``key`` is the request's own parameter; raises Triton's error for a key in the
-    reserved ``triton_`` namespace."""
+def is_custom(key: str, http: bool = False) -> bool:
+    """Whether ``key`` is the request's own parameter; raises Triton's error (its gRPC or HTTP
+    wording) for a key in the reserved ``triton_`` namespace."""
     if key in RESERVED:
         return False
     if key.startswith("triton_"):
         raise TritonError(
-            "parameter keys starting with 'triton_' are reserved for Triton usage. Only the "
+            "parameter keys starting with 'triton_' are reserved for Triton usage and should not "
+            "be specified."
+            if http
+            else "parameter keys starting with 'triton_' are reserved for Triton usage. Only the "
             "following keys starting with 'triton_' are allowed: "
             "triton_enable_empty_final_response",
             INVALID_ARG,
         )
     return True
+
+
+def check_json_value(key: str, value: object, context: str = "") -> None:
+    """Triton's HTTP check of a JSON parameter value (string, number or boolean)."""
+    if not isinstance(value, (str, int, float, bool)):
+        raise TritonError(
+            f"{context}parameter '{key}' has invalid type. It should be either 'int', 'bool', or "
+            "'string'.",
+            INVALID_ARG,
+        )
