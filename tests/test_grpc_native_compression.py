@@ -2,7 +2,8 @@
 --grpc-infer-response-compression-level): ModelInfer and ModelStreamInfer responses, whether the
 C++ fast path or Python built them, are compressed with the algorithm gRPC core picks for the
 level among those the client's grpc-accept-encoding names (of [gzip, deflate]: low the first,
-medium the middle, high the last), and sent uncompressed when it names neither. Raw HTTP/2 sockets check the headers and message flags; tritonclient and grpcio
+medium the middle, high the last), and sent uncompressed when it names neither. Raw HTTP/2
+sockets check the headers and message flags; tritonclient and grpcio
 check that real clients read the answers."""
 
 from __future__ import annotations
@@ -201,7 +202,8 @@ def test_the_algorithm_follows_what_the_client_accepts(
     request: pytest.FixtureRequest, fixture: str, accept: str, expected: bytes
 ) -> None:
     server = request.getfixturevalue(fixture)
-    headers, [(flag, data)] = call(server.port, INFER, [zeros_request().SerializeToString()], accept)
+    request_bytes = zeros_request().SerializeToString()
+    headers, [(flag, data)] = call(server.port, INFER, [request_bytes], accept)
     assert headers[b"grpc-encoding"] == expected and flag == 1
     assert pb.ModelInferResponse.FromString(inflate(expected, flag, data)).model_name == "add_sub"
 
@@ -322,3 +324,31 @@ def test_server_compression_flag(tmp_path: Path) -> None:
             a + b
         ).tolist()
         client.close()
+
+
+def test_grpcio_transport_compresses_inference_responses_only(tmp_path: Path) -> None:
+    """The grpcio transport (used for TLS; plain here so raw frames can be read)."""
+    from tritonlite.frontends.grpc import start_grpc
+
+    h = harness_with(tmp_path, "low")
+    options = GrpcOptions(infer_response_compression_level="low")
+    try:
+        frontend = h.loop.run(start_grpc(h.server, "127.0.0.1", 0, options=options))
+        port = frontend.port
+        try:
+            headers, [(flag, data)] = call(port, INFER, [zeros_request().SerializeToString()])
+            assert headers[b"grpc-encoding"] == b"gzip" and flag == 1
+            resp = pb.ModelInferResponse.FromString(inflate(b"gzip", flag, data))
+            assert resp.model_name == "add_sub"
+            headers, messages = call(port, STREAM_INFER, [zeros_request().SerializeToString()])
+            assert headers[b"grpc-encoding"] == b"gzip" and [f for f, _ in messages] == [1]
+            # Other methods: messages not compressed, even a compressible one.
+            config = pb.ModelConfigRequest(name="add_sub").SerializeToString()
+            path = "/inference.GRPCInferenceService/ModelConfig"
+            headers, [(flag, data)] = call(port, path, [config])
+            assert flag == 0 and len(zlib.compress(data)) < len(data)
+            assert pb.ModelConfigResponse.FromString(data).config.name == "add_sub"
+        finally:
+            h.loop.run(frontend.stop(1.0))
+    finally:
+        h.close()

@@ -624,8 +624,12 @@ def _abort_code(error: TritonError) -> grpc.StatusCode:
     return GRPC_CODES.get(error.status, grpc.StatusCode.UNKNOWN)
 
 
-def _unary_handler(handlers: GrpcHandlers, method: str) -> grpc.RpcMethodHandler:
+def _unary_handler(
+    handlers: GrpcHandlers, method: str, compressed: bool = False
+) -> grpc.RpcMethodHandler:
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        if not compressed:  # the server's compression is for inference responses only
+            context.disable_next_message_compression()
         try:
             return await handlers.unary(method, request, context.invocation_metadata() or ())
         except TritonError as e:
@@ -649,7 +653,7 @@ def _stream_handler(handlers: GrpcHandlers, method: str) -> grpc.RpcMethodHandle
 #: --grpc-infer-response-compression-level -> the algorithm gRPC core picks at that level for a
 #: client that accepts gzip and deflate (as tritonclient does): of [gzip, deflate], low takes the
 #: first, medium the middle, high the last. The native transport applies the rule per call to
-#: what the client accepts; grpcio's server takes one algorithm for every call.
+#: what the client accepts; on grpcio's, ModelInfer/ModelStreamInfer calls get this algorithm.
 RESPONSE_COMPRESSION = {"none": "identity", "low": "gzip", "medium": "deflate", "high": "deflate"}
 
 
@@ -733,13 +737,19 @@ async def start_grpc(
     """Serve ``server`` over gRPC on the running event loop (grpcio asyncio transport)."""
     options = options or GrpcOptions()
     handlers = GrpcHandlers(server, parse_restricted_protocols(restricted_protocols))
+    # As Triton, only inference responses are compressed: grpcio's aio server ignores a call's
+    # set_compression(), so the server compresses and the other methods' messages opt out.
     compression = {
         "identity": grpc.Compression.NoCompression,
         "deflate": grpc.Compression.Deflate,
         "gzip": grpc.Compression.Gzip,
     }[RESPONSE_COMPRESSION.get(options.infer_response_compression_level, "identity")]
     grpc_server = grpc.aio.server(options=options.channel_options(), compression=compression)
-    methods = {m: _unary_handler(handlers, m) for m in handlers.methods() if m != "Check"}
+    methods = {
+        m: _unary_handler(handlers, m, compressed=m == "ModelInfer")
+        for m in handlers.methods()
+        if m != "Check"
+    }
     methods["ModelStreamInfer"] = _stream_handler(handlers, "ModelStreamInfer")
     grpc_server.add_generic_rpc_handlers(
         (
