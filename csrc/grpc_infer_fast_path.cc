@@ -33,9 +33,9 @@ bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
     if (key == "priority") {
       if (!UnsignedParameter(p, &u) || u > std::numeric_limits<uint32_t>::max()) return false;
       r->priority = static_cast<uint32_t>(u);
-    } else if (key == "timeout") {
-      if (!UnsignedParameter(p, &u)) return false;
-      r->timeout_us = u;
+    } else if (key == "timeout") {  // int64 only, as Triton
+      if (p.kind != WireParameter::Kind::kInt64 || p.int64_value < 0) return false;
+      r->timeout_us = static_cast<uint64_t>(p.int64_value);
     } else if (key == "sequence_id") {
       if (p.kind == WireParameter::Kind::kString) {
         r->correlation_id_str = std::string(p.string_value);
@@ -53,6 +53,7 @@ bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
     } else if (key == "triton_enable_empty_final_response") {
       // Only decoupled models answer with an empty final response, and they never take the
       // fast path (perf_analyzer sends it on every request).
+      if (p.kind != WireParameter::Kind::kBool) return false;
     } else {
       return false;
     }

@@ -304,6 +304,9 @@ def test_repository_index_load_and_unload(client: grpcclient.InferenceServerClie
         client.get_inference_statistics("classifier", "7")
     assert (e.value.status(), e.value.message()) == (
         "StatusCode.INVALID_ARGUMENT", "requested model version is not available for model 'classifier'")  # fmt: skip
+    # No model named: every model's statistics, the version ignored (as Triton).
+    every = client.get_inference_statistics("", "7", as_json=True)["model_stats"]
+    assert {m["name"] for m in every} >= {"classifier", "simple"}
     with pytest.raises(InferenceServerException, match="invalid model name"):
         client.load_model("../simple")
 
@@ -488,6 +491,12 @@ def test_request_parameters_reach_a_python_model_over_grpc_and_http(tmp_path: Pa
 
     repo = tmp_path / "repo"
     shutil.copytree(HERE / "python_models" / "inspect_args", repo / "inspect_args")
+    write_config(repo / "ens", 'name: "ens" platform: "ensemble" max_batch_size: 2 '
+                 'input [{ name: "IN" data_type: TYPE_INT32 dims: [ 1 ] }] '
+                 'output [{ name: "REQUEST" data_type: TYPE_STRING dims: [ 1 ] }] '
+                 'ensemble_scheduling { step [{ model_name: "inspect_args" model_version: -1 '
+                 'input_map { key: "IN" value: "IN" } output_map { key: "REQUEST" value: "REQUEST" } }] }')  # fmt: skip
+    (repo / "ens" / "1").mkdir(exist_ok=True)
     x = np.array([[1]], np.int32)
     params = {"s": "abc", "n": 7, "ok": True}
     with ServerProcess(repo) as srv:
@@ -496,6 +505,9 @@ def test_request_parameters_reach_a_python_model_over_grpc_and_http(tmp_path: Pa
         gin.set_data_from_numpy(x)
         out = g.infer("inspect_args", [gin], parameters=params, priority=1, timeout=10**8,
                       outputs=[grpcclient.InferRequestedOutput("REQUEST")])  # fmt: skip
+        assert json.loads(json.loads(out.as_numpy("REQUEST")[0, 0])["parameters"]) == params
+        # An ensemble's steps get the request's parameters, as in Triton.
+        out = g.infer("ens", [gin], parameters=params)
         assert json.loads(json.loads(out.as_numpy("REQUEST")[0, 0])["parameters"]) == params
         h = httpclient.InferenceServerClient(srv.http_url)
         hin = httpclient.InferInput("IN", [1, 1], "INT32")
@@ -527,16 +539,37 @@ def test_request_parameters_reach_a_python_model_over_grpc_and_http(tmp_path: Pa
         assert post("generate", {"IN": [[1]], "parameters": {"l": [1]}}) == (400, {"error":
             "Converting keyword: 'parameters': parameter 'l' has invalid type. It should be "
             "either 'int', 'bool', or 'string'."})  # fmt: skip
+        # A parameter string that isn't valid UTF-8: a clear 400, not an internal error.
+        raw = json.dumps(infer).encode()[:-1] + b', "parameters": {"a": "\xff"}}'
+        request = urllib.request.Request(f"http://{srv.http_url}/v2/models/inspect_args/infer",
+                                         data=raw)  # fmt: skip
+        with pytest.raises(urllib.error.HTTPError) as bad_text:
+            urllib.request.urlopen(request)
+        assert bad_text.value.code == 400
         req = pb.ModelInferRequest(model_name="inspect_args")
         req.inputs.add(name="IN", datatype="INT32", shape=[1, 1])
         req.raw_input_contents.append(x.tobytes())
         with grpc.insecure_channel(srv.grpc_url) as ch:
             stub = pb_grpc.GRPCInferenceServiceStub(ch)
+            # Triton 2.51's refusals, also of the parameters it consumes.
             for key, set_value, text in (
                 ("u", lambda p: setattr(p, "uint64_param", 3), "invalid value type for 'u' "
                  "parameter, expected int64_param, bool_param, or string_param."),
                 ("triton_x", lambda p: setattr(p, "string_param", "v"), "parameter keys starting "
                  "with 'triton_' are reserved for Triton usage."),
+                ("priority", lambda p: setattr(p, "string_param", "x"), "invalid value type for "
+                 "'priority' parameter, expected int64_param or uint64_param."),
+                ("priority", lambda p: setattr(p, "int64_param", -1),
+                 "invalid value for 'priority', expected value >= 0."),
+                ("timeout", lambda p: setattr(p, "uint64_param", 5),
+                 "invalid value type for 'timeout' parameter, expected int64_param."),
+                ("sequence_start", lambda p: setattr(p, "int64_param", 1),
+                 "invalid value type for 'sequence_start' parameter, expected bool_param."),
+                ("sequence_id", lambda p: setattr(p, "bool_param", True), "invalid value type "
+                 "for 'sequence_id' parameter, expected int64_param or string_param."),
+                ("triton_enable_empty_final_response", lambda p: setattr(p, "string_param", "x"),
+                 "invalid value type for 'triton_enable_empty_final_response' parameter, "
+                 "expected bool_param."),
             ):  # fmt: skip
                 bad = pb.ModelInferRequest()
                 bad.CopyFrom(req)
@@ -545,6 +578,13 @@ def test_request_parameters_reach_a_python_model_over_grpc_and_http(tmp_path: Pa
                     stub.ModelInfer(bad)
                 assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
                 assert info.value.details().startswith(text)
+            # Over gRPC binary_data_output is the model's (only HTTP consumes it).
+            passed = pb.ModelInferRequest()
+            passed.CopyFrom(req)
+            passed.parameters["binary_data_output"].bool_param = True
+            resp = stub.ModelInfer(passed)
+            seen = json.loads(resp.raw_output_contents[1][4:])["parameters"]
+            assert json.loads(seen) == {"binary_data_output": True}
 
 
 def test_decoupled_python_models_stream_over_grpc(tmp_path: Path) -> None:

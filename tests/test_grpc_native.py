@@ -1185,7 +1185,7 @@ def test_fast_path_requests_are_zero_copy_views() -> None:
     a, b = sample(0, rows=2)
     req = raw_request("add_sub", a, b, id="q")
     req.parameters["priority"].int64_param = 2
-    req.parameters["timeout"].uint64_param = 500
+    req.parameters["timeout"].int64_param = 500  # int64 only, as Triton
     req.parameters["sequence_id"].int64_param = 42
     req.parameters["sequence_start"].bool_param = True
     req.parameters["sequence_end"].bool_param = True
@@ -1220,6 +1220,8 @@ def test_fast_path_requests_are_zero_copy_views() -> None:
         lambda r: r.parameters["custom"].bool_param.__class__,
         lambda r: setattr(r.parameters["priority"], "string_param", "high"),
         lambda r: setattr(r.parameters["priority"], "int64_param", -1),
+        lambda r: setattr(r.parameters["timeout"], "uint64_param", 5),  # Triton: int64 only
+        lambda r: setattr(r.parameters["triton_enable_empty_final_response"], "int64_param", 1),
         lambda r: r.raw_input_contents.pop(),
         lambda r: r.raw_input_contents.__setitem__(0, b"123"),
         lambda r: setattr(r.inputs[0], "datatype", "TYPE_INT32"),

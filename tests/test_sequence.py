@@ -325,3 +325,28 @@ def test_unload_fails_sequences_still_waiting_for_a_slot(tmp_path: Path) -> None
     asyncio.run(main())
     assert isinstance(outcome[0], TritonError) and outcome[0].status == "UNAVAILABLE"
     assert "was released before this request ran" in outcome[0].message
+
+
+def test_close_on_another_thread_still_answers_on_the_loop(tmp_path: Path) -> None:
+    """Server.close() on a worker thread fails the waiting request and must not stop the loop
+    from seeing that answer (it removed the loop's readers first, about 1 run in 15)."""
+    version_dir = tmp_path / "acc" / "1"
+    make_accumulator_onnx(version_dir / "model.onnx")
+    config = text_format.Parse(
+        ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
+            "max_batch_size: 8", "max_batch_size: 1"
+        ),
+        mc.ModelConfig(),
+    )
+
+    async def once() -> None:
+        server = Server()
+        server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+        await step(server, 1, 1.0, START)
+        waiting = step(server, 2, 1.0, START)
+        await asyncio.get_running_loop().run_in_executor(None, server.close)
+        with pytest.raises(TritonError, match="was released before this request ran"):
+            await asyncio.wait_for(waiting, 10)  # never answered: TimeoutError
+
+    for _ in range(40):
+        asyncio.run(once())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import threading
@@ -68,7 +69,14 @@ def _parameters_json(parameters: Mapping[str, Any] | str | None) -> str:
                 f"{type(value).__name__}",
                 INVALID_ARG,
             )
-    return json.dumps(dict(parameters), separators=(",", ":"), ensure_ascii=False)
+    try:
+        text = json.dumps(dict(parameters), separators=(",", ":"), ensure_ascii=False)
+        text.encode()  # strings that aren't valid UTF-8 (e.g. surrogate-escaped bytes)
+    except (TypeError, ValueError) as e:
+        raise TritonError(
+            f"request parameters must be JSON-encodable text: {e}", INVALID_ARG
+        ) from None
+    return text
 
 
 class _LoopCompletions:
@@ -88,9 +96,27 @@ class _LoopCompletions:
         self.unmatched += queue.dispatch(self.pending, TritonError, as_numpy)
 
     def close(self) -> None:
-        if not self.loop.is_closed():
+        """Resolve what has arrived, then stop watching the queues, on the loop's own thread:
+        Server.close() may run on another thread just after the models failed their queued
+        requests, and removing the readers before the loop saw those answers lost them."""
+        if self.loop.is_closed():
+            return
+
+        def finish() -> None:
+            self._dispatch(self.numpy_queue, True)
+            self._dispatch(self.tensor_queue, False)
             self.loop.remove_reader(self.numpy_queue.fd())
             self.loop.remove_reader(self.tensor_queue.fd())
+
+        try:
+            on_loop = asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            on_loop = False
+        if on_loop:
+            finish()
+        else:
+            with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+                self.loop.call_soon_threadsafe(finish)
 
 
 class Server:
@@ -448,12 +474,12 @@ class Server:
             versions = self._models.get(name)
             if not versions:  # Triton's text and code (INVALID_ARGUMENT / HTTP 400)
                 raise TritonError(f"requested model '{name}' is not available", INVALID_ARG)
-            if version is not None and version not in versions:
+            if model and version is not None and version not in versions:
                 raise TritonError(
                     f"requested model version is not available for model '{name}'", INVALID_ARG
                 )
             for v, loaded in sorted(versions.items()):
-                if version is None or v == version:
+                if version is None or v == version or not model:
                     out.append({"name": name, "version": str(v), **loaded.runner.statistics()})
         return out
 

@@ -127,8 +127,12 @@ class EnsembleBackend:
                     pending.remove(step)
                     inputs = [(name, tensors[t]) for name, t in step.inputs.items()]
                     try:
+                        # As Triton: each step inherits the request's priority, timeout and
+                        # parameters.
                         future = self.server.submit(step.model, inputs, list(step.outputs), step.version,
-                                                    priority=request.priority, request_id=request.id)  # fmt: skip
+                                                    priority=request.priority, request_id=request.id,
+                                                    timeout_us=request.timeout_us,
+                                                    parameters=request.parameters)  # fmt: skip
                     except TritonError as e:
                         raise self._step_error(step, e) from e
                     running[asyncio.ensure_future(future)] = step

@@ -142,6 +142,49 @@ def _param(params: Any, name: str) -> Any:
     return getattr(p, kind) if kind else None
 
 
+def _typed_param(params: Any, name: str, kinds: tuple[str, ...], expected: str = "") -> Any:
+    """A reserved parameter's value (None when absent), refused with Triton's text when it has
+    another type than ``kinds``."""
+    if name not in params:
+        return None
+    kind = params[name].WhichOneof("parameter_choice")
+    if kind not in kinds:
+        raise TritonError(
+            f"invalid value type for '{name}' parameter, expected "
+            f"{expected or ' or '.join(kinds)}.",
+            INVALID_ARG,
+        )
+    return getattr(params[name], kind)
+
+
+def _scheduling_parameters(params: Any) -> dict[str, Any]:
+    """Server.submit arguments from the parameters Triton consumes, checked as Triton checks
+    them (types; a negative priority); out-of-range values are clamped or wrapped as in C++."""
+    flags = 0
+    if _typed_param(params, "sequence_start", ("bool_param",)):
+        flags |= SEQUENCE_START
+    if _typed_param(params, "sequence_end", ("bool_param",)):
+        flags |= SEQUENCE_END
+    seq = _typed_param(params, "sequence_id", ("int64_param", "string_param", "uint64_param"),
+                       "int64_param or string_param")  # fmt: skip
+    if isinstance(seq, str):
+        corr_id, corr_str = 0, seq
+    else:
+        corr_id, corr_str = (seq or 0) % 2**64, ""  # a negative int64 as Triton's uint64 cast
+    priority = _typed_param(params, "priority", ("int64_param", "uint64_param")) or 0
+    if priority < 0:
+        raise TritonError("invalid value for 'priority', expected value >= 0.", INVALID_ARG)
+    timeout = _typed_param(params, "timeout", ("int64_param",)) or 0
+    _typed_param(params, "triton_enable_empty_final_response", ("bool_param",))  # checked
+    return {
+        "priority": min(priority, 2**32 - 1),
+        "timeout_us": max(timeout, 0),
+        "correlation_id": corr_id,
+        "correlation_id_str": corr_str,
+        "flags": flags,
+    }
+
+
 def _custom_parameters(params: Any) -> dict[str, Any]:
     """A ModelInferRequest's own parameters for the model, refused as Triton refuses them."""
     out: dict[str, Any] = {}
@@ -466,23 +509,9 @@ class GrpcHandlers:
         loaded = server.get_model(request.model_name, version)
         inputs = self._input_tensors(request, loaded.config)
         params = request.parameters
-        flags = 0
-        if _param(params, "sequence_start"):
-            flags |= SEQUENCE_START
-        if _param(params, "sequence_end"):
-            flags |= SEQUENCE_END
-        seq = _param(params, "sequence_id")
-        corr_id, corr_str = (0, seq) if isinstance(seq, str) else (int(seq or 0), "")
         outputs = [o.name for o in request.outputs] or None
-        kwargs = dict(
-            priority=int(_param(params, "priority") or 0),
-            timeout_us=int(_param(params, "timeout") or 0),
-            request_id=request.id,
-            correlation_id=corr_id,
-            correlation_id_str=corr_str,
-            flags=flags,
-            parameters=_custom_parameters(params),
-        )
+        kwargs = dict(request_id=request.id, **_scheduling_parameters(params))
+        kwargs["parameters"] = _custom_parameters(params)
         decoupled = loaded.config.model_transaction_policy.decoupled
         if not decoupled:
             tensors = await server.submit(request.model_name, inputs, outputs, version, **kwargs)
@@ -493,7 +522,9 @@ class GrpcHandlers:
             request.model_name, inputs, lambda e, o, f: queue.put_nowait((e, o, f)),
             outputs, version, **kwargs,
         )  # fmt: skip
-        enable_final = bool(_param(params, "triton_enable_empty_final_response"))
+        enable_final = bool(
+            _typed_param(params, "triton_enable_empty_final_response", ("bool_param",))
+        )
         while True:
             error, tensors, final = await queue.get()
             if error is not None:

@@ -24,7 +24,8 @@ extension (``Inference-Header-Content-Length``, ``binary_data``, ``binary_data_s
 ``binary_data_output``), raw binary requests (header length 0), gzip and deflate request and
 response bodies, classification, system shared-memory inputs and outputs, and the request
 parameters ``priority``, ``timeout``, ``sequence_id`` (integer or string), ``sequence_start``
-and ``sequence_end``. Binary inputs are zero-copy views of the request body.
+and ``sequence_end``; other request parameters go to the model (``request.parameters()``).
+Binary inputs are zero-copy views of the request body.
 
 Status codes follow Triton's mapping (INVALID_ARG, ALREADY_EXISTS, UNKNOWN -> 400,
 NOT_FOUND -> 404, INTERNAL -> 500, UNSUPPORTED -> 501, UNAVAILABLE -> 503; unknown routes 404,
@@ -37,9 +38,7 @@ Deliberate differences from Triton 2.51 (checked against it):
 - ``/generate`` on a model that answers other than once is a 400 (Triton sends a 200 whose body
   is the error); ``/generate`` also accepts compressed bodies;
 - bodies over ``max_body_bytes`` (also after decompression) are refused with 413;
-- shared-memory errors name the tensor and model;
-- request parameters other than Triton's scheduling ones are accepted but not passed to the
-  model (``Server.submit`` has no parameters argument yet).
+- shared-memory errors name the tensor and model.
 """
 
 from __future__ import annotations

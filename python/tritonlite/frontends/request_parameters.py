@@ -9,17 +9,19 @@ from __future__ import annotations
 
 from ..errors import INVALID_ARG, TritonError
 
-#: Consumed by Triton (scheduling, sequences, the HTTP binary extension, decoupled streams).
+#: Consumed by Triton (scheduling, sequences, decoupled streams); over HTTP also
+#: binary_data_output (the binary tensor extension), which gRPC hands to the model.
 RESERVED = frozenset(
     {"sequence_id", "sequence_start", "sequence_end", "priority", "timeout",
-     "binary_data_output", "triton_enable_empty_final_response"}
+     "triton_enable_empty_final_response"}
 )  # fmt: skip
+RESERVED_HTTP = RESERVED | {"binary_data_output"}
 
 
 def is_custom(key: str, http: bool = False) -> bool:
     """Whether ``key`` is the request's own parameter; raises Triton's error (its gRPC or HTTP
     wording) for a key in the reserved ``triton_`` namespace."""
-    if key in RESERVED:
+    if key in (RESERVED_HTTP if http else RESERVED):
         return False
     if key.startswith("triton_"):
         raise TritonError(

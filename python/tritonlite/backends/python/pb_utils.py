@@ -10,8 +10,8 @@ BLS, logging and metrics go to ``runtime.current()``, which the stub process or 
 instance provides.
 
 Differences from Triton, all documented in the package docstring: ``is_cancelled()`` is always
-False; BLS request parameters, response parameters and ``preferred_memory`` are accepted and
-ignored; request rescheduling is not supported.
+False; response parameters and ``preferred_memory`` are accepted and ignored; request
+rescheduling is not supported.
 """
 
 from __future__ import annotations
@@ -474,6 +474,12 @@ class InferenceRequest:
         if parameters is None:
             params = "{}"
         elif isinstance(parameters, str):
+            try:
+                is_object = isinstance(json.loads(parameters), dict)
+            except ValueError:
+                is_object = False
+            if not is_object:
+                raise TritonModelException("Expected the parameters to be a JSON object")
             params = parameters
         elif isinstance(parameters, dict):
             for key, value in parameters.items():
@@ -482,7 +488,7 @@ class InferenceRequest:
                         "Expected the parameters to be a dictionary of string keys and bool, "
                         "int or string values"
                     )
-            params = json.dumps(parameters)
+            params = json.dumps(parameters, separators=(",", ":"))  # compact, as Triton's
         else:
             raise TritonModelException("Expected the parameters to be a dictionary")
         self._request_id = request_id
