@@ -35,16 +35,30 @@ sequence_batching {{
 """
 
 
-def accumulator(tmp_path: Path, strategy: str = "direct { }", instances: int = 1,
-                idle: int = 5_000_000) -> tuple[Server, mc.ModelConfig]:  # fmt: skip
+def accumulator_model(tmp_path: Path, strategy: str = "direct { }", instances: int = 1,
+                      idle: int = 5_000_000, max_batch_size: int = 8,
+                      extra: str = "") -> tuple[mc.ModelConfig, Path]:  # fmt: skip
+    """The accumulator's config and version directory (model written there)."""
     version_dir = tmp_path / "acc" / "1"
     make_accumulator_onnx(version_dir / "model.onnx")
-    config = text_format.Parse(
-        ACCUMULATOR.format(strategy=strategy, instances=instances, idle=idle), mc.ModelConfig()
+    text = ACCUMULATOR.format(strategy=strategy, instances=instances, idle=idle).replace(
+        "max_batch_size: 8", f"max_batch_size: {max_batch_size}"
     )
+    return text_format.Parse(text + extra, mc.ModelConfig()), version_dir
+
+
+def serve(config: mc.ModelConfig, version_dir: Path) -> Server:
     server = Server()
     server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
-    return server, config
+    return server
+
+
+def accumulator(tmp_path: Path, strategy: str = "direct { }", instances: int = 1,
+                idle: int = 5_000_000, max_batch_size: int = 8,
+                extra: str = "") -> tuple[Server, mc.ModelConfig]:  # fmt: skip
+    config, version_dir = accumulator_model(tmp_path, strategy, instances, idle, max_batch_size,
+                                            extra)  # fmt: skip
+    return serve(config, version_dir), config
 
 
 def step(server: Server, corr: Any, value: float, flags: int = 0) -> Any:
@@ -142,16 +156,7 @@ def test_idle_sequence_is_released(tmp_path: Path) -> None:
 
 def test_more_sequences_than_slots_wait_for_a_free_slot(tmp_path: Path) -> None:
     # max_batch_size 2 and one instance: two slots; six sequences at once.
-    version_dir = tmp_path / "acc" / "1"
-    make_accumulator_onnx(version_dir / "model.onnx")
-    config = text_format.Parse(
-        ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
-            "max_batch_size: 8", "max_batch_size: 2"
-        ),
-        mc.ModelConfig(),
-    )
-    server = Server()
-    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+    server, _ = accumulator(tmp_path, max_batch_size=2)
 
     async def main() -> list[list[float]]:
         return await asyncio.gather(*[run_sequence(server, c, [c, c, c]) for c in range(1, 7)])
@@ -250,14 +255,8 @@ def test_open_sequence_does_not_hold_up_unload(tmp_path: Path) -> None:
 
 
 def test_sequences_beyond_slots_and_backlog_are_refused(tmp_path: Path) -> None:
-    version_dir = tmp_path / "acc" / "1"
-    make_accumulator_onnx(version_dir / "model.onnx")
-    text = ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
-        "max_batch_size: 8", "max_batch_size: 2"
-    ) + 'parameters { key: "sequence_backlog_limit" value { string_value: "1" } }'
-    config = text_format.Parse(text, mc.ModelConfig())
-    server = Server()
-    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+    backlog = 'parameters { key: "sequence_backlog_limit" value { string_value: "1" } }'
+    server, _ = accumulator(tmp_path, max_batch_size=2, extra=backlog)
 
     async def main() -> None:
         await step(server, 1, 1.0, START)  # slot 1
@@ -300,16 +299,7 @@ def test_infer_and_infer_async_take_sequence_fields(tmp_path: Path) -> None:
 
 
 def test_unload_fails_sequences_still_waiting_for_a_slot(tmp_path: Path) -> None:
-    version_dir = tmp_path / "acc" / "1"
-    make_accumulator_onnx(version_dir / "model.onnx")
-    config = text_format.Parse(
-        ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
-            "max_batch_size: 8", "max_batch_size: 1"
-        ),
-        mc.ModelConfig(),
-    )
-    server = Server()
-    server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+    server, _ = accumulator(tmp_path, max_batch_size=1)
     outcome: list[Any] = []
 
     async def main() -> None:
@@ -330,18 +320,10 @@ def test_unload_fails_sequences_still_waiting_for_a_slot(tmp_path: Path) -> None
 def test_close_on_another_thread_still_answers_on_the_loop(tmp_path: Path) -> None:
     """Server.close() on a worker thread fails the waiting request and must not stop the loop
     from seeing that answer (it removed the loop's readers first, about 1 run in 15)."""
-    version_dir = tmp_path / "acc" / "1"
-    make_accumulator_onnx(version_dir / "model.onnx")
-    config = text_format.Parse(
-        ACCUMULATOR.format(strategy="direct { }", instances=1, idle=5_000_000).replace(
-            "max_batch_size: 8", "max_batch_size: 1"
-        ),
-        mc.ModelConfig(),
-    )
+    config, version_dir = accumulator_model(tmp_path, max_batch_size=1)
 
     async def once() -> None:
-        server = Server()
-        server.add_model(config, ort_backend.create_backend(config, version_dir.parent, version_dir))
+        server = serve(config, version_dir)
         await step(server, 1, 1.0, START)
         waiting = step(server, 2, 1.0, START)
         await asyncio.get_running_loop().run_in_executor(None, server.close)
