@@ -22,12 +22,17 @@ class ServerProcess:
     """``with ServerProcess(repo, "--model-control-mode=explicit") as srv: srv.grpc_url``"""
 
     def __init__(
-        self, *repositories: Path | str, args: tuple[str, ...] = (), ready_timeout: float = 60
+        self,
+        *repositories: Path | str,
+        args: tuple[str, ...] = (),
+        ready_timeout: float = 60,
+        env: dict[str, str] | None = None,
     ):
         self.grpc_port, self.http_port, self.metrics_port = free_port(), free_port(), free_port()
         self.repositories = repositories
         self.args = args
         self.ready_timeout = ready_timeout
+        self.env = None if env is None else {**os.environ, **env}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path: Path | None = None
 
@@ -59,7 +64,7 @@ class ServerProcess:
 
         fd, name = tempfile.mkstemp(prefix="tritonlite-server-", suffix=".log")
         self.log_path = Path(name)
-        self.proc = subprocess.Popen(self.command(), stdout=fd, stderr=fd)
+        self.proc = subprocess.Popen(self.command(), stdout=fd, stderr=fd, env=self.env)
         os.close(fd)
         self.wait_live()
         return self

@@ -53,6 +53,29 @@ def check_model_name(name: str) -> None:
         )
 
 
+# Longest file-name component and path the file overrides may use (Linux's NAME_MAX, PATH_MAX).
+_NAME_MAX = 255
+_PATH_MAX = 4096
+
+
+def _check_override_path(name: str, key: str) -> None:
+    """Refuse a file override key ('file:<version>/<path>') that is not a plain relative path
+    inside the model directory, before anything is written (INVALID_ARG)."""
+    rel = key[len("file:") :] if key.startswith("file:") else key
+    parts = rel.split("/")
+    reason = ""
+    if not rel or rel.startswith("/") or "\\" in rel:
+        reason = "is outside the model directory"
+    elif "\x00" in rel:
+        reason = "contains a NUL character"
+    elif any(p in ("..", ".") for p in parts) or any(not p for p in parts):
+        reason = "is outside the model directory" if ".." in parts else "is not a file path"
+    elif len(rel.encode()) > _PATH_MAX or any(len(p.encode()) > _NAME_MAX for p in parts):
+        reason = f"has a path longer than {_PATH_MAX} bytes or a name longer than {_NAME_MAX}"
+    if reason:
+        raise TritonError(f"failed to load '{name}': file override '{key}' {reason}", INVALID_ARG)
+
+
 def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
     """What a model directory holds, to notice changes when polling."""
     entries = []
@@ -325,20 +348,32 @@ class ModelRepository:
 
     def _materialize_files(self, name: str, entry: _ModelEntry, files: Mapping[str, bytes]) -> Path:
         """A model made of uploaded files ('file:<version>/<name>' keys), in a private dir."""
+        for key in files:
+            _check_override_path(name, key)
         root = Path(tempfile.mkdtemp(prefix="tritonlite-model-")) / name
-        root.mkdir()
-        for key, content in files.items():
-            rel = key[len("file:") :] if key.startswith("file:") else key
-            target = (root / rel).resolve()
-            if not rel or Path(rel).is_absolute() or root.resolve() not in target.parents:
-                shutil.rmtree(root.parent, ignore_errors=True)
-                raise TritonError(
-                    f"failed to load '{name}': file override '{key}' is outside the model "
-                    "directory",
-                    INVALID_ARG,
-                )
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(content if isinstance(content, bytes) else base64.b64decode(content))
+        try:
+            root.mkdir()
+            for key, content in files.items():
+                rel = key[len("file:") :] if key.startswith("file:") else key
+                target = (root / rel).resolve()
+                if root.resolve() not in target.parents:
+                    raise TritonError(
+                        f"failed to load '{name}': file override '{key}' is outside the model "
+                        "directory",
+                        INVALID_ARG,
+                    )
+                target.parent.mkdir(parents=True, exist_ok=True)
+                data = content if isinstance(content, bytes) else base64.b64decode(content)
+                target.write_bytes(data)
+        except OSError as e:  # e.g. a file and a directory of the same name
+            shutil.rmtree(root.parent, ignore_errors=True)
+            raise TritonError(
+                f"failed to load '{name}': cannot write the file overrides: {e.strerror}",
+                INVALID_ARG,
+            ) from e
+        except BaseException:
+            shutil.rmtree(root.parent, ignore_errors=True)
+            raise
         if entry.temp_dir is not None:
             shutil.rmtree(entry.temp_dir, ignore_errors=True)
         entry.temp_dir = root.parent
