@@ -17,7 +17,8 @@ struct Batch {
   bool empty() const { return requests.empty(); }
 };
 
-// Whether two requests can share a batch: same inputs, datatypes and non-batch dims.
+// Whether two requests can share a batch: same inputs, datatypes and non-batch dims, all in
+// host memory (batches are gathered there).
 bool ShapesCompatible(const InferRequest& a, const InferRequest& b);
 
 // The locking rule of the core (schedulers, runner, owned requests, completion queues):

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +490,43 @@ def test_idle_release_of_python_owned_state_does_not_deadlock() -> None:
         f"the server deadlocked or crashed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
     )
     assert "answered" in proc.stdout
+
+
+def test_wrong_state_shape_from_the_model_fails_clearly_and_never_batches() -> None:
+    """A model returned a state of another width for one sequence; the server kept it, and the
+    next batch across sequences gave the backend a (2, 8) view over 36 bytes. The state output
+    is now checked against the configured state before it is stored."""
+    server = Server()
+    backend = StateAdder()
+    config = text_format.Parse(
+        STATEFUL.replace("max_sequence_idle_microseconds: 1000", "max_sequence_idle_microseconds: 60000000")
+        .replace("max_queue_delay_microseconds: 200", "max_queue_delay_microseconds: 300000")
+        .replace("count: 2", "count: 1"),
+        mc.ModelConfig(),
+    )  # fmt: skip
+    server.add_model(config, backend)
+
+    def run(corr: int, value: float, flags: int) -> Any:
+        return server.infer("stateful", {"INPUT": np.array([[value]], np.float32)},
+                            correlation_id=corr, flags=flags)  # fmt: skip
+
+    try:
+        assert run(1, 1.0, START)["OUTPUT"][0, 0] == 1.0
+        with pytest.raises(TritonError) as info:
+            run(2, 99.0, START)  # the model answers with an [1, 8] state
+        assert info.value.status == "INTERNAL"
+        assert ("model 'stateful' returned implicit state output 'STATE_OUT' as FP32 [1,8], but "
+                "sequence_batching state 'STATE_IN' needs FP32 [1,1]") in info.value.message
+        # Both sequences go on, batched together: sequence 2 kept no state of the wrong width.
+        with ThreadPoolExecutor(2) as pool:
+            a = pool.submit(run, 1, 2.0, END)
+            b = pool.submit(run, 2, 5.0, END)
+            assert a.result(30)["OUTPUT"][0, 0] == 3.0
+            assert b.result(30)["OUTPUT"][0, 0] == 5.0
+    finally:
+        server.close()
+    assert all(shapes["STATE_IN"][1:] == (1,) for shapes in backend.batches), backend.batches
+    assert max(shapes["STATE_IN"][0] for shapes in backend.batches) == 2  # the last ran batched
 
 
 if __name__ == "__main__":

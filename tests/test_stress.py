@@ -10,6 +10,7 @@ by the parent after a bound of its own."""
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import faulthandler
 import os
 import random
@@ -253,6 +254,104 @@ def test_owned_request_answered_while_another_thread_reads_it() -> None:
     lock; the native gRPC sink releases the (Python-owned) outputs and takes the GIL there,
     while another Python thread held the GIL waiting for that lock in ``request.finished``."""
     run_child("owned-request-threads", 300, timeout=120)
+
+
+# ---- batch gathering ---------------------------------------------------------------------------
+
+
+class _DLDevice(ctypes.Structure):
+    _fields_ = [("device_type", ctypes.c_int32), ("device_id", ctypes.c_int32)]
+
+
+class _DLDataType(ctypes.Structure):
+    _fields_ = [("code", ctypes.c_uint8), ("bits", ctypes.c_uint8), ("lanes", ctypes.c_uint16)]
+
+
+class _DLTensor(ctypes.Structure):
+    _fields_ = [
+        ("data", ctypes.c_void_p), ("device", _DLDevice), ("ndim", ctypes.c_int32),
+        ("dtype", _DLDataType), ("shape", ctypes.POINTER(ctypes.c_int64)),
+        ("strides", ctypes.POINTER(ctypes.c_int64)), ("byte_offset", ctypes.c_uint64),
+    ]  # fmt: skip
+
+
+class _DLManagedTensor(ctypes.Structure):
+    _fields_ = [("dl_tensor", _DLTensor), ("manager_ctx", ctypes.c_void_p),
+                ("deleter", ctypes.c_void_p)]  # fmt: skip
+
+
+class LabelledCuda:
+    """A DLPack producer that labels host memory as CUDA device 0 (no GPU needed): what the
+    server does with a device tensor, without touching device memory."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = np.ascontiguousarray(array, np.float32)
+        self.shape = (ctypes.c_int64 * self.array.ndim)(*self.array.shape)
+        self.managed = _DLManagedTensor()  # no deleter: this object owns the memory
+        t = self.managed.dl_tensor
+        t.data = self.array.ctypes.data
+        t.device = _DLDevice(2, 0)  # kDLCUDA
+        t.ndim = self.array.ndim
+        t.dtype = _DLDataType(2, 32, 1)  # float32
+        t.shape = self.shape
+
+    def __dlpack__(self, **kwargs: Any) -> Any:
+        new = ctypes.pythonapi.PyCapsule_New
+        new.restype = ctypes.py_object
+        new.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_void_p]
+        return new(ctypes.addressof(self.managed), b"dltensor", None)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return (2, 0)
+
+
+BATCHING = """
+name: "batching" max_batch_size: 4
+input [{ name: "IN" data_type: TYPE_FP32 dims: [ 4 ] }]
+output [{ name: "OUT" data_type: TYPE_FP32 dims: [ 4 ] }]
+dynamic_batching { max_queue_delay_microseconds: 300000 }
+"""
+
+
+class RecordsBatches:
+    def __init__(self) -> None:
+        self.seen: list[tuple[tuple[int, ...], bool]] = []
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> RecordsBatches:
+        return self
+
+    def execute(self, inputs: dict[str, Any], names: list[str]) -> dict[str, Any]:
+        x = inputs["IN"]
+        on_host = isinstance(x, np.ndarray)
+        self.seen.append((tuple(x.shape), on_host))
+        return {"OUT": np.zeros((x.shape[0], 4), np.float32)}
+
+    def close(self) -> None:
+        pass
+
+
+def test_device_tensors_are_never_gathered_on_the_host() -> None:
+    """Gathering a batch copies every request's tensor with a host memcpy: a device (GPU)
+    tensor there is read as host memory. Requests with device tensors now run one at a time,
+    the backend getting each tensor as it came (and ConcatRows refuses a device part)."""
+    server = Server()
+    backend = RecordsBatches()
+    server.add_model(text_format.Parse(BATCHING, mc.ModelConfig()), backend)
+    keep = [LabelledCuda(np.full((1, 4), i, np.float32)) for i in range(3)]
+
+    async def main() -> None:
+        await asyncio.gather(*[server.infer_async("batching", {"IN": k}) for k in keep])
+        host = np.ones((1, 4), np.float32)
+        await asyncio.gather(*[server.infer_async("batching", {"IN": host}) for _ in range(2)])
+
+    try:
+        asyncio.run(main())
+    finally:
+        server.close()
+    device_batches = [s for s in backend.seen if not s[1]]
+    host_batches = [s for s in backend.seen if s[1]]
+    assert device_batches == [((1, 4), False)] * 3, backend.seen
+    assert host_batches == [((2, 4), True)], backend.seen  # host tensors still batch
 
 
 if __name__ == "__main__":
