@@ -11,7 +11,6 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -517,12 +516,19 @@ def test_wrong_state_shape_from_the_model_fails_clearly_and_never_batches() -> N
         assert info.value.status == "INTERNAL"
         assert ("model 'stateful' returned implicit state output 'STATE_OUT' as FP32 [1,8], but "
                 "sequence_batching state 'STATE_IN' needs FP32 [1,1]") in info.value.message
-        # Both sequences go on, batched together: sequence 2 kept no state of the wrong width.
-        with ThreadPoolExecutor(2) as pool:
-            a = pool.submit(run, 1, 2.0, END)
-            b = pool.submit(run, 2, 5.0, END)
-            assert a.result(30)["OUTPUT"][0, 0] == 3.0
-            assert b.result(30)["OUTPUT"][0, 0] == 5.0
+        # Both sequences go on, batched together (queued back to back; the batcher waits up to
+        # 300 ms for the other sequence): sequence 2 kept no state of the wrong width.
+
+        async def both() -> list[Any]:
+            return await asyncio.gather(*[
+                server.infer_async("stateful", {"INPUT": np.array([[v]], np.float32)},
+                                   correlation_id=corr, flags=END)
+                for corr, v in ((1, 2.0), (2, 5.0))
+            ])  # fmt: skip
+
+        a, b = asyncio.run(both())
+        assert a["OUTPUT"][0, 0] == 3.0
+        assert b["OUTPUT"][0, 0] == 5.0
     finally:
         server.close()
     assert all(shapes["STATE_IN"][1:] == (1,) for shapes in backend.batches), backend.batches
