@@ -480,7 +480,7 @@ def test_idle_release_of_python_owned_state_does_not_deadlock() -> None:
     was held, and the event loop held the GIL waiting for that lock to queue a request: the
     server froze (in-process and native gRPC alike) within seconds. The scenario runs in a
     child process with a watchdog, so a deadlock fails the test instead of hanging it."""
-    cmd = [sys.executable, __file__, "idle-release-stress", "6", "10"]
+    cmd = [sys.executable, __file__, "idle-release-stress", "6", "15"]
     try:
         proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired as e:  # the child's own watchdog did not fire either

@@ -220,7 +220,8 @@ def owned_request_answers_over_native_grpc(count: int) -> None:
     import tritonclient.grpc as grpcclient
     from tritonlite.frontends.grpc_native import start_native_grpc
 
-    faulthandler.dump_traceback_later(30, exit=True)
+    stall = 20.0  # seconds without an answer: a deadlock (re-armed on every answer)
+    faulthandler.dump_traceback_later(stall, exit=True)
     server = Server()
     server.add_model(text_format.Parse(OWNER, mc.ModelConfig()), AnswersFromThreads())
     loop = asyncio.new_event_loop()
@@ -236,6 +237,7 @@ def owned_request_answers_over_native_grpc(count: int) -> None:
         inp.set_data_from_numpy(x)
         for _ in range(count):
             assert (c.infer("owner", [inp]).as_numpy("OUT") == 2 * x).all()
+            faulthandler.dump_traceback_later(stall, exit=True)
         c.close()
 
     clients = [threading.Thread(target=client) for _ in range(4)]
@@ -253,7 +255,7 @@ def test_owned_request_answered_while_another_thread_reads_it() -> None:
     """A python_backend-style request sent its response to the sink while holding the request's
     lock; the native gRPC sink releases the (Python-owned) outputs and takes the GIL there,
     while another Python thread held the GIL waiting for that lock in ``request.finished``."""
-    run_child("owned-request-threads", 300, timeout=120)
+    run_child("owned-request-threads", 150, timeout=120)
 
 
 # ---- batch gathering ---------------------------------------------------------------------------
