@@ -666,9 +666,19 @@ py::object OutputsToPy(NamedTensors& outputs, bool as_numpy) {
   return std::move(l);
 }
 
+// The queue's responses, never waiting for its lock with the GIL held.
+std::vector<InferResponse> DrainQueue(CompletionQueue& queue) {
+  std::vector<InferResponse> ready;
+  if (!queue.TryDrain(&ready)) {
+    py::gil_scoped_release release;
+    ready = queue.Drain();
+  }
+  return ready;
+}
+
 size_t DispatchResponses(CompletionQueue& queue, py::dict pending, py::object error_class,
                          bool as_numpy) {
-  std::vector<InferResponse> ready = queue.Drain();
+  std::vector<InferResponse> ready = DrainQueue(queue);
   size_t unmatched = 0;
   for (InferResponse& r : ready) {
     py::int_ token(r.token);
@@ -1247,7 +1257,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init<>())
       .def("fd", &CompletionQueue::fd)
       .def("drain", [](CompletionQueue& q) {
-        std::vector<InferResponse> ready = q.Drain();
+        std::vector<InferResponse> ready = DrainQueue(q);
         py::list out(ready.size());
         for (size_t i = 0; i < ready.size(); ++i) out[i] = ResponseToPy(std::move(ready[i]));
         return out;
@@ -1303,12 +1313,20 @@ PYBIND11_MODULE(_core, m) {
                              [](const OwnedRequest& r) { return r.request().batch_size; })
       .def_property_readonly("requested_outputs",
                              [](const OwnedRequest& r) { return r.request().requested_outputs; })
-      .def_property_readonly("finished", &OwnedRequest::finished)
+      .def_property_readonly("finished", [](const OwnedRequest& r) {
+        py::gil_scoped_release release;  // r's lock
+        return r.finished();
+      })
       .def("inputs", [](const OwnedRequest& r) {
+        NamedTensors inputs;
+        {
+          py::gil_scoped_release release;  // r's lock: a respond() may be sending
+          inputs = r.Inputs();
+        }
         py::list out;
-        for (const auto& kv : r.request().inputs) out.append(py::make_tuple(kv.first, py::cast(kv.second)));
+        for (auto& kv : inputs) out.append(py::make_tuple(kv.first, py::cast(std::move(kv.second))));
         return out;
-      }, "The inputs as (name, Tensor) pairs.")
+      }, "The inputs as (name, Tensor) pairs (none once the final response was sent).")
       .def("respond",
            [](OwnedRequest& r, py::object outputs, py::object error, bool final) {
              NamedTensors tensors;
@@ -1338,7 +1356,13 @@ PYBIND11_MODULE(_core, m) {
                                                     correlation_id, std::move(correlation_id_str), flags,
                                                     std::move(parameters)});
              r->sink = std::move(queue);
-             runner.Enqueue(std::move(r));
+             runner.Validate(r.get());
+             // Never wait for the scheduler's lock with the GIL held (its holder may need the
+             // GIL, e.g. to release a Python-owned tensor): try it, else let go of the GIL.
+             if (!runner.TryEnqueueValidated(r)) {
+               py::gil_scoped_release release;
+               runner.EnqueueValidated(std::move(r));
+             }
            },
            py::arg("queue"), py::arg("token"), py::arg("inputs"), py::arg("outputs") = py::none(),
            py::arg("request_id") = "", py::arg("priority") = 0, py::arg("timeout_us") = 0,
@@ -1373,7 +1397,14 @@ PYBIND11_MODULE(_core, m) {
            "Run a request and block (without the GIL) until its responses arrive.")
       .def("stop", &ModelRunner::Stop, py::call_guard<py::gil_scoped_release>(),
            "Stop accepting requests, finish queued and in-flight ones, join the workers.")
-      .def("statistics", [](const ModelRunner& r) { return StatsToPy(r.Statistics()); })
+      .def("statistics", [](const ModelRunner& r) {
+        StatsSnapshot s;
+        {
+          py::gil_scoped_release release;  // takes the scheduler's and the statistics' locks
+          s = r.Statistics();
+        }
+        return StatsToPy(s);
+      })
       .def_property_readonly("name", [](const ModelRunner& r) { return r.spec().name; })
       .def_property_readonly("version", [](const ModelRunner& r) { return r.spec().version; });
 

@@ -51,13 +51,24 @@ void CompletionQueue::Complete(InferResponse&& response) {
 std::vector<InferResponse> CompletionQueue::Drain() {
   std::vector<InferResponse> out;
   std::lock_guard<std::mutex> lock(mu_);
+  DrainLocked(&out);
+  return out;
+}
+
+bool CompletionQueue::TryDrain(std::vector<InferResponse>* out) {
+  std::unique_lock<std::mutex> lock(mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return false;
+  DrainLocked(out);
+  return true;
+}
+
+void CompletionQueue::DrainLocked(std::vector<InferResponse>* out) {
   // Clear the wakeup under the lock: a response pushed after we unlock signals again.
   uint64_t buf[8];
   while (read(read_fd_, buf, sizeof(buf)) > 0) {
   }
   signalled_ = false;
-  out.swap(ready_);
-  return out;
+  out->swap(ready_);  // `out` is empty: ready_ is left empty, nothing is released here
 }
 
 void BlockingSink::Complete(InferResponse&& response) {

@@ -32,11 +32,20 @@ size_t DynamicBatcher::LevelIndex(uint32_t priority) const {
   return level - 1;
 }
 
-void DynamicBatcher::Enqueue(RequestPtr request) {
+void DynamicBatcher::Enqueue(RequestPtr request) { Add(request, true); }
+
+bool DynamicBatcher::TryEnqueue(RequestPtr& request) { return Add(request, false); }
+
+bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (wait) {
+      lock.lock();
+    } else if (!lock.try_lock()) {
+      return false;
+    }
     if (stopping_) {
       throw Error(StatusCode::kUnavailable,
                   "model '" + model_name_ + "' is unloading and accepts no new requests");
@@ -57,9 +66,10 @@ void DynamicBatcher::Enqueue(RequestPtr request) {
     ++queued_;
   }
   cv_.notify_one();
+  return true;
 }
 
-uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now) {
+uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now, std::vector<RequestPtr>* expired_out) {
   uint64_t earliest = 0;
   for (Level& level : levels_) {
     for (auto it = level.ready.begin(); it != level.ready.end();) {
@@ -77,13 +87,20 @@ uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now) {
       } else {
         --queued_;
         stats_->RecordFailure(now - expired->enqueue_ns, now - expired->enqueue_ns);
-        expired->Fail(Status(StatusCode::kUnavailable,
-                             "Request timeout expired: request for model '" + model_name_ +
-                                 "' waited longer than its queue timeout"));
+        expired_out->push_back(std::move(expired));
       }
     }
   }
   return earliest;
+}
+
+void DynamicBatcher::FailExpired(std::vector<RequestPtr>* expired) {
+  for (RequestPtr& r : *expired) {
+    r->Fail(Status(StatusCode::kUnavailable, "Request timeout expired: request for model '" +
+                                                 model_name_ +
+                                                 "' waited longer than its queue timeout"));
+  }
+  expired->clear();  // the requests (their sinks) go here, without the lock
 }
 
 RequestPtr DynamicBatcher::PopFront() {
@@ -151,10 +168,17 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
 }
 
 Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
+  std::vector<RequestPtr> expired;  // failed without the lock; empty (no allocation) unless used
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     const uint64_t now = NowNs();
-    uint64_t wake = ExpireTimedOut(now);
+    uint64_t wake = ExpireTimedOut(now, &expired);
+    if (!expired.empty()) {
+      lock.unlock();
+      FailExpired(&expired);
+      lock.lock();
+      continue;
+    }
     if (queued_ == 0) {
       if (stopping_) return Batch{};
     } else {

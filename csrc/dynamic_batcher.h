@@ -24,6 +24,7 @@ class DynamicBatcher : public Scheduler {
 
   // Throws UNAVAILABLE when its priority level's queue is full or the batcher is stopping.
   void Enqueue(RequestPtr request) override;
+  bool TryEnqueue(RequestPtr& request) override;
   // Any idle instance takes the next batch.
   Batch NextBatch(size_t instance) override;
   void Stop() override;
@@ -38,8 +39,11 @@ class DynamicBatcher : public Scheduler {
   };
 
   size_t LevelIndex(uint32_t priority) const;
-  // Rejects or delays timed-out requests; returns the earliest remaining deadline (0: none).
-  uint64_t ExpireTimedOut(uint64_t now);
+  bool Add(RequestPtr& request, bool wait);
+  // Delays timed-out requests, or moves them to `expired` to be failed once the lock is
+  // released; returns the earliest remaining deadline (0: none).
+  uint64_t ExpireTimedOut(uint64_t now, std::vector<RequestPtr>* expired);
+  void FailExpired(std::vector<RequestPtr>* expired);  // without mu_
   // Decides what to send now. Returns false and sets *wake_ns when it should wait.
   bool FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns);
   RequestPtr PopFront();
@@ -52,6 +56,8 @@ class DynamicBatcher : public Scheduler {
   const uint32_t default_level_;
   ModelStats* stats_;
 
+  // Held only for queue bookkeeping: no sink calls, no Python and no release of a request
+  // under it (the rule in scheduler.h).
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::vector<Level> levels_;  // index 0 = priority 1 (highest)

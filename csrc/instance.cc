@@ -61,16 +61,31 @@ std::vector<const InferRequest*> RequestPointers(const Batch& batch) {
   return out;
 }
 
-NamedTensors GatherInputs(const Batch& batch) {
+// One batch tensor per input, from every request's inputs including those the scheduler added
+// (control inputs, implicit state): each request must have the same inputs as the first, and
+// ConcatRows checks each part's datatype, shape, device and size before copying.
+NamedTensors GatherInputs(const ModelSpec& spec, const Batch& batch) {
   if (batch.requests.size() == 1) return batch.requests[0]->inputs;  // views, no copy
   NamedTensors gathered;
   const InferRequest& first = *batch.requests[0];
   std::vector<const Tensor*> parts(batch.requests.size());
   for (const auto& kv : first.inputs) {
     for (size_t i = 0; i < batch.requests.size(); ++i) {
-      parts[i] = batch.requests[i]->FindInput(kv.first);
+      const InferRequest& r = *batch.requests[i];
+      parts[i] = r.FindInput(kv.first);
+      if (parts[i] == nullptr || r.inputs.size() != first.inputs.size()) {
+        throw Error(StatusCode::kInternal,
+                    "model '" + spec.name + "': cannot batch input '" + kv.first +
+                        "': the batch's requests do not have the same inputs");
+      }
     }
-    gathered.emplace_back(kv.first, ConcatRows(parts));
+    try {
+      gathered.emplace_back(kv.first, ConcatRows(parts));
+    } catch (const Error& e) {
+      throw Error(StatusCode::kInternal,
+                  "model '" + spec.name + "': cannot batch input '" + kv.first + "' of " +
+                      std::to_string(parts.size()) + " requests: " + e.what());
+    }
   }
   return gathered;
 }
@@ -135,14 +150,15 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
     Scheduler& scheduler = runner_->scheduler();
     bool told_scheduler = false;  // the scheduler must always hear that the batch is done
     try {
-      NamedTensors inputs = GatherInputs(batch);
+      NamedTensors inputs = GatherInputs(spec, batch);
       const std::vector<std::string> output_names =
           OutputsToCompute(spec, batch, scheduler.ExtraOutputs());
       t1 = NowNs();
       status = backend_->Execute(inputs, output_names, &outputs);
       t2 = NowNs();
       told_scheduler = true;
-      scheduler.BatchExecuted(index_, RequestPointers(batch), &outputs, status);
+      Status state = scheduler.BatchExecuted(index_, RequestPointers(batch), &outputs, status);
+      if (status.ok()) status = std::move(state);
       if (status.ok()) status = Scatter(spec, batch, outputs, &delivery);
     } catch (const Error& e) {
       status = Status(e.code(), e.what());

@@ -28,6 +28,8 @@ void ModelRunner::Enqueue(RequestPtr request) {
   scheduler_->Enqueue(std::move(request));
 }
 
+void ModelRunner::Validate(InferRequest* request) const { ValidateRequest(spec_, request); }
+
 void ModelRunner::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (stopped_) return;
@@ -42,17 +44,40 @@ StatsSnapshot ModelRunner::Statistics() const {
   return s;
 }
 
+namespace {
+void DeliverAll(Delivery& responses) {
+  for (auto& r : responses) {
+    try {
+      r.first->Complete(std::move(r.second));
+    } catch (const std::exception&) {
+      // A sink out of memory: the other responses still go out.
+    }
+  }
+}
+}  // namespace
+
 void ModelRunner::Deliver(uint64_t sequence, Delivery&& responses) {
   if (!spec_.scheduler.preserve_ordering) {
-    for (auto& r : responses) r.first->Complete(std::move(r.second));
+    DeliverAll(responses);
     return;
   }
-  std::lock_guard<std::mutex> lock(order_mu_);
+  std::vector<Delivery> next;  // batches next in order, delivered without order_mu_
+  std::unique_lock<std::mutex> lock(order_mu_);
   held_.emplace(sequence, std::move(responses));
-  for (auto it = held_.begin(); it != held_.end() && it->first == next_delivery_;
-       it = held_.erase(it), ++next_delivery_) {
-    for (auto& r : it->second) r.first->Complete(std::move(r.second));
+  if (delivering_) return;  // the delivering thread takes this batch when its turn comes
+  delivering_ = true;
+  while (true) {
+    for (auto it = held_.begin(); it != held_.end() && it->first == next_delivery_;
+         it = held_.erase(it), ++next_delivery_) {
+      next.push_back(std::move(it->second));
+    }
+    if (next.empty()) break;
+    lock.unlock();
+    for (Delivery& d : next) DeliverAll(d);
+    next.clear();  // moved-from responses and sinks dropped here, unlocked
+    lock.lock();
   }
+  delivering_ = false;
 }
 
 }  // namespace tritonlite

@@ -28,6 +28,12 @@ class ModelRunner {
   // Validates and queues. Throws INVALID_ARG / UNAVAILABLE; on success the request's sink will
   // receive exactly one final response.
   void Enqueue(RequestPtr request);
+  // The two halves of Enqueue, for a caller holding the GIL: Validate (no lock), then
+  // TryEnqueueValidated, which never waits for a lock (false: busy, `request` untouched; then
+  // release the GIL and call EnqueueValidated).
+  void Validate(InferRequest* request) const;
+  bool TryEnqueueValidated(RequestPtr& request) { return scheduler_->TryEnqueue(request); }
+  void EnqueueValidated(RequestPtr request) { scheduler_->Enqueue(std::move(request)); }
   // Stops accepting requests, lets queued and in-flight ones finish, joins the workers.
   // Idempotent. Must be called without holding anything the workers need (e.g. the GIL).
   void Stop();
@@ -44,9 +50,13 @@ class ModelRunner {
   const ModelSpec spec_;
   std::shared_ptr<ModelStats> stats_;  // shared with requests a backend still holds
   std::unique_ptr<Scheduler> scheduler_;
+  // preserve_ordering: batches finished out of order wait in held_. Sinks are never called
+  // under order_mu_ (the rule in scheduler.h): one thread at a time (delivering_) takes the
+  // batches that are next in order out and delivers them after unlocking.
   std::mutex order_mu_;
   uint64_t next_delivery_ = 0;
-  std::map<uint64_t, Delivery> held_;  // finished out of order, waiting for earlier batches
+  bool delivering_ = false;
+  std::map<uint64_t, Delivery> held_;
   std::mutex stop_mu_;
   bool stopped_ = false;
   std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest

@@ -16,18 +16,20 @@ OwnedRequest::~OwnedRequest() {
 }
 
 void OwnedRequest::Respond(NamedTensors outputs, Status status, bool final) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (finished_) {
     throw Error(StatusCode::kInvalidArg, "model '" + model_name_ +
                                              "': a final response was already sent for this request");
   }
-  SendLocked(std::move(outputs), std::move(status), final);
+  QueueLocked(std::move(outputs), std::move(status), final);
+  SendQueued(lock);
 }
 
 bool OwnedRequest::FailIfUnfinished(const Status& status) {
-  std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
   if (finished_) return false;
-  SendLocked({}, status, true);
+  QueueLocked({}, status, true);
+  SendQueued(lock);
   return true;
 }
 
@@ -36,7 +38,12 @@ bool OwnedRequest::finished() const {
   return finished_;
 }
 
-void OwnedRequest::SendLocked(NamedTensors outputs, Status status, bool final) {
+NamedTensors OwnedRequest::Inputs() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return request_->inputs;  // views: copying shares the owners, releases nothing
+}
+
+void OwnedRequest::QueueLocked(NamedTensors outputs, Status status, bool final) {
   InferRequest& r = *request_;
   if (!status.ok()) any_error_ = true;
   InferResponse resp;
@@ -56,7 +63,31 @@ void OwnedRequest::SendLocked(NamedTensors outputs, Status status, bool final) {
     }
     resp.keepalive = std::move(r.inputs);  // released on the consumer's thread
   }
-  r.sink->Complete(std::move(resp));
+  outbox_.push_back(std::move(resp));
+}
+
+void OwnedRequest::SendQueued(std::unique_lock<std::mutex>& lock) {
+  if (sending_) {  // another thread is calling the sink: it sends ours after its own, in order
+    lock.unlock();
+    return;
+  }
+  sending_ = true;
+  std::vector<InferResponse> batch;
+  while (!outbox_.empty()) {
+    batch.swap(outbox_);
+    lock.unlock();
+    for (InferResponse& resp : batch) {
+      try {
+        request_->sink->Complete(std::move(resp));
+      } catch (const std::exception&) {
+        // A sink out of memory: the responses queued behind it still go out.
+      }
+    }
+    batch.clear();
+    lock.lock();
+  }
+  sending_ = false;
+  lock.unlock();
 }
 
 }  // namespace tritonlite

@@ -6,6 +6,7 @@
 
 #include <memory>
 #include <mutex>
+#include <vector>
 
 #include "request.h"
 #include "stats.h"
@@ -20,7 +21,11 @@ class OwnedRequest {
   OwnedRequest(const OwnedRequest&) = delete;
   OwnedRequest& operator=(const OwnedRequest&) = delete;
 
+  // The request's fields other than its inputs (which the final response takes away).
   const InferRequest& request() const { return *request_; }
+  // The inputs (views) as they are now: empty once the final response went out. Safe against a
+  // concurrent Respond.
+  NamedTensors Inputs() const;
   // Sends a response. Throws INVALID_ARG if a final response was already sent.
   void Respond(NamedTensors outputs, Status status, bool final);
   // Fails the request if it has no final response yet; returns whether it did.
@@ -28,9 +33,16 @@ class OwnedRequest {
   bool finished() const;
 
  private:
-  void SendLocked(NamedTensors outputs, Status status, bool final);
+  // Builds the response and queues it on outbox_ (mu_ held).
+  void QueueLocked(NamedTensors outputs, Status status, bool final);
+  // Hands queued responses to the sink in order, one thread at a time, the sink called with
+  // mu_ released (the rule in scheduler.h). Takes `lock` locked, returns it unlocked.
+  void SendQueued(std::unique_lock<std::mutex>& lock);
 
+  // Guards the fields below; never held while calling the sink.
   mutable std::mutex mu_;
+  std::vector<InferResponse> outbox_;
+  bool sending_ = false;
   RequestPtr request_;
   std::shared_ptr<ModelStats> stats_;
   std::string model_name_;

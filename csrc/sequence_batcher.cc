@@ -47,7 +47,26 @@ std::string SequenceBatcher::KeyOf(const InferRequest& r) {
                                       : "s:" + r.correlation_id_str;
 }
 
-void SequenceBatcher::Enqueue(RequestPtr request) {
+void SequenceBatcher::Deferred::Finish() {
+  for (auto& f : failed) f.first->Fail(f.second);
+  failed.clear();  // the requests (their sinks) go here, without the lock
+  released.clear();
+  dropped.clear();
+}
+
+SequenceBatcher::Deferred::~Deferred() {
+  try {
+    Finish();
+  } catch (const std::exception&) {
+    // Out of memory while answering: the worker thread must not die for it.
+  }
+}
+
+void SequenceBatcher::Enqueue(RequestPtr request) { Add(request, true); }
+
+bool SequenceBatcher::TryEnqueue(RequestPtr& request) { return Add(request, false); }
+
+bool SequenceBatcher::Add(RequestPtr& request, bool wait) {
   InferRequest& r = *request;
   if (r.correlation_id == 0 && r.correlation_id_str.empty()) {
     throw Error(StatusCode::kInvalidArg,
@@ -58,7 +77,12 @@ void SequenceBatcher::Enqueue(RequestPtr request) {
   r.enqueue_ns = now;
   const std::string key = KeyOf(r);
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_, std::defer_lock);
+    if (wait) {
+      lock.lock();
+    } else if (!lock.try_lock()) {
+      return false;
+    }
     if (stopping_) {
       throw Error(StatusCode::kUnavailable,
                   "model '" + spec_.name + "' is unloading and accepts no new requests");
@@ -97,6 +121,7 @@ void SequenceBatcher::Enqueue(RequestPtr request) {
     ++queued_;
   }
   cv_.notify_all();
+  return true;
 }
 
 void SequenceBatcher::AssignSlots() {
@@ -116,7 +141,7 @@ void SequenceBatcher::AssignSlots() {
   }
 }
 
-void SequenceBatcher::Release(const std::string& key) {
+void SequenceBatcher::Release(const std::string& key, Deferred* deferred) {
   auto it = sequences_.find(key);
   if (it == sequences_.end()) return;
   Sequence& seq = *it->second;
@@ -129,14 +154,17 @@ void SequenceBatcher::Release(const std::string& key) {
     --queued_;
     const uint64_t now = NowNs();
     stats_->RecordFailure(now - r->enqueue_ns, now - r->enqueue_ns);
-    r->Fail(Status(StatusCode::kUnavailable, "sequence " + CorrelationText(*r) + " of model '" +
-                                                 spec_.name + "' was released before this request ran"));
+    Status status(StatusCode::kUnavailable, "sequence " + CorrelationText(*r) + " of model '" +
+                                                spec_.name + "' was released before this request ran");
+    deferred->failed.emplace_back(std::move(r), std::move(status));
   }
+  seq.queue.clear();
+  deferred->released.push_back(std::move(it->second));  // its state may be Python's
   sequences_.erase(it);
   AssignSlots();
 }
 
-uint64_t SequenceBatcher::ReleaseIdle(uint64_t now) {
+uint64_t SequenceBatcher::ReleaseIdle(uint64_t now, Deferred* deferred) {
   if (idle_ns_ == 0) return 0;
   uint64_t next = 0;
   std::vector<std::string> idle;
@@ -150,7 +178,7 @@ uint64_t SequenceBatcher::ReleaseIdle(uint64_t now) {
       next = deadline;
     }
   }
-  for (const auto& key : idle) Release(key);
+  for (const auto& key : idle) Release(key, deferred);
   return next;
 }
 
@@ -196,9 +224,12 @@ Tensor SequenceBatcher::ControlTensor(const SequenceControl& c, const InferReque
   return t;
 }
 
-void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r) {
+void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* deferred) {
   const bool start = r.flags & kSequenceStart;
-  if (start) seq.state.clear();
+  if (start) {
+    for (auto& kv : seq.state) deferred->dropped.push_back(std::move(kv));
+    seq.state.clear();
+  }
   for (const auto& c : spec_.sequence.controls) {
     bool value = true;
     if (c.kind == SequenceControl::Kind::kStart) value = start;
@@ -223,10 +254,17 @@ void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r) {
 }
 
 Batch SequenceBatcher::NextBatch(size_t instance) {
+  Deferred deferred;  // finished after `lock` is released (declared first, destroyed last)
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
+    if (!deferred.empty()) {  // answer released sequences' requests now, not after a wait
+      lock.unlock();
+      deferred.Finish();
+      lock.lock();
+    }
     const uint64_t now = NowNs();
-    uint64_t wake = ReleaseIdle(now);
+    uint64_t wake = ReleaseIdle(now, &deferred);
+    if (!deferred.empty()) continue;
     if (stopping_ && queued_ == 0) return Batch{};
     // Sequences of this instance with a request ready, oldest request first.
     std::vector<Sequence*> ready;
@@ -276,7 +314,7 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
           --queued_;
           seq->in_flight = true;
           seq->last_activity_ns = now;
-          AddServerInputs(*seq, *r);
+          AddServerInputs(*seq, *r, &deferred);
           batch.batch_size += r->batch_size;
           batch.requests.push_back(std::move(r));
         }
@@ -295,10 +333,40 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
   }
 }
 
-void SequenceBatcher::BatchExecuted(size_t instance,
-                                    const std::vector<const InferRequest*>& requests,
-                                    NamedTensors* outputs, const Status& status) {
+Status SequenceBatcher::CheckStateOutput(const SequenceStateSpec& s, const Tensor& t,
+                                         int64_t rows) const {
+  Shape expected = s.dims;
+  if (spec_.max_batch_size > 0) expected.insert(expected.begin(), rows);
+  if (t.dtype() == s.dtype && t.shape() == expected) return Status::Success();
+  return Status(StatusCode::kInternal,
+                "model '" + spec_.name + "' returned implicit state output '" + s.output_name +
+                    "' as " + DataTypeName(t.dtype()) + " " + ShapeToString(t.shape()) +
+                    ", but sequence_batching state '" + s.input_name + "' needs " +
+                    DataTypeName(s.dtype) + " " + ShapeToString(expected) +
+                    (spec_.max_batch_size > 0 ? " for a batch of " + std::to_string(rows) : ""));
+}
+
+Status SequenceBatcher::BatchExecuted(size_t instance,
+                                      const std::vector<const InferRequest*>& requests,
+                                      NamedTensors* outputs, const Status& status) {
+  Status result;
+  // The state outputs are checked before any is stored: a sequence never keeps a state of
+  // another shape than configured (batches gather states across sequences).
+  bool store = status.ok() && outputs != nullptr;
+  if (store) {
+    int64_t rows = 0;
+    for (const InferRequest* r : requests) rows += r->batch_size;
+    for (const auto& s : spec_.sequence.states) {
+      for (const auto& kv : *outputs) {
+        if (kv.first != s.output_name) continue;
+        Status check = CheckStateOutput(s, kv.second, rows);
+        if (!check.ok() && result.ok()) result = std::move(check);
+      }
+    }
+    store = result.ok();
+  }
   {
+    Deferred deferred;  // finished after the lock below is released
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t now = NowNs();
     int64_t row = 0;
@@ -306,7 +374,7 @@ void SequenceBatcher::BatchExecuted(size_t instance,
       auto it = sequences_.find(KeyOf(*r));
       if (it == sequences_.end()) continue;
       Sequence& seq = *it->second;
-      if (status.ok() && outputs != nullptr) {
+      if (store) {
         for (const auto& s : spec_.sequence.states) {
           for (const auto& kv : *outputs) {
             if (kv.first != s.output_name) continue;
@@ -315,18 +383,20 @@ void SequenceBatcher::BatchExecuted(size_t instance,
             bool replaced = false;
             for (auto& st : seq.state) {
               if (st.first == s.input_name) {
-                st.second = next;
+                std::swap(st.second, next);  // the old state is released after unlocking
+                deferred.dropped.emplace_back(s.input_name, std::move(next));
                 replaced = true;
+                break;
               }
             }
-            if (!replaced) seq.state.emplace_back(s.input_name, next);
+            if (!replaced) seq.state.emplace_back(s.input_name, std::move(next));
           }
         }
       }
       seq.in_flight = false;
       seq.last_activity_ns = now;
       row += r->batch_size;
-      if ((r->flags & kSequenceEnd) && seq.queue.empty()) Release(it->first);
+      if ((r->flags & kSequenceEnd) && seq.queue.empty()) Release(it->first, &deferred);
     }
   }
   if (outputs != nullptr) {
@@ -337,6 +407,7 @@ void SequenceBatcher::BatchExecuted(size_t instance,
     }
   }
   cv_.notify_all();
+  return result;
 }
 
 std::vector<std::string> SequenceBatcher::ExtraOutputs() const {
@@ -347,11 +418,12 @@ std::vector<std::string> SequenceBatcher::ExtraOutputs() const {
 
 void SequenceBatcher::Stop() {
   {
+    Deferred deferred;  // finished after the lock below is released
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
     // Sequences still waiting for a slot would never get one: fail them now.
     std::vector<std::string> waiting(backlog_.begin(), backlog_.end());
-    for (const auto& key : waiting) Release(key);
+    for (const auto& key : waiting) Release(key, &deferred);
   }
   cv_.notify_all();
 }

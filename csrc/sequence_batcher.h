@@ -26,9 +26,10 @@ class SequenceBatcher : public Scheduler {
   SequenceBatcher(const ModelSpec& spec, size_t instances, ModelStats* stats);
 
   void Enqueue(RequestPtr request) override;
+  bool TryEnqueue(RequestPtr& request) override;
   Batch NextBatch(size_t instance) override;
-  void BatchExecuted(size_t instance, const std::vector<const InferRequest*>& requests,
-                     NamedTensors* outputs, const Status& status) override;
+  Status BatchExecuted(size_t instance, const std::vector<const InferRequest*>& requests,
+                       NamedTensors* outputs, const Status& status) override;
   std::vector<std::string> ExtraOutputs() const override;
   void Stop() override;
   size_t pending() const override;
@@ -46,11 +47,27 @@ class SequenceBatcher : public Scheduler {
     NamedTensors state;  // implicit state by input name
   };
 
+  // What a section under mu_ must neither call nor release itself (the rule in scheduler.h):
+  // requests to fail, released sequences and replaced state, which Python may own. Finish()
+  // (or the destructor) runs without mu_ held: declare it before the lock it outlives.
+  struct Deferred {
+    std::vector<std::pair<RequestPtr, Status>> failed;
+    std::vector<std::unique_ptr<Sequence>> released;
+    NamedTensors dropped;
+    bool empty() const { return failed.empty() && released.empty() && dropped.empty(); }
+    void Finish();
+    ~Deferred();
+  };
+
   static std::string KeyOf(const InferRequest& r);
+  bool Add(RequestPtr& request, bool wait);
   void AssignSlots();  // backlog -> free slots
-  void Release(const std::string& key);
-  uint64_t ReleaseIdle(uint64_t now);  // returns the next idle deadline (0: none)
-  void AddServerInputs(Sequence& seq, InferRequest& r);
+  void Release(const std::string& key, Deferred* deferred);
+  // Returns the next idle deadline (0: none).
+  uint64_t ReleaseIdle(uint64_t now, Deferred* deferred);
+  void AddServerInputs(Sequence& seq, InferRequest& r, Deferred* deferred);
+  // The state output of a batch of `rows` rows: its datatype and shape as configured.
+  Status CheckStateOutput(const SequenceStateSpec& s, const Tensor& t, int64_t rows) const;
   Tensor ControlTensor(const SequenceControl& c, const InferRequest& r, bool value) const;
 
   const ModelSpec& spec_;
@@ -60,6 +77,8 @@ class SequenceBatcher : public Scheduler {
   const uint64_t delay_ns_;
   ModelStats* stats_;
 
+  // Held only for bookkeeping: no sink calls, no Python, no release of tensors under it
+  // (see the rule in scheduler.h; Deferred carries them out).
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::map<std::string, std::unique_ptr<Sequence>> sequences_;

@@ -1,5 +1,6 @@
 #include "tensor.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -116,15 +117,54 @@ Tensor Tensor::Reshaped(Shape shape) const {
 
 Tensor ConcatRows(const std::vector<const Tensor*>& parts) {
   if (parts.empty()) throw Error(StatusCode::kInternal, "ConcatRows of nothing");
+  // Every part is checked against the first before anything is copied: the output's shape is
+  // the first part's, so a part of another width would be read past its end.
+  const Tensor& first = *parts[0];
+  const DataType dtype = first.dtype();
+  const Shape& first_shape = first.shape();
+  if (first_shape.empty()) {
+    throw Error(StatusCode::kInvalidArg, "cannot batch a tensor without a batch dimension");
+  }
+  const size_t item = DataTypeSize(dtype);  // 0 for BYTES
+  constexpr size_t kMaxSize = std::numeric_limits<size_t>::max();
   size_t total = 0;
   int64_t rows = 0;
-  for (const Tensor* p : parts) {
+  for (size_t i = 0; i < parts.size(); ++i) {
+    const Tensor* p = parts[i];
+    const auto which = [i] { return "batch part " + std::to_string(i); };  // errors only
+    if (p == nullptr) throw Error(StatusCode::kInvalidArg, which() + " is missing");
+    if (p->dtype() != dtype) {
+      throw Error(StatusCode::kInvalidArg, which() + " has datatype " + DataTypeName(p->dtype()) +
+                                               ", the first has " + DataTypeName(dtype));
+    }
+    const Shape& shape = p->shape();
+    if (shape.size() != first_shape.size() ||
+        !std::equal(shape.begin() + 1, shape.end(), first_shape.begin() + 1)) {
+      throw Error(StatusCode::kInvalidArg, which() + " has shape " + ShapeToString(shape) +
+                                               ", which does not batch with the first's " +
+                                               ShapeToString(first_shape));
+    }
+    if (p->device().kind != DeviceKind::kCPU) {
+      throw Error(StatusCode::kInvalidArg,
+                  which() + " is in GPU memory: batches are gathered in host memory");
+    }
+    if (item != 0) {  // BYTES: its layout was checked when the view was made
+      const size_t count = static_cast<size_t>(ElementCount(shape));  // overflow-checked
+      if (count > kMaxSize / item || count * item != p->byte_size()) {
+        throw Error(StatusCode::kInvalidArg,
+                    which() + " holds " + std::to_string(p->byte_size()) + " bytes, not the " +
+                        DataTypeName(dtype) + " " + ShapeToString(shape) + " it claims to be");
+      }
+    }
+    if (p->byte_size() > kMaxSize - total || shape[0] > std::numeric_limits<int64_t>::max() - rows) {
+      throw Error(StatusCode::kInvalidArg, "batch is too large");
+    }
     total += p->byte_size();
-    rows += p->shape().empty() ? 1 : p->shape()[0];
+    rows += shape[0];
   }
-  Shape shape = parts[0]->shape();
-  if (shape.empty()) shape.push_back(rows); else shape[0] = rows;
-  Tensor out = Tensor::Allocate(parts[0]->dtype(), std::move(shape), total);
+  Shape shape = first_shape;
+  shape[0] = rows;
+  Tensor out = Tensor::Allocate(dtype, std::move(shape), total);
   uint8_t* dst = out.mutable_data();
   for (const Tensor* p : parts) {
     if (p->byte_size()) std::memcpy(dst, p->data(), p->byte_size());

@@ -68,8 +68,9 @@ class Tensor {
   std::shared_ptr<const void> owner_;
 };
 
-// Concatenates tensors along dim 0 into one new host buffer (same dtype and non-batch dims,
-// checked by the caller). BYTES buffers concatenate as-is.
+// Concatenates tensors along dim 0 into one new host buffer. Every part must be a host tensor
+// with the first's dtype and non-batch dims whose byte size matches its shape; throws
+// INVALID_ARG naming the part otherwise. BYTES buffers concatenate as-is.
 Tensor ConcatRows(const std::vector<const Tensor*>& parts);
 
 }  // namespace tritonlite

@@ -4,7 +4,11 @@ release, backlog, and errors."""
 from __future__ import annotations
 
 import asyncio
+import faulthandler
+import itertools
 import random
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -332,3 +336,205 @@ def test_close_on_another_thread_still_answers_on_the_loop(tmp_path: Path) -> No
 
     for _ in range(40):
         asyncio.run(once())
+
+
+# ---- locks, the GIL and implicit state ----------------------------------------------------------
+
+STATEFUL = """
+name: "stateful" max_batch_size: 4
+input [{ name: "INPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+output [{ name: "OUTPUT" data_type: TYPE_FP32 dims: [ 1 ] }]
+instance_group [{ count: 2 }]
+sequence_batching {
+  max_sequence_idle_microseconds: 1000
+  direct { max_queue_delay_microseconds: 200 }
+  state [{ input_name: "STATE_IN" output_name: "STATE_OUT" data_type: TYPE_FP32 dims: [ 1 ]
+            initial_state { data_type: TYPE_FP32 dims: [ 1 ] zero_data: true name: "zeros" } }]
+}
+"""
+
+
+class StateAdder:
+    """A running sum whose state is a numpy array: Python owns every state the server keeps.
+    ``INPUT == 99`` makes it return a state of the wrong width (8 instead of 1)."""
+
+    def __init__(self) -> None:
+        self.batches: list[dict[str, tuple[int, ...]]] = []
+        self.lock = threading.Lock()
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> StateAdder:
+        return self
+
+    def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+        with self.lock:
+            self.batches.append({k: v.shape for k, v in inputs.items()})
+        total = inputs["INPUT"] + inputs["STATE_IN"][:, :1]
+        state = total.copy()
+        if (inputs["INPUT"] == 99).any():
+            state = np.repeat(total, 8, axis=1)
+        return {"OUTPUT": total, "STATE_OUT": state}
+
+    def close(self) -> None:
+        pass
+
+
+# Errors a sequence request may get when its sequence was released for being idle (1 ms).
+RELEASED = ("must specify the START flag", "was released before this request ran")
+
+
+def idle_release_stress(seconds: float, stall: float) -> None:
+    """Many short sequences from several threads, in-process (asyncio and blocking) and over the
+    native gRPC transport, with a 1 ms idle release: sequences and their Python-owned states are
+    released, replaced and restarted all the time. Exits the process with a traceback when no
+    request is answered for ``stall`` seconds (a deadlock holds the GIL: only faulthandler's own
+    thread still runs then)."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+    from tritonlite.frontends.grpc_native import start_native_grpc
+
+    faulthandler.dump_traceback_later(stall, exit=True)
+    server = Server()
+    server.add_model(text_format.Parse(STATEFUL, mc.ModelConfig()), StateAdder())
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    frontend = asyncio.run_coroutine_threadsafe(
+        start_native_grpc(server, "127.0.0.1", 0), loop
+    ).result(30)
+    answered = itertools.count()
+    unexpected: list[str] = []
+    deadline = time.monotonic() + seconds
+    ids = itertools.count(1)
+    x = np.ones((1, 1), np.float32)
+
+    def plan() -> list[int]:
+        n = random.randint(1, 3)
+        ended = random.random() < 0.7  # the others are left to the idle release
+        return [(START if i == 0 else 0) | (END if ended and i == n - 1 else 0) for i in range(n)]
+
+    def outcome(error: str | None) -> None:
+        next(answered)
+        if error is not None and not any(r in error for r in RELEASED):
+            unexpected.append(error)
+
+    async def in_process() -> None:
+        async def sequence(corr: int) -> None:
+            for flags in plan():
+                try:
+                    await server.infer_async("stateful", {"INPUT": x}, correlation_id=corr,
+                                             flags=flags)  # fmt: skip
+                    outcome(None)
+                except TritonError as e:
+                    outcome(e.message)
+
+        while time.monotonic() < deadline:
+            await asyncio.gather(*[sequence(next(ids)) for _ in range(16)])
+
+    def blocking() -> None:
+        while time.monotonic() < deadline:
+            corr = next(ids)
+            for flags in plan():
+                try:
+                    server.infer("stateful", {"INPUT": x}, correlation_id=corr, flags=flags)
+                    outcome(None)
+                except TritonError as e:
+                    outcome(e.message)
+
+    def over_grpc() -> None:
+        client = grpcclient.InferenceServerClient(f"127.0.0.1:{frontend.port}")
+        inp = grpcclient.InferInput("INPUT", [1, 1], "FP32")
+        inp.set_data_from_numpy(x)
+        while time.monotonic() < deadline:
+            corr = next(ids)
+            for flags in plan():
+                try:
+                    client.infer("stateful", [inp], sequence_id=corr,
+                                 sequence_start=bool(flags & START),
+                                 sequence_end=bool(flags & END))  # fmt: skip
+                    outcome(None)
+                except InferenceServerException as e:
+                    outcome(str(e.message()))
+        client.close()
+
+    workers = [threading.Thread(target=lambda: asyncio.run(in_process())) for _ in range(2)]
+    workers += [threading.Thread(target=blocking), threading.Thread(target=over_grpc),
+                threading.Thread(target=over_grpc)]  # fmt: skip
+    for w in workers:
+        w.start()
+    last = -1
+    while any(w.is_alive() for w in workers):
+        time.sleep(0.5)
+        now = next(answered)  # counts itself too: progress is "now > last + 1"
+        if now > last + 1:
+            faulthandler.dump_traceback_later(stall, exit=True)  # progress: re-arm
+        last = now
+    asyncio.run_coroutine_threadsafe(frontend.stop(1.0), loop).result(30)
+    server.close()
+    faulthandler.cancel_dump_traceback_later()
+    print(f"answered {next(answered)} unexpected {unexpected[:3]}", flush=True)
+    if unexpected:
+        sys.exit(2)
+
+
+def test_idle_release_of_python_owned_state_does_not_deadlock() -> None:
+    """Releasing a sequence's Python-owned state took the GIL while the sequence batcher's lock
+    was held, and the event loop held the GIL waiting for that lock to queue a request: the
+    server froze (in-process and native gRPC alike) within seconds. The scenario runs in a
+    child process with a watchdog, so a deadlock fails the test instead of hanging it."""
+    cmd = [sys.executable, __file__, "idle-release-stress", "6", "15"]
+    try:
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as e:  # the child's own watchdog did not fire either
+        pytest.fail(f"the server deadlocked (child killed after 120 s):\n{e.stderr!r}"[-4000:])
+    assert proc.returncode == 0, (
+        f"the server deadlocked or crashed (exit {proc.returncode}):\n{proc.stderr[-6000:]}"
+    )
+    assert "answered" in proc.stdout
+
+
+def test_wrong_state_shape_from_the_model_fails_clearly_and_never_batches() -> None:
+    """A model returned a state of another width for one sequence; the server kept it, and the
+    next batch across sequences gave the backend a (2, 8) view over 36 bytes. The state output
+    is now checked against the configured state before it is stored."""
+    server = Server()
+    backend = StateAdder()
+    config = text_format.Parse(
+        STATEFUL.replace("max_sequence_idle_microseconds: 1000", "max_sequence_idle_microseconds: 60000000")
+        .replace("max_queue_delay_microseconds: 200", "max_queue_delay_microseconds: 300000")
+        .replace("count: 2", "count: 1"),
+        mc.ModelConfig(),
+    )  # fmt: skip
+    server.add_model(config, backend)
+
+    def run(corr: int, value: float, flags: int) -> Any:
+        return server.infer("stateful", {"INPUT": np.array([[value]], np.float32)},
+                            correlation_id=corr, flags=flags)  # fmt: skip
+
+    try:
+        assert run(1, 1.0, START)["OUTPUT"][0, 0] == 1.0
+        with pytest.raises(TritonError) as info:
+            run(2, 99.0, START)  # the model answers with an [1, 8] state
+        assert info.value.status == "INTERNAL"
+        assert ("model 'stateful' returned implicit state output 'STATE_OUT' as FP32 [1,8], but "
+                "sequence_batching state 'STATE_IN' needs FP32 [1,1]") in info.value.message
+        # Both sequences go on, batched together (queued back to back; the batcher waits up to
+        # 300 ms for the other sequence): sequence 2 kept no state of the wrong width.
+
+        async def both() -> list[Any]:
+            return await asyncio.gather(*[
+                server.infer_async("stateful", {"INPUT": np.array([[v]], np.float32)},
+                                   correlation_id=corr, flags=END)
+                for corr, v in ((1, 2.0), (2, 5.0))
+            ])  # fmt: skip
+
+        a, b = asyncio.run(both())
+        assert a["OUTPUT"][0, 0] == 3.0
+        assert b["OUTPUT"][0, 0] == 5.0
+    finally:
+        server.close()
+    assert all(shapes["STATE_IN"][1:] == (1,) for shapes in backend.batches), backend.batches
+    assert max(shapes["STATE_IN"][0] for shapes in backend.batches) == 2  # the last ran batched
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["idle-release-stress"]:
+        idle_release_stress(float(sys.argv[2]), float(sys.argv[3]))
