@@ -253,7 +253,7 @@ Tensor TensorFromDLPackCapsule(py::capsule capsule) {
     ThrowInvalid("non-contiguous tensor of shape " + ShapeToString(shape) +
                  ": tensors must be C-contiguous (make a contiguous copy first)");
   }
-  const size_t bytes = static_cast<size_t>(ElementCount(shape)) * DataTypeSize(dtype);
+  const size_t bytes = ByteSize(dtype, shape);  // overflow-checked
   const auto* data = static_cast<const uint8_t*>(dl.data) + dl.byte_offset;
   return Tensor::View(dtype, std::move(shape), data, bytes, std::move(owner), device);
 }
