@@ -61,7 +61,7 @@ from aiohttp.web_request import BaseRequest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from .. import _core
+from .. import _core, sizes
 from .._proto import model_config_pb2 as mc
 from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
@@ -944,7 +944,7 @@ def _check_byte_size(
 ) -> None:
     if datatype == "BYTES":
         return
-    expected = codec.element_count(shape) * _core.datatype_size(datatype)
+    expected = sizes.byte_size(datatype, shape)  # exact: [2**62] FP32 is not 0 bytes
     if size != expected:
         raise input_size_error(config, request_id, name, datatype, shape, expected, size)
 

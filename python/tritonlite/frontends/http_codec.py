@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .. import _core
+from .. import _core, sizes
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 
 #: Content codings the frontend understands, in Triton's order of preference.
@@ -124,10 +124,8 @@ def from_text(value: str) -> bytes:
 
 
 def element_count(shape: Sequence[int]) -> int:
-    count = 1
-    for d in shape:
-        count *= d
-    return count
+    """The exact element count of ``shape`` (``sizes.element_count``: no wrap-around)."""
+    return sizes.element_count(shape)
 
 
 def tensor_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> np.ndarray:
