@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from ... import _core
+from ... import _core, sizes
 from ...datatypes import to_numpy
 
 __all__ = ["Arena", "ArenaMap", "Location", "TensorMeta", "read_tensors", "write_tensors"]
@@ -255,7 +255,15 @@ def read_tensors(
 
     Numeric tensors are zero-copy views that free the block when the last one is gone; with
     ``copy`` they are private copies as core Tensors and the block is freed at once. BYTES are
-    decoded object arrays (core Tensors with ``copy``)."""
+    decoded object arrays (core Tensors with ``copy``). A descriptor whose byte size cannot be
+    its datatype and shape raises ValueError before anything is allocated for the shape."""
+    for name, dt, shape, _, n in metas:
+        if not (all(d >= 0 for d in shape) and sizes.fits(dt, shape, n)):
+            for fd in fds:
+                os.close(fd)
+            if location is not None and location[0] == "a" and peer is not None:
+                peer.release(location[1])
+            raise ValueError(f"{n} bytes cannot hold {dt} tensor '{name}' of shape {list(shape)}")
     if location is None:
         for fd in fds:
             os.close(fd)
