@@ -338,3 +338,53 @@ def test_stub_fails_a_batch_it_cannot_read(tmp_path: Path) -> None:
         shm.read_tensors(None, [("F", "FP32", (2**62,), 0, 0)], None, [])
     with pytest.raises(ValueError, match="cannot hold BYTES tensor 'S'"):
         shm.read_tensors(None, [("S", "BYTES", (2**40,), 0, 6)], None, [])
+
+
+# ---- the grpcio transport (used for TLS): the same handlers behind grpc.aio ---------------------
+
+
+def test_grpcio_transport_refuses_overflowing_shapes(tmp_path: Path) -> None:
+    from test_grpc_native import Harness
+    from tritonlite.frontends.grpc import start_grpc
+
+    h = Harness(tmp_path)  # in-process server; "echo" is FP32 [-1] and counts executions
+    try:
+        frontend = h.loop.run(start_grpc(h.server, "127.0.0.1", 0))
+        try:
+            with grpc.insecure_channel(f"127.0.0.1:{frontend.port}") as channel:
+                stub = pb_grpc.GRPCInferenceServiceStub(channel)
+                raw = pb.ModelInferRequest(model_name="echo", id="raw")
+                raw.inputs.add(name="IN", datatype="FP32", shape=[2**62])
+                raw.raw_input_contents.append(b"")
+                typed = pb.ModelInferRequest(model_name="echo", id="typed")
+                typed.inputs.add(name="IN", datatype="FP32", shape=[2**32, 2**32])
+                good = pb.ModelInferRequest(model_name="echo", id="good")
+                good.inputs.add(name="IN", datatype="FP32", shape=[1])
+                good.raw_input_contents.append(np.float32(5).tobytes())
+                mismatch = (
+                    "[request id: raw] input byte size mismatch for input 'IN' for model 'echo'. "
+                    f"Expected {2**64}, got 0"
+                )
+                shape_error = (
+                    "[request id: typed] unexpected shape for input 'IN' for model 'echo'. "
+                    "Expected [-1], got [4294967296,4294967296]"
+                )
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.ModelInfer(raw, timeout=TIMEOUT_S)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert info.value.details() == mismatch
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.ModelInfer(typed, timeout=TIMEOUT_S)
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert info.value.details() == shape_error
+                executed = h.echo.executed
+                call = stub.ModelStreamInfer(iter([typed, raw, good]), timeout=TIMEOUT_S)
+                responses = {r.infer_response.id: r for r, _ in zip(call, range(3), strict=False)}
+                assert responses["typed"].error_message == shape_error
+                assert responses["raw"].error_message == mismatch
+                assert responses["good"].error_message == ""
+                assert h.echo.executed == executed + 1  # only the good one reached the model
+        finally:
+            h.loop.run(frontend.stop(1.0))
+    finally:
+        h.close()
