@@ -129,11 +129,27 @@ def test_grpc_bytes_shape_beyond_its_data(server: ServerProcess, stub_pid: int) 
 
 
 def test_grpc_bytes_hostile_element_count(server: ServerProcess, stub_pid: int) -> None:
-    """A shape of 2**62 - 1 elements (the largest count that does not overflow) with no data."""
+    """Counts near the limits, over a few bytes: each refused with the count it needed."""
+    one = struct.pack("<I", 0)
+    error = unary(server, raw_request("S", "BYTES", [2**30, 2**29], one))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"expected {2**59} BYTES elements for its shape, got 1" in error.details()
+    # Past 2**60 elements no tensor can exist at all (2**63 bytes of 8-byte elements).
     error = unary(server, raw_request("S", "BYTES", [2**31 - 1, 2**31 + 1], b""))
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert f"expected {(2**31 - 1) * (2**31 + 1)} BYTES elements for its shape, got 0" in (
-        error.details()
+    assert error.details() == (
+        "input 'S' for model 'pid_echo': shape [2147483647,2147483649] is too large"
+    )
+    assert_alive(server, stub_pid)
+
+
+def test_grpc_empty_shape_numpy_cannot_build(server: ServerProcess, stub_pid: int) -> None:
+    """[0, 2**62] FP32 has no elements and 0 bytes match it, but no array can have that shape
+    (numpy refuses 2**64 bytes of zero-free dims): refused before it reaches the stub."""
+    error = unary(server, raw_request("M", "FP32", [0, 2**62], b""))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert error.details() == (
+        "input 'M' for model 'pid_echo': shape [0,4611686018427387904] is too large"
     )
     assert_alive(server, stub_pid)
 
@@ -205,6 +221,16 @@ def test_http_json_fp32_shape_overflow(server: ServerProcess, stub_pid: int) -> 
     )
     assert r.status_code == 400
     assert f"expected {2**62} elements, got 0" in r.json()["error"]
+    assert_alive(server, stub_pid)
+
+
+def test_http_json_empty_shape_numpy_cannot_build(server: ServerProcess, stub_pid: int) -> None:
+    tensor = {"name": "M", "datatype": "FP32", "shape": [0, 2**62], "data": []}
+    r = http_infer(server, {"inputs": [tensor]})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"] == (
+        "Unable to parse 'data' of input 'M': shape [0,4611686018427387904] is too large"
+    )
     assert_alive(server, stub_pid)
 
 
@@ -388,3 +414,28 @@ def test_grpcio_transport_refuses_overflowing_shapes(tmp_path: Path) -> None:
             h.loop.run(frontend.stop(1.0))
     finally:
         h.close()
+
+
+# ---- the core's helpers (csrc/checked_math.h), directly -------------------------------------------
+
+
+def test_core_sizes_never_wrap() -> None:
+    from tritonlite import TritonError, _core
+
+    Tensor = _core.Tensor
+    # 4 x 2**62 is 0 in 64 bits: the old check compared 0 with 0 bytes and passed.
+    with pytest.raises(TritonError, match="shape \\[4611686018427387904\\] is too large"):
+        Tensor.from_buffer("FP32", [2**62], b"")
+    with pytest.raises(TritonError, match="expected 8 bytes, got 0"):
+        Tensor.from_buffer("FP32", [2], b"")
+    # BYTES: refused from the count the data can hold, before reserving 2**40 x 16 bytes (on
+    # the old code this was std::bad_alloc: MemoryError).
+    one = struct.pack("<I", 2) + b"hi"
+    with pytest.raises(TritonError, match="expected 1099511627776 BYTES elements .*, got 1"):
+        Tensor.from_buffer("BYTES", [2**40], one)
+    with pytest.raises(TritonError, match="expected 1099511627776 BYTES elements .*, got 1"):
+        _core.deserialize_bytes(one, [2**40])
+    assert Tensor.from_buffer("BYTES", [1], one).numpy().tolist() == [b"hi"]
+    assert list(Tensor.from_buffer("FP32", [0, 2**59], b"").shape) == [0, 2**59]
+    with pytest.raises(TritonError, match="negative dimension"):
+        Tensor.from_buffer("FP32", [-1, -4], b"\0" * 16)

@@ -223,7 +223,12 @@ def _check_byte_size(config: Any, request_id: str, tensor: Any, shape: list[int]
     (computed exactly: [2**62] FP32 is 2**64 bytes, not 0). BYTES are checked by the core."""
     size = element_size(tensor.datatype) if tensor.datatype in DATATYPES else 0
     if size and all(d >= 0 for d in shape):
-        expected = sizes.byte_size(tensor.datatype, shape)
+        try:
+            expected = sizes.byte_size(tensor.datatype, shape)
+        except TritonError as e:  # [0, 2**62]: no elements, and still no array can have it
+            raise TritonError(
+                f"input '{tensor.name}' for model '{config.name}': {e.message}", e.status
+            ) from None
         if got != expected:
             raise input_size_error(
                 config, request_id, tensor.name, tensor.datatype, shape, expected, got

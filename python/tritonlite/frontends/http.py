@@ -944,7 +944,10 @@ def _check_byte_size(
 ) -> None:
     if datatype == "BYTES":
         return
-    expected = sizes.byte_size(datatype, shape)  # exact: [2**62] FP32 is not 0 bytes
+    try:
+        expected = sizes.byte_size(datatype, shape)  # exact: [2**62] FP32 is not 0 bytes
+    except TritonError as e:  # [0, 2**62]: no elements, and still no array can have it
+        raise _bad(f"input '{name}' for model '{config.name}': {e.message}") from None
     if size != expected:
         raise input_size_error(config, request_id, name, datatype, shape, expected, size)
 

@@ -134,7 +134,10 @@ def tensor_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) 
         raise _bad(
             f"Unable to parse 'data' of input '{name}': attempt to access JSON non-array as array"
         )
-    count = element_count(shape)
+    try:
+        count = element_count(shape)
+    except TritonError as e:  # [0, 2**62]: no elements, and still no array can have it
+        raise _bad(f"Unable to parse 'data' of input '{name}': {e.message}") from None
     if datatype == "BYTES":
         flat = _flatten(name, data)
         for v in flat:
