@@ -439,3 +439,43 @@ def test_core_sizes_never_wrap() -> None:
     assert list(Tensor.from_buffer("FP32", [0, 2**59], b"").shape) == [0, 2**59]
     with pytest.raises(TritonError, match="negative dimension"):
         Tensor.from_buffer("FP32", [-1, -4], b"\0" * 16)
+
+
+def test_stub_fails_a_batch_it_cannot_read_and_keeps_serving(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """End to end in a stub process: an EXEC whose descriptor says [2**62] FP32 over 0 bytes
+    (the server never sends one now; a bug or a corrupted message could) fails that request
+    with a clear error, and the same stub answers the next one."""
+    import functools
+
+    from tritonlite import Server, TritonError
+    from tritonlite import config as model_config
+    from tritonlite.backends.python import create_backend, process, python_auto_complete
+
+    shutil.copytree(MODELS / "pid_echo", tmp_path / "pid_echo")
+    model_dir = tmp_path / "pid_echo"
+    config = model_config.load_model_config(
+        model_dir, python_auto_complete=functools.partial(python_auto_complete, model_dir=model_dir)
+    )
+    server = Server()
+    try:
+        server.add_model(
+            config, create_backend(config, model_dir, model_dir / "1", server=server), 1
+        )
+        f = np.array([1, 2], dtype=np.float32)
+        pid = int(server.infer("pid_echo", {"F": f})["PID"][0])
+        write = process.write_tensors
+
+        def lying_write(arena: Any, tensors: Any) -> Any:
+            metas, location, fds = write(arena, tensors)
+            return [(n, dt, (2**62,), off, 0) for n, dt, _, off, _ in metas], location, fds
+
+        monkeypatch.setattr(process, "write_tensors", lying_write)
+        with pytest.raises(TritonError, match="cannot hold FP32 tensor 'F' of shape"):
+            server.infer("pid_echo", {"F": f})
+        monkeypatch.setattr(process, "write_tensors", write)
+        out = server.infer("pid_echo", {"F": f})
+        assert int(out["PID"][0]) == pid and out["COUNT"].tolist() == [2]
+    finally:
+        server.close()
