@@ -369,9 +369,11 @@ def test_stub_fails_a_batch_it_cannot_read(tmp_path: Path) -> None:
 # ---- the grpcio transport (used for TLS): the same handlers behind grpc.aio ---------------------
 
 
-def test_grpcio_transport_refuses_overflowing_shapes(tmp_path: Path) -> None:
+def test_grpcio_transport_refuses_overflowing_shapes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from test_grpc_native import Harness
-    from tritonlite.frontends.grpc import start_grpc
+    from tritonlite.frontends.grpc import GrpcHandlers, start_grpc
 
     h = Harness(tmp_path)  # in-process server; "echo" is FP32 [-1] and counts executions
     try:
@@ -410,6 +412,20 @@ def test_grpcio_transport_refuses_overflowing_shapes(tmp_path: Path) -> None:
                 assert responses["raw"].error_message == mismatch
                 assert responses["good"].error_message == ""
                 assert h.echo.executed == executed + 1  # only the good one reached the model
+
+                # Whatever a request raises is answered: INTERNAL (unary), in-stream (stream).
+                def boom(*args: Any) -> Any:
+                    raise ValueError("boom")
+
+                monkeypatch.setattr(GrpcHandlers, "_typed_contents", staticmethod(boom))
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.ModelInfer(typed, timeout=TIMEOUT_S)
+                assert info.value.code() == grpc.StatusCode.INTERNAL
+                assert info.value.details() == "ValueError: boom"
+                call = stub.ModelStreamInfer(iter([typed, good]), timeout=TIMEOUT_S)
+                responses = {r.infer_response.id: r for r, _ in zip(call, range(2), strict=False)}
+                assert responses["typed"].error_message == "ValueError: boom"
+                assert responses["good"].error_message == ""
         finally:
             h.loop.run(frontend.stop(1.0))
     finally:

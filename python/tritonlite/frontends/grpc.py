@@ -689,8 +689,12 @@ def _unary_handler(
         try:
             return await handlers.unary(method, request, context.invocation_metadata() or ())
         except TritonError as e:
-            await context.abort(_abort_code(e), e.message)
-            raise  # unreachable: abort raises
+            code, message = _abort_code(e), e.message
+        except Exception as e:  # noqa: BLE001 - a handler bug: answered as the native transport does
+            _log.exception("gRPC handler for %s failed", method)
+            code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+        await context.abort(code, message)
+        raise AssertionError("unreachable: abort raises")
 
     return grpc.unary_unary_rpc_method_handler(call)
 
