@@ -1392,6 +1392,11 @@ PYBIND11_MODULE(_core, m) {
         Tensor t = SerializeBytes(arr);
         return py::bytes(reinterpret_cast<const char*>(t.data()), t.byte_size());
       }, py::arg("array"), "Triton BYTES serialization of an array's elements (C order).");
+  m.def("bytes_element_count", [](py::buffer buf) {
+        const py::buffer_info info = buf.request();
+        return CountBytesElements(static_cast<const uint8_t*>(info.ptr),
+                                  static_cast<size_t>(info.size * info.itemsize));
+      }, py::arg("buffer"), "Elements in a Triton BYTES serialization (nothing is allocated).");
   m.def("deserialize_bytes", [](py::buffer buf, std::vector<int64_t> shape) {
         return DeserializeBytes(TensorFromBuffer("BYTES", shape, buf, 0, py::none()));
       }, py::arg("buffer"), py::arg("shape"),

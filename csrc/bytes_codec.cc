@@ -51,7 +51,7 @@ std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t e
   // the peer's; reserving count x 16 bytes from it would let a tiny request allocate terabytes).
   const size_t most = size / 4;
   if (expected_count >= 0 && static_cast<uint64_t>(expected_count) > most) {
-    CountMismatch(what, expected_count, WalkBytes(data, size, what, [](size_t, uint32_t) {}));
+    CountMismatch(what, expected_count, CountBytesElements(data, size, what));
   }
   std::vector<BytesElement> out;
   out.reserve(expected_count >= 0 ? static_cast<size_t>(expected_count) : 0);
@@ -61,6 +61,10 @@ std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t e
     CountMismatch(what, expected_count, out.size());
   }
   return out;
+}
+
+size_t CountBytesElements(const uint8_t* data, size_t size, const std::string& what) {
+  return WalkBytes(data, size, what, [](size_t, uint32_t) {});
 }
 
 size_t BytesElementOffset(const uint8_t* data, size_t size, int64_t index) {

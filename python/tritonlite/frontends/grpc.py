@@ -31,7 +31,7 @@ from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
 from . import request_parameters
 from .classification import classify
-from .input_errors import input_size_error, unknown_datatype_error
+from .input_errors import bytes_count_error, input_size_error, unknown_datatype_error
 
 _log = logging.getLogger(__name__)
 
@@ -242,6 +242,10 @@ def _raw_tensor(config: Any, request_id: str, tensor: Any, shape: list[int], raw
     try:
         return Tensor.from_buffer(tensor.datatype, shape, raw)
     except TritonError as e:
+        if tensor.datatype == "BYTES":
+            counted = bytes_count_error(config, request_id, tensor.name, shape, raw)
+            if counted is not None:
+                raise counted from None
         raise TritonError(f"input '{tensor.name}' for model '{model}': {e.message}", e.status) from e
 
 

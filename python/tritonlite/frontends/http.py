@@ -69,7 +69,7 @@ from ..server import Server
 from ..shared_memory import SystemSharedMemoryRegistry
 from . import request_parameters
 from .classification import classify
-from .input_errors import input_size_error
+from .input_errors import bytes_count_error, input_size_error
 from . import http_codec as codec
 from ..protocol_settings import ProtocolSettings
 
@@ -968,6 +968,11 @@ def _tensor_from_bytes(
     try:
         return Tensor.from_buffer(datatype, shape, body, offset, size)
     except TritonError as e:
+        if datatype == "BYTES":
+            data = memoryview(body)[offset : offset + size]
+            counted = bytes_count_error(config, request_id, name, shape, data)
+            if counted is not None:
+                raise counted from None
         raise _bad(
             f"invalid BYTES data for input '{name}' of model '{model}': {e.message}"
         ) from None
