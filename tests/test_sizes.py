@@ -367,6 +367,13 @@ def test_stub_fails_a_batch_it_cannot_read(tmp_path: Path) -> None:
         shm.read_tensors(None, [("F", "FP32", (2**62,), 0, 0)], None, [])
     with pytest.raises(ValueError, match="cannot hold BYTES tensor 'S'"):
         shm.read_tensors(None, [("S", "BYTES", (2**40,), 0, 6)], None, [])
+    # No elements, but no array can have the shape; the segment's fd is closed all the same.
+    r, w = os.pipe()
+    os.close(w)
+    with pytest.raises(ValueError, match=r"cannot hold FP32 tensor 'M' of shape \[0, "):
+        shm.read_tensors(None, [("M", "FP32", (0, 2**62), 0, 0)], ("s", 0, 0), [r])
+    with pytest.raises(OSError):
+        os.fstat(r)
 
 
 # ---- the grpcio transport (used for TLS): the same handlers behind grpc.aio ---------------------

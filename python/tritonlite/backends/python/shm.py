@@ -38,6 +38,7 @@ import numpy as np
 
 from ... import _core, sizes
 from ...datatypes import to_numpy
+from ...errors import TritonError
 
 __all__ = ["Arena", "ArenaMap", "Location", "TensorMeta", "read_tensors", "write_tensors"]
 
@@ -258,7 +259,7 @@ def read_tensors(
     decoded object arrays (core Tensors with ``copy``). A descriptor whose byte size cannot be
     its datatype and shape raises ValueError before anything is allocated for the shape."""
     for name, dt, shape, _, n in metas:
-        if not (all(d >= 0 for d in shape) and sizes.fits(dt, shape, n)):
+        if not _consistent(dt, shape, n):
             for fd in fds:
                 os.close(fd)
             if location is not None and location[0] == "a" and peer is not None:
@@ -304,6 +305,14 @@ def read_tensors(
         mm.close()
         return out
     return [(name, _segment_array(mm, dt, shape, off, n)) for name, dt, shape, off, n in metas]
+
+
+def _consistent(datatype: str, shape: Sequence[int], n: int) -> bool:
+    """Whether ``n`` bytes can be a ``datatype`` tensor of ``shape`` (one numpy can build)."""
+    try:
+        return sizes.fits(datatype, shape, n)
+    except TritonError:  # a negative dimension, or [0, 2**62]
+        return False
 
 
 def _empty(datatype: str, shape: tuple[int, ...], copy: bool) -> Any:
