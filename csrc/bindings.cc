@@ -253,7 +253,7 @@ Tensor TensorFromDLPackCapsule(py::capsule capsule) {
     ThrowInvalid("non-contiguous tensor of shape " + ShapeToString(shape) +
                  ": tensors must be C-contiguous (make a contiguous copy first)");
   }
-  const size_t bytes = static_cast<size_t>(ElementCount(shape)) * DataTypeSize(dtype);
+  const size_t bytes = ByteSize(dtype, shape);  // overflow-checked
   const auto* data = static_cast<const uint8_t*>(dl.data) + dl.byte_offset;
   return Tensor::View(dtype, std::move(shape), data, bytes, std::move(owner), device);
 }
@@ -1423,6 +1423,11 @@ PYBIND11_MODULE(_core, m) {
         Tensor t = SerializeBytes(arr);
         return py::bytes(reinterpret_cast<const char*>(t.data()), t.byte_size());
       }, py::arg("array"), "Triton BYTES serialization of an array's elements (C order).");
+  m.def("bytes_element_count", [](py::buffer buf) {
+        const py::buffer_info info = buf.request();
+        return CountBytesElements(static_cast<const uint8_t*>(info.ptr),
+                                  static_cast<size_t>(info.size * info.itemsize));
+      }, py::arg("buffer"), "Elements in a Triton BYTES serialization (nothing is allocated).");
   m.def("deserialize_bytes", [](py::buffer buf, std::vector<int64_t> shape) {
         return DeserializeBytes(TensorFromBuffer("BYTES", shape, buf, 0, py::none()));
       }, py::arg("buffer"), py::arg("shape"),

@@ -18,27 +18,53 @@ uint32_t ReadLength(const uint8_t* p) {
               what + ": malformed BYTES data at element " + std::to_string(element) + " (offset " +
                   std::to_string(pos) + " of " + std::to_string(size) + " bytes): " + detail);
 }
+
+// Walks the elements of a serialized buffer, calling `each(offset, size)` for each one.
+// Returns the number of elements; throws INVALID_ARG on a malformed buffer.
+template <typename Each>
+size_t WalkBytes(const uint8_t* data, size_t size, const std::string& what, Each each) {
+  size_t pos = 0;
+  size_t count = 0;
+  while (pos < size) {
+    if (size - pos < 4) Malformed(what, count, pos, size, "truncated length prefix");
+    const uint32_t len = ReadLength(data + pos);
+    pos += 4;
+    if (len > size - pos) Malformed(what, count, pos - 4, size, "length runs past the end");
+    each(pos, len);
+    ++count;
+    pos += len;
+  }
+  return count;
+}
+
+[[noreturn]] void CountMismatch(const std::string& what, int64_t expected, size_t got) {
+  throw Error(StatusCode::kInvalidArg, what + ": expected " + std::to_string(expected) +
+                                           " BYTES elements for its shape, got " +
+                                           std::to_string(got));
+}
 }  // namespace
 
 std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t expected_count,
                                      const std::string& what) {
-  std::vector<BytesElement> out;
-  if (expected_count > 0) out.reserve(static_cast<size_t>(expected_count));
-  size_t pos = 0;
-  while (pos < size) {
-    if (size - pos < 4) Malformed(what, out.size(), pos, size, "truncated length prefix");
-    uint32_t len = ReadLength(data + pos);
-    pos += 4;
-    if (len > size - pos) Malformed(what, out.size(), pos - 4, size, "length runs past the end");
-    out.push_back(BytesElement{pos, len});
-    pos += len;
+  // Every element takes at least its 4-byte length prefix: a shape announcing more elements
+  // than the buffer can hold is refused before anything is allocated for them (the count is
+  // the peer's; reserving count x 16 bytes from it would let a tiny request allocate terabytes).
+  const size_t most = size / 4;
+  if (expected_count >= 0 && static_cast<uint64_t>(expected_count) > most) {
+    CountMismatch(what, expected_count, CountBytesElements(data, size, what));
   }
+  std::vector<BytesElement> out;
+  out.reserve(expected_count >= 0 ? static_cast<size_t>(expected_count) : 0);
+  WalkBytes(data, size, what,
+            [&out](size_t offset, uint32_t len) { out.push_back(BytesElement{offset, len}); });
   if (expected_count >= 0 && static_cast<int64_t>(out.size()) != expected_count) {
-    throw Error(StatusCode::kInvalidArg,
-                what + ": expected " + std::to_string(expected_count) +
-                    " BYTES elements for its shape, got " + std::to_string(out.size()));
+    CountMismatch(what, expected_count, out.size());
   }
   return out;
+}
+
+size_t CountBytesElements(const uint8_t* data, size_t size, const std::string& what) {
+  return WalkBytes(data, size, what, [](size_t, uint32_t) {});
 }
 
 size_t BytesElementOffset(const uint8_t* data, size_t size, int64_t index) {

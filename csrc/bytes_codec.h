@@ -19,6 +19,11 @@ struct BytesElement {
 std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t expected_count,
                                      const std::string& what = "BYTES tensor");
 
+// The number of elements in a serialized buffer, allocating nothing. Throws INVALID_ARG (naming
+// `what`) on a malformed buffer.
+size_t CountBytesElements(const uint8_t* data, size_t size,
+                          const std::string& what = "BYTES tensor");
+
 // Byte offset where element `index` starts (its length prefix); `index` may equal the count.
 // Throws INVALID_ARG on a malformed buffer.
 size_t BytesElementOffset(const uint8_t* data, size_t size, int64_t index);

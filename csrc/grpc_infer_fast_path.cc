@@ -134,8 +134,10 @@ RequestPtr BuildInferRequest(const WireInferRequest& wire, const MessagePtr& mes
       Tensor t = Tensor::View(dtype, in.shape, raw.data(), raw.size(), owner);
       t.set_read_only();
       r->inputs.emplace_back(std::string(in.name), std::move(t));
-    } catch (const Error&) {
-      return nullptr;  // byte size or BYTES layout does not match: Python words the error
+    } catch (const std::exception&) {
+      // Byte size or BYTES layout does not match (or memory ran out): Python words the error.
+      // Nothing may escape to the I/O thread, where it would end the process.
+      return nullptr;
     }
   }
   r->requested_outputs.reserve(wire.outputs.size());

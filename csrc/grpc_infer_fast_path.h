@@ -8,7 +8,7 @@
 // classification, ...), request parameters other than priority, timeout, sequence_id,
 // sequence_start, sequence_end and triton_enable_empty_final_response (or of an unexpected
 // type), a raw_input_contents count that does not match the inputs, byte sizes that do not
-// match the shapes, unknown datatypes, models or versions the registry does not hold, and
+// match the shapes (computed overflow-checked, checked_math.h), unknown datatypes, models or versions the registry does not hold, and
 // bytes that do not parse.
 #pragma once
 

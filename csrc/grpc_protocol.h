@@ -95,7 +95,7 @@ struct ReceivedMessage {
 // Reassembles length-prefixed messages from a stream's body bytes, which arrive in arbitrary
 // pieces. Each message is copied once, into its own buffer. Memory follows the bytes that
 // arrived, not the length a prefix announces (which a peer could inflate for free): the buffer
-// starts at up to 1 MiB and doubles as needed.
+// starts at up to 64 KiB (or the bytes that arrived) and doubles as needed.
 class MessageReader {
  public:
   explicit MessageReader(size_t max_message_bytes) : max_message_bytes_(max_message_bytes) {}

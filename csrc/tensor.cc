@@ -5,6 +5,7 @@
 #include <limits>
 
 #include "bytes_codec.h"
+#include "checked_math.h"
 #include "status.h"
 
 namespace tritonlite {
@@ -19,17 +20,28 @@ std::string ShapeToString(const Shape& shape) {
 }
 
 int64_t ElementCount(const Shape& shape) {
-  int64_t n = 1;
-  for (int64_t d : shape) {
-    if (d < 0) {
-      throw Error(StatusCode::kInvalidArg, "negative dimension in shape " + ShapeToString(shape));
+  int64_t n = 0;
+  if (!CheckedElementCount(shape, &n)) {
+    for (int64_t d : shape) {
+      if (d < 0) {
+        throw Error(StatusCode::kInvalidArg, "negative dimension in shape " + ShapeToString(shape));
+      }
     }
-    if (d != 0 && n > std::numeric_limits<int64_t>::max() / d) {
-      throw Error(StatusCode::kInvalidArg, "shape " + ShapeToString(shape) + " is too large");
-    }
-    n *= d;
+    throw Error(StatusCode::kInvalidArg, "shape " + ShapeToString(shape) + " is too large");
   }
   return n;
+}
+
+size_t ByteSize(DataType dtype, const Shape& shape) {
+  const int64_t count = ElementCount(shape);  // negative dims and overflow: its errors
+  size_t bytes = 0;
+  if (!CheckedByteSize(shape, DataTypeSize(dtype), &bytes)) {
+    throw Error(StatusCode::kInvalidArg,
+                std::string("shape ") + ShapeToString(shape) + " of " + std::to_string(count) +
+                    " " + DataTypeName(dtype) + " elements is too large: its byte size exceeds " +
+                    std::to_string(kMaxTensorSize) + " bytes");
+  }
+  return bytes;
 }
 
 Tensor Tensor::Allocate(DataType dtype, Shape shape, size_t byte_size) {
@@ -47,7 +59,7 @@ Tensor Tensor::Allocate(DataType dtype, Shape shape) {
   if (dtype == DataType::kBytes || dtype == DataType::kInvalid) {
     throw Error(StatusCode::kInvalidArg, "Allocate(shape) needs a fixed-size datatype");
   }
-  size_t bytes = static_cast<size_t>(ElementCount(shape)) * DataTypeSize(dtype);
+  const size_t bytes = ByteSize(dtype, shape);
   return Allocate(dtype, std::move(shape), bytes);
 }
 
@@ -62,7 +74,14 @@ Tensor Tensor::View(DataType dtype, Shape shape, const void* data, size_t byte_s
       ParseBytes(static_cast<const uint8_t*>(data), byte_size, count);
     }
   } else {
-    size_t expected = static_cast<size_t>(count) * DataTypeSize(dtype);
+    // Overflow-checked: a shape like [2**62] of FP32 must not wrap to a size of 0.
+    size_t expected = 0;
+    if (!CheckedByteSize(shape, DataTypeSize(dtype), &expected)) {
+      throw Error(StatusCode::kInvalidArg,
+                  std::string("unexpected byte size for ") + DataTypeName(dtype) +
+                      " tensor of shape " + ShapeToString(shape) + ": expected more than " +
+                      std::to_string(kMaxTensorSize) + " bytes, got " + std::to_string(byte_size));
+    }
     if (expected != byte_size) {
       throw Error(StatusCode::kInvalidArg,
                   std::string("unexpected byte size for ") + DataTypeName(dtype) + " tensor of shape " +
@@ -82,7 +101,7 @@ Tensor Tensor::View(DataType dtype, Shape shape, const void* data, size_t byte_s
 
 Tensor Tensor::SliceRows(int64_t begin, int64_t count) const {
   if (shape_.empty()) throw Error(StatusCode::kInternal, "cannot slice a scalar tensor");
-  if (begin < 0 || count < 0 || begin + count > shape_[0]) {
+  if (begin < 0 || count < 0 || begin > shape_[0] || count > shape_[0] - begin) {
     throw Error(StatusCode::kInternal, "row slice [" + std::to_string(begin) + ", " +
                                            std::to_string(begin + count) + ") out of range for shape " +
                                            ShapeToString(shape_));

@@ -23,8 +23,12 @@ struct Device {
 using Shape = std::vector<int64_t>;
 
 std::string ShapeToString(const Shape& shape);
-// Product of dims; throws INVALID_ARG for negative dims or overflow.
+// Product of dims; throws INVALID_ARG for negative dims or more than 2**60 elements, zero
+// dims aside (checked_math.h).
 int64_t ElementCount(const Shape& shape);
+// Bytes of a fixed-size `dtype` tensor of `shape`; throws INVALID_ARG where ElementCount does
+// (the size then never exceeds 2**63-1, and never wraps).
+size_t ByteSize(DataType dtype, const Shape& shape);
 
 class Tensor {
  public:

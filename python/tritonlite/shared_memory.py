@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _core
+from . import _core, sizes
 from .errors import ALREADY_EXISTS, INVALID_ARG, NOT_FOUND, TritonError
 
 Tensor = _core.Tensor
@@ -190,6 +190,12 @@ class SystemSharedMemoryRegistry:
             )
         return region, size
 
+    def check_window(self, name: str, offset: int, byte_size: int | None) -> None:
+        """The errors ``input_tensor`` gives for a window outside region ``name``, without a
+        tensor (Triton checks the window before the size of the tensor it holds)."""
+        with self._lock:
+            self._window(name, offset, byte_size)
+
     def input_tensor(
         self,
         region: str,
@@ -203,10 +209,7 @@ class SystemSharedMemoryRegistry:
         ``byte_size=None`` means the tensor's own size for fixed-size datatypes and the rest of
         the region for BYTES. The size must match ``datatype`` and ``shape`` (INVALID_ARG)."""
         if byte_size is None and datatype != "BYTES":
-            count = 1
-            for d in shape:
-                count *= int(d)
-            byte_size = count * _core.datatype_size(datatype)
+            byte_size = sizes.byte_size(datatype, shape)  # exact; checked against the window
         with self._lock:
             r, size = self._window(region, offset, byte_size)
             return Tensor.from_buffer(datatype, list(shape), r.map, r.skew + offset, size)

@@ -13,6 +13,7 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-from .. import Tensor
+from .. import Tensor, sizes
 from .._proto import grpc_service_pb2 as pb
 from .._proto import health_pb2
 from ..datatypes import DATATYPES, element_size
@@ -30,7 +31,9 @@ from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
 from . import request_parameters
 from .classification import classify
-from .input_errors import input_size_error, unknown_datatype_error
+from .input_errors import bytes_count_error, input_size_error, unknown_datatype_error
+
+_log = logging.getLogger(__name__)
 
 SERVICE = "inference.GRPCInferenceService"
 HEALTH_SERVICE = "grpc.health.v1.Health"
@@ -215,19 +218,34 @@ def _version(text: str) -> int | None:
         ) from None
 
 
+def _check_byte_size(config: Any, request_id: str, tensor: Any, shape: list[int], got: int) -> None:
+    """Triton's size-mismatch error unless ``got`` bytes are exactly a fixed-size tensor's size
+    (computed exactly: [2**62] FP32 is 2**64 bytes, not 0). BYTES are checked by the core."""
+    size = element_size(tensor.datatype) if tensor.datatype in DATATYPES else 0
+    if size and all(d >= 0 for d in shape):
+        try:
+            expected = sizes.byte_size(tensor.datatype, shape)
+        except TritonError as e:  # [0, 2**62]: no elements, and still no array can have it
+            raise TritonError(
+                f"input '{tensor.name}' for model '{config.name}': {e.message}", e.status
+            ) from None
+        if got != expected:
+            raise input_size_error(
+                config, request_id, tensor.name, tensor.datatype, shape, expected, got
+            )
+
+
 def _raw_tensor(config: Any, request_id: str, tensor: Any, shape: list[int], raw: bytes) -> Any:
     """A Tensor over raw input bytes, with Triton's error texts naming the input and model."""
     model = config.name
-    size = element_size(tensor.datatype) if tensor.datatype in DATATYPES else 0
-    if size and all(d >= 0 for d in shape):
-        expected = int(np.prod(shape, dtype=np.int64)) * size
-        if len(raw) != expected:
-            raise input_size_error(
-                config, request_id, tensor.name, tensor.datatype, shape, expected, len(raw)
-            )
+    _check_byte_size(config, request_id, tensor, shape, len(raw))
     try:
         return Tensor.from_buffer(tensor.datatype, shape, raw)
     except TritonError as e:
+        if tensor.datatype == "BYTES":
+            counted = bytes_count_error(config, request_id, tensor.name, shape, raw)
+            if counted is not None:
+                raise counted from None
         raise TritonError(f"input '{tensor.name}' for model '{model}': {e.message}", e.status) from e
 
 
@@ -322,6 +340,9 @@ class GrpcHandlers:
                     out.put_nowait(pb.ModelStreamInferResponse(infer_response=resp).SerializeToString())
             except TritonError as e:
                 put_error(e.message, request)
+            except Exception as e:  # noqa: BLE001 - a bug must not leave a request unanswered
+                _log.exception("ModelStreamInfer request failed")
+                put_error(f"{type(e).__name__}: {e}", request)
             finally:
                 finished()
 
@@ -562,6 +583,9 @@ class GrpcHandlers:
             if region is not None:
                 offset = int(_param(tensor.parameters, "shared_memory_offset") or 0)
                 size = _param(tensor.parameters, "shared_memory_byte_size")
+                if size is not None:  # the window first, then its size against the shape
+                    self._shm().check_window(region, offset, size)
+                    _check_byte_size(config, request.id, tensor, shape, int(size))
                 value = self._shm().input_tensor(region, offset, size, tensor.datatype, shape)
             elif raw:
                 if next_raw >= len(raw):
@@ -595,8 +619,13 @@ class GrpcHandlers:
                 INVALID_ARG,
             )
         field_name, dtype = entry
+        try:
+            count = sizes.element_count(shape)  # exact: [2**32, 2**32] is not 0 elements
+        except TritonError as e:
+            raise TritonError(
+                f"input '{tensor.name}' for model '{model}': {e.message}", e.status
+            ) from None
         values = list(getattr(tensor.contents, field_name))
-        count = int(np.prod(shape)) if shape else 1
         if not values and count:
             for other, given in _CONTENTS_TYPE.items():
                 if other != field_name and getattr(tensor.contents, other):
@@ -664,8 +693,12 @@ def _unary_handler(
         try:
             return await handlers.unary(method, request, context.invocation_metadata() or ())
         except TritonError as e:
-            await context.abort(_abort_code(e), e.message)
-            raise  # unreachable: abort raises
+            code, message = _abort_code(e), e.message
+        except Exception as e:  # noqa: BLE001 - a handler bug: answered as the native transport does
+            _log.exception("gRPC handler for %s failed", method)
+            code, message = grpc.StatusCode.INTERNAL, f"{type(e).__name__}: {e}"
+        await context.abort(code, message)
+        raise AssertionError("unreachable: abort raises")
 
     return grpc.unary_unary_rpc_method_handler(call)
 

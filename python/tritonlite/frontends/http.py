@@ -61,7 +61,7 @@ from aiohttp.web_request import BaseRequest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
 
-from .. import _core
+from .. import _core, sizes
 from .._proto import model_config_pb2 as mc
 from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
@@ -69,7 +69,7 @@ from ..server import Server
 from ..shared_memory import SystemSharedMemoryRegistry
 from . import request_parameters
 from .classification import classify
-from .input_errors import input_size_error
+from .input_errors import bytes_count_error, input_size_error
 from . import http_codec as codec
 from ..protocol_settings import ProtocolSettings
 
@@ -944,7 +944,10 @@ def _check_byte_size(
 ) -> None:
     if datatype == "BYTES":
         return
-    expected = codec.element_count(shape) * _core.datatype_size(datatype)
+    try:
+        expected = sizes.byte_size(datatype, shape)  # exact: [2**62] FP32 is not 0 bytes
+    except TritonError as e:  # [0, 2**62]: no elements, and still no array can have it
+        raise _bad(f"input '{name}' for model '{config.name}': {e.message}") from None
     if size != expected:
         raise input_size_error(config, request_id, name, datatype, shape, expected, size)
 
@@ -965,6 +968,11 @@ def _tensor_from_bytes(
     try:
         return Tensor.from_buffer(datatype, shape, body, offset, size)
     except TritonError as e:
+        if datatype == "BYTES":
+            data = memoryview(body)[offset : offset + size]
+            counted = bytes_count_error(config, request_id, name, shape, data)
+            if counted is not None:
+                raise counted from None
         raise _bad(
             f"invalid BYTES data for input '{name}' of model '{model}': {e.message}"
         ) from None

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import orjson
 
-from .. import _core
+from .. import _core, sizes
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 
 #: Content codings the frontend understands, in Triton's order of preference.
@@ -124,10 +124,8 @@ def from_text(value: str) -> bytes:
 
 
 def element_count(shape: Sequence[int]) -> int:
-    count = 1
-    for d in shape:
-        count *= d
-    return count
+    """The exact element count of ``shape`` (``sizes.element_count``: no wrap-around)."""
+    return sizes.element_count(shape)
 
 
 def tensor_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) -> np.ndarray:
@@ -136,7 +134,10 @@ def tensor_from_json(name: str, datatype: str, shape: Sequence[int], data: Any) 
         raise _bad(
             f"Unable to parse 'data' of input '{name}': attempt to access JSON non-array as array"
         )
-    count = element_count(shape)
+    try:
+        count = element_count(shape)
+    except TritonError as e:  # [0, 2**62]: no elements, and still no array can have it
+        raise _bad(f"Unable to parse 'data' of input '{name}': {e.message}") from None
     if datatype == "BYTES":
         flat = _flatten(name, data)
         for v in flat:

@@ -26,7 +26,7 @@ import subprocess
 import threading
 from typing import Any
 
-from ...errors import INTERNAL, UNSUPPORTED, TritonError
+from ...errors import INTERNAL, INVALID_ARG, UNSUPPORTED, TritonError
 from . import bls, custom_metrics, ipc, loader
 from .inprocess import model_control
 from .ipc import Channel, socket_pair
@@ -216,7 +216,10 @@ class StubProcess:
         instance = self.instance
         if op == ipc.SEND:
             _, key, error, metas, location, final = message
-            outputs = read_tensors(self.peer, metas, location, fds, copy=True)
+            try:
+                outputs = read_tensors(self.peer, metas, location, fds, copy=True)
+            except Exception as e:  # noqa: BLE001 - tensors a model described wrongly
+                outputs, error = [], (INTERNAL, f"model '{instance.name}' sent a bad output: {e}")
             request = instance.pending.pop(key, None) if final else instance.pending.get(key)
             if request is not None and not request.finished:
                 try:
@@ -225,7 +228,12 @@ class StubProcess:
                     pass
         elif op == ipc.BLS:
             _, call_id, spec, metas, location = message
-            inputs = read_tensors(self.peer, metas, location, fds)
+            try:
+                inputs = read_tensors(self.peer, metas, location, fds)
+            except Exception as e:  # noqa: BLE001 - the call is answered, never left waiting
+                error = TritonError(f"BLS request to model '{spec[0]}': {e}", INVALID_ARG)
+                self._bls_response(call_id, error, None, True)
+                return
             server = instance.backend.server
             if server is None:
                 self._bls_response(call_id, bls.no_server_error(spec[0]), None, True)

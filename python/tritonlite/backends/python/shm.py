@@ -36,8 +36,9 @@ from typing import Any
 
 import numpy as np
 
-from ... import _core
+from ... import _core, sizes
 from ...datatypes import to_numpy
+from ...errors import TritonError
 
 __all__ = ["Arena", "ArenaMap", "Location", "TensorMeta", "read_tensors", "write_tensors"]
 
@@ -255,7 +256,15 @@ def read_tensors(
 
     Numeric tensors are zero-copy views that free the block when the last one is gone; with
     ``copy`` they are private copies as core Tensors and the block is freed at once. BYTES are
-    decoded object arrays (core Tensors with ``copy``)."""
+    decoded object arrays (core Tensors with ``copy``). A descriptor whose byte size cannot be
+    its datatype and shape raises ValueError before anything is allocated for the shape."""
+    for name, dt, shape, _, n in metas:
+        if not _consistent(dt, shape, n):
+            for fd in fds:
+                os.close(fd)
+            if location is not None and location[0] == "a" and peer is not None:
+                peer.release(location[1])
+            raise ValueError(f"{n} bytes cannot hold {dt} tensor '{name}' of shape {list(shape)}")
     if location is None:
         for fd in fds:
             os.close(fd)
@@ -296,6 +305,14 @@ def read_tensors(
         mm.close()
         return out
     return [(name, _segment_array(mm, dt, shape, off, n)) for name, dt, shape, off, n in metas]
+
+
+def _consistent(datatype: str, shape: Sequence[int], n: int) -> bool:
+    """Whether ``n`` bytes can be a ``datatype`` tensor of ``shape`` (one numpy can build)."""
+    try:
+        return sizes.fits(datatype, shape, n)
+    except TritonError:  # a negative dimension, or [0, 2**62]
+        return False
 
 
 def _empty(datatype: str, shape: tuple[int, ...], copy: bool) -> Any:

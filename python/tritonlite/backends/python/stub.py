@@ -221,7 +221,13 @@ class Stub:
 
     def execute(self, message: tuple[Any, ...], fds: list[int]) -> None:
         _, batch, metas, location = message
-        tensors = read_tensors(self.peer, metas, location, fds)
+        try:
+            tensors = read_tensors(self.peer, metas, location, fds)
+        except Exception as e:  # noqa: BLE001 - inconsistent tensors fail their batch, not the stub
+            failed = [entry[0] for entry in batch]
+            error = f"model '{self.instance_name}' received inputs it cannot read: {e}"
+            self.ctl.send((ipc.DONE, [], [], None, failed, error), [])
+            return
         decoupled = self.decoupled
         requests: list[InferenceRequest] = []
         responders: list[_Responder] = []
