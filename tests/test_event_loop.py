@@ -76,7 +76,7 @@ def http_client(srv: ServerProcess) -> httpclient.InferenceServerClient:
         try:
             if client.is_server_live():
                 return client
-        except Exception:  # noqa: BLE001 - not listening yet
+        except Exception:  # not listening yet
             if time.monotonic() > deadline:
                 raise
         time.sleep(0.05)
@@ -121,9 +121,7 @@ def test_health_readiness_and_index_answer_while_a_model_loads(tmp_path: Path) -
                 "http index": _timed(http.get_model_repository_index),
                 "grpc live": _timed(lambda: grpc.is_server_live(client_timeout=30)),
                 "grpc ready": _timed(lambda: grpc.is_server_ready(client_timeout=30)),
-                "grpc model ready": _timed(
-                    lambda: grpc.is_model_ready("slow", client_timeout=30)
-                ),
+                "grpc model ready": _timed(lambda: grpc.is_model_ready("slow", client_timeout=30)),
                 "grpc index": _timed(
                     lambda: grpc.get_model_repository_index(as_json=True, client_timeout=30)
                 ),

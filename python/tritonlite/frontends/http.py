@@ -27,6 +27,10 @@ parameters ``priority``, ``timeout``, ``sequence_id`` (integer or string), ``seq
 and ``sequence_end``; other request parameters go to the model (``request.parameters()``).
 Binary inputs are zero-copy views of the request body.
 
+Nothing slow runs on the event loop: bodies and responses of ``OFFLOAD_BYTES`` or more are
+(de)compressed in a worker thread (zlib releases the GIL), and the repository index (a disk
+scan) runs in one too.
+
 Status codes follow Triton's mapping (INVALID_ARG, ALREADY_EXISTS, UNKNOWN -> 400,
 NOT_FOUND -> 404, INTERNAL -> 500, UNSUPPORTED -> 501, UNAVAILABLE -> 503; unknown routes 404,
 wrong methods 405, restricted APIs 403) with Triton's ``{"error": "..."}`` bodies.
@@ -37,7 +41,12 @@ Deliberate differences from Triton 2.51 (checked against it):
 - FP16 and BF16 tensors are accepted and returned as JSON numbers (Triton refuses them);
 - ``/generate`` on a model that answers other than once is a 400 (Triton sends a 200 whose body
   is the error); ``/generate`` also accepts compressed bodies;
-- bodies over ``max_body_bytes`` (also after decompression) are refused with 413;
+- bodies over ``max_body_bytes`` (Triton's ``--http-max-input-size``, 64 MiB), also after
+  decompression, are refused with 400 and Triton's texts on every route (Triton 2.51 has no
+  limit; later Tritons check it per input): a Content-Length over the limit before the body is
+  read, a streamed body as soon as it passes the limit;
+- an unexpected failure (a bug) answers 500 with a generic text and an error id; the details
+  go to the server log under that id, never to the client;
 - shared-memory errors name the tensor and model.
 """
 
@@ -46,7 +55,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import itertools
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +67,6 @@ from urllib.parse import unquote
 
 import numpy as np
 from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from aiohttp.web_request import BaseRequest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -71,13 +81,19 @@ from . import request_parameters
 from .classification import classify
 from .input_errors import input_size_error
 from . import http_codec as codec
-from ..protocol_settings import ProtocolSettings
+from ..protocol_settings import HTTP_MAX_INPUT_SIZE, ProtocolSettings
 
 Tensor = _core.Tensor
 _log = logging.getLogger("tritonlite.http")
 
 #: Triton's limit on a request body (``--http-max-input-size``): 64 MiB.
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = HTTP_MAX_INPUT_SIZE
+
+#: Bodies at least this big are (de)compressed off the event loop; smaller ones inline, where
+#: a hop to a thread would cost more than the work.
+OFFLOAD_BYTES = 64 * 1024
+
+_error_ids = itertools.count(1)
 
 #: Triton status kind -> HTTP status code (Triton's HttpCodeFromError).
 HTTP_CODES = {
@@ -151,6 +167,34 @@ _NOT_ALLOWED = _error_reply(405, "Method Not Allowed")
 
 def _bad(message: str) -> TritonError:
     return TritonError(message, INVALID_ARG)
+
+
+def body_too_large(limit: int, size: int | None = None) -> codec.BodyTooLarge:
+    """A request body over ``--http-max-input-size``: 400 and Triton's words."""
+    what = "request size" if size is None else f"request size of {size} bytes"
+    return codec.BodyTooLarge(
+        f"{what} exceeds the maximum allowed input size of {limit} bytes. "
+        "Use --http-max-input-size to increase the limit."
+    )
+
+
+async def read_limited(request: BaseRequest, limit: int) -> bytes:
+    """A request body of at most ``limit`` bytes: a Content-Length over it is refused before
+    anything is read, a chunked body as soon as what arrived passes it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise body_too_large(limit, length)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_restricted_apis(specs: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -350,15 +394,17 @@ class HttpApi:
             return await self._route(method, path, headers, read_body)
         except _Restricted as e:
             return _error_reply(403, e.message)
-        except codec.BodyTooLarge as e:
-            return _error_reply(413, e.message)
         except codec.UnsupportedEncoding as e:
             return _error_reply(501, e.message, {"Accept-Encoding": ", ".join(codec.ENCODINGS)})
         except TritonError as e:
             return _error_reply(HTTP_CODES.get(e.status, 400), e.message)
-        except Exception as e:  # noqa: BLE001 - a bug must still answer in Triton's error format
-            _log.exception("HTTP %s %s failed", method, path)
-            return _error_reply(500, f"internal error: {type(e).__name__}: {e}")
+        except Exception:  # noqa: BLE001 - a bug must still answer in Triton's error format
+            # The details (exception text, traceback, paths) stay in the server's log.
+            error_id = f"{os.getpid()}-{next(_error_ids)}"
+            _log.exception("HTTP %s %s failed (error id %s)", method, path, error_id)
+            return _error_reply(
+                500, f"internal server error (error id {error_id}; details in the server log)"
+            )
 
     async def _route(
         self,
@@ -437,7 +483,7 @@ class HttpApi:
             self._check_access("model-repository", headers)
             body = await self._body(headers, read_body)
             if m.group(2) == "index":
-                return self._repository_index(body)
+                return await self._repository_index(body)
             return await self._repository_control(unquote(m.group(3)), m.group(4), body)
         if path == "/v2/trace/setting":
             if method not in ("GET", "POST"):
@@ -468,7 +514,11 @@ class HttpApi:
         body = await read_body()
         encoding = headers.get("content-encoding")
         if encoding:
-            body = codec.decode_body(body, encoding, self.max_body_bytes)
+            if len(body) < OFFLOAD_BYTES:
+                return codec.decode_body(body, encoding, self.max_body_bytes)
+            return await asyncio.get_running_loop().run_in_executor(
+                None, codec.decode_body, body, encoding, self.max_body_bytes
+            )
         return body
 
     # ---- health, metadata, configuration, statistics -----------------------------------------
@@ -496,11 +546,13 @@ class HttpApi:
 
     # ---- repository --------------------------------------------------------------------------
 
-    def _repository_index(self, body: bytes) -> Reply:
+    async def _repository_index(self, body: bytes) -> Reply:
         request = _optional_json(body)
         ready = _bool(request["ready"], "ready") if "ready" in request else False
         index = []
-        for entry in self.server.repository_index(ready):
+        # The index scans the repository directories: off the event loop.
+        loop = asyncio.get_running_loop()
+        for entry in await loop.run_in_executor(None, self.server.repository_index, ready):
             index.append({k: v for k, v in entry.items() if k != "reason" or v})
         return _json_reply(index)
 
@@ -618,7 +670,12 @@ class HttpApi:
         reply = self._infer_reply(model, loaded, request, tensors)
         coding = codec.pick_encoding(headers.get("accept-encoding"))
         if coding is not None:
-            reply.body = codec.encode_body(reply.body, coding)
+            if len(reply.body) < OFFLOAD_BYTES:
+                reply.body = codec.encode_body(reply.body, coding)
+            else:
+                reply.body = await asyncio.get_running_loop().run_in_executor(
+                    None, codec.encode_body, reply.body, coding
+                )
             reply.headers["Content-Encoding"] = coding
         return reply
 
@@ -1091,7 +1148,7 @@ async def start_http(
     requests themselves are served on the event loop. ``restricted_apis`` maps Triton's API
     categories to the (header, value) a request must carry, or is a list of Triton's
     ``--http-restricted-api`` values (``<category>[,...]:<key>=<value>``). ``max_body_bytes``
-    limits request bodies, also after decompression.
+    (Triton's ``--http-max-input-size``) limits request bodies, also after decompression.
     """
     if restricted_apis is not None and not isinstance(restricted_apis, Mapping):
         restricted_apis = parse_restricted_apis(list(restricted_apis))
@@ -1103,6 +1160,9 @@ async def start_http(
         server, restricted_apis=restricted_apis, max_body_bytes=max_body_bytes, executor=executor
     )
 
+    if max_body_bytes <= 0:
+        raise _bad(f"--http-max-input-size must be greater than 0, got {max_body_bytes}")
+
     def make_request(
         message: Any, payload: Any, protocol: Any, writer: Any, task: Any
     ) -> BaseRequest:
@@ -1112,13 +1172,7 @@ async def start_http(
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         async def read_body() -> bytes:
-            try:
-                return await request.read()
-            except HTTPRequestEntityTooLarge as e:
-                raise codec.BodyTooLarge(
-                    f"request body exceeds the maximum allowed size of {max_body_bytes} bytes: "
-                    f"{e.text}"
-                ) from None
+            return await read_limited(request, max_body_bytes)
 
         reply = await api.dispatch(request.method, request.raw_path.split("?", 1)[0],
                                    request.headers, read_body)  # fmt: skip
