@@ -16,8 +16,9 @@ import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import numpy as np
 import pytest
 
 from models import make_identity_onnx
@@ -118,7 +119,7 @@ class LiveWatch:
             self.answers += 1
             time.sleep(0.02)
 
-    def __enter__(self) -> LiveWatch:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -203,6 +204,29 @@ def test_http_max_input_size_flag(tmp_path: Path) -> None:
 # ---- big bodies and the event loop -------------------------------------------------------------
 
 
+def test_a_57_mib_json_body_neither_stalls_the_loop_nor_balloons_memory(
+    srv: ServerProcess,
+) -> None:
+    assert srv.proc is not None
+    count = 57 * MiB // 4  # "1.5," per element: a 57 MiB body
+    body = b'{"inputs":[{"name":"INPUT0","datatype":"FP32","shape":[1,%d],"data":[' % count
+    body += b",".join([b"1.5"] * count) + b"]}],"
+    body += b'"outputs":[{"name":"OUTPUT0","parameters":{"binary_data":true}}]}'
+    assert 56 * MiB < len(body) < LIMIT
+    before = vm_hwm_bytes(srv.proc.pid)
+    with LiveWatch(srv) as watch:
+        time.sleep(0.2)
+        status, reply = post(srv, "/v2/models/identity/infer", body)
+        time.sleep(0.2)
+    assert status == 200, reply[:300]
+    assert reply.endswith(b"\x00\x00\xc0\x3f" * 4)  # 1.5 as FP32, the last elements
+    growth = vm_hwm_bytes(srv.proc.pid) - before
+    print(f"slowest live {watch.slowest:.3f}s of {watch.answers}; peak RSS +{growth / MiB:.0f} MiB")
+    assert watch.answers > 2
+    assert watch.slowest < 1.0, f"/v2/health/live waited {watch.slowest:.2f}s"
+    assert growth < 6 * len(body), f"peak RSS grew by {growth / MiB:.0f} MiB"
+
+
 # ---- 500s, poll errors, the CLI ---------------------------------------------------------------
 
 
@@ -279,3 +303,77 @@ def test_cli_import_error_is_reported_and_the_server_runs_once(
     with pytest.raises(ImportError, match="tritonlite_missing_piece"):
         cli.main(["--model-repository", str(tmp_path)])
     assert runs == [1]
+
+
+def _usual(doc: bytes, datatype: str, shape: list[int]) -> Any:
+    from tritonlite.frontends import http_codec as codec
+
+    parsed = codec.loads(doc)
+    return parsed, codec.tensor_from_json("X", datatype, shape, parsed["inputs"][0]["data"])
+
+
+def _pieces(doc: bytes, datatype: str, shape: list[int]) -> Any:
+    from tritonlite.frontends import http_bigjson
+
+    parsed = http_bigjson.loads(doc)
+    data = parsed["inputs"][0]["data"]
+    assert http_bigjson.has_spans(data)
+    return parsed, http_bigjson.tensor_from_spans("X", datatype, shape, data)
+
+
+@pytest.mark.parametrize(
+    "datatype, items, nested",
+    [
+        ("FP32", ["1.5", "-2e3", "7"], False),
+        ("INT64", ["1", "-9223372036854775808", "9223372036854775807"], True),
+        ("UINT64", ["18446744073709551615", "0"], False),
+        ("BOOL", ["true", "false"], False),
+    ],
+)
+def test_big_json_in_pieces_decodes_as_the_usual_path(
+    datatype: str, items: list[str], nested: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tritonlite.frontends import http_bigjson
+
+    monkeypatch.setattr(http_bigjson, "PIECE_BYTES", 4096)  # many pieces
+    count = 40_000
+    values = ",".join(items[i % len(items)] for i in range(count)).encode()
+    data = b"[[" + values + b"],[" + values + b"]]" if nested else b"[" + values + b"]"
+    doc = (
+        b'{"id":"a \\"[1,2]\\" \\\\","inputs":[{"name":"X","datatype":"%s","shape":[%d],'
+        b'"data":%s}],"parameters":{"p":[%s]}}' % (datatype.encode(), count * (1 + nested), data,
+                                                  values)
+    )  # fmt: skip
+    shape = [count * (1 + nested)]
+    usual_doc, usual = _usual(doc, datatype, shape)
+    doc_in_pieces, in_pieces = _pieces(doc, datatype, shape)
+    np.testing.assert_array_equal(in_pieces, usual)
+    assert in_pieces.dtype == usual.dtype
+    assert doc_in_pieces["id"] == usual_doc["id"]
+    assert doc_in_pieces["parameters"] == usual_doc["parameters"]  # spans elsewhere: parsed
+
+
+@pytest.mark.parametrize(
+    "datatype, text",
+    [
+        ("INT32", "1.5"),  # not an integer
+        ("INT8", "300"),  # out of range
+        ("UINT64", "184467440737095516150"),  # 21 digits: beyond 64 bits
+        ("FP32", ""),  # one element too few for the shape
+    ],
+)
+def test_big_json_in_pieces_keeps_the_usual_errors(datatype: str, text: str) -> None:
+    from tritonlite.errors import TritonError
+    from tritonlite.frontends import http_bigjson
+
+    count = 40_000
+    values = b",".join([b"1"] * count) + b"," + text.encode()
+    doc = b'{"inputs":[{"name":"X","datatype":"%s","shape":[%d],"data":[%s]}]}' % (
+        datatype.encode(), count + 1, values.rstrip(b","),
+    )  # fmt: skip
+    with pytest.raises(TritonError) as usual:
+        _usual(doc, datatype, [count + 1])
+    with pytest.raises((TritonError, http_bigjson.Fallback)) as in_pieces:
+        _pieces(doc, datatype, [count + 1])
+    if isinstance(in_pieces.value, TritonError):
+        assert in_pieces.value.message == usual.value.message

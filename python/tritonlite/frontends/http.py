@@ -28,8 +28,9 @@ and ``sequence_end``; other request parameters go to the model (``request.parame
 Binary inputs are zero-copy views of the request body.
 
 Nothing slow runs on the event loop: bodies and responses of ``OFFLOAD_BYTES`` or more are
-(de)compressed in a worker thread (zlib releases the GIL), and the repository index (a disk
-scan) runs in one too.
+(de)compressed in a worker thread (zlib releases the GIL), the repository index (a disk scan)
+runs in one too, and so does decoding an inference header of ``BIG_JSON_BYTES`` or more, in
+bounded steps (``http_bigjson``) so that the loop gets the GIL between them.
 
 Status codes follow Triton's mapping (INVALID_ARG, ALREADY_EXISTS, UNKNOWN -> 400,
 NOT_FOUND -> 404, INTERNAL -> 500, UNSUPPORTED -> 501, UNAVAILABLE -> 503; unknown routes 404,
@@ -77,7 +78,7 @@ from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
 from ..shared_memory import SystemSharedMemoryRegistry
-from . import request_parameters
+from . import http_bigjson, request_parameters
 from .classification import classify
 from .input_errors import input_size_error
 from . import http_codec as codec
@@ -92,6 +93,9 @@ DEFAULT_MAX_BODY_BYTES = HTTP_MAX_INPUT_SIZE
 #: Bodies at least this big are (de)compressed off the event loop; smaller ones inline, where
 #: a hop to a thread would cost more than the work.
 OFFLOAD_BYTES = 64 * 1024
+
+#: Inference headers (JSON) at least this big are decoded off the event loop, in bounded steps.
+BIG_JSON_BYTES = 1024 * 1024
 
 _error_ids = itertools.count(1)
 
@@ -659,9 +663,13 @@ class HttpApi:
                 )
         if header_length == 0:
             request = _raw_request(loaded, body)
-        else:
+        elif header_length < BIG_JSON_BYTES:
             header = codec.loads(memoryview(body)[:header_length])
             request = self._parse_infer(model, loaded, header, body, header_length)
+        else:
+            request = await asyncio.get_running_loop().run_in_executor(
+                None, self._parse_big_infer, model, loaded, body, header_length
+            )
         outputs = list(request.outputs) if request.outputs is not None else None
         tensors = await self.server.submit(
             model, request.inputs, outputs, version, request_id=request.request_id,
@@ -679,8 +687,28 @@ class HttpApi:
             reply.headers["Content-Encoding"] = coding
         return reply
 
+    def _parse_big_infer(
+        self, model: str, loaded: Any, body: bytes, header_length: int
+    ) -> _InferRequest:
+        """``_parse_infer`` of a big JSON header, in a worker thread: long number arrays are
+        decoded a piece at a time (see http_bigjson), or the usual way where that can't be
+        exact."""
+        view = memoryview(body)[:header_length]
+        try:
+            header = http_bigjson.loads(view)
+            return self._parse_infer(model, loaded, header, body, header_length, spans=True)
+        except http_bigjson.Fallback:
+            header = codec.loads(view)
+            return self._parse_infer(model, loaded, header, body, header_length)
+
     def _parse_infer(
-        self, model: str, loaded: Any, header: Any, body: bytes, header_length: int
+        self,
+        model: str,
+        loaded: Any,
+        header: Any,
+        body: bytes,
+        header_length: int,
+        spans: bool = False,
     ) -> _InferRequest:
         if not isinstance(header, dict) or "inputs" not in header:
             raise _bad(
@@ -732,7 +760,13 @@ class HttpApi:
                 )
             source = sources[0]
             if source == "data":
-                value: Any = codec.tensor_from_json(name, datatype, shape, tensor["data"])
+                data = tensor["data"]
+                decode = (
+                    http_bigjson.tensor_from_spans
+                    if spans and http_bigjson.has_spans(data)
+                    else codec.tensor_from_json
+                )
+                value: Any = decode(name, datatype, shape, data)
             elif source == "binary_data_size":
                 size = _uint(tparams["binary_data_size"], "binary_data_size")
                 if position + size > len(body):
