@@ -1388,14 +1388,19 @@ def test_body_size_limit_and_decompression_bomb(env: Env, small_frontend: HttpFr
     headers = {"infer-key": "secret"}
     assert request(conn_env, "POST", "/v2/models/simple/infer", SIMPLE_JSON, headers).status == 200
     r = request(conn_env, "POST", "/v2/models/simple/infer", b"x" * 5000, headers)
-    assert r.status == 413 and "exceeds the maximum allowed size of 2048 bytes" in r.error
+    assert (r.status, r.error) == (
+        400,
+        "request size of 5000 bytes exceeds the maximum allowed input size of 2048 bytes. "
+        "Use --http-max-input-size to increase the limit.",
+    )
     bomb = gzip.compress(b" " * 100_000)
     r = request(
         conn_env, "POST", "/v2/models/simple/infer", bomb, {**headers, "Content-Encoding": "gzip"}
     )
     assert (r.status, r.error) == (
-        413,
-        "decompressed request body exceeds the maximum allowed size of 2048 bytes",
+        400,
+        "Decompressed data size exceeds the maximum allowed value of 2048 bytes. "
+        "Use --http-max-input-size to increase the limit.",
     )
 
 

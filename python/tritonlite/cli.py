@@ -31,6 +31,27 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got '{text}'")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be greater than 0, got {value}")
+    return value
+
+
+def _add_http_limit_flags(g: Any) -> None:
+    """Limits on what one HTTP request may make the server hold."""
+    from .protocol_settings import HTTP_MAX_INPUT_SIZE as DEFAULT_MAX_INPUT_SIZE
+
+    g.add_argument("--http-max-input-size", type=_positive_int, default=DEFAULT_MAX_INPUT_SIZE,
+                   metavar="BYTES",
+                   help="Maximum allowed HTTP request input size in bytes. For compressed "
+                   "requests, this also limits the decompressed size. Default is "
+                   f"{DEFAULT_MAX_INPUT_SIZE} bytes (64MB).")  # fmt: skip
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="tritonlite-server",
@@ -98,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--http-thread-count", type=int, default=None)
     g.add_argument("--http-restricted-api", action="append", default=[],
                    metavar="<apis>:<key>=<value>")
+    _add_http_limit_flags(g)
 
     g = p.add_argument_group("metrics")
     flag("--allow-metrics", True, "Serve Prometheus metrics")
@@ -188,7 +210,8 @@ async def _serve(args: argparse.Namespace) -> int:
 
             h = await start_http(server, args.http_address, args.http_port,
                                  thread_count=args.http_thread_count,
-                                 restricted_apis=args.http_restricted_api)  # fmt: skip
+                                 restricted_apis=args.http_restricted_api,
+                                 max_body_bytes=args.http_max_input_size)  # fmt: skip
             frontends.append(h)
             log.info("Started HTTPService at %s:%d", args.http_address, args.http_port)
         if args.allow_metrics:
@@ -217,13 +240,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.log_verbose else logging.INFO if args.log_info else logging.WARNING,
         format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
     )
+    run: Any = asyncio.run
     try:
-        try:
-            import uvloop  # a faster event loop for the HTTP and Python paths, when installed
+        import uvloop  # a faster event loop for the HTTP and Python paths, when installed
 
-            return uvloop.run(_serve(args))
-        except ImportError:
-            return asyncio.run(_serve(args))
+        run = uvloop.run
+    except ImportError:
+        pass
+    # Only uvloop's own import falls back: an ImportError while serving is an error (it must
+    # not start the server a second time).
+    try:
+        return int(run(_serve(args)))
+    except ImportError as e:
+        log.error("error: creating server: a module the server needs failed to import: %s", e)
+        raise
     except TritonError as e:
         log.error("error: creating server: %s - %s", e.status, e.message)
         return 1

@@ -5,6 +5,8 @@ read and update, validated with Triton's rules and texts. tritonlite records no 
 trace settings are only stored and reported; the log settings also set the level of the
 ``tritonlite`` logger. The Server owns one store (``server.protocol_settings``), so every
 frontend of that server uses the same settings, as Triton shares them across protocols.
+
+Also the defaults of protocol limits set by flags (``--http-max-input-size``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from .errors import INVALID_ARG, UNSUPPORTED, TritonError
+
+#: Triton's ``--http-max-input-size`` default: the most bytes one HTTP request body may have,
+#: also after decompression (64 MiB).
+HTTP_MAX_INPUT_SIZE = 64 * 1024 * 1024
 
 TRACE_DEFAULTS: dict[str, Any] = {
     "trace_level": ["OFF"],

@@ -5,11 +5,17 @@ Owns: scanning one or more repository paths (Triton's layout), the per-version l
 poll, explicit), loading with config and file overrides, reloading changed models without
 dropping requests (the new version is READY before the old one is unloaded), and rejecting
 model names that would reach outside a repository.
+
+Locking: a load or unload holds only its own model's lock, for as long as it runs (off the
+event loop); the model table itself is guarded by a short lock that is never held across a
+load, a backend call or a wait. Readiness and the index read a snapshot of the table, so they
+answer at once while any model loads.
 """
 
 from __future__ import annotations
 
 import base64
+import logging
 import shutil
 import tempfile
 import threading
@@ -32,6 +38,8 @@ UNAVAILABLE_STATE = "UNAVAILABLE"
 LOADING = "LOADING"
 READY = "READY"
 UNLOADING = "UNLOADING"
+
+_log = logging.getLogger("tritonlite.repository")
 
 
 def check_model_name(name: str) -> None:
@@ -114,7 +122,9 @@ class _ModelEntry:
     fingerprint: tuple[tuple[str, int, int], ...] = ()
     versions: dict[int, _VersionState] = field(default_factory=dict)
     error: str = ""  # model-level failure (config, duplicates) when no version got that far
-    temp_dir: Path | None = None  # holds a model loaded from file overrides
+    temp_dir: Path | None = None  # holds the model's latest files from file overrides
+    # Earlier upload directories, deleted once no served version uses them any more.
+    stale_dirs: list[Path] = field(default_factory=list)
 
 
 class ModelRepository:
@@ -142,9 +152,13 @@ class ModelRepository:
         self.control_mode = control_mode
         self.auto_complete = auto_complete
         self._entries: dict[str, _ModelEntry] = {}
-        self._lock = threading.RLock()  # one lifecycle change at a time
+        # Guards _entries and every entry's fields: held for a few dict operations only.
+        self._table_lock = threading.Lock()
+        # One lifecycle change at a time per model, held for its whole load / unload.
+        self._model_locks: dict[str, threading.Lock] = {}
         self._poller: threading.Thread | None = None
         self._stop = threading.Event()
+        self._last_poll_error = ""
 
     # ---- scanning ----------------------------------------------------------------------------
 
@@ -181,7 +195,7 @@ class ModelRepository:
                     pass  # recorded in the index; the server still starts
             return
         models, errors = self.scan()
-        with self._lock:
+        with self._table_lock:
             for name, reason in errors.items():
                 self._entries[name] = _ModelEntry(error=reason)
         # Ensembles last: their composing models must be loaded first.
@@ -191,6 +205,10 @@ class ModelRepository:
             except TritonError:
                 pass
 
+    def _model_lock(self, name: str) -> threading.Lock:
+        with self._table_lock:
+            return self._model_locks.setdefault(name, threading.Lock())
+
     def load(
         self,
         name: str,
@@ -198,80 +216,120 @@ class ModelRepository:
         files: Mapping[str, bytes] | None = None,
     ) -> None:
         """Load (or reload) a model: every version its version_policy selects. Raises
-        TritonError after recording the failure in the index."""
+        TritonError after recording the failure in the index. Holds only this model's lock."""
         check_model_name(name)
-        with self._lock:
+        with self._model_lock(name):
             models, errors = ({}, {}) if files else self.scan()
-            if not files and name not in self._entries and name not in models | errors:
-                # Not a model of this repository: nothing to track, nothing to report.
-                # Triton answers INTERNAL (HTTP 500) with this text.
-                raise TritonError(
-                    f"failed to load '{name}', failed to poll from model repository", INTERNAL
-                )
-            entry = self._entries.setdefault(name, _ModelEntry())
+            with self._table_lock:
+                known = name in self._entries
+                if not files and not known and name not in models | errors:
+                    # Not a model of this repository: nothing to track, nothing to report.
+                    # Triton answers INTERNAL (HTTP 500) with this text.
+                    self._model_locks.pop(name, None)
+                    raise TritonError(
+                        f"failed to load '{name}', failed to poll from model repository", INTERNAL
+                    )
+                entry = self._entries.setdefault(name, _ModelEntry())
             try:
                 path = self._model_source(name, entry, config_override, files, models, errors)
-                self._load_versions(name, entry, path, config_override)
+                try:
+                    self._load_versions(name, entry, path, config_override)
+                finally:
+                    if files:
+                        self._adopt_upload(name, entry, path)
             except TritonError as e:
-                if not entry.versions or all(v.state != READY for v in entry.versions.values()):
-                    entry.error = e.message
+                with self._table_lock:
+                    if not entry.versions or all(
+                        v.state != READY for v in entry.versions.values()
+                    ):
+                        entry.error = e.message
                 raise
+            finally:
+                self._drop_unused_dirs(name, entry)
 
     def unload(self, name: str) -> None:
         """Unload every version of a model, waiting for its in-flight requests."""
         check_model_name(name)
-        with self._lock:
-            entry = self._entries.get(name)
-            if entry is None:  # never loaded, or not a model at all: Triton answers success
+        with self._table_lock:
+            if name not in self._entries:  # never loaded, or not a model: Triton answers success
                 return
-            for state in entry.versions.values():
-                if state.state == READY:
-                    state.state = UNLOADING
-            self.server._uninstall(name)
-            for state in entry.versions.values():
-                state.state, state.reason = UNAVAILABLE_STATE, "unloaded"
-            if entry.temp_dir is not None:
-                shutil.rmtree(entry.temp_dir, ignore_errors=True)
-                entry.temp_dir = None
+        with self._model_lock(name):
+            with self._table_lock:
+                entry = self._entries.get(name)
+                if entry is None:
+                    return
+                for state in entry.versions.values():
+                    if state.state == READY:
+                        state.state = UNLOADING
+            self.server._uninstall(name)  # waits for in-flight requests: no table lock held
+            with self._table_lock:
+                for state in entry.versions.values():
+                    state.state, state.reason = UNAVAILABLE_STATE, "unloaded"
+                if entry.temp_dir is not None:
+                    entry.stale_dirs.append(entry.temp_dir)
+                    entry.temp_dir = None
+            self._drop_unused_dirs(name, entry)
+
+    def _ready_names(self) -> list[str]:
+        with self._table_lock:
+            return [
+                name
+                for name, entry in self._entries.items()
+                if any(v.state == READY for v in entry.versions.values())
+            ]
 
     def unload_all(self) -> None:
-        with self._lock:
-            for name in list(self._entries):
-                if any(v.state == READY for v in self._entries[name].versions.values()):
-                    self.unload(name)
+        for name in self._ready_names():
+            self.unload(name)
 
     def poll(self) -> None:
         """One poll: load new models, unload removed ones, reload changed ones."""
         models, errors = self.scan()
-        with self._lock:
-            for name, reason in errors.items():
-                if name in self._entries:
-                    self.unload(name)
+        for name, reason in errors.items():
+            with self._table_lock:
+                known = name in self._entries
+            if known:
+                self.unload(name)
+            with self._table_lock:
                 self._entries[name] = _ModelEntry(error=reason)
-            for name in list(self._entries):
-                entry = self._entries[name]
-                if name not in models and name not in errors and entry.temp_dir is None:
-                    if any(v.state == READY for v in entry.versions.values()):
-                        self.unload(name)
-                    del self._entries[name]
-            for name, path in sorted(models.items(), key=lambda kv: (_is_ensemble(kv[1]), kv[0])):
+        with self._table_lock:
+            gone = [
+                name
+                for name, entry in self._entries.items()
+                if name not in models and name not in errors and entry.temp_dir is None
+            ]
+        for name in gone:
+            self.unload(name)
+            with self._table_lock:
+                self._entries.pop(name, None)
+        for name, path in sorted(models.items(), key=lambda kv: (_is_ensemble(kv[1]), kv[0])):
+            with self._table_lock:
                 entry = self._entries.get(name)
-                if entry is None or entry.path != path or entry.fingerprint != _fingerprint(path):
-                    try:
-                        self.load(name)
-                    except TritonError:
-                        pass
+                seen = None if entry is None else (entry.path, entry.fingerprint)
+            if seen is None or seen[0] != path or seen[1] != _fingerprint(path):
+                try:
+                    self.load(name)
+                except TritonError:
+                    pass  # recorded in the index with its reason
 
     def start_polling(self, interval_s: float) -> None:
         def run() -> None:
             while not self._stop.wait(interval_s):
                 try:
                     self.poll()
-                except Exception:  # a poll must never kill the poller
-                    pass
+                    self._last_poll_error = ""
+                except Exception as e:  # noqa: BLE001 - a poll must never kill the poller
+                    self._poll_failed(e)
 
         self._poller = threading.Thread(target=run, name="tritonlite-repository-poll", daemon=True)
         self._poller.start()
+
+    def _poll_failed(self, error: BaseException) -> None:
+        """Log a failed poll once per distinct error (a broken repository fails every poll)."""
+        text = f"{type(error).__name__}: {error}"
+        if text != self._last_poll_error:
+            self._last_poll_error = text
+            _log.error("polling the model repository failed: %s", text, exc_info=error)
 
     def close(self) -> None:
         self._stop.set()
@@ -285,7 +343,7 @@ class ModelRepository:
         """Triton's repository index: every model known, with each version's state."""
         models, errors = self.scan()
         out: list[dict[str, str]] = []
-        with self._lock:
+        with self._table_lock:  # a snapshot: never waits for a load
             names = sorted(set(models) | set(errors) | set(self._entries))
             for name in names:
                 entry = self._entries.get(name)
@@ -307,8 +365,9 @@ class ModelRepository:
 
     def all_ready(self) -> bool:
         """Strict readiness without touching the disk: every version tracked is READY or was
-        unloaded on purpose, and no model failed before any version was tried."""
-        with self._lock:
+        unloaded on purpose, and no model failed before any version was tried. Reads a snapshot:
+        never waits for a load."""
+        with self._table_lock:
             for entry in self._entries.values():
                 if not entry.versions and entry.error:
                     return False
@@ -356,7 +415,7 @@ class ModelRepository:
             for key, content in files.items():
                 rel = key[len("file:") :] if key.startswith("file:") else key
                 target = (root / rel).resolve()
-                if root.resolve() not in target.parents:
+                if not rel or Path(rel).is_absolute() or root.resolve() not in target.parents:
                     raise TritonError(
                         f"failed to load '{name}': file override '{key}' is outside the model "
                         "directory",
@@ -374,10 +433,29 @@ class ModelRepository:
         except BaseException:
             shutil.rmtree(root.parent, ignore_errors=True)
             raise
-        if entry.temp_dir is not None:
-            shutil.rmtree(entry.temp_dir, ignore_errors=True)
-        entry.temp_dir = root.parent
+        # The previous upload stays until the versions served from it are retired (see load).
         return root
+
+    def _adopt_upload(self, name: str, entry: _ModelEntry, root: Path) -> None:
+        """After a load from uploaded files: the new directory becomes the model's if a version
+        now serves from it (the previous one waits to be unused), else it is dropped."""
+        serving = any(m.model_dir == root for m in self.server._versions(name).values())
+        with self._table_lock:
+            if serving:
+                if entry.temp_dir is not None:
+                    entry.stale_dirs.append(entry.temp_dir)
+                entry.temp_dir = root.parent
+            else:
+                entry.stale_dirs.append(root.parent)
+
+    def _drop_unused_dirs(self, name: str, entry: _ModelEntry) -> None:
+        """Delete upload directories that no served version of the model reads any more."""
+        in_use = [m.model_dir for m in self.server._versions(name).values() if m.model_dir]
+        with self._table_lock:
+            drop = [d for d in entry.stale_dirs if not any(d in p.parents for p in in_use)]
+            entry.stale_dirs = [d for d in entry.stale_dirs if d not in drop]
+        for d in drop:
+            shutil.rmtree(d, ignore_errors=True)
 
     def _load_versions(
         self, name: str, entry: _ModelEntry, path: Path, config_override: str | None
@@ -393,21 +471,24 @@ class ModelRepository:
             available = model_config.version_dirs(path)
             versions = model_config.select_versions(config, available)
         except TritonError as e:
-            entry.path, entry.fingerprint = path, fingerprint
-            self._mark_failed(entry, e.message)
+            with self._table_lock:
+                entry.path, entry.fingerprint = path, fingerprint
+                self._mark_failed(entry, e.message)
             raise
         except Exception as e:  # config code must not take the server down
-            entry.path, entry.fingerprint = path, fingerprint
-            self._mark_failed(entry, str(e))
+            with self._table_lock:
+                entry.path, entry.fingerprint = path, fingerprint
+                self._mark_failed(entry, str(e))
             raise TritonError(f"failed to load '{name}': {e}", INTERNAL) from e
 
         loaded: dict[int, LoadedModel] = {}
         failures: dict[int, str] = {}
         for version in versions:
-            entry.versions.setdefault(version, _VersionState(LOADING))
-            if entry.versions[version].state != READY:
-                entry.versions[version] = _VersionState(LOADING)
-            try:
+            with self._table_lock:
+                entry.versions.setdefault(version, _VersionState(LOADING))
+                if entry.versions[version].state != READY:
+                    entry.versions[version] = _VersionState(LOADING)
+            try:  # no table lock: a backend may take seconds
                 factory = get_backend_factory(config.backend or config.platform, name)
                 backend = factory(config, path, available[version], server=self.server)
                 loaded[version] = LoadedModel(config, version, backend, model_dir=path)
@@ -418,23 +499,27 @@ class ModelRepository:
 
         # Swap in what loaded (old versions keep serving until now), then retire the rest.
         self.server._install(name, loaded, keep=set(versions))
-        for version in loaded:
-            entry.versions[version] = _VersionState(READY)
-        for version, reason in failures.items():
-            previous = entry.versions.get(version)
-            if previous is None or previous.state != READY or version not in self.server._versions(name):
-                entry.versions[version] = _VersionState(UNAVAILABLE_STATE, reason)
-        for version in list(entry.versions):
-            if version not in versions:
-                entry.versions[version] = _VersionState(UNAVAILABLE_STATE, "unloaded")
-        entry.path, entry.fingerprint, entry.error = path, fingerprint, ""
+        served = self.server._versions(name)
+        with self._table_lock:
+            for version in loaded:
+                entry.versions[version] = _VersionState(READY)
+            for version, reason in failures.items():
+                previous = entry.versions.get(version)
+                if previous is None or previous.state != READY or version not in served:
+                    entry.versions[version] = _VersionState(UNAVAILABLE_STATE, reason)
+            for version in list(entry.versions):
+                if version not in versions:
+                    entry.versions[version] = _VersionState(UNAVAILABLE_STATE, "unloaded")
+            entry.path, entry.fingerprint, entry.error = path, fingerprint, ""
+            if failures:
+                entry.error = next(iter(failures.values()))
         if failures:
             first = next(iter(failures.values()))
-            entry.error = first
             raise TritonError(f"failed to load '{name}' version {min(failures)}: {first}", INVALID_ARG)
 
     @staticmethod
     def _mark_failed(entry: _ModelEntry, reason: str) -> None:
+        """(Called with the table lock held.)"""
         entry.error = reason
         for st in entry.versions.values():
             if st.state != READY:

@@ -145,6 +145,8 @@ class Server:
         self._model_listeners: list[Any] = []
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
+        # Loads of different models run at once: one table update (and listener call) at a time.
+        self._install_lock = threading.Lock()
         # Shared by every frontend of this server, as Triton shares them across protocols.
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.cuda_shared_memory = CudaSharedMemoryRegistry()
@@ -226,19 +228,20 @@ class Server:
         """Serve ``loaded`` versions of a model, replacing versions with the same number; with
         ``keep``, versions outside it are retired. Retired versions finish their in-flight
         requests after the new ones are visible, so no request fails during a reload."""
-        old = self._models.get(name, {})
-        new = {v: m for v, m in old.items() if keep is None or v in keep}
-        new.update(loaded)
-        retired = [m for v, m in old.items() if new.get(v) is not m]
-        if new:
-            self._models[name] = new  # copy-on-write: readers never see a half-updated dict
-            self._latest[name] = new[max(new)].runner
-        else:
-            self._models.pop(name, None)
-            self._latest.pop(name, None)
-        for listener in self._model_listeners:
-            listener(name, new)
-        for m in retired:
+        with self._install_lock:
+            old = self._models.get(name, {})
+            new = {v: m for v, m in old.items() if keep is None or v in keep}
+            new.update(loaded)
+            retired = [m for v, m in old.items() if new.get(v) is not m]
+            if new:
+                self._models[name] = new  # copy-on-write: readers never see a half-updated dict
+                self._latest[name] = new[max(new)].runner
+            else:
+                self._models.pop(name, None)
+                self._latest.pop(name, None)
+            for listener in self._model_listeners:
+                listener(name, new)
+        for m in retired:  # waits for their in-flight requests: no lock held
             m.stop()
 
     def _uninstall(self, name: str) -> None:

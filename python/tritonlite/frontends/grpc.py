@@ -414,7 +414,8 @@ class GrpcHandlers:
 
     async def repository_index(self, request: Any) -> Message:
         response = pb.RepositoryIndexResponse()
-        for m in self.server.repository_index(request.ready):
+        loop = asyncio.get_running_loop()  # the index scans the repository: off the loop
+        for m in await loop.run_in_executor(None, self.server.repository_index, request.ready):
             response.models.add(**m)
         return response
 

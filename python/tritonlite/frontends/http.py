@@ -27,6 +27,11 @@ parameters ``priority``, ``timeout``, ``sequence_id`` (integer or string), ``seq
 and ``sequence_end``; other request parameters go to the model (``request.parameters()``).
 Binary inputs are zero-copy views of the request body.
 
+Nothing slow runs on the event loop: bodies and responses of ``OFFLOAD_BYTES`` or more are
+(de)compressed in a worker thread (zlib releases the GIL), the repository index (a disk scan)
+runs in one too, and so does decoding an inference header of ``BIG_JSON_BYTES`` or more, in
+bounded steps (``http_bigjson``) so that the loop gets the GIL between them.
+
 Status codes follow Triton's mapping (INVALID_ARG, ALREADY_EXISTS, UNKNOWN -> 400,
 NOT_FOUND -> 404, INTERNAL -> 500, UNSUPPORTED -> 501, UNAVAILABLE -> 503; unknown routes 404,
 wrong methods 405, restricted APIs 403) with Triton's ``{"error": "..."}`` bodies.
@@ -37,7 +42,12 @@ Deliberate differences from Triton 2.51 (checked against it):
 - FP16 and BF16 tensors are accepted and returned as JSON numbers (Triton refuses them);
 - ``/generate`` on a model that answers other than once is a 400 (Triton sends a 200 whose body
   is the error); ``/generate`` also accepts compressed bodies;
-- bodies over ``max_body_bytes`` (also after decompression) are refused with 413;
+- bodies over ``max_body_bytes`` (Triton's ``--http-max-input-size``, 64 MiB), also after
+  decompression, are refused with 400 and Triton's texts on every route (Triton 2.51 has no
+  limit; later Tritons check it per input): a Content-Length over the limit before the body is
+  read, a streamed body as soon as it passes the limit;
+- an unexpected failure (a bug) answers 500 with a generic text and an error id; the details
+  go to the server log under that id, never to the client;
 - shared-memory errors name the tensor and model.
 """
 
@@ -46,7 +56,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import itertools
 import logging
+import os
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -56,7 +68,6 @@ from urllib.parse import unquote
 
 import numpy as np
 from aiohttp import web
-from aiohttp.web_exceptions import HTTPRequestEntityTooLarge
 from aiohttp.web_request import BaseRequest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -67,17 +78,26 @@ from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
 from ..shared_memory import SystemSharedMemoryRegistry
-from . import request_parameters
+from . import http_bigjson, request_parameters
 from .classification import classify
 from .input_errors import bytes_count_error, input_size_error
 from . import http_codec as codec
-from ..protocol_settings import ProtocolSettings
+from ..protocol_settings import HTTP_MAX_INPUT_SIZE, ProtocolSettings
 
 Tensor = _core.Tensor
 _log = logging.getLogger("tritonlite.http")
 
 #: Triton's limit on a request body (``--http-max-input-size``): 64 MiB.
-DEFAULT_MAX_BODY_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_BODY_BYTES = HTTP_MAX_INPUT_SIZE
+
+#: Bodies at least this big are (de)compressed off the event loop; smaller ones inline, where
+#: a hop to a thread would cost more than the work.
+OFFLOAD_BYTES = 64 * 1024
+
+#: Inference headers (JSON) at least this big are decoded off the event loop, in bounded steps.
+BIG_JSON_BYTES = 1024 * 1024
+
+_error_ids = itertools.count(1)
 
 #: Triton status kind -> HTTP status code (Triton's HttpCodeFromError).
 HTTP_CODES = {
@@ -151,6 +171,34 @@ _NOT_ALLOWED = _error_reply(405, "Method Not Allowed")
 
 def _bad(message: str) -> TritonError:
     return TritonError(message, INVALID_ARG)
+
+
+def body_too_large(limit: int, size: int | None = None) -> codec.BodyTooLarge:
+    """A request body over ``--http-max-input-size``: 400 and Triton's words."""
+    what = "request size" if size is None else f"request size of {size} bytes"
+    return codec.BodyTooLarge(
+        f"{what} exceeds the maximum allowed input size of {limit} bytes. "
+        "Use --http-max-input-size to increase the limit."
+    )
+
+
+async def read_limited(request: BaseRequest, limit: int) -> bytes:
+    """A request body of at most ``limit`` bytes: a Content-Length over it is refused before
+    anything is read, a chunked body as soon as what arrived passes it."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise body_too_large(limit, length)
+    chunks: list[bytes] = []
+    total = 0
+    while True:
+        chunk = await request.content.readany()
+        if not chunk:
+            break
+        total += len(chunk)
+        if total > limit:
+            raise body_too_large(limit)
+        chunks.append(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def parse_restricted_apis(specs: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -350,15 +398,17 @@ class HttpApi:
             return await self._route(method, path, headers, read_body)
         except _Restricted as e:
             return _error_reply(403, e.message)
-        except codec.BodyTooLarge as e:
-            return _error_reply(413, e.message)
         except codec.UnsupportedEncoding as e:
             return _error_reply(501, e.message, {"Accept-Encoding": ", ".join(codec.ENCODINGS)})
         except TritonError as e:
             return _error_reply(HTTP_CODES.get(e.status, 400), e.message)
-        except Exception as e:  # noqa: BLE001 - a bug must still answer in Triton's error format
-            _log.exception("HTTP %s %s failed", method, path)
-            return _error_reply(500, f"internal error: {type(e).__name__}: {e}")
+        except Exception:  # noqa: BLE001 - a bug must still answer in Triton's error format
+            # The details (exception text, traceback, paths) stay in the server's log.
+            error_id = f"{os.getpid()}-{next(_error_ids)}"
+            _log.exception("HTTP %s %s failed (error id %s)", method, path, error_id)
+            return _error_reply(
+                500, f"internal server error (error id {error_id}; details in the server log)"
+            )
 
     async def _route(
         self,
@@ -437,7 +487,7 @@ class HttpApi:
             self._check_access("model-repository", headers)
             body = await self._body(headers, read_body)
             if m.group(2) == "index":
-                return self._repository_index(body)
+                return await self._repository_index(body)
             return await self._repository_control(unquote(m.group(3)), m.group(4), body)
         if path == "/v2/trace/setting":
             if method not in ("GET", "POST"):
@@ -468,7 +518,11 @@ class HttpApi:
         body = await read_body()
         encoding = headers.get("content-encoding")
         if encoding:
-            body = codec.decode_body(body, encoding, self.max_body_bytes)
+            if len(body) < OFFLOAD_BYTES:
+                return codec.decode_body(body, encoding, self.max_body_bytes)
+            return await asyncio.get_running_loop().run_in_executor(
+                None, codec.decode_body, body, encoding, self.max_body_bytes
+            )
         return body
 
     # ---- health, metadata, configuration, statistics -----------------------------------------
@@ -496,11 +550,13 @@ class HttpApi:
 
     # ---- repository --------------------------------------------------------------------------
 
-    def _repository_index(self, body: bytes) -> Reply:
+    async def _repository_index(self, body: bytes) -> Reply:
         request = _optional_json(body)
         ready = _bool(request["ready"], "ready") if "ready" in request else False
         index = []
-        for entry in self.server.repository_index(ready):
+        # The index scans the repository directories: off the event loop.
+        loop = asyncio.get_running_loop()
+        for entry in await loop.run_in_executor(None, self.server.repository_index, ready):
             index.append({k: v for k, v in entry.items() if k != "reason" or v})
         return _json_reply(index)
 
@@ -607,9 +663,13 @@ class HttpApi:
                 )
         if header_length == 0:
             request = _raw_request(loaded, body)
-        else:
+        elif header_length < BIG_JSON_BYTES:
             header = codec.loads(memoryview(body)[:header_length])
             request = self._parse_infer(model, loaded, header, body, header_length)
+        else:
+            request = await asyncio.get_running_loop().run_in_executor(
+                None, self._parse_big_infer, model, loaded, body, header_length
+            )
         outputs = list(request.outputs) if request.outputs is not None else None
         tensors = await self.server.submit(
             model, request.inputs, outputs, version, request_id=request.request_id,
@@ -618,12 +678,37 @@ class HttpApi:
         reply = self._infer_reply(model, loaded, request, tensors)
         coding = codec.pick_encoding(headers.get("accept-encoding"))
         if coding is not None:
-            reply.body = codec.encode_body(reply.body, coding)
+            if len(reply.body) < OFFLOAD_BYTES:
+                reply.body = codec.encode_body(reply.body, coding)
+            else:
+                reply.body = await asyncio.get_running_loop().run_in_executor(
+                    None, codec.encode_body, reply.body, coding
+                )
             reply.headers["Content-Encoding"] = coding
         return reply
 
+    def _parse_big_infer(
+        self, model: str, loaded: Any, body: bytes, header_length: int
+    ) -> _InferRequest:
+        """``_parse_infer`` of a big JSON header, in a worker thread: long number arrays are
+        decoded a piece at a time (see http_bigjson), or the usual way where that can't be
+        exact."""
+        view = memoryview(body)[:header_length]
+        try:
+            header = http_bigjson.loads(view)
+            return self._parse_infer(model, loaded, header, body, header_length, spans=True)
+        except http_bigjson.Fallback:
+            header = codec.loads(view)
+            return self._parse_infer(model, loaded, header, body, header_length)
+
     def _parse_infer(
-        self, model: str, loaded: Any, header: Any, body: bytes, header_length: int
+        self,
+        model: str,
+        loaded: Any,
+        header: Any,
+        body: bytes,
+        header_length: int,
+        spans: bool = False,
     ) -> _InferRequest:
         if not isinstance(header, dict) or "inputs" not in header:
             raise _bad(
@@ -675,7 +760,13 @@ class HttpApi:
                 )
             source = sources[0]
             if source == "data":
-                value: Any = codec.tensor_from_json(name, datatype, shape, tensor["data"])
+                data = tensor["data"]
+                decode = (
+                    http_bigjson.tensor_from_spans
+                    if spans and http_bigjson.has_spans(data)
+                    else codec.tensor_from_json
+                )
+                value: Any = decode(name, datatype, shape, data)
             elif source == "binary_data_size":
                 size = _uint(tparams["binary_data_size"], "binary_data_size")
                 if position + size > len(body):
@@ -1099,7 +1190,7 @@ async def start_http(
     requests themselves are served on the event loop. ``restricted_apis`` maps Triton's API
     categories to the (header, value) a request must carry, or is a list of Triton's
     ``--http-restricted-api`` values (``<category>[,...]:<key>=<value>``). ``max_body_bytes``
-    limits request bodies, also after decompression.
+    (Triton's ``--http-max-input-size``) limits request bodies, also after decompression.
     """
     if restricted_apis is not None and not isinstance(restricted_apis, Mapping):
         restricted_apis = parse_restricted_apis(list(restricted_apis))
@@ -1111,6 +1202,9 @@ async def start_http(
         server, restricted_apis=restricted_apis, max_body_bytes=max_body_bytes, executor=executor
     )
 
+    if max_body_bytes <= 0:
+        raise _bad(f"--http-max-input-size must be greater than 0, got {max_body_bytes}")
+
     def make_request(
         message: Any, payload: Any, protocol: Any, writer: Any, task: Any
     ) -> BaseRequest:
@@ -1120,13 +1214,7 @@ async def start_http(
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
         async def read_body() -> bytes:
-            try:
-                return await request.read()
-            except HTTPRequestEntityTooLarge as e:
-                raise codec.BodyTooLarge(
-                    f"request body exceeds the maximum allowed size of {max_body_bytes} bytes: "
-                    f"{e.text}"
-                ) from None
+            return await read_limited(request, max_body_bytes)
 
         reply = await api.dispatch(request.method, request.raw_path.split("?", 1)[0],
                                    request.headers, read_body)  # fmt: skip

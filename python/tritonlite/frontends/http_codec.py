@@ -40,7 +40,8 @@ _FLOAT_TYPES = ("FP16", "BF16", "FP32", "FP64")
 
 
 class BodyTooLarge(TritonError):
-    """A request body (after decompression) over the frontend's limit: HTTP 413."""
+    """A request body (also after decompression) over ``--http-max-input-size``: HTTP 400 with
+    Triton's text, as Triton answers."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, INVALID_ARG)
@@ -257,9 +258,10 @@ def decode_body(body: bytes, encoding: str | None, limit: int) -> bytes:
             out = d.decompress(body, limit + 1)
         except zlib.error:
             continue
-        if len(out) > limit:
+        if len(out) > limit:  # zlib stopped at limit + 1: a bomb is never inflated whole
             raise BodyTooLarge(
-                f"decompressed request body exceeds the maximum allowed size of {limit} bytes"
+                f"Decompressed data size exceeds the maximum allowed value of {limit} bytes. "
+                "Use --http-max-input-size to increase the limit."
             )
         if not d.eof:
             break
