@@ -43,6 +43,11 @@ struct TransportOptions {
   // responses only.
   CompressionLevel response_compression = CompressionLevel::kNone;
   std::vector<std::string> compressed_methods{"ModelInfer", "ModelStreamInfer"};
+  // Bytes one connection may hold (0: unlimited): request messages being assembled or waiting
+  // for their call's end, plus responses the peer has not taken yet. Input beyond it fails the
+  // stream that brought it (RESOURCE_EXHAUSTED); output beyond it ends the connection with
+  // GOAWAY(ENHANCE_YOUR_CALM).
+  size_t max_connection_memory = 256u << 20;
 };
 
 // What every connection of a server shares.
@@ -90,6 +95,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   uint64_t timer_at() const { return timer_at_; }
   // Graceful shutdown: GOAWAY; open calls go on.
   void Shutdown() { h2_.Shutdown(); }
+  // Request bytes held (for tests and the memory budget).
+  size_t input_bytes() const { return input_bytes_; }
   // Nothing more to do: a connection error (its GOAWAY was written if the socket took it), or
   // drained after shutdown with the output flushed.
   bool finished() const { return h2_.failed() || (!wants_write() && h2_.drained()); }
@@ -110,6 +117,7 @@ class GrpcConnection : private http2::ConnectionHandler {
     std::vector<MessagePtr> messages;  // unary: received so far
     std::shared_ptr<ForwardedCall> forwarded;
     bool headers_sent = false;
+    size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
     explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
   };
 
@@ -118,6 +126,14 @@ class GrpcConnection : private http2::ConnectionHandler {
                      bool end_stream) override;
   void OnStreamReset(uint32_t stream_id, http2::ErrorCode code) override;
   void OnPingAck(uint64_t opaque) override;
+  bool OnRequestHeadersTooLarge(uint32_t stream_id, size_t max_header_list_size) override;
+
+  // Forgets a call (its held bytes with it); the connection is idle once none is left.
+  void EraseCall(std::unordered_map<uint32_t, Call>::iterator it);
+  // Recounts the request bytes `call` holds.
+  void Recount(Call& call);
+  // Checks the memory budget after output was queued; false after GOAWAY(ENHANCE_YOUR_CALM).
+  bool WithinOutputBudget();
 
   // A complete message (decompressed); false when the call was ended because of it.
   bool OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received);
@@ -142,6 +158,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   uint64_t timer_at_ = 0;
   std::unordered_map<uint32_t, Call> calls_;
   std::vector<ReceivedMessage> received_;  // scratch for MessageReader
+  size_t input_bytes_ = 0;  // request bytes held by calls (see max_connection_memory)
+  bool preface_seen_ = false;
 };
 
 }  // namespace grpc
