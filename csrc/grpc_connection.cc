@@ -210,12 +210,11 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
     }
     Recount(call);
     const size_t budget = context_->options.max_connection_memory;
-    if (budget != 0 && input_bytes_ + h2_.buffered_output() > budget) {
+    if (budget != 0 && input_bytes_ > budget) {
       FailCall(stream_id, GrpcStatus::kResourceExhausted,
-               "connection memory budget exceeded: " +
-                   std::to_string(input_bytes_ + h2_.buffered_output()) +
-                   " bytes of requests and responses held, the limit is " +
-                   std::to_string(budget) + " (--grpc-max-connection-memory)");
+               "connection memory budget exceeded: " + std::to_string(input_bytes_) +
+                   " bytes of requests held, the limit is " + std::to_string(budget) +
+                   " (--grpc-max-connection-memory)");
       return;
     }
   }

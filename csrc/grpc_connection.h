@@ -44,9 +44,10 @@ struct TransportOptions {
   CompressionLevel response_compression = CompressionLevel::kNone;
   std::vector<std::string> compressed_methods{"ModelInfer", "ModelStreamInfer"};
   // Bytes one connection may hold (0: unlimited): request messages being assembled or waiting
-  // for their call's end, plus responses the peer has not taken yet. Input beyond it fails the
-  // stream that brought it (RESOURCE_EXHAUSTED); output beyond it ends the connection with
-  // GOAWAY(ENHANCE_YOUR_CALM).
+  // for their call's end, plus responses the peer has not taken yet. Requests alone beyond it
+  // fail the stream that brought the last bytes (RESOURCE_EXHAUSTED); requests and responses
+  // together beyond it (a peer that does not read, or never opens its windows) end the
+  // connection with GOAWAY(ENHANCE_YOUR_CALM).
   size_t max_connection_memory = 256u << 20;
 };
 
