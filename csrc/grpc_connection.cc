@@ -198,7 +198,7 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
     std::string error;
     const bool ok = call.reader.Append(data, size, &received_, &error);
     for (ReceivedMessage& m : received_) {
-      if (!OnMessage(stream_id, call, std::move(m))) {
+      if (!Accept(stream_id, call, std::move(m))) {
         received_.clear();
         return;
       }
@@ -218,33 +218,56 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
       return;
     }
   }
-  if (end_stream) OnRequestEnd(stream_id, call);
+  if (end_stream) {
+    if (call.inflating) {
+      call.end_pending = true;  // once the messages before it are in
+    } else {
+      OnRequestEnd(stream_id, call);
+    }
+  }
 }
 
-bool GrpcConnection::OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received) {
-  MessagePtr message = std::move(received.message);
-  if (received.compressed) {
-    if (call.encoding.empty()) {
-      FailCall(stream_id, GrpcStatus::kInternal,
-               "a compressed message arrived on a call without grpc-encoding");
-      return false;
-    }
-    std::string plain;
-    const size_t max = context_->options.max_message_bytes;
-    switch (Decompress(call.encoding, message->data(), message->size(), max, &plain)) {
-      case DecompressResult::kOk: break;
-      case DecompressResult::kTooLarge:
-        FailCall(stream_id, GrpcStatus::kResourceExhausted,
-                 "Received message larger than max (decompressed beyond " + std::to_string(max) +
-                     " bytes)");
-        return false;
-      case DecompressResult::kCorrupt:
-        FailCall(stream_id, GrpcStatus::kInternal,
-                 "could not decompress a '" + call.encoding + "' message");
-        return false;
-    }
-    message = std::make_shared<MessageBuffer>(std::move(plain));
+bool GrpcConnection::Accept(uint32_t stream_id, Call& call, ReceivedMessage&& received) {
+  if (call.inflating) {  // in order behind the message being inflated
+    call.backlog.push_back(std::move(received));
+    return true;
   }
+  if (!received.compressed) return OnMessage(stream_id, call, std::move(received.message));
+  if (call.encoding.empty()) {
+    FailCall(stream_id, GrpcStatus::kInternal,
+             "a compressed message arrived on a call without grpc-encoding");
+    return false;
+  }
+  // Inflating may take long (up to the maximum message size): not on the I/O thread.
+  call.inflating = true;
+  call.inflating_bytes = received.message->size();
+  context_->inflater->Submit(InflatePool::Job{AddressOf(stream_id, call), call.encoding,
+                                              std::move(received.message),
+                                              context_->options.max_message_bytes});
+  return true;
+}
+
+void GrpcConnection::OnInflated(uint32_t stream_id, Call& call, Outbound&& item) {
+  call.inflating = false;
+  call.inflating_bytes = 0;
+  if (item.status != GrpcStatus::kOk) {
+    FailCall(stream_id, item.status, item.message);
+    return;
+  }
+  if (!OnMessage(stream_id, call, std::move(item.inflated))) return;
+  while (!call.inflating && !call.backlog.empty()) {
+    ReceivedMessage next = std::move(call.backlog.front());
+    call.backlog.pop_front();
+    if (!Accept(stream_id, call, std::move(next))) return;
+  }
+  Recount(call);
+  if (!call.inflating && call.end_pending) {
+    call.end_pending = false;
+    OnRequestEnd(stream_id, call);
+  }
+}
+
+bool GrpcConnection::OnMessage(uint32_t stream_id, Call& call, MessagePtr message) {
   if (call.kind == CallKind::kStreaming) {
     Forward(stream_id, call, CallEventKind::kMessage, std::move(message));
     return true;
@@ -328,6 +351,9 @@ void GrpcConnection::Deliver(Outbound&& item) {
       h2_.SendData(id, std::move(item.framed), false);
       h2_.SendTrailers(id, OkTrailers());
       break;
+    case Outbound::Kind::kInflated:
+      OnInflated(id, call, std::move(item));
+      return;
     case Outbound::Kind::kFinish: {
       const bool headers_sent = call.headers_sent;
       EraseCall(it);
@@ -377,8 +403,9 @@ void GrpcConnection::EraseCall(std::unordered_map<uint32_t, Call>::iterator it) 
 }
 
 void GrpcConnection::Recount(Call& call) {
-  size_t held = call.reader.buffered_bytes();
+  size_t held = call.reader.buffered_bytes() + call.inflating_bytes;
   for (const MessagePtr& m : call.messages) held += m->size();
+  for (const ReceivedMessage& m : call.backlog) held += m.message->size();
   input_bytes_ = input_bytes_ - call.held + held;
   call.held = held;
 }

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -18,6 +19,7 @@
 #include "grpc_bridge.h"
 #include "grpc_compression.h"
 #include "grpc_connection_timers.h"
+#include "grpc_inflate_pool.h"
 #include "grpc_model_registry.h"
 #include "grpc_outbox.h"
 #include "grpc_protocol.h"
@@ -56,6 +58,8 @@ struct TransportContext {
   TransportOptions options;
   ModelRegistry registry;
   std::shared_ptr<Bridge> bridge = std::make_shared<Bridge>();
+  // Decompresses request messages off the I/O threads.
+  std::unique_ptr<InflatePool> inflater = std::make_unique<InflatePool>(2);
   std::atomic<uint64_t> next_call_id{1};
 };
 
@@ -118,6 +122,11 @@ class GrpcConnection : private http2::ConnectionHandler {
     std::vector<MessagePtr> messages;  // unary: received so far
     std::shared_ptr<ForwardedCall> forwarded;
     bool headers_sent = false;
+    // A message is being inflated (InflatePool); what arrives meanwhile waits behind it.
+    bool inflating = false;
+    size_t inflating_bytes = 0;  // its compressed size
+    std::deque<ReceivedMessage> backlog;
+    bool end_pending = false;  // the client half-closed behind the backlog
     size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
     explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
   };
@@ -136,8 +145,13 @@ class GrpcConnection : private http2::ConnectionHandler {
   // Checks the memory budget after output was queued; false after GOAWAY(ENHANCE_YOUR_CALM).
   bool WithinOutputBudget();
 
-  // A complete message (decompressed); false when the call was ended because of it.
-  bool OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received);
+  // A complete message as received: compressed ones go to the InflatePool first. False when
+  // the call was ended because of it.
+  bool Accept(uint32_t stream_id, Call& call, ReceivedMessage&& received);
+  // The InflatePool's result for the call's message.
+  void OnInflated(uint32_t stream_id, Call& call, Outbound&& item);
+  // A complete, uncompressed message; false when the call was ended because of it.
+  bool OnMessage(uint32_t stream_id, Call& call, MessagePtr message);
   void OnRequestEnd(uint32_t stream_id, Call& call);
   void Forward(uint32_t stream_id, Call& call, CallEventKind kind, MessagePtr message);
   std::shared_ptr<ForwardedCall> MakeForwardedCall(uint32_t stream_id, Call& call);

@@ -21,6 +21,7 @@ import struct
 import subprocess
 import sys
 import time
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -126,6 +127,8 @@ class RawH2:
         self.buffer = b""
         self.closed = False
         self.hpack = _core.grpc_codec.HpackDecoder()
+        self.pending: dict[int, dict[bytes, bytes]] = {}  # headers of streams still open
+        self.answers: dict[int, dict[bytes, bytes]] = {}  # of streams that ended
         if preface:
             ids = {"initial_window_size": 4}
             entries = b"".join(struct.pack(">HI", ids[k], v) for k, v in settings.items())
@@ -196,21 +199,22 @@ class RawH2:
         return None
 
     def response(self, stream: int, timeout: float = 10) -> dict[bytes, bytes]:
-        """The headers and trailers of one stream (RST_STREAM: {b'rst': code})."""
-        headers: dict[bytes, bytes] = {}
+        """The headers and trailers of one stream (RST_STREAM: {b'rst': code}); the answers of
+        other streams that arrive meanwhile are kept for later."""
         deadline = time.monotonic() + timeout
-        while (f := self.next_frame(max(0.0, deadline - time.monotonic()))) is not None:
+        while stream not in self.answers:
+            f = self.next_frame(max(0.0, deadline - time.monotonic()))
+            if f is None:
+                raise AssertionError(f"no answer on stream {stream}: {self.pending.get(stream)}")
             kind, flags, sid, payload = f
-            if sid != stream:
-                continue
+            headers = self.pending.setdefault(sid, {})
             if kind == HEADERS:
                 headers.update(dict(self.hpack.decode(payload, 1 << 20)))
             if kind == RST_STREAM:
                 headers[b"rst"] = str(int.from_bytes(payload, "big")).encode()
-                return headers
-            if kind in (HEADERS, DATA) and flags & 0x1:
-                return headers
-        raise AssertionError(f"no answer on stream {stream}: {headers}")
+            if kind == RST_STREAM or (kind in (HEADERS, DATA) and flags & 0x1):
+                self.answers[sid] = self.pending.pop(sid)
+        return self.answers.pop(stream)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -372,7 +376,9 @@ def report() -> Iterator[None]:
 
 
 @contextmanager
-def attack(srv: ServerProcess, probe: Probe, case: str) -> Iterator[dict[str, Any]]:
+def attack(
+    srv: ServerProcess, probe: Probe, case: str, liveness: float = PROBE_LIVENESS_S
+) -> Iterator[dict[str, Any]]:
     """Runs the body (the attack) under the probe; checks responsiveness and memory after it.
     The body puts what the bad peer got into outcome['got']."""
     assert srv.proc is not None
@@ -392,7 +398,7 @@ def attack(srv: ServerProcess, probe: Probe, case: str) -> Iterator[dict[str, An
         f"{growth / (1 << 20):.1f} | {hwm / (1 << 20):.0f} |\n"
     )
     assert not probe.errors, probe.errors
-    assert worst < PROBE_LIVENESS_S, f"the well-behaved client waited {worst:.1f} s"
+    assert worst < liveness, f"the well-behaved client waited {worst:.1f} s"
     assert growth < RSS_BUDGET, f"server RSS grew by {growth >> 20} MiB"
 
 
@@ -672,6 +678,25 @@ def test_out_of_file_descriptors_does_not_spin(srv: ServerProcess, probe: Probe)
         out["got"] = f"{closed} of 12 closed at once; {spent:.2f} s server CPU in 1.5 s"
         assert spent < 0.5, f"the server spent {spent:.2f} s of CPU in 1.5 s: accept loop spins"
         assert closed >= 8
+
+
+def test_decompression_bombs_do_not_stall_the_io_thread(srv: ServerProcess, probe: Probe) -> None:
+    """60 deflate messages of 65 KB that each inflate past the 64 MiB maximum: inflating them
+    took seconds of the single I/O thread, so every other connection waited."""
+    bomb = grpc_message(zlib.compress(b"\0" * (65 << 20), 9), compressed=True)
+    block = request_block(INFER, literal("grpc-encoding", "deflate"))
+    with attack(srv, probe, "60 deflate bombs (65 KB -> over 64 MiB each)", liveness=1.0) as out:
+        conn = RawH2(srv.grpc_port)
+        streams = range(1, 121, 2)
+        conn.send(
+            b"".join(frame(HEADERS, 0x4, s, block) + data_frames(s, bomb, True) for s in streams)
+        )
+        for s in streams:
+            got = conn.response(s, timeout=60)
+            assert got.get(b"grpc-status") == b"8", got
+            assert b"larger than max" in got[b"grpc-message"], got
+        out["got"] = f"grpc-status 8 '{got[b'grpc-message'].decode()}' on each stream"
+        conn.close()
 
 
 # ---------------------------------------------------------------------------------------------
