@@ -291,7 +291,7 @@ def call():
             window["latencies"].append(latency)
     except Exception as e:
         with lock:
-            window["errors"].append(repr(e))
+            window["errors"].append(f"{type(e).__name__}: {e}")
 
 def loop():
     while True:
@@ -681,13 +681,13 @@ def test_out_of_file_descriptors_does_not_spin(srv: ServerProcess, probe: Probe)
 
 
 def test_decompression_bombs_do_not_stall_the_io_thread(srv: ServerProcess, probe: Probe) -> None:
-    """60 deflate messages of 65 KB that each inflate past the 64 MiB maximum: inflating them
-    took seconds of the single I/O thread, so every other connection waited."""
+    """24 deflate messages of 65 KB that each inflate past the 64 MiB maximum: inflating them
+    took over a second of the single I/O thread, so every other connection waited."""
     bomb = grpc_message(zlib.compress(b"\0" * (65 << 20), 9), compressed=True)
     block = request_block(INFER, literal("grpc-encoding", "deflate"))
-    with attack(srv, probe, "60 deflate bombs (65 KB -> over 64 MiB each)", liveness=1.0) as out:
+    with attack(srv, probe, "24 deflate bombs (65 KB -> over 64 MiB each)", liveness=1.0) as out:
         conn = RawH2(srv.grpc_port)
-        streams = range(1, 121, 2)
+        streams = range(1, 49, 2)
         conn.send(
             b"".join(frame(HEADERS, 0x4, s, block) + data_frames(s, bomb, True) for s in streams)
         )
