@@ -730,3 +730,20 @@ def test_malformed_grpc(
         assert conn.response(3).get(b"grpc-status") == b"0"
         out["got"] = f"grpc-status {code.decode()}"
         conn.close()
+
+
+@pytest.mark.parametrize(
+    "field, flag",
+    [
+        ("max_connections", "--grpc-max-connections"),
+        ("max_connection_memory", "--grpc-max-connection-memory"),
+        ("http2_max_resets_per_second", "--grpc-http2-max-resets-per-second"),
+    ],
+)
+def test_budget_flags_are_checked(field: str, flag: str) -> None:
+    from tritonlite import TritonError
+    from tritonlite.frontends.grpc import GrpcOptions
+    from tritonlite.frontends.grpc_native import transport_options
+
+    with pytest.raises(TritonError, match=flag):
+        transport_options(GrpcOptions(**{field: -1}))
