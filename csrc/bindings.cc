@@ -818,7 +818,10 @@ std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
     int64_t http2_min_recv_ping_interval_without_data_ms, int64_t http2_max_ping_strikes,
     std::optional<int64_t> max_connection_age_ms, std::optional<int64_t> max_connection_age_grace_ms,
     const std::string& response_compression,
-    std::optional<std::pair<std::string, std::string>> fast_infer_header) {
+    std::optional<std::pair<std::string, std::string>> fast_infer_header, int64_t max_connections,
+    std::optional<int64_t> preface_timeout_ms, std::optional<int64_t> max_connection_idle_ms,
+    int64_t max_connection_memory, int64_t control_frames_per_second,
+    int64_t resets_per_second, int64_t max_continuation_frames) {
   if (port < 0 || port > 65535) ThrowInvalid("port must be in [0, 65535], got " + std::to_string(port));
   if (max_message_bytes == 0 || max_message_bytes > 0xffffffffull) {
     ThrowInvalid("max_message_bytes must be in [1, 4294967295] (gRPC's 32-bit length prefix)");
@@ -866,6 +869,24 @@ std::shared_ptr<grpc::GrpcServer> MakeGrpcServer(
   // Validated only: it limits a client's own pings, and gRPC core servers (since 1.46) do not
   // throttle their keepalive pings by it.
   Count("http2_max_pings_without_data", http2_max_pings_without_data);
+  options.max_connections = Count("max_connections", max_connections);
+  // 0 as well as None: no limit.
+  timers.preface_timeout_ns = preface_timeout_ms.value_or(0) == 0
+                                  ? grpc::kNever
+                                  : MillisToNs("preface_timeout_ms", preface_timeout_ms, 1);
+  timers.max_connection_idle_ns =
+      max_connection_idle_ms.value_or(0) == 0
+          ? grpc::kNever
+          : MillisToNs("max_connection_idle_ms", max_connection_idle_ms, 1);
+  if (max_connection_memory < 0) {
+    ThrowInvalid("max_connection_memory must be >= 0, got " +
+                 std::to_string(max_connection_memory));
+  }
+  options.transport.max_connection_memory = static_cast<size_t>(max_connection_memory);
+  http2::FloodOptions& flood = options.transport.http2.flood;
+  flood.control_frames_per_second = Count("control_frames_per_second", control_frames_per_second);
+  flood.resets_per_second = Count("resets_per_second", resets_per_second);
+  flood.max_continuation_frames = Count("max_continuation_frames", max_continuation_frames);
   grpc::CompressionLevel& level = options.transport.response_compression;
   if (!grpc::ParseCompressionLevel(response_compression, &level)) {
     ThrowInvalid("response_compression must be 'none', 'low', 'medium' or 'high', got '" +
@@ -1076,6 +1097,11 @@ void BindGrpcServer(py::module_& m) {
            py::arg("http2_max_ping_strikes") = 2, py::arg("max_connection_age_ms") = py::none(),
            py::arg("max_connection_age_grace_ms") = py::none(),
            py::arg("response_compression") = "none", py::arg("fast_infer_header") = py::none(),
+           py::arg("max_connections") = 4096, py::arg("preface_timeout_ms") = 10000,
+           py::arg("max_connection_idle_ms") = 600000,
+           py::arg("max_connection_memory") = int64_t{256} << 20,
+           py::arg("control_frames_per_second") = 1000, py::arg("resets_per_second") = 500,
+           py::arg("max_continuation_frames") = 32,
            "Bind and listen (port 0: any free port). Raises TritonError(UNAVAILABLE) when the "
            "address cannot be bound. Keepalive, ping policing and connection age follow gRPC "
            "core's server channel arguments of the same names (milliseconds; 2147483647 or None: "
@@ -1084,7 +1110,15 @@ void BindGrpcServer(py::module_& m) {
            "'high': gRPC's compression level) compresses the responses of ModelInfer and "
            "ModelStreamInfer with the algorithm gRPC core picks among those the client accepts. "
            "fast_infer_header (name, value): only ModelInfer calls with that header take the "
-           "C++ path; the others are forwarded (restricted 'inference' protocol).")
+           "C++ path; the others are forwarded (restricted 'inference' protocol). Budgets (0 "
+           "or None: unlimited): max_connections (beyond it a new connection gets "
+           "GOAWAY(ENHANCE_YOUR_CALM) and is closed), preface_timeout_ms (a connection without "
+           "the client preface by then is closed), max_connection_idle_ms (a connection without "
+           "calls that long gets a graceful GOAWAY), max_connection_memory (bytes of requests "
+           "and unread responses one connection may hold), control_frames_per_second (SETTINGS, "
+           "PING, WINDOW_UPDATE, PRIORITY/unknown and empty DATA frames, each kind), "
+           "resets_per_second (RST_STREAM), max_continuation_frames (per header block): "
+           "beyond them GOAWAY(ENHANCE_YOUR_CALM).")
       .def("start", &grpc::GrpcServer::Start, py::call_guard<py::gil_scoped_release>(),
            "Start the I/O threads.")
       .def("shutdown", &grpc::GrpcServer::Shutdown, py::call_guard<py::gil_scoped_release>(),

@@ -1,5 +1,7 @@
 #include "grpc_compression.h"
 
+#include <algorithm>
+
 #ifdef TRITONLITE_WITH_ZLIB
 #include <zlib.h>
 #endif
@@ -92,34 +94,62 @@ int WindowBits(bool gzip) { return gzip ? 15 + 16 : 15; }
 
 }  // namespace
 
-DecompressResult Decompress(std::string_view encoding, const uint8_t* data, size_t size,
-                            size_t max_bytes, std::string* out) {
-  if (!CanDecompress(encoding)) return DecompressResult::kCorrupt;
+namespace {
+
+// Inflates [data, data + size) once: into `out` (exactly `out_size` bytes) or, with `out` null,
+// only counting the bytes (into *produced_total). kTooLarge as soon as more than `max_bytes`
+// come out.
+DecompressResult Inflate(bool gzip, const uint8_t* data, size_t size, size_t max_bytes,
+                         char* out, size_t out_size, size_t* produced_total) {
   z_stream zs{};
-  if (inflateInit2(&zs, WindowBits(encoding == "gzip")) != Z_OK) {
-    return DecompressResult::kCorrupt;
-  }
+  if (inflateInit2(&zs, WindowBits(gzip)) != Z_OK) return DecompressResult::kCorrupt;
   struct Guard {
     z_stream* zs;
     ~Guard() { inflateEnd(zs); }
   } guard{&zs};
   zs.next_in = const_cast<Bytef*>(data);
   zs.avail_in = static_cast<uInt>(size);
-  out->clear();
-  char chunk[64 * 1024];
+  char scratch[64 * 1024];
+  size_t total = 0;
   while (true) {
-    zs.next_out = reinterpret_cast<Bytef*>(chunk);
-    zs.avail_out = sizeof(chunk);
+    char* target = out == nullptr ? scratch : out + total;
+    const size_t room = out == nullptr ? sizeof(scratch)
+                                       : std::min<size_t>(out_size - total, 1u << 30);
+    char overflow = 0;  // one byte past the expected size: detects a longer stream
+    zs.next_out = reinterpret_cast<Bytef*>(room == 0 ? &overflow : target);
+    zs.avail_out = static_cast<uInt>(room == 0 ? 1 : room);
+    const uInt avail_before = zs.avail_out;
     const int rc = inflate(&zs, Z_NO_FLUSH);
     if (rc != Z_OK && rc != Z_STREAM_END) return DecompressResult::kCorrupt;
-    const size_t produced = sizeof(chunk) - zs.avail_out;
-    if (out->size() + produced > max_bytes) return DecompressResult::kTooLarge;
-    out->append(chunk, produced);
+    const size_t produced = avail_before - zs.avail_out;
+    if (room == 0 && produced > 0) return DecompressResult::kCorrupt;  // changed under us
+    if (total + produced > max_bytes) return DecompressResult::kTooLarge;
+    total += produced;
     if (rc == Z_STREAM_END) {
+      *produced_total = total;
       return zs.avail_in == 0 ? DecompressResult::kOk : DecompressResult::kCorrupt;
     }
     if (zs.avail_in == 0 && produced == 0) return DecompressResult::kCorrupt;  // truncated
   }
+}
+
+}  // namespace
+
+DecompressResult Decompress(std::string_view encoding, const uint8_t* data, size_t size,
+                            size_t max_bytes, std::string* out) {
+  if (!CanDecompress(encoding)) return DecompressResult::kCorrupt;
+  const bool gzip = encoding == "gzip";
+  // Two passes: the first only counts, so a message that inflates past the maximum (a
+  // decompression bomb) costs no memory, and a valid one is written once into a buffer of its
+  // exact size (no doubling, no copies, nothing kept by the allocator beyond it).
+  size_t total = 0;
+  DecompressResult r = Inflate(gzip, data, size, max_bytes, nullptr, 0, &total);
+  if (r != DecompressResult::kOk) return r;
+  out->assign(total, '\0');
+  size_t written = 0;
+  r = Inflate(gzip, data, size, max_bytes, total ? &(*out)[0] : nullptr, total, &written);
+  if (total == 0) return DecompressResult::kOk;
+  return r == DecompressResult::kOk && written == total ? r : DecompressResult::kCorrupt;
 }
 
 bool FrameCompressed(Encoding encoding, const uint8_t* data, size_t size, std::string* framed) {

@@ -76,7 +76,12 @@ bool GrpcConnection::OnReadable(uint8_t* scratch, size_t scratch_size, uint64_t 
     const ssize_t n = recv(fd_, scratch, scratch_size, 0);
     if (n > 0) {
       h2_.Feed(scratch, static_cast<size_t>(n), now_ns);
-      if (h2_.failed() || static_cast<size_t>(n) < scratch_size) return true;
+      if (!preface_seen_ && h2_.preface_received()) {
+        preface_seen_ = true;
+        timers_.PrefaceReceived();
+      }
+      if (h2_.failed() || !WithinOutputBudget()) return true;
+      if (static_cast<size_t>(n) < scratch_size) return true;
     } else if (n == 0) {
       return false;
     } else if (errno == EINTR) {
@@ -193,7 +198,7 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
     std::string error;
     const bool ok = call.reader.Append(data, size, &received_, &error);
     for (ReceivedMessage& m : received_) {
-      if (!OnMessage(stream_id, call, std::move(m))) {
+      if (!Accept(stream_id, call, std::move(m))) {
         received_.clear();
         return;
       }
@@ -203,34 +208,66 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
       FailCall(stream_id, GrpcStatus::kResourceExhausted, error);
       return;
     }
+    Recount(call);
+    const size_t budget = context_->options.max_connection_memory;
+    if (budget != 0 && input_bytes_ > budget) {
+      FailCall(stream_id, GrpcStatus::kResourceExhausted,
+               "connection memory budget exceeded: " + std::to_string(input_bytes_) +
+                   " bytes of requests held, the limit is " + std::to_string(budget) +
+                   " (--grpc-max-connection-memory)");
+      return;
+    }
   }
-  if (end_stream) OnRequestEnd(stream_id, call);
+  if (end_stream) {
+    if (call.inflating) {
+      call.end_pending = true;  // once the messages before it are in
+    } else {
+      OnRequestEnd(stream_id, call);
+    }
+  }
 }
 
-bool GrpcConnection::OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received) {
-  MessagePtr message = std::move(received.message);
-  if (received.compressed) {
-    if (call.encoding.empty()) {
-      FailCall(stream_id, GrpcStatus::kInternal,
-               "a compressed message arrived on a call without grpc-encoding");
-      return false;
-    }
-    std::string plain;
-    const size_t max = context_->options.max_message_bytes;
-    switch (Decompress(call.encoding, message->data(), message->size(), max, &plain)) {
-      case DecompressResult::kOk: break;
-      case DecompressResult::kTooLarge:
-        FailCall(stream_id, GrpcStatus::kResourceExhausted,
-                 "Received message larger than max (decompressed beyond " + std::to_string(max) +
-                     " bytes)");
-        return false;
-      case DecompressResult::kCorrupt:
-        FailCall(stream_id, GrpcStatus::kInternal,
-                 "could not decompress a '" + call.encoding + "' message");
-        return false;
-    }
-    message = std::make_shared<MessageBuffer>(std::move(plain));
+bool GrpcConnection::Accept(uint32_t stream_id, Call& call, ReceivedMessage&& received) {
+  if (call.inflating) {  // in order behind the message being inflated
+    call.backlog.push_back(std::move(received));
+    return true;
   }
+  if (!received.compressed) return OnMessage(stream_id, call, std::move(received.message));
+  if (call.encoding.empty()) {
+    FailCall(stream_id, GrpcStatus::kInternal,
+             "a compressed message arrived on a call without grpc-encoding");
+    return false;
+  }
+  // Inflating may take long (up to the maximum message size): not on the I/O thread.
+  call.inflating = true;
+  call.inflating_bytes = received.message->size();
+  context_->inflater->Submit(InflatePool::Job{AddressOf(stream_id, call), call.encoding,
+                                              std::move(received.message),
+                                              context_->options.max_message_bytes});
+  return true;
+}
+
+void GrpcConnection::OnInflated(uint32_t stream_id, Call& call, Outbound&& item) {
+  call.inflating = false;
+  call.inflating_bytes = 0;
+  if (item.status != GrpcStatus::kOk) {
+    FailCall(stream_id, item.status, item.message);
+    return;
+  }
+  if (!OnMessage(stream_id, call, std::move(item.inflated))) return;
+  while (!call.inflating && !call.backlog.empty()) {
+    ReceivedMessage next = std::move(call.backlog.front());
+    call.backlog.pop_front();
+    if (!Accept(stream_id, call, std::move(next))) return;
+  }
+  Recount(call);
+  if (!call.inflating && call.end_pending) {
+    call.end_pending = false;
+    OnRequestEnd(stream_id, call);
+  }
+}
+
+bool GrpcConnection::OnMessage(uint32_t stream_id, Call& call, MessagePtr message) {
   if (call.kind == CallKind::kStreaming) {
     Forward(stream_id, call, CallEventKind::kMessage, std::move(message));
     return true;
@@ -260,6 +297,7 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
   }
   MessagePtr message = std::move(call.messages[0]);
   call.messages.clear();
+  Recount(call);  // the message now belongs to the request's path
   if (call.kind == CallKind::kFastInfer) {
     const FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
     if (r.outcome == FastInferResult::Outcome::kQueued) return;
@@ -309,13 +347,16 @@ void GrpcConnection::Deliver(Outbound&& item) {
       break;
     case Outbound::Kind::kReply:
       SendHeadersOnce(id, call);
-      calls_.erase(it);
+      EraseCall(it);
       h2_.SendData(id, std::move(item.framed), false);
       h2_.SendTrailers(id, OkTrailers());
       break;
+    case Outbound::Kind::kInflated:
+      OnInflated(id, call, std::move(item));
+      return;
     case Outbound::Kind::kFinish: {
       const bool headers_sent = call.headers_sent;
-      calls_.erase(it);
+      EraseCall(it);
       if (headers_sent) {
         h2_.SendTrailers(id, TrailerBlock(item.status, item.message, false));
       } else {
@@ -324,6 +365,7 @@ void GrpcConnection::Deliver(Outbound&& item) {
       break;
     }
   }
+  WithinOutputBudget();  // a peer that does not read its responses is cut off
 }
 
 void GrpcConnection::CancelForwarded(Call& call) {
@@ -338,7 +380,7 @@ void GrpcConnection::FailCall(uint32_t stream_id, GrpcStatus status, const std::
   if (it != calls_.end()) {
     headers_sent = it->second.headers_sent;
     CancelForwarded(it->second);
-    calls_.erase(it);
+    EraseCall(it);
   }
   if (headers_sent) {
     h2_.SendTrailers(stream_id, TrailerBlock(status, message, false));
@@ -351,7 +393,45 @@ void GrpcConnection::OnStreamReset(uint32_t stream_id, http2::ErrorCode) {
   auto it = calls_.find(stream_id);
   if (it == calls_.end()) return;
   CancelForwarded(it->second);
+  EraseCall(it);
+}
+
+void GrpcConnection::EraseCall(std::unordered_map<uint32_t, Call>::iterator it) {
+  input_bytes_ -= it->second.held;
   calls_.erase(it);
+  if (calls_.empty()) timers_.CallsEnded(NowNs());
+}
+
+void GrpcConnection::Recount(Call& call) {
+  size_t held = call.reader.buffered_bytes() + call.inflating_bytes;
+  for (const MessagePtr& m : call.messages) held += m->size();
+  for (const ReceivedMessage& m : call.backlog) held += m.message->size();
+  input_bytes_ = input_bytes_ - call.held + held;
+  call.held = held;
+}
+
+bool GrpcConnection::WithinOutputBudget() {
+  const size_t budget = context_->options.max_connection_memory;
+  if (budget == 0 || h2_.failed()) return true;
+  const size_t held = input_bytes_ + h2_.buffered_output();
+  if (held <= budget) return true;
+  h2_.Abort(http2::ErrorCode::kEnhanceYourCalm,
+            "connection memory budget exceeded: " + std::to_string(held) +
+                " bytes of requests and unread responses held, the limit is " +
+                std::to_string(budget));
+  return false;
+}
+
+bool GrpcConnection::OnRequestHeadersTooLarge(uint32_t stream_id, size_t max_header_list_size) {
+  // gRPC core answers RESOURCE_EXHAUSTED for metadata over its limit.
+  h2_.SendHeaders(stream_id,
+                  TrailerBlock(GrpcStatus::kResourceExhausted,
+                               "received metadata size exceeds limit (max " +
+                                   std::to_string(max_header_list_size) +
+                                   " bytes, SETTINGS_MAX_HEADER_LIST_SIZE)",
+                               true),
+                  true);
+  return true;
 }
 
 void GrpcConnection::OnDeadline(uint32_t stream_id) {
@@ -372,9 +452,11 @@ void GrpcConnection::ArmTimer() {
 
 bool GrpcConnection::OnTimer(uint64_t at_ns, uint64_t now_ns) {
   if (at_ns == timer_at_) timer_at_ = 0;  // else a superseded entry: nothing relies on it
-  const ConnectionTimers::Due due = timers_.Poll(now_ns, h2_.stream_count() != 0);
+  const ConnectionTimers::Due due =
+      timers_.Poll(now_ns, h2_.stream_count() != 0 || !calls_.empty());
   if (due.close != nullptr) return false;
   if (due.go_away) h2_.GoAwayGracefully("max_age");
+  if (due.idle_go_away) h2_.GoAwayGracefully("max_idle");
   if (due.finish_go_away) h2_.FinishGoAway();
   if (due.ping) {
     h2_.SendPing(timers_.ping_id());

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -18,6 +19,7 @@
 #include "grpc_bridge.h"
 #include "grpc_compression.h"
 #include "grpc_connection_timers.h"
+#include "grpc_inflate_pool.h"
 #include "grpc_model_registry.h"
 #include "grpc_outbox.h"
 #include "grpc_protocol.h"
@@ -43,6 +45,12 @@ struct TransportOptions {
   // responses only.
   CompressionLevel response_compression = CompressionLevel::kNone;
   std::vector<std::string> compressed_methods{"ModelInfer", "ModelStreamInfer"};
+  // Bytes one connection may hold (0: unlimited): request messages being assembled or waiting
+  // for their call's end, plus responses the peer has not taken yet. Requests alone beyond it
+  // fail the stream that brought the last bytes (RESOURCE_EXHAUSTED); requests and responses
+  // together beyond it (a peer that does not read, or never opens its windows) end the
+  // connection with GOAWAY(ENHANCE_YOUR_CALM).
+  size_t max_connection_memory = 256u << 20;
 };
 
 // What every connection of a server shares.
@@ -50,6 +58,8 @@ struct TransportContext {
   TransportOptions options;
   ModelRegistry registry;
   std::shared_ptr<Bridge> bridge = std::make_shared<Bridge>();
+  // Decompresses request messages off the I/O threads.
+  std::unique_ptr<InflatePool> inflater = std::make_unique<InflatePool>(2);
   std::atomic<uint64_t> next_call_id{1};
 };
 
@@ -90,6 +100,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   uint64_t timer_at() const { return timer_at_; }
   // Graceful shutdown: GOAWAY; open calls go on.
   void Shutdown() { h2_.Shutdown(); }
+  // Request bytes held (for tests and the memory budget).
+  size_t input_bytes() const { return input_bytes_; }
   // Nothing more to do: a connection error (its GOAWAY was written if the socket took it), or
   // drained after shutdown with the output flushed.
   bool finished() const { return h2_.failed() || (!wants_write() && h2_.drained()); }
@@ -110,6 +122,12 @@ class GrpcConnection : private http2::ConnectionHandler {
     std::vector<MessagePtr> messages;  // unary: received so far
     std::shared_ptr<ForwardedCall> forwarded;
     bool headers_sent = false;
+    // A message is being inflated (InflatePool); what arrives meanwhile waits behind it.
+    bool inflating = false;
+    size_t inflating_bytes = 0;  // its compressed size
+    std::deque<ReceivedMessage> backlog;
+    bool end_pending = false;  // the client half-closed behind the backlog
+    size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
     explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
   };
 
@@ -118,9 +136,22 @@ class GrpcConnection : private http2::ConnectionHandler {
                      bool end_stream) override;
   void OnStreamReset(uint32_t stream_id, http2::ErrorCode code) override;
   void OnPingAck(uint64_t opaque) override;
+  bool OnRequestHeadersTooLarge(uint32_t stream_id, size_t max_header_list_size) override;
 
-  // A complete message (decompressed); false when the call was ended because of it.
-  bool OnMessage(uint32_t stream_id, Call& call, ReceivedMessage&& received);
+  // Forgets a call (its held bytes with it); the connection is idle once none is left.
+  void EraseCall(std::unordered_map<uint32_t, Call>::iterator it);
+  // Recounts the request bytes `call` holds.
+  void Recount(Call& call);
+  // Checks the memory budget after output was queued; false after GOAWAY(ENHANCE_YOUR_CALM).
+  bool WithinOutputBudget();
+
+  // A complete message as received: compressed ones go to the InflatePool first. False when
+  // the call was ended because of it.
+  bool Accept(uint32_t stream_id, Call& call, ReceivedMessage&& received);
+  // The InflatePool's result for the call's message.
+  void OnInflated(uint32_t stream_id, Call& call, Outbound&& item);
+  // A complete, uncompressed message; false when the call was ended because of it.
+  bool OnMessage(uint32_t stream_id, Call& call, MessagePtr message);
   void OnRequestEnd(uint32_t stream_id, Call& call);
   void Forward(uint32_t stream_id, Call& call, CallEventKind kind, MessagePtr message);
   std::shared_ptr<ForwardedCall> MakeForwardedCall(uint32_t stream_id, Call& call);
@@ -142,6 +173,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   uint64_t timer_at_ = 0;
   std::unordered_map<uint32_t, Call> calls_;
   std::vector<ReceivedMessage> received_;  // scratch for MessageReader
+  size_t input_bytes_ = 0;  // request bytes held by calls (see max_connection_memory)
+  bool preface_seen_ = false;
 };
 
 }  // namespace grpc

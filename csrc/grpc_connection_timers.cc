@@ -28,7 +28,9 @@ ConnectionTimers::ConnectionTimers(const ConnectionTimerOptions& options, uint64
                                    double jitter)
     : options_(options),
       base_ns_(now_ns),
-      age_at_ns_(Add(now_ns, Jittered(options.max_connection_age_ns, jitter))) {}
+      age_at_ns_(Add(now_ns, Jittered(options.max_connection_age_ns, jitter))),
+      preface_deadline_ns_(Add(now_ns, options.preface_timeout_ns)),
+      idle_since_ns_(now_ns) {}
 
 uint64_t ConnectionTimers::KeepaliveDue() const {
   return Add(std::max(base_ns_, last_read_ns_), options_.keepalive_time_ns);
@@ -44,10 +46,21 @@ ConnectionTimers::Due ConnectionTimers::Poll(uint64_t now_ns, bool calls_open) {
     due.close = "max connection age grace period over";
     return due;
   }
+  if (now_ns >= preface_deadline_ns_) {
+    due.close = "no HTTP/2 client preface within the preface timeout";
+    return due;
+  }
+  if (calls_open) idle_since_ns_ = now_ns;
   if (!went_away_ && now_ns >= age_at_ns_) {
     went_away_ = true;
     due.go_away = true;
     close_at_ns_ = Add(now_ns, options_.max_connection_age_grace_ns);
+    finish_go_away_at_ns_ =
+        Add(now_ns, std::max(kGoAwayPingTimeoutNs, options_.keepalive_timeout_ns));
+  } else if (!went_away_ && now_ns >= IdleDue()) {
+    // Nothing is open, so there is no grace period to wait for: the final GOAWAY closes it.
+    went_away_ = true;
+    due.idle_go_away = true;
     finish_go_away_at_ns_ =
         Add(now_ns, std::max(kGoAwayPingTimeoutNs, options_.keepalive_timeout_ns));
   } else if (now_ns >= finish_go_away_at_ns_) {
@@ -80,10 +93,14 @@ void ConnectionTimers::OnPingAck(uint64_t opaque) {
   if (opaque == ping_id_ && pinging_) PingAnswered();
 }
 
+uint64_t ConnectionTimers::IdleDue() const {
+  return Add(idle_since_ns_, options_.max_connection_idle_ns);
+}
+
 uint64_t ConnectionTimers::next_ns() const {
-  uint64_t next = std::min(close_at_ns_, finish_go_away_at_ns_);
+  uint64_t next = std::min({close_at_ns_, finish_go_away_at_ns_, preface_deadline_ns_});
   next = std::min(next, pinging_ ? ping_deadline_ns_ : KeepaliveDue());
-  if (!went_away_) next = std::min(next, age_at_ns_);
+  if (!went_away_) next = std::min({next, age_at_ns_, IdleDue()});
   return next;
 }
 

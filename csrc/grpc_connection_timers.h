@@ -9,6 +9,10 @@
 // - Age: after max_connection_age (spread by +-10%, so connections made together do not all
 //   go away together) the graceful GOAWAY starts; max_connection_age_grace later the
 //   connection is closed, cancelling what is still open.
+// - Preface: a connection whose client preface (and first SETTINGS) has not arrived within
+//   preface_timeout is closed.
+// - Idle (GRPC_ARG_MAX_CONNECTION_IDLE_MS): a connection without calls for max_connection_idle
+//   gets the graceful GOAWAY ("max_idle") and closes once it has gone through.
 //
 // A state machine over steady-clock times the caller passes in: Poll() says what is due and
 // the connection does it. No clock, no socket. Not thread-safe.
@@ -28,6 +32,8 @@ struct ConnectionTimerOptions {
   bool keepalive_permit_without_calls = false;
   uint64_t max_connection_age_ns = kNever;        // kNever: unlimited
   uint64_t max_connection_age_grace_ns = kNever;  // kNever: unlimited
+  uint64_t preface_timeout_ns = 10ull * 1000000000ull;  // kNever: wait forever
+  uint64_t max_connection_idle_ns = 600ull * 1000000000ull;  // kNever: unlimited
 };
 
 class ConnectionTimers {
@@ -38,6 +44,7 @@ class ConnectionTimers {
   struct Due {
     bool ping = false;            // send a keepalive PING (ping_id()) now, then PingSent()
     bool go_away = false;         // the age is reached: begin the graceful GOAWAY
+    bool idle_go_away = false;    // idle too long: begin the graceful GOAWAY ("max_idle")
     bool finish_go_away = false;  // the GOAWAY's PING went unanswered: send the final GOAWAY
     const char* close = nullptr;  // close the connection now, for this reason
   };
@@ -50,6 +57,10 @@ class ConnectionTimers {
     last_read_ns_ = now_ns;
     if (pinging_ && now_ns > ping_sent_ns_) PingAnswered();
   }
+  // The client preface arrived: no more preface timeout.
+  void PrefaceReceived() { preface_deadline_ns_ = kNever; }
+  // The last call ended at `now_ns`: the connection is idle from then on.
+  void CallsEnded(uint64_t now_ns) { idle_since_ns_ = now_ns; }
   // The opaque data for the keepalive PING to send.
   uint64_t ping_id() const { return ping_id_; }
   void PingSent(uint64_t now_ns);
@@ -60,6 +71,7 @@ class ConnectionTimers {
 
  private:
   uint64_t KeepaliveDue() const;
+  uint64_t IdleDue() const;
   void PingAnswered();
 
   const ConnectionTimerOptions options_;
@@ -73,6 +85,8 @@ class ConnectionTimers {
   bool went_away_ = false;
   uint64_t finish_go_away_at_ns_ = kNever;
   uint64_t close_at_ns_ = kNever;
+  uint64_t preface_deadline_ns_;
+  uint64_t idle_since_ns_;
 };
 
 }  // namespace grpc

@@ -18,13 +18,15 @@ struct Outbound {
     kMessage,  // one response message (more may follow)
     kFinish,   // trailers with `status` and `message`: the call is over
     kReply,    // a unary response: the message, then status OK
+    kInflated,  // a request message decompressed off the I/O thread (or `status` refusing it)
   };
   uint64_t connection_id = 0;
   uint32_t stream_id = 0;
   Kind kind = Kind::kMessage;
   std::string framed;  // the message with its 5-byte prefix (kMessage, kReply)
   GrpcStatus status = GrpcStatus::kOk;
-  std::string message;  // grpc-message (kFinish)
+  std::string message;  // grpc-message (kFinish, kInflated)
+  MessagePtr inflated;  // kInflated with status OK
 };
 
 using Outbox = WakeupQueue<Outbound>;

@@ -105,6 +105,8 @@ class MessageReader {
               std::string* error);
   // A message has started but not finished (an error at the end of the stream).
   bool partial() const { return prefix_filled_ > 0; }
+  // Bytes held for the message being assembled (its buffer as allocated).
+  size_t buffered_bytes() const { return capacity_ + prefix_filled_; }
 
  private:
   void Grow(size_t needed);

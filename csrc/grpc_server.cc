@@ -1,5 +1,6 @@
 #include "grpc_server.h"
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -30,6 +31,21 @@ constexpr size_t kReadBufferSize = 256u << 10;
 constexpr int kMaxEvents = 256;
 constexpr size_t kCompactDeadlinesAt = 4096;
 constexpr uint64_t kStaleClockOkNs = 1000000000;  // 1 s
+// How long accepting pauses after accept() ran out of file descriptors.
+constexpr uint64_t kAcceptPauseNs = 100000000;  // 100 ms
+
+// The answer to a connection beyond the limit: the server preface and GOAWAY.
+const std::string& TooManyConnectionsReply() {
+  static const std::string reply = [] {
+    std::string out;
+    http2::AppendSettingsFrame(&out, "");
+    http2::AppendGoAway(&out, 0, http2::ErrorCode::kEnhanceYourCalm, "too many connections");
+    return out;
+  }();
+  return reply;
+}
+
+int OpenReserveFd() { return open("/dev/null", O_RDONLY | O_CLOEXEC); }
 
 std::string Errno() { return std::strerror(errno); }
 
@@ -39,12 +55,16 @@ std::string Errno() { return std::strerror(errno); }
 // and one entry per connection for its keepalive and age timers: stream 0).
 class IoThread : public DeadlineScheduler {
  public:
-  IoThread(TransportContext* context, int listen_fd, std::atomic<uint64_t>* next_connection_id)
+  IoThread(TransportContext* context, int listen_fd, std::atomic<uint64_t>* next_connection_id,
+           std::atomic<size_t>* open_connections, size_t max_connections)
       : context_(context),
         listen_fd_(listen_fd),
         next_connection_id_(next_connection_id),
+        open_connections_(open_connections),
+        max_connections_(max_connections),
         outbox_(std::make_shared<Outbox>()),
-        read_buffer_(kReadBufferSize) {
+        read_buffer_(kReadBufferSize),
+        reserve_fd_(OpenReserveFd()) {
     epoll_fd_ = epoll_create1(EPOLL_CLOEXEC);
     if (epoll_fd_ < 0) throw Error(StatusCode::kInternal, "epoll_create1 failed: " + Errno());
     epoll_event ev{};
@@ -67,6 +87,7 @@ class IoThread : public DeadlineScheduler {
     RequestStop();
     Join();
     close(epoll_fd_);
+    if (reserve_fd_ >= 0) close(reserve_fd_);
   }
 
   void Start(int index) {
@@ -119,6 +140,7 @@ class IoThread : public DeadlineScheduler {
       const int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, NextTimeoutMs());
       if (n < 0 && errno != EINTR) break;
       now_ns_ = NowNs();  // one clock read per wakeup: reads and timers use it
+      if (accept_paused_ && now_ns_ >= accept_resume_ns_) ResumeAccepting();
       for (int i = 0; i < n; ++i) {
         const uint64_t token = events[i].data.u64;
         if (token == kListenerToken) {
@@ -135,19 +157,35 @@ class IoThread : public DeadlineScheduler {
     }
     StopListening();
     outbox_->Close();
+    open_connections_->fetch_sub(connections_.size(), std::memory_order_relaxed);
     connections_.clear();  // cancels what is still open
     connection_count_.store(0);
   }
 
   void AcceptAll() {
-    while (listening_) {
+    while (listening_ && !accept_paused_) {
       const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) {
-        if (errno == EINTR) continue;
-        // EAGAIN: nothing left. EMFILE and friends: try again on the next wakeup. EINVAL: the
-        // listener was shut down.
+        if (errno == EINTR || errno == ECONNABORTED) continue;
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          OutOfDescriptors();
+          return;
+        }
+        // EAGAIN: nothing left. EINVAL: the listener was shut down.
         if (errno == EINVAL) StopListening();
         return;
+      }
+      if (max_connections_ != 0 &&
+          open_connections_->load(std::memory_order_relaxed) >= max_connections_) {
+        // Read what the client sent first: closing with unread bytes would reset the
+        // connection before it could read the GOAWAY.
+        for (int i = 0; i < 4 && recv(fd, read_buffer_.data(), read_buffer_.size(),
+                                      MSG_DONTWAIT) > 0; ++i) {
+        }
+        const std::string& reply = TooManyConnectionsReply();
+        (void)!send(fd, reply.data(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        close(fd);
+        continue;
       }
       const int one = 1;
       setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
@@ -165,6 +203,7 @@ class IoThread : public DeadlineScheduler {
       if (epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, fd, &ev) != 0) continue;  // closed by the dtor
       Entry& e = connections_[id];
       e.connection = std::move(connection);
+      open_connections_->fetch_add(1, std::memory_order_relaxed);
       connection_count_.store(connections_.size(), std::memory_order_relaxed);
       Touch(id, e);  // the server preface goes out now
     }
@@ -173,7 +212,33 @@ class IoThread : public DeadlineScheduler {
   void StopListening() {
     if (!listening_) return;
     listening_ = false;
+    if (!accept_paused_) epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  }
+
+  // accept() found no descriptor left. The listener stays readable while a connection waits,
+  // so retrying at once would spin: the waiting connection is accepted with the reserve
+  // descriptor and closed (its client hears at once, rather than after a timeout), and this
+  // thread stops watching the listener for a while.
+  void OutOfDescriptors() {
+    if (reserve_fd_ >= 0) {
+      close(reserve_fd_);
+      const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) close(fd);
+      reserve_fd_ = OpenReserveFd();
+    }
+    accept_paused_ = true;
+    accept_resume_ns_ = now_ns_ + kAcceptPauseNs;
     epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, listen_fd_, nullptr);
+  }
+
+  void ResumeAccepting() {
+    accept_paused_ = false;
+    if (!listening_) return;
+    epoll_event ev{};
+    ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+    ev.data.u64 = kListenerToken;
+    epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, listen_fd_, &ev);
+    if (reserve_fd_ < 0) reserve_fd_ = OpenReserveFd();
   }
 
   void BeginShutdown() {
@@ -253,8 +318,9 @@ class IoThread : public DeadlineScheduler {
   }
 
   int NextTimeoutMs() const {
-    if (deadlines_.empty()) return -1;
-    const uint64_t at = deadlines_.top().at;
+    if (deadlines_.empty() && !accept_paused_) return -1;
+    uint64_t at = deadlines_.empty() ? kNever : deadlines_.top().at;
+    if (accept_paused_) at = std::min(at, accept_resume_ns_);
     // A distant timer (keepalive, age) can do with the wakeup's time; a near one reads the clock.
     const uint64_t now = at > now_ns_ + kStaleClockOkNs ? now_ns_ : NowNs();
     if (at <= now) return 0;
@@ -300,13 +366,16 @@ class IoThread : public DeadlineScheduler {
   }
 
   void CloseConnection(uint64_t id) {
-    connections_.erase(id);  // the destructor closes the socket (and leaves epoll with it)
+    // The destructor closes the socket (and leaves epoll with it).
+    if (connections_.erase(id) != 0) open_connections_->fetch_sub(1, std::memory_order_relaxed);
     connection_count_.store(connections_.size(), std::memory_order_relaxed);
   }
 
   TransportContext* const context_;
   const int listen_fd_;
   std::atomic<uint64_t>* const next_connection_id_;
+  std::atomic<size_t>* const open_connections_;  // over all threads
+  const size_t max_connections_;
   int epoll_fd_ = -1;
   const std::shared_ptr<Outbox> outbox_;
   std::thread thread_;
@@ -320,6 +389,9 @@ class IoThread : public DeadlineScheduler {
   size_t compact_deadlines_at_ = kCompactDeadlinesAt;
   std::vector<uint8_t> read_buffer_;
   std::vector<uint64_t> touched_;
+  int reserve_fd_ = -1;  // given up for one accept() when descriptors run out
+  bool accept_paused_ = false;
+  uint64_t accept_resume_ns_ = 0;
 };
 
 namespace {
@@ -381,7 +453,8 @@ void GrpcServer::Start() {
   started_ = true;
   const int n = options_.io_threads < 1 ? 1 : options_.io_threads;
   for (int i = 0; i < n; ++i) {
-    threads_.push_back(std::make_unique<IoThread>(&context_, listen_fd_, &g_next_connection_id));
+    threads_.push_back(std::make_unique<IoThread>(&context_, listen_fd_, &g_next_connection_id,
+                                                  &open_connections_, options_.max_connections));
   }
   for (size_t i = 0; i < threads_.size(); ++i) threads_[i]->Start(static_cast<int>(i));
 }

@@ -2,9 +2,13 @@
 // with its own epoll set, connections (GrpcConnection), outbox and deadline timers; connections
 // go to whichever thread accepts them. ModelInfer for registered models is served in C++; every
 // other call is forwarded to Python through bridge(). Plain TCP only: no TLS (use the Python
-// grpcio transport when TLS is needed).
+// grpcio transport when TLS is needed). Beyond max_connections, new connections are told
+// GOAWAY(ENHANCE_YOUR_CALM) and closed at once; when accept() runs out of file descriptors
+// (EMFILE, ENFILE), the waiting connection is closed through a reserve descriptor and
+// accepting pauses briefly instead of spinning.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -22,6 +26,7 @@ struct GrpcServerOptions {
   int port = 8001;               // 0: any free port (see port())
   int io_threads = 1;
   int listen_backlog = 1024;
+  size_t max_connections = 4096;  // open at once, over all I/O threads (0: unlimited)
   TransportOptions transport;
 };
 
@@ -60,6 +65,7 @@ class GrpcServer {
   bool started_ = false;
   bool stopped_ = false;
   std::vector<std::unique_ptr<IoThread>> threads_;
+  std::atomic<size_t> open_connections_{0};
 };
 
 }  // namespace grpc

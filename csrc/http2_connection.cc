@@ -15,6 +15,11 @@ constexpr size_t kOutputHighWater = 1u << 20;
 constexpr size_t kMaxBufferedControlOutput = 64u << 20;
 // Body bytes one stream may send before the next queued stream gets a turn.
 constexpr size_t kStreamTurnBytes = 256u << 10;
+// WINDOW_UPDATE frames beyond the time budget that each DATA frame sent, and each stream
+// opened, allows (see OnFrameHeader).
+constexpr uint64_t kWindowUpdatesPerDataFrame = 10;
+constexpr uint64_t kWindowUpdatesPerStream = 2;
+constexpr uint64_t kMaxWindowUpdateCredit = 1u << 20;
 // The opaque data of GoAwayGracefully's PING ("goaway").
 constexpr uint64_t kGoAwayPingOpaque = 0x676f61776179ull;
 
@@ -26,7 +31,15 @@ bool IsConnectionSpecific(const std::string& name) {
 }  // namespace
 
 Connection::Connection(ConnectionHandler* handler, const ConnectionOptions& options)
-    : handler_(handler), options_(options), pings_(options.pings) {}
+    : handler_(handler),
+      options_(options),
+      pings_(options.pings),
+      settings_flood_(options.flood.control_frames_per_second),
+      ping_flood_(options.flood.control_frames_per_second),
+      window_update_flood_(options.flood.control_frames_per_second),
+      empty_data_flood_(options.flood.control_frames_per_second),
+      other_frame_flood_(options.flood.control_frames_per_second),
+      reset_flood_(options.flood.resets_per_second) {}
 
 void Connection::Start() {
   std::string entries;
@@ -41,6 +54,24 @@ void Connection::Start() {
     AppendWindowUpdate(&out_, 0, options_.connection_window - kDefaultWindowSize);
     conn_recv_window_ = options_.connection_window;
   }
+}
+
+bool Connection::EraseStream(uint32_t stream_id) {
+  auto it = streams_.find(stream_id);
+  if (it == streams_.end()) return false;
+  queued_bytes_ -= it->second.queued_bytes;
+  streams_.erase(it);
+  return true;
+}
+
+void Connection::EarnWindowUpdates(uint64_t n) {
+  window_update_credit_ = std::min(window_update_credit_ + n, kMaxWindowUpdateCredit);
+}
+
+bool Connection::WithinLimit(TokenBucket& bucket, const char* what) {
+  if (bucket.Take(now_ns_)) return true;
+  ConnectionError(ErrorCode::kEnhanceYourCalm, std::string("too many ") + what);
+  return false;
 }
 
 Connection::Stream* Connection::Find(uint32_t stream_id) {
@@ -76,7 +107,7 @@ void Connection::ConnectionError(ErrorCode code, const std::string& message) {
 
 void Connection::StreamError(uint32_t stream_id, ErrorCode code) {
   AppendRstStream(&out_, stream_id, code);
-  if (streams_.erase(stream_id) != 0) handler_->OnStreamReset(stream_id, code);
+  if (EraseStream(stream_id)) handler_->OnStreamReset(stream_id, code);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,6 +223,38 @@ void Connection::OnFrameHeader() {
       (type != FrameType::kContinuation || frame_.stream_id != header_stream_)) {
     ConnectionError(ErrorCode::kProtocolError, "expected CONTINUATION of the header block");
     return;
+  }
+  // Frames that cost work but carry nothing: each kind has its budget.
+  switch (type) {
+    case FrameType::kData:
+      if (frame_.length == 0 && !(frame_.flags & flags::kEndStream) &&
+          !WithinLimit(empty_data_flood_, "empty DATA frames")) {
+        return;
+      }
+      break;
+    case FrameType::kHeaders:
+    case FrameType::kRstStream:  // counted once valid (OnRstStream)
+    case FrameType::kSettings:  // counted once valid (OnSettings, OnPing)
+    case FrameType::kPushPromise:
+    case FrameType::kPing:
+    case FrameType::kGoAway:
+    case FrameType::kContinuation:  // counted per header block (OnContinuation)
+      break;
+    case FrameType::kWindowUpdate:
+      // A client that reads what it is sent answers with WINDOW_UPDATEs (gRPC core sends many
+      // under load): beyond the time budget, each DATA frame sent earns a few more, as in
+      // Envoy's max_inbound_window_update_frames_per_data_frame_sent.
+      if (!window_update_flood_.Take(now_ns_)) {
+        if (window_update_credit_ == 0) {
+          ConnectionError(ErrorCode::kEnhanceYourCalm, "too many WINDOW_UPDATE frames");
+          return;
+        }
+        --window_update_credit_;
+      }
+      break;
+    default:  // PRIORITY and unknown types
+      if (!WithinLimit(other_frame_flood_, "PRIORITY or unknown frames")) return;
+      break;
   }
   if (type != FrameType::kData) {
     state_ = ReadState::kFramePayload;
@@ -336,12 +399,20 @@ void Connection::OnHeaders(const uint8_t* p, size_t n) {
   header_block_.assign(reinterpret_cast<const char*>(p + offset), n - offset - pad);
   header_end_stream_ = (frame_.flags & flags::kEndStream) != 0;
   header_stream_ = frame_.stream_id;
+  continuation_frames_ = 0;
   if (frame_.flags & flags::kEndHeaders) OnHeaderBlockComplete();
 }
 
 void Connection::OnContinuation(const uint8_t* p, size_t n) {
   if (header_stream_ == 0) {
     ConnectionError(ErrorCode::kProtocolError, "CONTINUATION without HEADERS");
+    return;
+  }
+  if (++continuation_frames_ > options_.flood.max_continuation_frames) {
+    ConnectionError(ErrorCode::kEnhanceYourCalm,
+                    "header block spans more than " +
+                        std::to_string(options_.flood.max_continuation_frames) +
+                        " CONTINUATION frames");
     return;
   }
   header_block_.append(reinterpret_cast<const char*>(p), n);
@@ -381,9 +452,10 @@ void Connection::OnHeaderBlockComplete() {
   header_stream_ = 0;
   HeaderList headers;
   std::string error;
+  bool too_large = false;  // then the block was decoded (the table is in step) but not kept
   const bool ok = hpack_.Decode(reinterpret_cast<const uint8_t*>(header_block_.data()),
                                 header_block_.size(), options_.max_header_list_size, &headers,
-                                &error);
+                                &error, &too_large);
   if (header_block_.capacity() > (64u << 10)) {
     std::string().swap(header_block_);
   } else {
@@ -394,6 +466,10 @@ void Connection::OnHeaderBlockComplete() {
     return;
   }
   if (Stream* s = Find(id)) {  // trailers from the client: they must end the stream
+    if (too_large) {
+      StreamError(id, ErrorCode::kEnhanceYourCalm);
+      return;
+    }
     if (!header_end_stream_ || s->remote_closed) {
       StreamError(id, ErrorCode::kProtocolError);
       return;
@@ -416,14 +492,23 @@ void Connection::OnHeaderBlockComplete() {
     AppendRstStream(&out_, id, ErrorCode::kRefusedStream);
     return;
   }
-  if (!ValidRequestHeaders(headers)) {
+  if (!too_large && !ValidRequestHeaders(headers)) {
     AppendRstStream(&out_, id, ErrorCode::kProtocolError);
     return;
   }
+  EarnWindowUpdates(kWindowUpdatesPerStream);
   Stream& s = streams_[id];
   s.send_window = peer_initial_window_;
   s.recv_window = options_.initial_stream_window;
   s.remote_closed = header_end_stream_;
+  if (too_large) {
+    // One stream fails; the connection (and its HPACK state) goes on. Its DATA is dropped.
+    if (!handler_->OnRequestHeadersTooLarge(id, options_.max_header_list_size) &&
+        EraseStream(id)) {
+      AppendRstStream(&out_, id, ErrorCode::kEnhanceYourCalm);
+    }
+    return;
+  }
   handler_->OnRequestHeaders(id, std::move(headers), header_end_stream_);
 }
 
@@ -435,7 +520,9 @@ void Connection::OnRstStream(const uint8_t* p, size_t n) {
     ConnectionError(ErrorCode::kFrameSizeError, "RST_STREAM payload must be 4 bytes");
   } else if (id > last_peer_stream_id_) {
     ConnectionError(ErrorCode::kProtocolError, "RST_STREAM on idle stream " + std::to_string(id));
-  } else if (streams_.erase(id) != 0) {
+  } else if (!WithinLimit(reset_flood_, "stream resets")) {
+    return;
+  } else if (EraseStream(id)) {
     handler_->OnStreamReset(id, static_cast<ErrorCode>(ReadUint32(p)));
   }
 }
@@ -445,6 +532,7 @@ void Connection::OnSettings(const uint8_t* p, size_t n) {
     ConnectionError(ErrorCode::kProtocolError, "SETTINGS on a stream");
     return;
   }
+  if (!WithinLimit(settings_flood_, "SETTINGS frames")) return;  // ACKs included
   if (frame_.flags & flags::kAck) {
     if (n != 0) ConnectionError(ErrorCode::kFrameSizeError, "SETTINGS ACK with a payload");
     return;
@@ -453,7 +541,9 @@ void Connection::OnSettings(const uint8_t* p, size_t n) {
     ConnectionError(ErrorCode::kFrameSizeError, "SETTINGS payload is not a multiple of 6");
     return;
   }
-  bool window_grew = false;
+  // INITIAL_WINDOW_SIZE changes every stream's window: the walk is done once per frame (with
+  // the frame's last value), and SETTINGS frames are budgeted, so it stays bounded.
+  int64_t new_initial_window = -1;
   for (size_t i = 0; i < n; i += 6) {
     const auto id = static_cast<SettingId>((uint16_t{p[i]} << 8) | p[i + 1]);
     const uint32_t value = ReadUint32(p + i + 2);
@@ -469,16 +559,7 @@ void Connection::OnSettings(const uint8_t* p, size_t n) {
           ConnectionError(ErrorCode::kFlowControlError, "SETTINGS_INITIAL_WINDOW_SIZE too large");
           return;
         }
-        const int64_t delta = static_cast<int64_t>(value) - peer_initial_window_;
-        peer_initial_window_ = value;
-        for (auto& kv : streams_) {
-          kv.second.send_window += delta;
-          if (kv.second.send_window > kMaxWindowSize) {
-            ConnectionError(ErrorCode::kFlowControlError, "stream window overflow");
-            return;
-          }
-        }
-        window_grew = window_grew || delta > 0;
+        new_initial_window = value;
         break;
       }
       case SettingId::kMaxFrameSize:
@@ -493,6 +574,19 @@ void Connection::OnSettings(const uint8_t* p, size_t n) {
         // MAX_CONCURRENT_STREAMS: the server opens no streams. MAX_HEADER_LIST_SIZE: advisory.
         break;
     }
+  }
+  bool window_grew = false;
+  if (new_initial_window >= 0 && new_initial_window != peer_initial_window_) {
+    const int64_t delta = new_initial_window - peer_initial_window_;
+    peer_initial_window_ = new_initial_window;
+    for (auto& kv : streams_) {
+      kv.second.send_window += delta;
+      if (kv.second.send_window > kMaxWindowSize) {
+        ConnectionError(ErrorCode::kFlowControlError, "stream window overflow");
+        return;
+      }
+    }
+    window_grew = delta > 0;
   }
   AppendSettingsAck(&out_);
   if (window_grew) {
@@ -510,6 +604,8 @@ void Connection::OnPing(const uint8_t* p, size_t n) {
     ConnectionError(ErrorCode::kProtocolError, "PING on a stream");
   } else if (n != 8) {
     ConnectionError(ErrorCode::kFrameSizeError, "PING payload must be 8 bytes");
+  } else if (!WithinLimit(ping_flood_, "PING frames")) {  // ACKs included
+    return;
   } else if (frame_.flags & flags::kAck) {
     const uint64_t opaque = ReadUint64(p);
     if (go_away_pending_ && opaque == kGoAwayPingOpaque) {
@@ -590,6 +686,8 @@ void Connection::SendHeaders(uint32_t stream_id, const std::string& block, bool 
 void Connection::SendData(uint32_t stream_id, std::string data, bool end_stream) {
   Stream* s = Find(stream_id);
   if (s == nullptr || failed_) return;
+  s->queued_bytes += data.size();
+  queued_bytes_ += data.size();
   s->data.push_back(std::move(data));
   s->end_after_data = s->end_after_data || end_stream;
   Enqueue(stream_id, *s);
@@ -599,14 +697,20 @@ void Connection::SendData(uint32_t stream_id, std::string data, bool end_stream)
 void Connection::SendTrailers(uint32_t stream_id, std::string block) {
   Stream* s = Find(stream_id);
   if (s == nullptr || failed_) return;
+  if (s->has_trailers) {
+    s->queued_bytes -= s->trailers.size();
+    queued_bytes_ -= s->trailers.size();
+  }
   s->has_trailers = true;
+  s->queued_bytes += block.size();
+  queued_bytes_ += block.size();
   s->trailers = std::move(block);
   Enqueue(stream_id, *s);
   PumpData();
 }
 
 void Connection::ResetStream(uint32_t stream_id, ErrorCode code) {
-  if (streams_.erase(stream_id) != 0 && !failed_) AppendRstStream(&out_, stream_id, code);
+  if (EraseStream(stream_id) && !failed_) AppendRstStream(&out_, stream_id, code);
 }
 
 void Connection::Shutdown() {
@@ -646,7 +750,7 @@ void Connection::Enqueue(uint32_t stream_id, Stream& s) {
 void Connection::CloseLocal(uint32_t stream_id, Stream& s) {
   // The client is still sending: tell it to stop (gRPC servers reset with NO_ERROR).
   if (!s.remote_closed) AppendRstStream(&out_, stream_id, ErrorCode::kNoError);
-  streams_.erase(stream_id);
+  EraseStream(stream_id);
 }
 
 bool Connection::PumpStream(uint32_t stream_id, Stream& s) {
@@ -676,9 +780,12 @@ bool Connection::PumpStream(uint32_t stream_id, Stream& s) {
     const bool end = n == left && last_chunk && s.end_after_data && !s.has_trailers;
     const auto* bytes = reinterpret_cast<const uint8_t*>(chunk.data()) + s.data_offset;
     AppendDataFrame(&out_, stream_id, bytes, n, end);
+    EarnWindowUpdates(kWindowUpdatesPerDataFrame);
     pings_.SentData();
     conn_send_window_ -= static_cast<int64_t>(n);
     s.send_window -= static_cast<int64_t>(n);
+    s.queued_bytes -= n;
+    queued_bytes_ -= n;
     s.data_offset += n;
     sent += n;
     if (s.data_offset == chunk.size()) {
@@ -697,6 +804,8 @@ bool Connection::PumpStream(uint32_t stream_id, Stream& s) {
   }
   s.queued = false;
   if (s.has_trailers) {
+    s.queued_bytes -= s.trailers.size();
+    queued_bytes_ -= s.trailers.size();
     AppendHeaderBlock(&out_, stream_id, s.trailers, true, peer_max_frame_size_);
     pings_.SentData();
     CloseLocal(stream_id, s);

@@ -6,7 +6,10 @@
 // RST_STREAM (stream errors) or GOAWAY (connection errors). Request headers and body bytes go
 // to a ConnectionHandler (the gRPC layer), which answers through SendHeaders/SendData/
 // SendTrailers. The peer's PINGs are policed as gRPC core does (http2_ping_policy.h); the
-// owner may send PINGs of its own (keepalive) and go away gracefully in two steps.
+// owner may send PINGs of its own (keepalive) and go away gracefully in two steps. Floods of
+// frames that cost work but carry nothing (SETTINGS, PING, WINDOW_UPDATE, empty DATA,
+// RST_STREAM, endless CONTINUATION) end the connection with GOAWAY(ENHANCE_YOUR_CALM)
+// (http2_flood.h); a request whose header list is larger than announced fails alone.
 // Single-threaded: the owner serializes every call.
 #pragma once
 
@@ -16,6 +19,7 @@
 #include <string>
 #include <unordered_map>
 
+#include "http2_flood.h"
 #include "http2_frame.h"
 #include "http2_hpack.h"
 #include "http2_ping_policy.h"
@@ -30,6 +34,7 @@ struct ConnectionOptions {
   uint32_t max_frame_size = kMinMaxFrameSize;  // largest frame payload we accept
   uint32_t max_header_list_size = 64u << 10;
   PingPolicyOptions pings;
+  FloodOptions flood;
 };
 
 class ConnectionHandler {
@@ -46,6 +51,13 @@ class ConnectionHandler {
   virtual void OnStreamReset(uint32_t stream_id, ErrorCode code) = 0;
   // The peer acknowledged a PING sent with SendPing(`opaque`).
   virtual void OnPingAck(uint64_t opaque) {}
+  // A new stream's request headers decoded to more than max_header_list_size (the HPACK state
+  // is intact). Return true after answering the stream (SendHeaders with end_stream, e.g. a
+  // trailers-only error); false to have it reset with RST_STREAM(ENHANCE_YOUR_CALM). The rest
+  // of the stream's frames are ignored either way.
+  virtual bool OnRequestHeadersTooLarge(uint32_t stream_id, size_t max_header_list_size) {
+    return false;
+  }
 };
 
 class Connection {
@@ -78,6 +90,8 @@ class Connection {
   // last stream accepted and newer ones are ignored. `debug` is the GOAWAY's debug data.
   void GoAwayGracefully(const std::string& debug);
   void FinishGoAway();
+  // Ends the connection now with GOAWAY(`code`, `message`), as a connection error.
+  void Abort(ErrorCode code, const std::string& message) { ConnectionError(code, message); }
   // Sends a PING carrying `opaque` (not the graceful GOAWAY's); OnPingAck(`opaque`) follows
   // when the peer answers.
   void SendPing(uint64_t opaque);
@@ -90,6 +104,10 @@ class Connection {
   size_t output_size() const { return out_.size() - out_pos_; }
   void ConsumeOutput(size_t n);
 
+  // The client's preface and first SETTINGS frame have arrived.
+  bool preface_received() const { return settings_seen_; }
+  // Response bytes held for the peer: the output buffer and the streams' queued data.
+  size_t buffered_output() const { return output_size() + queued_bytes_; }
   // A connection error was sent (GOAWAY): close once the output is flushed.
   bool failed() const { return failed_; }
   // Shutdown() was called and no stream is left.
@@ -113,6 +131,7 @@ class Connection {
     bool end_after_data = false;
     bool has_trailers = false;
     std::string trailers;
+    size_t queued_bytes = 0;  // of data and trailers, not yet in the output
   };
   enum class ReadState { kPreface, kFrameHeader, kFramePayload, kDataPadLength, kDataBody,
                          kDataPadding, kClosed };
@@ -137,6 +156,11 @@ class Connection {
   // connection window is exhausted.
   bool PumpStream(uint32_t stream_id, Stream& s);
   void CloseLocal(uint32_t stream_id, Stream& s);
+  // Forgets a stream (its queued bytes with it); false when there was none.
+  bool EraseStream(uint32_t stream_id);
+  // Takes a token of `bucket`; false after a GOAWAY(ENHANCE_YOUR_CALM) naming `what`.
+  bool WithinLimit(TokenBucket& bucket, const char* what);
+  void EarnWindowUpdates(uint64_t n);
   void SendWindowUpdates();
   Stream* Find(uint32_t stream_id);
 
@@ -156,6 +180,7 @@ class Connection {
   uint32_t header_stream_ = 0;  // nonzero while CONTINUATION frames are expected
   bool header_end_stream_ = false;
   std::string header_block_;
+  uint32_t continuation_frames_ = 0;  // of the block being assembled
 
   std::unordered_map<uint32_t, Stream> streams_;
   std::deque<uint32_t> send_queue_;  // streams with queued output, in arrival order
@@ -168,6 +193,14 @@ class Connection {
   uint32_t peer_max_frame_size_ = kMinMaxFrameSize;
 
   PingPolicy pings_;
+  TokenBucket settings_flood_;
+  TokenBucket ping_flood_;
+  TokenBucket window_update_flood_;
+  TokenBucket empty_data_flood_;
+  TokenBucket other_frame_flood_;  // PRIORITY and unknown types
+  TokenBucket reset_flood_;
+  uint64_t window_update_credit_ = 0;  // earned by DATA sent and streams opened
+  size_t queued_bytes_ = 0;  // sum of the streams' queued_bytes
   uint64_t now_ns_ = 0;  // of the bytes being fed
 
   bool going_away_ = false;

@@ -173,7 +173,8 @@ void HpackDecoder::Insert(HeaderField field) {
 }
 
 bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size,
-                          HeaderList* out, std::string* error) {
+                          HeaderList* out, std::string* error, bool* too_large) {
+  if (too_large != nullptr) *too_large = false;
   const uint8_t* p = data;
   const uint8_t* const end = data + size;
   size_t list_size = 0;
@@ -195,10 +196,15 @@ bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size
     return true;
   };
   auto emit = [&](HeaderField field) {
+    if (too_large != nullptr && *too_large) return true;  // already over: nothing more is kept
     list_size += HeaderFieldSize(field.name, field.value);
     if (list_size > max_list_size) {
-      *error = "header list is larger than " + std::to_string(max_list_size) + " bytes";
-      return false;
+      if (too_large == nullptr) {
+        *error = "header list is larger than " + std::to_string(max_list_size) + " bytes";
+        return false;
+      }
+      *too_large = true;  // keep decoding for the table's sake
+      return true;
     }
     out->push_back(std::move(field));
     return true;

@@ -31,9 +31,12 @@ class HpackDecoder {
 
   // Decodes one complete header block, appending its fields to `out`. Returns false with
   // `error` set when the block is malformed (a connection-level COMPRESSION_ERROR) or decodes
-  // to more than `max_list_size` bytes (counted as HeaderFieldSize).
+  // to more than `max_list_size` bytes (counted as HeaderFieldSize). With `too_large`, a list
+  // beyond `max_list_size` is not an error: the whole block is still decoded (so the dynamic
+  // table stays in step with the peer's encoder) but no more fields are kept, and
+  // `*too_large` says so (the caller fails that one stream).
   bool Decode(const uint8_t* data, size_t size, size_t max_list_size, HeaderList* out,
-              std::string* error);
+              std::string* error, bool* too_large = nullptr);
 
   size_t table_size() const { return table_size_; }
   size_t table_entries() const { return table_.size(); }

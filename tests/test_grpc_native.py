@@ -14,6 +14,7 @@ import socket
 import struct
 import threading
 import time
+import zlib
 from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -587,6 +588,47 @@ def test_compressed_requests(harness: Harness, client: Any) -> None:
     channel, s = stub(harness, compression=grpc.Compression.Gzip)
     with channel:
         assert s.ServerLive(pb.ServerLiveRequest()).live
+
+
+def test_compressed_messages_keep_their_order(harness: Harness) -> None:
+    """Compressed messages are inflated off the I/O thread; the plain ones and the half-close
+    that follow them on the same call wait their turn."""
+    import gzip
+
+    def message(i: int, compressed: bool) -> bytes:
+        body = pb.ModelInferRequest(model_name="m", id=str(i)).SerializeToString()
+        if not compressed:
+            return grpc_message(body)
+        packed = gzip.compress(body)
+        return b"\x01" + struct.pack(">I", len(packed)) + packed
+
+    with RawH2(harness.port) as conn:
+        conn.handshake()
+        block = header_block("/inference.GRPCInferenceService/ModelStreamInfer",
+                             [("grpc-encoding", "gzip")])  # fmt: skip
+        body = b"".join(message(i, compressed=i % 3 != 2) for i in range(12))
+        conn.sock.sendall(frame(HEADERS, 0x4, 1, block) + data_frame(1, body, end_stream=True))
+        headers, out, _ = conn.response(1)
+        assert headers[b"grpc-status"] == b"0", headers
+        ids = []
+        while out:
+            n = int.from_bytes(out[1:5], "big")
+            resp = pb.ModelStreamInferResponse.FromString(out[5 : 5 + n])
+            ids.append(resp.infer_response.id)
+            out = out[5 + n :]
+        assert ids == [str(i) for i in range(12)]
+        # Unary: the end of the request waits for the inflated message.
+        unary = header_block("/test.Fake/Echo", [("grpc-encoding", "deflate")])
+        packed = zlib.compress(b"hello" * 1000)
+        conn.sock.sendall(frame(HEADERS, 0x4, 3, unary) + data_frame(
+            3, b"\x01" + struct.pack(">I", len(packed)) + packed, end_stream=True))  # fmt: skip
+        headers, out, _ = conn.response(3)
+        assert headers[b"grpc-status"] == b"0" and out == grpc_message(b"hello" * 1000)
+        # Corrupt and oversized ones fail their call only.
+        conn.sock.sendall(frame(HEADERS, 0x4, 5, unary) + data_frame(
+            5, b"\x01" + struct.pack(">I", 4) + b"junk", end_stream=True))  # fmt: skip
+        headers, _, _ = conn.response(5)
+        assert headers[b"grpc-status"] == b"13" and b"decompress" in headers[b"grpc-message"]
 
 
 # ---------------------------------------------------------------------------------------------

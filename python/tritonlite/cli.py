@@ -105,6 +105,25 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grpc-http2-max-ping-strikes", type=int, default=2)
     g.add_argument("--grpc-max-connection-age", type=int, default=None, metavar="MS")
     g.add_argument("--grpc-max-connection-age-grace", type=int, default=None, metavar="MS")
+    g.add_argument("--grpc-max-connection-idle", type=int, default=600_000, metavar="MS",
+                   help="Graceful GOAWAY to a connection without calls for this long "
+                   "(default 600000; 0: never).")  # fmt: skip
+    g.add_argument("--grpc-max-connections", type=int, default=4096, metavar="N",
+                   help="Native transport: connections beyond N are closed at once with "
+                   "GOAWAY ENHANCE_YOUR_CALM (default 4096; 0: unlimited).")  # fmt: skip
+    g.add_argument("--grpc-http2-preface-timeout", type=int, default=10_000, metavar="MS",
+                   help="Native transport: close a connection that has not sent the HTTP/2 "
+                   "preface within MS (default 10000; 0: never).")  # fmt: skip
+    g.add_argument("--grpc-max-connection-memory", type=int, default=256 << 20, metavar="BYTES",
+                   help="Native transport: request and unread response bytes one connection "
+                   "may hold (default 268435456; 0: unlimited).")  # fmt: skip
+    g.add_argument("--grpc-http2-max-control-frames-per-second", type=int, default=1000,
+                   metavar="N", help="Native transport: SETTINGS, PING, WINDOW_UPDATE, PRIORITY "
+                   "and empty DATA frames allowed per second, each kind (default 1000; 0: "
+                   "unlimited).")  # fmt: skip
+    g.add_argument("--grpc-http2-max-resets-per-second", type=int, default=500, metavar="N",
+                   help="Native transport: RST_STREAM frames allowed per second (default 500; "
+                   "0: unlimited).")  # fmt: skip
     g.add_argument("--grpc-restricted-protocol", action="append", default=[],
                    metavar="<protocols>:<key>=<value>",
                    help="Require a header for a group of RPCs, e.g. "
@@ -183,6 +202,12 @@ async def _serve(args: argparse.Namespace) -> int:
                 http2_max_ping_strikes=args.grpc_http2_max_ping_strikes,
                 max_connection_age_ms=args.grpc_max_connection_age,
                 max_connection_age_grace_ms=args.grpc_max_connection_age_grace,
+                max_connections=args.grpc_max_connections,
+                http2_preface_timeout_ms=args.grpc_http2_preface_timeout,
+                max_connection_idle_ms=args.grpc_max_connection_idle,
+                max_connection_memory=args.grpc_max_connection_memory,
+                http2_max_control_frames_per_second=args.grpc_http2_max_control_frames_per_second,
+                http2_max_resets_per_second=args.grpc_http2_max_resets_per_second,
                 infer_response_compression_level=args.grpc_infer_response_compression_level,
                 use_ssl=args.grpc_use_ssl,
                 use_ssl_mutual=args.grpc_use_ssl_mutual,

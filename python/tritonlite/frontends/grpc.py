@@ -735,6 +735,13 @@ class GrpcOptions:
     max_connection_age_ms: int | None = None
     max_connection_age_grace_ms: int | None = None
     infer_response_compression_level: str = "none"
+    # Transport budgets (native transport; max_connection_idle_ms also for grpcio's). 0: none.
+    max_connections: int = 4096
+    http2_preface_timeout_ms: int = 10_000
+    max_connection_idle_ms: int | None = 600_000
+    max_connection_memory: int = 256 << 20
+    http2_max_control_frames_per_second: int = 1000
+    http2_max_resets_per_second: int = 500
     use_ssl: bool = False
     use_ssl_mutual: bool = False
     server_cert: str = ""
@@ -759,6 +766,8 @@ class GrpcOptions:
             opts.append(("grpc.max_connection_age_ms", self.max_connection_age_ms))
         if self.max_connection_age_grace_ms is not None:
             opts.append(("grpc.max_connection_age_grace_ms", self.max_connection_age_grace_ms))
+        if self.max_connection_idle_ms:
+            opts.append(("grpc.max_connection_idle_ms", self.max_connection_idle_ms))
         return opts
 
     def credentials(self) -> grpc.ServerCredentials | None:

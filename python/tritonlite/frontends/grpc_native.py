@@ -22,6 +22,11 @@ clients that accept it (gzip and deflate need zlib at build time; requests compr
 are accepted too). ``--grpc-http2-max-pings-without-data`` is accepted and, as in gRPC core's
 servers (and so Triton), does not throttle the server's keepalive pings.
 
+Budgets against hostile clients (README "The server command"): ``--grpc-max-connections``,
+``--grpc-http2-preface-timeout``, ``--grpc-max-connection-idle``,
+``--grpc-max-connection-memory``, ``--grpc-http2-max-control-frames-per-second`` and
+``--grpc-http2-max-resets-per-second``; floods end with GOAWAY ``ENHANCE_YOUR_CALM``.
+
 Plain TCP only: there is no TLS here. Use ``frontends.grpc.start_grpc`` (grpcio) when TLS is
 requested.
 """
@@ -258,6 +263,12 @@ _FLAGS = {
     "http2_max_ping_strikes": "--grpc-http2-max-ping-strikes",
     "max_connection_age_ms": "--grpc-max-connection-age",
     "max_connection_age_grace_ms": "--grpc-max-connection-age-grace",
+    "max_connections": "--grpc-max-connections",
+    "http2_preface_timeout_ms": "--grpc-http2-preface-timeout",
+    "max_connection_idle_ms": "--grpc-max-connection-idle",
+    "max_connection_memory": "--grpc-max-connection-memory",
+    "http2_max_control_frames_per_second": "--grpc-http2-max-control-frames-per-second",
+    "http2_max_resets_per_second": "--grpc-http2-max-resets-per-second",
 }
 
 
@@ -284,6 +295,12 @@ def transport_options(options: GrpcOptions) -> dict[str, Any]:
         "max_connection_age_ms": options.max_connection_age_ms,
         "max_connection_age_grace_ms": options.max_connection_age_grace_ms,
         "response_compression": response_compression(options.infer_response_compression_level),
+        "max_connections": options.max_connections,
+        "preface_timeout_ms": options.http2_preface_timeout_ms,
+        "max_connection_idle_ms": options.max_connection_idle_ms,
+        "max_connection_memory": options.max_connection_memory,
+        "control_frames_per_second": options.http2_max_control_frames_per_second,
+        "resets_per_second": options.http2_max_resets_per_second,
     }
 
 
