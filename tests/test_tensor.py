@@ -264,9 +264,44 @@ def test_bytes_tensor_has_no_dlpack() -> None:
         t.__dlpack__()
 
 
+def _visible_gpus() -> int:
+    """CUDA devices this process can use, found without CUDA: the NVIDIA device nodes, narrowed
+    by CUDA_VISIBLE_DEVICES as the CUDA runtime narrows them."""
+    import os
+    import re
+
+    nodes = [n for n in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", n)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return len(nodes)
+    count = 0
+    for item in visible.split(","):  # the runtime stops at the first invalid entry
+        item = item.strip()
+        if not item.isdigit() or int(item) >= len(nodes):
+            break
+        count += 1
+    return count
+
+
 def test_cuda_reports_no_device_cleanly() -> None:
+    """Without a CUDA build or without a GPU: exactly 0, never an error. A CUDA build on a GPU
+    machine counts the visible devices; hiding them all gives 0 again."""
+    import os
+    import subprocess
+    import sys
+
     count = tritonlite._core.cuda_device_count()
-    assert isinstance(count, int) and count >= 0
+    expected = _visible_gpus() if tritonlite._core.built_with_cuda else 0
+    assert type(count) is int and count == expected
+    hidden = subprocess.run(
+        [sys.executable, "-c", "import tritonlite._core as c; print(c.cuda_device_count())"],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert hidden.stdout.strip() == "0"
 
 
 def _read_only(values: np.ndarray) -> Tensor:
