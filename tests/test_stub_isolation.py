@@ -430,7 +430,7 @@ def test_stub_processes_ignore_sigterm_and_sigint(tmp_path: Path) -> None:
     with Server() as server:
         backend = _serve(server, _model(tmp_path, "m", IDENTITY))
         pid = backend.instances[0]._stub.proc.pid
-        assert os.getpgid(pid) != os.getpgid(0)  # its own process group (and session)
+        assert os.getpgid(pid) != os.getpgid(0)  # its own process group
         for sig in (signal.SIGTERM, signal.SIGINT):
             os.kill(pid, sig)
         time.sleep(0.3)

@@ -9,7 +9,7 @@ Input tensors are zero-copy views of the server's arena; outputs are written to 
 own arena (see ``shm.py``).
 
 The process ends when the server tells it to (FINALIZE) or dies (EOF on either socket). It runs
-in its own session and ignores SIGINT and SIGTERM (a no-op handler, so the model's own child
+in its own process group and ignores SIGINT and SIGTERM (a no-op handler, so the model's own child
 processes start with the default dispositions): a signal sent to the server's process group or
 cgroup (Ctrl-C, ``timeout``, systemd's default ``KillMode``) is the server's to handle, and the
 server finishes in-flight requests before it ends its stubs. A message from the server that
