@@ -337,7 +337,10 @@ class StubProcess:
         except Exception as e:
             reply = (ipc.REPLY, call_id, False, f"{type(e).__name__}: {e}")
         try:
-            self.asy.send(reply)
+            try:
+                self.asy.send(reply)
+            except (TypeError, ValueError, OverflowError) as e:  # a value msgpack cannot carry
+                self.asy.send((ipc.REPLY, call_id, False, f"'{name}' returned {e}"))
         except OSError:
             pass
 
