@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -327,22 +328,19 @@ py::array TensorToNumpy(const Tensor& t) {
   return arr;
 }
 
+// What a DLPack capsule owns: the exported view (or copy) and the managed tensor a consumer
+// takes; legacy (v0.8) and versioned (v1.0) exports differ only in the managed struct.
+template <typename Managed>
 struct DLPackExport {
   Tensor tensor;
   std::vector<int64_t> shape;
-  DLManagedTensor managed{};
+  Managed managed{};
 };
 
-py::capsule TensorToDLPack(const Tensor& t, py::object stream, py::object max_version,
-                           py::object dl_device, py::object copy) {
-  if (!copy.is_none() && copy.cast<bool>()) {
-    throw py::buffer_error("tritonlite.Tensor.__dlpack__: copy=True is not supported");
-  }
-  uint8_t code = 0, bits = 0;
-  if (!DataTypeToDLPack(t.dtype(), &code, &bits)) {
-    ThrowInvalid("BYTES tensors have no DLPack representation: use .numpy()");
-  }
-  auto ctx = std::make_unique<DLPackExport>();
+template <typename Managed>
+py::capsule MakeDLPackCapsule(const Tensor& t, uint8_t code, uint8_t bits, const char* name,
+                              uint64_t flags) {
+  auto ctx = std::make_unique<DLPackExport<Managed>>();
   ctx->tensor = t;
   ctx->shape = t.shape();
   DLTensor& dl = ctx->managed.dl_tensor;
@@ -354,23 +352,114 @@ py::capsule TensorToDLPack(const Tensor& t, py::object stream, py::object max_ve
   dl.shape = ctx->shape.data();
   dl.strides = nullptr;
   dl.byte_offset = 0;
+  if constexpr (std::is_same_v<Managed, DLManagedTensorVersioned>) {
+    ctx->managed.version = DLPackVersion{1, 0};
+    ctx->managed.flags = flags;
+  }
   ctx->managed.manager_ctx = ctx.get();
-  ctx->managed.deleter = [](DLManagedTensor* self) {
-    std::unique_ptr<DLPackExport> reclaim(static_cast<DLPackExport*>(self->manager_ctx));
+  ctx->managed.deleter = [](Managed* self) {
+    std::unique_ptr<DLPackExport<Managed>> reclaim(
+        static_cast<DLPackExport<Managed>*>(self->manager_ctx));
   };
-  DLManagedTensor* managed = &ctx->managed;
+  Managed* managed = &ctx->managed;
   ctx.release();  // owned by the capsule until a consumer takes it
-  PyObject* cap = PyCapsule_New(managed, "dltensor", [](PyObject* capsule) {
-    if (PyCapsule_IsValid(capsule, "dltensor")) {  // never consumed
-      auto* m = static_cast<DLManagedTensor*>(PyCapsule_GetPointer(capsule, "dltensor"));
-      m->deleter(m);
-    }
-  });
+  PyCapsule_Destructor destructor;
+  if constexpr (std::is_same_v<Managed, DLManagedTensorVersioned>) {
+    destructor = [](PyObject* capsule) {
+      if (PyCapsule_IsValid(capsule, "dltensor_versioned")) {  // never consumed
+        auto* m = static_cast<Managed*>(PyCapsule_GetPointer(capsule, "dltensor_versioned"));
+        m->deleter(m);
+      }
+    };
+  } else {
+    destructor = [](PyObject* capsule) {
+      if (PyCapsule_IsValid(capsule, "dltensor")) {  // never consumed
+        auto* m = static_cast<Managed*>(PyCapsule_GetPointer(capsule, "dltensor"));
+        m->deleter(m);
+      }
+    };
+  }
+  PyObject* cap = PyCapsule_New(managed, name, destructor);
   if (cap == nullptr) {
     managed->deleter(managed);
     throw py::error_already_set();
   }
   return py::reinterpret_steal<py::capsule>(cap);
+}
+
+// __dlpack__: a versioned (DLPack 1.0) capsule when the consumer asks for one with
+// max_version >= (1, 0), else a legacy one. A read-only tensor (a view of a received request's
+// bytes) is exported read-only: the versioned capsule carries DLPACK_FLAG_BITMASK_READ_ONLY
+// (numpy >= 2.1 then gives a non-writable array); the legacy capsule cannot say so, so a legacy
+// consumer gets a private copy (copy=False refuses instead), and writes can never reach the
+// request's memory. copy=True always exports a copy (CPU tensors only).
+py::capsule TensorToDLPack(const Tensor& t, py::object stream, py::object max_version,
+                           py::object dl_device, py::object copy) {
+  uint8_t code = 0, bits = 0;
+  if (!DataTypeToDLPack(t.dtype(), &code, &bits)) {
+    ThrowInvalid("BYTES tensors have no DLPack representation: use .numpy()");
+  }
+  bool versioned = false;
+  if (!max_version.is_none()) {
+    auto version = max_version.cast<py::tuple>();
+    if (version.size() < 1) throw py::type_error("__dlpack__: max_version must be (major, minor)");
+    versioned = version[0].cast<int64_t>() >= 1;
+  }
+  const bool force_copy = !copy.is_none() && copy.cast<bool>();
+  const bool never_copy = !copy.is_none() && !copy.cast<bool>();
+  const bool legacy_read_only = t.read_only() && !versioned;
+  if (legacy_read_only && never_copy) {
+    throw py::buffer_error(
+        "tritonlite.Tensor.__dlpack__: the tensor is read-only and a legacy (DLPack < 1.0) "
+        "capsule cannot mark it so: ask with max_version=(1, 0), or allow a copy");
+  }
+  Tensor exported = t;
+  uint64_t flags = 0;
+  if (force_copy || legacy_read_only) {
+    if (t.device().kind != DeviceKind::kCPU) {
+      throw py::buffer_error("tritonlite.Tensor.__dlpack__: cannot copy a GPU tensor");
+    }
+    exported = Tensor::Allocate(t.dtype(), t.shape(), t.byte_size());
+    if (t.byte_size() > 0) std::memcpy(exported.mutable_data(), t.data(), t.byte_size());
+    flags |= DLPACK_FLAG_BITMASK_IS_COPIED;
+  } else if (t.read_only()) {
+    flags |= DLPACK_FLAG_BITMASK_READ_ONLY;
+  }
+  if (versioned) {
+    return MakeDLPackCapsule<DLManagedTensorVersioned>(exported, code, bits,
+                                                       "dltensor_versioned", flags);
+  }
+  return MakeDLPackCapsule<DLManagedTensor>(exported, code, bits, "dltensor", 0);
+}
+
+// Acquire loads and release stores of 32-bit words in a writable buffer (shared memory mapped
+// by two processes): Python has no atomics, and the python backend's arena ring needs them to be
+// correct on weakly ordered CPUs (see backends/python/shm.py).
+uint32_t* SharedWord(py::handle buffer, int64_t offset, bool writable, Py_buffer* view) {
+  if (PyObject_GetBuffer(buffer.ptr(), view, writable ? PyBUF_WRITABLE : PyBUF_SIMPLE) != 0) {
+    throw py::error_already_set();
+  }
+  const auto len = static_cast<int64_t>(view->len);
+  const auto address = reinterpret_cast<uintptr_t>(view->buf) + static_cast<uintptr_t>(offset);
+  if (offset < 0 || offset > len - 4 || address % alignof(uint32_t) != 0) {
+    PyBuffer_Release(view);
+    ThrowInvalid("atomic access at offset " + std::to_string(offset) + " of a " +
+                 std::to_string(len) + "-byte buffer: out of bounds or not 4-byte aligned");
+  }
+  return reinterpret_cast<uint32_t*>(address);
+}
+
+uint32_t AtomicLoadU32(py::handle buffer, int64_t offset) {
+  Py_buffer view;
+  uint32_t value = __atomic_load_n(SharedWord(buffer, offset, false, &view), __ATOMIC_ACQUIRE);
+  PyBuffer_Release(&view);
+  return value;
+}
+
+void AtomicStoreU32(py::handle buffer, int64_t offset, uint32_t value) {
+  Py_buffer view;
+  __atomic_store_n(SharedWord(buffer, offset, true, &view), value, __ATOMIC_RELEASE);
+  PyBuffer_Release(&view);
 }
 
 py::tuple DLPackDevice(const Tensor& t) {
@@ -1442,6 +1531,10 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("name", [](const ModelRunner& r) { return r.spec().name; })
       .def_property_readonly("version", [](const ModelRunner& r) { return r.spec().version; });
 
+  m.def("atomic_load_u32", &AtomicLoadU32, py::arg("buffer"), py::arg("offset"),
+        "Load the 4-byte-aligned uint32 at `offset` of a buffer with acquire ordering.");
+  m.def("atomic_store_u32", &AtomicStoreU32, py::arg("buffer"), py::arg("offset"),
+        py::arg("value"), "Store a uint32 at `offset` of a writable buffer with release ordering.");
   m.def("datatype_to_numpy", [](const std::string& name) { return NumpyDtype(ParseDataType(name)); },
         py::arg("datatype"), "numpy dtype for a Triton datatype name ('INT32' or 'TYPE_INT32').");
   m.def("numpy_to_datatype", [](py::object dtype) {

@@ -1,5 +1,6 @@
-// The DLPack ABI (v0.8 "dltensor" capsules, the form every consumer accepts), declared here
-// from the published specification: only the structs and codes this project uses.
+// The DLPack ABI (v0.8 "dltensor" capsules, the form every consumer accepts, and v1.0
+// "dltensor_versioned" capsules, which carry flags such as read-only), declared here from the
+// published specification: only the structs and codes this project uses.
 #pragma once
 
 #include <cstdint>
@@ -48,6 +49,23 @@ struct DLManagedTensor {
   DLTensor dl_tensor;
   void* manager_ctx;
   void (*deleter)(DLManagedTensor* self);
+};
+
+// DLPack 1.0: the version, flags, and the versioned managed tensor.
+#define DLPACK_FLAG_BITMASK_READ_ONLY (1ULL << 0)
+#define DLPACK_FLAG_BITMASK_IS_COPIED (1ULL << 1)
+
+struct DLPackVersion {
+  uint32_t major;
+  uint32_t minor;
+};
+
+struct DLManagedTensorVersioned {
+  DLPackVersion version;
+  void* manager_ctx;
+  void (*deleter)(DLManagedTensorVersioned* self);
+  uint64_t flags;
+  DLTensor dl_tensor;
 };
 
 }  // extern "C"

@@ -597,14 +597,16 @@ def test_messages_larger_than_the_arena_use_dedicated_segments(stub_env: Env) ->
 
 
 def test_channel_carries_big_messages_and_fds() -> None:
+    from tritonlite.backends.python import ipc
     from tritonlite.backends.python.ipc import MAX_RECORD, Channel, socket_pair
 
-    here, there = (Channel(s) for s in socket_pair())
+    here, there = (Channel(s, ipc.STUB_CTL) for s in socket_pair())
     read_end, write_end = os.pipe()
-    big = ("x" * (MAX_RECORD * 3), list(range(1000)))
-    here.send((7, big), [write_end])
+    metas = tuple(("x" * 100, "FP32", (i,), 0, 4 * i) for i in range(MAX_RECORD // 50))
+    big = (ipc.EXEC, (), metas, ("a", 0))  # over one record: it travels in a memfd
+    here.send(big, [write_end])
     message, fds = there.recv()
-    assert message == (7, big) and len(fds) == 1
+    assert message == big and len(fds) == 1
     os.write(fds[0], b"!")
     assert os.read(read_end, 1) == b"!"
     for fd in (*fds, read_end, write_end):

@@ -92,6 +92,30 @@ def test_register_errors(
     assert registry.status() == []
 
 
+def test_a_key_that_is_a_symlink_is_refused(
+    registry: SystemSharedMemoryRegistry, key: str, tmp_path: Path
+) -> None:
+    # A link planted in the world-writable /dev/shm must not redirect the server's writes: keys
+    # are opened with O_NOFOLLOW, as glibc's shm_open (Triton's) opens them.
+    victim = tmp_path / "victim"
+    victim.write_bytes(bytes(64))
+    for target in (victim, shm_file(key)):
+        link = shm_file(key + "_link")
+        link.symlink_to(target)
+        try:
+            with pytest.raises(TritonError) as e:
+                registry.register("x", key + "_link", 0, 64)
+            assert e.value.status == "INVALID_ARG"
+            assert e.value.message == (
+                f"Unable to open shared memory region: '{key}_link' (it is a symbolic link; "
+                "keys are not followed)"
+            )
+        finally:
+            link.unlink()
+    assert registry.status() == [] and victim.read_bytes() == bytes(64)
+    registry.register("x", key, 0, 64)  # the object itself still registers
+
+
 def test_duplicate_and_reserved_names(registry: SystemSharedMemoryRegistry, key: str) -> None:
     registry.register("a", key, 0, 64)
     with pytest.raises(TritonError) as e:

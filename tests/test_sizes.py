@@ -360,17 +360,18 @@ def test_stub_fails_a_batch_it_cannot_read(tmp_path: Path) -> None:
     """The stub side: a descriptor whose bytes cannot be its shape raises before allocating
     (the stub fails that batch and keeps serving), and frees the block it was given."""
     from tritonlite.backends.python import shm
+    from tritonlite.backends.python.ipc import ProtocolError
 
     with pytest.raises(
-        ValueError, match=r"0 bytes cannot hold FP32 tensor 'F' of shape \[4611686018427387904\]"
+        ProtocolError, match=r"0 bytes cannot hold FP32 tensor 'F' of shape \[4611686018427387904\]"
     ):
         shm.read_tensors(None, [("F", "FP32", (2**62,), 0, 0)], None, [])
-    with pytest.raises(ValueError, match="cannot hold BYTES tensor 'S'"):
+    with pytest.raises(ProtocolError, match="cannot hold BYTES tensor 'S'"):
         shm.read_tensors(None, [("S", "BYTES", (2**40,), 0, 6)], None, [])
     # No elements, but no array can have the shape; the segment's fd is closed all the same.
     r, w = os.pipe()
     os.close(w)
-    with pytest.raises(ValueError, match=r"cannot hold FP32 tensor 'M' of shape \[0, "):
+    with pytest.raises(ProtocolError, match=r"cannot hold FP32 tensor 'M' of shape \[0, "):
         shm.read_tensors(None, [("M", "FP32", (0, 2**62), 0, 0)], ("s", 0, 0), [r])
     with pytest.raises(OSError):
         os.fstat(r)

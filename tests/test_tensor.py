@@ -264,6 +264,114 @@ def test_bytes_tensor_has_no_dlpack() -> None:
         t.__dlpack__()
 
 
+def _visible_gpus() -> int:
+    """CUDA devices this process can use, found without CUDA: the NVIDIA device nodes, narrowed
+    by CUDA_VISIBLE_DEVICES as the CUDA runtime narrows them."""
+    import os
+    import re
+
+    nodes = [n for n in os.listdir("/dev") if re.fullmatch(r"nvidia\d+", n)]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return len(nodes)
+    count = 0
+    for item in visible.split(","):  # the runtime stops at the first invalid entry
+        item = item.strip()
+        if not item.isdigit() or int(item) >= len(nodes):
+            break
+        count += 1
+    return count
+
+
 def test_cuda_reports_no_device_cleanly() -> None:
+    """Without a CUDA build or without a GPU: exactly 0, never an error. A CUDA build on a GPU
+    machine counts the visible devices; hiding them all gives 0 again."""
+    import os
+    import subprocess
+    import sys
+
     count = tritonlite._core.cuda_device_count()
-    assert isinstance(count, int) and count >= 0
+    expected = _visible_gpus() if tritonlite._core.built_with_cuda else 0
+    assert type(count) is int and count == expected
+    hidden = subprocess.run(
+        [sys.executable, "-c", "import tritonlite._core as c; print(c.cuda_device_count())"],
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert hidden.stdout.strip() == "0"
+
+
+def _read_only(values: np.ndarray) -> Tensor:
+    """A tensor over immutable memory, as a received request's input is."""
+    return Tensor.from_buffer(
+        datatypes.from_numpy(values.dtype), list(values.shape), values.tobytes()
+    )
+
+
+class _LegacyConsumerView:
+    """An object whose ``__dlpack__`` takes no ``max_version``, so numpy asks it for a legacy
+    (pre-1.0) capsule, as older consumers do."""
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+
+    def __dlpack__(self, stream: object = None) -> object:
+        return self.tensor.__dlpack__()
+
+    def __dlpack_device__(self) -> object:
+        return self.tensor.__dlpack_device__()
+
+
+def test_dlpack_export_of_a_read_only_tensor_is_read_only() -> None:
+    t = _read_only(np.arange(4, dtype=np.float32))
+    assert t.numpy().flags.writeable is False
+    # DLPack 1.0 (numpy >= 2.1 asks for it): zero-copy, flagged read-only.
+    a = np.from_dlpack(t)
+    assert a.flags.writeable is False and a.ctypes.data == t.data_ptr
+    with pytest.raises(ValueError, match="read-only"):
+        a[0] = 7
+    # A legacy capsule cannot carry the flag: the consumer gets a private copy.
+    legacy = np.from_dlpack(_LegacyConsumerView(t))
+    assert legacy.ctypes.data != t.data_ptr and legacy.tolist() == [0, 1, 2, 3]
+    with pytest.raises(BufferError, match="read-only"):
+        t.__dlpack__(copy=False)
+    # Writable tensors stay zero-copy and writable both ways.
+    w = Tensor.from_numpy(np.zeros(3, np.int32))
+    for exported in (np.from_dlpack(w), np.from_dlpack(_LegacyConsumerView(w))):
+        assert exported.ctypes.data == w.data_ptr
+    assert np.from_dlpack(w).flags.writeable
+    copied = np.from_dlpack(w, copy=True)
+    assert copied.ctypes.data != w.data_ptr and copied.flags.writeable
+
+
+def test_dlpack_versioned_capsule_carries_the_flags() -> None:
+    import ctypes
+
+    class Versioned(ctypes.Structure):  # DLManagedTensorVersioned's head (DLPack 1.0)
+        _fields_ = [
+            ("major", ctypes.c_uint32),
+            ("minor", ctypes.c_uint32),
+            ("manager_ctx", ctypes.c_void_p),
+            ("deleter", ctypes.c_void_p),
+            ("flags", ctypes.c_uint64),
+        ]
+
+    get_name = ctypes.pythonapi.PyCapsule_GetName
+    get_name.restype, get_name.argtypes = ctypes.c_char_p, [ctypes.py_object]
+    get_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+    get_pointer.restype, get_pointer.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+
+    def flags(capsule: object) -> tuple[bytes, int, int]:
+        name = get_name(capsule)
+        head = Versioned.from_address(get_pointer(capsule, name))
+        return name, head.major, head.flags
+
+    read_only, writable = _read_only(np.arange(2, dtype=np.int8)), Tensor.from_numpy(np.ones(2))
+    assert flags(read_only.__dlpack__(max_version=(1, 0))) == (b"dltensor_versioned", 1, 1)
+    assert flags(writable.__dlpack__(max_version=(1, 1))) == (b"dltensor_versioned", 1, 0)
+    assert flags(read_only.__dlpack__(max_version=(1, 0), copy=True))[2] == 2  # IS_COPIED
+    assert get_name(writable.__dlpack__(max_version=(0, 8))) == b"dltensor"
+    assert get_name(writable.__dlpack__()) == b"dltensor"

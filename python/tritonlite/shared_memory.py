@@ -23,6 +23,7 @@ All methods are thread-safe. Error texts are Triton's.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 import threading
@@ -104,10 +105,14 @@ class SystemSharedMemoryRegistry:
             try:
                 if path is None:
                     raise OSError
-                fd = os.open(path, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
-            except OSError:
+                # O_NOFOLLOW, as glibc's shm_open (which Triton uses) opens keys: a symlink
+                # planted in the world-writable /dev/shm must not redirect our writes.
+                fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
+            except OSError as e:
+                link = e.errno == errno.ELOOP
+                why = " (it is a symbolic link; keys are not followed)" if link else ""
                 raise TritonError(
-                    f"Unable to open shared memory region: '{key}'", INVALID_ARG
+                    f"Unable to open shared memory region: '{key}'{why}", INVALID_ARG
                 ) from None
             try:
                 size = os.fstat(fd).st_size

@@ -25,8 +25,9 @@ models create with ``pb_utils.MetricFamily`` go to ``tritonlite.metrics``' custo
 
 Modules: ``pb_utils`` (the model-facing API), ``loader`` (model files, args, names),
 ``executor`` (calling a model's methods by Triton's rules), ``inprocess`` and ``process``
-(the two hosts; ``stub`` is the stub process' main), ``ipc`` and ``shm`` (the wire and the
-shared memory between server and stub), ``bls``, ``custom_metrics``, ``runtime`` (what pb_utils
+(the two hosts; ``stub`` is the stub process' main), ``ipc``, ``shm`` and ``memfd`` (the wire,
+with its schema, the shared memory between server and stub, and the sealed memfds behind it;
+a stub is untrusted: see ``ipc``), ``bls``, ``custom_metrics``, ``runtime`` (what pb_utils
 calls back into).
 
 Not supported (and how it fails): request cancellation (``is_cancelled()`` is always False),

@@ -13,6 +13,17 @@ one reader thread for its async socket) and the instance the core drives (``Stub
   grandchild keeps the socket open): every request it held fails with ``Stub process '<name>' is
   not healthy: ...`` and a new stub is started in the background; requests that arrive while it
   starts wait for it. ``healthy`` says whether the instance has a live, initialized stub.
+* a stub runs model code, so everything it sends is hostile: a message that breaks the protocol
+  (``ipc.ProtocolError``: undecodable, unexpected, mistyped, tensors outside shared memory) is
+  logged and the stub is killed, which then goes as a crash (``StubProcess.violation``).
+  Nothing it sends can run code in the server (``ipc.py``).
+
+Stubs run in their own process group and ignore SIGINT/SIGTERM (``stub.main``): a stop signal
+sent to the server's process group or cgroup (Ctrl-C, ``timeout``, systemd's default
+``KillMode``) is acted on by the server alone, which finishes in-flight requests and then ends
+its stubs itself. A stub exits by itself
+when the server dies (EOF on its sockets). No stub is restarted once the server is closing, and a
+load that fails at one instance ends the stubs of the instances already started.
 """
 
 from __future__ import annotations
@@ -29,9 +40,10 @@ from typing import Any
 from ...errors import INTERNAL, INVALID_ARG, UNSUPPORTED, TritonError
 from . import bls, custom_metrics, ipc, loader
 from .inprocess import model_control
-from .ipc import Channel, socket_pair
+from .ipc import Channel, ProtocolError, socket_pair
+from .memfd import new_memfd
 from .pb_utils import _LEVELS, TritonModelException
-from .shm import Arena, ArenaMap, new_memfd, read_tensors, write_tensors
+from .shm import Arena, ArenaMap, read_tensors, write_tensors
 from .stub import command as stub_command
 
 __all__ = ["StubBackend", "StubInstance"]
@@ -42,6 +54,11 @@ _log = logging.getLogger("tritonlite.python")
 RESTART_WAIT_S = 60.0
 #: How long an unloading instance waits for the model's finalize().
 FINALIZE_WAIT_S = 30.0
+
+
+def _server_closing(server: Any) -> bool:
+    """The Server is shutting down (``Server.close`` has begun): stubs are not restarted."""
+    return bool(getattr(server, "_closed", False))
 
 
 def _exit_text(code: int | None) -> str:
@@ -70,6 +87,7 @@ class StubProcess:
         self.dead = False
         self.closing = False
         self.reason = ""
+        self.broke_protocol = ""  # what the stub sent that broke the protocol
         ctl_here, ctl_there = socket_pair()
         asy_here, asy_there = socket_pair()
         fds = (ctl_there.fileno(), asy_there.fileno(), self.arena.fd, stub_arena_fd)
@@ -78,6 +96,10 @@ class StubProcess:
                 stub_command(*map(str, fds), str(self.arena.size)),
                 pass_fds=fds,
                 stdin=subprocess.DEVNULL,
+                # Signals for the server's process group (a terminal's Ctrl-C) are not for it. Not
+                # a new session: that would put it in its own scheduler autogroup, which cost
+                # 10-20 us per round trip on a loaded machine.
+                process_group=0,
             )
         except BaseException:
             for s in (ctl_here, asy_here):
@@ -89,8 +111,8 @@ class StubProcess:
             asy_there.close()
             os.close(stub_arena_fd)
             self.arena.close_fd()  # the mapping stays until this object goes
-        self.ctl = Channel(ctl_here)
-        self.asy = Channel(asy_here)
+        self.ctl = Channel(ctl_here, ipc.SERVER_CTL)
+        self.asy = Channel(asy_here, ipc.SERVER_ASYNC)
         try:
             self.pidfd: int | None = os.pidfd_open(self.proc.pid)
         except (AttributeError, OSError):
@@ -107,13 +129,25 @@ class StubProcess:
         try:
             self.ctl.send((ipc.INIT, info))
             message, _ = self.ctl.recv()
+            if message[0] not in (ipc.INIT_OK, ipc.INIT_ERROR):
+                raise ProtocolError(f"a reply with opcode {message[0]} to INIT")
+        except ProtocolError as e:
+            self.closing = True
+            self.violation(str(e))
+            self._end_after_failed_init()
+            raise TritonError(
+                f"Failed to initialize model instance '{self.instance.name}': the stub process "
+                f"broke the IPC protocol: {e}",
+                INTERNAL,
+            ) from None
         except (EOFError, OSError):
             self.closing = True
             code = self._wait(5.0)
             self._end_after_failed_init()
+            how = self.broke_protocol or _exit_text(code)
             raise TritonError(
                 f"Failed to initialize model instance '{self.instance.name}': the stub process "
-                f"ended during initialize ({_exit_text(code)})",
+                f"ended during initialize ({how})",
                 INTERNAL,
             ) from None
         if message[0] == ipc.INIT_ERROR:
@@ -132,6 +166,20 @@ class StubProcess:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             return None
+
+    def violation(self, text: str) -> None:
+        """The stub sent something that breaks the protocol: log it and kill the stub (its
+        requests then fail and it is restarted, as after a crash)."""
+        if not self.broke_protocol:
+            self.broke_protocol = f"it broke the IPC protocol: {text}"
+            _log.error(
+                "model instance '%s': the stub process (pid %d) broke the IPC protocol: %s; "
+                "killing it",
+                self.instance.name,
+                self.proc.pid,
+                text,
+            )
+        self.kill()
 
     def kill(self) -> None:
         """Kill the process. The sockets are left to the garbage collector: another thread may
@@ -161,10 +209,14 @@ class StubProcess:
             self.ctl.send((ipc.FINALIZE,))
             self.ctl.sock.settimeout(FINALIZE_WAIT_S)
             message, _ = self.ctl.recv()
+            if message[0] != ipc.FINALIZED:
+                raise ProtocolError(f"a reply with opcode {message[0]} to FINALIZE")
             if message[1]:
                 _log.error(
                     "model instance '%s': finalize failed: %s", self.instance.name, message[1]
                 )
+        except ProtocolError as e:
+            self.violation(str(e))
         except (EOFError, OSError):
             pass
         self.dead = True
@@ -195,6 +247,8 @@ class StubProcess:
                 while select.select([asy_fd], [], [], 0)[0]:
                     self._dispatch_next()
                 break
+        except ProtocolError as e:
+            self.violation(str(e))
         except (EOFError, OSError):
             pass
         finally:
@@ -206,6 +260,8 @@ class StubProcess:
         message, fds = self.asy.recv()
         try:
             self._dispatch(message, fds)
+        except ProtocolError:
+            raise
         except Exception:  # a bug here must not stop the reader: log it, keep serving
             _log.exception(
                 "model instance '%s': failed to handle a message from the stub", self.instance.name
@@ -216,10 +272,7 @@ class StubProcess:
         instance = self.instance
         if op == ipc.SEND:
             _, key, error, metas, location, final = message
-            try:
-                outputs = read_tensors(self.peer, metas, location, fds, copy=True)
-            except Exception as e:  # noqa: BLE001 - tensors a model described wrongly
-                outputs, error = [], (INTERNAL, f"model '{instance.name}' sent a bad output: {e}")
+            outputs = read_tensors(self.peer, metas, location, fds, copy=True)
             request = instance.pending.pop(key, None) if final else instance.pending.get(key)
             if request is not None and not request.finished:
                 try:
@@ -230,10 +283,12 @@ class StubProcess:
             _, call_id, spec, metas, location = message
             try:
                 inputs = read_tensors(self.peer, metas, location, fds)
-            except Exception as e:  # noqa: BLE001 - the call is answered, never left waiting
+            except ProtocolError as e:  # the block and fds are released: answer the call alone
                 error = TritonError(f"BLS request to model '{spec[0]}': {e}", INVALID_ARG)
                 self._bls_response(call_id, error, None, True)
                 return
+            model, version, outputs, *rest = spec
+            spec = (model, version, list(outputs) if outputs is not None else None, *rest)
             server = instance.backend.server
             if server is None:
                 self._bls_response(call_id, bls.no_server_error(spec[0]), None, True)
@@ -258,7 +313,7 @@ class StubProcess:
                 except Exception as e:  # checked in the stub already; log what slips through
                     _log.error("model instance '%s': %s", instance.name, e)
         elif op == ipc.CALL:
-            _, call_id, name, args = message
+            _, call_id, name, args = message  # name and args checked by ipc.CALL_ARGS
             if name == "model_control":  # may load models: not on this thread
                 threading.Thread(
                     target=self._reply_call, args=(call_id, name, args), daemon=True
@@ -273,6 +328,7 @@ class StubProcess:
                 value: Any = backend.new_metric_family(*args)
             elif name == "metric":
                 family_id, labels, buckets = args
+                buckets = list(buckets) if buckets is not None else None
                 value = backend.new_metric(family_id, labels, buckets, self.instance.name)
             elif name == "metric_value":
                 value = backend.metric_objects[args[0]].value()
@@ -286,7 +342,10 @@ class StubProcess:
         except Exception as e:
             reply = (ipc.REPLY, call_id, False, f"{type(e).__name__}: {e}")
         try:
-            self.asy.send(reply)
+            try:
+                self.asy.send(reply)
+            except (TypeError, ValueError, OverflowError) as e:  # a value msgpack cannot carry
+                self.asy.send((ipc.REPLY, call_id, False, f"'{name}' returned {e}"))
         except OSError:
             pass
 
@@ -402,14 +461,27 @@ class StubInstance:
         try:
             stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
             message, out_fds = stub.ctl.recv()
+            if message[0] == ipc.REJECTED:
+                self._rejected(batch, message[1])
+                return
+            if message[0] != ipc.DONE:
+                raise ProtocolError(f"a reply with opcode {message[0]} to EXEC")
+            _, responses, out_metas, out_location, failed, error = message
+            outputs = read_tensors(stub.peer, out_metas, out_location, out_fds, copy=True)
+            if any(n < 0 for _, _, n in responses) or sum(n for _, _, n in responses) != len(
+                outputs
+            ):
+                raise ProtocolError("the response output counts do not match the outputs sent")
+        except ProtocolError as e:
+            stub.violation(str(e))
+            self._crashed(stub)
+            raise TritonError(self._unhealthy(stub), INTERNAL) from None
         except (EOFError, OSError):
             self._crashed(stub)
             raise TritonError(self._unhealthy(stub), INTERNAL) from None
         finally:
             for fd in fds:
                 os.close(fd)
-        _, responses, out_metas, out_location, failed, error = message
-        outputs = read_tensors(stub.peer, out_metas, out_location, out_fds, copy=True)
         i = 0
         for key, err, n in responses:
             r = pending.pop(key, None)
@@ -427,6 +499,18 @@ class StubInstance:
                 if r is not None and not r.finished:
                     r.respond(None, (INTERNAL, error), True)
 
+    def _rejected(self, batch: list[Any], text: str) -> None:
+        """The stub could not read an EXEC: fail its requests, keep the stub."""
+        _log.error("model instance '%s': the stub process rejected a batch: %s", self.name, text)
+        message = (
+            f"Failed to process the request(s) for model '{self.name}', message: the stub "
+            f"process could not read the request: {text}"
+        )
+        for key, *_ in batch:
+            r = self.pending.pop(key, None)
+            if r is not None and not r.finished:
+                r.respond(None, (INTERNAL, message), True)
+
     def _unhealthy(self, stub: StubProcess | None) -> str:
         text = f"Stub process '{self.name}' is not healthy."
         if stub is not None and stub.reason:
@@ -436,7 +520,8 @@ class StubInstance:
     def _wait_for_stub(self) -> StubProcess:
         """The stub to execute on: waits for a restart in progress, starts one if needed."""
         with self._lock:
-            if self._stub is None and not self._restarting and not self._closing:
+            closing = self._closing or _server_closing(self.backend.server)
+            if self._stub is None and not self._restarting and not closing:
                 self._begin_restart()
         self._restarted.wait(RESTART_WAIT_S)
         stub = self._stub
@@ -452,10 +537,10 @@ class StubInstance:
             if stub.dead:
                 return
             stub.dead = True
-            stub.reason = _exit_text(stub._wait(2.0))
+            stub.reason = stub.broke_protocol or _exit_text(stub._wait(2.0))
             if self._stub is stub:
                 self._stub = None
-            closing = self._closing
+            closing = self._closing or _server_closing(self.backend.server)
         stub.ctl.shutdown()  # wakes the worker if it is waiting for DONE
         message = self._unhealthy(stub)
         _log.error("%s", message)
@@ -490,7 +575,7 @@ class StubInstance:
         with self._lock:
             self._restarting = False
             if stub is not None:
-                if self._closing:
+                if self._closing or _server_closing(self.backend.server):
                     closing_stub: StubProcess | None = stub
                 else:
                     self._stub, closing_stub = stub, None
@@ -536,7 +621,18 @@ class StubBackend(loader.ModelInfo):
         self._metric_lock = threading.Lock()
 
     def create_instance(self, index: int, kind: str, device_id: int) -> StubInstance:
-        instance = StubInstance(self, index, kind, device_id)
+        """Start instance ``index``. If it fails, the model does not load: the stubs of the
+        instances started before it are ended too (nothing else would end them)."""
+        try:
+            instance = StubInstance(self, index, kind, device_id)
+        except BaseException:
+            started, self.instances = self.instances, []
+            for other in started:
+                try:
+                    other.close()
+                except Exception:  # end the others whatever happens to one
+                    _log.exception("model instance '%s': ending its stub failed", other.name)
+            raise
         self.instances.append(instance)
         return instance
 

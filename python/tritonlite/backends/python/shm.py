@@ -20,9 +20,28 @@ On the consumer side, numeric tensors are zero-copy numpy views; every view of a
 ``_BlockLease`` alive, and the lease frees the block when the last view is gone. BYTES tensors
 are decoded into object arrays (a copy, as Triton does).
 
-The state word is written by one side and read by the other with plain stores and loads: the
-consumer has finished every read of a block before it writes FREE (program order, and x86-64's
-TSO keeps loads from passing later stores).
+Memory ordering (correct on weakly ordered CPUs such as aarch64, not only on x86-64's TSO).
+Two things cross between the processes:
+
+* a block's contents, producer to consumer: the producer writes the header and the data, then
+  sends the message that names the block; the consumer reads the block after receiving it. The
+  socket send and receive are system calls that take the same kernel lock (a full barrier on
+  both sides), so everything written before the send is visible after the receive.
+* the block's state word, consumer to producer, with no system call in between: the consumer
+  must have finished every read of the block before the producer may reuse it. A plain store of
+  FREE could become visible before earlier loads of the block complete (ARM lets loads pass
+  later stores), and the producer would overwrite data still being read. So the consumer
+  writes FREE with a *release* store and the producer reads the state with an *acquire* load
+  (``_core.atomic_store_u32`` / ``atomic_load_u32``, C++ ``__atomic`` builtins: Python has no
+  atomics): every read of the block happens before the producer's next write to it.
+
+The producer's own stores to the header (USED, the size) need no ordering of their own: the
+consumer never reads them before the message naming the block arrives.
+
+Both sides check what the other sent before touching memory (``read_tensors``): offsets and
+sizes must lie inside the arena or the segment, numeric tensors must have exactly the bytes
+their shape needs, and a segment must be a memfd sealed against shrinking (``memfd.py``: a
+peer that could shrink it would turn our next read into SIGBUS).
 """
 
 from __future__ import annotations
@@ -37,8 +56,10 @@ from typing import Any
 import numpy as np
 
 from ... import _core, sizes
-from ...datatypes import to_numpy
+from ...datatypes import DATATYPES, to_numpy
 from ...errors import TritonError
+from .ipc import ProtocolError
+from .memfd import map_fd, map_received, new_memfd
 
 __all__ = ["Arena", "ArenaMap", "Location", "TensorMeta", "read_tensors", "write_tensors"]
 
@@ -46,6 +67,9 @@ HEADER = 64
 ALIGN = 64
 _USED = 1
 _FREE = 0
+_load = _core.atomic_load_u32
+_store = _core.atomic_store_u32
+_DATATYPES = frozenset(DATATYPES)
 
 #: Where a message's tensor bytes are: ("a", header offset) in the sender's arena, or
 #: ("s", index of the fd passed with the message, size) for a dedicated segment, or None.
@@ -58,24 +82,10 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) & ~(ALIGN - 1)
 
 
-def _map_fd(fd: int, size: int) -> mmap.mmap:
-    return mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
-
-
 def _address(mm: mmap.mmap) -> int:
     # Raw views made from this address do not keep the mapping alive: their owner must (a lease
     # holds its ArenaMap, which holds the mmap).
     return ctypes.addressof(ctypes.c_char.from_buffer(mm))
-
-
-def new_memfd(name: str, size: int) -> int:
-    fd = os.memfd_create(name, os.MFD_CLOEXEC)
-    try:
-        os.ftruncate(fd, max(size, 1))
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
 
 
 class Arena:
@@ -95,19 +105,23 @@ class Arena:
         is closed once mapped unless ``keep_fd`` (to pass it on; then ``close_fd`` it)."""
         self.size = size
         self.fd = new_memfd(name, size) if fd is None else fd
-        self.mm = _map_fd(self.fd, size)
+        self.mm = map_fd(self.fd, size)
         if not keep_fd:
             self.close_fd()
         self.addr = _address(self.mm)
         self.words = memoryview(self.mm).cast("I")
         self._live: deque[tuple[int, int]] = deque()  # (header offset, block size), ring order
 
+    def _freed(self, header_offset: int) -> bool:
+        """The consumer is done with the block (acquire: its reads happened before)."""
+        return _load(self.mm, header_offset) == _FREE
+
     def alloc(self, nbytes: int) -> int:
         """Header offset of a new block with ``nbytes`` of data, or -1 if it does not fit now."""
         total = HEADER + _align(nbytes)
         live = self._live
         words = self.words
-        while live and words[live[0][0] >> 2] == _FREE:
+        while live and self._freed(live[0][0]):
             live.popleft()
         if not live:
             start = 0 if total <= self.size else -1
@@ -134,7 +148,7 @@ class Arena:
 
     def in_use(self) -> int:
         """Blocks not yet freed by the consumer (for tests)."""
-        return sum(1 for off, _ in self._live if self.words[off >> 2] != _FREE)
+        return sum(1 for off, _ in self._live if not self._freed(off))
 
     def close_fd(self) -> None:
         if self.fd >= 0:
@@ -177,13 +191,13 @@ class ArenaMap:
 
     def __init__(self, fd: int, size: int) -> None:
         self.size = size
-        self.mm = _map_fd(fd, size)
+        self.mm = map_fd(fd, size)
         os.close(fd)
         self.base = _address(self.mm)
-        self.words = memoryview(self.mm).cast("I")
 
     def release(self, header_offset: int) -> None:
-        self.words[header_offset >> 2] = _FREE
+        """Give a block back (release: every read of it happens before the producer reuses it)."""
+        _store(self.mm, header_offset, _FREE)
 
     def lease(self, header_offset: int) -> _BlockLease:
         return _BlockLease(self, header_offset)
@@ -228,7 +242,7 @@ def write_tensors(
         location: Location = ("a", header)
     else:
         fd = new_memfd("tritonlite-python-segment", total)
-        mm, base, fds = _map_fd(fd, max(total, 1)), 0, [fd]
+        mm, base, fds = map_fd(fd, total), 0, [fd]
         location = ("s", 0, total)
     for (_, _, _, off, nbytes), source in zip(metas, sources, strict=True):
         if nbytes == 0:
@@ -244,6 +258,41 @@ def write_tensors(
     return metas, location, fds
 
 
+#: Bytes per element by datatype (0 for BYTES).
+_ITEMSIZE = {name: _core.datatype_size(name) for name in DATATYPES}
+#: numpy's limit on dimensions.
+MAX_DIMS = 64
+
+
+def _check_metas(metas: Sequence[TensorMeta], limit: int) -> None:
+    """ProtocolError unless every tensor's bytes lie in ``[0, limit)`` of its block and are
+    exactly what its datatype and shape need (at least 4 per element for BYTES)."""
+    for name, datatype, shape, off, n in metas:
+        size = _ITEMSIZE.get(datatype)
+        if size is None:
+            raise ProtocolError(f"tensor '{name}': unknown datatype '{datatype}'")
+        if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
+            raise ProtocolError(f"tensor '{name}': invalid shape {list(shape)}")
+        if off < 0 or n < 0 or off + n > limit:
+            raise ProtocolError(
+                f"tensor '{name}': bytes [{off}, {off + n}) are outside the {limit} bytes of its "
+                "shared memory"
+            )
+        try:
+            count = sizes.element_count(shape)  # exact; [0, 2**62] refused: numpy cannot build it
+        except TritonError:
+            count = -1
+        if count < 0 or ((count * size != n) if size else (count * sizes.BYTES_PREFIX > n)):
+            raise ProtocolError(
+                f"{n} bytes cannot hold {datatype} tensor '{name}' of shape {list(shape)}"
+            )
+
+
+def _close(fds: Sequence[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
 def read_tensors(
     peer: ArenaMap | None,
     metas: Sequence[TensorMeta],
@@ -252,28 +301,27 @@ def read_tensors(
     *,
     copy: bool = False,
 ) -> list[tuple[str, Any]]:
-    """The tensors of one message as (name, numpy array) pairs.
+    """The tensors of one message as (name, numpy array) pairs. Every fd in ``fds`` is closed.
 
     Numeric tensors are zero-copy views that free the block when the last one is gone; with
     ``copy`` they are private copies as core Tensors and the block is freed at once. BYTES are
-    decoded object arrays (core Tensors with ``copy``). A descriptor whose byte size cannot be
-    its datatype and shape raises ValueError before anything is allocated for the shape."""
-    for name, dt, shape, _, n in metas:
-        if not _consistent(dt, shape, n):
-            for fd in fds:
-                os.close(fd)
-            if location is not None and location[0] == "a" and peer is not None:
-                peer.release(location[1])
-            raise ValueError(f"{n} bytes cannot hold {dt} tensor '{name}' of shape {list(shape)}")
-    if location is None:
-        for fd in fds:
-            os.close(fd)
-        return [(name, _empty(dt, shape, copy)) for name, dt, shape, _, _ in metas]
-    if location[0] == "a":
-        assert peer is not None
+    decoded object arrays (core Tensors with ``copy``). ProtocolError when the descriptors do
+    not fit their shared memory (see the module docstring)."""
+    if location is None or location[0] == "a":
+        if fds:
+            _close(fds)
+            raise ProtocolError("tensors in the arena came with a segment fd")
+        if location is None:
+            if metas:
+                _check_metas(metas, 0)  # says why, when a shape cannot be its (no) bytes
+                raise ProtocolError("tensor descriptors without shared memory")
+            return []
         header = location[1]
+        if peer is None or header < 0 or header % ALIGN or header > peer.size - HEADER:
+            raise ProtocolError(f"arena block at {header} is outside the arena")
         data_base = header + HEADER
         try:
+            _check_metas(metas, peer.size - data_base)
             if copy:
                 return [
                     (
@@ -290,37 +338,37 @@ def read_tensors(
                 (name, _arena_array(peer, lease, dt, shape, data_base + off, n))
                 for name, dt, shape, off, n in metas
             ]
+        except ProtocolError:
+            raise
+        except Exception as e:  # malformed BYTES: the core's checks
+            raise ProtocolError(f"tensor data: {e}") from None
         finally:
             if header >= 0:
                 peer.release(header)
-    fd = fds[location[1]]
+    if len(location) != 3 or location[1] != 0 or len(fds) != 1:
+        _close(fds)
+        raise ProtocolError("a segment message must come with exactly one fd")
     size = location[2]
-    mm = _map_fd(fd, max(size, 1))
-    os.close(fd)
-    if copy:
-        out = [
-            (name, _core.Tensor.from_buffer(dt, list(shape), mm[off : off + n]))
-            for name, dt, shape, off, n in metas
-        ]
-        mm.close()
-        return out
-    return [(name, _segment_array(mm, dt, shape, off, n)) for name, dt, shape, off, n in metas]
-
-
-def _consistent(datatype: str, shape: Sequence[int], n: int) -> bool:
-    """Whether ``n`` bytes can be a ``datatype`` tensor of ``shape`` (one numpy can build)."""
     try:
-        return sizes.fits(datatype, shape, n)
-    except TritonError:  # a negative dimension, or [0, 2**62]
-        return False
-
-
-def _empty(datatype: str, shape: tuple[int, ...], copy: bool) -> Any:
-    if copy:
-        return _core.Tensor.from_buffer(datatype, list(shape), b"")
-    if datatype == "BYTES":
-        return np.empty(shape, dtype=object)
-    return np.empty(shape, dtype=to_numpy(datatype))
+        _check_metas(metas, size)  # before mapping anything the descriptors ask for
+        mm = map_received(fds[0], size)
+    except (OSError, ValueError) as e:
+        raise ProtocolError(f"segment: {e}") from None
+    finally:
+        os.close(fds[0])
+    try:
+        if copy:
+            out = [
+                (name, _core.Tensor.from_buffer(dt, list(shape), mm[off : off + n]))
+                for name, dt, shape, off, n in metas
+            ]
+            mm.close()
+            return out
+        return [(name, _segment_array(mm, dt, shape, off, n)) for name, dt, shape, off, n in metas]
+    except ProtocolError:
+        raise
+    except Exception as e:
+        raise ProtocolError(f"tensor data: {e}") from None
 
 
 def _arena_array(

@@ -8,9 +8,15 @@ replies from the async socket; any thread may send (response senders, BLS, logs,
 Input tensors are zero-copy views of the server's arena; outputs are written to this process's
 own arena (see ``shm.py``).
 
-The process ends when the server closes its sockets or dies (EOF on either socket), and
-ignores SIGINT (a terminal's Ctrl-C is the server's to handle). ``command("--auto-complete")`` instead runs one model's
-``auto_complete_config`` (JSON in on stdin, JSON out on stdout).
+The process ends when the server tells it to (FINALIZE) or dies (EOF on either socket). It runs
+in its own process group and ignores SIGINT and SIGTERM (a no-op handler, so the model's own child
+processes start with the default dispositions): a signal sent to the server's process group or
+cgroup (Ctrl-C, ``timeout``, systemd's default ``KillMode``) is the server's to handle, and the
+server finishes in-flight requests before it ends its stubs. A message from the server that
+breaks the protocol (``ipc.ProtocolError``) fails the one request it was for (REJECTED for an
+EXEC, an error response for a BLS call) and the stub carries on.
+``command("--auto-complete")`` instead runs one model's ``auto_complete_config`` (JSON in on
+stdin, JSON out on stdout).
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ import socket
 import sys
 import threading
 from collections.abc import Iterator
+from types import FrameType
 from typing import Any
 
 from . import custom_metrics, ipc, loader, runtime
 from .bls import BlsSpec, spec_of
 from .executor import ExecuteError, ModelCaller, error_status, response_tensors
-from .ipc import Channel
+from .ipc import Channel, ProtocolError
 from .pb_utils import (
     STATUS_ERROR,
     InferenceRequest,
     InferenceResponse,
     InferenceResponseSender,
+    LogLevel,
     Tensor,
     TritonError,
     TritonModelException,
@@ -99,7 +107,7 @@ class _RemoteMetric:
 
     def _update(self, op: str, value: float) -> None:
         custom_metrics.check_update(self.kind, op, value, self.stub.instance_name)
-        self.stub.asy.send((ipc.METRIC, self.id, op, value))
+        self.stub.asy.send((ipc.METRIC, self.id, op, float(value)))
 
     def increment(self, value: float) -> None:
         self._update("increment", value)
@@ -205,9 +213,17 @@ class Stub:
                 message, fds = ctl.recv()
             except EOFError:
                 return
+            except ProtocolError as e:
+                self.reject(str(e))
+                continue
             op = message[0]
             if op == ipc.EXEC:
-                self.execute(message, fds)
+                try:
+                    tensors = read_tensors(self.peer, message[2], message[3], fds)
+                except ProtocolError as e:
+                    self.reject(str(e))
+                    continue
+                self.execute(message, tensors)
             elif op == ipc.FINALIZE:
                 error = None
                 try:
@@ -219,14 +235,22 @@ class Stub:
                 ctl.send((ipc.FINALIZED, error))
                 return
 
-    def execute(self, message: tuple[Any, ...], fds: list[int]) -> None:
-        _, batch, metas, location = message
+    def reject(self, text: str) -> None:
+        """Answer an EXEC we could not read: its requests fail, the stub carries on."""
         try:
-            tensors = read_tensors(self.peer, metas, location, fds)
-        except Exception as e:  # noqa: BLE001 - inconsistent tensors fail their batch, not the stub
-            failed = [entry[0] for entry in batch]
-            error = f"model '{self.instance_name}' received inputs it cannot read: {e}"
-            self.ctl.send((ipc.DONE, [], [], None, failed, error), [])
+            self.asy.send(
+                (ipc.LOG, LogLevel.ERROR, f"rejected a malformed message from the server: {text}")
+            )
+        except OSError:
+            pass
+        self.ctl.send((ipc.REJECTED, text))
+
+    def execute(self, message: tuple[Any, ...], tensors: list[tuple[str, Any]]) -> None:
+        _, batch, metas, _ = message
+        if sum(request[6] for request in batch) != len(tensors) or any(
+            request[6] < 0 for request in batch
+        ):
+            self.reject("the batch's input counts do not match its tensors")
             return
         decoupled = self.decoupled
         requests: list[InferenceRequest] = []
@@ -293,6 +317,11 @@ class Stub:
         del requests, responders, outputs
         try:
             self.ctl.send((ipc.DONE, out, out_metas, out_location, failed, error), out_fds)
+        except (TypeError, ValueError, OverflowError) as e:  # not encodable: fail the batch
+            error = self.caller.failure(f"a response could not be sent: {e}")
+            failed = list(dict.fromkeys([*failed, *(key for key, _, _ in out)]))
+            failed += [key for key, *_ in batch if key not in failed]
+            self.ctl.send((ipc.DONE, [], [], None, failed, error))
         finally:
             for fd in out_fds:
                 os.close(fd)
@@ -303,6 +332,9 @@ class Stub:
         while True:
             try:
                 message, fds = self.asy.recv()
+            except ProtocolError as e:
+                self.fail_call(e)
+                continue
             except (EOFError, OSError):
                 if not self.exiting:  # the server is gone: so are we
                     os._exit(0)
@@ -313,16 +345,21 @@ class Stub:
                 call = self.calls.get(call_id)
                 if final:
                     self.calls.pop(call_id, None)
-                if error is not None:
-                    response = InferenceResponse(
-                        error=TritonError(
-                            error[1], STATUS_ERROR.get(error[0], TritonError.INTERNAL)
-                        )
-                    )
+                pairs: list[tuple[str, Any]] = []
+                if error is None:
+                    try:
+                        pairs = read_tensors(self.peer, metas, location, fds)
+                    except ProtocolError as e:
+                        error = ("INTERNAL", f"malformed BLS response from the server: {e}")
+                        final = True
+                        self.calls.pop(call_id, None)
+                else:
                     for fd in fds:
                         os.close(fd)
+                if error is not None:
+                    status = STATUS_ERROR.get(error[0], TritonError.INTERNAL)
+                    response = InferenceResponse(error=TritonError(error[1], status))
                 else:
-                    pairs = read_tensors(self.peer, metas, location, fds)
                     response = InferenceResponse(
                         [Tensor._wrap(n, a, m[1]) for (n, a), m in zip(pairs, metas, strict=True)]
                     )
@@ -333,6 +370,23 @@ class Stub:
                 call = self.calls.pop(call_id, None)
                 if call is not None:
                     call.deliver((ok, value), True)
+
+    def fail_call(self, e: ProtocolError) -> None:
+        """A malformed message from the server: fail the call it names, if it names one."""
+        message = e.message
+        call_id = message[1] if type(message) is tuple and len(message) > 1 else None
+        call = self.calls.pop(call_id, None) if type(call_id) is int else None
+        text = f"malformed message from the server: {e}"
+        try:
+            self.asy.send((ipc.LOG, LogLevel.ERROR, text))
+        except OSError:
+            pass
+        if call is None:
+            return
+        if call.loop is None and message[0] == ipc.REPLY:
+            call.deliver((False, text), True)
+        else:
+            call.deliver(InferenceResponse(error=TritonError(text, TritonError.INTERNAL)), True)
 
     def call(self, op: str, *args: Any) -> Any:
         """A request to the server that waits for its reply; errors raise
@@ -419,17 +473,24 @@ class Stub:
 def main(argv: list[str]) -> int:
     if len(argv) > 1 and argv[1] == "--auto-complete":
         return auto_complete_main()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the server ends us (see the module docstring)
+        signal.signal(sig, _ignore_signal)
     from ... import _core
     from ...errors import TritonError as CoreError
 
     _core.set_error_class(CoreError)
-    ctl = Channel(socket.socket(fileno=int(argv[1])))
-    asy = Channel(socket.socket(fileno=int(argv[2])))
+    ctl = Channel(socket.socket(fileno=int(argv[1])), ipc.STUB_CTL)
+    asy = Channel(socket.socket(fileno=int(argv[2])), ipc.STUB_ASYNC)
     peer = ArenaMap(int(argv[3]), int(argv[5]))
     try:
         message, _ = ctl.recv()
     except EOFError:
+        return 1
+    except ProtocolError as e:
+        ctl.send((ipc.INIT_ERROR, f"malformed INIT message from the server: {e}"))
+        return 1
+    if message[0] != ipc.INIT:
+        ctl.send((ipc.INIT_ERROR, f"expected INIT from the server, got opcode {message[0]}"))
         return 1
     info = dict(message[1], arena_fd=int(argv[4]))
     stub = Stub(ctl, asy, peer, info)
@@ -448,6 +509,10 @@ def main(argv: list[str]) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)  # no interpreter teardown: model threads and leases go with the process
+
+
+def _ignore_signal(signum: int, frame: FrameType | None) -> None:
+    """SIGINT/SIGTERM: the server's to act on, not ours."""
 
 
 def auto_complete_main() -> int:
