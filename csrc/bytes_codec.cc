@@ -1,5 +1,6 @@
 #include "bytes_codec.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "status.h"
@@ -23,7 +24,11 @@ uint32_t ReadLength(const uint8_t* p) {
 std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t expected_count,
                                      const std::string& what) {
   std::vector<BytesElement> out;
-  if (expected_count > 0) out.reserve(static_cast<size_t>(expected_count));
+  // The count comes from a shape on the wire: reserve no more than the buffer can hold (each
+  // element takes at least its 4-byte length prefix).
+  if (expected_count > 0) {
+    out.reserve(std::min(static_cast<size_t>(expected_count), size / 4));
+  }
   size_t pos = 0;
   while (pos < size) {
     if (size - pos < 4) Malformed(what, out.size(), pos, size, "truncated length prefix");

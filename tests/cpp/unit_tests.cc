@@ -457,6 +457,18 @@ TEST(bytes_codec_parse) {
   CHECK(ParseBytes(nullptr, 0, 0).empty());
 }
 
+// Found by fuzz_bytes_codec / fuzz_infer_decoder: the element count of a shape from the wire
+// was reserved before anything was parsed (a 20-byte request could ask for terabytes).
+TEST(bytes_codec_huge_expected_count_is_invalid_arg) {
+  const std::string buf = BytesBuffer({"ab"});
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), buf.size(), int64_t{1} << 50), StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), buf.size(), std::numeric_limits<int64_t>::max()),
+                    StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(Tensor::View(DataType::kBytes, Shape{int64_t{1} << 50}, buf.data(),
+                                 buf.size(), nullptr),
+                    StatusCode::kInvalidArg);
+}
+
 // ---------------------------------------------------------------------------------------------
 // ModelInferRequest decoder
 
