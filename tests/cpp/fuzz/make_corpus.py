@@ -11,6 +11,7 @@ fuzz_grpc_connection serves on its fast path. Run: .venv/bin/python tests/cpp/fu
 from __future__ import annotations
 
 import hashlib
+import json
 import queue
 import socket
 import struct
@@ -110,8 +111,10 @@ def cut(name: str, capture: bytes) -> None:
     write("http2_connection", name, b"\x09\x00\x00\x00" + capture)
     fs = frames(capture)
     records = b"".join(
-        bytes([t, f]) + (bytes([s]) if s < 0xFF else b"\xff" + struct.pack(">I", s))
-        + struct.pack(">H", len(p)) + p
+        bytes([t, f])
+        + (bytes([s]) if s < 0xFF else b"\xff" + struct.pack(">I", s))
+        + struct.pack(">H", len(p))
+        + p
         for t, f, s, p in fs
         if len(p) < 0x10000
     )
@@ -143,7 +146,7 @@ def capture_all(proxy: RecordingProxy) -> None:
         client = grpcclient.InferenceServerClient(f"127.0.0.1:{proxy.port}")
         try:
             action(client)
-        except Exception as e:  # the models do not exist: the bytes sent are what matter
+        except Exception as e:  # noqa: BLE001 -- the models do not exist: the bytes sent are what matter
             print(f"{name}: {type(e).__name__}")
         client.close()
         cut(name, proxy.captures.get(timeout=30))
@@ -157,8 +160,15 @@ def capture_all(proxy: RecordingProxy) -> None:
     def strings(client):  # type: ignore[no-untyped-def]
         x = grpcclient.InferInput("INPUT0", [3], "BYTES")
         x.set_data_from_numpy(np.array([b"hello", b"", "w\u00f6rld".encode()], dtype=np.object_))
-        client.infer("echo_bytes", [x], priority=1, timeout=1000000, sequence_id=7,
-                     sequence_start=True, client_timeout=5)
+        client.infer(
+            "echo_bytes",
+            [x],
+            priority=1,
+            timeout=1000000,
+            sequence_id=7,
+            sequence_start=True,
+            client_timeout=5,
+        )
 
     def stream(client):  # type: ignore[no-untyped-def]
         results: queue.Queue[object] = queue.Queue()
@@ -176,18 +186,114 @@ def capture_all(proxy: RecordingProxy) -> None:
     run("model_ready", lambda c: c.is_model_ready("echo_fp32"))
 
 
-def main() -> None:
-    from serving import ServerProcess
+def python_seeds(bytes_elements: bytes) -> None:
+    """Seeds of the atheris targets: the bundled models' config.pbtxt files, and HTTP requests
+    in atheris_http_codec.py's layout (header length, model/encoding byte, body)."""
+    for path in sorted((HERE.parents[2] / "model_repository").glob("*/config.pbtxt")):
+        write("config", path.parent.name, path.read_bytes())
 
-    with tempfile.TemporaryDirectory() as repo, ServerProcess(repo) as server:
-        proxy = RecordingProxy(server.grpc_port)
-        time.sleep(0.1)
-        capture_all(proxy)
+    def http(
+        name: str,
+        model: int,
+        header: dict | None,
+        binary: bytes = b"",
+        raw: bool = False,
+        gzip: bool = False,
+    ) -> None:  # type: ignore[type-arg]
+        text = json.dumps(header).encode() if header is not None else b""
+        body = text + binary
+        length = 0 if raw else (0xFFFF if not binary else len(text))
+        if gzip:
+            z = zlib.compressobj(wbits=31)
+            body = z.compress(body) + z.flush()
+        write("http_codec", name, struct.pack(">HB", length, model + (3 if gzip else 0)) + body)
+
+    fp32 = {"name": "INPUT0", "datatype": "FP32", "shape": [1, 3], "data": [1, 2.5, -3]}
+    http("json_fp32", 0, {"id": "r1", "inputs": [fp32], "outputs": [{"name": "OUTPUT0"}]})
+    http("json_fp32_gzip", 0, {"inputs": [fp32]}, gzip=True)
+    http(
+        "json_bytes",
+        1,
+        {"inputs": [{"name": "INPUT0", "datatype": "BYTES", "shape": [2], "data": ["ab", "c"]}]},
+    )
+    http(
+        "binary_fp32",
+        0,
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [1, 2],
+                    "parameters": {"binary_data_size": 8},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        },
+        struct.pack("<2f", 1.0, 2.0),
+    )
+    http(
+        "binary_bytes",
+        1,
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "BYTES",
+                    "shape": [3],
+                    "parameters": {"binary_data_size": len(bytes_elements)},
+                }
+            ],
+            "outputs": [{"name": "OUTPUT0", "parameters": {"binary_data": True}}],
+        },
+        bytes_elements,
+    )
+    http(
+        "shm_in_out",
+        0,
+        {
+            "inputs": [
+                {
+                    "name": "INPUT0",
+                    "datatype": "FP32",
+                    "shape": [1, 4],
+                    "parameters": {
+                        "shared_memory_region": "r0",
+                        "shared_memory_offset": 16,
+                        "shared_memory_byte_size": 16,
+                    },
+                }
+            ],
+            "outputs": [
+                {
+                    "name": "INPUT0",
+                    "parameters": {
+                        "shared_memory_region": "r0",
+                        "shared_memory_offset": 100,
+                        "shared_memory_byte_size": 16,
+                    },
+                }
+            ],
+        },
+    )
+    http("raw_int32", 2, None, struct.pack("<4i", 1, 2, 3, 4), raw=True)
+
+
+def main() -> None:
+    """All seeds; with --no-capture only the hand-written ones (no server needed)."""
+    if "--no-capture" not in sys.argv:
+        from serving import ServerProcess
+
+        with tempfile.TemporaryDirectory() as repo, ServerProcess(repo) as server:
+            proxy = RecordingProxy(server.grpc_port)
+            time.sleep(0.1)
+            capture_all(proxy)
     # Hand-written seeds for the targets that take no captured bytes.
-    bytes_elements = b"".join(struct.pack("<I", len(s)) + s for s in (b"hello", b"", b"w\xc3\xb6rld"))
-    write("bytes_codec", "three", b"\x03" + bytes_elements)
-    write("bytes_codec", "any_count", b"\xff" + bytes_elements)
+    elements = b"".join(struct.pack("<I", len(s)) + s for s in (b"hello", b"", b"w\xc3\xb6rld"))
+    write("bytes_codec", "three", b"\x03" + elements)
+    write("bytes_codec", "any_count", b"\xff" + elements)
     write("bytes_codec", "empty", b"\x00")
+    python_seeds(elements)
     print(f"corpora written under {CORPUS}")
 
 
