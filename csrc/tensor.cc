@@ -31,6 +31,22 @@ int64_t ElementCount(const Shape& shape) {
   return n;
 }
 
+namespace {
+
+// element_count * element size, refused when it does not fit in size_t (a shape from the wire
+// could otherwise wrap around to the byte size it came with).
+size_t ByteSizeOf(DataType dtype, const Shape& shape) {
+  const auto count = static_cast<uint64_t>(ElementCount(shape));
+  const uint64_t size = DataTypeSize(dtype);
+  if (size != 0 && count > std::numeric_limits<size_t>::max() / size) {
+    throw Error(StatusCode::kInvalidArg, std::string("shape ") + ShapeToString(shape) +
+                                             " is too large for " + DataTypeName(dtype));
+  }
+  return static_cast<size_t>(count * size);
+}
+
+}  // namespace
+
 Tensor Tensor::Allocate(DataType dtype, Shape shape, size_t byte_size) {
   std::shared_ptr<uint8_t[]> buffer(new uint8_t[byte_size == 0 ? 1 : byte_size]);
   Tensor t;
@@ -46,7 +62,7 @@ Tensor Tensor::Allocate(DataType dtype, Shape shape) {
   if (dtype == DataType::kBytes || dtype == DataType::kInvalid) {
     throw Error(StatusCode::kInvalidArg, "Allocate(shape) needs a fixed-size datatype");
   }
-  size_t bytes = static_cast<size_t>(ElementCount(shape)) * DataTypeSize(dtype);
+  const size_t bytes = ByteSizeOf(dtype, shape);
   return Allocate(dtype, std::move(shape), bytes);
 }
 
@@ -61,7 +77,7 @@ Tensor Tensor::View(DataType dtype, Shape shape, const void* data, size_t byte_s
       ParseBytes(static_cast<const uint8_t*>(data), byte_size, count);
     }
   } else {
-    size_t expected = static_cast<size_t>(count) * DataTypeSize(dtype);
+    const size_t expected = ByteSizeOf(dtype, shape);
     if (expected != byte_size) {
       throw Error(StatusCode::kInvalidArg,
                   std::string("unexpected byte size for ") + DataTypeName(dtype) + " tensor of shape " +

@@ -543,6 +543,20 @@ TEST(infer_decoder_rejects) {
   CHECK(!DecodeModelInferRequest(U8(past), past.size(), &w));
 }
 
+// Found by fuzz_infer_decoder: element_count * element size wrapped around, so an FP64 input of
+// shape [2^61] with no bytes was a valid view of 2^61 elements (an over-read for whoever reads
+// them: the batcher, the backend).
+TEST(tensor_view_size_overflow_is_invalid_arg) {
+  const std::string eight(8, '\0');
+  CHECK_THROWS_CODE(Tensor::View(DataType::kFp64, Shape{int64_t{1} << 61}, eight.data(), 0, nullptr),
+                    StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(
+      Tensor::View(DataType::kInt32, Shape{int64_t{1} << 62, 4}, eight.data(), 0, nullptr),
+      StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(Tensor::Allocate(DataType::kFp64, Shape{int64_t{1} << 61}),
+                    StatusCode::kInvalidArg);
+}
+
 TEST(tensor_view_checks) {
   const std::string eight(8, '\0');
   Tensor t = Tensor::View(DataType::kFp32, Shape{1, 2}, eight.data(), 8, nullptr);
