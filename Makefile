@@ -93,14 +93,15 @@ $(eval $(call sanitized_venv,asan,address$(comma)undefined))
 $(eval $(call sanitized_venv,tsan,thread))
 
 # Core, transport and stress tests under ASan+UBSan. CPython is not instrumented: libasan is
-# preloaded and leak detection is off (CPython's own allocations would be reported). Reports
+# preloaded (with libstdc++, whose __cxa_throw its interceptor must find at startup) and leak
+# detection is off (CPython's own allocations would be reported). Reports
 # of every process (servers and stubs included) go to build/asan/reports/.
 SANITIZE_TESTS ?= tests/test_tensor.py tests/test_scheduler.py tests/test_sequence.py \
 	tests/test_http2_hpack.py tests/test_grpc_native.py tests/test_grpc_native_compression.py \
 	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py
 test-sanitize: .venv-asan/.built
 	rm -rf build/asan/reports && mkdir -p build/asan/reports
-	LD_PRELOAD=$$(gcc -print-file-name=libasan.so) \
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so) \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(abspath build/asan/reports)/asan \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(abspath build/asan/reports)/ubsan \
 		.venv-asan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(SANITIZE_TESTS)
@@ -115,7 +116,7 @@ TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py \
 	tests/test_grpc_native.py::test_reload_under_load_never_fails
 test-tsan: .venv-tsan/.built
 	rm -rf build/tsan/reports && mkdir -p build/tsan/reports
-	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so) \
+	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so):$$(gcc -print-file-name=libstdc++.so) \
 	TSAN_OPTIONS=suppressions=$(abspath tests/cpp/tsan.supp):log_path=$(abspath build/tsan/reports)/tsan:second_deadlock_stack=1 \
 		.venv-tsan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(TSAN_TESTS)
 	@if ls build/tsan/reports/* >/dev/null 2>&1; then cat build/tsan/reports/*; exit 1; fi
