@@ -15,8 +15,9 @@ HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
 METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
+comma := ,
 
-.PHONY: serve test install models clean
+.PHONY: serve test install models clean fuzz fuzz-deps test-sanitize test-tsan
 
 serve: install models
 	$(VENV)/bin/tritonlite-server --model-repository model_repository \
@@ -49,3 +50,74 @@ $(VENV)/.built: $(VENV)/.deps $(CORE_INPUTS)
 
 clean:
 	rm -rf build $(VENV)
+
+# ---- Fuzzing and sanitizers (README: "Fuzzing and sanitizers") -------------------------------
+
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
+FUZZ_BUILD := build/fuzz
+NINJA := $(abspath $(VENV))/bin/ninja
+
+# clang, libFuzzer and the sanitizer runtimes (Debian packages), atheris in the venv.
+fuzz-deps: install
+	@if ! command -v clang++ >/dev/null || ! ls /usr/lib/llvm-*/lib/clang/*/lib/linux/libclang_rt.fuzzer-x86_64.a >/dev/null 2>&1; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q clang && \
+		v=$$(clang --version | sed -n 's/.*clang version \([0-9]*\).*/\1/p' | head -1) && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q libclang-rt-$$v-dev; \
+	fi
+	@$(PY) -c "import atheris" 2>/dev/null || $(PIP) install atheris
+
+# Builds every libFuzzer target (-fsanitize=fuzzer,address,undefined) in build/fuzz and runs all
+# targets for FUZZ_SECONDS each with their seed corpus; a table at the end, non-zero on a crash.
+fuzz: fuzz-deps
+	CC=clang CXX=clang++ cmake -S tests/cpp -B $(FUZZ_BUILD) -G Ninja -DCMAKE_MAKE_PROGRAM=$(NINJA) \
+		-DTRITONLITE_FUZZ=ON >/dev/null
+	cmake --build $(FUZZ_BUILD)
+	$(PY) tests/cpp/fuzz/run_fuzzers.py --seconds $(FUZZ_SECONDS) --build $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
+# The extension built with sanitizers into build/<name> and installed (not editable) into its
+# own venv, .venv-<name>, which sees .venv's packages through a .pth file: the normal build and
+# venv are untouched. $(call sanitized_venv,name,sanitizers)
+define sanitized_venv
+.venv-$(1)/.built: $(VENV)/.deps $(CORE_INPUTS)
+	test -x .venv-$(1)/bin/python || $(PYTHON) -m venv .venv-$(1)
+	.venv-$(1)/bin/python -c "import site, sysconfig; \
+		open(sysconfig.get_paths()['purelib'] + '/_tritonlite_deps.pth', 'w').write( \
+		'$(abspath $(VENV))/lib/python%d.%d/site-packages\n' % __import__('sys').version_info[:2])"
+	.venv-$(1)/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation --no-deps \
+		-C build-dir=build/$(1) -C cmake.build-type=RelWithDebInfo \
+		-C cmake.define.TRITONLITE_SANITIZE=$(2) -C cmake.define.TRITONLITE_CUDA=OFF .
+	touch $$@
+endef
+$(eval $(call sanitized_venv,asan,address$(comma)undefined))
+$(eval $(call sanitized_venv,tsan,thread))
+
+# Core, transport and stress tests under ASan+UBSan. CPython is not instrumented: libasan is
+# preloaded (with libstdc++, whose __cxa_throw its interceptor must find at startup) and leak
+# detection is off (CPython's own allocations would be reported). Reports
+# of every process (servers and stubs included) go to build/asan/reports/.
+SANITIZE_TESTS ?= tests/test_tensor.py tests/test_scheduler.py tests/test_sequence.py \
+	tests/test_http2_hpack.py tests/test_grpc_native.py tests/test_grpc_native_compression.py \
+	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py
+test-sanitize: .venv-asan/.built
+	rm -rf build/asan/reports && mkdir -p build/asan/reports
+	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so) \
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(abspath build/asan/reports)/asan \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(abspath build/asan/reports)/ubsan \
+		.venv-asan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(SANITIZE_TESTS)
+	@if ls build/asan/reports/* >/dev/null 2>&1; then cat build/asan/reports/*; exit 1; fi
+	@echo "no ASan/UBSan reports"
+
+# The concurrency tests (dynamic batching, sequences with implicit state and idle release,
+# reload under load, close while busy) under ThreadSanitizer; tests/cpp/tsan.supp names the
+# CPython/onnxruntime internals it may not judge.
+TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py \
+	tests/test_repository.py::test_poll_reload_under_load_has_zero_failures \
+	tests/test_grpc_native.py::test_reload_under_load_never_fails
+test-tsan: .venv-tsan/.built
+	rm -rf build/tsan/reports && mkdir -p build/tsan/reports
+	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so):$$(gcc -print-file-name=libstdc++.so) \
+	TSAN_OPTIONS=suppressions=$(abspath tests/cpp/tsan.supp):log_path=$(abspath build/tsan/reports)/tsan:second_deadlock_stack=1 \
+		.venv-tsan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(TSAN_TESTS)
+	@if ls build/tsan/reports/* >/dev/null 2>&1; then cat build/tsan/reports/*; exit 1; fi
+	@echo "no ThreadSanitizer reports"

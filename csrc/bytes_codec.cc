@@ -1,5 +1,6 @@
 #include "bytes_codec.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "status.h"

@@ -228,6 +228,16 @@ def test_unknown_field_error_has_line() -> None:
     )
 
 
+def test_enum_number_out_of_range_is_invalid_arg() -> None:
+    """Found by tests/cpp/fuzz/atheris_config.py: protobuf raised a bare ValueError."""
+    text = 'input [ { name: "IN" data_type: 77777777777777777777 dims: [ 4 ] } ]'
+    with pytest.raises(TritonError) as excinfo:
+        cfg.parse_config_text(text, "m")
+    assert errmsg(excinfo).startswith(
+        "failed to read text proto from config.pbtxt for model 'm': Value out of range"
+    )
+
+
 def test_unknown_data_type_lists_valid_types() -> None:
     with pytest.raises(TritonError) as excinfo:
         cfg.parse_config_text('input [ { name: "IN" data_type: TYPE_FOO dims: [ 4 ] } ]', "m")

@@ -173,6 +173,11 @@ def parse_config_text(text: str, model_name: str, source: str = CONFIG_FILENAME)
             + _describe_text_error(e),
             INVALID_ARG,
         ) from None
+    except ValueError as e:  # protobuf raises it for an enum number out of int32 range
+        raise TritonError(
+            f"failed to read text proto from {source} for model '{model_name}': {e}",
+            INVALID_ARG,
+        ) from None
     return config
 
 

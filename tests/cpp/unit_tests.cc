@@ -1,0 +1,595 @@
+// C++ unit tests of the decoders' edge cases: HPACK (RFC 7541 examples, malformed blocks),
+// HTTP/2 frames and connection errors, gRPC message framing and decompression, the BYTES codec,
+// the ModelInferRequest decoder and tensor views. A tiny runner: each TEST registers itself;
+// `tritonlite_cpp_tests [substring]` runs those whose name contains the substring, prints one
+// line per test and exits non-zero if any failed. tests/test_cpp.py builds and runs it.
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <functional>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "bytes_codec.h"
+#include "grpc_compression.h"
+#include "grpc_protocol.h"
+#include "http2_connection.h"
+#include "http2_frame.h"
+#include "http2_hpack.h"
+#include "http2_huffman.h"
+#include "infer_codec.h"
+#include "status.h"
+#include "tensor.h"
+
+using namespace tritonlite;
+using namespace tritonlite::http2;
+
+// ---------------------------------------------------------------------------------------------
+// Runner
+
+namespace {
+
+struct Failure : std::exception {
+  std::string what_;
+  Failure(const char* file, int line, const std::string& what)
+      : what_(std::string(file) + ":" + std::to_string(line) + ": " + what) {}
+  const char* what() const noexcept override { return what_.c_str(); }
+};
+
+struct TestCase {
+  const char* name;
+  void (*fn)();
+};
+
+std::vector<TestCase>& Registry() {
+  static std::vector<TestCase> tests;
+  return tests;
+}
+
+struct Registrar {
+  Registrar(const char* name, void (*fn)()) { Registry().push_back({name, fn}); }
+};
+
+}  // namespace
+
+#define TEST(name)                                  \
+  static void test_##name();                        \
+  static Registrar registrar_##name(#name, test_##name); \
+  static void test_##name()
+
+#define CHECK(cond)                                                 \
+  do {                                                              \
+    if (!(cond)) throw Failure(__FILE__, __LINE__, "CHECK(" #cond ")"); \
+  } while (0)
+
+#define CHECK_EQ(a, b)                                                                   \
+  do {                                                                                   \
+    if (!((a) == (b))) throw Failure(__FILE__, __LINE__, "CHECK_EQ(" #a ", " #b ")");   \
+  } while (0)
+
+// `expr` must throw tritonlite::Error with `code` (any other exception fails the test).
+#define CHECK_THROWS_CODE(expr, code_)                                                     \
+  do {                                                                                     \
+    bool thrown_ = false;                                                                  \
+    try {                                                                                  \
+      expr;                                                                                \
+    } catch (const Error& e_) {                                                            \
+      thrown_ = true;                                                                      \
+      if (e_.code() != (code_)) {                                                          \
+        throw Failure(__FILE__, __LINE__, "wrong code from " #expr ": " + std::string(e_.what())); \
+      }                                                                                    \
+    } catch (const Failure&) {                                                             \
+      throw;                                                                               \
+    } catch (const std::exception& e_) {                                                   \
+      throw Failure(__FILE__, __LINE__,                                                    \
+                    "expected Error from " #expr ", got std::exception: " + std::string(e_.what())); \
+    }                                                                                      \
+    if (!thrown_) throw Failure(__FILE__, __LINE__, "no exception from " #expr);          \
+  } while (0)
+
+namespace {
+
+std::vector<uint8_t> Hex(const char* hex) {
+  std::vector<uint8_t> out;
+  auto nibble = [](char c) {
+    return c <= '9' ? c - '0' : (c | 0x20) - 'a' + 10;
+  };
+  for (const char* p = hex; *p;) {
+    if (*p == ' ') {
+      ++p;
+      continue;
+    }
+    out.push_back(static_cast<uint8_t>(nibble(p[0]) << 4 | nibble(p[1])));
+    p += 2;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// HPACK
+
+bool DecodeHex(HpackDecoder& d, const char* hex, HeaderList* out, std::string* error,
+               size_t max_list = 1u << 20) {
+  const auto block = Hex(hex);
+  return d.Decode(block.data(), block.size(), max_list, out, error);
+}
+
+void CheckHeaders(const HeaderList& got, const std::vector<std::pair<std::string, std::string>>& want) {
+  CHECK_EQ(got.size(), want.size());
+  for (size_t i = 0; i < want.size(); ++i) {
+    CHECK_EQ(got[i].name, want[i].first);
+    CHECK_EQ(got[i].value, want[i].second);
+  }
+}
+
+// RFC 7541 C.3 (plain) and C.4 (Huffman): three requests on one connection, the dynamic table
+// carrying over; sizes from the RFC.
+void CheckRfcRequests(const char* const blocks[3]) {
+  HpackDecoder d;
+  std::string error;
+  HeaderList h1, h2, h3;
+  CHECK(DecodeHex(d, blocks[0], &h1, &error));
+  CheckHeaders(h1, {{":method", "GET"}, {":scheme", "http"}, {":path", "/"},
+                    {":authority", "www.example.com"}});
+  CHECK_EQ(d.table_size(), 57u);
+  CHECK(DecodeHex(d, blocks[1], &h2, &error));
+  CheckHeaders(h2, {{":method", "GET"}, {":scheme", "http"}, {":path", "/"},
+                    {":authority", "www.example.com"}, {"cache-control", "no-cache"}});
+  CHECK_EQ(d.table_size(), 110u);
+  CHECK(DecodeHex(d, blocks[2], &h3, &error));
+  CheckHeaders(h3, {{":method", "GET"}, {":scheme", "https"}, {":path", "/index.html"},
+                    {":authority", "www.example.com"}, {"custom-key", "custom-value"}});
+  CHECK_EQ(d.table_size(), 164u);
+  CHECK_EQ(d.table_entries(), 3u);
+}
+
+}  // namespace
+
+TEST(hpack_rfc7541_c3_plain) {
+  const char* const blocks[3] = {
+      "828684410f7777772e6578616d706c652e636f6d",
+      "828684be58086e6f2d6361636865",
+      "828785bf400a637573746f6d2d6b65790c637573746f6d2d76616c7565"};
+  CheckRfcRequests(blocks);
+}
+
+TEST(hpack_rfc7541_c4_huffman) {
+  const char* const blocks[3] = {
+      "828684418cf1e3c2e5f23a6ba0ab90f4ff",
+      "828684be5886a8eb10649cbf",
+      "828785bf408825a849e95ba97d7f8925a849e95bb8e8b4bf"};
+  CheckRfcRequests(blocks);
+}
+
+TEST(hpack_rejects_malformed_blocks) {
+  const char* const bad[] = {
+      "80",                  // index 0
+      "be",                  // dynamic index 62 with an empty table
+      "ff808080808010",      // index integer beyond 2^32
+      "ffffffffffffffffff",  // integer that never ends within the block
+      "0f",                  // literal with a truncated name index
+      "0003616263",          // literal whose value is missing
+      "00056162",            // name length past the end of the block
+      "3fe21f",              // size update to 4096 + 2^12 > the 4096 limit
+      "8220",                // size update after a header field
+  };
+  for (const char* hex : bad) {
+    HpackDecoder d;
+    HeaderList h;
+    std::string error;
+    if (DecodeHex(d, hex, &h, &error)) throw Failure(__FILE__, __LINE__, std::string("accepted ") + hex);
+    CHECK(!error.empty());
+  }
+}
+
+TEST(hpack_size_updates_and_eviction) {
+  HpackDecoder d(4096);
+  HeaderList h;
+  std::string error;
+  CHECK(DecodeHex(d, "400a637573746f6d2d6b65790c637573746f6d2d76616c7565", &h, &error));
+  CHECK_EQ(d.table_size(), 54u);
+  CHECK(DecodeHex(d, "20", &h, &error));  // size update to 0 empties the table
+  CHECK_EQ(d.table_entries(), 0u);
+  CHECK(DecodeHex(d, "3f11", &h, &error));  // back to 48: an entry of 54 bytes does not fit
+  h.clear();
+  CHECK(DecodeHex(d, "400a637573746f6d2d6b65790c637573746f6d2d76616c7565", &h, &error));
+  CHECK_EQ(d.table_entries(), 0u);  // larger than the table: emptied, not added (4.4)
+  CHECK_EQ(h.size(), 1u);
+}
+
+TEST(hpack_header_list_limit) {
+  HpackDecoder d;
+  HeaderList h;
+  std::string error;
+  // custom-key: custom-value is 54 bytes as counted by SETTINGS_MAX_HEADER_LIST_SIZE.
+  CHECK(!DecodeHex(d, "000a637573746f6d2d6b65790c637573746f6d2d76616c7565", &h, &error, 53));
+  CHECK(error.find("larger than 53") != std::string::npos);
+  h.clear();
+  CHECK(DecodeHex(d, "000a637573746f6d2d6b65790c637573746f6d2d76616c7565", &h, &error, 54));
+}
+
+TEST(huffman_padding_and_eos) {
+  std::string out;
+  CHECK(HuffmanDecode(Hex("1f").data(), 1, &out));  // 'a' (00011) + 111 padding
+  CHECK_EQ(out, "a");
+  out.clear();
+  CHECK(!HuffmanDecode(Hex("18").data(), 1, &out));  // padding of zeros
+  CHECK(!HuffmanDecode(Hex("ffff").data(), 2, &out));  // 16 bits of padding
+  CHECK(!HuffmanDecode(Hex("fffffffc").data(), 4, &out));  // EOS (30 ones) then 00
+  out.clear();
+  CHECK(HuffmanDecode(nullptr, 0, &out));
+  CHECK(out.empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP/2 frames and connection errors
+
+namespace {
+
+struct RecordingHandler : ConnectionHandler {
+  std::vector<std::pair<uint32_t, HeaderList>> requests;
+  std::string body;
+  int resets = 0;
+  void OnRequestHeaders(uint32_t id, HeaderList&& headers, bool) override {
+    requests.emplace_back(id, std::move(headers));
+  }
+  void OnRequestData(uint32_t, const uint8_t* data, size_t size, bool) override {
+    body.append(reinterpret_cast<const char*>(data), size);
+  }
+  void OnStreamReset(uint32_t, ErrorCode) override { ++resets; }
+};
+
+std::string ClientStart() {
+  std::string wire(kClientPreface, kClientPrefaceSize);
+  AppendSettingsFrame(&wire, "");
+  return wire;
+}
+
+std::string RequestBlock() {
+  std::string block;
+  HpackAppendIndexed(&block, 3);  // :method POST
+  HpackAppendIndexed(&block, 6);  // :scheme http
+  HpackAppendLiteralWithIndexedName(&block, 4, "/svc/Method");  // :path
+  return block;
+}
+
+// Feeds `wire` to a fresh connection; returns it failed or not, with the GOAWAY's error code
+// (or -1 when there is none) in `goaway_code`.
+struct Fed {
+  RecordingHandler handler;
+  Connection conn{&handler, ConnectionOptions{}};
+  int goaway_code = -1;
+  explicit Fed(const std::string& wire, size_t piece = SIZE_MAX) {
+    conn.Start();
+    for (size_t pos = 0; pos < wire.size(); pos += piece) {
+      const size_t n = std::min(piece, wire.size() - pos);
+      conn.Feed(reinterpret_cast<const uint8_t*>(wire.data()) + pos, n, 1);
+    }
+    const std::string out(conn.output_data(), conn.output_size());
+    for (size_t pos = 0; pos + kFrameHeaderSize <= out.size();) {
+      const FrameHeader h = ParseFrameHeader(reinterpret_cast<const uint8_t*>(out.data()) + pos);
+      if (h.type == static_cast<uint8_t>(FrameType::kGoAway)) {
+        goaway_code = static_cast<int>(
+            ReadUint32(reinterpret_cast<const uint8_t*>(out.data()) + pos + kFrameHeaderSize + 4));
+      }
+      pos += kFrameHeaderSize + h.length;
+    }
+  }
+};
+
+}  // namespace
+
+TEST(frame_header_parse_and_continuation_split) {
+  const auto raw = Hex("00400a01059abcdef0");
+  const FrameHeader h = ParseFrameHeader(raw.data());
+  CHECK_EQ(h.length, 0x400au);
+  CHECK_EQ(h.type, 1);
+  CHECK_EQ(h.flags, 5);
+  CHECK_EQ(h.stream_id, 0x1abcdef0u);  // reserved bit cleared
+  std::string out;
+  AppendHeaderBlock(&out, 3, std::string(40000, 'x'), true, 16384);
+  // HEADERS 16384 (END_STREAM), CONTINUATION 16384, CONTINUATION 7232 (END_HEADERS)
+  const auto* p = reinterpret_cast<const uint8_t*>(out.data());
+  FrameHeader a = ParseFrameHeader(p);
+  FrameHeader b = ParseFrameHeader(p + 9 + 16384);
+  FrameHeader c = ParseFrameHeader(p + 18 + 2 * 16384);
+  CHECK(a.type == 1 && a.length == 16384 && a.flags == flags::kEndStream);
+  CHECK(b.type == 9 && b.length == 16384 && b.flags == 0);
+  CHECK(c.type == 9 && c.length == 7232 && c.flags == flags::kEndHeaders);
+  CHECK_EQ(out.size(), 27u + 40000u);
+}
+
+TEST(connection_request_in_one_byte_pieces) {
+  std::string wire = ClientStart();
+  const std::string block = RequestBlock();
+  AppendFrameHeader(&wire, static_cast<uint32_t>(block.size() - 3), FrameType::kHeaders, 0, 1);
+  wire.append(block, 0, block.size() - 3);
+  AppendFrameHeader(&wire, 3, FrameType::kContinuation, flags::kEndHeaders, 1);
+  wire.append(block, block.size() - 3, 3);
+  // Padded DATA: pad length 2, body "hello", 2 bytes of padding.
+  AppendFrameHeader(&wire, 8, FrameType::kData, flags::kPadded | flags::kEndStream, 1);
+  wire += std::string("\x02hello\0\0", 8);
+  Fed f(wire, 1);
+  CHECK(!f.conn.failed());
+  CHECK_EQ(f.handler.requests.size(), 1u);
+  CHECK_EQ(f.handler.requests[0].second[2].value, "/svc/Method");
+  CHECK_EQ(f.handler.body, "hello");
+}
+
+TEST(connection_errors) {
+  struct Case {
+    const char* what;
+    std::string frames;
+    ErrorCode code;
+  };
+  std::vector<Case> cases;
+  auto frame = [](FrameType type, uint8_t fl, uint32_t stream, const std::string& payload) {
+    std::string f;
+    AppendFrameHeader(&f, static_cast<uint32_t>(payload.size()), type, fl, stream);
+    return f + payload;
+  };
+  std::string headers1 = frame(FrameType::kHeaders, flags::kEndHeaders, 1, RequestBlock());
+  cases.push_back({"frame above SETTINGS_MAX_FRAME_SIZE",
+                   frame(FrameType::kPing, 0, 0, std::string(16385, '\0')),
+                   ErrorCode::kFrameSizeError});
+  cases.push_back({"DATA on stream 0", frame(FrameType::kData, 0, 0, "x"),
+                   ErrorCode::kProtocolError});
+  cases.push_back({"DATA padding covering the frame",
+                   headers1 + frame(FrameType::kData, flags::kPadded, 1, std::string("\x04xyz", 4)),
+                   ErrorCode::kProtocolError});
+  cases.push_back({"SETTINGS not a multiple of 6", frame(FrameType::kSettings, 0, 0, "12345"),
+                   ErrorCode::kFrameSizeError});
+  cases.push_back({"connection window overflow",
+                   frame(FrameType::kWindowUpdate, 0, 0, "\x7f\xff\xff\xff"),
+                   ErrorCode::kFlowControlError});
+  cases.push_back({"HEADERS padding beyond the frame",
+                   frame(FrameType::kHeaders, flags::kPadded | flags::kEndHeaders, 1, "\x09" "ab"),
+                   ErrorCode::kProtocolError});
+  cases.push_back({"bad HPACK", frame(FrameType::kHeaders, flags::kEndHeaders, 1, "\x80"),
+                   ErrorCode::kCompressionError});
+  cases.push_back({"CONTINUATION expected",
+                   frame(FrameType::kHeaders, 0, 1, "\x83") + frame(FrameType::kPing, 0, 0, "12345678"),
+                   ErrorCode::kProtocolError});
+  cases.push_back({"even stream id",
+                   frame(FrameType::kHeaders, flags::kEndHeaders, 2, RequestBlock()),
+                   ErrorCode::kProtocolError});
+  for (const Case& c : cases) {
+    Fed f(ClientStart() + c.frames);
+    if (!f.conn.failed() || f.goaway_code != static_cast<int>(c.code)) {
+      throw Failure(__FILE__, __LINE__, std::string(c.what) + ": got GOAWAY code " +
+                                            std::to_string(f.goaway_code));
+    }
+  }
+  Fed bad_preface("PRI * HTTP/1.1\r\n");
+  CHECK(bad_preface.conn.failed());
+  CHECK_EQ(bad_preface.goaway_code, static_cast<int>(ErrorCode::kProtocolError));
+}
+
+// ---------------------------------------------------------------------------------------------
+// gRPC messages
+
+TEST(grpc_message_reader_framing) {
+  grpc::MessageReader reader(10);
+  std::vector<grpc::ReceivedMessage> out;
+  std::string error;
+  const std::string wire = std::string("\0\0\0\0\3abc\0\0\0\0\0\1\0\0\0\2xy", 20);
+  for (char c : wire) {
+    CHECK(reader.Append(reinterpret_cast<const uint8_t*>(&c), 1, &out, &error));
+  }
+  CHECK_EQ(out.size(), 3u);
+  CHECK_EQ(std::string(reinterpret_cast<const char*>(out[0].message->data()), 3), "abc");
+  CHECK_EQ(out[1].message->size(), 0u);
+  CHECK(out[2].compressed);
+  CHECK(!reader.partial());
+  CHECK(reader.Append(reinterpret_cast<const uint8_t*>("\0\0"), 2, &out, &error));
+  CHECK(reader.partial());
+  grpc::MessageReader small(10);
+  CHECK(!small.Append(reinterpret_cast<const uint8_t*>("\0\0\0\0\x0b"), 5, &out, &error));
+  CHECK_EQ(error, "Received message larger than max (11 vs. 10)");
+}
+
+TEST(grpc_decompress_limits) {
+  if (!grpc::CanDecompress("gzip")) return;  // built without zlib
+  const std::string message(100000, 'a');
+  std::string framed;
+  CHECK(grpc::FrameCompressed(grpc::Encoding::kGzip,
+                              reinterpret_cast<const uint8_t*>(message.data()), message.size(),
+                              &framed));
+  const auto* z = reinterpret_cast<const uint8_t*>(framed.data()) + grpc::kMessagePrefixSize;
+  const size_t zsize = framed.size() - grpc::kMessagePrefixSize;
+  std::string out;
+  CHECK(grpc::Decompress("gzip", z, zsize, message.size(), &out) == grpc::DecompressResult::kOk);
+  CHECK(out == message);
+  // A bomb: refused as soon as the output passes the maximum.
+  CHECK(grpc::Decompress("gzip", z, zsize, 1000, &out) == grpc::DecompressResult::kTooLarge);
+  CHECK(grpc::Decompress("gzip", z, zsize - 1, message.size(), &out) ==
+        grpc::DecompressResult::kCorrupt);  // truncated
+  CHECK(grpc::Decompress("deflate", z, zsize, message.size(), &out) ==
+        grpc::DecompressResult::kCorrupt);  // wrong format
+  CHECK(grpc::Decompress("br", z, zsize, message.size(), &out) ==
+        grpc::DecompressResult::kCorrupt);
+}
+
+TEST(grpc_timeout_parse) {
+  uint64_t ns = 0;
+  CHECK(grpc::ParseGrpcTimeout("1S", &ns) && ns == 1000000000ull);
+  CHECK(grpc::ParseGrpcTimeout("99999999m", &ns) && ns == 99999999000000ull);
+  CHECK(!grpc::ParseGrpcTimeout("99999999H", &ns));  // beyond 2^62 ns: no deadline
+  CHECK(!grpc::ParseGrpcTimeout("123456789S", &ns));  // 9 digits
+  CHECK(!grpc::ParseGrpcTimeout("1X", &ns));
+  CHECK(!grpc::ParseGrpcTimeout("S", &ns));
+  CHECK(!grpc::ParseGrpcTimeout("", &ns));
+  CHECK(!grpc::ParseGrpcTimeout("-1S", &ns));
+}
+
+// ---------------------------------------------------------------------------------------------
+// BYTES codec
+
+namespace {
+
+std::string BytesBuffer(const std::vector<std::string>& elements) {
+  std::string out;
+  for (const std::string& e : elements) AppendBytesElement(&out, e.data(), e.size());
+  return out;
+}
+
+const uint8_t* U8(const std::string& s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+
+}  // namespace
+
+TEST(bytes_codec_parse) {
+  const std::string buf = BytesBuffer({"hello", "", "x"});
+  const auto elements = ParseBytes(U8(buf), buf.size(), 3);
+  CHECK_EQ(elements.size(), 3u);
+  CHECK(elements[0].offset == 4 && elements[0].size == 5);
+  CHECK(elements[1].offset == 13 && elements[1].size == 0);
+  CHECK(elements[2].offset == 17 && elements[2].size == 1);
+  CHECK_EQ(BytesElementOffset(U8(buf), buf.size(), 2), 13u);
+  CHECK_EQ(BytesElementOffset(U8(buf), buf.size(), 3), buf.size());
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), buf.size(), 2), StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), buf.size() - 1, -1), StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), 2, -1), StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(BytesElementOffset(U8(buf), buf.size(), 4), StatusCode::kInvalidArg);
+  const std::string past = std::string("\xff\xff\xff\xff", 4) + "ab";
+  CHECK_THROWS_CODE(ParseBytes(U8(past), past.size(), -1), StatusCode::kInvalidArg);
+  CHECK(ParseBytes(nullptr, 0, 0).empty());
+}
+
+// Found by fuzz_bytes_codec / fuzz_infer_decoder: the element count of a shape from the wire
+// was reserved before anything was parsed (a 20-byte request could ask for terabytes).
+TEST(bytes_codec_huge_expected_count_is_invalid_arg) {
+  const std::string buf = BytesBuffer({"ab"});
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), buf.size(), int64_t{1} << 50), StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(ParseBytes(U8(buf), buf.size(), std::numeric_limits<int64_t>::max()),
+                    StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(Tensor::View(DataType::kBytes, Shape{int64_t{1} << 50}, buf.data(),
+                                 buf.size(), nullptr),
+                    StatusCode::kInvalidArg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// ModelInferRequest decoder
+
+namespace {
+
+// A minimal protobuf writer for building requests.
+struct Pb {
+  std::string s;
+  Pb& Varint(uint64_t v) {
+    while (v >= 0x80) {
+      s.push_back(static_cast<char>(v | 0x80));
+      v >>= 7;
+    }
+    s.push_back(static_cast<char>(v));
+    return *this;
+  }
+  Pb& Tag(uint32_t field, uint32_t type) { return Varint(field << 3 | type); }
+  Pb& Bytes(uint32_t field, const std::string& v) {
+    Tag(field, 2).Varint(v.size());
+    s += v;
+    return *this;
+  }
+  Pb& Int(uint32_t field, uint64_t v) { return Tag(field, 0).Varint(v); }
+};
+
+std::string Input(const std::string& name, const std::string& dtype, std::vector<int64_t> shape) {
+  Pb in;
+  in.Bytes(1, name).Bytes(2, dtype);
+  for (int64_t d : shape) in.Int(3, static_cast<uint64_t>(d));
+  return in.s;
+}
+
+}  // namespace
+
+TEST(infer_decoder_request) {
+  Pb param_value;
+  param_value.Int(2, 5);  // int64_param
+  Pb entry;
+  entry.Bytes(1, "priority").Bytes(2, param_value.s);
+  Pb req;
+  req.Bytes(1, "model").Bytes(2, "1").Bytes(3, "id-1").Bytes(4, entry.s);
+  req.Bytes(5, Input("INPUT0", "FP32", {1, 2}));
+  req.Tag(99, 5).s += "abcd";  // unknown fixed32 field: skipped
+  req.Bytes(6, Pb().Bytes(1, "OUTPUT0").s);
+  req.Bytes(7, std::string(8, '\0'));
+  WireInferRequest w;
+  CHECK(DecodeModelInferRequest(U8(req.s), req.s.size(), &w));
+  CHECK(w.model_name == "model" && w.model_version == "1" && w.id == "id-1");
+  CHECK_EQ(w.inputs.size(), 1u);
+  CHECK(w.inputs[0].name == "INPUT0" && w.inputs[0].datatype == "FP32");
+  CHECK(w.inputs[0].shape == (Shape{1, 2}));
+  CHECK(w.outputs.size() == 1 && w.outputs[0].name == "OUTPUT0");
+  CHECK(w.raw_input_contents.size() == 1 && w.raw_input_contents[0].size() == 8);
+  const WireParameter* p = FindParameter(w.parameters, "priority");
+  CHECK(p != nullptr && p->kind == WireParameter::Kind::kInt64 && p->int64_value == 5);
+  // Cut inside the last field (raw_input_contents): refused.
+  WireInferRequest partial;
+  CHECK(!DecodeModelInferRequest(U8(req.s), req.s.size() - 1, &partial));
+}
+
+TEST(infer_decoder_rejects) {
+  WireInferRequest w;
+  const std::string bad_utf8 = Pb().Bytes(1, "\xc0\xaf").s;  // overlong '/'
+  CHECK(!DecodeModelInferRequest(U8(bad_utf8), bad_utf8.size(), &w));
+  const std::string long_varint = std::string("\x08") + std::string(11, '\xff');
+  CHECK(!DecodeModelInferRequest(U8(long_varint), long_varint.size(), &w));
+  const std::string group = Pb().Tag(1, 3).s;  // start group
+  CHECK(!DecodeModelInferRequest(U8(group), group.size(), &w));
+  const std::string field0 = Pb().Int(0, 1).s;
+  CHECK(!DecodeModelInferRequest(U8(field0), field0.size(), &w));
+  const std::string past = Pb().Tag(7, 2).Varint(100).s + "abc";
+  CHECK(!DecodeModelInferRequest(U8(past), past.size(), &w));
+}
+
+// Found by fuzz_infer_decoder: element_count * element size wrapped around, so an FP64 input of
+// shape [2^61] with no bytes was a valid view of 2^61 elements (an over-read for whoever reads
+// them: the batcher, the backend).
+TEST(tensor_view_size_overflow_is_invalid_arg) {
+  const std::string eight(8, '\0');
+  CHECK_THROWS_CODE(Tensor::View(DataType::kFp64, Shape{int64_t{1} << 61}, eight.data(), 0, nullptr),
+                    StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(
+      Tensor::View(DataType::kInt32, Shape{int64_t{1} << 62, 4}, eight.data(), 0, nullptr),
+      StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(Tensor::Allocate(DataType::kFp64, Shape{int64_t{1} << 61}),
+                    StatusCode::kInvalidArg);
+}
+
+TEST(tensor_view_checks) {
+  const std::string eight(8, '\0');
+  Tensor t = Tensor::View(DataType::kFp32, Shape{1, 2}, eight.data(), 8, nullptr);
+  CHECK_EQ(t.element_count(), 2);
+  CHECK_THROWS_CODE(Tensor::View(DataType::kFp32, Shape{3}, eight.data(), 8, nullptr),
+                    StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(Tensor::View(DataType::kFp32, Shape{-1}, eight.data(), 8, nullptr),
+                    StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(
+      Tensor::View(DataType::kFp32, Shape{int64_t{1} << 40, int64_t{1} << 40}, eight.data(), 8,
+                   nullptr),
+      StatusCode::kInvalidArg);
+}
+
+// ---------------------------------------------------------------------------------------------
+
+int main(int argc, char** argv) {
+  const std::string filter = argc > 1 ? argv[1] : "";
+  int failed = 0, run = 0;
+  for (const TestCase& t : Registry()) {
+    if (!filter.empty() && std::string(t.name).find(filter) == std::string::npos) continue;
+    ++run;
+    try {
+      t.fn();
+      std::printf("ok   %s\n", t.name);
+    } catch (const std::exception& e) {
+      ++failed;
+      std::printf("FAIL %s: %s\n", t.name, e.what());
+    } catch (...) {
+      ++failed;
+      std::printf("FAIL %s: unknown exception\n", t.name);
+    }
+  }
+  std::printf("%d tests, %d failed\n", run, failed);
+  return failed == 0 && run > 0 ? 0 : 1;
+}
