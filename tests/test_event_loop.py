@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-
 from serving import ServerProcess, write_config
 
 #: A stall of the event loop during a load lasted as long as the load (seconds); an answer

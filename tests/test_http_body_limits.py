@@ -20,7 +20,6 @@ from typing import Any, Self
 
 import numpy as np
 import pytest
-
 from models import make_identity_onnx
 from serving import ServerProcess, write_config
 from tritonlite import Server, cli

@@ -268,24 +268,29 @@ def _check_metas(metas: Sequence[TensorMeta], limit: int) -> None:
     """ProtocolError unless every tensor's bytes lie in ``[0, limit)`` of its block and are
     exactly what its datatype and shape need (at least 4 per element for BYTES)."""
     for name, datatype, shape, off, n in metas:
-        size = _ITEMSIZE.get(datatype)
-        if size is None:
-            raise ProtocolError(f"tensor '{name}': unknown datatype '{datatype}'")
-        if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
-            raise ProtocolError(f"tensor '{name}': invalid shape {list(shape)}")
+        _check_shape(name, datatype, shape, n)
         if off < 0 or n < 0 or off + n > limit:
             raise ProtocolError(
                 f"tensor '{name}': bytes [{off}, {off + n}) are outside the {limit} bytes of its "
                 "shared memory"
             )
-        try:
-            count = sizes.element_count(shape)  # exact; [0, 2**62] refused: numpy cannot build it
-        except TritonError:
-            count = -1
-        if count < 0 or ((count * size != n) if size else (count * sizes.BYTES_PREFIX > n)):
-            raise ProtocolError(
-                f"{n} bytes cannot hold {datatype} tensor '{name}' of shape {list(shape)}"
-            )
+
+
+def _check_shape(name: str, datatype: str, shape: Sequence[int], n: int) -> None:
+    """ProtocolError unless ``n`` bytes are what a ``datatype`` tensor of ``shape`` needs."""
+    size = _ITEMSIZE.get(datatype)
+    if size is None:
+        raise ProtocolError(f"tensor '{name}': unknown datatype '{datatype}'")
+    if len(shape) > MAX_DIMS or any(d < 0 for d in shape):
+        raise ProtocolError(f"tensor '{name}': invalid shape {list(shape)}")
+    try:
+        count = sizes.element_count(shape)  # exact; [0, 2**62] refused: numpy cannot build it
+    except TritonError:
+        count = -1
+    if count < 0 or ((count * size != n) if size else (count * sizes.BYTES_PREFIX > n)):
+        raise ProtocolError(
+            f"{n} bytes cannot hold {datatype} tensor '{name}' of shape {list(shape)}"
+        )
 
 
 def _close(fds: Sequence[int]) -> None:
@@ -313,7 +318,8 @@ def read_tensors(
             raise ProtocolError("tensors in the arena came with a segment fd")
         if location is None:
             if metas:
-                _check_metas(metas, 0)  # says why, when a shape cannot be its (no) bytes
+                for name, datatype, shape, _, n in metas:  # say why, when a shape is wrong
+                    _check_shape(name, datatype, shape, n)
                 raise ProtocolError("tensor descriptors without shared memory")
             return []
         header = location[1]
