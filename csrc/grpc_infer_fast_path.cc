@@ -1,6 +1,8 @@
 #include "grpc_infer_fast_path.h"
 
+#include <iterator>
 #include <limits>
+#include <string_view>
 #include <utility>
 
 #include "datatype.h"
@@ -25,10 +27,21 @@ bool UnsignedParameter(const WireParameter& p, uint64_t* value) {
 }
 
 // Request-level parameters into the request; false for anything the fast path leaves to Python.
+// A key given more than once counts with its last value (protobuf map semantics): one pass
+// from the end, skipping keys already applied, so a request repeating keys costs linear time.
 bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
-  for (const auto& kv : parameters) {
-    const std::string_view key = kv.first;
-    const WireParameter& p = *FindParameter(parameters, key);  // the last value of the key
+  static constexpr std::string_view kKnown[] = {"priority",       "timeout",
+                                                "sequence_id",    "sequence_start",
+                                                "sequence_end",   "triton_enable_empty_final_response"};
+  bool applied[std::size(kKnown)] = {};
+  for (auto it = parameters.rbegin(); it != parameters.rend(); ++it) {
+    const std::string_view key = it->first;
+    const WireParameter& p = it->second;
+    size_t index = 0;
+    while (index < std::size(kKnown) && kKnown[index] != key) ++index;
+    if (index == std::size(kKnown)) return false;  // left to Python
+    if (applied[index]) continue;                  // an earlier value, overridden
+    applied[index] = true;
     uint64_t u = 0;
     if (key == "priority") {
       if (!UnsignedParameter(p, &u) || u > std::numeric_limits<uint32_t>::max()) return false;
