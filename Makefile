@@ -98,7 +98,8 @@ $(eval $(call sanitized_venv,tsan,thread))
 # of every process (servers and stubs included) go to build/asan/reports/.
 SANITIZE_TESTS ?= tests/test_tensor.py tests/test_scheduler.py tests/test_sequence.py \
 	tests/test_http2_hpack.py tests/test_grpc_native.py tests/test_grpc_native_compression.py \
-	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py
+	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py \
+	tests/test_sizes.py tests/test_hostile_http2.py tests/test_grpc_repeated_parameters.py
 test-sanitize: .venv-asan/.built
 	rm -rf build/asan/reports && mkdir -p build/asan/reports
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so) \
@@ -111,7 +112,7 @@ test-sanitize: .venv-asan/.built
 # The concurrency tests (dynamic batching, sequences with implicit state and idle release,
 # reload under load, close while busy) under ThreadSanitizer; tests/cpp/tsan.supp names the
 # CPython/onnxruntime internals it may not judge.
-TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py \
+TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py tests/test_stress.py \
 	tests/test_repository.py::test_poll_reload_under_load_has_zero_failures \
 	tests/test_grpc_native.py::test_reload_under_load_never_fails
 test-tsan: .venv-tsan/.built
