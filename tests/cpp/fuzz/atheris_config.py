@@ -9,11 +9,10 @@ refused with a message, never crash the repository poll or the load API.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 
-import atheris
+from atheris_main import fuzz
 from tritonlite import config as cfg
 from tritonlite.errors import TritonError
 
@@ -37,11 +36,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    # tritonlite is an editable install (a custom loader atheris's import hook does not
-    # instrument reliably): instrument every loaded Python function instead.
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,9 @@ from __future__ import annotations
 
 import atexit
 import os
-import sys
 from types import SimpleNamespace
 
-import atheris
+from atheris_main import fuzz
 from tritonlite.config import parse_config_text
 from tritonlite.errors import TritonError
 from tritonlite.frontends import http as http_frontend
@@ -87,11 +86,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    # tritonlite is an editable install (a custom loader atheris's import hook does not
-    # instrument reliably): instrument every loaded Python function instead.
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input)
 
 
 if __name__ == "__main__":

@@ -14,10 +14,10 @@ from __future__ import annotations
 import atexit
 import mmap
 import os
-import sys
 
 import atheris
 import numpy as np
+from atheris_main import fuzz
 from tritonlite.errors import TritonError
 from tritonlite.shared_memory import SystemSharedMemoryRegistry
 
@@ -77,9 +77,7 @@ def test_one_input(data: bytes) -> None:
 
 
 def main() -> None:
-    atheris.instrument_all()
-    atheris.Setup(sys.argv, test_one_input)
-    atheris.Fuzz()
+    fuzz(test_one_input)
 
 
 if __name__ == "__main__":
