@@ -105,7 +105,7 @@ test-sanitize: .venv-asan/.built
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so) \
 	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:log_path=$(abspath build/asan/reports)/asan \
 	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(abspath build/asan/reports)/ubsan \
-		.venv-asan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(SANITIZE_TESTS)
+	TRITONLITE_SANITIZED=1 .venv-asan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(SANITIZE_TESTS)
 	@if ls build/asan/reports/* >/dev/null 2>&1; then cat build/asan/reports/*; exit 1; fi
 	@echo "no ASan/UBSan reports"
 
@@ -119,6 +119,6 @@ test-tsan: .venv-tsan/.built
 	rm -rf build/tsan/reports && mkdir -p build/tsan/reports
 	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so):$$(gcc -print-file-name=libstdc++.so) \
 	TSAN_OPTIONS=suppressions=$(abspath tests/cpp/tsan.supp):log_path=$(abspath build/tsan/reports)/tsan:second_deadlock_stack=1 \
-		.venv-tsan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(TSAN_TESTS)
+	TRITONLITE_SANITIZED=1 .venv-tsan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(TSAN_TESTS)
 	@if ls build/tsan/reports/* >/dev/null 2>&1; then cat build/tsan/reports/*; exit 1; fi
 	@echo "no ThreadSanitizer reports"

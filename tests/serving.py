@@ -11,6 +11,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+#: Set by ``make test-sanitize`` / ``make test-tsan``: the sanitizers hold freed memory back
+#: (ASan's quarantine, TSan's shadow), so memory budgets measured as RSS do not apply there.
+SANITIZED = bool(os.environ.get("TRITONLITE_SANITIZED"))
+
 
 def free_port() -> int:
     with socket.socket() as s:

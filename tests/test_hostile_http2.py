@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 import pytest
 from models import make_identity_onnx
-from serving import ServerProcess, write_config
+from serving import SANITIZED, ServerProcess, write_config
 from tritonlite import _core
 from tritonlite._proto import grpc_service_pb2 as pb
 
@@ -399,7 +399,7 @@ def attack(
     )
     assert not probe.errors, probe.errors
     assert worst < liveness, f"the well-behaved client waited {worst:.1f} s"
-    assert growth < RSS_BUDGET, f"server RSS grew by {growth >> 20} MiB"
+    assert SANITIZED or growth < RSS_BUDGET, f"server RSS grew by {growth >> 20} MiB"
 
 
 def repeat(out: dict[str, Any], once: Any, seconds: float = 0.5, most: int = 500) -> None:

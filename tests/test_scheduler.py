@@ -596,6 +596,7 @@ def test_request_dropped_without_final_response_fails_cleanly(server: Server) ->
 
 def test_second_final_response_is_refused(server: Server) -> None:
     errors: list[str] = []
+    tried = threading.Event()
 
     def twice(r: Any) -> None:
         out = _double(r)  # inputs are released with the final response
@@ -604,9 +605,11 @@ def test_second_final_response_is_refused(server: Server) -> None:
             r.respond(out)
         except TritonError as e:
             errors.append(e.message)
+        tried.set()
 
     server.add_model(config(f'name: "m" max_batch_size: 1 {IO}'), PerRequest(twice))
     np.testing.assert_array_equal(server.infer("m", {"IN": row(1)})["OUT"], row(2))
+    assert tried.wait(30)  # the caller is answered by the first respond, before the second
     assert errors and "final response was already sent" in errors[0]
 
 
