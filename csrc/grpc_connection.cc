@@ -62,8 +62,21 @@ GrpcConnection::GrpcConnection(int fd, uint64_t id, TransportContext* context,
   ArmTimer();
 }
 
+namespace {
+constexpr size_t kMaxDrainOnClose = size_t{4} << 20;
+}  // namespace
+
 GrpcConnection::~GrpcConnection() {
   for (auto& kv : calls_) CancelForwarded(kv.second);
+  // Closing with unread input makes the kernel answer with RST, and an RST can destroy the
+  // GOAWAY still waiting in the peer's receive buffer: discard what has arrived (bounded,
+  // without waiting) so the peer reads our last frames, then FIN.
+  uint8_t sink[16384];
+  for (size_t drained = 0; drained < kMaxDrainOnClose;) {
+    const ssize_t n = recv(fd_, sink, sizeof sink, MSG_DONTWAIT);
+    if (n <= 0) break;
+    drained += static_cast<size_t>(n);
+  }
   close(fd_);
 }
 
