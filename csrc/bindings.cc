@@ -1550,10 +1550,16 @@ PYBIND11_MODULE(_core, m) {
         Tensor t = SerializeBytes(arr);
         return py::bytes(reinterpret_cast<const char*>(t.data()), t.byte_size());
       }, py::arg("array"), "Triton BYTES serialization of an array's elements (C order).");
-  m.def("bytes_element_count", [](py::buffer buf) {
-        const py::buffer_info info = buf.request();
-        return CountBytesElements(static_cast<const uint8_t*>(info.ptr),
-                                  static_cast<size_t>(info.size * info.itemsize));
+  m.def("bytes_element_count", [](py::handle buf) {
+        // C-contiguous only: a strided or reversed view's bytes are not where ptr..ptr+len is.
+        Py_buffer view;
+        if (PyObject_GetBuffer(buf.ptr(), &view, PyBUF_C_CONTIGUOUS) != 0) {
+          PyErr_Clear();
+          ThrowInvalid("BYTES data must be a C-contiguous buffer");
+        }
+        const std::unique_ptr<Py_buffer, void (*)(Py_buffer*)> release(&view, PyBuffer_Release);
+        return CountBytesElements(static_cast<const uint8_t*>(view.buf),
+                                  static_cast<size_t>(view.len));
       }, py::arg("buffer"), "Elements in a Triton BYTES serialization (nothing is allocated).");
   m.def("deserialize_bytes", [](py::buffer buf, std::vector<int64_t> shape) {
         return DeserializeBytes(TensorFromBuffer("BYTES", shape, buf, 0, py::none()));

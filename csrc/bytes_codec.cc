@@ -47,21 +47,23 @@ size_t WalkBytes(const uint8_t* data, size_t size, const std::string& what, Each
 
 std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t expected_count,
                                      const std::string& what) {
-  // Every element takes at least its 4-byte length prefix: a shape announcing more elements
-  // than the buffer can hold is refused before anything is allocated for them (the count is
-  // the peer's; reserving count x 16 bytes from it would let a tiny request allocate terabytes).
-  const size_t most = size / 4;
-  if (expected_count >= 0 && static_cast<uint64_t>(expected_count) > most) {
-    CountMismatch(what, expected_count, CountBytesElements(data, size, what));
-  }
   std::vector<BytesElement> out;
-  out.reserve(expected_count >= 0 ? static_cast<size_t>(expected_count) : 0);
+  // The count is the peer's: reserve no more than the buffer can hold (every element takes at
+  // least its 4-byte length prefix), or a tiny request could reserve terabytes.
+  if (expected_count > 0) out.reserve(std::min(static_cast<size_t>(expected_count), size / 4));
   WalkBytes(data, size, what,
             [&out](size_t offset, uint32_t len) { out.push_back(BytesElement{offset, len}); });
   if (expected_count >= 0 && static_cast<int64_t>(out.size()) != expected_count) {
     CountMismatch(what, expected_count, out.size());
   }
   return out;
+}
+
+void CheckBytes(const uint8_t* data, size_t size, int64_t expected_count, const std::string& what) {
+  const size_t count = CountBytesElements(data, size, what);
+  if (expected_count >= 0 && static_cast<int64_t>(count) != expected_count) {
+    CountMismatch(what, expected_count, count);
+  }
 }
 
 size_t CountBytesElements(const uint8_t* data, size_t size, const std::string& what) {

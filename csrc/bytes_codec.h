@@ -19,6 +19,10 @@ struct BytesElement {
 std::vector<BytesElement> ParseBytes(const uint8_t* data, size_t size, int64_t expected_count,
                                      const std::string& what = "BYTES tensor");
 
+// ParseBytes' checks without its result: allocates nothing.
+void CheckBytes(const uint8_t* data, size_t size, int64_t expected_count,
+                const std::string& what = "BYTES tensor");
+
 // The number of elements in a serialized buffer, allocating nothing. Throws INVALID_ARG (naming
 // `what`) on a malformed buffer.
 size_t CountBytesElements(const uint8_t* data, size_t size,

@@ -96,9 +96,9 @@ uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now, std::vector<RequestPtr>* e
 
 void DynamicBatcher::FailExpired(std::vector<RequestPtr>* expired) {
   for (RequestPtr& r : *expired) {
-    r->Fail(Status(StatusCode::kUnavailable, "Request timeout expired: request for model '" +
-                                                 model_name_ +
-                                                 "' waited longer than its queue timeout"));
+    r->FailFromScheduler(Status(StatusCode::kUnavailable,
+                                "Request timeout expired: request for model '" + model_name_ +
+                                    "' waited longer than its queue timeout"));
   }
   expired->clear();  // the requests (their sinks) go here, without the lock
 }

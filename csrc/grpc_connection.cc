@@ -221,15 +221,7 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
       FailCall(stream_id, GrpcStatus::kResourceExhausted, error);
       return;
     }
-    Recount(call);
-    const size_t budget = context_->options.max_connection_memory;
-    if (budget != 0 && input_bytes_ > budget) {
-      FailCall(stream_id, GrpcStatus::kResourceExhausted,
-               "connection memory budget exceeded: " + std::to_string(input_bytes_) +
-                   " bytes of requests held, the limit is " + std::to_string(budget) +
-                   " (--grpc-max-connection-memory)");
-      return;
-    }
+    if (!RecountWithinBudget(stream_id, call)) return;
   }
   if (end_stream) {
     if (call.inflating) {
@@ -254,15 +246,21 @@ bool GrpcConnection::Accept(uint32_t stream_id, Call& call, ReceivedMessage&& re
   // Inflating may take long (up to the maximum message size): not on the I/O thread.
   call.inflating = true;
   call.inflating_bytes = received.message->size();
-  context_->inflater->Submit(InflatePool::Job{AddressOf(stream_id, call), call.encoding,
-                                              std::move(received.message),
-                                              context_->options.max_message_bytes});
+  call.inflate_cancelled = std::make_shared<std::atomic<bool>>(false);
+  if (!context_->inflater->Submit(InflatePool::Job{
+          AddressOf(stream_id, call), call.encoding, std::move(received.message),
+          context_->options.max_message_bytes, call.inflate_cancelled})) {
+    FailCall(stream_id, GrpcStatus::kResourceExhausted,
+             "too many compressed request bytes are waiting to be inflated");
+    return false;
+  }
   return true;
 }
 
 void GrpcConnection::OnInflated(uint32_t stream_id, Call& call, Outbound&& item) {
   call.inflating = false;
   call.inflating_bytes = 0;
+  call.inflate_cancelled.reset();
   if (item.status != GrpcStatus::kOk) {
     FailCall(stream_id, item.status, item.message);
     return;
@@ -273,7 +271,7 @@ void GrpcConnection::OnInflated(uint32_t stream_id, Call& call, Outbound&& item)
     call.backlog.pop_front();
     if (!Accept(stream_id, call, std::move(next))) return;
   }
-  Recount(call);
+  if (!RecountWithinBudget(stream_id, call)) return;  // what it inflated to counts too
   if (!call.inflating && call.end_pending) {
     call.end_pending = false;
     OnRequestEnd(stream_id, call);
@@ -366,7 +364,7 @@ void GrpcConnection::Deliver(Outbound&& item) {
       break;
     case Outbound::Kind::kInflated:
       OnInflated(id, call, std::move(item));
-      return;
+      break;
     case Outbound::Kind::kFinish: {
       const bool headers_sent = call.headers_sent;
       EraseCall(it);
@@ -410,6 +408,7 @@ void GrpcConnection::OnStreamReset(uint32_t stream_id, http2::ErrorCode) {
 }
 
 void GrpcConnection::EraseCall(std::unordered_map<uint32_t, Call>::iterator it) {
+  if (it->second.inflate_cancelled) it->second.inflate_cancelled->store(true);
   input_bytes_ -= it->second.held;
   calls_.erase(it);
   if (calls_.empty()) timers_.CallsEnded(NowNs());
@@ -421,6 +420,17 @@ void GrpcConnection::Recount(Call& call) {
   for (const ReceivedMessage& m : call.backlog) held += m.message->size();
   input_bytes_ = input_bytes_ - call.held + held;
   call.held = held;
+}
+
+bool GrpcConnection::RecountWithinBudget(uint32_t stream_id, Call& call) {
+  Recount(call);
+  const size_t budget = context_->options.max_connection_memory;
+  if (budget == 0 || input_bytes_ <= budget) return true;
+  FailCall(stream_id, GrpcStatus::kResourceExhausted,
+           "connection memory budget exceeded: " + std::to_string(input_bytes_) +
+               " bytes of requests held, the limit is " + std::to_string(budget) +
+               " (--grpc-max-connection-memory)");
+  return false;
 }
 
 bool GrpcConnection::WithinOutputBudget() {

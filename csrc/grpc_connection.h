@@ -125,6 +125,8 @@ class GrpcConnection : private http2::ConnectionHandler {
     // A message is being inflated (InflatePool); what arrives meanwhile waits behind it.
     bool inflating = false;
     size_t inflating_bytes = 0;  // its compressed size
+    // Set when the call ends: the InflatePool then skips the call's job instead of inflating it.
+    std::shared_ptr<std::atomic<bool>> inflate_cancelled;
     std::deque<ReceivedMessage> backlog;
     bool end_pending = false;  // the client half-closed behind the backlog
     size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
@@ -142,6 +144,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   void EraseCall(std::unordered_map<uint32_t, Call>::iterator it);
   // Recounts the request bytes `call` holds.
   void Recount(Call& call);
+  // Recount, then the connection's memory budget: false when the call was failed for it.
+  bool RecountWithinBudget(uint32_t stream_id, Call& call);
   // Checks the memory budget after output was queued; false after GOAWAY(ENHANCE_YOUR_CALM).
   bool WithinOutputBudget();
 

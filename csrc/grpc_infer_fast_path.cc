@@ -1,6 +1,5 @@
 #include "grpc_infer_fast_path.h"
 
-#include <iterator>
 #include <limits>
 #include <string_view>
 #include <utility>
@@ -30,45 +29,50 @@ bool UnsignedParameter(const WireParameter& p, uint64_t* value) {
 // A key given more than once counts with its last value (protobuf map semantics): one pass
 // from the end, skipping keys already applied, so a request repeating keys costs linear time.
 bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
-  static constexpr std::string_view kKnown[] = {"priority",       "timeout",
-                                                "sequence_id",    "sequence_start",
-                                                "sequence_end",   "triton_enable_empty_final_response"};
-  bool applied[std::size(kKnown)] = {};
+  enum Key : size_t { kPriority, kTimeout, kSequenceId, kStart, kEnd, kEmptyFinal, kKeyCount };
+  static constexpr std::string_view kNames[kKeyCount] = {
+      "priority",       "timeout",      "sequence_id",
+      "sequence_start", "sequence_end", "triton_enable_empty_final_response"};
+  bool applied[kKeyCount] = {};
   for (auto it = parameters.rbegin(); it != parameters.rend(); ++it) {
-    const std::string_view key = it->first;
+    size_t key = 0;
+    while (key < kKeyCount && kNames[key] != it->first) ++key;
+    if (key == kKeyCount) return false;  // left to Python
+    if (applied[key]) continue;          // an earlier value, overridden
+    applied[key] = true;
     const WireParameter& p = it->second;
-    size_t index = 0;
-    while (index < std::size(kKnown) && kKnown[index] != key) ++index;
-    if (index == std::size(kKnown)) return false;  // left to Python
-    if (applied[index]) continue;                  // an earlier value, overridden
-    applied[index] = true;
     uint64_t u = 0;
-    if (key == "priority") {
-      if (!UnsignedParameter(p, &u) || u > std::numeric_limits<uint32_t>::max()) return false;
-      r->priority = static_cast<uint32_t>(u);
-    } else if (key == "timeout") {  // int64 only, as Triton
-      if (p.kind != WireParameter::Kind::kInt64 || p.int64_value < 0) return false;
-      r->timeout_us = static_cast<uint64_t>(p.int64_value);
-    } else if (key == "sequence_id") {
-      if (p.kind == WireParameter::Kind::kString) {
-        r->correlation_id_str = std::string(p.string_value);
-        r->correlation_id = 0;
-      } else if (UnsignedParameter(p, &u)) {
-        r->correlation_id = u;
-        r->correlation_id_str.clear();
-      } else {
-        return false;
+    switch (key) {
+      case kPriority:
+        if (!UnsignedParameter(p, &u) || u > std::numeric_limits<uint32_t>::max()) return false;
+        r->priority = static_cast<uint32_t>(u);
+        break;
+      case kTimeout:  // int64 only, as Triton
+        if (p.kind != WireParameter::Kind::kInt64 || p.int64_value < 0) return false;
+        r->timeout_us = static_cast<uint64_t>(p.int64_value);
+        break;
+      case kSequenceId:
+        if (p.kind == WireParameter::Kind::kString) {
+          r->correlation_id_str = std::string(p.string_value);
+          r->correlation_id = 0;
+        } else if (UnsignedParameter(p, &u)) {
+          r->correlation_id = u;
+          r->correlation_id_str.clear();
+        } else {
+          return false;
+        }
+        break;
+      case kStart:
+      case kEnd: {
+        if (p.kind != WireParameter::Kind::kBool) return false;
+        const uint32_t flag = key == kStart ? kSequenceStart : kSequenceEnd;
+        r->flags = p.bool_value ? (r->flags | flag) : (r->flags & ~flag);
+        break;
       }
-    } else if (key == "sequence_start" || key == "sequence_end") {
-      if (p.kind != WireParameter::Kind::kBool) return false;
-      const uint32_t flag = key == "sequence_start" ? kSequenceStart : kSequenceEnd;
-      r->flags = p.bool_value ? (r->flags | flag) : (r->flags & ~flag);
-    } else if (key == "triton_enable_empty_final_response") {
-      // Only decoupled models answer with an empty final response, and they never take the
-      // fast path (perf_analyzer sends it on every request).
-      if (p.kind != WireParameter::Kind::kBool) return false;
-    } else {
-      return false;
+      default:  // kEmptyFinal: only decoupled models answer with an empty final response,
+                // and they never take the fast path (perf_analyzer sends it on every request)
+        if (p.kind != WireParameter::Kind::kBool) return false;
+        break;
     }
   }
   return true;

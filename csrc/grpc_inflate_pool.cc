@@ -20,10 +20,13 @@ InflatePool::~InflatePool() {
   for (std::thread& t : threads_) t.join();
 }
 
-void InflatePool::Submit(Job job) {
+bool InflatePool::Submit(Job job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_) return;
+    if (stop_) return true;  // shutting down: the call ends with its connection
+    const size_t size = job.compressed->size();
+    if (size > max_queued_bytes_ - queued_bytes_) return false;  // queued_bytes_ <= the max
+    queued_bytes_ += size;
     jobs_.push_back(std::move(job));
     if (threads_.size() < static_cast<size_t>(thread_count_)) {
       threads_.emplace_back([this] {
@@ -33,6 +36,7 @@ void InflatePool::Submit(Job job) {
     }
   }
   cv_.notify_one();
+  return true;
 }
 
 void InflatePool::Run() {
@@ -44,7 +48,9 @@ void InflatePool::Run() {
       if (stop_) return;
       job = std::move(jobs_.front());
       jobs_.pop_front();
+      queued_bytes_ -= job.compressed->size();
     }
+    if (job.cancelled && job.cancelled->load()) continue;  // nobody waits for it any more
     Outbound out;
     out.connection_id = job.address.connection_id;
     out.stream_id = job.address.stream_id;
@@ -66,7 +72,6 @@ void InflatePool::Run() {
         break;
     }
     job.compressed.reset();
-    std::string().swap(plain);
     job.address.outbox->Post(std::move(out));  // dropped when the I/O thread is gone
   }
 }

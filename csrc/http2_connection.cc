@@ -106,6 +106,8 @@ void Connection::ConnectionError(ErrorCode code, const std::string& message) {
 }
 
 void Connection::StreamError(uint32_t stream_id, ErrorCode code) {
+  // Resets the peer provokes cost as much as its own ("MadeYouReset"): the same budget.
+  if (!WithinLimit(reset_flood_, "stream resets")) return;
   AppendRstStream(&out_, stream_id, code);
   if (EraseStream(stream_id)) handler_->OnStreamReset(stream_id, code);
 }
@@ -408,7 +410,8 @@ void Connection::OnContinuation(const uint8_t* p, size_t n) {
     ConnectionError(ErrorCode::kProtocolError, "CONTINUATION without HEADERS");
     return;
   }
-  if (++continuation_frames_ > options_.flood.max_continuation_frames) {
+  if (++continuation_frames_ > options_.flood.max_continuation_frames &&
+      options_.flood.max_continuation_frames != 0) {  // 0: unlimited, as the binding documents
     ConnectionError(ErrorCode::kEnhanceYourCalm,
                     "header block spans more than " +
                         std::to_string(options_.flood.max_continuation_frames) +
@@ -489,11 +492,15 @@ void Connection::OnHeaderBlockComplete() {
   last_peer_stream_id_ = id;
   if (going_away_) return;  // beyond our GOAWAY's last stream: ignored, the client retries
   if (streams_.size() >= options_.max_concurrent_streams) {
-    AppendRstStream(&out_, id, ErrorCode::kRefusedStream);
+    if (WithinLimit(reset_flood_, "stream resets")) {
+      AppendRstStream(&out_, id, ErrorCode::kRefusedStream);
+    }
     return;
   }
   if (!too_large && !ValidRequestHeaders(headers)) {
-    AppendRstStream(&out_, id, ErrorCode::kProtocolError);
+    if (WithinLimit(reset_flood_, "stream resets")) {
+      AppendRstStream(&out_, id, ErrorCode::kProtocolError);
+    }
     return;
   }
   EarnWindowUpdates(kWindowUpdatesPerStream);

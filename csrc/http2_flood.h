@@ -16,9 +16,10 @@ struct FloodOptions {
   // SETTINGS, PING, WINDOW_UPDATE, PRIORITY / unknown frames, and empty DATA frames without
   // END_STREAM: each kind may arrive this often (0: unlimited).
   uint32_t control_frames_per_second = 1000;
-  // RST_STREAM frames from the peer (rapid reset, CVE-2023-44487; 0: unlimited).
+  // RST_STREAM frames from the peer and resets it provokes (rapid reset, CVE-2023-44487, and
+  // MadeYouReset; 0: unlimited).
   uint32_t resets_per_second = 500;
-  // CONTINUATION frames one header block may span (CVE-2024-27316 and friends).
+  // CONTINUATION frames one header block may span (CVE-2024-27316 and friends; 0: unlimited).
   uint32_t max_continuation_frames = 32;
 };
 

@@ -77,6 +77,14 @@ struct InferRequest {
     r.keepalive = std::move(inputs);
     sink->Complete(std::move(r));
   }
+  // Fail() for scheduler threads: a sink that throws (out of memory while answering, a Python
+  // sink's error) fails only this answer, never the thread that delivers it.
+  void FailFromScheduler(const Status& status) noexcept {
+    try {
+      Fail(status);
+    } catch (const std::exception&) {
+    }
+  }
 };
 
 using RequestPtr = std::unique_ptr<InferRequest>;

@@ -47,20 +47,14 @@ std::string SequenceBatcher::KeyOf(const InferRequest& r) {
                                       : "s:" + r.correlation_id_str;
 }
 
-void SequenceBatcher::Deferred::Finish() {
-  for (auto& f : failed) f.first->Fail(f.second);
+void SequenceBatcher::Deferred::Finish() noexcept {
+  for (auto& f : failed) f.first->FailFromScheduler(f.second);
   failed.clear();  // the requests (their sinks) go here, without the lock
   released.clear();
   dropped.clear();
 }
 
-SequenceBatcher::Deferred::~Deferred() {
-  try {
-    Finish();
-  } catch (const std::exception&) {
-    // Out of memory while answering: the worker thread must not die for it.
-  }
-}
+SequenceBatcher::Deferred::~Deferred() { Finish(); }
 
 void SequenceBatcher::Enqueue(RequestPtr request) { Add(request, true); }
 

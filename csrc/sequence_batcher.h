@@ -55,7 +55,7 @@ class SequenceBatcher : public Scheduler {
     std::vector<std::unique_ptr<Sequence>> released;
     NamedTensors dropped;
     bool empty() const { return failed.empty() && released.empty() && dropped.empty(); }
-    void Finish();
+    void Finish() noexcept;
     ~Deferred();
   };
 

@@ -71,7 +71,7 @@ Tensor Tensor::View(DataType dtype, Shape shape, const void* data, size_t byte_s
   int64_t count = ElementCount(shape);
   if (dtype == DataType::kBytes) {
     if (device.kind == DeviceKind::kCPU) {
-      ParseBytes(static_cast<const uint8_t*>(data), byte_size, count);
+      CheckBytes(static_cast<const uint8_t*>(data), byte_size, count);
     }
   } else {
     // Overflow-checked: a shape like [2**62] of FP32 must not wrap to a size of 0.

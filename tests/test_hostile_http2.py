@@ -206,15 +206,28 @@ class RawH2:
             f = self.next_frame(max(0.0, deadline - time.monotonic()))
             if f is None:
                 raise AssertionError(f"no answer on stream {stream}: {self.pending.get(stream)}")
-            kind, flags, sid, payload = f
-            headers = self.pending.setdefault(sid, {})
-            if kind == HEADERS:
-                headers.update(dict(self.hpack.decode(payload, 1 << 20)))
-            if kind == RST_STREAM:
-                headers[b"rst"] = str(int.from_bytes(payload, "big")).encode()
-            if kind == RST_STREAM or (kind in (HEADERS, DATA) and flags & 0x1):
-                self.answers[sid] = self.pending.pop(sid)
+            self._take(f)
         return self.answers.pop(stream)
+
+    def any_answers(self, count: int, timeout: float = 10) -> dict[int, dict[bytes, bytes]]:
+        """The first `count` streams to be answered, whichever they are (fewer at the timeout)."""
+        deadline = time.monotonic() + timeout
+        while len(self.answers) < count:
+            f = self.next_frame(max(0.0, deadline - time.monotonic()))
+            if f is None:
+                break
+            self._take(f)
+        return dict(self.answers)
+
+    def _take(self, f: tuple[int, int, int, bytes]) -> None:
+        kind, flags, sid, payload = f
+        headers = self.pending.setdefault(sid, {})
+        if kind == HEADERS:
+            headers.update(dict(self.hpack.decode(payload, 1 << 20)))
+        if kind == RST_STREAM:
+            headers[b"rst"] = str(int.from_bytes(payload, "big")).encode()
+        if kind == RST_STREAM or (kind in (HEADERS, DATA) and flags & 0x1):
+            self.answers[sid] = self.pending.pop(sid)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -449,6 +462,54 @@ def test_rapid_reset(srv: ServerProcess, probe: Probe) -> None:
             conn.close()
 
     with attack(srv, probe, "rapid reset (3000 x HEADERS+DATA+RST_STREAM)") as out:
+        repeat(out, once)
+
+
+def test_provoked_resets_count_as_resets(srv: ServerProcess, probe: Probe) -> None:
+    """HEADERS the server must refuse with RST_STREAM (no :path), thousands of times: resets
+    the peer provokes take from the same budget as its own ("MadeYouReset")."""
+    bad = b"".join(literal(k, v) for k, v in [(":method", "POST"), (":scheme", "http")])
+    bursts = [
+        b"".join(frame(HEADERS, 0x5, s, bad) for s in range(1 + 200 * b, 1 + 200 * (b + 1), 2))
+        for b in range(30)
+    ]
+
+    def once() -> str:
+        conn = RawH2(srv.grpc_port)
+        for burst in bursts:
+            if not conn.send(burst):
+                break
+        try:
+            return expect_calm(conn, b"too many stream resets")
+        finally:
+            conn.close()
+
+    with attack(srv, probe, "provoked resets (3000 x HEADERS without :path)") as out:
+        repeat(out, once)
+
+
+def test_inflated_requests_count_against_the_memory_budget(
+    srv: ServerProcess, probe: Probe
+) -> None:
+    """Unary calls whose one deflate message inflates to 3 MiB and that never end: what they
+    inflated to is held by the connection and counts against its 8 MiB budget."""
+    message = grpc_message(zlib.compress(b"\0" * (3 << 20), 9), compressed=True)
+    block = request_block(INFER, literal("grpc-encoding", "deflate"))
+
+    def once() -> str:
+        conn = RawH2(srv.grpc_port)
+        streams = range(1, 11, 2)
+        conn.send(b"".join(frame(HEADERS, 0x4, s, block) + data_frames(s, message, False)
+                           for s in streams))  # fmt: skip
+        answers = conn.any_answers(1, timeout=30)  # the calls within the budget never end
+        conn.close()
+        assert answers, "no call was failed"
+        failed = next(iter(answers.values()))
+        assert failed.get(b"grpc-status") == b"8", failed
+        assert b"memory budget" in failed[b"grpc-message"], failed
+        return f"grpc-status 8 '{failed[b'grpc-message'].decode()[:60]}...'"
+
+    with attack(srv, probe, "never-ending calls inflating to 3 MiB each (budget 8 MiB)") as out:
         repeat(out, once)
 
 

@@ -158,6 +158,21 @@ def test_grpc_empty_shape_numpy_cannot_build(server: ServerProcess, stub_pid: in
     assert_alive(server, stub_pid)
 
 
+@pytest.mark.parametrize("rank", [300, 50_000])
+def test_shapes_of_absurd_rank_are_refused(server: ServerProcess, stub_pid: int, rank: int) -> None:
+    """300 dimensions of 2**62 make a number too long to print (Python refuses over 4300
+    digits); 50,000 took seconds to multiply on the event loop. More than 64 is refused first."""
+    shape = [2**62] * rank
+    for name, raw in (("F", b""), ("M", None)):  # the native fast path and the Python path
+        error = unary(server, raw_request(name, "FP32", shape, raw))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, error.details()
+        assert "dimensions" in error.details(), error.details()
+    r = http_infer(server, {"inputs": [{"name": "F", "datatype": "FP32", "shape": shape, "data": []}]})
+    assert r.status_code == 400, r.text
+    assert "dimensions" in r.json()["error"], r.text
+    assert_alive(server, stub_pid)
+
+
 # ---- gRPC: typed contents, unary and stream (Python) -------------------------------------------
 
 

@@ -243,6 +243,16 @@ def test_bytes_element_count_must_match_shape() -> None:
         Tensor.from_buffer("BYTES", [3], raw)
 
 
+def test_bytes_element_count_reads_only_contiguous_buffers() -> None:
+    raw = b"\x01\x00\x00\x00a\x01\x00\x00\x00b"
+    assert tritonlite._core.bytes_element_count(raw) == 2
+    assert tritonlite._core.bytes_element_count(memoryview(raw)[5:]) == 1
+    # A reversed or strided view's bytes are not ptr..ptr+len: refused, never read past.
+    for view in (memoryview(raw)[::-1], memoryview(raw)[::2]):
+        with pytest.raises(TritonError, match="C-contiguous"):
+            tritonlite._core.bytes_element_count(view)
+
+
 def test_non_buffer_and_non_dlpack_objects_are_rejected() -> None:
     with pytest.raises(TritonError, match="not a C-contiguous buffer"):
         Tensor.from_buffer("INT32", [1], object())

@@ -218,17 +218,19 @@ class ModelRepository:
         """Load (or reload) a model: every version its version_policy selects. Raises
         TritonError after recording the failure in the index. Holds only this model's lock."""
         check_model_name(name)
+        if not files:
+            with self._table_lock:
+                known = name in self._entries
+            if not known and not any(name in found for found in self.scan()):
+                # Not a model of this repository: nothing to track (no lock made for it either:
+                # a lock removed while another thread waits on it would let two loads run).
+                # Triton answers INTERNAL (HTTP 500) with this text.
+                raise TritonError(
+                    f"failed to load '{name}', failed to poll from model repository", INTERNAL
+                )
         with self._model_lock(name):
             models, errors = ({}, {}) if files else self.scan()
             with self._table_lock:
-                known = name in self._entries
-                if not files and not known and name not in models | errors:
-                    # Not a model of this repository: nothing to track, nothing to report.
-                    # Triton answers INTERNAL (HTTP 500) with this text.
-                    self._model_locks.pop(name, None)
-                    raise TritonError(
-                        f"failed to load '{name}', failed to poll from model repository", INTERNAL
-                    )
                 entry = self._entries.setdefault(name, _ModelEntry())
             try:
                 path = self._model_source(name, entry, config_override, files, models, errors)
@@ -413,7 +415,7 @@ class ModelRepository:
         try:
             root.mkdir()
             for key, content in files.items():
-                rel = key[len("file:") :] if key.startswith("file:") else key
+                rel = key.removeprefix("file:")
                 target = (root / rel).resolve()
                 if not rel or Path(rel).is_absolute() or root.resolve() not in target.parents:
                     raise TritonError(

@@ -6,9 +6,9 @@ present *before* anything is allocated for the shape (numpy would otherwise try 
 array of ``[2**32, 2**32]`` elements, or a wrapped 64-bit product would make ``[2**62]`` FP32
 look like 0 bytes). The C++ core does the same with ``csrc/checked_math.h``.
 
-- ``element_count(shape)``: the exact product; a negative dimension is an INVALID_ARG error, and
-  so is a shape with a zero dimension whose other dimensions multiply past ``MAX_ELEMENTS``
-  (``[0, 2**62]`` has no elements, but numpy cannot build it: no data check would catch it).
+- ``element_count(shape)``: the exact product; more than 64 dimensions or a negative one is an
+  INVALID_ARG error, and so is a shape with a zero dimension whose other dimensions multiply
+  past ``MAX_ELEMENTS`` (``[0, 2**62]`` has no elements, but numpy cannot build it: no data check would catch it).
 - ``byte_size(datatype, shape)``: the exact bytes of a fixed-size datatype; for BYTES the least
   a serialization of that many elements takes (4 bytes of length prefix each), so a BYTES shape
   announcing more elements than the data could hold is refused before anything is reserved.
@@ -32,11 +32,20 @@ MAX_ELEMENTS = MAX_TENSOR_SIZE // 8
 #: Bytes every BYTES element takes at least: its 4-byte little-endian length prefix.
 BYTES_PREFIX = 4
 
+#: The most dimensions a shape may have (numpy's limit). Checked before the product, which
+#: thousands of huge dimensions would make slow to compute and too long to print.
+MAX_DIMS = 64
+
 
 def element_count(shape: Iterable[int]) -> int:
     """The exact number of elements of ``shape``; INVALID_ARG for a negative dimension or a
     shape with no elements that numpy could still not build (see the module docstring)."""
     dims = [int(d) for d in shape]
+    if len(dims) > MAX_DIMS:
+        raise TritonError(
+            f"shape has {len(dims)} dimensions, more than the {MAX_DIMS} a tensor may have",
+            INVALID_ARG,
+        )
     nonzero = 1
     for d in dims:
         if d < 0:

@@ -484,15 +484,14 @@ class StubInstance:
                 os.close(fd)
         i = 0
         for key, err, n in responses:
-            r = pending.pop(key, None)
+            r, start = pending.pop(key, None), i
+            i += n  # every response's outputs are counted, whatever becomes of them
             if r is None:
-                i += n
                 continue
             if err is not None:
                 r.respond(None, err, True)
             else:
-                r.respond(outputs[i : i + n], None, True)
-                i += n
+                r.respond(outputs[start:i], None, True)
         if error is not None:
             for key in failed:
                 r = pending.pop(key, None)

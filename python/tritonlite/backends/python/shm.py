@@ -69,7 +69,6 @@ _USED = 1
 _FREE = 0
 _load = _core.atomic_load_u32
 _store = _core.atomic_store_u32
-_DATATYPES = frozenset(DATATYPES)
 
 #: Where a message's tensor bytes are: ("a", header offset) in the sender's arena, or
 #: ("s", index of the fd passed with the message, size) for a dedicated segment, or None.
@@ -260,8 +259,7 @@ def write_tensors(
 
 #: Bytes per element by datatype (0 for BYTES).
 _ITEMSIZE = {name: _core.datatype_size(name) for name in DATATYPES}
-#: numpy's limit on dimensions.
-MAX_DIMS = 64
+MAX_DIMS = sizes.MAX_DIMS
 
 
 def _check_metas(metas: Sequence[TensorMeta], limit: int) -> None:
