@@ -19,6 +19,7 @@
 
 #include "backend.h"
 #include "bytes_codec.h"
+#include "cancel_flag.h"
 #include "closed_loop.h"
 #include "completion_queue.h"
 #include "datatype.h"
@@ -824,6 +825,11 @@ py::dict StatsToPy(const StatsSnapshot& s) {
   inf["cache_hit"] = DurationToPy(Duration{});
   inf["cache_miss"] = DurationToPy(Duration{});
   o["inference_stats"] = inf;
+  py::dict reasons;  // nv_inference_request_failure's reason label (not a ModelStatistics field)
+  for (size_t i = 0; i < kFailReasons; ++i) {
+    reasons[FailReasonName(static_cast<FailReason>(i))] = s.fail_reasons[i];
+  }
+  o["fail_reasons"] = reasons;
   py::list batches;
   for (const auto& kv : s.batch_stats) {
     py::dict b;
@@ -1161,6 +1167,9 @@ void BindGrpcServer(py::module_& m) {
       }, py::arg("message"), "Unary answer: the serialized response, then status OK.")
       .def_property_readonly("compresses", &grpc::ForwardedCall::compresses,
                              "Whether send() and reply() compress (grpc-encoding).")
+      .def("consumed", &grpc::ForwardedCall::Consumed,
+           "Streaming: the oldest request message was taken; its flow-control credit goes "
+           "back to the client.")
       .def("finish", [](grpc::ForwardedCall& c, int code, std::string message) {
         if (code < 0 || code > 16) ThrowInvalid("gRPC status code must be in [0, 16], got " + std::to_string(code));
         return c.Finish(static_cast<grpc::GrpcStatus>(code), std::move(message));
@@ -1413,6 +1422,30 @@ PYBIND11_MODULE(_core, m) {
         "Benchmark load generator: keep `concurrency` requests with these inputs in flight for "
         "`seconds`, re-submitting from C++ as each completes (no Python on the request path).");
 
+  py::class_<CancelFlag, std::shared_ptr<CancelFlag>>(
+      m, "CancelHandle", "Cancels one queued or running request, from any thread.")
+      .def("cancel", &CancelFlag::Cancel, "Cancel the request (idempotent).")
+      .def_property_readonly("cancelled", &CancelFlag::cancelled);
+
+  py::class_<CancelBoard, std::shared_ptr<CancelBoard>>(
+      m, "CancelBoard",
+      "uint32 words in a memfd, one per slot, that a python stub reads to see its requests' "
+      "cancellation (see Request.mirror_cancel). Maps `slots * 4` bytes of `fd` itself.")
+      .def(py::init([](int fd, int64_t slots) {
+             if (slots <= 0 || slots > (int64_t{1} << 24)) {
+               throw py::value_error("a cancel board has between 1 and 2**24 slots");
+             }
+             return std::make_shared<CancelBoard>(fd, static_cast<size_t>(slots));
+           }),
+           py::arg("fd"), py::arg("slots"))
+      .def_property_readonly("slots", &CancelBoard::slots)
+      .def("is_set", [](CancelBoard& b, int64_t slot) {
+        if (slot < 0 || static_cast<uint64_t>(slot) >= b.slots()) {
+          throw py::index_error("cancel board slot " + std::to_string(slot) + " out of range");
+        }
+        return b.word(static_cast<size_t>(slot)).load(std::memory_order_acquire) != 0;
+      }, py::arg("slot"));
+
   py::class_<OwnedRequest, std::shared_ptr<OwnedRequest>>(
       m, "Request",
       "A request handed to a backend that answers it itself: any number of respond() calls, "
@@ -1436,6 +1469,25 @@ PYBIND11_MODULE(_core, m) {
                              [](const OwnedRequest& r) { return r.request().batch_size; })
       .def_property_readonly("requested_outputs",
                              [](const OwnedRequest& r) { return r.request().requested_outputs; })
+      .def_property_readonly("cancelled", [](const OwnedRequest& r) { return r.request().cancelled(); },
+                             "Whether the request was cancelled (lock-free).")
+      .def("cancel", [](OwnedRequest& r) {
+        if (r.request().cancel) r.request().cancel->Cancel();
+      }, "Cancel the request (as its client would).")
+      .def("mirror_cancel",
+           [](OwnedRequest& r, std::shared_ptr<CancelBoard> board, int64_t slot) {
+             if (slot < 0 || static_cast<uint64_t>(slot) >= board->slots()) {
+               throw py::index_error("cancel board slot " + std::to_string(slot) + " out of range");
+             }
+             if (!r.request().cancel) return;  // nobody can cancel it: the slot stays 0
+             r.request().cancel->Mirror(std::move(board), static_cast<size_t>(slot));
+           },
+           py::arg("board"), py::arg("slot"),
+           "From now on a cancellation stores 1 into `slot` of `board` (at once when already "
+           "cancelled).")
+      .def("unmirror_cancel", [](OwnedRequest& r) {
+        if (r.request().cancel) r.request().cancel->Unmirror();
+      }, "Stop mirroring and store 0 into the slot; then nothing writes it any more.")
       .def_property_readonly("finished", [](const OwnedRequest& r) {
         py::gil_scoped_release release;  // r's lock
         return r.finished();
@@ -1480,19 +1532,23 @@ PYBIND11_MODULE(_core, m) {
                                                     std::move(parameters)});
              r->sink = std::move(queue);
              runner.Validate(r.get());
+             auto cancel = std::make_shared<CancelFlag>();
+             r->cancel = cancel;
              // Never wait for the scheduler's lock with the GIL held (its holder may need the
              // GIL, e.g. to release a Python-owned tensor): try it, else let go of the GIL.
              if (!runner.TryEnqueueValidated(r)) {
                py::gil_scoped_release release;
                runner.EnqueueValidated(std::move(r));
              }
+             return cancel;
            },
            py::arg("queue"), py::arg("token"), py::arg("inputs"), py::arg("outputs") = py::none(),
            py::arg("request_id") = "", py::arg("priority") = 0, py::arg("timeout_us") = 0,
            py::arg("correlation_id") = 0, py::arg("correlation_id_str") = "", py::arg("flags") = 0,
            py::arg("parameters") = "",
            "Validate and queue a request; its response arrives on `queue` with `token`. "
-           "`parameters`: the request's own parameters as JSON object text.")
+           "`parameters`: the request's own parameters as JSON object text. Returns the "
+           "request's CancelHandle.")
       .def("infer",
            [](ModelRunner& runner, py::handle inputs, py::handle outputs, std::string request_id,
               uint32_t priority, uint64_t timeout_us, uint64_t correlation_id,

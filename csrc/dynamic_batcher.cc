@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "checked_math.h"
 #include "spin_wait.h"
 
 namespace tritonlite {
@@ -21,6 +22,74 @@ DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
     auto it = spec.scheduler.priority_policies.find(i + 1);
     levels_[i].policy =
         it != spec.scheduler.priority_policies.end() ? it->second : spec.scheduler.default_policy;
+  }
+  reaper_thread_ = std::thread([this] { ReapLoop(); });
+}
+
+DynamicBatcher::~DynamicBatcher() {
+  reaper_->Stop();
+  if (reaper_thread_.joinable()) reaper_thread_.join();
+}
+
+// ---- the reaper ---------------------------------------------------------------------------
+
+void DynamicBatcher::Reaper::OnCancel() noexcept { WakeBy(0); }
+
+void DynamicBatcher::Reaper::WakeBy(uint64_t at_ns) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (at_ns == 0) {
+      dirty_ = true;
+    } else if (wake_ns_ == 0 || at_ns < wake_ns_) {
+      wake_ns_ = at_ns;
+    } else {
+      return;  // it wakes by then anyway
+    }
+  }
+  cv_.notify_one();
+}
+
+bool DynamicBatcher::Reaper::Wait() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_ && !dirty_) {
+    if (wake_ns_ == 0) {
+      cv_.wait(lock);
+      continue;
+    }
+    const uint64_t now = NowNs();
+    if (now >= wake_ns_) break;
+    cv_.wait_for(lock, std::chrono::nanoseconds(wake_ns_ - now));
+  }
+  dirty_ = false;
+  wake_ns_ = 0;  // the sweep sets the next one
+  return !stop_;
+}
+
+void DynamicBatcher::Reaper::Sweeping(uint64_t next_deadline_ns) {
+  if (next_deadline_ns != 0) WakeBy(next_deadline_ns);
+}
+
+void DynamicBatcher::Reaper::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+}
+
+void DynamicBatcher::ReapLoop() {
+  std::vector<std::pair<RequestPtr, Status>> dropped;
+  while (reaper_->Wait()) {
+    uint64_t next = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      next = Sweep(NowNs(), &dropped);
+    }
+    reaper_->Sweeping(next);
+    if (!dropped.empty()) {
+      FailDropped(&dropped);
+      cv_.notify_all();  // a worker waiting for a batch may have waited on a dropped request
+    }
   }
 }
 
@@ -57,11 +126,18 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
                       std::to_string(level.size()) + " requests queued at this priority (max_queue_size " +
                       std::to_string(level.policy.max_queue_size) + ")");
     }
+    // Triton's rule: a request may lower the default timeout, never raise it (nor set one
+    // where the policy has none).
     uint64_t timeout_us = level.policy.default_timeout_us;
-    if (level.policy.allow_timeout_override && request->timeout_us != 0) {
+    if (level.policy.allow_timeout_override && request->timeout_us != 0 &&
+        request->timeout_us < timeout_us) {
       timeout_us = request->timeout_us;
     }
-    request->deadline_ns = timeout_us ? now + timeout_us * 1000 : 0;
+    uint64_t timeout_ns = 0;
+    if (timeout_us != 0 && !CheckedMul(timeout_us, uint64_t{1000}, &timeout_ns)) timeout_ns = 0;
+    request->deadline_ns = (timeout_ns != 0 && timeout_ns <= UINT64_MAX - now) ? now + timeout_ns : 0;
+    if (request->deadline_ns != 0) reaper_->WakeBy(request->deadline_ns);
+    if (request->cancel != nullptr) request->cancel->SetListener(reaper_);
     level.ready.push_back(std::move(request));
     ++queued_;
   }
@@ -69,38 +145,49 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
   return true;
 }
 
-uint64_t DynamicBatcher::ExpireTimedOut(uint64_t now, std::vector<RequestPtr>* expired_out) {
+uint64_t DynamicBatcher::Sweep(uint64_t now,
+                               std::vector<std::pair<RequestPtr, Status>>* dropped) {
   uint64_t earliest = 0;
   for (Level& level : levels_) {
-    for (auto it = level.ready.begin(); it != level.ready.end();) {
-      InferRequest& r = **it;
-      if (r.deadline_ns == 0 || r.deadline_ns > now) {
-        if (r.deadline_ns && (earliest == 0 || r.deadline_ns < earliest)) earliest = r.deadline_ns;
-        ++it;
-        continue;
-      }
-      RequestPtr expired = std::move(*it);
-      it = level.ready.erase(it);
-      if (level.policy.delay_on_timeout) {
-        expired->deadline_ns = 0;
-        level.delayed.push_back(std::move(expired));
-      } else {
-        --queued_;
-        stats_->RecordFailure(now - expired->enqueue_ns, now - expired->enqueue_ns);
-        expired_out->push_back(std::move(expired));
+    for (auto* q : {&level.ready, &level.delayed}) {
+      for (auto it = q->begin(); it != q->end();) {
+        InferRequest& r = **it;
+        if (r.cancelled()) {
+          stats_->RecordFailure(now - r.enqueue_ns, now - r.enqueue_ns, FailReason::kCanceled);
+          dropped->emplace_back(std::move(*it), CancelledStatus());
+          it = q->erase(it);
+          --queued_;
+          continue;
+        }
+        if (q == &level.delayed || r.deadline_ns == 0 || r.deadline_ns > now) {
+          if (r.deadline_ns && (earliest == 0 || r.deadline_ns < earliest)) earliest = r.deadline_ns;
+          ++it;
+          continue;
+        }
+        RequestPtr expired = std::move(*it);
+        it = q->erase(it);
+        if (level.policy.delay_on_timeout) {
+          expired->deadline_ns = 0;
+          level.delayed.push_back(std::move(expired));
+        } else {
+          --queued_;
+          stats_->RecordFailure(now - expired->enqueue_ns, now - expired->enqueue_ns,
+                                FailReason::kRejected);
+          dropped->emplace_back(
+              std::move(expired),
+              Status(StatusCode::kUnavailable, "Request timeout expired: request for model '" +
+                                                   model_name_ +
+                                                   "' waited longer than its queue timeout"));
+        }
       }
     }
   }
   return earliest;
 }
 
-void DynamicBatcher::FailExpired(std::vector<RequestPtr>* expired) {
-  for (RequestPtr& r : *expired) {
-    r->FailFromScheduler(Status(StatusCode::kUnavailable,
-                                "Request timeout expired: request for model '" + model_name_ +
-                                    "' waited longer than its queue timeout"));
-  }
-  expired->clear();  // the requests (their sinks) go here, without the lock
+void DynamicBatcher::FailDropped(std::vector<std::pair<RequestPtr, Status>>* dropped) {
+  for (auto& d : *dropped) d.first->FailFromScheduler(d.second);
+  dropped->clear();  // the requests (their sinks) go here, without the lock
 }
 
 RequestPtr DynamicBatcher::PopFront() {
@@ -168,14 +255,15 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
 }
 
 Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
-  std::vector<RequestPtr> expired;  // failed without the lock; empty (no allocation) unless used
+  // Failed without the lock; empty (no allocation) unless used.
+  std::vector<std::pair<RequestPtr, Status>> dropped;
   std::unique_lock<std::mutex> lock(mu_);
   while (true) {
     const uint64_t now = NowNs();
-    uint64_t wake = ExpireTimedOut(now, &expired);
-    if (!expired.empty()) {
+    uint64_t wake = Sweep(now, &dropped);
+    if (!dropped.empty()) {
       lock.unlock();
-      FailExpired(&expired);
+      FailDropped(&dropped);
       lock.lock();
       continue;
     }

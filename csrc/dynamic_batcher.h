@@ -1,14 +1,18 @@
 // DynamicBatcher: the request queue of one model version and Triton's dynamic_batching rules
 // for forming batches from it (priority levels, queue policies, preferred sizes, queue delay,
 // shape compatibility). With batching off it hands out one request at a time (Triton's default
-// scheduler). Instance workers pull batches from it.
+// scheduler). Instance workers pull batches from it. A reaper thread answers queued requests
+// whose queue timeout passes (at that time, not when the next batch forms) and those that are
+// cancelled (as soon as they are), so neither waits for a free instance.
 #pragma once
 
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "model_spec.h"
@@ -21,6 +25,7 @@ namespace tritonlite {
 class DynamicBatcher : public Scheduler {
  public:
   DynamicBatcher(const ModelSpec& spec, ModelStats* stats);
+  ~DynamicBatcher() override;
 
   // Throws UNAVAILABLE when its priority level's queue is full or the batcher is stopping.
   void Enqueue(RequestPtr request) override;
@@ -38,12 +43,32 @@ class DynamicBatcher : public Scheduler {
     size_t size() const { return ready.size() + delayed.size(); }
   };
 
+  // Wakes the reaper: a queued request was cancelled, or an earlier deadline was queued.
+  class Reaper : public CancelListener {
+   public:
+    void OnCancel() noexcept override;
+    // Asks for a sweep by `at_ns` (0: at once).
+    void WakeBy(uint64_t at_ns);
+    // Waits for the next sweep; false once stopped.
+    bool Wait();
+    void Sweeping(uint64_t next_deadline_ns);  // the next deadline after a sweep (0: none)
+    void Stop();
+   private:
+    std::mutex mu_;  // a leaf lock: taken under DynamicBatcher::mu_, never the other way
+    std::condition_variable cv_;
+    bool dirty_ = false;
+    bool stop_ = false;
+    uint64_t wake_ns_ = 0;  // 0: no deadline
+  };
+
   size_t LevelIndex(uint32_t priority) const;
   bool Add(RequestPtr& request, bool wait);
-  // Delays timed-out requests, or moves them to `expired` to be failed once the lock is
-  // released; returns the earliest remaining deadline (0: none).
-  uint64_t ExpireTimedOut(uint64_t now, std::vector<RequestPtr>* expired);
-  void FailExpired(std::vector<RequestPtr>* expired);  // without mu_
+  // Takes cancelled requests out (to `dropped`, answered CANCELLED once the lock is released),
+  // delays timed-out requests or takes them out (to `dropped`, answered with the timeout
+  // error); returns the earliest remaining deadline (0: none).
+  uint64_t Sweep(uint64_t now, std::vector<std::pair<RequestPtr, Status>>* dropped);
+  void FailDropped(std::vector<std::pair<RequestPtr, Status>>* dropped);  // without mu_
+  void ReapLoop();
   // Decides what to send now. Returns false and sets *wake_ns when it should wait.
   bool FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns);
   RequestPtr PopFront();
@@ -65,6 +90,8 @@ class DynamicBatcher : public Scheduler {
   std::atomic<bool> spinner_{false};  // at most one idle worker spins at a time
   uint64_t next_sequence_ = 0;
   bool stopping_ = false;
+  const std::shared_ptr<Reaper> reaper_ = std::make_shared<Reaper>();
+  std::thread reaper_thread_;  // last: starts once everything above exists
 };
 
 }  // namespace tritonlite

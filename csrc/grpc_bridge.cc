@@ -42,6 +42,15 @@ bool ForwardedCall::Send(const void* data, size_t size) {
   return address_.outbox->Post(std::move(o));
 }
 
+void ForwardedCall::Consumed() {
+  if (finished()) return;
+  Outbound o;
+  o.connection_id = address_.connection_id;
+  o.stream_id = address_.stream_id;
+  o.kind = Outbound::Kind::kConsumed;
+  address_.outbox->Post(std::move(o));
+}
+
 bool ForwardedCall::Finish(GrpcStatus status, std::string message) {
   if (!Claim()) return false;
   Outbound o;

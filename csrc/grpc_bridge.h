@@ -43,6 +43,8 @@ class ForwardedCall {
   bool Send(const void* data, size_t size);       // one response message
   bool Finish(GrpcStatus status, std::string message);
   bool Reply(const void* data, size_t size);      // message + OK, for unary calls
+  // Streaming: the oldest request message was taken (flow-control credit goes back for it).
+  void Consumed();
 
   // Whether responses are compressed (in Send and Reply, on the caller's thread).
   bool compresses() const { return address_.response_encoding != Encoding::kIdentity; }

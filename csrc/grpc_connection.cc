@@ -67,7 +67,7 @@ constexpr size_t kMaxDrainOnClose = size_t{4} << 20;
 }  // namespace
 
 GrpcConnection::~GrpcConnection() {
-  for (auto& kv : calls_) CancelForwarded(kv.second);
+  for (auto& kv : calls_) CancelCall(kv.second);
   // Closing with unread input makes the kernel answer with RST, and an RST can destroy the
   // GOAWAY still waiting in the peer's receive buffer: discard what has arrived (bounded,
   // without waiting) so the peer reads our last frames, then FIN.
@@ -211,6 +211,13 @@ void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size
     std::string error;
     const bool ok = call.reader.Append(data, size, &received_, &error);
     for (ReceivedMessage& m : received_) {
+      if (call.kind == CallKind::kStreaming) {
+        // Its credit comes back once Python has taken the message (Deliver, kConsumed): a
+        // stream whose requests are not read stops being able to send.
+        const size_t wire = kMessagePrefixSize + m.message->size();
+        h2_.HoldData(stream_id, wire);
+        call.unconsumed.push_back(wire);
+      }
       if (!Accept(stream_id, call, std::move(m))) {
         received_.clear();
         return;
@@ -310,8 +317,11 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
   call.messages.clear();
   Recount(call);  // the message now belongs to the request's path
   if (call.kind == CallKind::kFastInfer) {
-    const FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
-    if (r.outcome == FastInferResult::Outcome::kQueued) return;
+    FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
+    if (r.outcome == FastInferResult::Outcome::kQueued) {
+      call.cancel = std::move(r.cancel);
+      return;
+    }
     if (r.outcome == FastInferResult::Outcome::kRejected) {
       FailCall(stream_id, GrpcStatusFromCore(r.status.code()), r.status.message());
       return;
@@ -365,6 +375,12 @@ void GrpcConnection::Deliver(Outbound&& item) {
     case Outbound::Kind::kInflated:
       OnInflated(id, call, std::move(item));
       break;
+    case Outbound::Kind::kConsumed:
+      if (!call.unconsumed.empty()) {
+        h2_.ReleaseData(id, call.unconsumed.front());
+        call.unconsumed.pop_front();
+      }
+      break;
     case Outbound::Kind::kFinish: {
       const bool headers_sent = call.headers_sent;
       EraseCall(it);
@@ -379,7 +395,11 @@ void GrpcConnection::Deliver(Outbound&& item) {
   WithinOutputBudget();  // a peer that does not read its responses is cut off
 }
 
-void GrpcConnection::CancelForwarded(Call& call) {
+void GrpcConnection::CancelCall(Call& call) {
+  if (call.cancel != nullptr) {
+    call.cancel->Cancel();  // a fast-path request still queued or running: dropped or told
+    call.cancel.reset();
+  }
   if (call.forwarded == nullptr || call.forwarded->finished()) return;
   call.forwarded->MarkCancelled();
   context_->bridge->Post(CallEvent{CallEventKind::kCancel, call.forwarded, nullptr});
@@ -390,7 +410,7 @@ void GrpcConnection::FailCall(uint32_t stream_id, GrpcStatus status, const std::
   auto it = calls_.find(stream_id);
   if (it != calls_.end()) {
     headers_sent = it->second.headers_sent;
-    CancelForwarded(it->second);
+    CancelCall(it->second);
     EraseCall(it);
   }
   if (headers_sent) {
@@ -403,7 +423,7 @@ void GrpcConnection::FailCall(uint32_t stream_id, GrpcStatus status, const std::
 void GrpcConnection::OnStreamReset(uint32_t stream_id, http2::ErrorCode) {
   auto it = calls_.find(stream_id);
   if (it == calls_.end()) return;
-  CancelForwarded(it->second);
+  CancelCall(it->second);
   EraseCall(it);
 }
 

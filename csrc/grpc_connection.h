@@ -16,6 +16,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cancel_flag.h"
 #include "grpc_bridge.h"
 #include "grpc_compression.h"
 #include "grpc_connection_timers.h"
@@ -121,6 +122,7 @@ class GrpcConnection : private http2::ConnectionHandler {
     MessageReader reader;
     std::vector<MessagePtr> messages;  // unary: received so far
     std::shared_ptr<ForwardedCall> forwarded;
+    CancelFlagPtr cancel;  // the fast-path request while it is queued or running
     bool headers_sent = false;
     // A message is being inflated (InflatePool); what arrives meanwhile waits behind it.
     bool inflating = false;
@@ -129,6 +131,9 @@ class GrpcConnection : private http2::ConnectionHandler {
     std::shared_ptr<std::atomic<bool>> inflate_cancelled;
     std::deque<ReceivedMessage> backlog;
     bool end_pending = false;  // the client half-closed behind the backlog
+    // Streaming: wire sizes of the messages passed on whose credit is withheld until Python
+    // has taken them, oldest first.
+    std::deque<size_t> unconsumed;
     size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
     explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
   };
@@ -161,7 +166,9 @@ class GrpcConnection : private http2::ConnectionHandler {
   std::shared_ptr<ForwardedCall> MakeForwardedCall(uint32_t stream_id, Call& call);
   // Ends a call from this side: status to the client, a cancel event to Python.
   void FailCall(uint32_t stream_id, GrpcStatus status, const std::string& message);
-  void CancelForwarded(Call& call);
+  // The call ends unanswered (reset, deadline, connection loss, failure): its fast-path request
+  // is cancelled, Python hears of a forwarded call.
+  void CancelCall(Call& call);
   void SendHeadersOnce(uint32_t stream_id, Call& call);
   CallAddress AddressOf(uint32_t stream_id, const Call& call) const;
   // Makes sure the deadline heap holds an entry no later than the timers' next time.

@@ -179,9 +179,12 @@ FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& reg
     const ModelSpec& spec = runner->spec();
     request->sink = std::make_shared<InferResponseSink>(
         address, spec.name, std::to_string(spec.version), request->id);
+    CancelFlagPtr cancel = std::make_shared<CancelFlag>();
+    request->cancel = cancel;
     try {
       runner->Enqueue(std::move(request));
       result.outcome = FastInferResult::Outcome::kQueued;
+      result.cancel = std::move(cancel);
       return result;
     } catch (const Error& e) {
       std::shared_ptr<ModelRunner> now = registry.Find(wire.model_name, wire.model_version);

@@ -52,6 +52,7 @@ struct FastInferResult {
   enum class Outcome { kQueued, kForward, kRejected };
   Outcome outcome = Outcome::kForward;
   Status status;  // kRejected: what the core said (validation, full queue, stopping)
+  CancelFlagPtr cancel;  // kQueued: cancels the request (the call was reset or expired)
 };
 
 // Tries the fast path for one complete request message.

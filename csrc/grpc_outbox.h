@@ -19,6 +19,7 @@ struct Outbound {
     kFinish,   // trailers with `status` and `message`: the call is over
     kReply,    // a unary response: the message, then status OK
     kInflated,  // a request message decompressed off the I/O thread (or `status` refusing it)
+    kConsumed,  // Python took the oldest request message of a stream: its credit goes back
   };
   uint64_t connection_id = 0;
   uint32_t stream_id = 0;

@@ -60,8 +60,35 @@ bool Connection::EraseStream(uint32_t stream_id) {
   auto it = streams_.find(stream_id);
   if (it == streams_.end()) return false;
   queued_bytes_ -= it->second.queued_bytes;
+  conn_held_ -= it->second.held;
   streams_.erase(it);
   return true;
+}
+
+void Connection::HoldData(uint32_t stream_id, size_t n) {
+  Stream* s = Find(stream_id);
+  if (s == nullptr) return;
+  s->held += static_cast<int64_t>(n);
+  conn_held_ += static_cast<int64_t>(n);
+}
+
+void Connection::ReleaseData(uint32_t stream_id, size_t n) {
+  Stream* s = Find(stream_id);
+  if (s == nullptr) return;  // ended: its bytes were released with it
+  const int64_t released = std::min<int64_t>(s->held, static_cast<int64_t>(n));
+  s->held -= released;
+  conn_held_ -= released;
+  if (!s->remote_closed && !failed()) ReplenishStream(stream_id, *s);
+  if (!failed()) SendWindowUpdates();
+}
+
+void Connection::ReplenishStream(uint32_t stream_id, Stream& s) {
+  const int64_t window = options_.initial_stream_window;
+  const int64_t due = window - s.recv_window - s.held;
+  if (due > 0 && due >= window / 4) {
+    AppendWindowUpdate(&out_, stream_id, static_cast<uint32_t>(due));
+    s.recv_window += due;
+  }
 }
 
 void Connection::EarnWindowUpdates(uint64_t n) {
@@ -332,16 +359,14 @@ void Connection::OnDataEnd() {
   if (frame_.flags & flags::kEndStream) {
     s->remote_closed = true;
     handler_->OnRequestData(frame_.stream_id, nullptr, 0, true);
-  } else if (options_.initial_stream_window - s->recv_window >=
-             static_cast<int64_t>(options_.initial_stream_window / 4)) {
-    const auto increment = static_cast<uint32_t>(options_.initial_stream_window - s->recv_window);
-    AppendWindowUpdate(&out_, frame_.stream_id, increment);
-    s->recv_window += increment;
+  } else {
+    ReplenishStream(frame_.stream_id, *s);
   }
 }
 
 void Connection::SendWindowUpdates() {
-  const int64_t consumed = static_cast<int64_t>(options_.connection_window) - conn_recv_window_;
+  const int64_t consumed =
+      static_cast<int64_t>(options_.connection_window) - conn_recv_window_ - conn_held_;
   if (consumed > 0 && consumed >= static_cast<int64_t>(options_.connection_window / 4)) {
     AppendWindowUpdate(&out_, 0, static_cast<uint32_t>(consumed));
     conn_recv_window_ += consumed;

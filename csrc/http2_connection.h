@@ -80,6 +80,11 @@ class Connection {
   // Queues trailers (HEADERS with END_STREAM) after the stream's pending data. If the client
   // is still sending, the stream is then reset with NO_ERROR, as gRPC servers do.
   void SendTrailers(uint32_t stream_id, std::string block);
+  // Flow control by consumption: `n` bytes of a stream's data that the handler passed on stay
+  // unconsumed; the credit (WINDOW_UPDATE) for them is withheld, for the stream and the
+  // connection, until ReleaseData gives it back. Bytes of a stream that ends are released.
+  void HoldData(uint32_t stream_id, size_t n);
+  void ReleaseData(uint32_t stream_id, size_t n);
   // Resets a stream now, dropping what it had queued (no OnStreamReset callback).
   void ResetStream(uint32_t stream_id, ErrorCode code);
   // Graceful shutdown: GOAWAY(NO_ERROR); newer streams are ignored, open ones go on.
@@ -124,6 +129,7 @@ class Connection {
   struct Stream {
     int64_t send_window = 0;
     int64_t recv_window = 0;
+    int64_t held = 0;  // received bytes whose credit is withheld (HoldData)
     bool remote_closed = false;
     bool queued = false;  // in send_queue_
     std::deque<std::string> data;
@@ -162,6 +168,8 @@ class Connection {
   bool WithinLimit(TokenBucket& bucket, const char* what);
   void EarnWindowUpdates(uint64_t n);
   void SendWindowUpdates();
+  // Credits what the stream received beyond its held bytes, once that is a quarter window.
+  void ReplenishStream(uint32_t stream_id, Stream& s);
   Stream* Find(uint32_t stream_id);
 
   ConnectionHandler* const handler_;
@@ -189,6 +197,7 @@ class Connection {
   // Flow control: what we may send, and what the peer may still send us.
   int64_t conn_send_window_ = kDefaultWindowSize;
   int64_t conn_recv_window_ = kDefaultWindowSize;
+  int64_t conn_held_ = 0;  // the streams' held bytes together
   int64_t peer_initial_window_ = kDefaultWindowSize;
   uint32_t peer_max_frame_size_ = kMinMaxFrameSize;
 

@@ -23,6 +23,12 @@ void InstanceWorker::Run() {
   while (true) {
     Batch batch = runner_->scheduler().NextBatch(index_);
     if (batch.empty()) break;
+    // The sequence batcher answers its cancelled requests itself (it must hear of every
+    // request it handed out).
+    if (!runner_->spec().sequence.enabled && DropCancelled(batch)) {
+      runner_->Deliver(batch.sequence, Delivery{});  // keeps preserve_ordering's count
+      continue;
+    }
     if (runner_->spec().per_request_execution) {
       ExecutePerRequest(batch);
     } else {
@@ -137,6 +143,27 @@ Status Scatter(const ModelSpec& spec, Batch& batch, const NamedTensors& outputs,
 
 }  // namespace
 
+bool InstanceWorker::DropCancelled(Batch& batch) {
+  auto& requests = batch.requests;
+  bool any = false;
+  for (const RequestPtr& r : requests) any = any || r->cancelled();
+  if (!any) return false;
+  const uint64_t now = NowNs();
+  std::vector<RequestPtr> kept;
+  kept.reserve(requests.size());
+  for (RequestPtr& r : requests) {
+    if (!r->cancelled()) {
+      kept.push_back(std::move(r));
+      continue;
+    }
+    batch.batch_size -= r->batch_size;
+    runner_->stats().RecordFailure(now - r->enqueue_ns, now - r->enqueue_ns, FailReason::kCanceled);
+    r->FailFromScheduler(CancelledStatus());
+  }
+  requests = std::move(kept);
+  return requests.empty();
+}
+
 void InstanceWorker::ExecuteGathered(Batch& batch) {
   const ModelSpec& spec = runner_->spec();
   ModelStats& stats = runner_->stats();
@@ -182,7 +209,7 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
   } else {
     delivery.clear();
     for (RequestPtr& r : batch.requests) {
-      stats.RecordFailure(t3 - r->enqueue_ns, t0 - r->enqueue_ns);
+      stats.RecordFailure(t3 - r->enqueue_ns, t0 - r->enqueue_ns, FailReason::kBackend);
       InferResponse resp;
       resp.token = r->token;
       resp.status = status;

@@ -25,6 +25,9 @@ class InstanceWorker {
 
  private:
   void Run();
+  // Answers the batch's cancelled requests (CANCELLED) and takes them out; true when none is
+  // left to run.
+  bool DropCancelled(Batch& batch);
   void ExecuteGathered(Batch& batch);
   void ExecutePerRequest(Batch& batch);
 

@@ -56,7 +56,8 @@ void OwnedRequest::QueueLocked(NamedTensors outputs, Status status, bool final) 
     const uint64_t now = NowNs();
     const uint64_t queue_ns = execute_start_ns_ - r.enqueue_ns;
     if (any_error_) {
-      stats_->RecordFailure(now - r.enqueue_ns, queue_ns);
+      stats_->RecordFailure(now - r.enqueue_ns, queue_ns,
+                            r.cancelled() ? FailReason::kCanceled : FailReason::kBackend);
     } else {
       stats_->RecordSuccess(now - r.enqueue_ns, queue_ns, 0, now - execute_start_ns_, 0,
                             r.batch_size);

@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "cancel_flag.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -61,6 +62,10 @@ struct InferRequest {
   uint64_t enqueue_ns = 0;
   uint64_t deadline_ns = 0;  // 0: none
   std::shared_ptr<ResponseSink> sink;
+  // Set by whoever may cancel the request (null: nobody can); every stage checks it.
+  CancelFlagPtr cancel;
+
+  bool cancelled() const { return cancel != nullptr && cancel->cancelled(); }
 
   const Tensor* FindInput(const std::string& name) const {
     for (const auto& kv : inputs) {
@@ -88,5 +93,8 @@ struct InferRequest {
 };
 
 using RequestPtr = std::unique_ptr<InferRequest>;
+
+// Triton's answer to a request cancelled before or while it ran.
+inline Status CancelledStatus() { return Status(StatusCode::kCancelled, "Request was cancelled"); }
 
 }  // namespace tritonlite

@@ -265,6 +265,16 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
     size_t idle_slots = 0;  // this instance's sequences not running and not waiting
     for (auto& kv : sequences_) {
       Sequence& seq = *kv.second;
+      if (!seq.queue.empty() && seq.queue.front()->cancelled()) {
+        // As Triton: cancelling a queued request of a sequence cancels the sequence's other
+        // queued requests too.
+        for (RequestPtr& r : seq.queue) {
+          --queued_;
+          stats_->RecordFailure(now - r->enqueue_ns, now - r->enqueue_ns, FailReason::kCanceled);
+          deferred.failed.emplace_back(std::move(r), CancelledStatus());
+        }
+        seq.queue.clear();
+      }
       if (seq.instance != instance || seq.in_flight) continue;
       if (seq.queue.empty()) {
         ++idle_slots;

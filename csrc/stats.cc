@@ -21,9 +21,20 @@ void ModelStats::RecordSuccess(uint64_t total_ns, uint64_t queue_ns, uint64_t in
   s_.compute_output.Add(output_ns);
 }
 
-void ModelStats::RecordFailure(uint64_t total_ns, uint64_t queue_ns) {
+const char* FailReasonName(FailReason reason) {
+  switch (reason) {
+    case FailReason::kBackend: return "BACKEND";
+    case FailReason::kCanceled: return "CANCELED";
+    case FailReason::kRejected: return "REJECTED";
+    case FailReason::kOther: break;
+  }
+  return "OTHER";
+}
+
+void ModelStats::RecordFailure(uint64_t total_ns, uint64_t /*queue_ns*/, FailReason reason) {
   std::lock_guard<std::mutex> lock(mu_);
   s_.fail.Add(total_ns);
+  ++s_.fail_reasons[static_cast<size_t>(reason)];
 }
 
 void ModelStats::RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t infer_ns,

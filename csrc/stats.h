@@ -2,6 +2,7 @@
 // lock per executed batch; cheap enough to stay on always.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -18,10 +19,16 @@ struct BatchStats {
   Duration compute_input, compute_infer, compute_output;
 };
 
+// Why a request failed, as the `reason` label of Triton's nv_inference_request_failure.
+enum class FailReason : uint8_t { kOther = 0, kBackend, kCanceled, kRejected };
+constexpr size_t kFailReasons = 4;
+const char* FailReasonName(FailReason reason);
+
 struct StatsSnapshot {
   uint64_t inference_count = 0;  // inferences: sum of batch sizes of successful requests
   uint64_t execution_count = 0;  // backend executions (batches)
   uint64_t last_inference_ms = 0;  // wall clock, ms since epoch
+  uint64_t fail_reasons[kFailReasons] = {};  // failures by FailReason
   Duration success, fail, queue, compute_input, compute_infer, compute_output;
   std::map<int64_t, BatchStats> batch_stats;
   uint64_t pending = 0;  // requests waiting in the queue now
@@ -31,7 +38,7 @@ class ModelStats {
  public:
   void RecordSuccess(uint64_t total_ns, uint64_t queue_ns, uint64_t input_ns, uint64_t infer_ns,
                      uint64_t output_ns, int64_t batch_size);
-  void RecordFailure(uint64_t total_ns, uint64_t queue_ns);
+  void RecordFailure(uint64_t total_ns, uint64_t queue_ns, FailReason reason = FailReason::kOther);
   void RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns);
   // Adds time to an execution already counted (backends whose responses may go out before
   // their execute call returns are counted first, timed after).

@@ -684,13 +684,17 @@ def test_cancel_in_flight_fast_path_request(harness: Harness) -> None:
     req = pb.ModelInferRequest(model_name="echo")
     req.inputs.add(name="IN", datatype="FP32", shape=[2])
     req.raw_input_contents.append(np.ones(2, np.float32).tobytes())
+    before = harness.echo.executed
     with channel:
         futures = [s.ModelInfer.future(req) for _ in range(5)]
         time.sleep(0.2)
         for f in futures:
             f.cancel()
+        time.sleep(0.2)  # the resets reach the server while the first request holds the gate
         harness.echo.gate.set()
         assert list(s.ModelInfer(req).outputs[0].shape) == [2]
+    # The request already executing finishes; the four queued behind it were dropped.
+    assert harness.echo.executed - before == 2
 
 
 def test_abrupt_disconnects(harness: Harness) -> None:

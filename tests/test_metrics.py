@@ -138,8 +138,9 @@ def test_per_model_counters_are_exact(
     assert got[("nv_inference_count_total", mv("m", "1"))] == 11
     assert got[("nv_inference_exec_count_total", mv("m", "1"))] == 7
     assert got[("nv_inference_request_success_total", mv("boom", "1"))] == 0
-    assert got[("nv_inference_request_failure_total", mv("boom", "1", reason="OTHER"))] == 2
-    for reason in ("REJECTED", "CANCELED", "BACKEND"):
+    # A backend that raises: Triton's reason BACKEND.
+    assert got[("nv_inference_request_failure_total", mv("boom", "1", reason="BACKEND"))] == 2
+    for reason in ("REJECTED", "CANCELED", "OTHER"):
         assert got[("nv_inference_request_failure_total", mv("boom", "1", reason=reason))] == 0
     assert got[("nv_inference_request_failure_total", mv("m", "1", reason="OTHER"))] == 0
     assert got[("nv_inference_pending_request_count", mv("m", "1"))] == 0
@@ -165,7 +166,7 @@ def test_exposition_uses_triton_names_and_help(
         "# HELP nv_inference_request_success Number of successful inference requests, all batch sizes",
         "# TYPE nv_inference_request_success counter",
         'nv_inference_request_success{model="m",version="1"} 7',
-        'nv_inference_request_failure{model="boom",reason="OTHER",version="1"} 2',
+        'nv_inference_request_failure{model="boom",reason="BACKEND",version="1"} 2',
         "# HELP nv_inference_count Number of inferences performed (does not include cached requests)",
         'nv_inference_count{model="m",version="1"} 11',
         "# TYPE nv_inference_pending_request_count gauge",

@@ -188,28 +188,92 @@ def test_max_queue_size_rejects_with_unavailable(server: Server) -> None:
 
 
 def test_queue_timeout_reject(server: Server) -> None:
+    """A request that waits longer than its queue timeout is answered when the timeout passes
+    (by the batcher's timer: every instance is busy, nobody asks for a batch), not later."""
+    rec = Recorder()
+    blocked_model(server, rec, "default_queue_policy { default_timeout_microseconds: 20000 }")
+
+    async def main() -> tuple[Any, Any, float, bool]:
+        rec.gate.clear()
+        first = asyncio.ensure_future(server.infer_async("m", {"IN": row(0)}))
+        await asyncio.sleep(0.05)
+        start = time.monotonic()
+        timed = asyncio.ensure_future(server.infer_async("m", {"IN": row(1)}))
+        done, _ = await asyncio.wait([timed], timeout=5)
+        waited = time.monotonic() - start
+        gate_was_closed = not rec.gate.is_set()
+        rec.gate.set()
+        return await first, await asyncio.gather(timed, return_exceptions=True), waited, (
+            gate_was_closed and timed in done
+        )
+
+    first, (timed,), waited, answered_while_blocked = asyncio.run(main())
+    assert float(first["OUT"][0, 0]) == 0
+    assert isinstance(timed, TritonError) and timed.status == "UNAVAILABLE"
+    assert "Request timeout expired" in timed.message
+    assert answered_while_blocked and waited < 1.0, waited
+    stats = server.statistics("m")[0]
+    assert stats["inference_stats"]["fail"]["count"] == 1
+    assert stats["inference_stats"]["success"]["count"] == 1
+    assert stats["fail_reasons"]["REJECTED"] == 1
+
+
+def test_timeout_override_may_lower_the_default_never_raise_it(server: Server) -> None:
+    """Triton's allow_timeout_override: a request's timeout counts only when it is below the
+    policy's default."""
     rec = Recorder()
     blocked_model(
-        server, rec, "default_queue_policy { default_timeout_microseconds: 20000 allow_timeout_override: true }"
-    )
+        server, rec,
+        "default_queue_policy { default_timeout_microseconds: 150000 allow_timeout_override: true }",
+    )  # fmt: skip
 
     async def main() -> list[Any]:
         rec.gate.clear()
         first = asyncio.ensure_future(server.infer_async("m", {"IN": row(0)}))
         await asyncio.sleep(0.05)
-        timed = asyncio.ensure_future(server.infer_async("m", {"IN": row(1)}))
-        patient = asyncio.ensure_future(server.infer_async("m", {"IN": row(2)}, timeout_us=10_000_000))
-        await asyncio.sleep(0.1)
+        lower = asyncio.ensure_future(server.infer_async("m", {"IN": row(1)}, timeout_us=10_000))
+        higher = asyncio.ensure_future(
+            server.infer_async("m", {"IN": row(2)}, timeout_us=60_000_000)
+        )
+        await asyncio.sleep(0.05)  # `lower` expired, `higher` (still 150 ms) not yet
+        lower_done = lower.done()
+        await asyncio.sleep(0.3)  # `higher` expired at the default, not after 60 s
         rec.gate.set()
-        return await asyncio.gather(first, timed, patient, return_exceptions=True)
+        results = await asyncio.gather(first, lower, higher, return_exceptions=True)
+        return [lower_done, *results]
 
-    first, timed, patient = asyncio.run(main())
+    lower_done, first, lower, higher = asyncio.run(main())
+    assert lower_done
     assert float(first["OUT"][0, 0]) == 0
-    assert isinstance(timed, TritonError) and timed.status == "UNAVAILABLE"
-    assert "Request timeout expired" in timed.message
-    assert float(patient["OUT"][0, 0]) == 4
-    stats = server.statistics("m")[0]["inference_stats"]
-    assert stats["fail"]["count"] == 1 and stats["success"]["count"] == 2
+    for r in (lower, higher):
+        assert isinstance(r, TritonError) and "Request timeout expired" in r.message
+
+
+def test_cancelled_queued_request_never_runs(server: Server) -> None:
+    rec = Recorder()
+    blocked_model(server, rec, "")
+
+    async def main() -> Any:
+        rec.gate.clear()
+        first = asyncio.ensure_future(server.infer_async("m", {"IN": row(0)}))
+        await asyncio.sleep(0.05)
+        queued = asyncio.ensure_future(server.infer_async("m", {"IN": row(1)}))
+        await asyncio.sleep(0.05)
+        queued.cancel()
+        for _ in range(100):  # answered by the batcher at once, while the instance is busy
+            if server.statistics("m")[0]["fail_reasons"]["CANCELED"] == 1:
+                break
+            await asyncio.sleep(0.01)
+        rec.gate.set()
+        return await first
+
+    first = asyncio.run(main())
+    assert float(first["OUT"][0, 0]) == 0
+    assert [float(b[0, 0]) for b in rec.batches] == [0]  # the cancelled one never ran
+    stats = server.statistics("m")[0]
+    assert stats["fail_reasons"]["CANCELED"] == 1
+    assert stats["inference_stats"]["fail"]["count"] == 1
+    assert stats["pending_request_count"] == 0
 
 
 def test_queue_timeout_delay_runs_late_requests_after_the_others(server: Server) -> None:

@@ -539,7 +539,7 @@ def model_families(
             if path[-1] == "ns":
                 value //= 1000
             if name == "nv_inference_request_failure":
-                reasons = s.get("inference_stats", {}).get("fail_reasons", {})
+                reasons = s.get("fail_reasons", {})
                 for reason in FAILURE_REASONS:
                     count = reasons.get(reason, value if (reason == "OTHER" and not reasons) else 0)
                     family.add(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import functools
 import itertools
 import json
 import threading
@@ -77,6 +78,11 @@ def _parameters_json(parameters: Mapping[str, Any] | str | None) -> str:
             f"request parameters must be JSON-encodable text: {e}", INVALID_ARG
         ) from None
     return text
+
+
+def _cancel_when_cancelled(handle: Any, future: asyncio.Future[Any]) -> None:
+    if future.cancelled():
+        handle.cancel()
 
 
 class _LoopCompletions:
@@ -426,10 +432,12 @@ class Server:
         correlation_id_str: str = "",
         flags: int = 0,
         parameters: Mapping[str, Any] | str | None = None,
-    ) -> None:
+    ) -> Any:
         """For decoupled models: ``on_response(error, outputs, final)`` is called on the event
-        loop for every response ((name, Tensor) pairs), the last one with ``final=True``."""
-        self._submit(
+        loop for every response ((name, Tensor) pairs), the last one with ``final=True``.
+        Returns the request's cancel handle: ``handle.cancel()`` cancels it (a queued request
+        is answered CANCELLED, a running model sees ``is_cancelled()``)."""
+        return self._submit(
             False, model, inputs, outputs, version, request_id, priority, timeout_us,
             correlation_id, correlation_id_str, flags, parameters, on_response,
         )  # fmt: skip
@@ -459,7 +467,7 @@ class Server:
         token = next(self._tokens)
         completions.pending[token] = future
         try:
-            runner.enqueue(
+            handle = runner.enqueue(
                 completions.numpy_queue if as_numpy else completions.tensor_queue,
                 token, inputs, outputs, request_id, priority, timeout_us,
                 correlation_id, correlation_id_str, flags, _parameters_json(parameters),
@@ -467,6 +475,11 @@ class Server:
         except BaseException:
             del completions.pending[token]
             raise
+        if on_response is not None:
+            return handle
+        # Cancelling the future (or the task awaiting it) cancels the request in the core: a
+        # queued one never runs, a running python model sees request.is_cancelled().
+        future.add_done_callback(functools.partial(_cancel_when_cancelled, handle))
         return future
 
     def statistics(self, model: str = "", version: int | None = None) -> list[dict[str, Any]]:

@@ -97,6 +97,11 @@ def _check(config: mc.ModelConfig, steps: list[_Step], server: Any) -> None:
             remaining.remove(s)
 
 
+#: How often a running ensemble looks whether its request was cancelled (then it cancels its
+#: running steps and submits no more).
+CANCEL_POLL_S = 0.05
+
+
 class EnsembleBackend:
     """Runs an ensemble's DAG for every request on the server's background loop."""
 
@@ -123,6 +128,11 @@ class EnsembleBackend:
             pending = list(self.steps)
             running: dict[asyncio.Future[Any], _Step] = {}
             while pending or running:
+                if request.cancelled:  # the client is gone: no step more, and none running
+                    for other in running:
+                        other.cancel()
+                    request.respond(error=("CANCELLED", "Request was cancelled"))
+                    return
                 for step in [s for s in pending if set(s.inputs.values()) <= tensors.keys()]:
                     pending.remove(step)
                     inputs = [(name, tensors[t]) for name, t in step.inputs.items()]
@@ -138,7 +148,10 @@ class EnsembleBackend:
                     running[asyncio.ensure_future(future)] = step
                 if not running:
                     break
-                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                # Woken at least every CANCEL_POLL_S to notice a cancellation of the request.
+                done, _ = await asyncio.wait(
+                    running, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED
+                )
                 for future in done:
                     step = running.pop(future)
                     try:

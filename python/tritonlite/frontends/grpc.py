@@ -95,6 +95,9 @@ _CONTENTS_TYPE = {
 
 SEQUENCE_START = 1
 SEQUENCE_END = 2
+#: ModelStreamInfer reads no more requests of a stream while this many are running or answered
+#: but not yet sent (the transport then stops granting the client credit).
+MAX_STREAM_PENDING = 256
 
 
 @dataclass
@@ -319,6 +322,7 @@ class GrpcHandlers:
         pending = 0
         reading = True
         tasks: set[asyncio.Task[None]] = set()  # referenced until done
+        room = asyncio.Event()  # set when a request finished or a response was sent
 
         def put_error(message: str, request: Any = None) -> None:
             resp = pb.ModelStreamInferResponse(error_message=message)
@@ -331,6 +335,7 @@ class GrpcHandlers:
         def finished() -> None:
             nonlocal pending
             pending -= 1
+            room.set()
             if not reading and pending == 0:
                 out.put_nowait(None)
 
@@ -350,6 +355,11 @@ class GrpcHandlers:
             nonlocal reading, pending
             try:
                 async for raw in requests:
+                    # Backpressure: with MAX_STREAM_PENDING requests running or answered but
+                    # not yet sent, read no more (the transport then stops granting credit).
+                    while pending + out.qsize() >= MAX_STREAM_PENDING:
+                        room.clear()
+                        await room.wait()
                     try:
                         request = pb.ModelInferRequest.FromString(raw)
                     except DecodeError as e:
@@ -369,9 +379,12 @@ class GrpcHandlers:
         reader = asyncio.ensure_future(read())
         try:
             while (item := await out.get()) is not None:
+                room.set()
                 yield item
         finally:
             reader.cancel()
+            for task in list(tasks):  # the stream is gone: its requests are cancelled
+                task.cancel()
 
     # ---- health and metadata ---------------------------------------------------------------
 
@@ -540,13 +553,26 @@ class GrpcHandlers:
             yield self._response(request, loaded, tensors)
             return
         queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
-        server.submit_stream(
+        handle = server.submit_stream(
             request.model_name, inputs, lambda e, o, f: queue.put_nowait((e, o, f)),
             outputs, version, **kwargs,
         )  # fmt: skip
         enable_final = bool(
             _typed_param(params, "triton_enable_empty_final_response", ("bool_param",))
         )
+        final = False
+        try:
+            async for resp in self._decoupled_responses(request, loaded, queue, enable_final):
+                yield resp
+            final = True
+        finally:
+            if not final:  # the call ended first (cancelled, client gone): so does the request
+                handle.cancel()
+
+    async def _decoupled_responses(
+        self, request: Any, loaded: Any, queue: asyncio.Queue[tuple[Any, Any, bool]],
+        enable_final: bool,
+    ) -> AsyncIterator[Any]:
         while True:
             error, tensors, final = await queue.get()
             if error is not None:

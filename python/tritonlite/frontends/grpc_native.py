@@ -90,8 +90,11 @@ def fast_path_eligible(loaded: Any) -> bool:
     return config is None or not config.model_transaction_policy.decoupled
 
 
-async def _requests_from(queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+async def _requests_from(call: Any, queue: asyncio.Queue[bytes | None]) -> AsyncIterator[bytes]:
+    """The stream's request messages as the handler takes them; each one taken gives its
+    flow-control credit back to the client (a handler that stops reading stops the client)."""
     while (item := await queue.get()) is not None:
+        call.consumed()
         yield item
 
 
@@ -187,7 +190,7 @@ class NativeGrpcFrontend:
     async def _stream(self, call: Any, queue: asyncio.Queue[bytes | None]) -> None:
         method = handler_method(call.method)
         try:
-            responses = self._handlers.stream(method, _requests_from(queue), call.metadata)
+            responses = self._handlers.stream(method, _requests_from(call, queue), call.metadata)
             async with contextlib.aclosing(responses):  # type: ignore[type-var]
                 async for response in responses:
                     if not call.send(response):

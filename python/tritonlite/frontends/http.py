@@ -121,6 +121,9 @@ SEQUENCE_START = 1
 SEQUENCE_END = 2
 
 _JSON = "application/json"
+#: generate_stream: responses of a decoupled model waiting for a slow client before the request
+#: is cancelled and the stream ends with an error.
+MAX_GENERATE_BUFFERED = 1024
 _BINARY = "application/octet-stream"
 _HEADER_LENGTH = "Inference-Header-Content-Length"
 
@@ -917,11 +920,27 @@ class HttpApi:
                 inputs.append((key, _generate_input(key, meta, value)))
         queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
         submit_kwargs = dict(request_id=request_id, **kwargs)
+        cancel: Callable[[], Any]
         if loaded.config.model_transaction_policy.decoupled:
-            self.server.submit_stream(
-                model, inputs, lambda e, o, f: queue.put_nowait((e, o, f)), None, version,
-                **submit_kwargs,
+
+            def on_response(error: Any, outputs: Any, final: bool) -> None:
+                if queue.qsize() >= MAX_GENERATE_BUFFERED and not final and error is None:
+                    # The client reads slower than the model produces: stop the model rather
+                    # than buffer without bound.
+                    handle.cancel()
+                    error = TritonError(
+                        f"the client read too slowly: {MAX_GENERATE_BUFFERED} responses were "
+                        "waiting to be sent; the request was cancelled", "UNAVAILABLE",
+                    )  # fmt: skip
+                    final = True
+                    if queue.qsize() > MAX_GENERATE_BUFFERED:
+                        return  # already told
+                queue.put_nowait((error, outputs, final))
+
+            handle = self.server.submit_stream(
+                model, inputs, on_response, None, version, **submit_kwargs,
             )  # fmt: skip
+            cancel = handle.cancel
         else:
             future = self.server.submit(model, inputs, None, version, **submit_kwargs)
 
@@ -934,7 +953,18 @@ class HttpApi:
                 queue.put_nowait((error, None if error else f.result(), True))
 
             future.add_done_callback(done)
+            cancel = future.cancel
 
+        try:
+            return await self._generate_reply(model, loaded, request_id, stream, queue, cancel)
+        except BaseException:
+            cancel()  # the client is gone (handler cancelled) or the reply failed
+            raise
+
+    async def _generate_reply(
+        self, model: str, loaded: Any, request_id: str, stream: bool,
+        queue: asyncio.Queue[tuple[Any, Any, bool]], cancel: Callable[[], Any],
+    ) -> Reply:
         def chunk(error: Any, outputs: Any) -> bytes:
             if error is not None:
                 doc: dict[str, Any] = {"error": getattr(error, "message", str(error))}
@@ -967,13 +997,19 @@ class HttpApi:
 
         async def events() -> AsyncIterator[bytes]:
             item = first
-            while True:
-                error, outputs, final = item
-                if error is not None or outputs or not final:
-                    yield chunk(error, outputs)
-                if final or error is not None:
-                    return
-                item = await queue.get()
+            done = False
+            try:
+                while True:
+                    error, outputs, final = item
+                    if error is not None or outputs or not final:
+                        yield chunk(error, outputs)
+                    if final or error is not None:
+                        done = True
+                        return
+                    item = await queue.get()
+            finally:
+                if not done:  # the client went away mid-stream: stop the model
+                    cancel()
 
         headers = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
         return Reply(status, b"", headers, events())
@@ -1231,9 +1267,12 @@ async def start_http(
         return response
 
     # Bodies are decompressed by the API (with the size limit), not by aiohttp's parser.
+    # handler_cancellation: a client that disconnects cancels its handler, and with it the
+    # request in the core (a queued one never runs, a running model sees is_cancelled()).
     handler = web.Server(
-        handle, request_factory=make_request, access_log=None, auto_decompress=False
-    )
+        handle, request_factory=make_request, access_log=None, auto_decompress=False,
+        handler_cancellation=True,
+    )  # fmt: skip
     listener = await loop.create_server(
         handler, host, port, reuse_address=True, reuse_port=reuse_port or None
     )
