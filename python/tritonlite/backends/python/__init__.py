@@ -27,14 +27,20 @@ Modules: ``pb_utils`` (the model-facing API), ``loader`` (model files, args, nam
 ``executor`` (calling a model's methods by Triton's rules), ``inprocess`` and ``process``
 (the two hosts; ``stub`` is the stub process' main), ``ipc``, ``shm`` and ``memfd`` (the wire,
 with its schema, the shared memory between server and stub, and the sealed memfds behind it;
-a stub is untrusted: see ``ipc``), ``bls``, ``custom_metrics``, ``runtime`` (what pb_utils
-calls back into).
+a stub is untrusted: see ``ipc``), ``cancel`` (the cancel board behind ``is_cancelled()`` in a
+stub), ``bls``, ``custom_metrics``, ``runtime`` (what pb_utils calls back into).
 
-Not supported (and how it fails): request cancellation (``is_cancelled()`` is always False),
-request rescheduling (``set_release_flags(RESCHEDULE)`` raises), response parameters
-(ignored; request parameters, also of BLS requests, are passed), GPU tensors in
-stub mode (UNSUPPORTED; in-process models get and return DLPack tensors on any device),
-``EXECUTION_ENV_PATH`` (a warning; the server's Python runs the model).
+Request cancellation is visible to models in both modes: ``request.is_cancelled()`` and
+``response_sender.is_cancelled()`` turn True once the core request is cancelled (its client
+went away or cancelled it, ...), without a round trip (in process it reads the core request's
+flag; in a stub, the request's slot of a shared cancel board: see ``cancel.py``). A model may
+poll it and stop early; what it answers then is its own choice. BLS requests a model builds are
+never cancelled.
+
+Not supported (and how it fails): request rescheduling (``set_release_flags(RESCHEDULE)``
+raises), response parameters (ignored; request parameters, also of BLS requests, are passed),
+GPU tensors in stub mode (UNSUPPORTED; in-process models get and return DLPack tensors on any
+device), ``EXECUTION_ENV_PATH`` (a warning; the server's Python runs the model).
 """
 
 from __future__ import annotations

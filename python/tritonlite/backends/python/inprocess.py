@@ -6,7 +6,8 @@ This module owns that host: one ``TritonPythonModel`` per instance (``model.py``
 per instance, so module state is per instance as in Triton), pb_utils requests over zero-copy
 numpy views of the core's input tensors, responses answered straight on the core's requests,
 and the in-process runtime behind pb_utils (BLS on the server, the ``tritonlite.python``
-logger, the custom-metrics registry).
+logger, the custom-metrics registry). A request's ``is_cancelled()`` reads the core request's
+cancel flag.
 
 The price of the speed: a model that crashes takes the server with it, one that holds the GIL
 stalls every other Python thread, and every in-process model shares ``sys.path`` and
@@ -129,7 +130,8 @@ class InProcessInstance:
             ]
             requested = list(r.requested_outputs) or backend.output_names
             correlation = r.correlation_id_str or r.correlation_id
-            sender = InferenceResponseSender(_Responder(r, requested).send, decoupled)
+            responder = _Responder(r, requested)
+            sender = InferenceResponseSender(responder.send, decoupled, responder.cancelled)
             pb_requests.append(
                 InferenceRequest._incoming(
                     inputs,
@@ -171,7 +173,8 @@ class InProcessInstance:
 
 
 class _Responder:
-    """A response sender's way to one core request."""
+    """A response sender's way to one core request, and to its cancel flag (what
+    ``is_cancelled()`` reads: a lock-free load in the core)."""
 
     __slots__ = ("request", "requested")
 
@@ -184,6 +187,9 @@ class _Responder:
             self.request.respond(None, None, final)
         else:
             _respond(self.request, response, self.requested, final)
+
+    def cancelled(self) -> bool:
+        return bool(self.request.cancelled)
 
 
 def _respond(

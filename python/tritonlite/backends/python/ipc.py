@@ -183,10 +183,11 @@ def LOCATION(v: Any) -> bool:
 #: bls.BlsSpec
 BLS_SPEC = tup(STR, opt(INT), opt(seq(STR)), STR, one_of(INT, STR), INT, INT, STR)
 #: One request of an EXEC batch: key, id, correlation id, flags, timeout (us), requested
-#: outputs, number of inputs, parameters (JSON text).
+#: outputs, number of inputs, parameters (JSON text), cancel slot (an index into the stub's
+#: cancel board, or -1 for none: the stub checks the range, see ``cancel.py``).
 _REQUEST_TYPES = (
-    (int, str, int, int, int, tuple, int, str),
-    (int, str, str, int, int, tuple, int, str),
+    (int, str, int, int, int, tuple, int, str, int),
+    (int, str, str, int, int, tuple, int, str, int),
 )
 
 

@@ -9,16 +9,19 @@ with Triton's names, signatures and error texts. It knows nothing of processes o
 BLS, logging and metrics go to ``runtime.current()``, which the stub process or the in-process
 instance provides.
 
-Differences from Triton, all documented in the package docstring: ``is_cancelled()`` is always
-False; response parameters and ``preferred_memory`` are accepted and ignored; request
-rescheduling is not supported.
+``InferenceRequest.is_cancelled()`` and its response sender's ``is_cancelled()`` call a probe
+that the host passes in (``cancelled=``): the core request's flag in process, the stub's cancel
+board in a stub (``cancel.py``); a BLS request a model builds has none and is never cancelled.
+
+Differences from Triton, all documented in the package docstring: response parameters and
+``preferred_memory`` are accepted and ignored; request rescheduling is not supported.
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -370,11 +373,14 @@ class InferenceResponse:
 class InferenceResponseSender:
     """Sends the responses of one request (decoupled models, or one response otherwise)."""
 
-    __slots__ = ("_closed", "_decoupled", "_host_send", "_sent")
+    __slots__ = ("_cancelled", "_closed", "_decoupled", "_host_send", "_sent")
 
-    def __init__(self, host_send: Any, decoupled: bool) -> None:
+    def __init__(
+        self, host_send: Any, decoupled: bool, cancelled: Callable[[], bool] | None = None
+    ) -> None:
         self._host_send = host_send  # (response | None, final: bool) -> None
         self._decoupled = decoupled
+        self._cancelled = cancelled  # whether the request was cancelled (None: it cannot be)
         self._closed = False
         self._sent = False
 
@@ -411,7 +417,9 @@ class InferenceResponseSender:
         self._host_send(response, final)
 
     def is_cancelled(self) -> bool:
-        return False
+        """Whether the request was cancelled (by its client, a deadline, the server)."""
+        cancelled = self._cancelled
+        return cancelled is not None and bool(cancelled())
 
     def _is_closed(self) -> bool:
         return self._closed
@@ -564,7 +572,9 @@ class InferenceRequest:
         return None
 
     def is_cancelled(self) -> bool:
-        return False
+        """Whether the request was cancelled; always False for a BLS request built here."""
+        sender = self._sender
+        return sender is not None and sender.is_cancelled()
 
     def set_release_flags(self, flags: int) -> None:
         if flags & TRITONSERVER_REQUEST_RELEASE_RESCHEDULE:

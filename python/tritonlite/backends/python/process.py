@@ -13,6 +13,10 @@ one reader thread for its async socket) and the instance the core drives (``Stub
   grandchild keeps the socket open): every request it held fails with ``Stub process '<name>' is
   not healthy: ...`` and a new stub is started in the background; requests that arrive while it
   starts wait for it. ``healthy`` says whether the instance has a live, initialized stub.
+* a request's cancellation reaches the model without a message: each stub has a cancel board
+  (``cancel.py``) and every request sent to it mirrors its cancel flag into a slot of it, from
+  the EXEC until the server is done with the request (its final response, a failure, the stub's
+  crash, an unload: every way out of ``pending`` goes through ``_take``, which frees the slot);
 * a stub runs model code, so everything it sends is hostile: a message that breaks the protocol
   (``ipc.ProtocolError``: undecodable, unexpected, mistyped, tensors outside shared memory) is
   logged and the stub is killed, which then goes as a crash (``StubProcess.violation``).
@@ -39,6 +43,7 @@ from typing import Any
 
 from ...errors import INTERNAL, INVALID_ARG, UNSUPPORTED, TritonError
 from . import bls, custom_metrics, ipc, loader
+from .cancel import CancelSlots
 from .inprocess import model_control
 from .ipc import Channel, ProtocolError, socket_pair
 from .memfd import new_memfd
@@ -78,6 +83,8 @@ class StubProcess:
     def __init__(self, instance: StubInstance) -> None:
         self.instance = instance
         backend = instance.backend
+        # A fresh cancel board per process: a restarted stub never sees its predecessor's slots.
+        self.cancel = CancelSlots(name=instance.name)
         # Both arenas are made here: the stub fills the second one (see shm.py).
         self.arena = Arena(backend.arena_bytes, "tritonlite-python-server", keep_fd=True)
         self.arena_lock = threading.Lock()
@@ -91,10 +98,11 @@ class StubProcess:
         ctl_here, ctl_there = socket_pair()
         asy_here, asy_there = socket_pair()
         fds = (ctl_there.fileno(), asy_there.fileno(), self.arena.fd, stub_arena_fd)
+        board = (str(self.cancel.stub_fd), str(self.cancel.slots))
         try:
             self.proc = subprocess.Popen(
-                stub_command(*map(str, fds), str(self.arena.size)),
-                pass_fds=fds,
+                stub_command(*map(str, fds), str(self.arena.size), *board),
+                pass_fds=(*fds, self.cancel.stub_fd),
                 stdin=subprocess.DEVNULL,
                 # Signals for the server's process group (a terminal's Ctrl-C) are not for it. Not
                 # a new session: that would put it in its own scheduler autogroup, which cost
@@ -111,6 +119,7 @@ class StubProcess:
             asy_there.close()
             os.close(stub_arena_fd)
             self.arena.close_fd()  # the mapping stays until this object goes
+            self.cancel.close_stub_fd()  # the core has its own mapping
         self.ctl = Channel(ctl_here, ipc.SERVER_CTL)
         self.asy = Channel(asy_here, ipc.SERVER_ASYNC)
         try:
@@ -273,7 +282,11 @@ class StubProcess:
         if op == ipc.SEND:
             _, key, error, metas, location, final = message
             outputs = read_tensors(self.peer, metas, location, fds, copy=True)
-            request = instance.pending.pop(key, None) if final else instance.pending.get(key)
+            if final:
+                request = instance._take(key)
+            else:
+                entry = instance.pending.get(key)
+                request = entry[0] if entry is not None else None
             if request is not None and not request.finished:
                 try:
                     request.respond(outputs or None, error, final)
@@ -383,7 +396,8 @@ class StubInstance:
     def __init__(self, backend: StubBackend, index: int, kind: str, device_id: int) -> None:
         self.backend = backend
         self.name = backend.instance_name(index)
-        self.pending: dict[int, Any] = {}  # key -> core request without its final response
+        # key -> (core request without its final response, its cancel slot, that slot's board)
+        self.pending: dict[int, tuple[Any, int, CancelSlots]] = {}
         self._keys = itertools.count(1)
         self._lock = threading.Lock()
         self._closing = False
@@ -429,22 +443,24 @@ class StubInstance:
     def execute_requests(self, requests: list[Any]) -> None:
         stub = self._stub or self._wait_for_stub()
         backend = self.backend
-        batch = []
+        batch: list[tuple[Any, ...]] = []
         tensors = []
         pending = self.pending
-        for r in requests:
-            key = next(self._keys)
-            inputs = r.inputs()
-            for name, t in inputs:
-                if not t.is_cpu:
-                    raise TritonError(
-                        f"model '{backend.model_name}': input '{name}' is in GPU memory; a model "
-                        "in a stub process takes CPU tensors (set EXECUTION_MODE to in_process)",
-                        UNSUPPORTED,
-                    )
-                tensors.append((name, t.datatype, t.shape, t))
-            batch.append(
-                (
+        cancel = stub.cancel
+        try:
+            for r in requests:
+                key = next(self._keys)
+                inputs = r.inputs()
+                for name, t in inputs:
+                    if not t.is_cpu:
+                        raise TritonError(
+                            f"model '{backend.model_name}': input '{name}' is in GPU memory; a "
+                            "model in a stub process takes CPU tensors (set EXECUTION_MODE to "
+                            "in_process)",
+                            UNSUPPORTED,
+                        )
+                    tensors.append((name, t.datatype, t.shape, t))
+                fields = (
                     key,
                     r.id,
                     r.correlation_id_str or r.correlation_id,
@@ -454,10 +470,14 @@ class StubInstance:
                     len(inputs),
                     r.parameters,
                 )
-            )
-            pending[key] = r
-        with stub.arena_lock:
-            metas, location, fds = write_tensors(stub.arena, tensors)
+                slot = cancel.mirror(r)
+                pending[key] = (r, slot, cancel)
+                batch.append((*fields, slot))
+            with stub.arena_lock:
+                metas, location, fds = write_tensors(stub.arena, tensors)
+        except BaseException:  # nothing was sent: the core fails the batch
+            self._forget(batch)
+            raise
         try:
             stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
             message, out_fds = stub.ctl.recv()
@@ -475,16 +495,18 @@ class StubInstance:
         except ProtocolError as e:
             stub.violation(str(e))
             self._crashed(stub)
+            self._forget(batch)
             raise TritonError(self._unhealthy(stub), INTERNAL) from None
         except (EOFError, OSError):
             self._crashed(stub)
+            self._forget(batch)
             raise TritonError(self._unhealthy(stub), INTERNAL) from None
         finally:
             for fd in fds:
                 os.close(fd)
         i = 0
         for key, err, n in responses:
-            r, start = pending.pop(key, None), i
+            r, start = self._take(key), i
             i += n  # every response's outputs are counted, whatever becomes of them
             if r is None:
                 continue
@@ -494,9 +516,26 @@ class StubInstance:
                 r.respond(outputs[start:i], None, True)
         if error is not None:
             for key in failed:
-                r = pending.pop(key, None)
+                r = self._take(key)
                 if r is not None and not r.finished:
                     r.respond(None, (INTERNAL, error), True)
+
+    def _take(self, key: int) -> Any:
+        """The core request of ``key``, out of ``pending`` (the server is done with it: it is
+        about to get or has got its final response), its cancel slot freed; None if it was not
+        pending."""
+        entry = self.pending.pop(key, None)
+        if entry is None:
+            return None
+        r, slot, cancel = entry
+        cancel.release(r, slot)
+        return r
+
+    def _forget(self, batch: list[tuple[Any, ...]]) -> None:
+        """The batch failed as a whole (the core answers its requests): take whatever of it is
+        still pending (``_crashed`` does nothing for a stub whose crash was seen already)."""
+        for key, *_ in batch:
+            self._take(key)
 
     def _rejected(self, batch: list[Any], text: str) -> None:
         """The stub could not read an EXEC: fail its requests, keep the stub."""
@@ -506,7 +545,7 @@ class StubInstance:
             f"process could not read the request: {text}"
         )
         for key, *_ in batch:
-            r = self.pending.pop(key, None)
+            r = self._take(key)
             if r is not None and not r.finished:
                 r.respond(None, (INTERNAL, message), True)
 
@@ -544,7 +583,7 @@ class StubInstance:
         message = self._unhealthy(stub)
         _log.error("%s", message)
         for key in list(self.pending):
-            r = self.pending.pop(key, None)
+            r = self._take(key)
             if r is not None and not r.finished:
                 try:
                     r.respond(None, (INTERNAL, message), True)
@@ -597,7 +636,7 @@ class StubInstance:
             stub.finalize()
         message = f"model instance '{self.name}' was unloaded before it answered this request"
         for key in list(self.pending):
-            r = self.pending.pop(key, None)
+            r = self._take(key)
             if r is not None and not r.finished:
                 try:
                     r.respond(None, ("UNAVAILABLE", message), True)

@@ -1,12 +1,14 @@
 """The stub process: one python model instance in its own interpreter, as Triton runs them.
 
 Started by ``process.StubProcess`` with ``command(CTL, ASYNC, SERVER_ARENA, STUB_ARENA,
-ARENA_BYTES)`` (inherited fds; the server made both arenas). This module owns the stub side of the protocol in
-``ipc.py``: the main thread reads the control socket and runs ``initialize``, each ``execute``
-batch (one EXEC in, one DONE out) and ``finalize``; a reader thread takes BLS responses and call
-replies from the async socket; any thread may send (response senders, BLS, logs, metrics).
+ARENA_BYTES, CANCEL_BOARD, CANCEL_SLOTS)`` (inherited fds; the server made both arenas and the
+cancel board). This module owns the stub side of the protocol in ``ipc.py``: the main thread
+reads the control socket and runs ``initialize``, each ``execute`` batch (one EXEC in, one DONE
+out) and ``finalize``; a reader thread takes BLS responses and call replies from the async
+socket; any thread may send (response senders, BLS, logs, metrics).
 Input tensors are zero-copy views of the server's arena; outputs are written to this process's
-own arena (see ``shm.py``).
+own arena (see ``shm.py``). A request's ``is_cancelled()`` reads its slot of the cancel board,
+mapped read-only (see ``cancel.py``), until the stub sends its final response.
 
 The process ends when the server tells it to (FINALIZE) or dies (EOF on either socket). It runs
 in its own process group and ignores SIGINT and SIGTERM (a no-op handler, so the model's own child
@@ -34,8 +36,10 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from ... import _core
 from . import custom_metrics, ipc, loader, runtime
 from .bls import BlsSpec, spec_of
+from .cancel import NO_SLOT, SLOT_BYTES, map_board
 from .executor import ExecuteError, ModelCaller, error_status, response_tensors
 from .ipc import Channel, ProtocolError
 from .pb_utils import (
@@ -123,17 +127,47 @@ class _RemoteMetric:
         return float(self.stub.call("metric_value", self.id))
 
 
+_load = _core.atomic_load_u32
+
+
 class _Responder:
     """A request's response sender, on the stub side: every response is one SEND message.
-    If the model drops a request without its final response, the server is told so."""
+    If the model drops a request without its final response, the server is told so.
 
-    __slots__ = ("done", "key", "requested", "stub")
+    It also answers ``is_cancelled()``: one atomic load of the request's cancel slot, while the
+    slot is the request's. The server frees the slot when it has the final response, so before
+    sending that (or telling the server in DONE), the stub freezes the answer
+    (``freeze``) and never reads the slot for this request again."""
 
-    def __init__(self, stub: Stub, key: int, requested: list[str]) -> None:
+    __slots__ = ("done", "frozen", "key", "offset", "requested", "stub")
+
+    def __init__(self, stub: Stub, key: int, requested: list[str], slot: int = NO_SLOT) -> None:
         self.stub = stub
         self.key = key
         self.requested = requested
         self.done = False
+        self.offset = slot * SLOT_BYTES if slot != NO_SLOT else -1
+        self.frozen: bool | None = None  # is_cancelled() once the slot is no longer ours
+
+    def cancelled(self) -> bool:
+        frozen = self.frozen
+        if frozen is not None:
+            return frozen
+        if self.offset < 0:
+            return False
+        value = _load(self.stub.board, self.offset) != 0
+        frozen = self.frozen  # frozen meanwhile: the slot may be another request's by now
+        return value if frozen is None else frozen
+
+    def freeze(self) -> None:
+        """Keep what ``is_cancelled()`` says now: the server may free the slot from here on."""
+        if self.frozen is None:
+            self.frozen = self.offset >= 0 and _load(self.stub.board, self.offset) != 0
+
+    def finish(self) -> None:
+        """The request's final response goes to the server in DONE."""
+        self.freeze()
+        self.done = True
 
     def send(self, response: InferenceResponse | None, final: bool) -> None:
         error = None
@@ -144,6 +178,8 @@ class _Responder:
             else:
                 tensors = response_tensors(response, self.requested)
         metas, location, fds = self.stub.write(tensors)
+        if final:
+            self.freeze()
         try:
             self.stub.asy.send((ipc.SEND, self.key, error, metas, location, final), fds)
         finally:
@@ -168,10 +204,20 @@ class _Responder:
 class Stub:
     """The stub's state, and pb_utils' runtime in this process."""
 
-    def __init__(self, ctl: Channel, asy: Channel, peer: ArenaMap, info: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        ctl: Channel,
+        asy: Channel,
+        peer: ArenaMap,
+        info: dict[str, Any],
+        board: Any = b"",
+        board_slots: int = 0,
+    ) -> None:
         self.ctl = ctl
         self.asy = asy
         self.peer = peer
+        self.board = board  # the cancel board (read-only mmap), board_slots uint32 slots
+        self.board_slots = board_slots
         self.info = info
         self.instance_name: str = info["instance_name"]
         self.model_name: str = info["model_name"]
@@ -252,17 +298,22 @@ class Stub:
         ):
             self.reject("the batch's input counts do not match its tensors")
             return
+        slots = self.board_slots
+        for request in batch:
+            if not NO_SLOT <= request[8] < slots:
+                self.reject(f"cancel slot {request[8]} is outside the board's {slots} slots")
+                return
         decoupled = self.decoupled
         requests: list[InferenceRequest] = []
         responders: list[_Responder] = []
         i = 0
-        for key, request_id, correlation, flags, timeout, requested, n_inputs, params in batch:
+        for key, request_id, correlation, flags, timeout, requested, n_in, params, slot in batch:
             inputs = [
                 Tensor._wrap(name, array, metas[j][1])
-                for j, (name, array) in enumerate(tensors[i : i + n_inputs], start=i)
+                for j, (name, array) in enumerate(tensors[i : i + n_in], start=i)
             ]
-            i += n_inputs
-            responder = _Responder(self, key, requested)
+            i += n_in
+            responder = _Responder(self, key, requested, slot)
             responders.append(responder)
             requests.append(
                 InferenceRequest._incoming(
@@ -274,7 +325,7 @@ class Stub:
                     timeout,
                     self.model_name,
                     self.info["version_number"],
-                    InferenceResponseSender(responder.send, decoupled),
+                    InferenceResponseSender(responder.send, decoupled, responder.cancelled),
                     params,
                 )
             )
@@ -292,7 +343,7 @@ class Stub:
                 if response is None:
                     continue
                 request._sender._closed = True  # type: ignore[union-attr]
-                responder.done = True
+                responder.finish()
                 if response._error is not None:
                     out.append((responder.key, error_status(response._error), 0))
                     continue
@@ -312,15 +363,17 @@ class Stub:
                 sender = request._sender
                 if sender is not None and not sender._closed:
                     sender._closed = True
-                    responder.done = True
+                    responder.finish()
                     failed.append(responder.key)
-        del requests, responders, outputs
+        del requests, outputs
         try:
             self.ctl.send((ipc.DONE, out, out_metas, out_location, failed, error), out_fds)
         except (TypeError, ValueError, OverflowError) as e:  # not encodable: fail the batch
             error = self.caller.failure(f"a response could not be sent: {e}")
             failed = list(dict.fromkeys([*failed, *(key for key, _, _ in out)]))
             failed += [key for key, *_ in batch if key not in failed]
+            for responder in responders:  # all of them end: the server frees their slots
+                responder.freeze()
             self.ctl.send((ipc.DONE, [], [], None, failed, error))
         finally:
             for fd in out_fds:
@@ -482,6 +535,14 @@ def main(argv: list[str]) -> int:
     ctl = Channel(socket.socket(fileno=int(argv[1])), ipc.STUB_CTL)
     asy = Channel(socket.socket(fileno=int(argv[2])), ipc.STUB_ASYNC)
     peer = ArenaMap(int(argv[3]), int(argv[5]))
+    board: Any = None
+    board_slots = 0
+    board_error = ""
+    try:
+        board_slots = int(argv[7])
+        board = map_board(int(argv[6]), board_slots)
+    except (IndexError, ValueError, OSError) as e:
+        board_error = f"unusable cancel board from the server: {e}"
     try:
         message, _ = ctl.recv()
     except EOFError:
@@ -492,8 +553,11 @@ def main(argv: list[str]) -> int:
     if message[0] != ipc.INIT:
         ctl.send((ipc.INIT_ERROR, f"expected INIT from the server, got opcode {message[0]}"))
         return 1
+    if board_error:
+        ctl.send((ipc.INIT_ERROR, board_error))
+        return 1
     info = dict(message[1], arena_fd=int(argv[4]))
-    stub = Stub(ctl, asy, peer, info)
+    stub = Stub(ctl, asy, peer, info, board, board_slots)
     runtime.set_process_runtime(stub)
     reader = threading.Thread(target=stub.read_async, name="tritonlite-stub-reader", daemon=True)
     reader.start()
