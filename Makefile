@@ -99,7 +99,8 @@ $(eval $(call sanitized_venv,tsan,thread))
 SANITIZE_TESTS ?= tests/test_tensor.py tests/test_scheduler.py tests/test_sequence.py \
 	tests/test_http2_hpack.py tests/test_grpc_native.py tests/test_grpc_native_compression.py \
 	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py \
-	tests/test_sizes.py tests/test_hostile_http2.py tests/test_grpc_repeated_parameters.py
+	tests/test_sizes.py tests/test_hostile_http2.py tests/test_grpc_repeated_parameters.py \
+	tests/test_cancellation.py tests/test_python_cancel.py
 test-sanitize: .venv-asan/.built
 	rm -rf build/asan/reports && mkdir -p build/asan/reports
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so) \
@@ -113,6 +114,7 @@ test-sanitize: .venv-asan/.built
 # reload under load, close while busy) under ThreadSanitizer; tests/cpp/tsan.supp names the
 # CPython/onnxruntime internals it may not judge.
 TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py tests/test_stress.py \
+	tests/test_cancellation.py tests/test_python_cancel.py \
 	tests/test_repository.py::test_poll_reload_under_load_has_zero_failures \
 	tests/test_grpc_native.py::test_reload_under_load_never_fails
 test-tsan: .venv-tsan/.built

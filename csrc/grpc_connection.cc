@@ -85,6 +85,16 @@ GrpcConnection::~GrpcConnection() {
 
 bool GrpcConnection::OnReadable(uint8_t* scratch, size_t scratch_size, uint64_t now_ns) {
   timers_.OnRead(now_ns);
+  // Requests completed by what this wakeup reads are queued after all of it is processed, so
+  // one reset right behind its request (rapid reset) never reaches the core.
+  struct QueueAfterReading {
+    GrpcConnection* self;
+    explicit QueueAfterReading(GrpcConnection* c) : self(c) { self->reading_ = true; }
+    ~QueueAfterReading() {
+      self->reading_ = false;
+      self->QueueReadRequests();
+    }
+  } queue_after(this);
   for (int i = 0; i < kMaxReadsPerWakeup; ++i) {
     const ssize_t n = recv(fd_, scratch, scratch_size, 0);
     if (n > 0) {
@@ -316,6 +326,24 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
   MessagePtr message = std::move(call.messages[0]);
   call.messages.clear();
   Recount(call);  // the message now belongs to the request's path
+  if (reading_) {
+    call.read_message = std::move(message);
+    read_requests_.push_back(stream_id);
+    return;
+  }
+  StartUnary(stream_id, call, std::move(message));
+}
+
+void GrpcConnection::QueueReadRequests() {
+  for (uint32_t stream_id : read_requests_) {
+    auto it = calls_.find(stream_id);
+    if (it == calls_.end() || it->second.read_message == nullptr) continue;  // reset meanwhile
+    StartUnary(stream_id, it->second, std::move(it->second.read_message));
+  }
+  read_requests_.clear();
+}
+
+void GrpcConnection::StartUnary(uint32_t stream_id, Call& call, MessagePtr message) {
   if (call.kind == CallKind::kFastInfer) {
     FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
     if (r.outcome == FastInferResult::Outcome::kQueued) {

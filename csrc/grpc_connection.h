@@ -123,6 +123,7 @@ class GrpcConnection : private http2::ConnectionHandler {
     std::vector<MessagePtr> messages;  // unary: received so far
     std::shared_ptr<ForwardedCall> forwarded;
     CancelFlagPtr cancel;  // the fast-path request while it is queued or running
+    MessagePtr read_message;  // a complete request waiting for the end of this read
     bool headers_sent = false;
     // A message is being inflated (InflatePool); what arrives meanwhile waits behind it.
     bool inflating = false;
@@ -162,6 +163,10 @@ class GrpcConnection : private http2::ConnectionHandler {
   // A complete, uncompressed message; false when the call was ended because of it.
   bool OnMessage(uint32_t stream_id, Call& call, MessagePtr message);
   void OnRequestEnd(uint32_t stream_id, Call& call);
+  // A unary call's request is complete: the fast path, else Python.
+  void StartUnary(uint32_t stream_id, Call& call, MessagePtr message);
+  // StartUnary for the calls whose requests completed while reading (see OnReadable).
+  void QueueReadRequests();
   void Forward(uint32_t stream_id, Call& call, CallEventKind kind, MessagePtr message);
   std::shared_ptr<ForwardedCall> MakeForwardedCall(uint32_t stream_id, Call& call);
   // Ends a call from this side: status to the client, a cancel event to Python.
@@ -186,6 +191,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   std::vector<ReceivedMessage> received_;  // scratch for MessageReader
   size_t input_bytes_ = 0;  // request bytes held by calls (see max_connection_memory)
   bool preface_seen_ = false;
+  bool reading_ = false;  // inside OnReadable: complete requests wait in read_requests_
+  std::vector<uint32_t> read_requests_;
 };
 
 }  // namespace grpc

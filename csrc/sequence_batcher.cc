@@ -31,6 +31,7 @@ SequenceBatcher::SequenceBatcher(const ModelSpec& spec, size_t instances, ModelS
       delay_ns_(spec.sequence.max_queue_delay_us * 1000),
       stats_(stats),
       assigned_(std::max<size_t>(1, instances), 0) {
+  waker_->cv = &cv_;
   for (const auto& s : spec.sequence.states) {
     for (int64_t d : s.dims) {
       if (d < 0) {
@@ -111,11 +112,24 @@ bool SequenceBatcher::Add(RequestPtr& request, bool wait) {
     Sequence& seq = *it->second;
     seq.ended = false;
     seq.last_activity_ns = now;
+    if (request->cancel != nullptr) request->cancel->SetListener(waker_);
     seq.queue.push_back(std::move(request));
     ++queued_;
   }
   cv_.notify_all();
   return true;
+}
+
+void SequenceBatcher::Waker::OnCancel() noexcept {
+  std::lock_guard<std::mutex> lock(mu);
+  // Without the batcher's lock (the canceller may hold the GIL): a wakeup lost to a worker
+  // that is just about to wait delays the answer to its next wake, at most the idle timeout.
+  if (cv != nullptr) cv->notify_all();
+}
+
+SequenceBatcher::~SequenceBatcher() {
+  std::lock_guard<std::mutex> lock(waker_->mu);
+  waker_->cv = nullptr;
 }
 
 void SequenceBatcher::AssignSlots() {
@@ -263,9 +277,11 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
     // Sequences of this instance with a request ready, oldest request first.
     std::vector<Sequence*> ready;
     size_t idle_slots = 0;  // this instance's sequences not running and not waiting
+    bool dropped = false;
     for (auto& kv : sequences_) {
       Sequence& seq = *kv.second;
       if (!seq.queue.empty() && seq.queue.front()->cancelled()) {
+        dropped = true;
         // As Triton: cancelling a queued request of a sequence cancels the sequence's other
         // queued requests too.
         for (RequestPtr& r : seq.queue) {
@@ -282,6 +298,7 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
         ready.push_back(&seq);
       }
     }
+    if (dropped) continue;  // answer them now (top of the loop), then look again
     if (!ready.empty()) {
       std::sort(ready.begin(), ready.end(), [](const Sequence* a, const Sequence* b) {
         return a->queue.front()->enqueue_ns < b->queue.front()->enqueue_ns;

@@ -24,6 +24,7 @@ namespace tritonlite {
 class SequenceBatcher : public Scheduler {
  public:
   SequenceBatcher(const ModelSpec& spec, size_t instances, ModelStats* stats);
+  ~SequenceBatcher() override;
 
   void Enqueue(RequestPtr request) override;
   bool TryEnqueue(RequestPtr& request) override;
@@ -81,6 +82,13 @@ class SequenceBatcher : public Scheduler {
   // (see the rule in scheduler.h; Deferred carries them out).
   mutable std::mutex mu_;
   std::condition_variable cv_;
+  // Wakes the workers when a queued request is cancelled (the flags hold it weakly).
+  struct Waker : CancelListener {
+    std::mutex mu;  // a leaf lock; guards cv (null once the batcher is gone)
+    std::condition_variable* cv = nullptr;
+    void OnCancel() noexcept override;
+  };
+  const std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
   std::map<std::string, std::unique_ptr<Sequence>> sequences_;
   std::deque<std::string> backlog_;  // sequences waiting for a slot
   std::vector<size_t> assigned_;     // sequences per instance

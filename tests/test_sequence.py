@@ -538,3 +538,59 @@ def test_wrong_state_shape_from_the_model_fails_clearly_and_never_batches() -> N
 if __name__ == "__main__":
     if sys.argv[1:2] == ["idle-release-stress"]:
         idle_release_stress(float(sys.argv[2]), float(sys.argv[3]))
+
+
+class GatedRecorder(ControlRecorder):
+    """ControlRecorder that holds each batch until `gate` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+        self.gate.wait(10)
+        return super().execute(inputs, names)
+
+
+@pytest.mark.parametrize("strategy", ["direct { }", "oldest { max_candidate_sequences: 4 }"])
+def test_cancelling_a_queued_request_cancels_its_sequence_queue(strategy: str) -> None:
+    """As Triton: a cancelled queued request of a sequence is answered CANCELLED without
+    running, and so are the requests queued behind it; a sequence waiting for a slot (backlog)
+    is cancelled the same way. The running request and other sequences are unaffected."""
+    rec = GatedRecorder()
+    text = CONTROLS.replace("max_batch_size: 4", "max_batch_size: 1").replace(
+        "sequence_batching {", f"sequence_batching {{ {strategy}"
+    )
+    server = Server()
+    server.add_model(text_format.Parse(text, mc.ModelConfig()), rec)
+
+    def send(corr: int, value: float, flags: int = 0) -> Any:
+        return server.submit("ctl", {"INPUT": np.array([[value]], np.float32)},
+                             correlation_id=corr, flags=flags)  # fmt: skip
+
+    async def main() -> list[Any]:
+        running = send(1, 1.0, START)
+        await asyncio.sleep(0.1)  # sequence 1 holds the only slot, its first request runs
+        cancelled = send(1, 2.0)
+        behind = send(1, 3.0, END)
+        waiting = send(2, 4.0, START)  # no free slot: in the backlog
+        await asyncio.sleep(0.05)
+        cancelled.cancel()
+        waiting.cancel()
+        await asyncio.sleep(0.05)
+        rec.gate.set()
+        results = await asyncio.gather(running, behind, return_exceptions=True)
+        later = await send(3, 5.0, START | END)  # the model still serves
+        return [*results, later]
+
+    try:
+        first, behind, later = asyncio.run(main())
+        assert float(dict(first)["OUTPUT"].numpy()[0, 0]) == 1.0
+        assert isinstance(behind, TritonError) and behind.status == "CANCELLED", behind
+        assert float(dict(later)["OUTPUT"].numpy()[0, 0]) == 5.0
+        ran = sorted(s["INPUT"][0] for s in rec.seen)
+        assert ran == [1.0, 5.0], ran  # 2, 3 and 4 never ran
+        stats = server.statistics("ctl")[0]
+        assert stats["fail_reasons"]["CANCELED"] == 3
+    finally:
+        server.close()
