@@ -72,6 +72,7 @@ void AnswerForwarded(Shared& shared) {
         event.call->Reply("\x08\x01", 2);
         break;
       case CallEventKind::kMessage:
+        event.call->Consumed();  // its flow-control credit goes back (HoldData/ReleaseData)
         event.call->Send("", 0);
         break;
       case CallEventKind::kHalfClose:

@@ -34,8 +34,19 @@ Request cancellation is visible to models in both modes: ``request.is_cancelled(
 ``response_sender.is_cancelled()`` turn True once the core request is cancelled (its client
 went away or cancelled it, ...), without a round trip (in process it reads the core request's
 flag; in a stub, the request's slot of a shared cancel board: see ``cancel.py``). A model may
-poll it and stop early; what it answers then is its own choice. BLS requests a model builds are
-never cancelled.
+poll it and stop early; what it answers then is its own choice.
+
+BLS requests made by a cancelled request are cancelled with it (Triton's rule): a BLS call
+(``exec()``, ``exec(decoupled=True)``, ``async_exec()``) made while ``execute()`` runs is
+cancelled once every request of that batch is cancelled (requests of the batch already
+answered, and not cancelled, are left out), so a queued callee is answered CANCELLED without
+running and a running python callee sees ``is_cancelled()``; one made after that is answered
+CANCELLED without being made. The server polls the parents' flags every 50 ms while such calls
+are in flight (``bls.CancelWatch``); a stub names the batch in its BLS message and the server
+maps it to the requests that instance holds. Calls made outside execute (``initialize``,
+``finalize``, threads the model starts itself, which do not inherit the context variable that
+names the batch) are not tied to any request and are never cancelled. A built BLS request's
+own ``is_cancelled()`` is always False.
 
 Not supported (and how it fails): request rescheduling (``set_release_flags(RESCHEDULE)``
 raises), response parameters (ignored; request parameters, also of BLS requests, are passed),

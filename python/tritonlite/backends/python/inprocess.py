@@ -7,7 +7,9 @@ per instance, so module state is per instance as in Triton), pb_utils requests o
 numpy views of the core's input tensors, responses answered straight on the core's requests,
 and the in-process runtime behind pb_utils (BLS on the server, the ``tritonlite.python``
 logger, the custom-metrics registry). A request's ``is_cancelled()`` reads the core request's
-cancel flag.
+cancel flag. The batch's core requests are ``bls.PARENTS`` while execute runs (a context
+variable: an ``async def execute``'s tasks keep it), so the BLS calls it makes are cancelled
+with them (``bls.py``).
 
 The price of the speed: a model that crashes takes the server with it, one that holds the GIL
 stalls every other Python thread, and every in-process model shares ``sys.path`` and
@@ -147,11 +149,13 @@ class InProcessInstance:
                 )
             )
         token = runtime.activate(self.runtime)
+        parents = bls.PARENTS.set(tuple(requests))  # BLS calls made here are cancelled with them
         try:
             responses = self.caller.execute(pb_requests)
         except ExecuteError as e:
             raise TritonError(str(e), INTERNAL) from None
         finally:
+            bls.PARENTS.reset(parents)
             runtime.deactivate(token)
         if responses is None:
             return

@@ -52,7 +52,7 @@ FINALIZED = 13
 REJECTED = 14  # the EXEC was malformed: its requests fail, the stub carries on
 # Stub -> server on async.
 SEND = 20  # a response sender's response
-BLS = 21  # start a BLS request
+BLS = 21  # start a BLS request (naming the requests it is cancelled with: see bls.py)
 LOG = 22
 METRIC = 23  # fire-and-forget metric update
 CALL = 24  # a call that wants a REPLY (metric creation and reads, model control)
@@ -182,6 +182,20 @@ def LOCATION(v: Any) -> bool:
 
 #: bls.BlsSpec
 BLS_SPEC = tup(STR, opt(INT), opt(seq(STR)), STR, one_of(INT, STR), INT, INT, STR)
+#: The most parents a BLS message may name (the keys of the batch whose execute() made the
+#: call); a stub running a bigger batch names none.
+MAX_BLS_PARENTS = 1 << 16
+
+
+def BLS_PARENTS(v: Any) -> bool:  # a tuple of at most MAX_BLS_PARENTS request keys
+    if type(v) is not tuple or len(v) > MAX_BLS_PARENTS:
+        return False
+    for key in v:
+        if type(key) is not int:
+            return False
+    return True
+
+
 #: One request of an EXEC batch: key, id, correlation id, flags, timeout (us), requested
 #: outputs, number of inputs, parameters (JSON text), cancel slot (an index into the stub's
 #: cancel board, or -1 for none: the stub checks the range, see ``cancel.py``).
@@ -260,7 +274,7 @@ SCHEMA: dict[int, Check] = {
     REJECTED: tup(_op(REJECTED), STR),
     FINALIZED: tup(_op(FINALIZED), opt(STR)),
     SEND: tup(_op(SEND), INT, opt(ERROR), METAS, LOCATION, BOOL),
-    BLS: tup(_op(BLS), INT, BLS_SPEC, METAS, LOCATION),
+    BLS: tup(_op(BLS), INT, BLS_SPEC, METAS, LOCATION, BLS_PARENTS),
     LOG: tup(_op(LOG), INT, STR),
     METRIC: tup(_op(METRIC), INT, STR, NUMBER),
     CALL: _call,

@@ -11,7 +11,9 @@ instance provides.
 
 ``InferenceRequest.is_cancelled()`` and its response sender's ``is_cancelled()`` call a probe
 that the host passes in (``cancelled=``): the core request's flag in process, the stub's cancel
-board in a stub (``cancel.py``); a BLS request a model builds has none and is never cancelled.
+board in a stub (``cancel.py``); a BLS request a model builds has none (its ``is_cancelled()``
+is always False; the call it makes is cancelled with the request whose execute() made it, which
+is the host's business: see ``bls.py``).
 
 Differences from Triton, all documented in the package docstring: response parameters and
 ``preferred_memory`` are accepted and ignored; request rescheduling is not supported.

@@ -8,7 +8,9 @@ one reader thread for its async socket) and the instance the core drives (``Stub
   the arena, sends one EXEC, and reads the one DONE itself (the GIL is released while it waits),
   then answers the requests: one message each way per batch, no thread hand-off;
 * the reader thread answers responses sent through response senders (decoupled models), runs
-  BLS calls on the server (``bls.BlsLoop``), logs, and applies custom-metric updates;
+  BLS calls on the server (``bls.BlsLoop``), logs, and applies custom-metric updates. A BLS
+  message names the requests whose execute() made the call (their keys); those this instance
+  still holds become the call's parents, and it is cancelled with them (``bls.py``);
 * a stub that dies (crash, ``os._exit``, kill) is noticed by both (EOF, or its pidfd when a
   grandchild keeps the socket open): every request it held fails with ``Stub process '<name>' is
   not healthy: ...`` and a new stub is started in the background; requests that arrive while it
@@ -293,7 +295,7 @@ class StubProcess:
                 except TritonError:  # finished meanwhile (failed by a crash, or unloading)
                     pass
         elif op == ipc.BLS:
-            _, call_id, spec, metas, location = message
+            _, call_id, spec, metas, location, keys = message
             try:
                 inputs = read_tensors(self.peer, metas, location, fds)
             except ProtocolError as e:  # the block and fds are released: answer the call alone
@@ -310,7 +312,13 @@ class StubProcess:
             def on_response(error: Any, outputs: Any, final: bool) -> None:
                 self._bls_response(call_id, error, outputs, final)
 
-            bls.BlsLoop.get().call(lambda: bls.start(server, spec, inputs, on_response))
+            # The call's parents: the requests it names that this instance still holds (a key
+            # it does not hold, answered meanwhile or made up, names nothing; one named twice
+            # counts once), so a stub can tie its calls to its own requests only.
+            pending = instance.pending
+            found = map(pending.get, dict.fromkeys(keys))
+            parents = [entry[0] for entry in found if entry is not None]
+            bls.BlsLoop.get().call(lambda: bls.start(server, spec, inputs, on_response, parents))
         elif op == ipc.LOG:
             _, level, text = message
             _log.log(_LEVELS.get(level, logging.INFO), "%s: %s", instance.name, text)

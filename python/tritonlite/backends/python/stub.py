@@ -8,7 +8,10 @@ out) and ``finalize``; a reader thread takes BLS responses and call replies from
 socket; any thread may send (response senders, BLS, logs, metrics).
 Input tensors are zero-copy views of the server's arena; outputs are written to this process's
 own arena (see ``shm.py``). A request's ``is_cancelled()`` reads its slot of the cancel board,
-mapped read-only (see ``cancel.py``), until the stub sends its final response.
+mapped read-only (see ``cancel.py``), until the stub sends its final response. A BLS message
+names the requests whose execute() made the call (``_BATCH``, a context variable set around
+execute, so an ``async def execute``'s tasks keep their batch's): the server cancels the call
+with them (``bls.py``).
 
 The process ends when the server tells it to (FINALIZE) or dies (EOF on either socket). It runs
 in its own process group and ignores SIGINT and SIGTERM (a no-op handler, so the model's own child
@@ -24,6 +27,7 @@ stdin, JSON out on stdout).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import itertools
 import json
 import os
@@ -128,6 +132,12 @@ class _RemoteMetric:
 
 
 _load = _core.atomic_load_u32
+
+#: The keys of the requests whose execute() runs in this context: the parents of the BLS calls
+#: made here (none in initialize, finalize or a thread the model started itself).
+_BATCH: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
+    "tritonlite_stub_batch", default=()
+)
 
 
 class _Responder:
@@ -335,6 +345,7 @@ class Stub:
         failed: list[int] = []
         out: list[tuple[int, Any, int]] = []
         outputs: list[Any] = []
+        batch_keys = _BATCH.set(tuple(r.key for r in responders))
         try:
             responses = self.caller.execute(requests)
             for request, responder, response in zip(
@@ -352,6 +363,8 @@ class Stub:
                 outputs.extend(tensors_out)
         except ExecuteError as e:
             error = str(e)
+        finally:
+            _BATCH.reset(batch_keys)
         try:
             out_metas, out_location, out_fds = self.write(outputs)
         except Exception as e:  # an output we cannot send fails the batch, not the stub
@@ -457,11 +470,14 @@ class Stub:
     def _start_bls(self, request: InferenceRequest, call: _Call) -> None:
         spec: BlsSpec = spec_of(request)
         tensors = [(t._name, t._datatype, t.shape(), t._payload()) for t in request._inputs]
+        parents = _BATCH.get()
+        if len(parents) > ipc.MAX_BLS_PARENTS:  # a batch that big: not cancelled with it
+            parents = ()
         call_id = next(self.call_ids)
         self.calls[call_id] = call
         metas, location, fds = self.write(tensors)
         try:
-            self.asy.send((ipc.BLS, call_id, spec, metas, location), fds)
+            self.asy.send((ipc.BLS, call_id, spec, metas, location, parents), fds)
         finally:
             for fd in fds:
                 os.close(fd)
