@@ -574,3 +574,40 @@ def test_stream_backpressure_then_disconnect(server: ServerProcess) -> None:
         x for x in ev.text().splitlines() if x.startswith("started bp") and x != "started bp-after"
     ]
     assert started == ["started bp0"], started[:5]
+
+
+def test_server_shutdown_cancels_what_outlives_the_exit_timeout(tmp_path: Path) -> None:
+    """SIGTERM: in-flight requests get --exit-timeout-secs to finish; what is still running then
+    sees is_cancelled() and stops, what is still queued is cancelled, and the server exits
+    without running them (here 3 x 20 s of work)."""
+    repo = make_repository(tmp_path)
+    ev = Events(repo / MODEL / "events.log")
+    srv = ServerProcess(repo, args=("--exit-timeout-secs=1",)).start()
+    try:
+        wait_for(lambda: grpcclient.InferenceServerClient(srv.grpc_url).is_model_ready(MODEL),
+                 what="model ready")  # fmt: skip
+        c = grpcclient.InferenceServerClient(srv.grpc_url)
+        answers: list[Any] = []
+        c.async_infer(MODEL, inputs(RUN_S), lambda result, error: answers.append(error),
+                      request_id="xa")  # fmt: skip
+        wait_for(lambda: ev.has("started xa"), what="xa started")
+        c.async_infer(MODEL, inputs(RUN_S), lambda result, error: answers.append(error),
+                      request_id="xb")  # fmt: skip
+        http_queued = http_infer_then_vanish(srv, "xc")
+        time.sleep(0.3)  # both reach the queue behind xa
+        t0 = time.monotonic()
+        assert srv.terminate(timeout=RUN_S) == 0
+        took = time.monotonic() - t0
+        http_queued.close()
+    finally:
+        if srv.proc is not None and srv.proc.poll() is None:
+            srv.proc.kill()
+    assert took < RUN_S / 2, f"shutdown took {took:.1f} s: it waited for the requests"
+    assert ev.has("cancelled xa"), ev.text()
+    assert not ev.has("started xb"), ev.text()  # queued behind xa: never runs
+    # The two transports cancel their calls one after the other: the queued HTTP request may
+    # reach the model in between, and then stops at once.
+    assert not ev.has("finished xc") and ev.has("started xc") == ev.has("cancelled xc"), ev.text()
+    assert not ev.has("finished xa") and not ev.has("finished xb"), ev.text()
+    wait_for(lambda: len(answers) == 2, what="both gRPC answers")
+    assert all(e is not None for e in answers), answers
