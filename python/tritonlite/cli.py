@@ -18,6 +18,7 @@ from typing import Any
 
 from . import __version__
 from .errors import TritonError
+from .log_output import LogOutput
 
 log = logging.getLogger("tritonlite")
 
@@ -150,12 +151,20 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--allow-gpu-metrics", True, "Export GPU metrics where NVML exists")
     flag("--allow-cpu-metrics", True, "Export CPU metrics")
 
-    g = p.add_argument_group("other Triton flags (accepted for compatibility)")
-    g.add_argument("--id", default="triton")
-    g.add_argument("--log-verbose", type=int, default=0)
+    g = p.add_argument_group("logging (changeable at run time through /v2/logging)")
+    g.add_argument("--log-verbose", type=int, default=0, metavar="LEVEL",
+                   help="Verbose (debug) lines when > 0")  # fmt: skip
     flag("--log-info", True, "Log info messages")
     flag("--log-warning", True, "Log warnings")
     flag("--log-error", True, "Log errors")
+    g.add_argument("--log-format", choices=("default", "ISO8601"), default="default",
+                   help="default: I1206 02:09:57.123456 <pid> <file>:<line>] \"msg\"; "
+                        "ISO8601: 2026-12-06T02:09:57Z I <pid> <file>:<line>] \"msg\"")  # fmt: skip
+    g.add_argument("--log-file", default="", metavar="PATH",
+                   help="Append log lines to PATH instead of stderr")  # fmt: skip
+
+    g = p.add_argument_group("other Triton flags (accepted for compatibility)")
+    g.add_argument("--id", default="triton")
     g.add_argument("--pinned-memory-pool-byte-size", type=int, default=1 << 28)
     g.add_argument("--cuda-memory-pool-byte-size", action="append", default=[])
     g.add_argument("--backend-config", action="append", default=[])
@@ -185,6 +194,7 @@ async def _serve(args: argparse.Namespace) -> int:
             exit_on_error=args.exit_on_error,
         ),
     )
+    server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
     for m in server.repository_index():
         log.info("model %s version %s: %s %s", m["name"], m.get("version", "-"),
                  m.get("state", "-"), m.get("reason", ""))  # fmt: skip
@@ -259,12 +269,28 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _log_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The command line's log settings, as the logging extension names them."""
+    return {
+        "log_file": args.log_file,
+        "log_info": args.log_info,
+        "log_warning": args.log_warning,
+        "log_error": args.log_error,
+        "log_verbose_level": args.log_verbose,
+        "log_format": args.log_format,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.log_verbose else logging.INFO if args.log_info else logging.WARNING,
-        format="%(asctime)s %(levelname).1s %(name)s] %(message)s",
-    )
+    try:
+        output = LogOutput(args.log_file)
+    except OSError as e:
+        print(f"error: --log-file: cannot open '{args.log_file}': {e.strerror}", file=sys.stderr)
+        return 1
+    output.apply(_log_settings(args))
+    logging.getLogger("tritonlite").setLevel(logging.DEBUG if args.log_verbose else logging.INFO)
+    args.log_output = output  # the server's log settings drive it (_serve)
     run: Any = asyncio.run
     try:
         import uvloop  # a faster event loop for the HTTP and Python paths, when installed
@@ -285,6 +311,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         log.error("error: %s", e)
         return 1
+    finally:
+        output.close()
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 Owns: the values ``/v2/trace/setting``, ``/v2/models/{m}/trace/setting`` and ``/v2/logging``
 read and update, validated with Triton's rules and texts. tritonlite records no traces, so the
 trace settings are only stored and reported; the log settings also set the level of the
-``tritonlite`` logger. The Server owns one store (``server.protocol_settings``), so every
+``tritonlite`` logger and, once one is attached (``attach_log_output``), the format, file and
+per-level switches of the server's log output (``log_output.py``). The Server owns one store (``server.protocol_settings``), so every
 frontend of that server uses the same settings, as Triton shares them across protocols.
 
 Also the defaults of protocol limits set by flags (``--http-max-input-size``).
@@ -57,6 +58,7 @@ class ProtocolSettings:
         self._trace = dict(TRACE_DEFAULTS)
         self._model_trace: dict[str, dict[str, Any]] = {}
         self._log = dict(LOG_DEFAULTS)
+        self._log_output: Any = None  # a log_output.LogOutput once the CLI attaches one
 
     # ---- trace ---------------------------------------------------------------------------------
 
@@ -133,8 +135,23 @@ class ProtocolSettings:
         with self._lock:
             self._log.update(parsed)
             current = dict(self._log)
-        _apply_log_level(current)
+        self._apply_log(current)
         return current
+
+    def attach_log_output(self, output: Any, initial: Mapping[str, Any]) -> None:
+        """Route the log settings to ``output`` (a ``log_output.LogOutput``), starting from
+        ``initial`` (the command line's values, ``log_file`` included)."""
+        with self._lock:
+            self._log_output = output
+            self._log.update({k: v for k, v in initial.items() if k in LOG_DEFAULTS})
+            current = dict(self._log)
+        self._apply_log(current)
+
+    def _apply_log(self, current: Mapping[str, Any]) -> None:
+        _apply_log_level(current)
+        output = self._log_output
+        if output is not None:
+            output.apply(current)
 
 
 def _trace_value(key: str, value: Any) -> Any:
