@@ -86,6 +86,8 @@ def test_log_file_in_iso8601_with_every_line_in_that_format(logged) -> None:  # 
     srv, log_file = logged
     infer(srv, 1)
     assert lines_for(log_file, 1, ISO) == {"info-1": "I", "warn-1": "W", "error-1": "E"}
+    # As Triton: a model's line names the model's file and line, the message alone.
+    assert re.search(r' I \d+ model\.py:10\] "info-1"$', log_file.read_text(), re.MULTILINE)
     text = log_file.read_text()
     assert "Started GRPCInferenceService" in text
     for line in text.splitlines():  # the file holds only Triton-format lines (tracebacks aside)

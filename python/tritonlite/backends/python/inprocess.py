@@ -25,7 +25,7 @@ from typing import Any
 from ...errors import INTERNAL, TritonError
 from . import bls, custom_metrics, loader, runtime
 from .executor import ExecuteError, ModelCaller, error_status, response_tensors
-from .pb_utils import _LEVELS, InferenceRequest, InferenceResponse, InferenceResponseSender, Tensor
+from .pb_utils import InferenceRequest, InferenceResponse, InferenceResponseSender, Tensor
 
 __all__ = ["InProcessBackend", "InProcessInstance"]
 
@@ -46,8 +46,8 @@ class InProcessRuntime:
     def bls_async(self, request: InferenceRequest, decoupled: bool) -> Any:
         return bls.exec_async(self.backend.server, request, decoupled)
 
-    def log(self, level: int, message: str) -> None:
-        _log.log(_LEVELS.get(level, logging.INFO), "%s: %s", self.instance_name, message)
+    def log(self, level: int, message: str, where: tuple[str, int]) -> None:
+        runtime.emit_model_log(level, message, *where)
 
     def metric_family(self, name: str, description: str, kind: int) -> Any:
         return custom_metrics.registry().family(name, description, kind, self.backend)

@@ -275,7 +275,7 @@ SCHEMA: dict[int, Check] = {
     FINALIZED: tup(_op(FINALIZED), opt(STR)),
     SEND: tup(_op(SEND), INT, opt(ERROR), METAS, LOCATION, BOOL),
     BLS: tup(_op(BLS), INT, BLS_SPEC, METAS, LOCATION, BLS_PARENTS),
-    LOG: tup(_op(LOG), INT, STR),
+    LOG: tup(_op(LOG), INT, STR, STR, INT),  # level, message, the model's file and line
     METRIC: tup(_op(METRIC), INT, STR, NUMBER),
     CALL: _call,
     BLS_RESPONSE: tup(_op(BLS_RESPONSE), INT, opt(ERROR), METAS, LOCATION, BOOL),

@@ -22,7 +22,9 @@ Differences from Triton, all documented in the package docstring: response param
 from __future__ import annotations
 
 import json
+import os
 import struct
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -623,14 +625,13 @@ class Logger:
 
     @staticmethod
     def log(message: str, level: int = LogLevel.INFO) -> None:
+        where = _caller()
         try:
             runtime = _runtime.current()
         except TritonModelException:
-            import logging
-
-            logging.getLogger("tritonlite.python").log(_LEVELS.get(level, 20), "%s", message)
+            _runtime.emit_model_log(int(level), str(message), *where)
             return
-        runtime.log(int(level), str(message))
+        runtime.log(int(level), str(message), where)
 
     @staticmethod
     def log_info(message: str) -> None:
@@ -650,7 +651,15 @@ class Logger:
 
 
 #: pb_utils log level -> Python logging level.
-_LEVELS = {LogLevel.INFO: 20, LogLevel.WARNING: 30, LogLevel.ERROR: 40, LogLevel.VERBOSE: 10}
+def _caller() -> tuple[str, int]:
+    """The file (base name) and line of the model code that called ``Logger``: Triton's log
+    lines name them."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    if frame is None:
+        return ("model.py", 0)
+    return (os.path.basename(frame.f_code.co_filename), frame.f_lineno)
 
 
 # ---- custom metrics -------------------------------------------------------------------------

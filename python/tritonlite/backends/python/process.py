@@ -49,7 +49,8 @@ from .cancel import CancelSlots
 from .inprocess import model_control
 from .ipc import Channel, ProtocolError, socket_pair
 from .memfd import new_memfd
-from .pb_utils import _LEVELS, TritonModelException
+from .pb_utils import TritonModelException
+from .runtime import emit_model_log
 from .shm import Arena, ArenaMap, read_tensors, write_tensors
 from .stub import command as stub_command
 
@@ -320,8 +321,8 @@ class StubProcess:
             parents = [entry[0] for entry in found if entry is not None]
             bls.BlsLoop.get().call(lambda: bls.start(server, spec, inputs, on_response, parents))
         elif op == ipc.LOG:
-            _, level, text = message
-            _log.log(_LEVELS.get(level, logging.INFO), "%s: %s", instance.name, text)
+            _, level, text, filename, lineno = message
+            emit_model_log(level, text, os.path.basename(filename), lineno)
         elif op == ipc.METRIC:
             _, metric_id, update, value = message
             if update == "delete":

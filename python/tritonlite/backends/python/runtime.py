@@ -12,13 +12,30 @@ same in any real deployment).
 from __future__ import annotations
 
 import contextvars
+import logging
 from collections.abc import AsyncIterator, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from .pb_utils import InferenceRequest, InferenceResponse
 
-__all__ = ["MetricHandle", "Runtime", "current", "set_process_runtime"]
+__all__ = ["MetricHandle", "Runtime", "current", "emit_model_log", "set_process_runtime"]
+
+#: pb_utils.LogLevel (INFO 0, WARNING 1, ERROR 2, VERBOSE 3) -> logging levels.
+_LOG_LEVELS = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR, 3: logging.DEBUG}
+_model_log = logging.getLogger("tritonlite.python")
+
+
+def emit_model_log(level: int, message: str, filename: str, lineno: int) -> None:
+    """A model's ``pb_utils.Logger`` line, in the server's log as Triton writes it: the model's
+    file and line (``model.py:12] "message"``), not the server's."""
+    py_level = _LOG_LEVELS.get(level, logging.INFO)
+    if not _model_log.isEnabledFor(py_level):
+        return
+    record = _model_log.makeRecord(
+        _model_log.name, py_level, filename, max(0, int(lineno)), "%s", (message,), None
+    )
+    _model_log.handle(record)
 
 
 class MetricHandle(Protocol):
@@ -41,7 +58,7 @@ class Runtime(Protocol):
         self, request: InferenceRequest, decoupled: bool
     ) -> InferenceResponse | Iterator[InferenceResponse] | AsyncIterator[InferenceResponse]: ...
 
-    def log(self, level: int, message: str) -> None: ...
+    def log(self, level: int, message: str, where: tuple[str, int]) -> None: ...
 
     def metric_family(self, name: str, description: str, kind: int) -> Any: ...
 

@@ -295,7 +295,13 @@ class Stub:
         """Answer an EXEC we could not read: its requests fail, the stub carries on."""
         try:
             self.asy.send(
-                (ipc.LOG, LogLevel.ERROR, f"rejected a malformed message from the server: {text}")
+                (
+                    ipc.LOG,
+                    LogLevel.ERROR,
+                    f"rejected a malformed message from the server: {text}",
+                    "stub.py",
+                    0,
+                )
             )
         except OSError:
             pass
@@ -444,7 +450,7 @@ class Stub:
         call = self.calls.pop(call_id, None) if type(call_id) is int else None
         text = f"malformed message from the server: {e}"
         try:
-            self.asy.send((ipc.LOG, LogLevel.ERROR, text))
+            self.asy.send((ipc.LOG, LogLevel.ERROR, text, "stub.py", 0))
         except OSError:
             pass
         if call is None:
@@ -515,8 +521,8 @@ class Stub:
                 return response
         return call.responses[-1]
 
-    def log(self, level: int, message: str) -> None:
-        self.asy.send((ipc.LOG, level, message))
+    def log(self, level: int, message: str, where: tuple[str, int]) -> None:
+        self.asy.send((ipc.LOG, level, message, where[0], where[1]))
 
     def metric_family(self, name: str, description: str, kind: int) -> Any:
         return (self.call("metric_family", name, description, kind), kind)
