@@ -16,7 +16,6 @@ from models import make_add_sub_onnx
 from serving import ServerProcess, write_config
 
 
-
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "tritonlite.cli", *args],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
@@ -33,6 +32,42 @@ def test_help_documents_tritons_flags() -> None:
         "--allow-grpc", "--allow-metrics", "--metrics-interval-ms",
     ):  # fmt: skip
         assert flag in out, flag
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--trace-config", "rate=100"),
+        ("--cache-config=local,size=1048576",),
+        ("--backend-config=python,shm-default-byte-size=1048576",),
+        ("--backend-directory", "/opt/tritonserver/backends"),
+        ("--rate-limit=execution_count",),
+        ("--model-load-thread-count", "4"),
+        ("--http-header-forward-pattern", "x-.*"),
+        ("--allow-sagemaker=true",),
+    ],
+)
+def test_unimplemented_triton_flag_is_refused_in_one_line(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    proc = cli("--model-repository", str(tmp_path), *args, "--grpc-port=0")
+    name = args[0].split("=")[0]
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {name} is a Triton flag tritonlite does not implement: refused rather than "
+        "ignored (see README, 'The server command')"
+    ]
+
+
+def test_unknown_flag_is_an_argparse_error(tmp_path: Path) -> None:
+    proc = cli("--model-repository", str(tmp_path), "--no-such-flag")
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --no-such-flag" in proc.stderr
+
+
+def test_memory_pool_flags_warn_that_they_do_nothing(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path, args=("--pinned-memory-pool-byte-size=1024",)) as srv:
+        assert "--pinned-memory-pool-byte-size has no effect" in srv.log()
 
 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:
@@ -119,7 +154,9 @@ def test_grpc_over_tls(tmp_path: Path) -> None:
                                     f"--grpc-server-key={key}"))  # fmt: skip
     srv.wait_live = lambda: None  # the plaintext liveness probe cannot talk TLS
     with srv:
-        client = grpcclient.InferenceServerClient(srv.grpc_url, ssl=True, root_certificates=str(cert))
+        client = grpcclient.InferenceServerClient(
+            srv.grpc_url, ssl=True, root_certificates=str(cert)
+        )
         deadline = time.monotonic() + 60
         while True:
             try:

@@ -167,8 +167,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--id", default="triton")
     g.add_argument("--pinned-memory-pool-byte-size", type=int, default=1 << 28)
     g.add_argument("--cuda-memory-pool-byte-size", action="append", default=[])
-    g.add_argument("--backend-config", action="append", default=[])
-    g.add_argument("--backend-directory", default=None)
     p.add_argument("--version", action="version", version=f"tritonlite {__version__}")
     return p
 
@@ -281,7 +279,39 @@ def _log_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+#: Triton 2.51 flags tritonlite does not implement: refused by name at start, never ignored.
+UNSUPPORTED_TRITON_FLAGS = frozenset({
+    "--allow-sagemaker", "--allow-vertex-ai", "--buffer-manager-thread-count", "--cache-config",
+    "--cache-directory", "--cuda-virtual-address-size", "--enable-peer-access",
+    "--grpc-header-forward-pattern", "--host-policy", "--http-header-forward-pattern",
+    "--min-supported-compute-capability", "--model-config-name", "--model-load-gpu-limit",
+    "--model-load-retry-count", "--model-load-thread-count", "--model-namespacing", "--rate-limit",
+    "--rate-limit-resource", "--repoagent-directory", "--response-cache-byte-size",
+    "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
+    "--sagemaker-thread-count", "--trace-config", "--trace-count", "--trace-file", "--trace-level",
+    "--trace-log-frequency", "--trace-rate", "--vertex-ai-default-model", "--vertex-ai-port",
+    "--vertex-ai-thread-count", "--backend-config", "--backend-directory",
+})  # fmt: skip
+
+
+def refused_flag(argv: Sequence[str]) -> str | None:
+    """The first Triton flag in ``argv`` that tritonlite does not implement (its name), if any."""
+    for token in argv:
+        if token == "--":
+            break
+        name = token.split("=", 1)[0]
+        if name in UNSUPPORTED_TRITON_FLAGS:
+            return name
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    refused = refused_flag(argv)
+    if refused is not None:
+        print(f"error: {refused} is a Triton flag tritonlite does not implement: refused rather "
+              "than ignored (see README, 'The server command')", file=sys.stderr)  # fmt: skip
+        return 2
     args = build_parser().parse_args(argv)
     try:
         output = LogOutput(args.log_file)
@@ -289,6 +319,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: --log-file: cannot open '{args.log_file}': {e.strerror}", file=sys.stderr)
         return 1
     output.apply(_log_settings(args))
+    for flag, value, default in (
+        ("--pinned-memory-pool-byte-size", args.pinned_memory_pool_byte_size, 1 << 28),
+        ("--cuda-memory-pool-byte-size", args.cuda_memory_pool_byte_size, []),
+    ):
+        if value != default:
+            log.warning("%s has no effect: tritonlite keeps no pinned or CUDA memory pool", flag)
     logging.getLogger("tritonlite").setLevel(logging.DEBUG if args.log_verbose else logging.INFO)
     args.log_output = output  # the server's log settings drive it (_serve)
     run: Any = asyncio.run
