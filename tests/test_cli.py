@@ -39,7 +39,6 @@ def test_help_documents_tritons_flags() -> None:
     [
         ("--trace-config", "rate=100"),
         ("--cache-config=local,size=1048576",),
-        ("--backend-config=python,shm-default-byte-size=1048576",),
         ("--backend-directory", "/opt/tritonserver/backends"),
         ("--rate-limit=execution_count",),
         ("--model-load-thread-count", "4"),
@@ -57,6 +56,36 @@ def test_unimplemented_triton_flag_is_refused_in_one_line(
         f"error: {name} is a Triton flag tritonlite does not implement: refused rather than "
         "ignored (see README, 'The server command')"
     ]
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("python,shm-default-byte-size=1048576", "setting 'shm-default-byte-size' is not supported"),
+        ("default-max-batch-size=many", "expected a non-negative integer"),
+        ("onnxruntime", "expected [<backend>,]<setting>=<value>"),
+    ],
+)
+def test_backend_config_refused_unless_honoured(tmp_path: Path, value: str, expected: str) -> None:
+    proc = cli("--model-repository", str(tmp_path), f"--backend-config={value}", "--grpc-port=0")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: --backend-config '{value}': "), lines
+    assert expected in lines[0]
+
+
+@pytest.mark.parametrize("value", ["onnxruntime,default-max-batch-size=8", "default-max-batch-size=8"])
+def test_backend_config_default_max_batch_size(tmp_path: Path, value: str) -> None:
+    make_add_sub_onnx(tmp_path / "auto" / "1" / "model.onnx")  # no config.pbtxt: auto-complete
+    with ServerProcess(tmp_path, args=(f"--backend-config={value}",)) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        deadline = time.monotonic() + 60
+        while not client.is_model_ready("auto"):
+            assert time.monotonic() < deadline, srv.log()
+            time.sleep(0.1)
+        config = client.get_model_config("auto", as_json=True)["config"]
+    assert config["max_batch_size"] == 8
+    assert "dynamic_batching" in config
 
 
 def test_unknown_flag_is_an_argparse_error(tmp_path: Path) -> None:

@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = p.add_argument_group("other Triton flags (accepted for compatibility)")
     g.add_argument("--id", default="triton")
+    g.add_argument("--backend-config", action="append", default=[],
+                   metavar="[<backend>,]<setting>=<value>",
+                   help="Supported: default-max-batch-size (ONNX auto-complete)")  # fmt: skip
     g.add_argument("--pinned-memory-pool-byte-size", type=int, default=1 << 28)
     g.add_argument("--cuda-memory-pool-byte-size", action="append", default=[])
     p.add_argument("--version", action="version", version=f"tritonlite {__version__}")
@@ -190,6 +193,7 @@ async def _serve(args: argparse.Namespace) -> int:
             auto_complete_config=not (args.disable_auto_complete_config or args.strict_model_config),
             strict_readiness=args.strict_readiness,
             exit_on_error=args.exit_on_error,
+            backend_config=args.backend_config,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
@@ -290,8 +294,30 @@ UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
     "--sagemaker-thread-count", "--trace-config", "--trace-count", "--trace-file", "--trace-level",
     "--trace-log-frequency", "--trace-rate", "--vertex-ai-default-model", "--vertex-ai-port",
-    "--vertex-ai-thread-count", "--backend-config", "--backend-directory",
+    "--vertex-ai-thread-count", "--backend-directory",
 })  # fmt: skip
+#: The --backend-config settings tritonlite honours (any other is refused by name).
+BACKEND_CONFIG_KEYS = frozenset({"default-max-batch-size"})
+
+
+def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
+    """Triton's ``--backend-config [<backend>,]<key>=<value>`` (no backend: every backend, key
+    ``""``). Raises ValueError naming the setting tritonlite does not honour or cannot read."""
+    out: dict[str, dict[str, str]] = {}
+    for text in values:
+        backend, _, setting = text.rpartition(",")
+        key, eq, value = setting.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--backend-config '{text}': expected [<backend>,]<setting>=<value>")
+        if key not in BACKEND_CONFIG_KEYS:
+            raise ValueError(
+                f"--backend-config '{text}': setting '{key}' is not supported by tritonlite "
+                "(supported: " + ", ".join(sorted(BACKEND_CONFIG_KEYS)) + ")"
+            )
+        if key == "default-max-batch-size" and not (value.isdigit() and int(value) < 2**31):
+            raise ValueError(f"--backend-config '{text}': expected a non-negative integer")
+        out.setdefault(backend, {})[key] = value
+    return out
 
 
 def refused_flag(argv: Sequence[str]) -> str | None:
@@ -313,6 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
               "than ignored (see README, 'The server command')", file=sys.stderr)  # fmt: skip
         return 2
     args = build_parser().parse_args(argv)
+    try:
+        args.backend_config = parse_backend_config(args.backend_config)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     try:
         output = LogOutput(args.log_file)
     except OSError as e:

@@ -137,6 +137,7 @@ class ModelRepository:
         *,
         control_mode: str = "none",
         auto_complete: bool = True,
+        backend_config: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise TritonError(
@@ -145,6 +146,7 @@ class ModelRepository:
                 INVALID_ARG,
             )
         self.server = server
+        self.backend_config = backend_config  # --backend-config: see config.load_model_config
         self.paths = [Path(p) for p in paths]
         for p in self.paths:
             if not p.is_dir():
@@ -468,6 +470,7 @@ class ModelRepository:
                 path,
                 auto_complete=self.auto_complete,
                 override=config_override,
+                backend_hints=self.backend_config,
                 python_auto_complete=lambda partial: _python_auto_complete(partial, path),
             )
             available = model_config.version_dirs(path)

@@ -130,6 +130,8 @@ class Server:
 
     ``Server(model_repository=...)`` loads a model repository exactly as ``tritonlite-server``
     does; ``Server()`` starts empty, and ``add_model`` serves a config + backend directly.
+    ``backend_config`` is ``--backend-config`` as ``{backend or "": {setting: value}}``
+    (``default-max-batch-size`` is what auto-complete reads).
     """
 
     def __init__(
@@ -142,6 +144,7 @@ class Server:
         auto_complete_config: bool = True,
         strict_readiness: bool = True,
         exit_on_error: bool = True,
+        backend_config: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
@@ -169,7 +172,11 @@ class Server:
             else list(model_repository)
         )
         self.repository = ModelRepository(
-            self, paths, control_mode=model_control_mode, auto_complete=auto_complete_config
+            self,
+            paths,
+            control_mode=model_control_mode,
+            auto_complete=auto_complete_config,
+            backend_config=backend_config,
         )
         self.repository.load_startup_models(load_models)
         failed = [m for m in self.repository.index() if m.get("state") == "UNAVAILABLE"]
