@@ -88,6 +88,12 @@ def test_backend_config_default_max_batch_size(tmp_path: Path, value: str) -> No
     assert "dynamic_batching" in config
 
 
+def test_id_is_the_server_metadata_name(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path, args=("--id=edge-7",)) as srv:
+        meta = grpcclient.InferenceServerClient(srv.grpc_url).get_server_metadata(as_json=True)
+    assert meta["name"] == "edge-7"
+
+
 def test_unknown_flag_is_an_argparse_error(tmp_path: Path) -> None:
     proc = cli("--model-repository", str(tmp_path), "--no-such-flag")
     assert proc.returncode == 2

@@ -94,7 +94,7 @@ def test_health_and_metadata(client: grpcclient.InferenceServerClient) -> None:
     assert not client.is_model_ready("versioned", "3")
     assert not client.is_model_ready("nope")
     meta = client.get_server_metadata(as_json=True)
-    assert meta["name"] == "tritonlite" and "model_repository" in meta["extensions"]
+    assert meta["name"] == "triton" and "model_repository" in meta["extensions"]
     m = client.get_model_metadata("simple", as_json=True)
     assert m["platform"] == "onnxruntime_onnx"
     assert m["inputs"][0] == {"name": "INPUT0", "datatype": "INT32", "shape": ["-1", "16"]}

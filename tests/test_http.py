@@ -326,7 +326,7 @@ SIMPLE_JSON = {
 def test_health_and_server_metadata(client: httpclient.InferenceServerClient) -> None:
     assert client.is_server_live() and client.is_server_ready()
     meta = client.get_server_metadata()
-    assert meta["name"] == "tritonlite"
+    assert meta["name"] == "triton"  # Triton's default --id
     for ext in ("binary_tensor_data", "classification", "system_shared_memory", "model_repository"):
         assert ext in meta["extensions"]
 

@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="Append log lines to PATH instead of stderr")  # fmt: skip
 
     g = p.add_argument_group("other Triton flags (accepted for compatibility)")
-    g.add_argument("--id", default="triton")
+    g.add_argument("--id", default="triton", help="The name server metadata answers")
     g.add_argument("--backend-config", action="append", default=[],
                    metavar="[<backend>,]<setting>=<value>",
                    help="Supported: default-max-batch-size (ONNX auto-complete)")  # fmt: skip
@@ -194,6 +194,7 @@ async def _serve(args: argparse.Namespace) -> int:
             strict_readiness=args.strict_readiness,
             exit_on_error=args.exit_on_error,
             backend_config=args.backend_config,
+            server_id=args.id,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))

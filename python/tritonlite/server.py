@@ -131,7 +131,8 @@ class Server:
     ``Server(model_repository=...)`` loads a model repository exactly as ``tritonlite-server``
     does; ``Server()`` starts empty, and ``add_model`` serves a config + backend directly.
     ``backend_config`` is ``--backend-config`` as ``{backend or "": {setting: value}}``
-    (``default-max-batch-size`` is what auto-complete reads).
+    (``default-max-batch-size`` is what auto-complete reads). ``server_id`` (``--id``) is the
+    name server metadata answers: "triton" by default, as Triton's, for client code that checks it.
     """
 
     def __init__(
@@ -145,7 +146,9 @@ class Server:
         strict_readiness: bool = True,
         exit_on_error: bool = True,
         backend_config: Mapping[str, Mapping[str, str]] | None = None,
+        server_id: str = "triton",
     ) -> None:
+        self.server_id = server_id
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
@@ -286,7 +289,7 @@ class Server:
 
     def metadata(self) -> dict[str, Any]:
         """Triton's server metadata."""
-        return {"name": "tritonlite", "version": __version__, "extensions": list(EXTENSIONS)}
+        return {"name": self.server_id, "version": __version__, "extensions": list(EXTENSIONS)}
 
     def model_metadata(self, name: str, version: int | None = None) -> dict[str, Any]:
         """KServe v2 model metadata: name, versions, platform, inputs and outputs."""
