@@ -288,3 +288,41 @@ def make_plus_onnx(path: str | Path, plus: float, dims: int = 4) -> Path:
         [helper.make_tensor("c", TensorProto.FLOAT, [1], [plus])],
     )
     return _save_onnx(graph, path)
+
+
+PYTHON_MODELS = Path(__file__).parent / "python_models"
+
+
+def serve_python_model(
+    server: Any,
+    repo: Path,
+    source: str,
+    mode: str,
+    extra_config: str = "",
+    name: str = "",
+    replace: tuple[str, str] = ("", ""),
+) -> Any:
+    """Serve tests/python_models/<source> as <name> on ``server`` in ``mode`` ("stub" or
+    "in_process"), through the config layer with python auto-complete; its config.pbtxt edited
+    (renamed, ``replace``d, ``extra_config`` appended). Returns the backend."""
+    import functools
+    import shutil
+
+    from tritonlite import config as model_config
+    from tritonlite.backends.python import create_backend, python_auto_complete
+
+    name = name or source
+    model_dir = repo / name
+    shutil.copytree(PYTHON_MODELS / source, model_dir)
+    config_file = model_dir / "config.pbtxt"
+    text = config_file.read_text().replace(f'name: "{source}"', f'name: "{name}"')
+    if replace[0]:
+        text = text.replace(*replace)
+    text += f'\nparameters {{ key: "EXECUTION_MODE" value {{ string_value: "{mode}" }} }}\n'
+    config_file.write_text(text + extra_config)
+    config = model_config.load_model_config(
+        model_dir, python_auto_complete=functools.partial(python_auto_complete, model_dir=model_dir)
+    )
+    backend = create_backend(config, model_dir, model_dir / "1", server=server)
+    server.add_model(config, backend, 1)
+    return backend

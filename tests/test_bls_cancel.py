@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -22,11 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+from models import serve_python_model
 from tritonlite import Server
-from tritonlite import config as model_config
-from tritonlite.backends.python import bls, create_backend, ipc, python_auto_complete
+from tritonlite.backends.python import bls, ipc
 
-MODELS = Path(__file__).parent / "python_models"
 MODES = ["stub", "in_process"]
 IN = {"IN": np.array([1.5, -2.0], np.float32)}
 DECOUPLED = "\nmodel_transaction_policy { decoupled: true }\n"
@@ -60,18 +58,7 @@ class Env:
         source, extra = name, ""
         if name == "bls_cancel_async_decoupled":
             source, extra = "bls_cancel_async", DECOUPLED
-        model_dir = self.repo / name
-        shutil.copytree(MODELS / source, model_dir)
-        config_file = model_dir / "config.pbtxt"
-        text = config_file.read_text().replace(f'name: "{source}"', f'name: "{name}"')
-        text += f'\nparameters {{ key: "EXECUTION_MODE" value {{ string_value: "{self.mode}" }} }}'
-        config_file.write_text(text + extra)
-        config = model_config.load_model_config(
-            model_dir,
-            python_auto_complete=functools.partial(python_auto_complete, model_dir=model_dir),
-        )
-        backend = create_backend(config, model_dir, model_dir / "1", server=self.server)
-        self.server.add_model(config, backend, 1)
+        backend = serve_python_model(self.server, self.repo, source, self.mode, extra, name)
         self.backends[name] = backend
         return backend
 

@@ -8,7 +8,6 @@ unit tests of pb_utils, the shared-memory arena and auto-complete."""
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import shutil
@@ -19,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from models import serve_python_model
 
 from tritonlite import Server, TritonError
 from tritonlite import config as model_config
@@ -26,7 +26,6 @@ from tritonlite.backends import get_backend_factory
 from tritonlite.backends.python import create_backend, pb_utils, python_auto_complete
 from tritonlite.backends.python.shm import Arena, ArenaMap, read_tensors, write_tensors
 
-MODELS = Path(__file__).parent / "python_models"
 MODES = ["stub", "in_process"]
 
 
@@ -48,7 +47,7 @@ class Env:
         replace: tuple[str, str] = ("", ""),
     ) -> Any:
         if name not in self.backends:
-            self.backends[name] = load(
+            self.backends[name] = serve_python_model(
                 self.server, self.repo, source or name, self.mode, extra_config, name, replace
             )
         return self.backends[name]
@@ -67,33 +66,6 @@ class Env:
         )
         self.server.add_model(config, backend, 1)
         self.backends["add_sub_onnx"] = backend
-
-
-def load(
-    server: Server,
-    repo: Path,
-    source: str,
-    mode: str,
-    extra_config: str = "",
-    name: str = "",
-    replace: tuple[str, str] = ("", ""),
-) -> Any:
-    """Serve tests/python_models/<source> as <name> in ``mode``, its config.pbtxt edited."""
-    name = name or source
-    model_dir = repo / name
-    shutil.copytree(MODELS / source, model_dir)
-    config_file = model_dir / "config.pbtxt"
-    text = config_file.read_text().replace(f'name: "{source}"', f'name: "{name}"')
-    if replace[0]:
-        text = text.replace(*replace)
-    text += f'\nparameters {{ key: "EXECUTION_MODE" value {{ string_value: "{mode}" }} }}\n'
-    config_file.write_text(text + extra_config)
-    config = model_config.load_model_config(
-        model_dir, python_auto_complete=functools.partial(python_auto_complete, model_dir=model_dir)
-    )
-    backend = create_backend(config, model_dir, model_dir / "1", server=server)
-    server.add_model(config, backend, 1)
-    return backend
 
 
 @pytest.fixture(scope="module", params=MODES)

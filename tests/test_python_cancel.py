@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import json
 import mmap
 import os
 import queue
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -24,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pytest
+from models import serve_python_model
 from tritonlite import Server, TritonError
 from tritonlite import config as model_config
-from tritonlite.backends.python import cancel, create_backend, pb_utils, python_auto_complete
+from tritonlite.backends.python import cancel, pb_utils
 
-MODELS = Path(__file__).parent / "python_models"
 MODES = ["stub", "in_process"]
 IN = {"IN": np.zeros(1, np.float32)}
 
@@ -44,20 +42,7 @@ class Env:
 
     def model(self, name: str) -> Any:
         if name not in self.backends:
-            model_dir = self.repo / name
-            shutil.copytree(MODELS / name, model_dir)
-            with (model_dir / "config.pbtxt").open("a") as f:
-                f.write(
-                    f'\nparameters {{ key: "EXECUTION_MODE" value {{ string_value: "{self.mode}" '
-                    "} }\n"
-                )
-            config = model_config.load_model_config(
-                model_dir,
-                python_auto_complete=functools.partial(python_auto_complete, model_dir=model_dir),
-            )
-            backend = create_backend(config, model_dir, model_dir / "1", server=self.server)
-            self.server.add_model(config, backend, 1)
-            self.backends[name] = backend
+            self.backends[name] = serve_python_model(self.server, self.repo, name, self.mode)
         return self.backends[name]
 
 

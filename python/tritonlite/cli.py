@@ -19,6 +19,7 @@ from typing import Any
 from . import __version__
 from .errors import TritonError
 from .log_output import LogOutput
+from .protocol_settings import apply_log_level
 
 log = logging.getLogger("tritonlite")
 
@@ -350,14 +351,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as e:
         print(f"error: --log-file: cannot open '{args.log_file}': {e.strerror}", file=sys.stderr)
         return 1
-    output.apply(_log_settings(args))
+    output.apply(_log_settings(args))  # until the server's settings drive it (_serve)
     for flag, value, default in (
         ("--pinned-memory-pool-byte-size", args.pinned_memory_pool_byte_size, 1 << 28),
         ("--cuda-memory-pool-byte-size", args.cuda_memory_pool_byte_size, []),
     ):
         if value != default:
             log.warning("%s has no effect: tritonlite keeps no pinned or CUDA memory pool", flag)
-    logging.getLogger("tritonlite").setLevel(logging.DEBUG if args.log_verbose else logging.INFO)
+    apply_log_level(_log_settings(args))
     args.log_output = output  # the server's log settings drive it (_serve)
     run: Any = asyncio.run
     try:

@@ -2,9 +2,10 @@
 switches, changeable at run time through the logging extension (``/v2/logging``, LogSettings).
 
 Owns ``LogOutput``: one handler on the root logger (stderr, or ``--log-file`` appended to;
-the ``tritonlite`` logger's level decides what of ours reaches it, libraries log warnings), a formatter writing Triton's formats, and a filter applying ``log_info``,
-``log_warning``, ``log_error`` and ``log_verbose_level`` separately (so errors can be off
-while info is on, as in Triton). Formats, as Triton 2.51 writes them (the message JSON-escaped
+the ``tritonlite`` logger's level decides what of ours reaches it, libraries log warnings), a
+formatter writing Triton's formats, and a filter applying ``log_info``, ``log_warning``,
+``log_error`` and ``log_verbose_level`` separately (so errors can be off while info is on, as
+in Triton). Formats, as Triton 2.51 writes them (the message JSON-escaped
 and quoted, unless ``TRITON_SERVER_ESCAPE_LOG_MESSAGES=0``):
 
 * ``default``: ``I1206 02:09:57.123456 14077 server.py:241] "message"``
@@ -25,11 +26,10 @@ from typing import Any
 
 __all__ = ["LogOutput"]
 
-_LEVEL_CHARS = {logging.DEBUG: "I", logging.INFO: "I", logging.WARNING: "W"}
-
-
 def _level_char(levelno: int) -> str:
-    return "E" if levelno >= logging.ERROR else _LEVEL_CHARS.get(levelno, "I")
+    if levelno >= logging.ERROR:
+        return "E"
+    return "W" if levelno >= logging.WARNING else "I"
 
 
 class _TritonFormatter(logging.Formatter):
@@ -76,7 +76,6 @@ class LogOutput:
     a client move it."""
 
     def __init__(self, log_file: str = "", logger: str = "") -> None:
-        self.log_file = log_file
         self.logger = logging.getLogger(logger)
         if log_file:
             # Fails (OSError, naming the path) when the file cannot be opened: the caller refuses

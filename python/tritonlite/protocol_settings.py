@@ -3,9 +3,10 @@
 Owns: the values ``/v2/trace/setting``, ``/v2/models/{m}/trace/setting`` and ``/v2/logging``
 read and update, validated with Triton's rules and texts. tritonlite records no traces, so the
 trace settings are only stored and reported; the log settings also set the level of the
-``tritonlite`` logger and, once one is attached (``attach_log_output``), the format, file and
-per-level switches of the server's log output (``log_output.py``). The Server owns one store (``server.protocol_settings``), so every
-frontend of that server uses the same settings, as Triton shares them across protocols.
+``tritonlite`` logger (``apply_log_level``) and, once one is attached (``attach_log_output``),
+the format, file and per-level switches of the server's log output (``log_output.py``). The
+Server owns one store (``server.protocol_settings``), so every frontend of that server uses the
+same settings, as Triton shares them across protocols.
 
 Also the defaults of protocol limits set by flags (``--http-max-input-size``).
 """
@@ -148,7 +149,7 @@ class ProtocolSettings:
         self._apply_log(current)
 
     def _apply_log(self, current: Mapping[str, Any]) -> None:
-        _apply_log_level(current)
+        apply_log_level(current)
         output = self._log_output
         if output is not None:
             output.apply(current)
@@ -175,7 +176,7 @@ def _trace_value(key: str, value: Any) -> Any:
     return str(number)
 
 
-def _apply_log_level(settings: Mapping[str, Any]) -> None:
+def apply_log_level(settings: Mapping[str, Any]) -> None:
     if settings["log_verbose_level"] > 0:
         level = logging.DEBUG
     elif settings["log_info"]:
