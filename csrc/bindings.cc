@@ -32,6 +32,7 @@
 #include "model_runner.h"
 #include "model_spec.h"
 #include "owned_request.h"
+#include "response_cache.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -822,8 +823,8 @@ py::dict StatsToPy(const StatsSnapshot& s) {
   inf["compute_input"] = DurationToPy(s.compute_input);
   inf["compute_infer"] = DurationToPy(s.compute_infer);
   inf["compute_output"] = DurationToPy(s.compute_output);
-  inf["cache_hit"] = DurationToPy(Duration{});
-  inf["cache_miss"] = DurationToPy(Duration{});
+  inf["cache_hit"] = DurationToPy(s.cache_hit);
+  inf["cache_miss"] = DurationToPy(s.cache_miss);
   o["inference_stats"] = inf;
   py::dict reasons;  // nv_inference_request_failure's reason label (not a ModelStatistics field)
   for (size_t i = 0; i < kFailReasons; ++i) {
@@ -843,7 +844,8 @@ py::dict StatsToPy(const StatsSnapshot& s) {
   return o;
 }
 
-std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::list& instances) {
+std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::list& instances,
+                                        std::shared_ptr<ResponseCache> cache) {
   ModelSpec spec = ModelSpecFromPy(spec_dict);
   if (spec.per_request_execution) {
     for (py::handle inst : instances) {
@@ -861,7 +863,7 @@ std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::lis
   ModelRunner* raw = nullptr;
   {
     py::gil_scoped_release release;  // workers may need the GIL as soon as they start
-    raw = new ModelRunner(std::move(spec), std::move(backends));
+    raw = new ModelRunner(std::move(spec), std::move(backends), std::move(cache));
   }
   // Destroying a runner joins its workers, which may need the GIL: never do it while holding it.
   return std::shared_ptr<ModelRunner>(raw, [](ModelRunner* r) {
@@ -1518,9 +1520,30 @@ PYBIND11_MODULE(_core, m) {
            "Send a response: outputs as a dict (or (name, array) pairs), error as (status, "
            "message). Raises if the final response was already sent.");
 
+  py::class_<ResponseCache, std::shared_ptr<ResponseCache>>(
+      m, "ResponseCache",
+      "Triton's local response cache: successful responses in LRU order within a byte budget.")
+      .def(py::init<size_t>(), py::arg("byte_size"))
+      .def("usage", [](const ResponseCache& c) {
+        ResponseCache::Usage u = c.usage();
+        py::dict d;
+        d["byte_size"] = u.byte_budget;
+        d["bytes"] = u.bytes;
+        d["entries"] = u.entries;
+        d["lookups"] = u.lookups;
+        d["hits"] = u.hits;
+        d["misses"] = u.misses;
+        d["insertions"] = u.insertions;
+        d["evictions"] = u.evictions;
+        d["lookup_ns"] = u.lookup_ns;
+        d["insertion_ns"] = u.insertion_ns;
+        return d;
+      }, "Budget, bytes and entries held, and lookup/insertion counters.");
+
   py::class_<ModelRunner, std::shared_ptr<ModelRunner>>(
       m, "ModelRunner", "One loaded model version: validation, batcher, instance workers, stats.")
-      .def(py::init(&MakeRunner), py::arg("spec"), py::arg("instances"))
+      .def(py::init(&MakeRunner), py::arg("spec"), py::arg("instances"),
+           py::arg("cache") = nullptr)
       .def("enqueue",
            [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
               py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,
@@ -1534,6 +1557,9 @@ PYBIND11_MODULE(_core, m) {
              runner.Validate(r.get());
              auto cancel = std::make_shared<CancelFlag>();
              r->cancel = cancel;
+             // A hit answers on the completion queue at once (its lock is never held by a
+             // thread that waits for the GIL).
+             if (runner.caches_responses() && runner.ServeFromCache(r)) return cancel;
              // Never wait for the scheduler's lock with the GIL held (its holder may need the
              // GIL, e.g. to release a Python-owned tensor): try it, else let go of the GIL.
              if (!runner.TryEnqueueValidated(r)) {
@@ -1584,6 +1610,8 @@ PYBIND11_MODULE(_core, m) {
         }
         return StatsToPy(s);
       })
+      .def_property_readonly("caches_responses", &ModelRunner::caches_responses,
+                             "Whether its successful responses go to the response cache.")
       .def_property_readonly("name", [](const ModelRunner& r) { return r.spec().name; })
       .def_property_readonly("version", [](const ModelRunner& r) { return r.spec().version; });
 

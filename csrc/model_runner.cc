@@ -1,13 +1,17 @@
 #include "model_runner.h"
 
+#include <optional>
+#include <string>
+
 #include "dynamic_batcher.h"
 #include "sequence_batcher.h"
 #include "validation.h"
 
 namespace tritonlite {
 
-ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends)
-    : spec_(std::move(spec)), stats_(std::make_shared<ModelStats>()) {
+ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
+                         std::shared_ptr<ResponseCache> cache)
+    : spec_(std::move(spec)), stats_(std::make_shared<ModelStats>()), cache_(std::move(cache)) {
   if (backends.empty()) {
     throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "' needs at least one instance");
   }
@@ -25,7 +29,79 @@ ModelRunner::~ModelRunner() { Stop(); }
 
 void ModelRunner::Enqueue(RequestPtr request) {
   ValidateRequest(spec_, request.get());
+  if (cache_ != nullptr && ServeFromCache(request)) return;
   scheduler_->Enqueue(std::move(request));
+}
+
+namespace {
+
+// The sink of a cacheable request that missed: stores its successful response (only a single,
+// final one: never part of a stream) and counts the miss, then passes the response on.
+class CacheFillSink : public ResponseSink {
+ public:
+  CacheFillSink(std::shared_ptr<ResponseSink> inner, std::shared_ptr<ResponseCache> cache,
+                std::shared_ptr<ModelStats> stats, std::string key, uint64_t lookup_ns)
+      : inner_(std::move(inner)), cache_(std::move(cache)), stats_(std::move(stats)),
+        key_(std::move(key)), lookup_ns_(lookup_ns) {}
+
+  void Complete(InferResponse&& response) override {
+    if (!response.final) {
+      partial_ = true;
+    } else {
+      uint64_t ns = lookup_ns_;
+      if (!partial_ && response.status.ok()) {
+        const uint64_t start = NowNs();
+        try {
+          cache_->Insert(key_, response.outputs);
+        } catch (const std::exception&) {
+          // Out of memory while copying: the response still goes out, uncached.
+        }
+        ns += NowNs() - start;
+      }
+      stats_->RecordCacheMiss(ns);
+      std::string().swap(key_);
+    }
+    inner_->Complete(std::move(response));
+  }
+
+ private:
+  std::shared_ptr<ResponseSink> inner_;
+  std::shared_ptr<ResponseCache> cache_;
+  std::shared_ptr<ModelStats> stats_;
+  std::string key_;
+  uint64_t lookup_ns_;
+  bool partial_ = false;
+};
+
+}  // namespace
+
+bool ModelRunner::ServeFromCache(RequestPtr& request) {
+  if (cache_ == nullptr || request->cancelled()) return false;
+  const uint64_t start = NowNs();
+  try {
+    std::optional<std::string> key = ResponseCache::Key(spec_.name, spec_.version, *request);
+    if (!key) return false;
+    InferResponse response;
+    if (cache_->Lookup(*key, &response.outputs)) {
+      const uint64_t took = NowNs() - start;
+      stats_->RecordCacheHit(took, took);
+      response.token = request->token;
+      response.keepalive = std::move(request->inputs);
+      std::shared_ptr<ResponseSink> sink = std::move(request->sink);
+      request.reset();
+      try {
+        sink->Complete(std::move(response));
+      } catch (const std::exception&) {
+        // A sink out of memory, as in DeliverAll.
+      }
+      return true;
+    }
+    request->sink = std::make_shared<CacheFillSink>(std::move(request->sink), cache_, stats_,
+                                                    std::move(*key), NowNs() - start);
+  } catch (const std::exception&) {
+    // No memory for the key or the answer: the request runs uncached.
+  }
+  return false;
 }
 
 void ModelRunner::Validate(InferRequest* request) const { ValidateRequest(spec_, request); }

@@ -12,6 +12,7 @@
 #include "scheduler.h"
 #include "instance.h"
 #include "model_spec.h"
+#include "response_cache.h"
 #include "stats.h"
 
 namespace tritonlite {
@@ -20,14 +21,23 @@ using Delivery = std::vector<std::pair<std::shared_ptr<ResponseSink>, InferRespo
 
 class ModelRunner {
  public:
-  ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends);
+  // `cache`: the server's response cache, for a model whose config enables response_cache
+  // (null: nothing is cached).
+  ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
+              std::shared_ptr<ResponseCache> cache = nullptr);
   ~ModelRunner();
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
 
-  // Validates and queues. Throws INVALID_ARG / UNAVAILABLE; on success the request's sink will
-  // receive exactly one final response.
+  // Validates and queues (or answers from the response cache). Throws INVALID_ARG /
+  // UNAVAILABLE; on success the request's sink will receive exactly one final response.
   void Enqueue(RequestPtr request);
+  // For a validated request: true when it was answered from the response cache (the sink got
+  // its response, `request` is spent); false when it must run — then, if it is cacheable, its
+  // sink is wrapped so that its successful response is stored. Never throws for a cache
+  // failure (out of memory: the request simply runs). The caller holds no core lock.
+  bool ServeFromCache(RequestPtr& request);
+  bool caches_responses() const { return cache_ != nullptr; }
   // The two halves of Enqueue, for a caller holding the GIL: Validate (no lock), then
   // TryEnqueueValidated, which never waits for a lock (false: busy, `request` untouched; then
   // release the GIL and call EnqueueValidated).
@@ -49,6 +59,7 @@ class ModelRunner {
  private:
   const ModelSpec spec_;
   std::shared_ptr<ModelStats> stats_;  // shared with requests a backend still holds
+  const std::shared_ptr<ResponseCache> cache_;
   std::unique_ptr<Scheduler> scheduler_;
   // preserve_ordering: batches finished out of order wait in held_. Sinks are never called
   // under order_mu_ (the rule in scheduler.h): one thread at a time (delivering_) takes the

@@ -21,6 +21,19 @@ void ModelStats::RecordSuccess(uint64_t total_ns, uint64_t queue_ns, uint64_t in
   s_.compute_output.Add(output_ns);
 }
 
+void ModelStats::RecordCacheHit(uint64_t total_ns, uint64_t lookup_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.success.Add(total_ns);
+  s_.queue.Add(0);
+  s_.cache_hit.Add(lookup_ns);
+  s_.last_inference_ms = WallClockMs();
+}
+
+void ModelStats::RecordCacheMiss(uint64_t ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.cache_miss.Add(ns);
+}
+
 const char* FailReasonName(FailReason reason) {
   switch (reason) {
     case FailReason::kBackend: return "BACKEND";

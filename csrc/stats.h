@@ -30,6 +30,7 @@ struct StatsSnapshot {
   uint64_t last_inference_ms = 0;  // wall clock, ms since epoch
   uint64_t fail_reasons[kFailReasons] = {};  // failures by FailReason
   Duration success, fail, queue, compute_input, compute_infer, compute_output;
+  Duration cache_hit, cache_miss;  // response cache: lookup (+ insertion, on a miss) time
   std::map<int64_t, BatchStats> batch_stats;
   uint64_t pending = 0;  // requests waiting in the queue now
 };
@@ -39,6 +40,11 @@ class ModelStats {
   void RecordSuccess(uint64_t total_ns, uint64_t queue_ns, uint64_t input_ns, uint64_t infer_ns,
                      uint64_t output_ns, int64_t batch_size);
   void RecordFailure(uint64_t total_ns, uint64_t queue_ns, FailReason reason = FailReason::kOther);
+  // A request answered from the response cache: a success with no queueing and no execution
+  // (Triton counts it in success and queue, not in inference_count or the compute durations).
+  void RecordCacheHit(uint64_t total_ns, uint64_t lookup_ns);
+  // A cacheable request that had to run: its lookup and insertion time.
+  void RecordCacheMiss(uint64_t ns);
   void RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t infer_ns, uint64_t output_ns);
   // Adds time to an execution already counted (backends whose responses may go out before
   // their execute call returns are counted first, timed after).

@@ -38,7 +38,7 @@ def test_help_documents_tritons_flags() -> None:
     "args",
     [
         ("--trace-config", "rate=100"),
-        ("--cache-config=local,size=1048576",),
+        ("--cache-directory", "/opt/tritonserver/caches"),
         ("--backend-directory", "/opt/tritonserver/backends"),
         ("--rate-limit=execution_count",),
         ("--model-load-thread-count", "4"),

@@ -20,6 +20,7 @@ from . import __version__
 from .errors import TritonError
 from .log_output import LogOutput
 from .protocol_settings import apply_log_level
+from .response_cache import parse_cache_config
 
 log = logging.getLogger("tritonlite")
 
@@ -164,6 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--log-file", default="", metavar="PATH",
                    help="Append log lines to PATH instead of stderr")  # fmt: skip
 
+    g = p.add_argument_group("response cache")
+    g.add_argument("--cache-config", action="append", default=[],
+                   metavar="<cache>,<setting>=<value>",
+                   help="local,size=<bytes>: an LRU cache of responses for the models whose "
+                        "config has response_cache { enable: true }")  # fmt: skip
+    g.add_argument("--response-cache-byte-size", type=int, default=None, metavar="BYTES",
+                   help="Deprecated Triton spelling of --cache-config local,size=BYTES")
+
     g = p.add_argument_group("other Triton flags (accepted for compatibility)")
     g.add_argument("--id", default="triton", help="The name server metadata answers")
     g.add_argument("--backend-config", action="append", default=[],
@@ -196,6 +205,7 @@ async def _serve(args: argparse.Namespace) -> int:
             exit_on_error=args.exit_on_error,
             backend_config=args.backend_config,
             server_id=args.id,
+            cache_config=args.cache_config,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
@@ -287,12 +297,12 @@ def _log_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 #: Triton 2.51 flags tritonlite does not implement: refused by name at start, never ignored.
 UNSUPPORTED_TRITON_FLAGS = frozenset({
-    "--allow-sagemaker", "--allow-vertex-ai", "--buffer-manager-thread-count", "--cache-config",
-    "--cache-directory", "--cuda-virtual-address-size", "--enable-peer-access",
+    "--allow-sagemaker", "--allow-vertex-ai", "--buffer-manager-thread-count", "--cache-directory",
+    "--cuda-virtual-address-size", "--enable-peer-access",
     "--grpc-header-forward-pattern", "--host-policy", "--http-header-forward-pattern",
     "--min-supported-compute-capability", "--model-config-name", "--model-load-gpu-limit",
     "--model-load-retry-count", "--model-load-thread-count", "--model-namespacing", "--rate-limit",
-    "--rate-limit-resource", "--repoagent-directory", "--response-cache-byte-size",
+    "--rate-limit-resource", "--repoagent-directory",
     "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
     "--sagemaker-thread-count", "--trace-config", "--trace-count", "--trace-file", "--trace-level",
     "--trace-log-frequency", "--trace-rate", "--vertex-ai-default-model", "--vertex-ai-port",
@@ -343,6 +353,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.backend_config = parse_backend_config(args.backend_config)
+        args.cache_config = parse_cache_config(args.cache_config, args.response_cache_byte_size)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

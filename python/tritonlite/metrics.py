@@ -12,6 +12,10 @@ Families (per model version, labels ``model`` and ``version``), computed from
   ``nv_inference_queue_duration_us``, ``nv_inference_compute_input_duration_us``,
   ``nv_inference_compute_infer_duration_us``, ``nv_inference_compute_output_duration_us``;
 - gauge ``nv_inference_pending_request_count``;
+- with a response cache (``--cache-config``): ``nv_cache_num_hits_per_model``,
+  ``nv_cache_hit_duration_per_model``, ``nv_cache_num_misses_per_model``,
+  ``nv_cache_miss_duration_per_model`` for the versions that use it, and the server-wide gauges
+  of ``response_cache.server_gauges``;
 - with ``summary_latencies=True`` (Triton's ``--metrics-config summary_latencies=true``) the
   summaries ``nv_inference_{request,queue,compute_input,compute_infer,compute_output}_summary_us``
   with their ``_count`` and ``_sum`` (no quantiles: the core keeps totals, not per-request
@@ -60,6 +64,8 @@ from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
 from .errors import INVALID_ARG, TritonError
+from .response_cache import MODEL_FAMILIES as MODEL_CACHE_FAMILIES
+from .response_cache import server_gauges as cache_server_gauges
 
 COUNTER = "COUNTER"
 GAUGE = "GAUGE"
@@ -571,6 +577,34 @@ def model_families(
     return families
 
 
+def cache_families(server: Any, statistics: Sequence[Mapping[str, Any]]) -> list[_Family]:
+    """Triton's ``nv_cache_*`` families: per model version that uses the response cache, and
+    the cache's server-wide gauges; none when the server has no cache."""
+    cache = getattr(server, "response_cache", None)
+    if cache is None:
+        return []
+    rows = []
+    for s in sorted(statistics, key=lambda s: (s["name"], int(s["version"]))):
+        try:
+            loaded = server.get_model(s["name"], int(s["version"]))
+        except TritonError:  # unloaded since the statistics were read
+            continue
+        if loaded.runner.caches_responses:
+            rows.append(s)
+    families: list[_Family] = []
+    for name, help_text, stat, key, div in MODEL_CACHE_FAMILIES:
+        family = _Family(name, help_text, "counter")
+        for s in rows:
+            value = int(s.get("inference_stats", {}).get(stat, {}).get(key, 0)) // div
+            family.add({"model": s["name"], "version": str(s["version"])}, value)
+        families.append(family)
+    for name, help_text, value in cache_server_gauges(cache.usage()):
+        family = _Family(name, help_text, "gauge")
+        family.add({}, value)
+        families.append(family)
+    return families
+
+
 class MetricsFrontend:
     """A running metrics endpoint; ``render()`` is what a scrape returns."""
 
@@ -594,9 +628,9 @@ class MetricsFrontend:
         self._task: asyncio.Task[None] | None = None
 
     def render(self) -> bytes:
-        families = model_families(
-            self.server.statistics(), self.summary_latencies, self.counter_latencies
-        )
+        statistics = self.server.statistics()
+        families = model_families(statistics, self.summary_latencies, self.counter_latencies)
+        families += cache_families(self.server, statistics)
         families += self.sampler.families()
         families += _custom_families()
         return _render(families)

@@ -165,7 +165,12 @@ class LoadedModel:
     """One served version of a model: config + backend + core runner."""
 
     def __init__(
-        self, config: ModelConfig, version: int, backend: Backend, model_dir: Path | None = None
+        self,
+        config: ModelConfig,
+        version: int,
+        backend: Backend,
+        model_dir: Path | None = None,
+        cache: Any = None,
     ) -> None:
         self.config = config
         self.version = version
@@ -180,7 +185,8 @@ class LoadedModel:
         # Backends that answer each request themselves (python backend, decoupled models)
         # get the batch as Request objects instead of gathered tensors.
         spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
-        self.runner = _core.ModelRunner(spec, instances)
+        # `cache`: the server's response cache when the config enables it (Server.cache_for).
+        self.runner = _core.ModelRunner(spec, instances, cache)
 
     @property
     def name(self) -> str:

@@ -496,7 +496,9 @@ class ModelRepository:
             try:  # no table lock: a backend may take seconds
                 factory = get_backend_factory(config.backend or config.platform, name)
                 backend = factory(config, path, available[version], server=self.server)
-                loaded[version] = LoadedModel(config, version, backend, model_dir=path)
+                loaded[version] = LoadedModel(
+                    config, version, backend, model_dir=path, cache=self.server.cache_for(config)
+                )
             except TritonError as e:
                 failures[version] = e.message
             except Exception as e:  # a backend's bug is that model's failure, not ours

@@ -15,6 +15,7 @@ import contextlib
 import functools
 import itertools
 import json
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -29,7 +30,10 @@ from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
 from .protocol_settings import ProtocolSettings
+from .response_cache import create_cache
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
+
+_log = logging.getLogger("tritonlite.server")
 
 if TYPE_CHECKING:
     from .repository import ModelRepository
@@ -133,6 +137,8 @@ class Server:
     ``backend_config`` is ``--backend-config`` as ``{backend or "": {setting: value}}``
     (``default-max-batch-size`` is what auto-complete reads). ``server_id`` (``--id``) is the
     name server metadata answers: "triton" by default, as Triton's, for client code that checks it.
+    ``cache_config`` is ``--cache-config`` as ``{"local": {"size": "<bytes>"}}``: the response
+    cache that models with ``response_cache { enable: true }`` use (none by default).
     """
 
     def __init__(
@@ -147,8 +153,11 @@ class Server:
         exit_on_error: bool = True,
         backend_config: Mapping[str, Mapping[str, str]] | None = None,
         server_id: str = "triton",
+        cache_config: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.server_id = server_id
+        #: The core's response cache, shared by the models that enable it (None: no cache).
+        self.response_cache = create_cache(cache_config)
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
@@ -197,7 +206,10 @@ class Server:
 
     def add_model(self, config: ModelConfig, backend: Backend, version: int = 1) -> None:
         """Serve ``backend`` as ``version`` of the model described by a complete ``config``."""
-        self._install(config.name, {version: LoadedModel(config, version, backend)})
+        self._install(
+            config.name,
+            {version: LoadedModel(config, version, backend, cache=self.cache_for(config))},
+        )
 
     def remove_model(self, name: str, version: int | None = None) -> None:
         """Stop serving a model (all versions by default); waits for in-flight requests."""
@@ -234,6 +246,18 @@ class Server:
 
     def remove_model_listener(self, listener: Any) -> None:
         self._model_listeners.remove(listener)
+
+    def cache_for(self, config: ModelConfig) -> Any:
+        """The response cache a model version uses: the server's, when its config enables it."""
+        if not config.response_cache.enable:
+            return None
+        if self.response_cache is None:
+            _log.warning(
+                "model '%s': response_cache is enabled in its config but the server has no "
+                "response cache (start it with --cache-config local,size=<bytes>): its "
+                "responses are not cached", config.name,
+            )  # fmt: skip
+        return self.response_cache
 
     def _versions(self, name: str) -> dict[int, LoadedModel]:
         return self._models.get(name, {})

@@ -20,6 +20,8 @@
 #include "http2_hpack.h"
 #include "http2_huffman.h"
 #include "infer_codec.h"
+#include "request.h"
+#include "response_cache.h"
 #include "status.h"
 #include "tensor.h"
 
@@ -569,6 +571,97 @@ TEST(tensor_view_checks) {
       Tensor::View(DataType::kFp32, Shape{int64_t{1} << 40, int64_t{1} << 40}, eight.data(), 8,
                    nullptr),
       StatusCode::kInvalidArg);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Response cache
+
+// The reference vectors of the SipHash paper (appendix A; key 00..0f, messages 00..n-1) for
+// SipHash-2-4: the same code with c=1, d=3 is the table's hash.
+TEST(siphash_reference_vectors) {
+  const uint64_t k0 = 0x0706050403020100ULL, k1 = 0x0f0e0d0c0b0a0908ULL;
+  uint8_t msg[15];
+  for (int i = 0; i < 15; ++i) msg[i] = static_cast<uint8_t>(i);
+  CHECK_EQ(SipHash(2, 4, k0, k1, msg, 0), 0x726fdb47dd0e0e31ULL);
+  CHECK_EQ(SipHash(2, 4, k0, k1, msg, 15), 0xa129ca6149be45e5ULL);
+  CHECK(SipHash13(k0, k1, msg, 15) != SipHash13(k0 + 1, k1, msg, 15));
+}
+
+namespace {
+InferRequest CacheRequest(const std::string& name, const std::string& bytes) {
+  InferRequest r;
+  auto owner = std::make_shared<std::string>(bytes);
+  r.inputs.emplace_back(name, Tensor::View(DataType::kUint8, Shape{static_cast<int64_t>(bytes.size())},
+                                           owner->data(), owner->size(), owner));
+  return r;
+}
+NamedTensors CacheOutputs(size_t bytes, uint8_t fill) {
+  auto owner = std::make_shared<std::string>(bytes, static_cast<char>(fill));
+  NamedTensors out;
+  out.emplace_back("OUT", Tensor::View(DataType::kUint8, Shape{static_cast<int64_t>(bytes)},
+                                       owner->data(), owner->size(), owner));
+  return out;
+}
+}  // namespace
+
+TEST(response_cache_keys_are_unambiguous) {
+  // Moving a byte between a name and its data, or between fields, changes the key.
+  auto a = ResponseCache::Key("m", 1, CacheRequest("AB", "C"));
+  auto b = ResponseCache::Key("m", 1, CacheRequest("A", "BC"));
+  CHECK(a && b && *a != *b);
+  CHECK(*ResponseCache::Key("m", 1, CacheRequest("A", "B")) !=
+        *ResponseCache::Key("m", 2, CacheRequest("A", "B")));
+  CHECK(*ResponseCache::Key("m1", 1, CacheRequest("A", "B")) !=
+        *ResponseCache::Key("m", 1, CacheRequest("1A", "B")));
+  InferRequest with_params = CacheRequest("A", "B");
+  with_params.parameters = "{\"p\":1}";
+  CHECK(*ResponseCache::Key("m", 1, with_params) != *ResponseCache::Key("m", 1, CacheRequest("A", "B")));
+  InferRequest seq = CacheRequest("A", "B");
+  seq.correlation_id = 7;
+  CHECK(!ResponseCache::Key("m", 1, seq));
+  InferRequest seq_str = CacheRequest("A", "B");
+  seq_str.correlation_id_str = "s";
+  CHECK(!ResponseCache::Key("m", 1, seq_str));
+  // Input order does not matter; requested outputs do.
+  InferRequest two = CacheRequest("X", "1");
+  two.inputs.push_back(CacheRequest("Y", "2").inputs[0]);
+  InferRequest swapped = CacheRequest("Y", "2");
+  swapped.inputs.push_back(CacheRequest("X", "1").inputs[0]);
+  CHECK(*ResponseCache::Key("m", 1, two) == *ResponseCache::Key("m", 1, swapped));
+  swapped.requested_outputs = {"OUT"};
+  CHECK(*ResponseCache::Key("m", 1, two) != *ResponseCache::Key("m", 1, swapped));
+}
+
+TEST(response_cache_lru_within_budget) {
+  ResponseCache cache(3 * 750);  // each entry below: 448 bytes of data + ~270 of overhead
+  for (uint8_t i = 0; i < 3; ++i) CHECK(cache.Insert("k" + std::to_string(i), CacheOutputs(400, i)));
+  CHECK_EQ(cache.usage().entries, size_t{3});
+  NamedTensors out;
+  CHECK(cache.Lookup("k0", &out));  // k0 is now the most recent
+  CHECK(cache.Insert("k3", CacheOutputs(400, 3)));  // evicts k1
+  CHECK(!cache.Lookup("k1", &out));
+  CHECK(cache.Lookup("k0", &out));
+  CHECK_EQ(out.size(), size_t{1});
+  CHECK_EQ(out[0].first, std::string("OUT"));
+  CHECK_EQ(out[0].second.byte_size(), size_t{400});
+  CHECK(out[0].second.read_only());
+  CHECK_EQ(static_cast<int>(out[0].second.data()[399]), 0);
+  CHECK_EQ(reinterpret_cast<uintptr_t>(out[0].second.data()) % 64, uintptr_t{0});
+  ResponseCache::Usage u = cache.usage();
+  CHECK_EQ(u.evictions, uint64_t{1});
+  CHECK(u.bytes <= u.byte_budget);
+  CHECK(!cache.Insert("k0", CacheOutputs(400, 9)));  // held: the first answer stays
+  CHECK(cache.Lookup("k0", &out) && out[0].second.data()[0] == 0);
+  // Bigger than the whole budget: refused, nothing evicted.
+  CHECK(!cache.Insert("huge", CacheOutputs(5000, 1)));
+  CHECK_EQ(cache.usage().entries, size_t{3});
+  // A view outlives the entry's eviction.
+  NamedTensors kept;
+  CHECK(cache.Lookup("k3", &kept));
+  for (uint8_t i = 10; i < 16; ++i) cache.Insert("n" + std::to_string(i), CacheOutputs(400, i));
+  CHECK(!cache.Lookup("k3", &out));
+  CHECK_EQ(static_cast<int>(kept[0].second.data()[0]), 3);
+  CHECK_EQ(static_cast<int>(kept[0].second.data()[399]), 3);
 }
 
 // ---------------------------------------------------------------------------------------------
