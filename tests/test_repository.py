@@ -226,3 +226,53 @@ def test_poll_reload_under_load_has_zero_failures(tmp_path: Path) -> None:
     assert seen[0] == 1.0 and seen[-1] == 5.0
     assert 2.0 in seen
     assert len(seen) > 100
+
+
+def _identity_ensemble(
+    repo: Path, name: str, step: str, io: tuple[str, str] = ("INPUT0", "OUTPUT0")
+) -> None:
+    write_config(
+        repo / name,
+        f'name: "{name}"\nplatform: "ensemble"\nmax_batch_size: 8\n'
+        'input [ { name: "X" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
+        'output [ { name: "Y" data_type: TYPE_FP32 dims: [ 16 ] } ]\n'
+        f'ensemble_scheduling {{ step [ {{ model_name: "{step}" model_version: -1\n'
+        f'  input_map {{ key: "{io[0]}" value: "X" }} output_map {{ key: "{io[1]}" value: "Y" }} }} ] }}\n',
+    )
+    (repo / name / "1").mkdir()
+
+
+def test_unload_dependents_unloads_composing_models_no_other_ensemble_uses(tmp_path: Path) -> None:
+    """As Triton 2.51 (checked): unloading an ensemble with unload_dependents also unloads its
+    composing models, recursively, except one another loaded ensemble still uses; without it
+    they stay loaded."""
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from models import make_identity_onnx
+    from serving import ServerProcess
+
+    for name in ("shared", "own"):
+        config = f'name: "{name}"\nbackend: "onnxruntime"\nmax_batch_size: 8\n'
+        write_config(tmp_path / name, config)
+        make_identity_onnx(tmp_path / name / "1" / "model.onnx")
+    _identity_ensemble(tmp_path, "ens_a", "shared")
+    _identity_ensemble(tmp_path, "ens_b", "shared")
+    _identity_ensemble(tmp_path, "ens_own", "own")
+    # nested: ens_outer -> ens_own -> own
+    _identity_ensemble(tmp_path, "ens_outer", "ens_own", io=("X", "Y"))
+    with ServerProcess(tmp_path, args=("--model-control-mode=explicit",)) as srv:
+        http = httpclient.InferenceServerClient(srv.http_url)
+        grpc = grpcclient.InferenceServerClient(srv.grpc_url)
+        for name in ("shared", "own", "ens_a", "ens_b", "ens_own", "ens_outer"):
+            http.load_model(name)
+        http.unload_model("ens_a", unload_dependents=True)
+        assert not http.is_model_ready("ens_a")
+        assert http.is_model_ready("shared")  # ens_b still uses it
+        grpc.unload_model("ens_outer", unload_dependents=True)
+        for name in ("ens_outer", "ens_own", "own"):
+            assert not grpc.is_model_ready(name), name
+        assert grpc.is_model_ready("ens_b")
+        http.unload_model("ens_b")  # without the flag its composing model stays
+        assert http.is_model_ready("shared")
+        grpc.unload_model("shared", unload_dependents=False)
+        assert not grpc.is_model_ready("shared")

@@ -20,8 +20,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-from tests.models import make_add_sub_onnx
-from tests.serving import ServerProcess, write_config
+from models import make_add_sub_onnx
+from serving import ServerProcess, write_config
 
 COUNTED_MODEL = """
 import numpy as np

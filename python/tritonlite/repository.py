@@ -251,12 +251,29 @@ class ModelRepository:
             finally:
                 self._drop_unused_dirs(name, entry)
 
-    def unload(self, name: str) -> None:
-        """Unload every version of a model, waiting for its in-flight requests."""
+    def unload(self, name: str, unload_dependents: bool = False) -> None:
+        """Unload every version of a model, waiting for its in-flight requests. With
+        ``unload_dependents`` an ensemble's composing models follow it (recursively), except
+        those another loaded ensemble still uses — what Triton 2.51 does."""
         check_model_name(name)
         with self._table_lock:
             if name not in self._entries:  # never loaded, or not a model: Triton answers success
                 return
+        composing = self._composing_models(name) if unload_dependents else set()
+        self._unload_one(name)
+        for model in sorted(composing):
+            if not any(model in self._composing_models(user) for user in self._ready_names()):
+                self.unload(model, unload_dependents=True)
+
+    def _composing_models(self, name: str) -> set[str]:
+        """The models the loaded versions of ensemble ``name`` call (empty for other models)."""
+        return {
+            step.model_name
+            for loaded in self.server._versions(name).values()
+            for step in loaded.config.ensemble_scheduling.step
+        }
+
+    def _unload_one(self, name: str) -> None:
         with self._model_lock(name):
             with self._table_lock:
                 entry = self._entries.get(name)

@@ -357,9 +357,11 @@ class Server:
         with a JSON config override and file overrides ('file:<version>/<file>' -> bytes)."""
         self._explicit_control().load(name, config, files)
 
-    def unload_model(self, name: str) -> None:
-        """Unload every version of a model (explicit model control); in-flight requests finish."""
-        self._explicit_control().unload(name)
+    def unload_model(self, name: str, unload_dependents: bool = False) -> None:
+        """Unload every version of a model (explicit model control); in-flight requests finish.
+        ``unload_dependents``: an ensemble's composing models are unloaded too, those that no
+        other loaded ensemble uses (Triton's model_repository(unload_dependents))."""
+        self._explicit_control().unload(name, unload_dependents=unload_dependents)
 
     def _explicit_control(self) -> ModelRepository:
         if self.repository is None:

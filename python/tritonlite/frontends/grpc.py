@@ -13,6 +13,7 @@ Two layers:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -447,8 +448,21 @@ class GrpcHandlers:
         return pb.RepositoryModelLoadResponse()
 
     async def repository_model_unload(self, request: Any) -> Message:
+        dependents = False
+        for key, p in request.parameters.items():
+            if key == "unload_dependents":
+                if p.WhichOneof("parameter_choice") != "bool_param":
+                    raise TritonError(
+                        "Unable to parse 'unload_dependents': expected a boolean", INVALID_ARG
+                    )
+                dependents = p.bool_param
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.server.unload_model, request.model_name)
+        await loop.run_in_executor(
+            None,
+            functools.partial(
+                self.server.unload_model, request.model_name, unload_dependents=dependents
+            ),
+        )
         return pb.RepositoryModelUnloadResponse()
 
     # ---- shared memory -----------------------------------------------------------------------

@@ -56,6 +56,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 import itertools
 import logging
 import os
@@ -570,9 +571,13 @@ class HttpApi:
             raise _bad("Unable to parse 'parameters': attempt to access JSON non-object as object")
         loop = asyncio.get_running_loop()
         if action == "unload":
+            dependents = False
             if "unload_dependents" in params:
-                _bool(params["unload_dependents"], "unload_dependents")
-            await loop.run_in_executor(self.executor, self.server.unload_model, name)
+                dependents = _bool(params["unload_dependents"], "unload_dependents")
+            await loop.run_in_executor(
+                self.executor,
+                functools.partial(self.server.unload_model, name, unload_dependents=dependents),
+            )
             return Reply(200, b"", {"Content-Type": _JSON})
         config = None
         files: dict[str, bytes] = {}

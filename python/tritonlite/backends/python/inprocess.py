@@ -83,7 +83,9 @@ def model_control(server: Any, op: str, kwargs: dict[str, Any]) -> Any:
             )
             return None
         if op == "unload_model":
-            server.unload_model(kwargs["model_name"])
+            server.unload_model(
+                kwargs["model_name"], unload_dependents=bool(kwargs.get("unload_dependents"))
+            )
             return None
     except TritonError as e:
         raise TritonModelException(e.message) from None
