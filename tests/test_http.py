@@ -8,6 +8,7 @@ send: malformed bodies, status codes and Triton's error texts.
 
 from __future__ import annotations
 
+import base64
 import asyncio
 import gzip
 import http.client
@@ -852,7 +853,7 @@ def test_shared_memory_errors(
     )
     with pytest.raises(InferenceServerException) as e:
         client.register_system_shared_memory("x", "/tl_http_no_such_key", 64)
-    assert e.value.status() == "400"
+    assert e.value.status() == "500"  # Triton's code and text
     assert e.value.message() == "Unable to open shared memory region: '/tl_http_no_such_key'"
     with pytest.raises(InferenceServerException, match="invalid args") as e:
         client.register_system_shared_memory("x", IN_KEY, 64, offset=100)
@@ -869,7 +870,7 @@ def test_shared_memory_errors(
         "/v2/systemsharedmemory/region/y/register",
         {"key": "/../etc/passwd", "byte_size": 4},
     )
-    assert r.status == 400 and "Unable to open shared memory region" in r.error
+    assert r.status == 500 and "Unable to open shared memory region" in r.error
 
     def infer(inputs: list[dict[str, Any]], outputs: list[dict[str, Any]] | None = None) -> Raw:
         body: dict[str, Any] = {"inputs": inputs}
@@ -957,12 +958,22 @@ def test_cuda_shared_memory_answers_like_a_build_without_gpus(
     assert client.get_cuda_shared_memory_status() == []
     r = request(env, "GET", "/v2/cudasharedmemory/region/x/status")
     assert (r.status, r.error) == (404, "Unable to find cuda shared memory region: 'x'")
+    # Triton 2.51's answers (checked against it): a handle that is not 64 bytes, then any
+    # registration on a server without GPUs; missing fields are named.
     body = {"raw_handle": {"b64": "AAAA"}, "device_id": 0, "byte_size": 64}
     r = request(env, "POST", "/v2/cudasharedmemory/region/c1/register", body)
     assert (r.status, r.error) == (
         400,
-        "failed to register CUDA shared memory region: 'c1', GPUs not supported",
+        "'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t",
     )
+    body["raw_handle"] = {"b64": base64.b64encode(bytes(64)).decode()}
+    r = request(env, "POST", "/v2/cudasharedmemory/region/c1/register", body)
+    assert (r.status, r.error) == (400, "failed to register shared memory region: invalid args")
+    r = request(env, "POST", "/v2/cudasharedmemory/region/c1/register", {"device_id": 0})
+    assert (r.status, r.error) == (400, "Shared memory register request has no 'raw_handle' field")
+    del body["byte_size"]
+    r = request(env, "POST", "/v2/cudasharedmemory/region/c1/register", body)
+    assert (r.status, r.error) == (400, "Shared memory register request has no 'byte_size' field")
     client.unregister_cuda_shared_memory()
     client.unregister_cuda_shared_memory("c1")
 

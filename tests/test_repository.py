@@ -64,7 +64,8 @@ def test_control_mode_none_loads_everything(tmp_path: Path) -> None:
     plus_model(tmp_path, "b", {1: 2.0})
     with Server(tmp_path) as server:
         assert server.model_names() == ["a", "b"]
-        with pytest.raises(TritonError, match="not allowed in model control mode 'none'"):
+        # Triton's text in every mode but explicit.
+        with pytest.raises(TritonError, match="not allowed if polling is enabled"):
             server.load_model("a")
 
 
@@ -175,11 +176,32 @@ def test_names_that_escape_the_repository_are_rejected(tmp_path: Path, name: str
             server.unload_model(name)
 
 
-def test_file_override_cannot_escape(tmp_path: Path) -> None:
+def test_file_override_cannot_escape(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     plus_model(tmp_path, "good", {1: 1.0})
     with Server(tmp_path, model_control_mode="explicit") as server:
-        with pytest.raises(TritonError, match="outside the model directory"):
+        with pytest.raises(TritonError, match="failed to poll from model repository") as info:
             server.load_model("up", config='{"name": "up"}', files={"file:../../x": b"1"})
+        assert info.value.status == "INTERNAL"  # Triton's answer; the reason is logged
+    assert not (tmp_path.parent / "x").exists()
+    assert any("outside the model directory" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    "override",
+    ['{"name": ', '{"name": "other", "backend": "python"}', "[1, 2]"],
+)
+def test_a_malformed_config_override_gets_tritons_answer(
+    tmp_path: Path, override: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Triton 2.51 answers a load whose config override is not JSON, not an object, or names
+    another model with INTERNAL "failed to load '<m>', failed to poll from model repository"."""
+    plus_model(tmp_path, "good", {1: 1.0})
+    with Server(tmp_path, model_control_mode="explicit") as server:
+        with pytest.raises(TritonError) as info:
+            server.load_model("good", config=override)
+    assert info.value.status == "INTERNAL"
+    assert info.value.message == "failed to load 'good', failed to poll from model repository"
+    assert any("good" in r.getMessage() for r in caplog.records if r.levelname == "ERROR")
 
 
 def test_poll_reload_under_load_has_zero_failures(tmp_path: Path) -> None:

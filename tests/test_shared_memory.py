@@ -62,10 +62,12 @@ def test_register_status_unregister(registry: SystemSharedMemoryRegistry, key: s
 @pytest.mark.parametrize(
     "name, key_suffix, offset, size, message",
     [
+        # Triton 2.51's codes and texts (checked against it).
         ("x", None, 0, 64, "Unable to open shared memory region: '/tl_no_such_region_key'"),
         ("x", "../../etc/passwd", 0, 4, "Unable to open shared memory region: '/../../etc/passwd'"),
         ("x", "", SIZE - 10, 64, "failed to register shared memory region 'x': invalid args"),
-        ("x", "", 0, 0, "failed to register shared memory region 'x': invalid args"),
+        ("x", "", 0, 0, "failed to register shared memory region 'x': unable to process address "
+                        "spaceInvalid argument"),
         ("x", "", -1, 4, "offset must be a non-negative integer"),
         ("", "", 0, 4, "shared memory region name must not be empty"),
     ],
@@ -88,12 +90,12 @@ def test_register_errors(
     with pytest.raises(TritonError) as e:
         registry.register(name, target, offset, size)
     assert message in e.value.message
-    assert e.value.status == "INVALID_ARG"
+    assert e.value.status == ("INTERNAL" if message.startswith("Unable to open") else "INVALID_ARG")
     assert registry.status() == []
 
 
 def test_a_key_that_is_a_symlink_is_refused(
-    registry: SystemSharedMemoryRegistry, key: str, tmp_path: Path
+    registry: SystemSharedMemoryRegistry, key: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A link planted in the world-writable /dev/shm must not redirect the server's writes: keys
     # are opened with O_NOFOLLOW, as glibc's shm_open (Triton's) opens them.
@@ -105,11 +107,9 @@ def test_a_key_that_is_a_symlink_is_refused(
         try:
             with pytest.raises(TritonError) as e:
                 registry.register("x", key + "_link", 0, 64)
-            assert e.value.status == "INVALID_ARG"
-            assert e.value.message == (
-                f"Unable to open shared memory region: '{key}_link' (it is a symbolic link; "
-                "keys are not followed)"
-            )
+            assert e.value.status == "INTERNAL"  # Triton's answer; why is in the log
+            assert e.value.message == f"Unable to open shared memory region: '{key}_link'"
+            assert "symbolic link" in caplog.records[-1].getMessage()
         finally:
             link.unlink()
     assert registry.status() == [] and victim.read_bytes() == bytes(64)
@@ -292,7 +292,7 @@ def test_cuda_registry_answers_like_triton_without_gpus() -> None:
         cuda.register("c", b"\x00" * 64, 0, 16)
     assert (e.value.status, e.value.message) == (
         "INVALID_ARG",
-        "failed to register CUDA shared memory region: 'c', GPUs not supported",
+        "failed to register shared memory region: invalid args",  # Triton 2.51 without GPUs
     )
     with pytest.raises(TritonError, match="Unable to find cuda shared memory region: 'c'"):
         cuda.status("c")

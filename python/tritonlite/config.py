@@ -374,6 +374,18 @@ def _read_config(
     )
 
 
+def check_override(override: str, name: str) -> None:
+    """Raise TritonError (INVALID_ARG) when a load API ``config`` override is not a JSON
+    ModelConfig for model ``name``."""
+    config = _parse_override(override, name)
+    if config.name and config.name != name:
+        raise TritonError(
+            f"unexpected directory name '{name}' for model '{config.name}', "
+            "directory name must equal model name",
+            INVALID_ARG,
+        )
+
+
 def _parse_override(override: str, name: str) -> ModelConfig:
     prefix = f"Invalid config override for model '{name}': "
     try:

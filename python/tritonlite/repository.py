@@ -230,6 +230,19 @@ class ModelRepository:
                 raise TritonError(
                     f"failed to load '{name}', failed to poll from model repository", INTERNAL
                 )
+        if config_override is not None or files:
+            try:
+                if config_override is not None:
+                    model_config.check_override(config_override, name)
+                for key in files or ():
+                    _check_override_path(name, key)
+            except TritonError as e:
+                # Triton answers a malformed override (config or files) with its poll failure:
+                # the reason goes to the log.
+                _log.error("%s", e.message)
+                raise TritonError(
+                    f"failed to load '{name}', failed to poll from model repository", INTERNAL
+                ) from None
         with self._model_lock(name):
             models, errors = ({}, {}) if files else self.scan()
             with self._table_lock:

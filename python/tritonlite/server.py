@@ -368,11 +368,9 @@ class Server:
             raise TritonError("the server has no model repository", UNAVAILABLE)
         mode = self.repository.control_mode
         if mode != "explicit":
+            # Triton's text for every mode but explicit ("none" included).
             raise TritonError(
-                "explicit model load / unload is not allowed if polling is enabled"
-                if mode == "poll"
-                else f"explicit model load / unload is not allowed in model control mode '{mode}'",
-                UNAVAILABLE,
+                "explicit model load / unload is not allowed if polling is enabled", UNAVAILABLE
             )
         return self.repository
 

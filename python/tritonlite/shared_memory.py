@@ -24,6 +24,7 @@ All methods are thread-safe. Error texts are Triton's.
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 import threading
@@ -34,7 +35,12 @@ from typing import Any
 import numpy as np
 
 from . import _core, sizes
-from .errors import ALREADY_EXISTS, INVALID_ARG, NOT_FOUND, TritonError
+from .errors import ALREADY_EXISTS, INTERNAL, INVALID_ARG, NOT_FOUND, TritonError
+
+_log = logging.getLogger("tritonlite.shared_memory")
+
+#: Bytes of a cudaIpcMemHandle_t (what a CUDA region's raw_handle must decode to).
+CUDA_IPC_HANDLE_BYTES = 64
 
 Tensor = _core.Tensor
 
@@ -109,18 +115,28 @@ class SystemSharedMemoryRegistry:
                 # planted in the world-writable /dev/shm must not redirect our writes.
                 fd = os.open(path, os.O_RDWR | os.O_CLOEXEC | os.O_NOFOLLOW)
             except OSError as e:
+                # Triton's code and text; why it failed goes to the log only.
                 link = e.errno == errno.ELOOP
-                why = " (it is a symbolic link; keys are not followed)" if link else ""
-                raise TritonError(
-                    f"Unable to open shared memory region: '{key}'{why}", INVALID_ARG
-                ) from None
+                _log.warning(
+                    "shared memory region '%s': cannot open key '%s': %s", name, key,
+                    "it is a symbolic link (keys are not followed)" if link else e.strerror,
+                )  # fmt: skip
+                raise TritonError(f"Unable to open shared memory region: '{key}'", INTERNAL) from None
             try:
                 size = os.fstat(fd).st_size
-                if byte_size == 0 or offset + byte_size > size:
+                if byte_size == 0:  # Triton's text (mmap's EINVAL, as Triton words it)
                     raise TritonError(
-                        f"failed to register shared memory region '{name}': invalid args "
-                        f"(offset {offset} + byte_size {byte_size} must be within the "
-                        f"{size} bytes of '{key}', and byte_size must be > 0)",
+                        f"failed to register shared memory region '{name}': unable to process "
+                        "address spaceInvalid argument",
+                        INVALID_ARG,
+                    )
+                if offset + byte_size > size:
+                    _log.warning(
+                        "shared memory region '%s': offset %d + byte_size %d is beyond the %d "
+                        "bytes of '%s'", name, offset, byte_size, size, key,
+                    )  # fmt: skip
+                    raise TritonError(
+                        f"failed to register shared memory region '{name}': invalid args",
                         INVALID_ARG,
                     )
                 skew = offset % mmap.ALLOCATIONGRANULARITY
@@ -263,10 +279,10 @@ class CudaSharedMemoryRegistry:
     registering fails, status lists nothing, unregistering succeeds."""
 
     def register(self, name: str, raw_handle: bytes, device_id: int, byte_size: int) -> None:
-        raise TritonError(
-            f"failed to register CUDA shared memory region: '{name}', GPUs not supported",
-            INVALID_ARG,
+        _log.warning(
+            "CUDA shared memory region '%s' refused: this server has no GPU support", name
         )
+        raise TritonError("failed to register shared memory region: invalid args", INVALID_ARG)
 
     def unregister(self, name: str | None = None) -> None:
         return None

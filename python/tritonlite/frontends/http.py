@@ -78,7 +78,7 @@ from .._proto import model_config_pb2 as mc
 from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
-from ..shared_memory import SystemSharedMemoryRegistry
+from ..shared_memory import CUDA_IPC_HANDLE_BYTES, SystemSharedMemoryRegistry
 from . import http_bigjson, request_parameters
 from .classification import classify
 from .input_errors import bytes_count_error, input_size_error
@@ -627,9 +627,25 @@ class HttpApi:
             return Reply(200, b"", {"Content-Type": _JSON})
         if region is None:
             return _NOT_FOUND
-        codec.loads(body)
-        self.cuda_shared_memory.register(region, b"", 0, 0)
-        return Reply(200, b"", {"Content-Type": _JSON})  # pragma: no cover - register raises
+        request = codec.loads(body)
+        if not isinstance(request, dict) or "raw_handle" not in request:
+            raise _bad("Shared memory register request has no 'raw_handle' field")
+        for required in ("device_id", "byte_size"):
+            if required not in request:
+                raise _bad(f"Shared memory register request has no '{required}' field")
+        handle = request["raw_handle"]
+        if not isinstance(handle, dict) or "b64" not in handle:
+            raise _bad("Unable to parse 'raw_handle': expected an object with 'b64'")
+        try:
+            raw = base64.b64decode(_string(handle["b64"], "b64"), validate=True)
+        except binascii.Error:
+            raw = b""
+        if len(raw) != CUDA_IPC_HANDLE_BYTES:  # Triton's text
+            raise _bad("'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t")
+        device_id = _uint(request["device_id"], "device_id")
+        byte_size = _uint(request["byte_size"], "byte_size")
+        self.cuda_shared_memory.register(region, raw, device_id, byte_size)
+        return Reply(200, b"", {"Content-Type": _JSON})
 
     # ---- trace and logging -------------------------------------------------------------------
 
