@@ -491,11 +491,22 @@ def test_platform_and_unknown_backend_pair_is_allowed(tmp_path: Path) -> None:
 
 def test_reshape_with_matching_variable_chunks(tmp_path: Path) -> None:
     text = (
-        'backend: "python"\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 2, 4, -1, 6 ] '
-        "reshape { shape: [ 8, -1, 1, 6 ] } } ]"
+        'backend: "onnxruntime"\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 2, 4, -1, 6 ] '
+        'reshape { shape: [ 8, -1, 1, 6 ] } } ]\noutput [ { name: "OUT" data_type: TYPE_FP32 '
+        "dims: [ 1 ] } ]"
     )
-    config = cfg.load_model_config(python_model(tmp_path, "m", text))
+    config = cfg.load_model_config(make_model(tmp_path, "m", text, {}))
     assert cfg.input_specs(config)[0].reshape == [8, -1, 1, 6]
+
+
+def test_reshape_is_refused_for_python_models(tmp_path: Path) -> None:
+    text = (
+        'backend: "python"\ninput [ { name: "IN" data_type: TYPE_FP32 dims: [ 2, 4 ] '
+        "reshape { shape: [ 8 ] } } ]"
+    )
+    with pytest.raises(TritonError, match="model 'm': input 'IN' reshape is not supported by "
+                                          "tritonlite"):  # fmt: skip
+        cfg.load_model_config(python_model(tmp_path, "m", text))
 
 
 # --------------------------------------------------------------------------- ensembles

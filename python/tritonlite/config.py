@@ -33,6 +33,7 @@ from google.protobuf import descriptor as _descriptor
 from google.protobuf import json_format, text_format
 
 from . import datatypes
+from .config_support import check_config_support
 from ._proto import model_config_pb2 as _pb
 from .errors import INVALID_ARG, TritonError
 
@@ -231,6 +232,7 @@ def load_model_config(
     _normalize_instance_groups(config, gpus)
     _validate_instance_groups(config, gpus)
     _validate_io(config)
+    check_config_support(config)  # what tritonlite refuses or warns about, by field
     return config
 
 

@@ -12,6 +12,8 @@ Families (per model version, labels ``model`` and ``version``), computed from
   ``nv_inference_queue_duration_us``, ``nv_inference_compute_input_duration_us``,
   ``nv_inference_compute_infer_duration_us``, ``nv_inference_compute_output_duration_us``;
 - gauge ``nv_inference_pending_request_count``;
+- a model's config ``metric_tags`` become labels ``_<key>="<value>"`` on its families, as in
+  Triton;
 - with a response cache (``--cache-config``): ``nv_cache_num_hits_per_model``,
   ``nv_cache_hit_duration_per_model``, ``nv_cache_num_misses_per_model``,
   ``nv_cache_miss_duration_per_model`` for the versions that use it, and the server-wide gauges
@@ -527,12 +529,25 @@ def _get(stats: Mapping[str, Any], path: tuple[str, ...]) -> int:
     return int(node)
 
 
+def _model_labels(
+    s: Mapping[str, Any], tags: Mapping[tuple[str, str], Mapping[str, str]] | None, **more: str
+) -> dict[str, str]:
+    """A model version's labels in name order, as Triton's exporter writes them: its config's
+    ``metric_tags`` as ``_<key>``, then ``model`` (and ``reason``), ``version``."""
+    labels = {"model": s["name"], "version": str(s["version"]), **more}
+    for key, value in (tags or {}).get((s["name"], str(s["version"])), {}).items():
+        labels[f"_{key}"] = value
+    return dict(sorted(labels.items()))
+
+
 def model_families(
     statistics: Sequence[Mapping[str, Any]],
     summary_latencies: bool = False,
     counter_latencies: bool = True,
+    tags: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
 ) -> list[_Family]:
-    """Triton's per-model families from ``Server.statistics()`` output."""
+    """Triton's per-model families from ``Server.statistics()`` output; ``tags``: each model
+    version's ``metric_tags``, keyed by (name, version)."""
     rows = sorted(statistics, key=lambda s: (s["name"], int(s["version"])))
     families: list[_Family] = []
     for name, help_text, path in _MODEL_COUNTERS:
@@ -540,7 +555,7 @@ def model_families(
             continue
         family = _Family(name, help_text, "counter")
         for s in rows:
-            labels = {"model": s["name"], "version": str(s["version"])}
+            labels = _model_labels(s, tags)
             value = _get(s, path)
             if path[-1] == "ns":
                 value //= 1000
@@ -548,9 +563,7 @@ def model_families(
                 reasons = s.get("fail_reasons", {})
                 for reason in FAILURE_REASONS:
                     count = reasons.get(reason, value if (reason == "OTHER" and not reasons) else 0)
-                    family.add(
-                        {"model": s["name"], "reason": reason, "version": labels["version"]}, count
-                    )
+                    family.add(_model_labels(s, tags, reason=reason), count)
             else:
                 family.add(labels, value)
         families.append(family)
@@ -560,21 +573,33 @@ def model_families(
         "gauge",
     )
     for s in rows:
-        pending.add(
-            {"model": s["name"], "version": str(s["version"])},
-            int(s.get("pending_request_count", 0)),
-        )
+        pending.add(_model_labels(s, tags), int(s.get("pending_request_count", 0)))
     families.append(pending)
     if summary_latencies:
         for name, help_text, key in _SUMMARIES:
             family = _Family(name, help_text, "summary")
             for s in rows:
-                labels = {"model": s["name"], "version": str(s["version"])}
+                labels = _model_labels(s, tags)
                 d = s.get("inference_stats", {}).get(key, {})
                 family.add(labels, int(d.get("count", 0)), "_count")
                 family.add(labels, int(d.get("ns", 0)) // 1000, "_sum")
             families.append(family)
     return families
+
+
+def _metric_tags(
+    server: Any, statistics: Sequence[Mapping[str, Any]]
+) -> dict[tuple[str, str], dict[str, str]]:
+    """The config ``metric_tags`` of each model version in ``statistics`` that has some."""
+    tags: dict[tuple[str, str], dict[str, str]] = {}
+    for s in statistics:
+        try:
+            config = server.get_model(s["name"], int(s["version"])).config
+        except TritonError:  # unloaded since the statistics were read
+            continue
+        if config.metric_tags:
+            tags[(s["name"], str(s["version"]))] = dict(config.metric_tags)
+    return tags
 
 
 def cache_families(server: Any, statistics: Sequence[Mapping[str, Any]]) -> list[_Family]:
@@ -629,7 +654,12 @@ class MetricsFrontend:
 
     def render(self) -> bytes:
         statistics = self.server.statistics()
-        families = model_families(statistics, self.summary_latencies, self.counter_latencies)
+        families = model_families(
+            statistics,
+            self.summary_latencies,
+            self.counter_latencies,
+            _metric_tags(self.server, statistics),
+        )
         families += cache_families(self.server, statistics)
         families += self.sampler.families()
         families += _custom_families()

@@ -9,6 +9,7 @@ from typing import Any
 from . import _core
 from ._proto import model_config_pb2 as mc
 from .backends.base import Backend
+from .backends.reshape import with_reshape
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
 
@@ -137,9 +138,9 @@ def sequence_input_names(config: ModelConfig) -> list[str]:
     return [c.name for c in sb.control_input] + [s.input_name for s in sb.state]
 
 
-def instance_placements(config: ModelConfig) -> list[tuple[str, int]]:
-    """(kind, device_id) for every instance the config's instance_group asks for."""
-    placements: list[tuple[str, int]] = []
+def instance_placements(config: ModelConfig) -> list[tuple[str, int, bool]]:
+    """(kind, device_id, passive) for every instance the config's instance_group asks for."""
+    placements: list[tuple[str, int, bool]] = []
     groups = list(config.instance_group) or [mc.ModelInstanceGroup(count=1)]
     gpu_count = _core.cuda_device_count()
     for group in groups:
@@ -155,9 +156,9 @@ def instance_placements(config: ModelConfig) -> list[tuple[str, int]]:
                     "is available",
                     INVALID_ARG,
                 )
-            placements += [(kind, d) for d in devices for _ in range(count)]
+            placements += [(kind, d, group.passive) for d in devices for _ in range(count)]
         else:
-            placements += [(kind, 0)] * count
+            placements += [(kind, 0, group.passive)] * count
     return placements
 
 
@@ -177,10 +178,20 @@ class LoadedModel:
         self.backend = backend
         self.model_dir = model_dir  # where label files etc. live (None: not from a repository)
         self._labels: dict[str, list[str]] = {}
-        instances = [
-            backend.create_instance(i, kind, device)
-            for i, (kind, device) in enumerate(instance_placements(config))
-        ]
+        self._check_label_files()
+        # Passive instances are made (loaded and initialized, as in Triton) but never given
+        # requests: the runner sees only the others.
+        instances, self._passive = [], []
+        try:
+            for i, (kind, device, passive) in enumerate(instance_placements(config)):
+                instance = backend.create_instance(i, kind, device)
+                (self._passive if passive else instances).append(instance)
+        except BaseException:
+            for instance in [*instances, *self._passive]:
+                _close(instance)
+            raise
+        if not getattr(backend, "per_request_execution", False):
+            instances = [with_reshape(instance, config) for instance in instances]
         spec = scheduler_spec(config, version)
         # Backends that answer each request themselves (python backend, decoupled models)
         # get the batch as Request objects instead of gathered tensors.
@@ -191,6 +202,28 @@ class LoadedModel:
     @property
     def name(self) -> str:
         return str(self.config.name)
+
+    def _check_label_files(self) -> None:
+        """Triton fails a load whose label_filename cannot be read; a label file must also lie
+        inside the model's directory (a config override must not read other files)."""
+        if self.model_dir is None:
+            return
+        root = self.model_dir.resolve()
+        for output in self.config.output:
+            if not output.label_filename:
+                continue
+            path = (self.model_dir / output.label_filename).resolve()
+            if root not in path.parents:
+                raise TritonError(
+                    f"model '{self.name}': label_filename '{output.label_filename}' of output "
+                    f"'{output.name}' is outside the model directory",
+                    INVALID_ARG,
+                )
+            if not path.is_file():
+                raise TritonError(
+                    f"failed to open text file for read {path}: No such file or directory",
+                    INVALID_ARG,
+                )
 
     def labels(self, output: str) -> list[str]:
         """The output's label file lines (Triton's label_filename), [] when it has none."""
@@ -207,4 +240,12 @@ class LoadedModel:
     def stop(self) -> None:
         """Finish queued and in-flight requests, stop the instances, release the backend."""
         self.runner.stop()
+        for instance in self._passive:
+            _close(instance)
         self.backend.close()
+
+
+def _close(instance: Any) -> None:
+    close = getattr(instance, "close", None)
+    if close is not None:
+        close()
