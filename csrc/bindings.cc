@@ -785,7 +785,12 @@ size_t DispatchResponses(CompletionQueue& queue, py::dict pending, py::object er
     py::object outputs = r.status.ok() ? OutputsToPy(r.outputs, as_numpy) : py::none();
     r.keepalive.clear();
     try {
-      if (PyCallable_Check(entry.ptr())) {
+      if (r.traced) {  // a traced request's entry is a callable that also takes its timestamps
+        const TraceTimes& t = r.trace;
+        entry(error, outputs, r.final,
+              py::make_tuple(t.queue_start, t.compute_start, t.compute_input_end,
+                             t.compute_output_start, t.compute_end));
+      } else if (PyCallable_Check(entry.ptr())) {
         entry(error, outputs, r.final);
       } else if (error.is_none()) {
         entry.attr("set_result")(outputs);
@@ -1146,6 +1151,9 @@ void BindGrpcServer(py::module_& m) {
       }, "Custom request headers as (key, value) str pairs ('-bin' values still base64; "
          "invalid UTF-8 replaced).")
       .def_property_readonly("streaming", &grpc::ForwardedCall::streaming)
+      .def_property_readonly("received_ns", &grpc::ForwardedCall::received_ns,
+                             "When the transport had the call (steady clock ns, as "
+                             "time.monotonic_ns): a unary call's request was read by then.")
       .def_property_readonly("cancelled", &grpc::ForwardedCall::cancelled)
       .def_property_readonly("finished", &grpc::ForwardedCall::finished)
       .def("time_remaining", [](const grpc::ForwardedCall& c) -> py::object {
@@ -1401,6 +1409,9 @@ PYBIND11_MODULE(_core, m) {
            "Resolve every ready response in one call: pending[token] is an asyncio future "
            "(resolved with the outputs, or the error) or a callable taking (error, outputs, "
            "final) for multi-response requests; the entry is removed with the final response. "
+           "A traced request's entry (queued with a trace_id) is a callable taking (error, "
+           "outputs, final, (queue_start, compute_start, compute_input_end, "
+           "compute_output_start, compute_end)): steady-clock ns, 0 where not reached. "
            "Outputs are a dict of numpy arrays when as_numpy, else (name, Tensor) pairs. "
            "Returns how many responses had no pending entry.");
 
@@ -1465,6 +1476,8 @@ PYBIND11_MODULE(_core, m) {
                              },
                              "The request's own parameters as a JSON object text.")
       .def_property_readonly("priority", [](const OwnedRequest& r) { return r.request().priority; })
+      .def_property_readonly("trace_id", [](const OwnedRequest& r) { return r.request().trace_id; },
+                             "The request's trace id (0: not traced).")
       .def_property_readonly("timeout_us",
                              [](const OwnedRequest& r) { return r.request().timeout_us; })
       .def_property_readonly("batch_size",
@@ -1548,12 +1561,13 @@ PYBIND11_MODULE(_core, m) {
            [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
               py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,
               uint64_t correlation_id, std::string correlation_id_str, uint32_t flags,
-              std::string parameters) {
+              std::string parameters, uint64_t trace_id) {
              RequestPtr r = MakeRequest(token, inputs, outputs,
                                         RequestArgs{std::move(request_id), priority, timeout_us,
                                                     correlation_id, std::move(correlation_id_str), flags,
                                                     std::move(parameters)});
              r->sink = std::move(queue);
+             r->trace_id = trace_id;
              runner.Validate(r.get());
              auto cancel = std::make_shared<CancelFlag>();
              r->cancel = cancel;
@@ -1571,10 +1585,11 @@ PYBIND11_MODULE(_core, m) {
            py::arg("queue"), py::arg("token"), py::arg("inputs"), py::arg("outputs") = py::none(),
            py::arg("request_id") = "", py::arg("priority") = 0, py::arg("timeout_us") = 0,
            py::arg("correlation_id") = 0, py::arg("correlation_id_str") = "", py::arg("flags") = 0,
-           py::arg("parameters") = "",
+           py::arg("parameters") = "", py::arg("trace_id") = 0,
            "Validate and queue a request; its response arrives on `queue` with `token`. "
-           "`parameters`: the request's own parameters as JSON object text. Returns the "
-           "request's CancelHandle.")
+           "`parameters`: the request's own parameters as JSON object text. `trace_id`: "
+           "non-zero for a traced request, whose responses carry its timestamps (see "
+           "CompletionQueue.dispatch). Returns the request's CancelHandle.")
       .def("infer",
            [](ModelRunner& runner, py::handle inputs, py::handle outputs, std::string request_id,
               uint32_t priority, uint64_t timeout_us, uint64_t correlation_id,

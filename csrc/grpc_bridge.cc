@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "grpc_compression.h"
+#include "request.h"  // NowNs
 
 namespace tritonlite {
 namespace grpc {
@@ -16,7 +17,8 @@ ForwardedCall::ForwardedCall(uint64_t id, CallAddress address, std::string metho
       path_(std::move(path)),
       metadata_(std::move(metadata)),
       deadline_ns_(deadline_ns),
-      streaming_(streaming) {}
+      streaming_(streaming),
+      received_ns_(NowNs()) {}
 
 bool ForwardedCall::Claim() {
   bool expected = false;

@@ -36,6 +36,8 @@ class ForwardedCall {
   // Custom request headers (not pseudo-headers, te, content-type or grpc-*), in order.
   const Metadata& metadata() const { return metadata_; }
   uint64_t deadline_ns() const { return deadline_ns_; }  // steady clock (NowNs); 0 = none
+  // When the transport made the call (steady clock, NowNs): the request's arrival, for traces.
+  uint64_t received_ns() const { return received_ns_; }
   bool streaming() const { return streaming_; }
 
   // Answers; each returns false (sending nothing) once the call is over: finished, cancelled
@@ -65,6 +67,7 @@ class ForwardedCall {
   const Metadata metadata_;
   const uint64_t deadline_ns_;
   const bool streaming_;
+  const uint64_t received_ns_;
   std::atomic<bool> finished_{false};
   std::atomic<bool> cancelled_{false};
 };

@@ -197,12 +197,19 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
   }  // batch-level tensors released; responses hold their own views
   const uint64_t t3 = NowNs();
 
+  // Traced requests carry their batch's timestamps (Triton's COMPUTE_* trace activities).
+  auto stamp = [&](const InferRequest& r, InferResponse& resp) {
+    if (r.trace_id == 0) return;
+    resp.traced = true;
+    resp.trace = TraceTimes{r.enqueue_ns, t0, t1, t2, t3};
+  };
   if (status.ok()) {
     for (size_t i = 0; i < batch.requests.size(); ++i) {
       InferRequest& r = *batch.requests[i];
       stats.RecordSuccess(t3 - r.enqueue_ns, t0 - r.enqueue_ns, t1 - t0, t2 - t1, t3 - t2,
                           r.batch_size);
       delivery[i].second.keepalive = std::move(r.inputs);
+      stamp(r, delivery[i].second);
     }
     stats.RecordExecution(spec.max_batch_size > 0 ? batch.batch_size : 1, t1 - t0, t2 - t1,
                           t3 - t2);
@@ -214,6 +221,7 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
       resp.token = r->token;
       resp.status = status;
       resp.keepalive = std::move(r->inputs);
+      stamp(*r, resp);
       delivery.emplace_back(r->sink, std::move(resp));
     }
   }

@@ -87,6 +87,10 @@ bool ModelRunner::ServeFromCache(RequestPtr& request) {
       stats_->RecordCacheHit(took, took);
       response.token = request->token;
       response.keepalive = std::move(request->inputs);
+      if (request->trace_id != 0) {  // a traced hit: queued (looked up), never computed
+        response.traced = true;
+        response.trace.queue_start = start;
+      }
       std::shared_ptr<ResponseSink> sink = std::move(request->sink);
       request.reset();
       try {

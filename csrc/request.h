@@ -27,6 +27,16 @@ inline uint64_t NowNs() {
 constexpr uint32_t kSequenceStart = 1;
 constexpr uint32_t kSequenceEnd = 2;
 
+// Per-request timestamps (steady clock, NowNs) for a traced request (Triton's trace activities
+// QUEUE_START .. COMPUTE_END); 0: the request never reached that point.
+struct TraceTimes {
+  uint64_t queue_start = 0;
+  uint64_t compute_start = 0;
+  uint64_t compute_input_end = 0;
+  uint64_t compute_output_start = 0;
+  uint64_t compute_end = 0;
+};
+
 struct InferResponse {
   uint64_t token = 0;  // the caller's id for the request this answers
   Status status;
@@ -35,6 +45,9 @@ struct InferResponse {
   // Input tensors (and anything else) whose release must happen on the caller's thread, where
   // Python owners are cheap to drop.
   NamedTensors keepalive;
+  // Set (with `trace`) only for a traced request (a plain one carries them zeroed, unread).
+  bool traced = false;
+  TraceTimes trace;
 };
 
 class ResponseSink {
@@ -58,6 +71,8 @@ struct InferRequest {
   // The request's own (non-reserved) parameters as a JSON object, what a python_backend model
   // reads from request.parameters(); empty: none.
   std::string parameters;
+  // Non-zero for a traced request (its trace's id): its responses carry TraceTimes.
+  uint64_t trace_id = 0;
   // Filled by the scheduler.
   uint64_t enqueue_ns = 0;
   uint64_t deadline_ns = 0;  // 0: none
@@ -80,6 +95,10 @@ struct InferRequest {
     r.token = token;
     r.status = status;
     r.keepalive = std::move(inputs);
+    if (trace_id != 0) {
+      r.traced = true;
+      r.trace.queue_start = enqueue_ns;
+    }
     sink->Complete(std::move(r));
   }
   // Fail() for scheduler threads: a sink that throws (out of memory while answering, a Python

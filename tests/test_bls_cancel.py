@@ -369,7 +369,7 @@ def test_the_watch_cancels_once_stops_at_the_final_response_and_idles() -> None:
 
 def test_a_bls_message_names_its_parents_in_bounds() -> None:
     check = ipc.SCHEMA[ipc.BLS]
-    spec = ("callee", None, None, "", 0, 0, 0, "{}")
+    spec = ("callee", None, None, "", 0, 0, 0, "{}", -1)
     assert check((ipc.BLS, 1, spec, (), None, ()))
     assert check((ipc.BLS, 1, spec, (), None, (1, 2, 3)))
     assert check((ipc.BLS, 1, spec, (), None, tuple(range(ipc.MAX_BLS_PARENTS))))

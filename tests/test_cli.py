@@ -37,7 +37,7 @@ def test_help_documents_tritons_flags() -> None:
 @pytest.mark.parametrize(
     "args",
     [
-        ("--trace-config", "rate=100"),
+        ("--reuse-grpc-port=true",),
         ("--cache-directory", "/opt/tritonserver/caches"),
         ("--backend-directory", "/opt/tritonserver/backends"),
         ("--rate-limit=execution_count",),

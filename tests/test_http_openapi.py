@@ -39,6 +39,11 @@ DOCUMENTED_501 = (
     "trace file location can not be updated through network protocol",
     "log file location can not be updated through network protocol",
 )
+#: Triton 2.51's 500 answers to a trace setting of the wrong JSON type (docs/openapi.yaml).
+DOCUMENTED_500 = (
+    "attempt to access JSON non-string as string",
+    "attempt to access JSON non-array as array",
+)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -153,6 +158,10 @@ def test_api_conforms_and_never_fails(case: Any, frontend: HttpFrontend) -> None
                 error.endswith("failed to poll from model repository")
                 or error.startswith("Unable to open shared memory region: ")
             )
+        ) or (
+            response.status_code == 500
+            and error in DOCUMENTED_500
+            and case.formatted_path.endswith("/trace/setting")
         )
         assert documented, (
             f"{case.method} {case.formatted_path}: {response.status_code} {response.text}"

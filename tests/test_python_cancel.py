@@ -222,7 +222,7 @@ def test_the_stub_rejects_a_slot_outside_its_board(stub_env: Env) -> None:
 
     def corrupt(message: Any, fds: Any = ()) -> None:  # this one EXEC names a slot too far
         stub.ctl.send = send
-        batch = tuple((*request[:8], stub.cancel.slots) for request in message[1])
+        batch = tuple((*request[:8], stub.cancel.slots, *request[9:]) for request in message[1])
         send((message[0], batch, *message[2:]), fds)
 
     stub.ctl.send = corrupt

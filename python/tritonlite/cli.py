@@ -173,6 +173,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--response-cache-byte-size", type=int, default=None, metavar="BYTES",
                    help="Deprecated Triton spelling of --cache-config local,size=BYTES")
 
+    g = p.add_argument_group("tracing (changeable at run time through /v2/trace/setting)")
+    g.add_argument("--trace-config", action="append", default=[],
+                   metavar="[<mode>,]<setting>=<value>",
+                   help="Global: rate=N (trace every Nth request, default 1000), "
+                   "level=OFF|TIMESTAMPS|TENSORS (repeatable), count=N (-1: no limit), "
+                   "mode=triton|opentelemetry. triton,file=PATH; triton,log-frequency=N (write "
+                   "every N traces to PATH.<index>). opentelemetry,url=URL; "
+                   "opentelemetry,resource=<key>=<value>; opentelemetry,bsp_max_queue_size=N, "
+                   "bsp_schedule_delay=MS, bsp_max_export_batch_size=N.")  # fmt: skip
+    for name, metavar, text in (
+        ("--trace-file", "PATH", "triton,file=<path>"),
+        ("--trace-rate", "N", "rate=<rate value>"),
+        ("--trace-count", "N", "count=<count value>"),
+        ("--trace-log-frequency", "N", "triton,log-frequency=<log frequency value>"),
+    ):
+        g.add_argument(name, default=None, metavar=metavar,
+                       help=f"DEPRECATED: use --trace-config {text}")  # fmt: skip
+    g.add_argument("--trace-level", action="append", default=[], metavar="LEVEL",
+                   help="DEPRECATED: use --trace-config level=<OFF|TIMESTAMPS|TENSORS>")
+
     g = p.add_argument_group("other Triton flags (accepted for compatibility)")
     g.add_argument("--id", default="triton", help="The name server metadata answers")
     g.add_argument("--backend-config", action="append", default=[],
@@ -206,6 +226,7 @@ async def _serve(args: argparse.Namespace) -> int:
             backend_config=args.backend_config,
             server_id=args.id,
             cache_config=args.cache_config,
+            trace_config=args.trace_config,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
@@ -304,8 +325,7 @@ UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--model-load-retry-count", "--model-load-thread-count", "--model-namespacing", "--rate-limit",
     "--rate-limit-resource", "--repoagent-directory",
     "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
-    "--sagemaker-thread-count", "--trace-config", "--trace-count", "--trace-file", "--trace-level",
-    "--trace-log-frequency", "--trace-rate", "--vertex-ai-default-model", "--vertex-ai-port",
+    "--sagemaker-thread-count", "--vertex-ai-default-model", "--vertex-ai-port",
     "--vertex-ai-thread-count", "--backend-directory",
 })  # fmt: skip
 #: The --backend-config settings tritonlite honours (any other is refused by name).
@@ -332,6 +352,32 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def _trace_config(args: argparse.Namespace) -> Any:
+    """--trace-config and Triton's deprecated --trace-* flags (with Triton's warnings)."""
+    from .tracing import parse_trace_config
+
+    def warn(line: str) -> None:
+        print(line, file=sys.stderr)
+
+    deprecated = {
+        "--trace-file": ("triton,file=<filepath>", args.trace_file),
+        "--trace-level": ("level=<OFF|TIMESTAMPS|TENSORS>", args.trace_level or None),
+        "--trace-rate": ("rate=<rate value>", args.trace_rate),
+        "--trace-count": ("count=<count value>", args.trace_count),
+        "--trace-log-frequency": ("triton,log-frequency=<log frequency value>",
+                                  args.trace_log_frequency),
+    }  # fmt: skip
+    for flag, (setting, value) in deprecated.items():
+        if value is not None:
+            warn(f"Warning: '{flag}' has been deprecated and will be removed in future releases. "
+                 f"Please use '--trace-config {setting} instead.")  # fmt: skip
+    return parse_trace_config(
+        args.trace_config, trace_file=args.trace_file, trace_levels=args.trace_level,
+        trace_rate=args.trace_rate, trace_count=args.trace_count,
+        trace_log_frequency=args.trace_log_frequency, warn=warn,
+    )  # fmt: skip
+
+
 def refused_flag(argv: Sequence[str]) -> str | None:
     """The first Triton flag in ``argv`` that tritonlite does not implement (its name), if any."""
     for token in argv:
@@ -354,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args.backend_config = parse_backend_config(args.backend_config)
         args.cache_config = parse_cache_config(args.cache_config, args.response_cache_byte_size)
+        args.trace_config = _trace_config(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,12 +1,11 @@
-"""Trace and log settings of Triton's trace and logging extensions, one store per Server.
+"""Log settings of Triton's logging extension, one store per Server.
 
-Owns: the values ``/v2/trace/setting``, ``/v2/models/{m}/trace/setting`` and ``/v2/logging``
-read and update, validated with Triton's rules and texts. tritonlite records no traces, so the
-trace settings are only stored and reported; the log settings also set the level of the
-``tritonlite`` logger (``apply_log_level``) and, once one is attached (``attach_log_output``),
-the format, file and per-level switches of the server's log output (``log_output.py``). The
-Server owns one store (``server.protocol_settings``), so every frontend of that server uses the
-same settings, as Triton shares them across protocols.
+Owns: the values ``/v2/logging`` reads and updates, validated with Triton's rules and texts.
+They set the level of the ``tritonlite`` logger (``apply_log_level``) and, once one is attached
+(``attach_log_output``), the format, file and per-level switches of the server's log output
+(``log_output.py``). The Server owns one store (``server.protocol_settings``), so every frontend
+of that server uses the same settings, as Triton shares them across protocols. (The trace
+settings live with tracing itself: ``tracing.TraceManager``, ``server.tracing``.)
 
 Also the defaults of protocol limits set by flags (``--http-max-input-size``).
 """
@@ -24,16 +23,6 @@ from .errors import INVALID_ARG, UNSUPPORTED, TritonError
 #: also after decompression (64 MiB).
 HTTP_MAX_INPUT_SIZE = 64 * 1024 * 1024
 
-TRACE_DEFAULTS: dict[str, Any] = {
-    "trace_level": ["OFF"],
-    "trace_rate": "1000",
-    "trace_count": "-1",
-    "log_frequency": "0",
-    "trace_file": "",
-    "trace_mode": "triton",
-}
-TRACE_LEVELS = ("OFF", "TIMESTAMPS", "TENSORS")
-
 LOG_DEFAULTS: dict[str, Any] = {
     "log_file": "",
     "log_info": True,
@@ -44,63 +33,18 @@ LOG_DEFAULTS: dict[str, Any] = {
 }
 LOG_FORMATS = ("default", "ISO8601")
 
-_MIN_VALUE = {"trace_rate": 0, "trace_count": -1, "log_frequency": 0}
-
 
 def _bad(message: str) -> TritonError:
     return TritonError(message, INVALID_ARG)
 
 
 class ProtocolSettings:
-    """Trace settings (global + per-model overrides) and log settings (thread-safe)."""
+    """Log settings (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._trace = dict(TRACE_DEFAULTS)
-        self._model_trace: dict[str, dict[str, Any]] = {}
         self._log = dict(LOG_DEFAULTS)
         self._log_output: Any = None  # a log_output.LogOutput once the CLI attaches one
-
-    # ---- trace ---------------------------------------------------------------------------------
-
-    def trace(self, model: str | None = None) -> dict[str, Any]:
-        """The effective trace settings (of ``model``: the global ones with its overrides)."""
-        with self._lock:
-            out = dict(self._trace)
-            if model is not None:
-                out.update(self._model_trace.get(model, {}))
-        out["trace_level"] = list(out["trace_level"])
-        return out
-
-    def update_trace(self, changes: Mapping[str, Any], model: str | None = None) -> dict[str, Any]:
-        """Apply Triton's trace-setting update: a value sets, ``None`` clears (a model falls back to
-        the global value, the global value to its default); unknown keys are ignored."""
-        parsed: dict[str, Any] = {}
-        for key, value in changes.items():
-            if key == "trace_file":
-                if value is not None:
-                    raise TritonError(
-                        "trace file location can not be updated through network protocol",
-                        UNSUPPORTED,
-                    )
-                continue
-            if key not in TRACE_DEFAULTS or key == "trace_mode":
-                continue  # Triton ignores what it does not let clients set
-            parsed[key] = None if value is None else _trace_value(key, value)
-        with self._lock:
-            target = self._trace if model is None else self._model_trace.setdefault(model, {})
-            for key, value in parsed.items():
-                if value is not None:
-                    target[key] = value
-                elif model is None:
-                    target[key] = TRACE_DEFAULTS[key]
-                else:
-                    target.pop(key, None)
-        return self.trace(model)
-
-    def forget_model(self, model: str) -> None:
-        with self._lock:
-            self._model_trace.pop(model, None)
 
     # ---- logging -------------------------------------------------------------------------------
 
@@ -153,27 +97,6 @@ class ProtocolSettings:
         output = self._log_output
         if output is not None:
             output.apply(current)
-
-
-def _trace_value(key: str, value: Any) -> Any:
-    if key == "trace_level":
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise _bad("Unable to parse 'trace_level': expected an array of strings")
-        for level in value:
-            if level not in TRACE_LEVELS:
-                raise _bad(
-                    f"invalid trace level '{level}': expected one of " + ", ".join(TRACE_LEVELS)
-                )
-        return list(value) or ["OFF"]
-    if not isinstance(value, str):
-        raise _bad(f"Unable to parse '{key}': attempt to access JSON non-string as string")
-    try:
-        number = int(value)
-    except ValueError:
-        raise _bad(f"Unable to parse '{key}', got: {value}") from None
-    if number < _MIN_VALUE[key]:
-        raise _bad(f"Unable to parse '{key}'. Expecting value >= {_MIN_VALUE[key]}, got:{value}")
-    return str(number)
 
 
 def apply_log_level(settings: Mapping[str, Any]) -> None:

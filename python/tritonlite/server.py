@@ -32,6 +32,7 @@ from .model import LoadedModel, ModelConfig
 from .protocol_settings import ProtocolSettings
 from .response_cache import create_cache
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
+from .tracing import TraceConfig, TraceManager
 
 _log = logging.getLogger("tritonlite.server")
 
@@ -87,6 +88,28 @@ def _parameters_json(parameters: Mapping[str, Any] | str | None) -> str:
 def _cancel_when_cancelled(handle: Any, future: asyncio.Future[Any]) -> None:
     if future.cancelled():
         handle.cancel()
+
+
+class _TracedEntry:
+    """The pending entry of a traced request: records the core's timestamps and the outputs on
+    its trace, then resolves the caller's future (or calls its on_response)."""
+
+    __slots__ = ("on_response", "target", "trace")
+
+    def __init__(self, target: Any, trace: Any, on_response: bool) -> None:
+        self.target = target
+        self.trace = trace
+        self.on_response = on_response
+
+    def __call__(self, error: Any, outputs: Any, final: bool, times: Any = None) -> None:
+        self.trace.response(outputs, times, final)
+        if self.on_response:
+            self.target(error, outputs, final)
+        elif not self.target.done():
+            if error is None:
+                self.target.set_result(outputs)
+            else:
+                self.target.set_exception(error)
 
 
 class _LoopCompletions:
@@ -154,6 +177,7 @@ class Server:
         backend_config: Mapping[str, Mapping[str, str]] | None = None,
         server_id: str = "triton",
         cache_config: Mapping[str, Mapping[str, str]] | None = None,
+        trace_config: TraceConfig | None = None,
     ) -> None:
         self.server_id = server_id
         #: The core's response cache, shared by the models that enable it (None: no cache).
@@ -172,6 +196,10 @@ class Server:
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.cuda_shared_memory = CudaSharedMemoryRegistry()
         self.protocol_settings = ProtocolSettings()
+        # Triton's trace extension (--trace-config); its updates may move models on or off the
+        # native gRPC fast path, which serves only models that are not being traced.
+        self.tracing = TraceManager(trace_config)
+        self.tracing.add_listener(self._announce_models)
         self.strict_readiness = strict_readiness
         self.repository: ModelRepository | None = None
         if model_repository is None:
@@ -258,6 +286,13 @@ class Server:
                 "responses are not cached", config.name,
             )  # fmt: skip
         return self.response_cache
+
+    def _announce_models(self) -> None:
+        """Every model listener hears of every model again (after a trace-setting update)."""
+        with self._install_lock:
+            for name, versions in list(self._models.items()):
+                for listener in self._model_listeners:
+                    listener(name, versions)
 
     def _versions(self, name: str) -> dict[int, LoadedModel]:
         return self._models.get(name, {})
@@ -443,12 +478,15 @@ class Server:
         correlation_id_str: str = "",
         flags: int = 0,
         parameters: Mapping[str, Any] | str | None = None,
+        trace: Any = None,
     ) -> asyncio.Future[list[tuple[str, Any]]]:
         """For frontends: like ``infer_async``, but the future resolves to the outputs as
-        (name, Tensor) pairs, and sequence fields can be set."""
+        (name, Tensor) pairs, and sequence fields can be set. ``trace``: the request's
+        ``tracing.TraceGroup`` (from ``tracing.sample``), or the ``RequestTrace`` whose child
+        this request is (an ensemble step, a BLS call); None when it is not traced."""
         return self._submit(  # type: ignore[no-any-return]
             False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters,
+            correlation_id, correlation_id_str, flags, parameters, None, trace,
         )  # fmt: skip
 
     def submit_stream(
@@ -466,14 +504,16 @@ class Server:
         correlation_id_str: str = "",
         flags: int = 0,
         parameters: Mapping[str, Any] | str | None = None,
+        trace: Any = None,
     ) -> Any:
         """For decoupled models: ``on_response(error, outputs, final)`` is called on the event
         loop for every response ((name, Tensor) pairs), the last one with ``final=True``.
         Returns the request's cancel handle: ``handle.cancel()`` cancels it (a queued request
-        is answered CANCELLED, a running model sees ``is_cancelled()``)."""
+        is answered CANCELLED, a running model sees ``is_cancelled()``). ``trace``: as
+        ``submit``'s."""
         return self._submit(
             False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters, on_response,
+            correlation_id, correlation_id_str, flags, parameters, on_response, trace,
         )  # fmt: skip
 
     def _submit(
@@ -491,6 +531,7 @@ class Server:
         flags: int,
         parameters: Mapping[str, Any] | str | None,
         on_response: Any = None,
+        trace: Any = None,
     ) -> Any:
         runner = self._latest.get(model) if not version else None
         if runner is None:
@@ -499,15 +540,26 @@ class Server:
         completions = self._loops.get(loop) or self._completions(loop)
         future = loop.create_future() if on_response is None else on_response
         token = next(self._tokens)
-        completions.pending[token] = future
+        trace_id = 0
+        if trace is None:
+            completions.pending[token] = future
+        else:  # REQUEST_START now; the core's timestamps come with the response
+            trace = trace.start_request(model)
+            ensemble = self.get_model(model, version).config.platform == "ensemble"
+            trace.begin(runner.version, request_id, inputs, ensemble)
+            trace_id = trace.id
+            completions.pending[token] = _TracedEntry(future, trace, on_response is not None)
         try:
             handle = runner.enqueue(
                 completions.numpy_queue if as_numpy else completions.tensor_queue,
                 token, inputs, outputs, request_id, priority, timeout_us,
                 correlation_id, correlation_id_str, flags, _parameters_json(parameters),
+                trace_id,
             )  # fmt: skip
         except BaseException:
             del completions.pending[token]
+            if trace is not None:
+                trace.end()
             raise
         if on_response is not None:
             return handle
@@ -539,9 +591,14 @@ class Server:
         with self._background_lock:
             if self._background is None:
                 loop = asyncio.new_event_loop()
-                threading.Thread(
-                    target=loop.run_forever, name="tritonlite-background", daemon=True
-                ).start()
+
+                def run() -> None:
+                    try:
+                        loop.run_forever()
+                    finally:  # stopped by close(): closed here, not by the GC at exit
+                        loop.close()
+
+                threading.Thread(target=run, name="tritonlite-background", daemon=True).start()
                 self._background = loop
         return asyncio.run_coroutine_threadsafe(coro, self._background)
 
@@ -558,6 +615,7 @@ class Server:
         for name in list(self._models):
             self._uninstall(name)
         self.system_shared_memory.close()  # unmaps every client region
+        self.tracing.close()  # writes (or exports) the traces of the requests that finished
         for completions in self._loops.values():
             if completions.loop is not self._background:
                 completions.close()

@@ -122,6 +122,8 @@ class EnsembleBackend:
             self.server.run_in_background(self._run(request))
 
     async def _run(self, request: Any) -> None:
+        # A traced ensemble request: each step is a child of its trace (Triton's parent_id).
+        trace = self.server.tracing.live(request.trace_id) if request.trace_id else None
         try:
             tensors = dict(request.inputs())
             wanted = list(request.requested_outputs) or self.outputs
@@ -142,7 +144,8 @@ class EnsembleBackend:
                         future = self.server.submit(step.model, inputs, list(step.outputs), step.version,
                                                     priority=request.priority, request_id=request.id,
                                                     timeout_us=request.timeout_us,
-                                                    parameters=request.parameters)  # fmt: skip
+                                                    parameters=request.parameters,
+                                                    trace=trace)  # fmt: skip
                     except TritonError as e:
                         raise self._step_error(step, e) from e
                     running[asyncio.ensure_future(future)] = step

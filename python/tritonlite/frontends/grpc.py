@@ -30,6 +30,7 @@ from .._proto import health_pb2
 from ..datatypes import DATATYPES, element_size
 from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
+from ..tracing import CallTrace, now_ns, setting_from_grpc
 from . import request_parameters
 from .classification import classify
 from .input_errors import bytes_count_error, input_size_error, unknown_datatype_error
@@ -299,7 +300,15 @@ class GrpcHandlers:
             f"This protocol is restricted, expecting header '{restriction.key}'", "UNAVAILABLE"
         )
 
-    async def unary(self, method: str, request: bytes, metadata: Sequence[tuple[str, Any]]) -> bytes:
+    async def unary(
+        self,
+        method: str,
+        request: bytes,
+        metadata: Sequence[tuple[str, Any]],
+        call_trace: CallTrace | None = None,
+    ) -> bytes:
+        """One unary call. ``call_trace``: the transport's part in tracing a ModelInfer call
+        (when it arrived; it records the send and releases the trace the handler sets on it)."""
         self.check_access(method, metadata)
         entry = self._unary.get(method)
         if entry is None:
@@ -309,7 +318,10 @@ class GrpcHandlers:
             message = message_type.FromString(request)
         except DecodeError as e:
             raise TritonError(f"malformed {message_type.__name__}: {e}", INVALID_ARG) from e
-        response = await handler(message)
+        if method == "ModelInfer":
+            response = await self.model_infer(message, metadata, call_trace)
+        else:
+            response = await handler(message)
         return response.SerializeToString()  # type: ignore[no-any-return]
 
     async def stream(
@@ -319,19 +331,23 @@ class GrpcHandlers:
         self.check_access(method, metadata)
         if method != "ModelStreamInfer":
             raise TritonError(f"unknown streaming method '{method}'", UNSUPPORTED)
-        out: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # (response, its request's trace or None); (None, trace): that request is done, its
+        # trace can be released once what was queued before it is sent.
+        out: asyncio.Queue[tuple[bytes | None, Any] | None] = asyncio.Queue()
         pending = 0
         reading = True
+        closed = False
         tasks: set[asyncio.Task[None]] = set()  # referenced until done
         room = asyncio.Event()  # set when a request finished or a response was sent
+        tracing = self.server.tracing
 
-        def put_error(message: str, request: Any = None) -> None:
+        def put_error(message: str, request: Any = None, trace: Any = None) -> None:
             resp = pb.ModelStreamInferResponse(error_message=message)
             if request is not None:
                 resp.infer_response.model_name = request.model_name
                 resp.infer_response.model_version = request.model_version
                 resp.infer_response.id = request.id
-            out.put_nowait(resp.SerializeToString())
+            out.put_nowait((resp.SerializeToString(), trace))
 
         def finished() -> None:
             nonlocal pending
@@ -340,16 +356,26 @@ class GrpcHandlers:
             if not reading and pending == 0:
                 out.put_nowait(None)
 
-        async def one(request: Any) -> None:
+        async def one(request: Any, received_ns: int) -> None:
+            trace = tracing.sample(request.model_name, metadata)
+            if trace is not None:
+                trace.capture("GRPC_WAITREAD_START", received_ns)
+                trace.capture("GRPC_WAITREAD_END")
             try:
-                async for resp in self._infer_responses(request):
-                    out.put_nowait(pb.ModelStreamInferResponse(infer_response=resp).SerializeToString())
+                async for resp in self._infer_responses(request, trace):
+                    message = pb.ModelStreamInferResponse(infer_response=resp).SerializeToString()
+                    out.put_nowait((message, trace))
             except TritonError as e:
-                put_error(e.message, request)
+                put_error(e.message, request, trace)
             except Exception as e:  # noqa: BLE001 - a bug must not leave a request unanswered
                 _log.exception("ModelStreamInfer request failed")
-                put_error(f"{type(e).__name__}: {e}", request)
+                put_error(f"{type(e).__name__}: {e}", request, trace)
             finally:
+                if trace is not None:
+                    if closed:
+                        trace.release()
+                    else:
+                        out.put_nowait((None, trace))
                 finished()
 
         async def read() -> None:
@@ -369,7 +395,7 @@ class GrpcHandlers:
                     pending += 1
                     # Tasks start in creation order and queue their request before their first
                     # await, so requests reach the scheduler in arrival order (sequences need it).
-                    task = asyncio.ensure_future(one(request))
+                    task = asyncio.ensure_future(one(request, now_ns()))
                     tasks.add(task)
                     task.add_done_callback(tasks.discard)
             finally:
@@ -381,11 +407,26 @@ class GrpcHandlers:
         try:
             while (item := await out.get()) is not None:
                 room.set()
-                yield item
+                message, trace = item
+                if message is None:  # its request is done and its responses were sent
+                    trace.release()
+                    continue
+                if trace is None:
+                    yield message
+                    continue
+                start = now_ns()
+                yield message
+                trace.capture("GRPC_SEND_START", start)
+                trace.capture("GRPC_SEND_END")
         finally:
+            closed = True
             reader.cancel()
             for task in list(tasks):  # the stream is gone: its requests are cancelled
                 task.cancel()
+            while not out.empty():  # the traces of requests whose release was still queued
+                item = out.get_nowait()
+                if item is not None and item[0] is None:
+                    item[1].release()
 
     # ---- health and metadata ---------------------------------------------------------------
 
@@ -510,13 +551,15 @@ class GrpcHandlers:
     # ---- trace and logging (shared with the other frontends) -------------------------------
 
     async def trace_setting(self, request: Any) -> Message:
-        settings = self.server.protocol_settings
-        changes: dict[str, Any] = {}
-        for key, value in request.settings.items():
-            values = list(value.value)
-            changes[key] = (values or None) if key == "trace_level" else (values[0] if values else None)
+        tracing = self.server.tracing
         model = request.model_name or None
-        current = settings.update_trace(changes, model) if changes else settings.trace(model)
+        if model is not None and not self.server.model_ready(model, None):
+            raise TritonError(f"Request for unknown model : {model}", INVALID_ARG)
+        changes = {key: list(value.value) for key, value in request.settings.items()}
+        if changes:
+            current = tracing.update(setting_from_grpc(changes), model)
+        else:
+            current = tracing.settings(model)
         response = pb.TraceSettingResponse()
         for key, v in current.items():
             response.settings[key].value.extend([str(x) for x in v] if isinstance(v, list) else [str(v)])
@@ -543,16 +586,32 @@ class GrpcHandlers:
 
     # ---- inference ---------------------------------------------------------------------------
 
-    async def model_infer(self, request: Any) -> Message:
-        response = None
-        async for response in self._infer_responses(request):
-            pass
-        if response is None:  # a decoupled model that sent only the final flag
-            response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
-        return response
+    async def model_infer(
+        self,
+        request: Any,
+        metadata: Sequence[tuple[str, Any]] = (),
+        call_trace: CallTrace | None = None,
+    ) -> Message:
+        trace = self.server.tracing.sample(request.model_name, metadata)
+        if trace is not None:
+            trace.capture("GRPC_WAITREAD_START", call_trace.received_ns if call_trace else None)
+            trace.capture("GRPC_WAITREAD_END")
+            if call_trace is not None:  # the transport records the send, then releases it
+                call_trace.group = trace
+        try:
+            response = None
+            async for response in self._infer_responses(request, trace):
+                pass
+            if response is None:  # a decoupled model that sent only the final flag
+                response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+            return response
+        finally:
+            if trace is not None and call_trace is None:
+                trace.release()
 
-    async def _infer_responses(self, request: Any) -> AsyncIterator[Any]:
-        """The responses to one request: one, or many for a decoupled model."""
+    async def _infer_responses(self, request: Any, trace: Any = None) -> AsyncIterator[Any]:
+        """The responses to one request: one, or many for a decoupled model. ``trace``: the
+        request's trace (INFER_RESPONSE_COMPLETE is recorded for each response)."""
         server = self.server
         version = _version(request.model_version)
         loaded = server.get_model(request.model_name, version)
@@ -563,13 +622,17 @@ class GrpcHandlers:
         kwargs["parameters"] = _custom_parameters(params)
         decoupled = loaded.config.model_transaction_policy.decoupled
         if not decoupled:
-            tensors = await server.submit(request.model_name, inputs, outputs, version, **kwargs)
+            tensors = await server.submit(
+                request.model_name, inputs, outputs, version, trace=trace, **kwargs
+            )
+            if trace is not None:
+                trace.capture("INFER_RESPONSE_COMPLETE")
             yield self._response(request, loaded, tensors)
             return
         queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
         handle = server.submit_stream(
             request.model_name, inputs, lambda e, o, f: queue.put_nowait((e, o, f)),
-            outputs, version, **kwargs,
+            outputs, version, trace=trace, **kwargs,
         )  # fmt: skip
         enable_final = bool(
             _typed_param(params, "triton_enable_empty_final_response", ("bool_param",))
@@ -577,6 +640,8 @@ class GrpcHandlers:
         final = False
         try:
             async for resp in self._decoupled_responses(request, loaded, queue, enable_final):
+                if trace is not None:
+                    trace.capture("INFER_RESPONSE_COMPLETE")
                 yield resp
             final = True
         finally:
@@ -731,8 +796,18 @@ def _unary_handler(
     async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         if not compressed:  # the server's compression is for inference responses only
             context.disable_next_message_compression()
+        metadata = context.invocation_metadata() or ()
         try:
-            return await handlers.unary(method, request, context.invocation_metadata() or ())
+            if method == "ModelInfer" and handlers.server.tracing.any_enabled:
+                call_trace = CallTrace()
+                try:
+                    response = await handlers.unary(method, request, metadata, call_trace)
+                except BaseException:
+                    call_trace.release()
+                    raise
+                call_trace.sent(now_ns())  # handed to grpcio, which sends it after we return
+                return response
+            return await handlers.unary(method, request, metadata)
         except TritonError as e:
             code, message = _abort_code(e), e.message
         except Exception as e:  # noqa: BLE001 - a handler bug: answered as the native transport does

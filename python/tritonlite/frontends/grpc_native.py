@@ -14,6 +14,11 @@
       async def unary(method: str, request: bytes, metadata) -> bytes   # raises TritonError
       def stream(method: str, requests: AsyncIterator[bytes], metadata) -> AsyncIterator[bytes]
 
+  While tracing is on for some model (``Server.tracing``), ModelInfer calls also get
+  ``call_trace=`` (a ``tracing.CallTrace``: when the call arrived; the transport records the
+  send on the trace the handler sets there, then releases it). A model is served by the fast
+  path only while tracing is off for it: traced requests always reach Python.
+
 Triton's ``--grpc-*`` transport flags (``frontends.grpc.GrpcOptions``) are honoured in C++ with
 gRPC core's server semantics: keepalive pings (and closing connections that leave them
 unanswered), policing of the client's pings (GOAWAY ``too_many_pings``), the maximum connection
@@ -41,6 +46,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import _core
 from ..errors import TritonError
+from ..tracing import CallTrace, now_ns
 
 if TYPE_CHECKING:
     from .grpc import GrpcOptions
@@ -130,7 +136,11 @@ class NativeGrpcFrontend:
         """The Server's model-listener hook: ``versions`` ({version: LoadedModel}, empty when the
         model is gone) is what the Server serves for ``name`` from now on. Called before retired
         versions are stopped, so the fast path never queues on a stopped runner."""
-        if versions and all(fast_path_eligible(m) for m in versions.values()):
+        if (
+            versions
+            and all(fast_path_eligible(m) for m in versions.values())
+            and not self._server.tracing.enabled_for(name)  # traced requests go to Python
+        ):
             self._core.set_model(name, {int(v): m.runner for v, m in versions.items()})
         else:
             self._core.remove_model(name)
@@ -173,10 +183,16 @@ class NativeGrpcFrontend:
         task.add_done_callback(lambda _t: self._tasks.pop(call_id, None))
 
     async def _unary(self, call: Any, request: bytes) -> None:
+        method = handler_method(call.method)
+        call_trace = None
         try:
-            response = await self._handlers.unary(
-                handler_method(call.method), request, call.metadata
-            )
+            if method == "ModelInfer" and self._server.tracing.any_enabled:
+                call_trace = CallTrace(call.received_ns)
+                response = await self._handlers.unary(
+                    method, request, call.metadata, call_trace=call_trace
+                )
+            else:
+                response = await self._handlers.unary(method, request, call.metadata)
         except asyncio.CancelledError:
             call.finish(GRPC_CANCELLED, "Cancelled")  # a no-op when the client is gone
         except TritonError as e:
@@ -185,7 +201,15 @@ class NativeGrpcFrontend:
             logger.exception("gRPC handler for %s failed", call.method)
             call.finish(GRPC_INTERNAL, f"{type(e).__name__}: {e}")
         else:
+            if call_trace is None:
+                call.reply(response)
+                return
+            start = now_ns()
             call.reply(response)
+            call_trace.sent(start)
+            return
+        if call_trace is not None:
+            call_trace.release()
 
     async def _stream(self, call: Any, queue: asyncio.Queue[bytes | None]) -> None:
         method = handler_method(call.method)

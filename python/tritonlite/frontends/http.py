@@ -55,12 +55,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import functools
 import itertools
 import logging
 import os
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -79,6 +79,7 @@ from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
 from ..shared_memory import CUDA_IPC_HANDLE_BYTES, SystemSharedMemoryRegistry
+from ..tracing import setting_from_json
 from . import http_bigjson, request_parameters
 from .classification import classify
 from .input_errors import bytes_count_error, input_size_error
@@ -155,6 +156,9 @@ class Reply:
     body: bytes = b""
     headers: dict[str, str] = field(default_factory=dict)
     stream: AsyncIterator[bytes] | None = None
+    #: A traced inference's trace (tracing.TraceGroup): the transport records HTTP_SEND_START /
+    #: HTTP_SEND_END around sending the reply, then releases it.
+    trace: Any = None
 
 
 def _error_reply(status: int, message: str, headers: dict[str, str] | None = None) -> Reply:
@@ -395,11 +399,15 @@ class HttpApi:
         path: str,
         headers: Mapping[str, str],
         read_body: Callable[[], Awaitable[bytes]],
+        received_ns: int | None = None,
     ) -> Reply:
         """Route one request. ``headers`` must look up names case-insensitively (or be keyed by
-        lower-case names); ``read_body`` returns the raw (possibly compressed) body."""
+        lower-case names); ``read_body`` returns the raw (possibly compressed) body.
+        ``received_ns``: when the request arrived (time.monotonic_ns), for its trace. A traced
+        inference's reply carries its trace (``Reply.trace``): the caller records the send
+        and releases it."""
         try:
-            return await self._route(method, path, headers, read_body)
+            return await self._route(method, path, headers, read_body, received_ns)
         except _Restricted as e:
             return _error_reply(403, e.message)
         except codec.UnsupportedEncoding as e:
@@ -420,6 +428,7 @@ class HttpApi:
         path: str,
         headers: Mapping[str, str],
         read_body: Callable[[], Awaitable[bytes]],
+        received_ns: int | None = None,
     ) -> Reply:
         m = _MODEL_RE.fullmatch(path)
         if m is not None and path != "/v2/models/stats":
@@ -428,7 +437,7 @@ class HttpApi:
                 if method != "POST":
                     return _NOT_ALLOWED
                 self._check_access("inference", headers)
-                return await self._infer(name, version, headers, read_body)
+                return await self._infer(name, version, headers, read_body, received_ns)
             if kind in ("generate", "generate_stream"):
                 if method != "POST":
                     return _NOT_ALLOWED
@@ -588,7 +597,7 @@ class HttpApi:
                 _string(key, "parameters")
                 try:
                     files[key] = base64.b64decode(_string(value, key), validate=True)
-                except binascii.Error:
+                except ValueError:  # binascii.Error, or text that is not ASCII
                     raise _bad(
                         f"failed to load '{name}': file override '{key}' is not valid base64"
                     ) from None
@@ -638,7 +647,7 @@ class HttpApi:
             raise _bad("Unable to parse 'raw_handle': expected an object with 'b64'")
         try:
             raw = base64.b64decode(_string(handle["b64"], "b64"), validate=True)
-        except binascii.Error:
+        except ValueError:  # binascii.Error, or text that is not ASCII
             raw = b""
         if len(raw) != CUDA_IPC_HANDLE_BYTES:  # Triton's text
             raise _bad("'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t")
@@ -652,12 +661,10 @@ class HttpApi:
     def _trace(self, model: str | None, method: str, body: bytes) -> Reply:
         if model is not None and not self.server.model_ready(model, None):
             raise _bad(f"Request for unknown model : {model}")
+        tracing = self.server.tracing
         if method == "GET":
-            return _json_reply(self.settings.trace(model))
-        changes = codec.loads(body)
-        return _json_reply(
-            self.settings.update_trace(changes if isinstance(changes, dict) else {}, model)
-        )
+            return _json_reply(tracing.settings(model))
+        return _json_reply(tracing.update(setting_from_json(codec.loads(body)), model))
 
     # ---- inference ---------------------------------------------------------------------------
 
@@ -667,6 +674,7 @@ class HttpApi:
         version_text: str | None,
         headers: Mapping[str, str],
         read_body: Callable[[], Awaitable[bytes]],
+        received_ns: int | None = None,
     ) -> Reply:
         version = _version(version_text)
         loaded = self._loaded(model, version)
@@ -675,7 +683,30 @@ class HttpApi:
                 "HTTP end point doesn't support models with decoupled transaction policy",
                 UNSUPPORTED,
             )
+        trace = self.server.tracing.sample(model, headers)
+        if trace is None:
+            return await self._infer_traced(model, version, loaded, headers, read_body, None)
+        trace.capture("HTTP_RECV_START", received_ns)
+        try:
+            reply = await self._infer_traced(model, version, loaded, headers, read_body, trace)
+        except BaseException:
+            trace.release()
+            raise
+        reply.trace = trace
+        return reply
+
+    async def _infer_traced(
+        self,
+        model: str,
+        version: int | None,
+        loaded: Any,
+        headers: Mapping[str, str],
+        read_body: Callable[[], Awaitable[bytes]],
+        trace: Any,
+    ) -> Reply:
         body = await self._body(headers, read_body)
+        if trace is not None:
+            trace.capture("HTTP_RECV_END")
         length_text = headers.get(_HEADER_LENGTH.lower())
         if length_text is None:
             header_length = len(body)
@@ -697,8 +728,10 @@ class HttpApi:
         outputs = list(request.outputs) if request.outputs is not None else None
         tensors = await self.server.submit(
             model, request.inputs, outputs, version, request_id=request.request_id,
-            **request.kwargs,
+            trace=trace, **request.kwargs,
         )  # fmt: skip
+        if trace is not None:
+            trace.capture("INFER_RESPONSE_COMPLETE")
         reply = self._infer_reply(model, loaded, request, tensors)
         coding = codec.pick_encoding(headers.get("accept-encoding"))
         if coding is not None:
@@ -1230,6 +1263,21 @@ class HttpFrontend:
         self._executor.shutdown(wait=False)
 
 
+async def _send_traced(request: BaseRequest, reply: Reply) -> web.StreamResponse:
+    """Send a traced inference's reply, recording HTTP_SEND_START / HTTP_SEND_END on its trace."""
+    trace = reply.trace
+    response = web.Response(status=reply.status, body=reply.body, headers=reply.headers)
+    start = time.monotonic_ns()
+    try:
+        await response.prepare(request)
+        await response.write_eof()
+    finally:
+        trace.capture("HTTP_SEND_START", start)
+        trace.capture("HTTP_SEND_END")
+        trace.release()
+    return response
+
+
 async def start_http(
     server: Server,
     host: str = "0.0.0.0",
@@ -1270,11 +1318,15 @@ async def start_http(
         )
 
     async def handle(request: BaseRequest) -> web.StreamResponse:
+        received_ns = time.monotonic_ns()
+
         async def read_body() -> bytes:
             return await read_limited(request, max_body_bytes)
 
         reply = await api.dispatch(request.method, request.raw_path.split("?", 1)[0],
-                                   request.headers, read_body)  # fmt: skip
+                                   request.headers, read_body, received_ns)  # fmt: skip
+        if reply.trace is not None:
+            return await _send_traced(request, reply)
         if reply.stream is None:
             return web.Response(status=reply.status, body=reply.body, headers=reply.headers)
         response = web.StreamResponse(status=reply.status, headers=reply.headers)

@@ -70,8 +70,10 @@ __all__ = [
 ]
 
 #: What a BLS call needs besides its inputs: (model, version|None, requested outputs|None,
-#: request_id, correlation_id, flags, timeout_us, parameters as JSON text).
-BlsSpec = tuple[str, int | None, list[str] | None, str, int | str, int, int, str]
+#: request_id, correlation_id, flags, timeout_us, parameters as JSON text, trace reference:
+#: the traced request's trace id in the server, its key in a stub (process.py maps it), -1 for
+#: a call not traced).
+BlsSpec = tuple[str, int | None, list[str] | None, str, int | str, int, int, str, int]
 #: on_response(error: TritonError | None, outputs: list[(name, core Tensor)] | None, final)
 OnResponse = Callable[[Any, Any, bool], None]
 
@@ -95,6 +97,7 @@ def spec_of(request: InferenceRequest) -> BlsSpec:
         request._flags,
         request._timeout,
         request._parameters,
+        request._trace._ref if request._trace is not None else -1,
     )
 
 
@@ -147,7 +150,7 @@ def start(
     """Start a call on the running loop (the BLS loop); every response goes to
     ``on_response``. ``parents``: the core requests it is cancelled with (see the module
     docstring), watched until its final response."""
-    model, version, outputs, request_id, correlation, flags, timeout_us, parameters = spec
+    model, version, outputs, request_id, correlation, flags, timeout_us, parameters, trace = spec
     correlation_id, correlation_id_str = _correlation(correlation)
     callback = on_response
     watch = BlsLoop.get().watch if parents else None
@@ -176,6 +179,7 @@ def start(
             correlation_id_str=correlation_id_str,
             flags=flags,
             parameters=parameters,
+            trace=server.tracing.live(trace) if trace > 0 else None,
         )
     except Exception as e:  # noqa: BLE001 - unknown model, bad inputs: an error response
         if watch is not None:
@@ -358,10 +362,17 @@ def exec_sync(server: Any, request: InferenceRequest, decoupled: bool) -> Any:
         return iter([response]) if decoupled else response
     inputs = inputs_of(request)
     parents = PARENTS.get()
-    if decoupled:
+    if decoupled or spec[8] > 0:  # a traced call goes through Server.submit_stream too
         stream = _Stream()
         BlsLoop.get().call(lambda: start(server, spec, inputs, stream.on_response, parents))
-        return iter(stream)
+        if decoupled:
+            return iter(stream)
+        got: list[tuple[Any, Any]] = []
+        final = False
+        while not final:
+            error, outputs, final = stream.queue.get()
+            got.append((error, outputs))
+        return _single(got)
     return _run_here(server, spec, inputs, parents)
 
 
@@ -386,7 +397,7 @@ _tokens = itertools.count(1)
 def _run_here(server: Any, spec: BlsSpec, inputs: Any, parents: Sequence[Any]) -> InferenceResponse:
     """A non-decoupled call queued on the callee's core runner from this thread, its responses
     waited for here (without the GIL), its cancel handle watched while it runs."""
-    model, version, outputs, request_id, correlation, flags, timeout_us, parameters = spec
+    model, version, outputs, request_id, correlation, flags, timeout_us, parameters, _ = spec
     correlation_id, correlation_id_str = _correlation(correlation)
     call = _free_queues.pop() if _free_queues else _CallQueue()
     token = next(_tokens)

@@ -25,12 +25,24 @@ from typing import Any
 from ...errors import INTERNAL, TritonError
 from . import bls, custom_metrics, loader, runtime
 from .executor import ExecuteError, ModelCaller, error_status, response_tensors
-from .pb_utils import InferenceRequest, InferenceResponse, InferenceResponseSender, Tensor
+from .pb_utils import (
+    InferenceRequest,
+    InferenceResponse,
+    InferenceResponseSender,
+    InferenceTrace,
+    Tensor,
+)
 
 __all__ = ["InProcessBackend", "InProcessInstance"]
 
 _log = logging.getLogger("tritonlite.python")
 
+
+
+def _trace_of(server: Any, trace_id: int) -> InferenceTrace | None:
+    """``request.trace()`` of a traced core request: its BLS calls pass the trace id."""
+    trace = server.tracing.live(trace_id) if server is not None else None
+    return InferenceTrace(trace_id, trace.context()) if trace is not None else None
 
 class InProcessRuntime:
     """pb_utils' host for one in-process instance."""
@@ -148,6 +160,7 @@ class InProcessInstance:
                     backend.version_number,
                     sender,
                     r.parameters,
+                    _trace_of(backend.server, r.trace_id) if r.trace_id else None,
                 )
             )
         token = runtime.activate(self.runtime)

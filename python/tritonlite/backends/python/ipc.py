@@ -181,7 +181,7 @@ def LOCATION(v: Any) -> bool:
 
 
 #: bls.BlsSpec
-BLS_SPEC = tup(STR, opt(INT), opt(seq(STR)), STR, one_of(INT, STR), INT, INT, STR)
+BLS_SPEC = tup(STR, opt(INT), opt(seq(STR)), STR, one_of(INT, STR), INT, INT, STR, INT)
 #: The most parents a BLS message may name (the keys of the batch whose execute() made the
 #: call); a stub running a bigger batch names none.
 MAX_BLS_PARENTS = 1 << 16
@@ -198,10 +198,11 @@ def BLS_PARENTS(v: Any) -> bool:  # a tuple of at most MAX_BLS_PARENTS request k
 
 #: One request of an EXEC batch: key, id, correlation id, flags, timeout (us), requested
 #: outputs, number of inputs, parameters (JSON text), cancel slot (an index into the stub's
-#: cancel board, or -1 for none: the stub checks the range, see ``cancel.py``).
+#: cancel board, or -1 for none: the stub checks the range, see ``cancel.py``), trace (the
+#: request's OpenTelemetry context as JSON, "{}" when traced without one, "" when not traced).
 _REQUEST_TYPES = (
-    (int, str, int, int, int, tuple, int, str, int),
-    (int, str, str, int, int, tuple, int, str, int),
+    (int, str, int, int, int, tuple, int, str, int, str),
+    (int, str, str, int, int, tuple, int, str, int, str),
 )
 
 

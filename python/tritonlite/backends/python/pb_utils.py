@@ -440,6 +440,23 @@ class PreferredMemory:
         self.preferred_device_id = preferred_device_id
 
 
+class InferenceTrace:
+    """A request's trace, as ``request.trace()`` returns it. Passed to a BLS call
+    (``InferenceRequest(..., trace=request.trace())``) it makes the call a child of the request's
+    trace (its ``parent_id``, its span's parent), as in Triton; without it a BLS call is not
+    traced. ``get_context()``: the OpenTelemetry context (JSON with ``traceparent``) of the
+    request's span in opentelemetry mode, else None."""
+
+    __slots__ = ("_context", "_ref")
+
+    def __init__(self, ref: int = -1, context: str = "") -> None:
+        self._ref = ref  # the host's reference to the traced request (-1: not traced)
+        self._context = context
+
+    def get_context(self) -> str | None:
+        return self._context or None
+
+
 class InferenceRequest:
     """A request given to ``execute``, or one a model builds to call another model (BLS)."""
 
@@ -456,6 +473,7 @@ class InferenceRequest:
         "_requested",
         "_sender",
         "_timeout",
+        "_trace",
     )
 
     def __init__(
@@ -503,6 +521,12 @@ class InferenceRequest:
             params = json.dumps(parameters, separators=(",", ":"))  # compact, as Triton's
         else:
             raise TritonModelException("Expected the parameters to be a dictionary")
+        if trace is not None and not isinstance(trace, InferenceTrace):
+            raise TritonModelException(
+                f"InferenceRequest trace must be a pb_utils.InferenceTrace (request.trace()), got "
+                f"{type(trace).__name__}"
+            )
+        self._trace = trace
         self._request_id = request_id
         self._correlation_id = correlation_id
         self._inputs = list(inputs)
@@ -529,8 +553,10 @@ class InferenceRequest:
         model_version: int,
         sender: InferenceResponseSender,
         parameters: str = "{}",
+        trace: InferenceTrace | None = None,
     ) -> InferenceRequest:
         request = object.__new__(cls)
+        request._trace = trace
         request._inputs = inputs
         request._requested = requested
         request._request_id = request_id
@@ -572,8 +598,9 @@ class InferenceRequest:
     def parameters(self) -> str:
         return self._parameters
 
-    def trace(self) -> None:
-        return None
+    def trace(self) -> InferenceTrace:
+        """This request's trace (an untraced one when tracing did not pick the request)."""
+        return self._trace if self._trace is not None else InferenceTrace()
 
     def is_cancelled(self) -> bool:
         """Whether the request was cancelled; always False for a BLS request built here."""

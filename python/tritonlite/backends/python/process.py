@@ -80,6 +80,13 @@ def _exit_text(code: int | None) -> str:
     return f"it exited with code {code}"
 
 
+
+def _trace_field(server: Any, trace_id: int) -> str:
+    """An EXEC request's trace field (see ipc._REQUEST_TYPES): the OpenTelemetry context of a
+    traced request, "{}" when it has none, "" when the request is not traced."""
+    trace = server.tracing.live(trace_id) if trace_id and server is not None else None
+    return "" if trace is None else trace.context() or "{}"
+
 class StubProcess:
     """One running stub process and its channels."""
 
@@ -303,8 +310,12 @@ class StubProcess:
                 error = TritonError(f"BLS request to model '{spec[0]}': {e}", INVALID_ARG)
                 self._bls_response(call_id, error, None, True)
                 return
-            model, version, outputs, *rest = spec
-            spec = (model, version, list(outputs) if outputs is not None else None, *rest)
+            model, version, outputs, *rest, trace_key = spec
+            # A traced call names the request whose trace it continues by its key: the trace
+            # id of that request, if this instance still holds it.
+            traced = instance.pending.get(trace_key) if trace_key >= 0 else None
+            trace_id = traced[0].trace_id if traced is not None else 0
+            spec = (model, version, list(outputs) if outputs is not None else None, *rest, trace_id)
             server = instance.backend.server
             if server is None:
                 self._bls_response(call_id, bls.no_server_error(spec[0]), None, True)
@@ -481,7 +492,7 @@ class StubInstance:
                 )
                 slot = cancel.mirror(r)
                 pending[key] = (r, slot, cancel)
-                batch.append((*fields, slot))
+                batch.append((*fields, slot, _trace_field(backend.server, r.trace_id)))
             with stub.arena_lock:
                 metas, location, fds = write_tensors(stub.arena, tensors)
         except BaseException:  # nothing was sent: the core fails the batch

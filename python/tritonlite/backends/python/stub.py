@@ -51,6 +51,7 @@ from .pb_utils import (
     InferenceRequest,
     InferenceResponse,
     InferenceResponseSender,
+    InferenceTrace,
     LogLevel,
     Tensor,
     TritonError,
@@ -323,7 +324,7 @@ class Stub:
         requests: list[InferenceRequest] = []
         responders: list[_Responder] = []
         i = 0
-        for key, request_id, correlation, flags, timeout, requested, n_in, params, slot in batch:
+        for key, request_id, correlation, flags, timeout, requested, n_in, params, slot, trace in batch:
             inputs = [
                 Tensor._wrap(name, array, metas[j][1])
                 for j, (name, array) in enumerate(tensors[i : i + n_in], start=i)
@@ -343,6 +344,8 @@ class Stub:
                     self.info["version_number"],
                     InferenceResponseSender(responder.send, decoupled, responder.cancelled),
                     params,
+                    # BLS calls name the traced request by its key (process.py maps it back)
+                    InferenceTrace(key, "" if trace == "{}" else trace) if trace else None,
                 )
             )
         del tensors
