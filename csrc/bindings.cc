@@ -849,9 +849,28 @@ py::dict StatsToPy(const StatsSnapshot& s) {
   return o;
 }
 
+// model_warmup samples: [{"name", "count", "batch_size", "inputs": {name: tensor}}], checked
+// and built by the Python layer (tritonlite.warmup).
+std::vector<WarmupSample> WarmupFromPy(const py::handle& samples) {
+  std::vector<WarmupSample> out;
+  if (samples.is_none()) return out;
+  for (py::handle item : samples) {
+    auto d = py::reinterpret_borrow<py::dict>(item);
+    WarmupSample s;
+    s.name = d["name"].cast<std::string>();
+    s.count = d["count"].cast<uint32_t>();
+    s.batch_size = d["batch_size"].cast<int64_t>();
+    s.inputs = InputsFromPy(d["inputs"]);
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::list& instances,
-                                        std::shared_ptr<ResponseCache> cache) {
+                                        std::shared_ptr<ResponseCache> cache,
+                                        const py::object& warmup) {
   ModelSpec spec = ModelSpecFromPy(spec_dict);
+  std::vector<WarmupSample> samples = WarmupFromPy(warmup);
   if (spec.per_request_execution) {
     for (py::handle inst : instances) {
       if (!py::hasattr(inst, "execute_requests")) {
@@ -868,7 +887,14 @@ std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::lis
   ModelRunner* raw = nullptr;
   {
     py::gil_scoped_release release;  // workers may need the GIL as soon as they start
-    raw = new ModelRunner(std::move(spec), std::move(backends), std::move(cache));
+    raw = new ModelRunner(std::move(spec), std::move(backends), std::move(cache),
+                          std::move(samples));
+    // Every instance runs the warmup samples before the version may serve (Triton's rule).
+    Status warmed = raw->WaitForWarmup();
+    if (!warmed.ok()) {
+      delete raw;  // stops and joins the workers, which close their instances
+      throw Error(warmed);
+    }
   }
   // Destroying a runner joins its workers, which may need the GIL: never do it while holding it.
   return std::shared_ptr<ModelRunner>(raw, [](ModelRunner* r) {
@@ -1556,7 +1582,9 @@ PYBIND11_MODULE(_core, m) {
   py::class_<ModelRunner, std::shared_ptr<ModelRunner>>(
       m, "ModelRunner", "One loaded model version: validation, batcher, instance workers, stats.")
       .def(py::init(&MakeRunner), py::arg("spec"), py::arg("instances"),
-           py::arg("cache") = nullptr)
+           py::arg("cache") = nullptr, py::arg("warmup") = py::none(),
+           "Start the model's instance workers; with `warmup` samples, run them on every "
+           "instance first (a failing sample raises, the workers stopped).")
       .def("enqueue",
            [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
               py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,

@@ -1,6 +1,8 @@
 #include "instance.h"
 
 #include <algorithm>
+#include <condition_variable>
+#include <mutex>
 
 #include "model_runner.h"
 
@@ -20,6 +22,13 @@ void InstanceWorker::Join() {
 
 void InstanceWorker::Run() {
   backend_->Start();
+  Status warmup;
+  try {
+    warmup = RunWarmup();
+  } catch (const std::exception& e) {
+    warmup = Status(StatusCode::kInternal, e.what());
+  }
+  runner_->WarmupDone(index_, std::move(warmup));  // on failure the runner is stopped next
   while (true) {
     Batch batch = runner_->scheduler().NextBatch(index_);
     if (batch.empty()) break;
@@ -165,6 +174,10 @@ bool InstanceWorker::DropCancelled(Batch& batch) {
 }
 
 void InstanceWorker::ExecuteGathered(Batch& batch) {
+  runner_->Deliver(batch.sequence, RunGathered(batch, true));
+}
+
+Delivery InstanceWorker::RunGathered(Batch& batch, bool scheduled) {
   const ModelSpec& spec = runner_->spec();
   ModelStats& stats = runner_->stats();
   const uint64_t t0 = NowNs();
@@ -178,21 +191,25 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
     bool told_scheduler = false;  // the scheduler must always hear that the batch is done
     try {
       NamedTensors inputs = GatherInputs(spec, batch);
-      const std::vector<std::string> output_names =
-          OutputsToCompute(spec, batch, scheduler.ExtraOutputs());
+      const std::vector<std::string> output_names = OutputsToCompute(
+          spec, batch, scheduled ? scheduler.ExtraOutputs() : std::vector<std::string>{});
       t1 = NowNs();
       status = backend_->Execute(inputs, output_names, &outputs);
       t2 = NowNs();
       told_scheduler = true;
-      Status state = scheduler.BatchExecuted(index_, RequestPointers(batch), &outputs, status);
-      if (status.ok()) status = std::move(state);
+      if (scheduled) {
+        Status state = scheduler.BatchExecuted(index_, RequestPointers(batch), &outputs, status);
+        if (status.ok()) status = std::move(state);
+      }
       if (status.ok()) status = Scatter(spec, batch, outputs, &delivery);
     } catch (const Error& e) {
       status = Status(e.code(), e.what());
     } catch (const std::exception& e) {
       status = Status(StatusCode::kInternal, std::string("model '") + spec.name + "': " + e.what());
     }
-    if (!told_scheduler) scheduler.BatchExecuted(index_, RequestPointers(batch), nullptr, status);
+    if (!told_scheduler && scheduled) {
+      scheduler.BatchExecuted(index_, RequestPointers(batch), nullptr, status);
+    }
     if (t2 == t0) t2 = t1 = NowNs();
   }  // batch-level tensors released; responses hold their own views
   const uint64_t t3 = NowNs();
@@ -225,10 +242,15 @@ void InstanceWorker::ExecuteGathered(Batch& batch) {
       delivery.emplace_back(r->sink, std::move(resp));
     }
   }
-  runner_->Deliver(batch.sequence, std::move(delivery));
+  return delivery;
 }
 
 void InstanceWorker::ExecutePerRequest(Batch& batch) {
+  RunPerRequest(batch, true);
+  runner_->Deliver(batch.sequence, Delivery{});
+}
+
+void InstanceWorker::RunPerRequest(Batch& batch, bool scheduled) {
   const ModelSpec& spec = runner_->spec();
   const uint64_t t0 = NowNs();
   std::vector<std::shared_ptr<OwnedRequest>> requests;
@@ -252,12 +274,79 @@ void InstanceWorker::ExecutePerRequest(Batch& batch) {
   if (!status.ok()) {
     for (auto& r : requests) r->FailIfUnfinished(status);
   }
-  std::vector<const InferRequest*> executed;
-  for (auto& r : requests) executed.push_back(&r->request());
-  runner_->scheduler().BatchExecuted(index_, executed, nullptr, status);
+  if (scheduled) {
+    std::vector<const InferRequest*> executed;
+    for (auto& r : requests) executed.push_back(&r->request());
+    runner_->scheduler().BatchExecuted(index_, executed, nullptr, status);
+  }
   const uint64_t t1 = NowNs();
   runner_->stats().AddExecutionTime(rows, t1 - t0);
-  runner_->Deliver(batch.sequence, Delivery{});
+}
+
+namespace {
+
+// Where a warmup batch's responses go: it collects the errors (Triton's "<error>; " each) and
+// wakes the worker once every request has its final response.
+class WarmupSink : public ResponseSink {
+ public:
+  explicit WarmupSink(size_t requests) : unfinished_(requests) {}
+
+  void Complete(InferResponse&& response) override {
+    // Only the status is read: the response (and any Python-owned tensor in it) is released by
+    // the caller, after this returns, with no lock of ours held.
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!response.status.ok()) errors_ += response.status.message() + "; ";
+    if (response.final && unfinished_ > 0 && --unfinished_ == 0) done_.notify_all();
+  }
+
+  // The errors of the batch's responses ("" when none), once every request is finished.
+  std::string Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    done_.wait(lock, [this] { return unfinished_ == 0; });
+    return errors_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable done_;
+  size_t unfinished_;
+  std::string errors_;
+};
+
+}  // namespace
+
+Status InstanceWorker::RunWarmup() {
+  const bool per_request = runner_->spec().per_request_execution;
+  for (const WarmupSample& sample : runner_->warmup_samples()) {
+    if (sample.batch_size <= 0) continue;  // Triton skips batch-0 samples
+    const uint32_t iterations = std::max<uint32_t>(sample.count, 1);
+    for (uint32_t i = 0; i < iterations; ++i) {
+      auto sink = std::make_shared<WarmupSink>(static_cast<size_t>(sample.batch_size));
+      Batch batch;
+      for (int64_t row = 0; row < sample.batch_size; ++row) {
+        auto r = std::make_unique<InferRequest>();
+        r->inputs = sample.inputs;  // views: every request shares the sample's buffers
+        r->batch_size = 1;
+        r->sink = sink;
+        r->enqueue_ns = NowNs();
+        batch.requests.push_back(std::move(r));
+        batch.batch_size += 1;
+      }
+      if (per_request) {
+        RunPerRequest(batch, false);
+      } else {
+        Delivery delivery = RunGathered(batch, false);
+        for (auto& d : delivery) d.first->Complete(std::move(d.second));
+      }
+      batch.requests.clear();  // per-request: the backend may still hold them; Wait sees to it
+      const std::string errors = sink->Wait();
+      if (!errors.empty()) {
+        return Status(StatusCode::kInvalidArg,
+                      "failed to run warmup sample '" + sample.name + "': " + errors);
+      }
+    }
+  }
+  return Status::Success();
 }
 
 }  // namespace tritonlite

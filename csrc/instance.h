@@ -6,6 +6,8 @@
 
 #include <memory>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "backend.h"
 #include "scheduler.h"
@@ -13,6 +15,9 @@
 namespace tritonlite {
 
 class ModelRunner;
+
+// Responses a worker hands out, each with the sink it goes to.
+using Delivery = std::vector<std::pair<std::shared_ptr<ResponseSink>, InferResponse>>;
 
 class InstanceWorker {
  public:
@@ -28,8 +33,16 @@ class InstanceWorker {
   // Answers the batch's cancelled requests (CANCELLED) and takes them out; true when none is
   // left to run.
   bool DropCancelled(Batch& batch);
+  // Run a batch and hand its responses to the runner (in order when preserve_ordering).
   void ExecuteGathered(Batch& batch);
   void ExecutePerRequest(Batch& batch);
+  // The two ways to run a batch. `scheduled`: the batch came from the scheduler, which hears
+  // that it ran (warmup batches did not). RunGathered returns the responses to deliver;
+  // per-request backends answer each request themselves.
+  Delivery RunGathered(Batch& batch, bool scheduled);
+  void RunPerRequest(Batch& batch, bool scheduled);
+  // Runs the runner's warmup samples on this instance; the first failing sample's error.
+  Status RunWarmup();
 
   ModelRunner* runner_;
   size_t index_;

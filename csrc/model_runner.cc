@@ -10,8 +10,11 @@
 namespace tritonlite {
 
 ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
-                         std::shared_ptr<ResponseCache> cache)
-    : spec_(std::move(spec)), stats_(std::make_shared<ModelStats>()), cache_(std::move(cache)) {
+                         std::shared_ptr<ResponseCache> cache, std::vector<WarmupSample> warmup)
+    : spec_(std::move(spec)),
+      stats_(std::make_shared<ModelStats>()),
+      cache_(std::move(cache)),
+      warmup_(std::move(warmup)) {
   if (backends.empty()) {
     throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "' needs at least one instance");
   }
@@ -20,6 +23,7 @@ ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBac
   } else {
     scheduler_ = std::make_unique<DynamicBatcher>(spec_, stats_.get());
   }
+  warmup_pending_ = backends.size();
   for (size_t i = 0; i < backends.size(); ++i) {
     workers_.push_back(std::make_unique<InstanceWorker>(this, i, std::move(backends[i])));
   }
@@ -116,6 +120,26 @@ void ModelRunner::Stop() {
   scheduler_->Stop();
   for (auto& w : workers_) w->Join();
   stopped_ = true;
+}
+
+void ModelRunner::WarmupDone(size_t instance, Status status) {
+  std::lock_guard<std::mutex> lock(warmup_mu_);
+  if (!status.ok()) warmup_failures_.emplace(instance, std::move(status));
+  if (--warmup_pending_ == 0) warmup_cv_.notify_all();
+}
+
+Status ModelRunner::WaitForWarmup() {
+  Status result;
+  {
+    std::unique_lock<std::mutex> lock(warmup_mu_);
+    warmup_cv_.wait(lock, [this] { return warmup_pending_ == 0; });
+    if (!warmup_failures_.empty()) result = warmup_failures_.begin()->second;
+  }
+  // Every worker is past the samples: release their tensors (Python-owned ones take the GIL
+  // in their deleters), no lock held.
+  std::vector<WarmupSample> done;
+  done.swap(warmup_);
+  return result;
 }
 
 StatsSnapshot ModelRunner::Statistics() const {

@@ -2,9 +2,11 @@
 // workers, statistics, and response delivery (in request order when preserve_ordering is set).
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -17,14 +19,24 @@
 
 namespace tritonlite {
 
-using Delivery = std::vector<std::pair<std::shared_ptr<ResponseSink>, InferResponse>>;
+// One model_warmup sample: `batch_size` requests with these inputs (each of batch 1 when the
+// model batches), run `count` times (at least once) on every instance before it serves.
+struct WarmupSample {
+  std::string name;
+  uint32_t count = 1;
+  int64_t batch_size = 1;
+  NamedTensors inputs;
+};
 
 class ModelRunner {
  public:
   // `cache`: the server's response cache, for a model whose config enables response_cache
-  // (null: nothing is cached).
+  // (null: nothing is cached). With warmup samples, each worker first runs them on its own
+  // instance (recorded in the statistics, as Triton does; never cached) and only then takes
+  // batches; call WaitForWarmup before letting requests in.
   ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
-              std::shared_ptr<ResponseCache> cache = nullptr);
+              std::shared_ptr<ResponseCache> cache = nullptr,
+              std::vector<WarmupSample> warmup = {});
   ~ModelRunner();
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
@@ -55,6 +67,12 @@ class ModelRunner {
   const std::shared_ptr<ModelStats>& shared_stats() const { return stats_; }
   // Called by workers once per batch, with the batch's formation sequence number.
   void Deliver(uint64_t sequence, Delivery&& responses);
+  // Blocks until every worker has run the warmup samples; the first failure (lowest instance
+  // index), or success. Releases the samples. Call without holding the GIL.
+  Status WaitForWarmup();
+  // For workers: the samples (read-only until WaitForWarmup returns), and their result.
+  const std::vector<WarmupSample>& warmup_samples() const { return warmup_; }
+  void WarmupDone(size_t instance, Status status);
 
  private:
   const ModelSpec spec_;
@@ -70,6 +88,11 @@ class ModelRunner {
   std::map<uint64_t, Delivery> held_;
   std::mutex stop_mu_;
   bool stopped_ = false;
+  std::vector<WarmupSample> warmup_;
+  std::mutex warmup_mu_;
+  std::condition_variable warmup_cv_;
+  size_t warmup_pending_ = 0;
+  std::map<size_t, Status> warmup_failures_;  // by instance index
   std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
 };
 

@@ -12,6 +12,7 @@ from .backends.base import Backend
 from .backends.reshape import with_reshape
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
+from .warmup import warmup_samples
 
 ModelConfig = mc.ModelConfig
 
@@ -179,6 +180,8 @@ class LoadedModel:
         self.model_dir = model_dir  # where label files etc. live (None: not from a repository)
         self._labels: dict[str, list[str]] = {}
         self._check_label_files()
+        # Built (files read, sizes checked) before any instance starts.
+        samples = warmup_samples(config, model_dir)
         # Passive instances are made (loaded and initialized, as in Triton) but never given
         # requests: the runner sees only the others.
         instances, self._passive = [], []
@@ -196,8 +199,16 @@ class LoadedModel:
         # Backends that answer each request themselves (python backend, decoupled models)
         # get the batch as Request objects instead of gathered tensors.
         spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
-        # `cache`: the server's response cache when the config enables it (Server.cache_for).
-        self.runner = _core.ModelRunner(spec, instances, cache)
+        try:
+            # Every instance runs the warmup samples before this returns; a failing one raises
+            # (its instances already closed by their workers). `cache`: the server's response
+            # cache when the config enables it (Server.cache_for).
+            self.runner = _core.ModelRunner(spec, instances, cache, samples)
+        except BaseException:
+            for instance in self._passive:  # never warmed up, as Triton's passive instances
+                _close(instance)
+            backend.close()
+            raise
 
     @property
     def name(self) -> str:
