@@ -41,8 +41,8 @@ def test_help_documents_tritons_flags() -> None:
         ("--cache-directory", "/opt/tritonserver/caches"),
         ("--backend-directory", "/opt/tritonserver/backends"),
         ("--rate-limit=execution_count",),
-        ("--model-load-thread-count", "4"),
-        ("--http-header-forward-pattern", "x-.*"),
+        ("--model-load-retry-count", "2"),
+        ("--reuse-http-port=true",),
         ("--allow-sagemaker=true",),
     ],
 )

@@ -44,6 +44,16 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got '{text}'") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return value
+
+
 def _add_http_limit_flags(g: Any) -> None:
     """Limits on what one HTTP request may make the server hold."""
     from .protocol_settings import HTTP_MAX_INPUT_SIZE as DEFAULT_MAX_INPUT_SIZE
@@ -85,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     flag("--strict-model-config", False, "Deprecated spelling of --disable-auto-complete-config")
     g.add_argument("--exit-timeout-secs", type=float, default=30.0, metavar="SECONDS",
                    help="On shutdown, how long to wait for in-flight requests (default 30).")
+    g.add_argument("--model-load-thread-count", type=_non_negative_int, default=4, metavar="N",
+                   help="The number of threads used to concurrently load models in model "
+                   "repositories (at start and on a poll). Default is 4.")  # fmt: skip
 
     g = p.add_argument_group("gRPC")
     flag("--allow-grpc", True, "Serve gRPC")
@@ -227,6 +240,7 @@ async def _serve(args: argparse.Namespace) -> int:
             server_id=args.id,
             cache_config=args.cache_config,
             trace_config=args.trace_config,
+            model_load_thread_count=args.model_load_thread_count,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
@@ -322,7 +336,7 @@ UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--cuda-virtual-address-size", "--enable-peer-access",
     "--grpc-header-forward-pattern", "--host-policy", "--http-header-forward-pattern",
     "--min-supported-compute-capability", "--model-config-name", "--model-load-gpu-limit",
-    "--model-load-retry-count", "--model-load-thread-count", "--model-namespacing", "--rate-limit",
+    "--model-load-retry-count", "--model-namespacing", "--rate-limit",
     "--rate-limit-resource", "--repoagent-directory",
     "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
     "--sagemaker-thread-count", "--vertex-ai-default-model", "--vertex-ai-port",

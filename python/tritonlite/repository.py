@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
     from .server import Server
 
 CONTROL_MODES = ("none", "poll", "explicit")
+
+#: Triton's --model-load-thread-count default: models the server loads at once.
+DEFAULT_LOAD_THREAD_COUNT = 4
 
 UNAVAILABLE_STATE = "UNAVAILABLE"
 LOADING = "LOADING"
@@ -138,6 +142,7 @@ class ModelRepository:
         control_mode: str = "none",
         auto_complete: bool = True,
         backend_config: Mapping[str, Mapping[str, str]] | None = None,
+        load_thread_count: int = DEFAULT_LOAD_THREAD_COUNT,
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise TritonError(
@@ -153,6 +158,16 @@ class ModelRepository:
                 raise TritonError(f"model repository path '{p}' is not a directory", INVALID_ARG)
         self.control_mode = control_mode
         self.auto_complete = auto_complete
+        # --model-load-thread-count: how many models the loads the repository starts itself (at
+        # start, on a poll) run at once. 0 means 1, as Triton's max(1, N).
+        if isinstance(load_thread_count, bool) or not isinstance(load_thread_count, int) or (
+            load_thread_count < 0
+        ):
+            raise TritonError(
+                f"model load thread count must be a non-negative integer, got {load_thread_count!r}",
+                INVALID_ARG,
+            )
+        self.load_thread_count = max(1, load_thread_count)
         self._entries: dict[str, _ModelEntry] = {}
         # Guards _entries and every entry's fields: held for a few dict operations only.
         self._table_lock = threading.Lock()
@@ -190,22 +205,36 @@ class ModelRepository:
         names = list(load_models)
         if self.control_mode == "explicit" and "*" not in names:
             models, _ = self.scan()
-            for name in sorted(names, key=lambda n: (n in models and _is_ensemble(models[n]), n)):
-                try:
-                    self.load(name)
-                except TritonError:
-                    pass  # recorded in the index; the server still starts
+            self._load_many(names, models)
             return
         models, errors = self.scan()
         with self._table_lock:
             for name, reason in errors.items():
                 self._entries[name] = _ModelEntry(error=reason)
-        # Ensembles last: their composing models must be loaded first.
-        for name in sorted(models, key=lambda n: (_is_ensemble(models[n]), n)):
-            try:
-                self.load(name)
-            except TritonError:
-                pass
+        self._load_many(models, models)
+
+    def _load_many(self, names: Iterable[str], models: Mapping[str, Path]) -> None:
+        """Load ``names`` (failures are recorded in the index), up to ``load_thread_count`` at
+        once, then the ensembles among them one at a time in name order: an ensemble checks
+        its composing models, which must be loaded first."""
+        names = list(names)
+        ensembles = sorted({n for n in names if n in models and _is_ensemble(models[n])})
+        plain = sorted(set(names) - set(ensembles))
+        if self.load_thread_count == 1 or len(plain) <= 1:
+            for name in plain:
+                self._load_recorded(name)
+        else:
+            workers = min(self.load_thread_count, len(plain))
+            with ThreadPoolExecutor(workers, thread_name_prefix="tritonlite-load") as pool:
+                list(pool.map(self._load_recorded, plain))
+        for name in ensembles:
+            self._load_recorded(name)
+
+    def _load_recorded(self, name: str) -> None:
+        try:
+            self.load(name)
+        except TritonError:
+            pass  # recorded in the index with its reason; the others still load
 
     def _model_lock(self, name: str) -> threading.Lock:
         with self._table_lock:
@@ -336,15 +365,14 @@ class ModelRepository:
             self.unload(name)
             with self._table_lock:
                 self._entries.pop(name, None)
-        for name, path in sorted(models.items(), key=lambda kv: (_is_ensemble(kv[1]), kv[0])):
+        changed = []
+        for name, path in models.items():
             with self._table_lock:
                 entry = self._entries.get(name)
                 seen = None if entry is None else (entry.path, entry.fingerprint)
             if seen is None or seen[0] != path or seen[1] != _fingerprint(path):
-                try:
-                    self.load(name)
-                except TritonError:
-                    pass  # recorded in the index with its reason
+                changed.append(name)
+        self._load_many(changed, models)
 
     def start_polling(self, interval_s: float) -> None:
         def run() -> None:

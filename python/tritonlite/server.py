@@ -162,6 +162,8 @@ class Server:
     name server metadata answers: "triton" by default, as Triton's, for client code that checks it.
     ``cache_config`` is ``--cache-config`` as ``{"local": {"size": "<bytes>"}}``: the response
     cache that models with ``response_cache { enable: true }`` use (none by default).
+    ``model_load_thread_count`` (``--model-load-thread-count``): how many models the repository
+    loads at once at start and on a poll (Triton's default 4; 0 means 1).
     """
 
     def __init__(
@@ -178,6 +180,7 @@ class Server:
         server_id: str = "triton",
         cache_config: Mapping[str, Mapping[str, str]] | None = None,
         trace_config: TraceConfig | None = None,
+        model_load_thread_count: int = 4,
     ) -> None:
         self.server_id = server_id
         #: The core's response cache, shared by the models that enable it (None: no cache).
@@ -217,6 +220,7 @@ class Server:
             control_mode=model_control_mode,
             auto_complete=auto_complete_config,
             backend_config=backend_config,
+            load_thread_count=model_load_thread_count,
         )
         self.repository.load_startup_models(load_models)
         failed = [m for m in self.repository.index() if m.get("state") == "UNAVAILABLE"]
