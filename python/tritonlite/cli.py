@@ -140,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grpc-http2-max-resets-per-second", type=int, default=500, metavar="N",
                    help="Native transport: RST_STREAM frames allowed per second (default 500; "
                    "0: unlimited).")  # fmt: skip
+    g.add_argument("--grpc-header-forward-pattern", default=None, metavar="REGEX",
+                   help="The regular expression pattern that will be used for forwarding GRPC "
+                   "headers as inference request parameters (case-insensitive unless it starts "
+                   "with (?-i); matched anywhere in the name). Turns the native transport's "
+                   "C++ ModelInfer fast path off.")  # fmt: skip
     g.add_argument("--grpc-restricted-protocol", action="append", default=[],
                    metavar="<protocols>:<key>=<value>",
                    help="Require a header for a group of RPCs, e.g. "
@@ -154,6 +159,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--http-thread-count", type=int, default=None)
     g.add_argument("--http-restricted-api", action="append", default=[],
                    metavar="<apis>:<key>=<value>")
+    g.add_argument("--http-header-forward-pattern", default=None, metavar="REGEX",
+                   help="The regular expression pattern that will be used for forwarding HTTP "
+                   "headers as inference request parameters (case-insensitive unless it starts "
+                   "with (?-i); matched anywhere in the name).")  # fmt: skip
     _add_http_limit_flags(g)
 
     g = p.add_argument_group("metrics")
@@ -276,14 +285,16 @@ async def _serve(args: argparse.Namespace) -> int:
             )
             if args.grpc_use_ssl:  # TLS: grpcio's transport
                 g = await start_grpc(server, args.grpc_address, args.grpc_port, options=options,
-                                     restricted_protocols=args.grpc_restricted_protocol)  # fmt: skip
+                                     restricted_protocols=args.grpc_restricted_protocol,
+                                     header_forward_pattern=args.grpc_header_forward_pattern)  # fmt: skip
             else:  # the native HTTP/2 transport, ModelInfer decoded and queued in C++
                 from .frontends.grpc import GrpcHandlers, parse_restricted_protocols
                 from .frontends.grpc_native import start_native_grpc
 
                 handlers = GrpcHandlers(
-                    server, parse_restricted_protocols(args.grpc_restricted_protocol)
-                )
+                    server, parse_restricted_protocols(args.grpc_restricted_protocol),
+                    args.grpc_header_forward_pattern,
+                )  # fmt: skip
                 g = await start_native_grpc(server, args.grpc_address, args.grpc_port,
                                             handlers=handlers, options=options)  # fmt: skip
             frontends.append(g)
@@ -295,7 +306,8 @@ async def _serve(args: argparse.Namespace) -> int:
             h = await start_http(server, args.http_address, args.http_port,
                                  thread_count=args.http_thread_count,
                                  restricted_apis=args.http_restricted_api,
-                                 max_body_bytes=args.http_max_input_size)  # fmt: skip
+                                 max_body_bytes=args.http_max_input_size,
+                                 header_forward_pattern=args.http_header_forward_pattern)  # fmt: skip
             frontends.append(h)
             log.info("Started HTTPService at %s:%d", args.http_address, args.http_port)
         if args.allow_metrics:
@@ -333,8 +345,7 @@ def _log_settings(args: argparse.Namespace) -> dict[str, Any]:
 #: Triton 2.51 flags tritonlite does not implement: refused by name at start, never ignored.
 UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--allow-sagemaker", "--allow-vertex-ai", "--buffer-manager-thread-count", "--cache-directory",
-    "--cuda-virtual-address-size", "--enable-peer-access",
-    "--grpc-header-forward-pattern", "--host-policy", "--http-header-forward-pattern",
+    "--cuda-virtual-address-size", "--enable-peer-access", "--host-policy",
     "--min-supported-compute-capability", "--model-config-name", "--model-load-gpu-limit",
     "--model-load-retry-count", "--model-namespacing", "--rate-limit",
     "--rate-limit-resource", "--repoagent-directory",
@@ -417,6 +428,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.trace_config = _trace_config(args)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    from .frontends.request_parameters import header_pattern
+
+    try:
+        header_pattern(args.http_header_forward_pattern, "--http-header-forward-pattern")
+        header_pattern(args.grpc_header_forward_pattern, "--grpc-header-forward-pattern")
+    except TritonError as e:
+        print(f"error: {e.message}", file=sys.stderr)
         return 2
     try:
         output = LogOutput(args.log_file)

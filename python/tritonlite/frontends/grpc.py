@@ -257,9 +257,20 @@ def _raw_tensor(config: Any, request_id: str, tensor: Any, shape: list[int], raw
 class GrpcHandlers:
     """Every RPC of the service, transport-independent: bytes in, bytes out."""
 
-    def __init__(self, server: Server, restricted: dict[str, Restriction] | None = None) -> None:
+    def __init__(
+        self,
+        server: Server,
+        restricted: dict[str, Restriction] | None = None,
+        header_forward_pattern: str | None = None,
+    ) -> None:
         self.server = server
         self.restricted = restricted or {}
+        # --grpc-header-forward-pattern: matching call metadata becomes request parameters of
+        # ModelInfer / ModelStreamInfer requests (the native transport then forwards every
+        # ModelInfer here: see start_native_grpc).
+        self.header_forward = request_parameters.header_pattern(
+            header_forward_pattern, "--grpc-header-forward-pattern"
+        )
         self._unary: dict[str, tuple[type[Message], Callable[[Any], Awaitable[Message]]]] = {
             "ServerLive": (pb.ServerLiveRequest, self.server_live),
             "ServerReady": (pb.ServerReadyRequest, self.server_ready),
@@ -324,6 +335,10 @@ class GrpcHandlers:
             response = await handler(message)
         return response.SerializeToString()  # type: ignore[no-any-return]
 
+    def _forwarded(self, metadata: Sequence[tuple[str, Any]]) -> dict[str, str]:
+        """The call's metadata that --grpc-header-forward-pattern forwards to the model."""
+        return request_parameters.forwarded_headers(self.header_forward, metadata, grpc=True)
+
     async def stream(
         self, method: str, requests: AsyncIterator[bytes], metadata: Sequence[tuple[str, Any]]
     ) -> AsyncIterator[bytes]:
@@ -331,6 +346,7 @@ class GrpcHandlers:
         self.check_access(method, metadata)
         if method != "ModelStreamInfer":
             raise TritonError(f"unknown streaming method '{method}'", UNSUPPORTED)
+        forwarded = self._forwarded(metadata)  # the stream's headers, for each of its requests
         # (response, its request's trace or None); (None, trace): that request is done, its
         # trace can be released once what was queued before it is sent.
         out: asyncio.Queue[tuple[bytes | None, Any] | None] = asyncio.Queue()
@@ -362,7 +378,7 @@ class GrpcHandlers:
                 trace.capture("GRPC_WAITREAD_START", received_ns)
                 trace.capture("GRPC_WAITREAD_END")
             try:
-                async for resp in self._infer_responses(request, trace):
+                async for resp in self._infer_responses(request, trace, forwarded):
                     message = pb.ModelStreamInferResponse(infer_response=resp).SerializeToString()
                     out.put_nowait((message, trace))
             except TritonError as e:
@@ -592,6 +608,7 @@ class GrpcHandlers:
         metadata: Sequence[tuple[str, Any]] = (),
         call_trace: CallTrace | None = None,
     ) -> Message:
+        forwarded = self._forwarded(metadata)  # --grpc-header-forward-pattern
         trace = self.server.tracing.sample(request.model_name, metadata)
         if trace is not None:
             trace.capture("GRPC_WAITREAD_START", call_trace.received_ns if call_trace else None)
@@ -600,7 +617,7 @@ class GrpcHandlers:
                 call_trace.group = trace
         try:
             response = None
-            async for response in self._infer_responses(request, trace):
+            async for response in self._infer_responses(request, trace, forwarded):
                 pass
             if response is None:  # a decoupled model that sent only the final flag
                 response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
@@ -609,9 +626,12 @@ class GrpcHandlers:
             if trace is not None and call_trace is None:
                 trace.release()
 
-    async def _infer_responses(self, request: Any, trace: Any = None) -> AsyncIterator[Any]:
+    async def _infer_responses(
+        self, request: Any, trace: Any = None, forwarded: dict[str, str] | None = None
+    ) -> AsyncIterator[Any]:
         """The responses to one request: one, or many for a decoupled model. ``trace``: the
-        request's trace (INFER_RESPONSE_COMPLETE is recorded for each response)."""
+        request's trace (INFER_RESPONSE_COMPLETE is recorded for each response). ``forwarded``:
+        the call's headers that become request parameters (--grpc-header-forward-pattern)."""
         server = self.server
         version = _version(request.model_version)
         loaded = server.get_model(request.model_name, version)
@@ -619,7 +639,9 @@ class GrpcHandlers:
         params = request.parameters
         outputs = [o.name for o in request.outputs] or None
         kwargs = dict(request_id=request.id, **_scheduling_parameters(params))
-        kwargs["parameters"] = _custom_parameters(params)
+        kwargs["parameters"] = request_parameters.with_forwarded(
+            _custom_parameters(params), forwarded or {}
+        )
         decoupled = loaded.config.model_transaction_policy.decoupled
         if not decoupled:
             tensors = await server.submit(
@@ -922,10 +944,14 @@ async def start_grpc(
     *,
     options: GrpcOptions | None = None,
     restricted_protocols: Sequence[str] = (),
+    header_forward_pattern: str | None = None,
 ) -> GrpcFrontend:
-    """Serve ``server`` over gRPC on the running event loop (grpcio asyncio transport)."""
+    """Serve ``server`` over gRPC on the running event loop (grpcio asyncio transport).
+    ``header_forward_pattern``: Triton's --grpc-header-forward-pattern."""
     options = options or GrpcOptions()
-    handlers = GrpcHandlers(server, parse_restricted_protocols(restricted_protocols))
+    handlers = GrpcHandlers(
+        server, parse_restricted_protocols(restricted_protocols), header_forward_pattern
+    )
     # As Triton, only inference responses are compressed: grpcio's aio server ignores a call's
     # set_compression(), so the server compresses and the other methods' messages opt out.
     compression = {

@@ -346,7 +346,9 @@ async def start_native_grpc(
 ) -> NativeGrpcFrontend:
     """Serve ``server`` with the native transport on the running event loop.
 
-    ``handlers`` defaults to ``frontends.grpc.GrpcHandlers(server)``. When the handlers restrict
+    ``handlers`` defaults to ``frontends.grpc.GrpcHandlers(server)``. Handlers with a header
+    forward pattern (Triton's --grpc-header-forward-pattern) get every ModelInfer call: the fast
+    path is off, so that each call's metadata reaches the model. When the handlers restrict
     ModelInfer (Triton's restricted "inference" group), only calls carrying its header take the
     C++ fast path; the others go to the handlers, which refuse them. ``options``: Triton's --grpc-* flags (keepalive, ping policing,
     connection age, response compression; not TLS). ``http2_options``:
@@ -359,6 +361,10 @@ async def start_native_grpc(
         from .grpc import GrpcHandlers
 
         handlers = GrpcHandlers(server)
+    if getattr(handlers, "header_forward", None) is not None:
+        # --grpc-header-forward-pattern: a call's metadata must reach its request's parameters,
+        # which the handlers do; the C++ fast path would not.
+        fast_infer = False
     restricted = getattr(handlers, "restricted", None) or {}
     infer_restriction = restricted.get("ModelInfer")  # then only calls with its header go fast
     infer_header = (infer_restriction.key, infer_restriction.value) if infer_restriction else None

@@ -376,8 +376,13 @@ class HttpApi:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         settings: ProtocolSettings | None = None,
         executor: ThreadPoolExecutor | None = None,
+        header_forward_pattern: str | None = None,
     ) -> None:
         self.server = server
+        # --http-header-forward-pattern: matching request headers become request parameters.
+        self.header_forward = request_parameters.header_pattern(
+            header_forward_pattern, "--http-header-forward-pattern"
+        )
         self.max_body_bytes = max_body_bytes
         self.settings = settings or server.protocol_settings
         self.executor = executor
@@ -726,6 +731,12 @@ class HttpApi:
                 None, self._parse_big_infer, model, loaded, body, header_length
             )
         outputs = list(request.outputs) if request.outputs is not None else None
+        if self.header_forward is not None:
+            forwarded = request_parameters.forwarded_headers(self.header_forward, headers.items())
+            parameters = request_parameters.with_forwarded(request.kwargs.get("parameters"),
+                                                           forwarded)  # fmt: skip
+            if parameters:
+                request.kwargs["parameters"] = parameters
         tensors = await self.server.submit(
             model, request.inputs, outputs, version, request_id=request.request_id,
             trace=trace, **request.kwargs,
@@ -1287,6 +1298,7 @@ async def start_http(
     restricted_apis: Mapping[str, tuple[str, str]] | Sequence[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     reuse_port: bool = False,
+    header_forward_pattern: str | None = None,
 ) -> HttpFrontend:
     """Serve ``server`` over HTTP on the running event loop (port 0: any free port, see
     ``frontend.port``).
@@ -1296,6 +1308,8 @@ async def start_http(
     categories to the (header, value) a request must carry, or is a list of Triton's
     ``--http-restricted-api`` values (``<category>[,...]:<key>=<value>``). ``max_body_bytes``
     (Triton's ``--http-max-input-size``) limits request bodies, also after decompression.
+    ``header_forward_pattern`` (``--http-header-forward-pattern``): the infer requests' headers
+    whose names match it become string request parameters.
     """
     if restricted_apis is not None and not isinstance(restricted_apis, Mapping):
         restricted_apis = parse_restricted_apis(list(restricted_apis))
@@ -1304,8 +1318,9 @@ async def start_http(
         max_workers=max(1, thread_count or 2), thread_name_prefix="tritonlite-http"
     )
     api = HttpApi(
-        server, restricted_apis=restricted_apis, max_body_bytes=max_body_bytes, executor=executor
-    )
+        server, restricted_apis=restricted_apis, max_body_bytes=max_body_bytes, executor=executor,
+        header_forward_pattern=header_forward_pattern,
+    )  # fmt: skip
 
     if max_body_bytes <= 0:
         raise _bad(f"--http-max-input-size must be greater than 0, got {max_body_bytes}")
