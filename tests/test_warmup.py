@@ -401,3 +401,20 @@ def test_sample_settings_triton_refuses() -> None:
         warmup_samples(config_with(two, max_batch_size=0), None)
     with pytest.raises(TritonError, match="needs the model's directory"):
         warmup_samples(config_with(file_sample("x.bin")), None)
+
+
+def test_warmup_never_touches_the_response_cache(tmp_path: Path) -> None:
+    """Warmup runs straight on the instances, as Triton's: no lookup, nothing stored."""
+    from tritonlite import Server
+
+    onnx_model(tmp_path, "cached", ONNX_SAMPLES + "\nresponse_cache { enable: true }")
+    with Server(tmp_path, cache_config={"local": {"size": str(1 << 20)}}) as server:
+        [stats] = server.statistics("cached")
+        assert stats["inference_count"] == 2 * (2 * 4 + 1)
+        assert stats["inference_stats"]["cache_hit"]["count"] == 0
+        assert stats["inference_stats"]["cache_miss"]["count"] == 0
+        # The first request with the warmup's (zero) data is a miss, not a hit.
+        server.infer("cached", {"INPUT0": np.zeros((1, 4), np.float32)})
+        [stats] = server.statistics("cached")
+        assert stats["inference_stats"]["cache_miss"]["count"] == 1
+        assert stats["inference_stats"]["cache_hit"]["count"] == 0
