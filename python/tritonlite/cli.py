@@ -286,7 +286,8 @@ async def _serve(args: argparse.Namespace) -> int:
             if args.grpc_use_ssl:  # TLS: grpcio's transport
                 g = await start_grpc(server, args.grpc_address, args.grpc_port, options=options,
                                      restricted_protocols=args.grpc_restricted_protocol,
-                                     header_forward_pattern=args.grpc_header_forward_pattern)  # fmt: skip
+                                     header_forward_pattern=args.grpc_header_forward_pattern,
+                                     )  # fmt: skip
             else:  # the native HTTP/2 transport, ModelInfer decoded and queued in C++
                 from .frontends.grpc import GrpcHandlers, parse_restricted_protocols
                 from .frontends.grpc_native import start_native_grpc
@@ -307,7 +308,8 @@ async def _serve(args: argparse.Namespace) -> int:
                                  thread_count=args.http_thread_count,
                                  restricted_apis=args.http_restricted_api,
                                  max_body_bytes=args.http_max_input_size,
-                                 header_forward_pattern=args.http_header_forward_pattern)  # fmt: skip
+                                 header_forward_pattern=args.http_header_forward_pattern,
+                                 )  # fmt: skip
             frontends.append(h)
             log.info("Started HTTPService at %s:%d", args.http_address, args.http_port)
         if args.allow_metrics:

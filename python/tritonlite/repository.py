@@ -164,7 +164,8 @@ class ModelRepository:
             load_thread_count < 0
         ):
             raise TritonError(
-                f"model load thread count must be a non-negative integer, got {load_thread_count!r}",
+                "model load thread count must be a non-negative integer, got "
+                f"{load_thread_count!r}",
                 INVALID_ARG,
             )
         self.load_thread_count = max(1, load_thread_count)

@@ -80,7 +80,8 @@ def header_pattern(pattern: str | None, flag: str) -> re.Pattern[str] | None:
     try:
         return re.compile(pattern, flags)
     except re.error as e:
-        raise TritonError(f"{flag}: invalid regular expression '{pattern}': {e}", INVALID_ARG) from None
+        message = f"{flag}: invalid regular expression '{pattern}': {e}"
+        raise TritonError(message, INVALID_ARG) from None
 
 
 def forwarded_headers(
