@@ -116,3 +116,19 @@ class ServerProcess:
 def write_config(model_dir: Path, text: str) -> None:
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "config.pbtxt").write_text(text)
+
+
+def wait_http_live(server: ServerProcess, timeout: float = 30) -> None:
+    """Until the HTTP endpoint answers (it starts after the gRPC one that ``start`` waits for)."""
+    import tritonclient.http as httpclient
+
+    deadline = time.monotonic() + timeout
+    client = httpclient.InferenceServerClient(server.http_url)
+    while True:
+        try:
+            if client.is_server_live():
+                return
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+        time.sleep(0.05)

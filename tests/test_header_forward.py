@@ -24,7 +24,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from models import PYTHON_MODELS, serve_python_model
-from serving import ServerProcess
+from serving import ServerProcess, wait_http_live
 from test_grpc_native import LoopThread
 from tritonlite import Server
 from tritonlite.frontends.grpc import start_grpc
@@ -49,6 +49,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     shutil.copytree(PYTHON_MODELS / MODEL, repo / MODEL)
     args = ("--http-header-forward-pattern=PREFIX_.*", "--grpc-header-forward-pattern=prefix_.*")
     with ServerProcess(repo, args=args) as srv:
+        wait_http_live(srv)
         yield srv
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import tritonclient.http as httpclient
 from models import PYTHON_MODELS
-from serving import ServerProcess
+from serving import ServerProcess, wait_http_live
 from tritonlite import Server, TritonError
 
 
@@ -44,6 +44,7 @@ def test_two_load_threads_initialize_two_models_at_once(tmp_path: Path) -> None:
     barrier.mkdir()
     slow_models(repo, log, ["slow_a", "slow_b"], barrier=barrier)
     with ServerProcess(repo, args=("--model-load-thread-count=2",)) as server:
+        wait_http_live(server)
         client = httpclient.InferenceServerClient(server.http_url)
         assert client.is_model_ready("slow_a") and client.is_model_ready("slow_b")
     a, b = records(log)

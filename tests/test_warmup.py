@@ -21,7 +21,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from google.protobuf import text_format
 from models import PYTHON_MODELS, make_identity_onnx
-from serving import ServerProcess, write_config
+from serving import ServerProcess, wait_http_live, write_config
 from tritonclient.utils import InferenceServerException
 from tritonlite import TritonError
 from tritonlite._proto import model_config_pb2 as mc
@@ -169,6 +169,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     except ImportError:
         pass  # torch is optional
     with ServerProcess(repo, args=("--model-control-mode=explicit",)) as server:
+        wait_http_live(server)
         yield Env(server, repo, logs)
 
 
