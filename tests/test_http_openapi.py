@@ -9,6 +9,7 @@ spec documents (Triton's UNSUPPORTED). Afterwards the server still serves infere
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Iterator
@@ -123,7 +124,11 @@ def frontend(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HttpFrontend]
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     http = asyncio.run_coroutine_threadsafe(start_http(server, "127.0.0.1", 0), loop).result(30)
+    # The fuzzed /v2/logging calls set the process-wide "tritonlite" log level (log_error false
+    # silences it): put it back, or later tests that read the log (caplog) see nothing.
+    level = logging.getLogger("tritonlite").level
     yield http
+    logging.getLogger("tritonlite").setLevel(level)
     asyncio.run_coroutine_threadsafe(http.stop(), loop).result(30)
     loop.call_soon_threadsafe(loop.stop)
     thread.join(10)
