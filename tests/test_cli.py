@@ -41,7 +41,7 @@ def test_help_documents_tritons_flags() -> None:
         ("--cache-directory", "/opt/tritonserver/caches"),
         ("--backend-directory", "/opt/tritonserver/backends"),
         ("--rate-limit=execution_count",),
-        ("--model-load-retry-count", "2"),
+        ("--model-load-gpu-limit", "0:0.5"),
         ("--reuse-http-port=true",),
         ("--allow-sagemaker=true",),
     ],

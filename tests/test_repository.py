@@ -298,3 +298,62 @@ def test_unload_dependents_unloads_composing_models_no_other_ensemble_uses(tmp_p
         assert http.is_model_ready("shared")
         grpc.unload_model("shared", unload_dependents=False)
         assert not grpc.is_model_ready("shared")
+
+
+def test_model_config_name_reads_the_custom_config_where_there_is_one(tmp_path: Path) -> None:
+    """--model-config-name=NAME: <model>/configs/NAME.pbtxt, else config.pbtxt (Triton's rule)."""
+    import tritonclient.grpc as grpcclient
+    from serving import ServerProcess
+
+    plus_model(tmp_path, "custom", {1: 1.0})
+    plus_model(tmp_path, "plain", {1: 2.0})
+    text = (tmp_path / "custom" / "config.pbtxt").read_text()
+    (tmp_path / "custom" / "configs").mkdir()
+    (tmp_path / "custom" / "configs" / "small.pbtxt").write_text(
+        text.replace("max_batch_size: 4", "max_batch_size: 2")
+    )
+    with ServerProcess(tmp_path, args=("--model-config-name", "small")) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        assert client.get_model_config("custom").config.max_batch_size == 2
+        assert client.get_model_config("plain").config.max_batch_size == 4
+    with Server(tmp_path) as server:  # without the flag: config.pbtxt
+        assert server.model_config("custom").max_batch_size == 4
+    with pytest.raises(TritonError, match="must be a file name without spaces"):
+        Server(tmp_path, model_config_name="a b")
+
+
+FLAKY_INIT = '''
+import os
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        marker = os.path.join(args["model_repository"], "tries")
+        tries = int(open(marker).read()) if os.path.exists(marker) else 0
+        open(marker, "w").write(str(tries + 1))
+        if tries < 2:
+            raise RuntimeError(f"not yet ({tries})")
+
+    def execute(self, requests):
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", np.ones(1, np.float32))])
+                for _ in requests]
+'''
+
+
+@pytest.mark.parametrize(("retries", "ready"), [(0, False), (1, False), (2, True)])
+def test_model_load_retry_count(tmp_path: Path, retries: int, ready: bool) -> None:
+    model = tmp_path / "flaky"
+    write_config(
+        model,
+        'name: "flaky"\nbackend: "python"\n'
+        'output [ { name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] } ]\n',
+    )
+    (model / "1").mkdir()
+    (model / "1" / "model.py").write_text(FLAKY_INIT)
+    with Server(tmp_path, exit_on_error=False, model_load_retry_count=retries) as server:
+        assert server.model_ready("flaky") is ready
+        assert (model / "tries").read_text() == str(min(retries + 1, 3))
+        if not ready:
+            [entry] = server.repository_index()
+            assert "not yet" in entry["reason"]

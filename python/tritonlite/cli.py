@@ -98,6 +98,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--model-load-thread-count", type=_non_negative_int, default=4, metavar="N",
                    help="The number of threads used to concurrently load models in model "
                    "repositories (at start and on a poll). Default is 4.")  # fmt: skip
+    g.add_argument("--model-load-retry-count", type=_non_negative_int, default=0, metavar="N",
+                   help="How many more times to try loading a model version whose backend "
+                   "failed to load. Default is 0.")  # fmt: skip
+    g.add_argument("--model-config-name", default="", metavar="NAME",
+                   help="Read <model>/configs/NAME.pbtxt instead of config.pbtxt where a model "
+                   "has it.")  # fmt: skip
 
     g = p.add_argument_group("gRPC")
     flag("--allow-grpc", True, "Serve gRPC")
@@ -250,6 +256,8 @@ async def _serve(args: argparse.Namespace) -> int:
             cache_config=args.cache_config,
             trace_config=args.trace_config,
             model_load_thread_count=args.model_load_thread_count,
+            model_load_retry_count=args.model_load_retry_count,
+            model_config_name=args.model_config_name,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
@@ -348,8 +356,8 @@ def _log_settings(args: argparse.Namespace) -> dict[str, Any]:
 UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--allow-sagemaker", "--allow-vertex-ai", "--buffer-manager-thread-count", "--cache-directory",
     "--cuda-virtual-address-size", "--enable-peer-access", "--host-policy",
-    "--min-supported-compute-capability", "--model-config-name", "--model-load-gpu-limit",
-    "--model-load-retry-count", "--model-namespacing", "--rate-limit",
+    "--min-supported-compute-capability", "--model-load-gpu-limit", "--model-namespacing",
+    "--rate-limit",
     "--rate-limit-resource", "--repoagent-directory",
     "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
     "--sagemaker-thread-count", "--vertex-ai-default-model", "--vertex-ai-port",

@@ -182,10 +182,31 @@ def parse_config_text(text: str, model_name: str, source: str = CONFIG_FILENAME)
     return config
 
 
+def config_file(model_dir: Path, config_name: str = "") -> Path:
+    """The config file a model directory is read from: ``configs/<config_name>.pbtxt`` when
+    ``config_name`` (Triton's ``--model-config-name``) is set and that file exists, else
+    ``config.pbtxt``."""
+    if config_name:
+        custom = model_dir / "configs" / f"{config_name}.pbtxt"
+        if custom.is_file():
+            return custom
+    return model_dir / CONFIG_FILENAME
+
+
+def check_config_name(config_name: str) -> None:
+    """Triton's rule for --model-config-name (no spaces), and a plain file name."""
+    if any(c.isspace() for c in config_name) or "/" in config_name or config_name in (".", ".."):
+        raise TritonError(
+            f"--model-config-name '{config_name}' must be a file name without spaces",
+            INVALID_ARG,
+        )
+
+
 def load_model_config(
     model_dir: Path | str,
     *,
     model_name: str | None = None,
+    config_name: str = "",
     auto_complete: bool = True,
     override: str | None = None,
     backend_hints: Mapping[str, Mapping[str, str]] | None = None,
@@ -196,6 +217,8 @@ def load_model_config(
 
     - ``model_name`` defaults to the directory name; a config ``name`` that differs is an
       error, as in Triton.
+    - ``config_name`` (``--model-config-name``) reads ``configs/<config_name>.pbtxt`` instead of
+      ``config.pbtxt`` where the model has it.
     - ``override`` is a JSON ModelConfig (the load API's ``config`` parameter); it replaces
       config.pbtxt entirely. Enum names match case-insensitively, as in Triton.
     - ``auto_complete`` enables backend auto-complete (ONNX inputs/outputs/max_batch_size;
@@ -210,7 +233,7 @@ def load_model_config(
     """
     model_dir = Path(model_dir)
     name = model_name or model_dir.name
-    config = _read_config(model_dir, name, override, auto_complete)
+    config = _read_config(model_dir, name, override, auto_complete, config_name)
     if config.name and config.name != name:
         raise TritonError(
             f"unexpected directory name '{name}' for model '{config.name}', "
@@ -361,11 +384,11 @@ def _enum_names(full_name: str) -> list[str]:
 
 
 def _read_config(
-    model_dir: Path, name: str, override: str | None, auto_complete: bool
+    model_dir: Path, name: str, override: str | None, auto_complete: bool, config_name: str = ""
 ) -> ModelConfig:
     if override is not None:
         return _parse_override(override, name)
-    path = model_dir / CONFIG_FILENAME
+    path = config_file(model_dir, config_name)
     if path.is_file():
         return parse_config_text(path.read_text(), name, str(path))
     if auto_complete:

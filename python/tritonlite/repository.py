@@ -105,10 +105,10 @@ def _python_auto_complete(config: model_config.ModelConfig, model_dir: Path) -> 
     return python_backend.python_auto_complete(config, model_dir)
 
 
-def _is_ensemble(path: Path) -> bool:
+def _is_ensemble(path: Path, config_name: str = "") -> bool:
     """Whether a model directory's config declares platform "ensemble"."""
     try:
-        text = (path / model_config.CONFIG_FILENAME).read_text(encoding="utf-8")
+        text = model_config.config_file(path, config_name).read_text(encoding="utf-8")
         return model_config.parse_config_text(text, path.name).platform == "ensemble"
     except (OSError, TritonError):
         return False
@@ -143,6 +143,8 @@ class ModelRepository:
         auto_complete: bool = True,
         backend_config: Mapping[str, Mapping[str, str]] | None = None,
         load_thread_count: int = DEFAULT_LOAD_THREAD_COUNT,
+        load_retry_count: int = 0,
+        config_name: str = "",
     ) -> None:
         if control_mode not in CONTROL_MODES:
             raise TritonError(
@@ -169,6 +171,18 @@ class ModelRepository:
                 INVALID_ARG,
             )
         self.load_thread_count = max(1, load_thread_count)
+        # --model-load-retry-count: a version whose backend fails to load is tried this many
+        # more times before it is UNAVAILABLE.
+        if isinstance(load_retry_count, bool) or not isinstance(load_retry_count, int) or (
+            load_retry_count < 0
+        ):
+            raise TritonError(
+                f"model load retry count must be a non-negative integer, got {load_retry_count!r}",
+                INVALID_ARG,
+            )
+        self.load_retry_count = load_retry_count
+        model_config.check_config_name(config_name)
+        self.config_name = config_name  # --model-config-name
         self._entries: dict[str, _ModelEntry] = {}
         # Guards _entries and every entry's fields: held for a few dict operations only.
         self._table_lock = threading.Lock()
@@ -219,7 +233,7 @@ class ModelRepository:
         once, then the ensembles among them one at a time in name order: an ensemble checks
         its composing models, which must be loaded first."""
         names = list(names)
-        ensembles = sorted({n for n in names if n in models and _is_ensemble(models[n])})
+        ensembles = sorted({n for n in names if n in models and _is_ensemble(models[n], self.config_name)})
         plain = sorted(set(names) - set(ensembles))
         if self.load_thread_count == 1 or len(plain) <= 1:
             for name in plain:
@@ -527,6 +541,7 @@ class ModelRepository:
         try:
             config = model_config.load_model_config(
                 path,
+                config_name=self.config_name,
                 auto_complete=self.auto_complete,
                 override=config_override,
                 backend_hints=self.backend_config,
@@ -552,16 +567,25 @@ class ModelRepository:
                 entry.versions.setdefault(version, _VersionState(LOADING))
                 if entry.versions[version].state != READY:
                     entry.versions[version] = _VersionState(LOADING)
-            try:  # no table lock: a backend may take seconds
-                factory = get_backend_factory(config.backend or config.platform, name)
-                backend = factory(config, path, available[version], server=self.server)
-                loaded[version] = LoadedModel(
-                    config, version, backend, model_dir=path, cache=self.server.cache_for(config)
-                )
-            except TritonError as e:
-                failures[version] = e.message
-            except Exception as e:  # a backend's bug is that model's failure, not ours
-                failures[version] = f"{type(e).__name__}: {e}"
+            for attempt in range(self.load_retry_count + 1):
+                try:  # no table lock: a backend may take seconds
+                    factory = get_backend_factory(config.backend or config.platform, name)
+                    backend = factory(config, path, available[version], server=self.server)
+                    loaded[version] = LoadedModel(
+                        config, version, backend, model_dir=path,
+                        cache=self.server.cache_for(config),
+                    )  # fmt: skip
+                    failures.pop(version, None)
+                    break
+                except TritonError as e:
+                    failures[version] = e.message
+                except Exception as e:  # a backend's bug is that model's failure, not ours
+                    failures[version] = f"{type(e).__name__}: {e}"
+                if attempt < self.load_retry_count:
+                    _log.warning(
+                        "failed to load '%s' version %d (attempt %d of %d), retrying: %s",
+                        name, version, attempt + 1, self.load_retry_count + 1, failures[version],
+                    )  # fmt: skip
 
         # Swap in what loaded (old versions keep serving until now), then retire the rest.
         self.server._install(name, loaded, keep=set(versions))

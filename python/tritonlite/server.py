@@ -164,6 +164,9 @@ class Server:
     cache that models with ``response_cache { enable: true }`` use (none by default).
     ``model_load_thread_count`` (``--model-load-thread-count``): how many models the repository
     loads at once at start and on a poll (Triton's default 4; 0 means 1).
+    ``model_load_retry_count`` (``--model-load-retry-count``): more tries for a version whose
+    backend fails to load. ``model_config_name`` (``--model-config-name``): read
+    ``<model>/configs/<name>.pbtxt`` instead of ``config.pbtxt`` where a model has it.
     """
 
     def __init__(
@@ -181,6 +184,8 @@ class Server:
         cache_config: Mapping[str, Mapping[str, str]] | None = None,
         trace_config: TraceConfig | None = None,
         model_load_thread_count: int = 4,
+        model_load_retry_count: int = 0,
+        model_config_name: str = "",
     ) -> None:
         self.server_id = server_id
         #: The core's response cache, shared by the models that enable it (None: no cache).
@@ -221,6 +226,8 @@ class Server:
             auto_complete=auto_complete_config,
             backend_config=backend_config,
             load_thread_count=model_load_thread_count,
+            load_retry_count=model_load_retry_count,
+            config_name=model_config_name,
         )
         self.repository.load_startup_models(load_models)
         failed = [m for m in self.repository.index() if m.get("state") == "UNAVAILABLE"]
