@@ -61,7 +61,8 @@ def test_unimplemented_triton_flag_is_refused_in_one_line(
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        ("python,shm-default-byte-size=1048576", "setting 'shm-default-byte-size' is not supported"),
+        ("python,stub-timeout-seconds=30", "setting 'stub-timeout-seconds' is not supported"),
+        ("python,shm-default-byte-size=4095", "expected an integer >= 4096"),
         ("default-max-batch-size=many", "expected a non-negative integer"),
         ("onnxruntime", "expected [<backend>,]<setting>=<value>"),
     ],
@@ -210,3 +211,16 @@ def test_grpc_over_tls(tmp_path: Path) -> None:
         plain = grpcclient.InferenceServerClient(srv.grpc_url)
         with pytest.raises(Exception):
             plain.is_server_live()
+
+
+def test_backend_config_python_shm_settings(caplog: pytest.LogCaptureFixture) -> None:
+    from tritonlite.cli import parse_backend_config
+
+    with caplog.at_level("WARNING", logger="tritonlite"):
+        parsed = parse_backend_config(
+            ["python,shm-default-byte-size=1048576", "python,shm-growth-byte-size=1048576"]
+        )
+    assert parsed == {
+        "python": {"shm-default-byte-size": "1048576", "shm-growth-byte-size": "1048576"}
+    }
+    assert any("shm-growth-byte-size=1048576 has no effect" in r.getMessage() for r in caplog.records)

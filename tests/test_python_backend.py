@@ -739,3 +739,26 @@ def test_model_config_auto_complete_rules() -> None:
         config.set_model_transaction_policy({"decoupled": False})
     config.set_dynamic_batching()
     assert config.as_dict()["dynamic_batching"] == {}
+
+
+def test_backend_config_shm_default_byte_size_sizes_the_stub_arena(tmp_path: Path) -> None:
+    """--backend-config python,shm-default-byte-size=N: the default arena of python models (a
+    model's SHM_ARENA_BYTE_SIZE wins); a message larger than the arena still travels."""
+    import shutil
+
+    import tritonlite
+    from models import PYTHON_MODELS
+
+    for name, extra in (("small", ""), ("own", 'parameters { key: "SHM_ARENA_BYTE_SIZE" '
+                                               'value { string_value: "131072" } }\n')):  # fmt: skip
+        shutil.copytree(PYTHON_MODELS / "add_sub", tmp_path / name)
+        config = tmp_path / name / "config.pbtxt"
+        text = config.read_text().replace('name: "add_sub"', f'name: "{name}"')
+        config.write_text(text.replace("dims: [ 4 ]", "dims: [ -1 ]") + extra)
+    settings = {"python": {"shm-default-byte-size": "65536"}}
+    with tritonlite.Server(tmp_path, backend_config=settings) as server:
+        assert server.get_model("small").backend.arena_bytes == 65536
+        assert server.get_model("own").backend.arena_bytes == 131072
+        big = np.arange(64 * 1024, dtype=np.float32).reshape(1, -1)  # 256 KiB > the arena
+        out = server.infer("small", {"INPUT0": big, "INPUT1": big})
+        np.testing.assert_array_equal(out["OUTPUT0"], big + big)

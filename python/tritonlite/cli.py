@@ -364,7 +364,15 @@ UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--vertex-ai-thread-count", "--backend-directory",
 })  # fmt: skip
 #: The --backend-config settings tritonlite honours (any other is refused by name).
-BACKEND_CONFIG_KEYS = frozenset({"default-max-batch-size"})
+BACKEND_CONFIG_KEYS = frozenset(
+    {"default-max-batch-size", "shm-default-byte-size", "shm-growth-byte-size"}
+)
+#: Integer settings and their smallest value.
+_BACKEND_CONFIG_MINIMUM = {
+    "default-max-batch-size": 0,
+    "shm-default-byte-size": 4096,
+    "shm-growth-byte-size": 0,
+}
 
 
 def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
@@ -381,8 +389,15 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
                 f"--backend-config '{text}': setting '{key}' is not supported by tritonlite "
                 "(supported: " + ", ".join(sorted(BACKEND_CONFIG_KEYS)) + ")"
             )
-        if key == "default-max-batch-size" and not (value.isdigit() and int(value) < 2**31):
-            raise ValueError(f"--backend-config '{text}': expected a non-negative integer")
+        minimum = _BACKEND_CONFIG_MINIMUM[key]
+        if not (value.isdigit() and minimum <= int(value) < 2**31):
+            what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
+            raise ValueError(f"--backend-config '{text}': expected {what}")
+        if key == "shm-growth-byte-size":
+            log.warning(
+                "--backend-config %s has no effect: a python model's message larger than its "
+                "shared-memory arena (shm-default-byte-size) travels in a segment of its own", text,
+            )  # fmt: skip
         out.setdefault(backend, {})[key] = value
     return out
 

@@ -188,6 +188,8 @@ class Server:
         model_config_name: str = "",
     ) -> None:
         self.server_id = server_id
+        #: --backend-config: {backend or "": {setting: value}} (see backend_setting).
+        self.backend_config = {k: dict(v) for k, v in (backend_config or {}).items()}
         #: The core's response cache, shared by the models that enable it (None: no cache).
         self.response_cache = create_cache(cache_config)
         self._models: dict[str, dict[int, LoadedModel]] = {}
@@ -285,6 +287,15 @@ class Server:
 
     def remove_model_listener(self, listener: Any) -> None:
         self._model_listeners.remove(listener)
+
+    def backend_setting(self, backend: str, key: str) -> str | None:
+        """A --backend-config setting for ``backend``: its own value, else the one given for
+        every backend, else None."""
+        for scope in (backend, ""):
+            value = self.backend_config.get(scope, {}).get(key)
+            if value is not None:
+                return value
+        return None
 
     def cache_for(self, config: ModelConfig) -> Any:
         """The response cache a model version uses: the server's, when its config enables it."""

@@ -53,10 +53,12 @@ def execution_mode(config: mc.ModelConfig) -> str:
     return mode
 
 
-def arena_bytes(config: mc.ModelConfig) -> int:
+def arena_bytes(config: mc.ModelConfig, default: int | None = None) -> int:
+    """The stub's shared-memory arena size (each direction): the model's SHM_ARENA_BYTE_SIZE,
+    else ``default`` (--backend-config python,shm-default-byte-size), else 32 MiB."""
     value = parameter(config, SHM_ARENA_BYTE_SIZE)
     if value is None:
-        return DEFAULT_ARENA_BYTES
+        return default or DEFAULT_ARENA_BYTES
     try:
         size = int(value)
     except ValueError:

@@ -672,7 +672,9 @@ class StubBackend(loader.ModelInfo):
     def __init__(self, config: Any, model_dir: Any, version_dir: Any, server: Any = None) -> None:
         super().__init__(config, model_dir, version_dir)
         self.server = server
-        self.arena_bytes = loader.arena_bytes(config)
+        # The model's SHM_ARENA_BYTE_SIZE, else --backend-config python,shm-default-byte-size.
+        default = getattr(server, "backend_setting", lambda *_: None)("python", "shm-default-byte-size")
+        self.arena_bytes = loader.arena_bytes(config, int(default) if default else None)
         self.instances: list[StubInstance] = []
         self.metric_objects: dict[int, Any] = {}
         self._metric_ids = itertools.count(1)
