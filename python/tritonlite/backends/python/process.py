@@ -673,7 +673,8 @@ class StubBackend(loader.ModelInfo):
         super().__init__(config, model_dir, version_dir)
         self.server = server
         # The model's SHM_ARENA_BYTE_SIZE, else --backend-config python,shm-default-byte-size.
-        default = getattr(server, "backend_setting", lambda *_: None)("python", "shm-default-byte-size")
+        setting = getattr(server, "backend_setting", lambda *_: None)
+        default = setting("python", "shm-default-byte-size")
         self.arena_bytes = loader.arena_bytes(config, int(default) if default else None)
         self.instances: list[StubInstance] = []
         self.metric_objects: dict[int, Any] = {}
