@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <type_traits>
 #include <utility>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "model_runner.h"
 #include "model_spec.h"
 #include "owned_request.h"
+#include "rate_limiter.h"
 #include "response_cache.h"
 #include "status.h"
 #include "tensor.h"
@@ -866,9 +868,57 @@ std::vector<WarmupSample> WarmupFromPy(const py::handle& samples) {
   return out;
 }
 
+// Runs `fn` without the GIL when the caller holds it (the limiter's lock is never waited for
+// with the GIL held: the rule in scheduler.h).
+template <typename Fn>
+auto WithoutGil(Fn&& fn) {
+  if (PyGILState_Check()) {
+    py::gil_scoped_release release;
+    return fn();
+  }
+  return fn();
+}
+
+std::vector<InstanceRateLimit> InstanceRateLimitsFromPy(const py::list& instances) {
+  std::vector<InstanceRateLimit> out;
+  for (py::handle h : instances) {
+    py::dict d = py::reinterpret_borrow<py::dict>(h);
+    InstanceRateLimit limit;
+    limit.priority = d.contains("priority") ? d["priority"].cast<uint32_t>() : 0;
+    limit.device = d.contains("device") ? d["device"].cast<int>() : 0;
+    if (d.contains("resources")) {
+      for (py::handle rh : d["resources"].cast<py::list>()) {
+        py::dict r = py::reinterpret_borrow<py::dict>(rh);
+        RateLimitResource res;
+        res.name = r["name"].cast<std::string>();
+        res.global = r.contains("global") && r["global"].cast<bool>();
+        res.count = r["count"].cast<uint64_t>();
+        limit.resources.push_back(std::move(res));
+      }
+    }
+    out.push_back(std::move(limit));
+  }
+  return out;
+}
+
+std::shared_ptr<RateLimitRegistration> RegisterInstances(std::shared_ptr<RateLimiter> limiter,
+                                                         const py::list& instances) {
+  std::vector<InstanceRateLimit> limits = InstanceRateLimitsFromPy(instances);
+  RateLimitRegistration* raw = WithoutGil([&] {
+    return new RateLimitRegistration(std::move(limiter), limits);  // throws INVALID_ARG
+  });
+  return std::shared_ptr<RateLimitRegistration>(raw, [](RateLimitRegistration* r) {
+    WithoutGil([r] {
+      delete r;  // unregisters: takes the limiter's lock
+      return 0;
+    });
+  });
+}
+
 std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::list& instances,
                                         std::shared_ptr<ResponseCache> cache,
-                                        const py::object& warmup) {
+                                        const py::object& warmup,
+                                        std::shared_ptr<RateLimitRegistration> rate_limit) {
   ModelSpec spec = ModelSpecFromPy(spec_dict);
   std::vector<WarmupSample> samples = WarmupFromPy(warmup);
   if (spec.per_request_execution) {
@@ -888,7 +938,7 @@ std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::lis
   {
     py::gil_scoped_release release;  // workers may need the GIL as soon as they start
     raw = new ModelRunner(std::move(spec), std::move(backends), std::move(cache),
-                          std::move(samples));
+                          std::move(samples), std::move(rate_limit));
     // Every instance runs the warmup samples before the version may serve (Triton's rule).
     Status warmed = raw->WaitForWarmup();
     if (!warmed.ok()) {
@@ -1579,12 +1629,39 @@ PYBIND11_MODULE(_core, m) {
         return d;
       }, "Budget, bytes and entries held, and lookup/insertion counters.");
 
+  py::class_<RateLimitRegistration, std::shared_ptr<RateLimitRegistration>>(
+      m, "RateLimitRegistration",
+      "One model version's instances registered with a RateLimiter; unregistered when dropped.");
+  py::class_<RateLimiter, std::shared_ptr<RateLimiter>>(
+      m, "RateLimiter",
+      "Triton's execution_count rate limiter, shared by every model of a server.")
+      .def(py::init([](const std::vector<std::tuple<std::string, uint64_t, int>>& resources) {
+             std::vector<ExplicitResource> explicit_resources;
+             for (const auto& r : resources) {
+               explicit_resources.push_back(
+                   ExplicitResource{std::get<0>(r), std::get<1>(r), std::get<2>(r)});
+             }
+             return std::make_shared<RateLimiter>(std::move(explicit_resources));
+           }),
+           py::arg("resources") = std::vector<std::tuple<std::string, uint64_t, int>>{},
+           "`resources`: --rate-limit-resource as (name, count, device) (-1: every device); "
+           "empty: a resource's count is the largest any instance asks for.")
+      .def("register", &RegisterInstances, py::arg("instances"),
+           "Register one model version's instances ([{resources: [{name, global, count}], "
+           "priority, device}] in instance order). Raises INVALID_ARG with Triton's text when "
+           "the server cannot give an instance what it asks for.")
+      .def("available",
+           [](RateLimiter& l) { return WithoutGil([&] { return l.Available(); }); },
+           "Each resource's count ('name' global, 'name@device' per device).");
+
   py::class_<ModelRunner, std::shared_ptr<ModelRunner>>(
       m, "ModelRunner", "One loaded model version: validation, batcher, instance workers, stats.")
       .def(py::init(&MakeRunner), py::arg("spec"), py::arg("instances"),
            py::arg("cache") = nullptr, py::arg("warmup") = py::none(),
+           py::arg("rate_limit") = nullptr,
            "Start the model's instance workers; with `warmup` samples, run them on every "
-           "instance first (a failing sample raises, the workers stopped).")
+           "instance first (a failing sample raises, the workers stopped). `rate_limit`: the "
+           "instances' RateLimiter.register() result (None: not rate limited).")
       .def("enqueue",
            [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
               py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,

@@ -9,8 +9,13 @@
 namespace tritonlite {
 
 InstanceWorker::InstanceWorker(ModelRunner* runner, size_t index,
-                               std::unique_ptr<InstanceBackend> backend)
+                               std::unique_ptr<InstanceBackend> backend,
+                               const RateLimitRegistration* rate_limit)
     : runner_(runner), index_(index), backend_(std::move(backend)) {
+  if (rate_limit != nullptr) {
+    wait_ = std::make_shared<ResourceWait>(rate_limit->limiter());
+    limiter_id_ = rate_limit->id(index);
+  }
   thread_ = std::thread([this] { Run(); });
 }
 
@@ -19,6 +24,19 @@ InstanceWorker::~InstanceWorker() { Join(); }
 void InstanceWorker::Join() {
   if (thread_.joinable()) thread_.join();
 }
+
+namespace {
+
+// Rate limiter resources an instance holds for one execution: given back when it ends.
+struct HeldResources {
+  ResourceWait* wait;  // null: not rate limited
+  uint64_t id;
+  ~HeldResources() {
+    if (wait != nullptr) wait->limiter().Release(id);
+  }
+};
+
+}  // namespace
 
 void InstanceWorker::Run() {
   backend_->Start();
@@ -38,6 +56,11 @@ void InstanceWorker::Run() {
       runner_->Deliver(batch.sequence, Delivery{});  // keeps preserve_ordering's count
       continue;
     }
+    if (wait_ != nullptr && !AcquireResources(batch)) {
+      runner_->Deliver(batch.sequence, Delivery{});
+      continue;
+    }
+    HeldResources held{wait_.get(), limiter_id_};  // given back however the batch ends
     if (runner_->spec().per_request_execution) {
       ExecutePerRequest(batch);
     } else {
@@ -171,6 +194,22 @@ bool InstanceWorker::DropCancelled(Batch& batch) {
   }
   requests = std::move(kept);
   return requests.empty();
+}
+
+bool InstanceWorker::AcquireResources(Batch& batch) {
+  // The sequence batcher answers its own requests (it must hear of every one it handed out):
+  // a sequence batch waits whole, and its cancelled requests are answered when it runs.
+  const bool own_cancels = !runner_->spec().sequence.enabled;
+  if (own_cancels) {
+    // Listen first, then look: a cancellation between the two still wakes the wait.
+    for (const RequestPtr& r : batch.requests) {
+      if (r->cancel != nullptr) r->cancel->SetListener(wait_);
+    }
+    if (DropCancelled(batch)) return false;
+  }
+  // on_poke runs without the limiter's lock (DropCancelled answers requests: sinks, Python).
+  return wait_->limiter().Acquire(limiter_id_, wait_->waiter(),
+                                  [&] { return own_cancels && DropCancelled(batch); });
 }
 
 void InstanceWorker::ExecuteGathered(Batch& batch) {
@@ -332,6 +371,12 @@ Status InstanceWorker::RunWarmup() {
         batch.requests.push_back(std::move(r));
         batch.batch_size += 1;
       }
+      // A warmup run takes the instance's rate limiter resources like any other (Triton
+      // schedules warmup through its rate limiter too).
+      if (wait_ != nullptr) {
+        wait_->limiter().Acquire(limiter_id_, wait_->waiter(), [] { return false; });
+      }
+      HeldResources held{wait_.get(), limiter_id_};
       if (per_request) {
         RunPerRequest(batch, false);
       } else {

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend.h"
+#include "rate_limiter.h"
 #include "scheduler.h"
 
 namespace tritonlite {
@@ -19,9 +20,27 @@ class ModelRunner;
 // Responses a worker hands out, each with the sink it goes to.
 using Delivery = std::vector<std::pair<std::shared_ptr<ResponseSink>, InferResponse>>;
 
+// The worker's place in the rate limiter's queue. A cancel listener for the requests of the
+// batch it waits with: a cancellation wakes the worker, which answers the cancelled requests at
+// once (held weakly by the requests' flags: it may outlive the wait, never the worker's use).
+class ResourceWait : public CancelListener {
+ public:
+  explicit ResourceWait(std::shared_ptr<RateLimiter> limiter) : limiter_(std::move(limiter)) {}
+  void OnCancel() noexcept override { limiter_->Poke(&waiter_); }
+  RateLimiter& limiter() { return *limiter_; }
+  RateLimiter::Waiter* waiter() { return &waiter_; }
+
+ private:
+  std::shared_ptr<RateLimiter> limiter_;
+  RateLimiter::Waiter waiter_;
+};
+
 class InstanceWorker {
  public:
-  InstanceWorker(ModelRunner* runner, size_t index, std::unique_ptr<InstanceBackend> backend);
+  // `rate_limit`: the instance's rate limiter registration (null: not rate limited), whose
+  // id number `index` is this instance's.
+  InstanceWorker(ModelRunner* runner, size_t index, std::unique_ptr<InstanceBackend> backend,
+                 const RateLimitRegistration* rate_limit = nullptr);
   ~InstanceWorker();
   InstanceWorker(const InstanceWorker&) = delete;
   InstanceWorker& operator=(const InstanceWorker&) = delete;
@@ -33,6 +52,9 @@ class InstanceWorker {
   // Answers the batch's cancelled requests (CANCELLED) and takes them out; true when none is
   // left to run.
   bool DropCancelled(Batch& batch);
+  // Waits until the rate limiter allocates the instance's resources (true: release them after
+  // the batch ran), answering requests cancelled meanwhile; false when none is left to run.
+  bool AcquireResources(Batch& batch);
   // Run a batch and hand its responses to the runner (in order when preserve_ordering).
   void ExecuteGathered(Batch& batch);
   void ExecutePerRequest(Batch& batch);
@@ -47,6 +69,8 @@ class InstanceWorker {
   ModelRunner* runner_;
   size_t index_;
   std::unique_ptr<InstanceBackend> backend_;
+  std::shared_ptr<ResourceWait> wait_;  // null: not rate limited
+  uint64_t limiter_id_ = 0;
   std::thread thread_;
 };
 

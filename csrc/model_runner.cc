@@ -10,13 +10,23 @@
 namespace tritonlite {
 
 ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
-                         std::shared_ptr<ResponseCache> cache, std::vector<WarmupSample> warmup)
+                         std::shared_ptr<ResponseCache> cache, std::vector<WarmupSample> warmup,
+                         std::shared_ptr<RateLimitRegistration> rate_limit)
     : spec_(std::move(spec)),
       stats_(std::make_shared<ModelStats>()),
       cache_(std::move(cache)),
-      warmup_(std::move(warmup)) {
+      warmup_(std::move(warmup)),
+      rate_limit_(std::move(rate_limit)) {
   if (backends.empty()) {
     throw Error(StatusCode::kInvalidArg, "model '" + spec_.name + "' needs at least one instance");
+  }
+  // One registration per instance, the runner's first (passive instances, registered after
+  // them, only count toward the limits).
+  if (rate_limit_ != nullptr && rate_limit_->size() < backends.size()) {
+    throw Error(StatusCode::kInvalidArg,
+                "model '" + spec_.name + "': " + std::to_string(rate_limit_->size()) +
+                    " rate limiter registrations for " + std::to_string(backends.size()) +
+                    " instances");
   }
   if (spec_.sequence.enabled) {
     scheduler_ = std::make_unique<SequenceBatcher>(spec_, backends.size(), stats_.get());
@@ -25,7 +35,8 @@ ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBac
   }
   warmup_pending_ = backends.size();
   for (size_t i = 0; i < backends.size(); ++i) {
-    workers_.push_back(std::make_unique<InstanceWorker>(this, i, std::move(backends[i])));
+    workers_.push_back(
+        std::make_unique<InstanceWorker>(this, i, std::move(backends[i]), rate_limit_.get()));
   }
 }
 
@@ -119,6 +130,7 @@ void ModelRunner::Stop() {
   if (stopped_) return;
   scheduler_->Stop();
   for (auto& w : workers_) w->Join();
+  rate_limit_.reset();  // nothing waits for or holds resources any more
   stopped_ = true;
 }
 

@@ -15,6 +15,7 @@
 #include "instance.h"
 #include "model_spec.h"
 #include "response_cache.h"
+#include "rate_limiter.h"
 #include "stats.h"
 
 namespace tritonlite {
@@ -33,10 +34,13 @@ class ModelRunner {
   // `cache`: the server's response cache, for a model whose config enables response_cache
   // (null: nothing is cached). With warmup samples, each worker first runs them on its own
   // instance (recorded in the statistics, as Triton does; never cached) and only then takes
-  // batches; call WaitForWarmup before letting requests in.
+  // batches; call WaitForWarmup before letting requests in. `rate_limit`: the instances'
+  // registration with the server's rate limiter (null: not rate limited); its first ids are the
+  // backends'. Dropped once the workers stopped.
   ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
               std::shared_ptr<ResponseCache> cache = nullptr,
-              std::vector<WarmupSample> warmup = {});
+              std::vector<WarmupSample> warmup = {},
+              std::shared_ptr<RateLimitRegistration> rate_limit = nullptr);
   ~ModelRunner();
   ModelRunner(const ModelRunner&) = delete;
   ModelRunner& operator=(const ModelRunner&) = delete;
@@ -93,6 +97,7 @@ class ModelRunner {
   std::condition_variable warmup_cv_;
   size_t warmup_pending_ = 0;
   std::map<size_t, Status> warmup_failures_;  // by instance index
+  std::shared_ptr<RateLimitRegistration> rate_limit_;
   std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
 };
 

@@ -40,9 +40,9 @@ def test_help_documents_tritons_flags() -> None:
         ("--reuse-grpc-port=true",),
         ("--cache-directory", "/opt/tritonserver/caches"),
         ("--backend-directory", "/opt/tritonserver/backends"),
-        ("--rate-limit=execution_count",),
         ("--model-load-gpu-limit", "0:0.5"),
         ("--reuse-http-port=true",),
+        ("--repoagent-directory", "/opt/tritonserver/repoagents"),
         ("--allow-sagemaker=true",),
     ],
 )

@@ -54,6 +54,24 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+def _rate_limit_mode(text: str) -> str:
+    from .rate_limit import parse_rate_limit_mode
+
+    try:
+        return parse_rate_limit_mode(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _rate_limit_resource(text: str) -> tuple[str, int, int]:
+    from .rate_limit import parse_rate_limit_resource
+
+    try:
+        return parse_rate_limit_resource(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _add_http_limit_flags(g: Any) -> None:
     """Limits on what one HTTP request may make the server hold."""
     from .protocol_settings import HTTP_MAX_INPUT_SIZE as DEFAULT_MAX_INPUT_SIZE
@@ -221,6 +239,19 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--trace-level", action="append", default=[], metavar="LEVEL",
                    help="DEPRECATED: use --trace-config level=<OFF|TIMESTAMPS|TENSORS>")
 
+    g = p.add_argument_group("rate limiter")
+    g.add_argument("--rate-limit", type=_rate_limit_mode, default="off",
+                   metavar="execution_count|off",
+                   help="execution_count: an instance runs a batch only when the resources its "
+                   "instance_group's rate_limiter names are free, the waiting instances taking "
+                   "turns by priority and execution count; off (default): rate_limiter configs "
+                   "are ignored.")  # fmt: skip
+    g.add_argument("--rate-limit-resource", action="append", default=[],
+                   type=_rate_limit_resource, metavar="<name>:<count>[:<device>]",
+                   help="How many of a resource the server has (per device, or on <device> "
+                   "only; global resources ignore <device>). Default: the largest count any "
+                   "instance asks for. Repeat for each resource.")  # fmt: skip
+
     g = p.add_argument_group("other Triton flags (accepted for compatibility)")
     g.add_argument("--id", default="triton", help="The name server metadata answers")
     g.add_argument("--backend-config", action="append", default=[],
@@ -258,6 +289,8 @@ async def _serve(args: argparse.Namespace) -> int:
             model_load_thread_count=args.model_load_thread_count,
             model_load_retry_count=args.model_load_retry_count,
             model_config_name=args.model_config_name,
+            rate_limit=args.rate_limit,
+            rate_limit_resources=args.rate_limit_resource,
         ),
     )
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
@@ -357,8 +390,7 @@ UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--allow-sagemaker", "--allow-vertex-ai", "--buffer-manager-thread-count", "--cache-directory",
     "--cuda-virtual-address-size", "--enable-peer-access", "--host-policy",
     "--min-supported-compute-capability", "--model-load-gpu-limit", "--model-namespacing",
-    "--rate-limit",
-    "--rate-limit-resource", "--repoagent-directory",
+    "--repoagent-directory",
     "--reuse-grpc-port", "--reuse-http-port", "--sagemaker-port", "--sagemaker-safe-port-range",
     "--sagemaker-thread-count", "--vertex-ai-default-model", "--vertex-ai-port",
     "--vertex-ai-thread-count", "--backend-directory",

@@ -3,6 +3,7 @@ schedules it. Turns the ModelConfig protobuf into the core's scheduling spec."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -12,9 +13,11 @@ from .backends.base import Backend
 from .backends.reshape import with_reshape
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
+from .rate_limit import instance_rate_limit, uses_rate_limiter
 from .warmup import warmup_samples
 
 ModelConfig = mc.ModelConfig
+log = logging.getLogger("tritonlite")
 
 
 def _tensor_specs(tensors: Any) -> list[dict[str, Any]]:
@@ -139,9 +142,9 @@ def sequence_input_names(config: ModelConfig) -> list[str]:
     return [c.name for c in sb.control_input] + [s.input_name for s in sb.state]
 
 
-def instance_placements(config: ModelConfig) -> list[tuple[str, int, bool]]:
-    """(kind, device_id, passive) for every instance the config's instance_group asks for."""
-    placements: list[tuple[str, int, bool]] = []
+def _instances(config: ModelConfig) -> list[tuple[Any, str, int]]:
+    """(instance group, kind, device_id) for every instance the config's instance_group asks for."""
+    instances: list[tuple[Any, str, int]] = []
     groups = list(config.instance_group) or [mc.ModelInstanceGroup(count=1)]
     gpu_count = _core.cuda_device_count()
     for group in groups:
@@ -157,10 +160,15 @@ def instance_placements(config: ModelConfig) -> list[tuple[str, int, bool]]:
                     "is available",
                     INVALID_ARG,
                 )
-            placements += [(kind, d, group.passive) for d in devices for _ in range(count)]
+            instances += [(group, kind, d) for d in devices for _ in range(count)]
         else:
-            placements += [(kind, 0, group.passive)] * count
-    return placements
+            instances += [(group, kind, 0)] * count
+    return instances
+
+
+def instance_placements(config: ModelConfig) -> list[tuple[str, int, bool]]:
+    """(kind, device_id, passive) for every instance the config's instance_group asks for."""
+    return [(kind, device, group.passive) for group, kind, device in _instances(config)]
 
 
 class LoadedModel:
@@ -173,7 +181,9 @@ class LoadedModel:
         backend: Backend,
         model_dir: Path | None = None,
         cache: Any = None,
+        rate_limiter: Any = None,
     ) -> None:
+        """``rate_limiter``: the server's ``_core.RateLimiter`` (None: ``--rate-limit off``)."""
         self.config = config
         self.version = version
         self.backend = backend
@@ -182,33 +192,57 @@ class LoadedModel:
         self._check_label_files()
         # Built (files read, sizes checked) before any instance starts.
         samples = warmup_samples(config, model_dir)
-        # Passive instances are made (loaded and initialized, as in Triton) but never given
-        # requests: the runner sees only the others.
-        instances, self._passive = [], []
+        placements = _instances(config)
+        # Registered before any instance exists: a load that asks the rate limiter for more
+        # than the server has fails before an instance starts. The runner's (active) instances
+        # first, in its order; passive ones count toward the limits, as in Triton, and never
+        # run. Ensembles have no instances of their own (Triton does not rate-limit them;
+        # their steps are).
+        registration = None
+        if rate_limiter is not None and not config.HasField("ensemble_scheduling"):
+            ordered = [p for p in placements if not p[0].passive]
+            ordered += [p for p in placements if p[0].passive]
+            registration = rate_limiter.register(
+                [instance_rate_limit(group, device) for group, _, device in ordered]
+            )
+        elif rate_limiter is None and uses_rate_limiter(config):
+            log.warning(
+                "model '%s': instance_group rate_limiter is ignored: the server runs with "
+                "--rate-limit off (start it with --rate-limit execution_count)",
+                config.name,
+            )
         try:
-            for i, (kind, device, passive) in enumerate(instance_placements(config)):
-                instance = backend.create_instance(i, kind, device)
-                (self._passive if passive else instances).append(instance)
-        except BaseException:
-            for instance in [*instances, *self._passive]:
-                _close(instance)
-            raise
-        if not getattr(backend, "per_request_execution", False):
-            instances = [with_reshape(instance, config) for instance in instances]
-        spec = scheduler_spec(config, version)
-        # Backends that answer each request themselves (python backend, decoupled models)
-        # get the batch as Request objects instead of gathered tensors.
-        spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
-        try:
-            # Every instance runs the warmup samples before this returns; a failing one raises
-            # (its instances already closed by their workers). `cache`: the server's response
-            # cache when the config enables it (Server.cache_for).
-            self.runner = _core.ModelRunner(spec, instances, cache, samples)
-        except BaseException:
-            for instance in self._passive:  # never warmed up, as Triton's passive instances
-                _close(instance)
-            backend.close()
-            raise
+            # Passive instances are made (loaded and initialized, as in Triton) but never given
+            # requests: the runner sees only the others.
+            instances, self._passive = [], []
+            try:
+                for i, (group, kind, device) in enumerate(placements):
+                    instance = backend.create_instance(i, kind, device)
+                    (self._passive if group.passive else instances).append(instance)
+            except BaseException:
+                for instance in [*instances, *self._passive]:
+                    _close(instance)
+                raise
+            if not getattr(backend, "per_request_execution", False):
+                instances = [with_reshape(instance, config) for instance in instances]
+            spec = scheduler_spec(config, version)
+            # Backends that answer each request themselves (python backend, decoupled models)
+            # get the batch as Request objects instead of gathered tensors.
+            spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
+            try:
+                # Every instance runs the warmup samples before this returns; a failing one
+                # raises (its instances already closed by their workers). `cache`: the server's
+                # response cache when the config enables it (Server.cache_for).
+                self.runner = _core.ModelRunner(spec, instances, cache, samples, registration)
+            except BaseException:
+                for instance in self._passive:  # never warmed up, as Triton's passive instances
+                    _close(instance)
+                backend.close()
+                raise
+        finally:
+            # The runner holds it from here; on a failed load, dropping it unregisters (not
+            # left to the traceback, which keeps this frame alive).
+            registration = None
 
     @property
     def name(self) -> str:

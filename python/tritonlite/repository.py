@@ -574,6 +574,7 @@ class ModelRepository:
                     loaded[version] = LoadedModel(
                         config, version, backend, model_dir=path,
                         cache=self.server.cache_for(config),
+                        rate_limiter=self.server.rate_limiter,
                     )  # fmt: skip
                     failures.pop(version, None)
                     break

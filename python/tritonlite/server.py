@@ -30,6 +30,7 @@ from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
 from .protocol_settings import ProtocolSettings
+from .rate_limit import parse_rate_limit_mode, parse_rate_limit_resources
 from .response_cache import create_cache
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
 from .tracing import TraceConfig, TraceManager
@@ -167,6 +168,9 @@ class Server:
     ``model_load_retry_count`` (``--model-load-retry-count``): more tries for a version whose
     backend fails to load. ``model_config_name`` (``--model-config-name``): read
     ``<model>/configs/<name>.pbtxt`` instead of ``config.pbtxt`` where a model has it.
+    ``rate_limit`` (``--rate-limit``): ``"off"`` (Triton's default) or ``"execution_count"``;
+    ``rate_limit_resources`` (``--rate-limit-resource``): ``"<name>:<count>[:<device>]"`` strings
+    or ``(name, count[, device])`` tuples.
     """
 
     def __init__(
@@ -186,12 +190,25 @@ class Server:
         model_load_thread_count: int = 4,
         model_load_retry_count: int = 0,
         model_config_name: str = "",
+        rate_limit: str = "off",
+        rate_limit_resources: Sequence[str | Sequence[Any]] = (),
     ) -> None:
         self.server_id = server_id
         #: --backend-config: {backend or "": {setting: value}} (see backend_setting).
         self.backend_config = {k: dict(v) for k, v in (backend_config or {}).items()}
         #: The core's response cache, shared by the models that enable it (None: no cache).
         self.response_cache = create_cache(cache_config)
+        try:
+            mode = parse_rate_limit_mode(rate_limit)
+            resources = parse_rate_limit_resources(rate_limit_resources)
+        except ValueError as e:
+            raise TritonError(str(e), INVALID_ARG) from None
+        # One for the whole server (it orders instances across models); None: off.
+        self.rate_limiter: Any = (
+            _core.RateLimiter(resources) if mode == "execution_count" else None
+        )
+        if mode == "off" and resources:
+            _log.warning("--rate-limit-resource has no effect with --rate-limit off")
         self._models: dict[str, dict[int, LoadedModel]] = {}
         self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
@@ -247,10 +264,10 @@ class Server:
 
     def add_model(self, config: ModelConfig, backend: Backend, version: int = 1) -> None:
         """Serve ``backend`` as ``version`` of the model described by a complete ``config``."""
-        self._install(
-            config.name,
-            {version: LoadedModel(config, version, backend, cache=self.cache_for(config))},
+        loaded = LoadedModel(
+            config, version, backend, cache=self.cache_for(config), rate_limiter=self.rate_limiter
         )
+        self._install(config.name, {version: loaded})
 
     def remove_model(self, name: str, version: int | None = None) -> None:
         """Stop serving a model (all versions by default); waits for in-flight requests."""

@@ -1,15 +1,19 @@
 // C++ unit tests of the decoders' edge cases: HPACK (RFC 7541 examples, malformed blocks),
 // HTTP/2 frames and connection errors, gRPC message framing and decompression, the BYTES codec,
-// the ModelInferRequest decoder and tensor views. A tiny runner: each TEST registers itself;
-// `tritonlite_cpp_tests [substring]` runs those whose name contains the substring, prints one
-// line per test and exits non-zero if any failed. tests/test_cpp.py builds and runs it.
+// the ModelInferRequest decoder, tensor views and the rate limiter's rules. A tiny runner: each
+// TEST registers itself; `tritonlite_cpp_tests [substring]` runs those whose name contains the
+// substring, prints one line per test and exits non-zero if any failed. tests/test_cpp.py builds
+// and runs it.
+#include <atomic>
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <functional>
 #include <limits>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bytes_codec.h"
@@ -20,6 +24,7 @@
 #include "http2_hpack.h"
 #include "http2_huffman.h"
 #include "infer_codec.h"
+#include "rate_limiter.h"
 #include "request.h"
 #include "response_cache.h"
 #include "status.h"
@@ -571,6 +576,246 @@ TEST(tensor_view_checks) {
       Tensor::View(DataType::kFp32, Shape{int64_t{1} << 40, int64_t{1} << 40}, eight.data(), 8,
                    nullptr),
       StatusCode::kInvalidArg);
+}
+
+
+// ---------------------------------------------------------------------------------------------
+// Rate limiter
+
+namespace {
+
+InstanceRateLimit Needs(std::vector<RateLimitResource> resources, uint32_t priority = 1,
+                        int device = 0) {
+  InstanceRateLimit l;
+  l.resources = std::move(resources);
+  l.priority = priority;
+  l.device = device;
+  return l;
+}
+
+std::string ErrorText(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A thread that waits for an instance's resources; granted() once they are allocated.
+class Contender {
+ public:
+  Contender(RateLimiter& limiter, uint64_t id) : limiter_(limiter), id_(id) {
+    thread_ = std::thread([this] {
+      result_ = limiter_.Acquire(id_, &waiter_, [this] { return give_up_.load(); });
+      done_ = true;
+    });
+  }
+  ~Contender() { Join(); }
+  void Join() {
+    if (thread_.joinable()) thread_.join();
+  }
+  bool done() const { return done_.load(); }
+  bool result() const { return result_; }
+  void GiveUp() {
+    give_up_ = true;
+    limiter_.Poke(&waiter_);
+  }
+
+ private:
+  RateLimiter& limiter_;
+  uint64_t id_;
+  RateLimiter::Waiter waiter_;
+  std::atomic<bool> give_up_{false};
+  std::atomic<bool> done_{false};
+  bool result_ = false;
+  std::thread thread_;
+};
+
+// Until `n` instances wait (the limiter's own count: no sleeps, no timing).
+void WaitForWaiting(const RateLimiter& limiter, size_t n) {
+  while (limiter.Waiting() != n) std::this_thread::yield();
+}
+
+}  // namespace
+
+TEST(rate_limiter_default_counts_are_the_largest_ask) {
+  RateLimiter limiter;
+  auto a = limiter.Register({Needs({{"R", false, 2}, {"G", true, 3}})});
+  auto b = limiter.Register({Needs({{"R", false, 4}}), Needs({{"R", false, 1}}, 1, 1)});
+  auto avail = limiter.Available();
+  CHECK_EQ(avail["R@0"], 4u);
+  CHECK_EQ(avail["R@1"], 1u);
+  CHECK_EQ(avail["G"], 3u);
+  limiter.Unregister(b);
+  avail = limiter.Available();
+  CHECK_EQ(avail["R@0"], 2u);
+  CHECK(avail.find("R@1") == avail.end());
+}
+
+TEST(rate_limiter_explicit_counts_and_triton_texts) {
+  // Fewer than an instance asks for: the load fails with Triton's text, nothing registered.
+  RateLimiter limiter({{"R", 1, ExplicitResource::kEveryDevice}});
+  CHECK_EQ(ErrorText([&] { limiter.Register({Needs({{"R", false, 2}})}); }),
+           std::string("Resource count for \"R\" is limited to 1 which will prevent scheduling "
+                       "of one or more model instances, the minimum required count is 2"));
+  CHECK(limiter.Available().empty());
+  // A resource the command line does not name has none.
+  CHECK_EQ(ErrorText([&] { limiter.Register({Needs({{"S", false, 1}})}); }),
+           std::string("Resource count for \"S\" is limited to 0 which will prevent scheduling "
+                       "of one or more model instances, the minimum required count is 1"));
+  limiter.Register({Needs({{"R", false, 1}})});
+  CHECK_EQ(limiter.Available()["R@0"], 1u);
+
+  // Device-specific counts: device 1's count does not serve device 0; the every-device one does.
+  RateLimiter per_device({{"R", 5, 1}});
+  CHECK_THROWS_CODE(per_device.Register({Needs({{"R", false, 2}}, 1, 0)}), StatusCode::kInvalidArg);
+  per_device.Register({Needs({{"R", false, 2}}, 1, 1)});
+  CHECK_EQ(per_device.Available()["R@1"], 5u);
+  // A global resource takes the name's largest count on any device.
+  RateLimiter global({{"G", 2, 0}, {"G", 7, 3}});
+  global.Register({Needs({{"G", true, 7}})});
+  CHECK_EQ(global.Available()["G"], 7u);
+
+  // The same name global in one instance and per device in another.
+  RateLimiter mixed;
+  mixed.Register({Needs({{"R", true, 1}})});
+  CHECK_EQ(ErrorText([&] { mixed.Register({Needs({{"R", false, 1}})}); }),
+           std::string("Resource \"R\" is present as both global and device-specific resource "
+                       "in the model configuration."));
+  CHECK_EQ(mixed.Available().size(), 1u);
+}
+
+TEST(rate_limiter_one_resource_one_holder) {
+  RateLimiter limiter;
+  auto ids = limiter.Register({Needs({{"R", false, 1}}), Needs({{"R", false, 1}})});
+  RateLimiter::Waiter first;
+  CHECK(limiter.Acquire(ids[0], &first, [] { return false; }));
+  Contender second(limiter, ids[1]);
+  WaitForWaiting(limiter, 1);
+  CHECK(!second.done());  // queued, not granted, while the first holds R
+  limiter.Release(ids[0]);
+  second.Join();
+  CHECK(second.result());
+  // Released resources go back: the first may run again once the second is done.
+  limiter.Release(ids[1]);
+  CHECK(limiter.Acquire(ids[0], &first, [] { return false; }));
+  limiter.Release(ids[0]);
+}
+
+TEST(rate_limiter_global_resource_spans_devices) {
+  RateLimiter limiter;
+  auto ids = limiter.Register({Needs({{"G", true, 1}}, 1, 0), Needs({{"G", true, 1}}, 1, 1),
+                               Needs({{"D", false, 1}}, 1, 0), Needs({{"D", false, 1}}, 1, 1)});
+  RateLimiter::Waiter w0, w2, w3;
+  // Per-device resources: one copy on each device, both run at once.
+  CHECK(limiter.Acquire(ids[2], &w2, [] { return false; }));
+  CHECK(limiter.Acquire(ids[3], &w3, [] { return false; }));
+  limiter.Release(ids[2]);
+  limiter.Release(ids[3]);
+  // A global resource: one copy for the whole server.
+  CHECK(limiter.Acquire(ids[0], &w0, [] { return false; }));
+  Contender other_device(limiter, ids[1]);
+  WaitForWaiting(limiter, 1);
+  CHECK(!other_device.done());
+  limiter.Release(ids[0]);
+  other_device.Join();
+  CHECK(other_device.result());
+  limiter.Release(ids[1]);
+}
+
+TEST(rate_limiter_priority_orders_waiters) {
+  RateLimiter limiter;
+  auto ids = limiter.Register({Needs({{"R", false, 1}}, 1), Needs({{"R", false, 1}}, 2),
+                               Needs({{"R", false, 1}}, 1)});
+  const uint64_t p1 = ids[0], p2 = ids[1], holder = ids[2];
+  RateLimiter::Waiter w;
+  // One execution each: p1 scores 1 (1 x priority 1), p2 scores 2 (1 x priority 2).
+  for (uint64_t id : {p1, p2}) {
+    CHECK(limiter.Acquire(id, &w, [] { return false; }));
+    limiter.Release(id);
+  }
+  CHECK(limiter.Acquire(holder, &w, [] { return false; }));
+  Contender low(limiter, p2);  // arrives first
+  WaitForWaiting(limiter, 1);
+  Contender high(limiter, p1);
+  WaitForWaiting(limiter, 2);
+  limiter.Release(holder);
+  high.Join();  // priority 1 goes first despite arriving second
+  CHECK(!low.done());
+  // p1 now scores 2, as p2: the tie goes to the earlier arrival, p2.
+  limiter.Release(p1);
+  low.Join();
+  CHECK(low.result());
+  limiter.Release(p2);
+}
+
+TEST(rate_limiter_head_of_line_is_not_starved) {
+  RateLimiter limiter;
+  auto ids = limiter.Register({Needs({{"R", false, 2}}), Needs({{"R", false, 1}}),
+                               Needs({{"R", false, 1}})});
+  const uint64_t big = ids[0], small = ids[1], holder = ids[2];
+  RateLimiter::Waiter w;
+  CHECK(limiter.Acquire(small, &w, [] { return false; }));  // small scores 1 after this run
+  limiter.Release(small);
+  CHECK(limiter.Acquire(holder, &w, [] { return false; }));  // 1 of 2 taken
+  Contender big_wait(limiter, big);  // scores 0: first in line, needs both
+  WaitForWaiting(limiter, 1);
+  Contender small_wait(limiter, small);  // one unit is free, but it is behind big
+  WaitForWaiting(limiter, 2);
+  CHECK(!small_wait.done());
+  limiter.Release(holder);
+  big_wait.Join();
+  CHECK(!small_wait.done());
+  limiter.Release(big);
+  small_wait.Join();
+  CHECK(small_wait.result());
+  limiter.Release(small);
+}
+
+TEST(rate_limiter_unrelated_waiters_pass_a_blocked_one) {
+  RateLimiter limiter;
+  auto ids = limiter.Register({Needs({{"R", false, 1}}), Needs({{"R", false, 1}}),
+                               Needs({{"S", false, 1}}), Needs({})});
+  const uint64_t holder = ids[0], blocked = ids[1], other = ids[2], free = ids[3];
+  RateLimiter::Waiter w;
+  for (uint64_t id : {other, free}) {  // both score more than `blocked` from here on
+    CHECK(limiter.Acquire(id, &w, [] { return false; }));
+    limiter.Release(id);
+  }
+  CHECK(limiter.Acquire(holder, &w, [] { return false; }));
+  Contender blocked_wait(limiter, blocked);
+  WaitForWaiting(limiter, 1);
+  // Behind it in line, but they need nothing it waits for: they run at once.
+  Contender other_wait(limiter, other);
+  other_wait.Join();
+  CHECK(other_wait.result());
+  Contender free_wait(limiter, free);
+  free_wait.Join();
+  CHECK(free_wait.result());
+  CHECK(!blocked_wait.done());
+  limiter.Release(other);
+  limiter.Release(free);
+  limiter.Release(holder);
+  blocked_wait.Join();
+  limiter.Release(blocked);
+}
+
+TEST(rate_limiter_poke_abandons_a_wait) {
+  RateLimiter limiter;
+  auto ids = limiter.Register({Needs({{"R", false, 1}}), Needs({{"R", false, 1}})});
+  RateLimiter::Waiter w;
+  CHECK(limiter.Acquire(ids[0], &w, [] { return false; }));
+  Contender quitter(limiter, ids[1]);
+  WaitForWaiting(limiter, 1);
+  quitter.GiveUp();
+  quitter.Join();
+  CHECK(!quitter.result());
+  CHECK_EQ(limiter.Waiting(), 0u);
+  limiter.Release(ids[0]);
+  // It held nothing: the resource is free for either.
+  CHECK(limiter.Acquire(ids[1], &w, [] { return false; }));
+  limiter.Release(ids[1]);
 }
 
 // ---------------------------------------------------------------------------------------------
