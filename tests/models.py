@@ -241,6 +241,42 @@ def make_add_sub_torchscript(
     return _save_script(modules[output](), path)
 
 
+def make_add_sub_exported(path: str | Path, aoti: bool = False, dict_input: bool = False) -> Path:
+    """``make_add_sub_torchscript``'s model (FP32, dims [-1, 16]) as a ``torch.export.save``
+    archive, or with ``aoti`` an AOTInductor package (compiles C++: tens of seconds). With
+    ``dict_input`` forward takes one dict with keys INPUT0 and INPUT1."""
+    import torch
+    from torch import Tensor
+
+    class AddSub(torch.nn.Module):
+        def forward(self, INPUT0: Tensor, INPUT1: Tensor) -> tuple[Tensor, Tensor]:  # noqa: N803
+            return INPUT0 + INPUT1, INPUT0 - INPUT1
+
+    class DictAddSub(torch.nn.Module):
+        def forward(self, inputs: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+            return inputs["INPUT0"] + inputs["INPUT1"], inputs["INPUT0"] - inputs["INPUT1"]
+
+    batch = torch.export.Dim("batch", max=1024)
+    x, y = torch.ones(2, 16), torch.ones(2, 16)  # two tensors: export dedups one passed twice
+    if dict_input:
+        args: tuple[Any, ...] = ({"INPUT0": x, "INPUT1": y},)
+        shapes: Any = ({"INPUT0": {0: batch}, "INPUT1": {0: batch}},)
+    else:
+        args, shapes = (x, y), ({0: batch}, {0: batch})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        program = torch.export.export(
+            DictAddSub() if dict_input else AddSub(), args, dynamic_shapes=shapes
+        )
+        out = Path(path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if aoti:
+            torch._inductor.aoti_compile_and_package(program, package_path=str(out))
+        else:
+            torch.export.save(program, str(out))
+    return out
+
+
 def make_identity_torchscript(path: str | Path, strings: bool = False) -> Path:
     """forward(self, INPUT0) returning INPUT0: a Tensor of any dtype, or with ``strings`` a
     List[str] (how TorchScript models take Triton BYTES tensors)."""

@@ -317,6 +317,89 @@ def test_session_options_from_parameters(tmp_path: Path) -> None:
     assert instance.session.get_providers() == ["CPUExecutionProvider"]
 
 
+def _param_config(name: str, params: dict[str, str], extra: str = "") -> Any:
+    text = extra + "".join(
+        f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n' for k, v in params.items()
+    )
+    return make_config(name, extra=text)
+
+
+def test_share_session_between_instances(tmp_path: Path) -> None:
+    """One session for the instances on a device (Triton's later onnxruntime backend); each
+    instance its own otherwise. Both run."""
+    make_add_sub_onnx(tmp_path / "1" / "model.onnx")
+    x = np.ones((1, 16), np.float32)
+    for share, same in (("true", True), ("0", False)):
+        config = _param_config("share", {"share_session_between_instances": share})
+        backend = ort_backend.create_backend(config, tmp_path, tmp_path / "1")
+        a, b = backend.create_instance(0, "KIND_CPU", 0), backend.create_instance(1, "KIND_CPU", 0)
+        assert (a.session is b.session) is same
+        for instance in (a, b):
+            assert instance.execute({"INPUT0": x, "INPUT1": x}, ["OUTPUT0"])["OUTPUT0"][0, 0] == 2
+        backend.close()
+
+
+def test_memory_arena_shrinkage_is_a_run_option(tmp_path: Path) -> None:
+    make_add_sub_onnx(tmp_path / "1" / "model.onnx")
+    config = _param_config("shrink", {"memory.enable_memory_arena_shrinkage": "cpu:0"})
+    instance = load(config, tmp_path / "1")
+    assert instance.run_options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == (
+        "cpu:0"
+    )
+    x = np.ones((2, 16), np.float32)
+    assert instance.execute({"INPUT0": x, "INPUT1": x}, ["OUTPUT1"])["OUTPUT1"].sum() == 0
+    assert load(make_config("plain"), tmp_path / "1").run_options is None
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ({"memory.enable_memory_arena_shrinkage": "everything"}, "must list devices as 'cpu:0'"),
+        ({"memory.enable_memory_arena_shrinkage": "gpu:0"}, "instance 0 runs on the CPU"),
+        ({"memory.enable_memory_arena_shrinkage": "cpu:1"}, "the CPU is device 0"),
+        (
+            {"memory.enable_memory_arena_shrinkage": "cpu:0", "enable_mem_arena": "0"},
+            "enable_mem_arena is off",
+        ),
+        ({"share_session_between_instances": "sometimes"}, "must be a boolean"),
+    ],
+)
+def test_bad_parameters_are_refused_by_name(
+    tmp_path: Path, params: dict[str, str], expected: str
+) -> None:
+    make_add_sub_onnx(tmp_path / "1" / "model.onnx")
+    with pytest.raises(TritonError) as info:
+        load(_param_config("bad_param", params), tmp_path / "1")
+    assert info.value.status == "INVALID_ARG"
+    assert "'bad_param'" in info.value.message and expected in info.value.message
+    assert next(iter(params)) in info.value.message or "share_session" in info.value.message
+
+
+def test_unknown_parameters_are_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Triton ignores parameters a backend does not read; tritonlite names each one."""
+    make_add_sub_onnx(tmp_path / "1" / "model.onnx")
+    params = {
+        "enable_cuda_graph": "1",
+        "my_note": "x",
+        "intra_op_thread_count": "1",
+        "session.intra_op.allow_spinning": "0",
+        "sequence_backlog_limit": "4",
+    }
+    with caplog.at_level("WARNING"):
+        instance = load(_param_config("unknown", params), tmp_path / "1")
+    warned = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warned) == 2, warned
+    assert warned[0].startswith(
+        "model 'unknown': parameter 'enable_cuda_graph' is not one the onnxruntime backend "
+        "reads: ignored (as Triton does); CUDA graphs are an option of the CUDA execution "
+        "accelerator"
+    )
+    assert "parameter 'my_note'" in warned[1]
+    assert instance.session.get_session_options().intra_op_num_threads == 1
+
+
 @pytest.mark.parametrize(
     ("level", "expected"),
     [

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 from google.protobuf import text_format
-from models import make_add_sub_torchscript, make_identity_torchscript
+from models import make_add_sub_exported, make_add_sub_torchscript, make_identity_torchscript
 from tritonlite import TritonError
 from tritonlite._proto import model_config_pb2
 
@@ -270,6 +270,172 @@ def test_inference_mode_and_optimized_execution_parameters(tmp_path: Path) -> No
     with pytest.raises(TritonError, match="boolean"):
         bad = 'parameters { key: "INFERENCE_MODE" value { string_value: "sometimes" } }'
         load(make_config("bad_param", extra=bad), tmp_path / "1")
+
+
+def _params(**params: str) -> str:
+    return "".join(
+        f'parameters {{ key: "{k}" value {{ string_value: "{v}" }} }}\n' for k, v in params.items()
+    )
+
+
+def test_weight_sharing_loads_one_module_per_device(tmp_path: Path) -> None:
+    make_add_sub_torchscript(tmp_path / "1" / "model.pt")
+    a, b = AB
+    for value, shared in (("true", True), ("false", False)):
+        config = make_config("share", extra=_params(ENABLE_WEIGHT_SHARING=value))
+        backend = torch_backend.create_backend(config, tmp_path, tmp_path / "1")
+        first, second = (backend.create_instance(i, "KIND_CPU", 0) for i in (0, 1))
+        assert (first.module is second.module) is shared
+        for instance in (first, second):
+            out = instance.execute({"INPUT__0": a, "INPUT__1": b}, ["OUTPUT__0"])
+            np.testing.assert_array_equal(to_numpy(out["OUTPUT__0"]), a + b)
+
+
+@pytest.fixture
+def jit_switches() -> Any:
+    """TorchScript's process-wide switches, put back after the test."""
+    c = torch._C
+    saved = (
+        c._jit_texpr_fuser_enabled(),
+        c._jit_set_profiling_mode(True),
+        c._jit_set_profiling_executor(True),
+    )
+    c._jit_set_profiling_mode(saved[1])
+    c._jit_set_profiling_executor(saved[2])
+    yield saved
+    c._jit_set_texpr_fuser_enabled(saved[0])
+    c._jit_set_profiling_mode(saved[1])
+    c._jit_set_profiling_executor(saved[2])
+
+
+def test_jit_switches_are_set_for_each_execution(tmp_path: Path, jit_switches: Any) -> None:
+    """ENABLE_TENSOR_FUSER / ENABLE_JIT_PROFILING / ENABLE_JIT_EXECUTOR: TorchScript's
+    process-wide switches, set before each execution as Triton's backend does."""
+    c = torch._C
+    make_add_sub_torchscript(tmp_path / "1" / "model.pt")
+    extra = _params(
+        ENABLE_TENSOR_FUSER="false", ENABLE_JIT_PROFILING="false", ENABLE_JIT_EXECUTOR="false"
+    )
+    instance = load(make_config("jit", extra=extra), tmp_path / "1")
+    c._jit_set_texpr_fuser_enabled(True)
+    c._jit_set_profiling_mode(True)
+    c._jit_set_profiling_executor(True)
+    a, b = AB
+    out = instance.execute({"INPUT__0": a, "INPUT__1": b}, ["OUTPUT__1"])
+    np.testing.assert_array_equal(to_numpy(out["OUTPUT__1"]), a - b)
+    assert c._jit_texpr_fuser_enabled() is False
+    assert c._jit_set_profiling_mode(True) is False
+    assert c._jit_set_profiling_executor(True) is False
+    # Without the parameters a model leaves the switches as they are.
+    plain = load(make_config("plain"), tmp_path / "1")
+    c._jit_set_texpr_fuser_enabled(False)
+    plain.execute({"INPUT__0": a, "INPUT__1": b}, ["OUTPUT__1"])
+    assert c._jit_texpr_fuser_enabled() is False
+
+
+def test_cudnn_and_cache_cleaning_parameters_are_read(tmp_path: Path) -> None:
+    """DISABLE_CUDNN and ENABLE_CACHE_CLEANING act on GPU instances only (as Triton's); on the
+    CPU they are read (and checked) and change nothing."""
+    make_add_sub_torchscript(tmp_path / "1" / "model.pt")
+    extra = _params(DISABLE_CUDNN="true", ENABLE_CACHE_CLEANING="1")
+    backend = torch_backend.create_backend(make_config("gpu_opts", extra=extra), tmp_path,
+                                           tmp_path / "1")  # fmt: skip
+    assert backend.cudnn is False and backend.cache_cleaning is True
+    enabled = torch.backends.cudnn.enabled
+    a, b = AB
+    backend.create_instance(0, "KIND_CPU", 0).execute({"INPUT__0": a, "INPUT__1": b}, [])
+    assert torch.backends.cudnn.enabled == enabled
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "DISABLE_CUDNN", "ENABLE_WEIGHT_SHARING", "ENABLE_CACHE_CLEANING", "ENABLE_TENSOR_FUSER",
+        "ENABLE_JIT_PROFILING", "ENABLE_JIT_EXECUTOR",
+    ],
+)  # fmt: skip
+def test_bad_boolean_parameters_are_refused_by_name(tmp_path: Path, key: str) -> None:
+    make_add_sub_torchscript(tmp_path / "1" / "model.pt")
+    with pytest.raises(TritonError) as info:
+        load(make_config("bad_bool", extra=_params(**{key: "perhaps"})), tmp_path / "1")
+    assert info.value.status == "INVALID_ARG"
+    assert f"model 'bad_bool': parameter '{key}' must be a boolean" in info.value.message
+
+
+def test_unknown_parameters_are_ignored_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    make_add_sub_torchscript(tmp_path / "1" / "model.pt")
+    extra = _params(NUM_THREADS="2", ENABLE_NVFUSER="true", my_label="x", INFERENCE_MODE="true")
+    with caplog.at_level("WARNING"):
+        load(make_config("unknown", extra=extra), tmp_path / "1")
+    warned = sorted(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+    assert len(warned) == 3, warned
+    assert warned[0].startswith(
+        "model 'unknown': parameter 'ENABLE_NVFUSER' is not one the pytorch backend reads: "
+        "ignored (as Triton does); NVFuser left PyTorch"
+    )
+    assert "'NUM_THREADS'" in warned[1] and "INTRA_OP_THREAD_COUNT" in warned[1]
+    assert "'my_label'" in warned[2]
+
+
+# -------------------------------------------------------------------------------------------------
+# torch.export programs and AOTInductor packages (model.pt2)
+
+
+def test_exported_program_as_model_pt2(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """No model.pt but a model.pt2: loaded with torch.export.load; inputs matched to forward()'s
+    argument names and passed by position (an exported program takes no keywords)."""
+    make_add_sub_exported(tmp_path / "1" / "model.pt2")
+    config = make_config("exported", inputs=("INPUT1", "INPUT0"), outputs=("OUTPUT0", "OUTPUT1"),
+                         extra=_params(DISABLE_OPTIMIZED_EXECUTION="true"))  # fmt: skip
+    with caplog.at_level("WARNING"):
+        backend = torch_backend.create_backend(config, tmp_path, tmp_path / "1")
+    assert backend.format == "torch.export"
+    assert any("'DISABLE_OPTIMIZED_EXECUTION' applies to TorchScript models only" in r.getMessage()
+               for r in caplog.records)  # fmt: skip
+    instance = backend.create_instance(0, "KIND_CPU", 0)
+    a, b = np.repeat(AB[0], 3, axis=0), np.repeat(AB[1], 3, axis=0)
+    out = instance.execute({"INPUT0": a, "INPUT1": b}, ["OUTPUT0", "OUTPUT1"])
+    np.testing.assert_array_equal(to_numpy(out["OUTPUT0"]), a + b)
+    np.testing.assert_array_equal(to_numpy(out["OUTPUT1"]), a - b)
+
+
+def test_exported_program_with_dict_input(tmp_path: Path) -> None:
+    make_add_sub_exported(tmp_path / "1" / "model.pt2", dict_input=True)
+    config = make_config("exported_dict", inputs=("INPUT0", "INPUT1"),
+                         extra='default_model_filename: "model.pt2"')  # fmt: skip
+    instance = load(config, tmp_path / "1")
+    a, b = AB
+    out = instance.execute({"INPUT0": a, "INPUT1": b}, ["OUTPUT__1"])
+    np.testing.assert_array_equal(to_numpy(out["OUTPUT__1"]), a - b)
+
+
+def test_exported_program_inputs_that_do_not_fit_fail_the_load(tmp_path: Path) -> None:
+    make_add_sub_exported(tmp_path / "1" / "model.pt2")
+    config = make_config("exported_bad", inputs=("INPUT0",), outputs=("OUTPUT0",))
+    with pytest.raises(TritonError, match=r"argument\(s\) INPUT1 have no configured input"):
+        load(config, tmp_path / "1")
+
+
+@pytest.fixture(scope="module")
+def aoti_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One AOTInductor package for the module's tests (compiling it takes a while)."""
+    return make_add_sub_exported(tmp_path_factory.mktemp("aoti") / "add_sub.pt2", aoti=True)
+
+
+def test_aotinductor_package(tmp_path: Path, aoti_package: Path) -> None:
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "model.pt2").write_bytes(aoti_package.read_bytes())
+    config = make_config("aoti", extra=_params(ENABLE_WEIGHT_SHARING="true"))
+    backend = torch_backend.create_backend(config, tmp_path, tmp_path / "1")
+    assert backend.format == "AOTInductor"
+    first, second = (backend.create_instance(i, "KIND_CPU", 0) for i in (0, 1))
+    assert first.module is second.module
+    a, b = np.repeat(AB[0], 2, axis=0), np.repeat(AB[1], 2, axis=0)
+    out = first.execute({"INPUT__0": a, "INPUT__1": b}, ["OUTPUT__0", "OUTPUT__1"])
+    np.testing.assert_array_equal(to_numpy(out["OUTPUT__0"]), a + b)
+    np.testing.assert_array_equal(to_numpy(out["OUTPUT__1"]), a - b)
 
 
 # -------------------------------------------------------------------------------------------------

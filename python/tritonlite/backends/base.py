@@ -15,6 +15,8 @@ that status; any other exception fails it as INTERNAL with the exception's messa
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +25,42 @@ import numpy as np
 from .._proto import model_config_pb2
 
 ModelConfig = model_config_pb2.ModelConfig
+
+#: Model ``parameters`` the server itself reads, whatever the backend.
+CORE_PARAMETERS = frozenset({"sequence_backlog_limit"})
+
+
+def warn_unknown_parameters(
+    config: ModelConfig,
+    backend: str,
+    known: Iterable[str],
+    *,
+    known_prefixes: Iterable[str] = (),
+    hints: Mapping[str, str] | None = None,
+    log: logging.Logger | None = None,
+) -> list[str]:
+    """Triton's backends ignore ``parameters`` they do not know; tritonlite ignores them too but
+    says so: one warning per unknown key, naming the model and the key (``hints`` adds a line for
+    keys a user may expect to work). Returns the unknown keys."""
+    known_set = set(known) | CORE_PARAMETERS
+    prefixes = tuple(known_prefixes)
+    unknown = [
+        key
+        for key in sorted(config.parameters)
+        if key not in known_set and not (prefixes and key.startswith(prefixes))
+    ]
+    logger = log or logging.getLogger("tritonlite")
+    for key in unknown:
+        hint = (hints or {}).get(key, "")
+        logger.warning(
+            "model '%s': parameter '%s' is not one the %s backend reads: ignored (as Triton "
+            "does)%s",
+            config.name,
+            key,
+            backend,
+            f"; {hint}" if hint else "",
+        )
+    return unknown
 
 
 class BackendInstance(Protocol):

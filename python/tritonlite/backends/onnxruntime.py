@@ -16,7 +16,11 @@ Conventions matched from Triton's onnxruntime backend:
 * ``parameters``: ``intra_op_thread_count``, ``inter_op_thread_count``, ``execution_mode`` (0
   sequential, 1 parallel), ``enable_mem_arena``, ``enable_mem_pattern``, the CUDA options
   ``cudnn_conv_algo_search``, ``gpu_mem_limit``, ``arena_extend_strategy``,
-  ``do_copy_in_default_stream``, and any ``session.*`` key as an ORT session config entry;
+  ``do_copy_in_default_stream``, ``memory.enable_memory_arena_shrinkage`` (a run config entry:
+  ``cpu:0``, ``gpu:<id>``, ``;``-separated, checked against each instance at load), any
+  ``session.*`` key as an ORT session config entry, and ``share_session_between_instances``
+  (from Triton's later onnxruntime backend: instances on the same device share one session).
+  Any other key is ignored as Triton ignores it, with a warning naming it;
 * KIND_GPU adds the CUDA provider on the instance's device; ``gpu_execution_accelerator``
   ``tensorrt`` (GPU instances only) and ``cuda``; ``cpu_execution_accelerator`` ``openvino``.
 
@@ -32,8 +36,10 @@ has no bfloat16; a model with both string inputs and BF16 outputs is not support
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -45,6 +51,7 @@ from .. import datatypes
 from .._proto import model_config_pb2
 from .._proto.model_config_pb2 import ModelConfig
 from ..errors import INTERNAL, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, TritonError
+from .base import warn_unknown_parameters
 
 __all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend", "onnx_io_spec"]
 
@@ -91,6 +98,24 @@ _CUDNN_CONV_ALGO_SEARCH = {"0": "EXHAUSTIVE", "1": "HEURISTIC", "2": "DEFAULT"}
 _ARENA_EXTEND_STRATEGY = {"0": "kNextPowerOfTwo", "1": "kSameAsRequested"}
 
 _ORT_MESSAGE = re.compile(r"^\[ONNXRuntimeError\] : (\d+) : \w+ : ")
+
+_log = logging.getLogger("tritonlite.backends.onnxruntime")
+
+#: The model ``parameters`` this backend reads (plus ``session.*`` keys).
+PARAMETERS = frozenset({
+    "intra_op_thread_count", "inter_op_thread_count", "execution_mode", "enable_mem_arena",
+    "enable_mem_pattern", "memory.enable_memory_arena_shrinkage", "cudnn_conv_algo_search",
+    "gpu_mem_limit", "arena_extend_strategy", "do_copy_in_default_stream",
+    "share_session_between_instances",
+})  # fmt: skip
+_PARAMETER_HINTS = {
+    "enable_cuda_graph": "CUDA graphs are an option of the CUDA execution accelerator: "
+    'optimization { execution_accelerators { gpu_execution_accelerator [{ name: "cuda" '
+    'parameters { key: "enable_cuda_graph" value: "1" } }] } }',
+    "enable-global-threadpool": "a --backend-config setting, not a model parameter",
+}
+ARENA_SHRINKAGE = "memory.enable_memory_arena_shrinkage"
+_ARENA_DEVICE = re.compile(r"^(cpu|gpu):(\d+)$")
 
 
 class IOSpec(NamedTuple):
@@ -171,8 +196,54 @@ class OnnxRuntimeBackend:
         self.model_path = model_path
         _session_options(config)  # fail the load early on bad parameters
         _providers(config, "KIND_CPU", 0)  # ... and on unknown accelerators
+        self.arena_shrinkage = _arena_shrinkage(config)
+        self.share_session = bool(_bool_param(config, "share_session_between_instances"))
+        self._sessions: dict[tuple[str, int], ort.InferenceSession] = {}
+        self._sessions_lock = threading.Lock()
+        warn_unknown_parameters(
+            config, "onnxruntime", PARAMETERS, known_prefixes=("session.",),
+            hints=_PARAMETER_HINTS, log=_log,
+        )  # fmt: skip
 
     def create_instance(self, index: int, kind: str, device_id: int) -> OnnxRuntimeInstance:
+        run_options = self._run_options(index, kind, device_id)
+        if not self.share_session:
+            return OnnxRuntimeInstance(
+                self.config, self._session(index, kind, device_id), run_options
+            )
+        # share_session_between_instances: one session per device, whose run() onnxruntime
+        # allows from several threads at once.
+        with self._sessions_lock:
+            session = self._sessions.get((kind, device_id))
+            if session is None:
+                session = self._sessions[(kind, device_id)] = self._session(index, kind, device_id)
+        return OnnxRuntimeInstance(self.config, session, run_options)
+
+    def _run_options(self, index: int, kind: str, device_id: int) -> ort.RunOptions | None:
+        if not self.arena_shrinkage:
+            return None
+        arena = _bool_param(self.config, "enable_mem_arena")
+        for device, number in self.arena_shrinkage:
+            problem = ""
+            if device == "cpu" and number != 0:
+                problem = "the CPU is device 0"
+            elif device == "cpu" and arena is False:
+                problem = "enable_mem_arena is off, so there is no CPU arena to shrink"
+            elif device == "gpu" and (kind != "KIND_GPU" or number != device_id):
+                where = f"GPU {device_id}" if kind == "KIND_GPU" else "the CPU"
+                problem = f"instance {index} runs on {where}"
+            if problem:
+                raise TritonError(
+                    f"model '{self.name}': parameter '{ARENA_SHRINKAGE}' names {device}:{number}, "
+                    f"which has no memory arena: {problem}",
+                    INVALID_ARG,
+                )
+        options = ort.RunOptions()
+        value = ";".join(f"{d}:{n}" for d, n in self.arena_shrinkage)
+        options.add_run_config_entry(ARENA_SHRINKAGE, value)
+        return options
+
+    def _session(self, index: int, kind: str, device_id: int) -> ort.InferenceSession:
         providers = _providers(self.config, kind, device_id)
         requested = [p if isinstance(p, str) else p[0] for p in providers]
         available = ort.get_available_providers()
@@ -204,10 +275,11 @@ class OnnxRuntimeBackend:
                 "log for why (e.g. missing CUDA/cuDNN/TensorRT libraries)",
                 UNAVAILABLE,
             )
-        return OnnxRuntimeInstance(self.config, session)
+        return session
 
     def close(self) -> None:
-        pass
+        with self._sessions_lock:
+            self._sessions.clear()
 
 
 class _OrtValueArray:
@@ -226,9 +298,15 @@ class _OrtValueArray:
 class OnnxRuntimeInstance:
     """One InferenceSession; ``execute`` runs one batch."""
 
-    def __init__(self, config: ModelConfig, session: ort.InferenceSession) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        session: ort.InferenceSession,
+        run_options: ort.RunOptions | None = None,
+    ) -> None:
         self.name = config.name
         self.session: ort.InferenceSession | None = session
+        self.run_options = run_options  # memory.enable_memory_arena_shrinkage
         model_inputs = {a.name: _io_spec(a, "input", config.name) for a in session.get_inputs()}
         model_outputs = {a.name: _io_spec(a, "output", config.name) for a in session.get_outputs()}
         _check_config(config, model_inputs, model_outputs)
@@ -271,7 +349,7 @@ class OnnxRuntimeInstance:
                     feeds[name] = array
             if self._bf16_outputs.intersection(names):
                 return self._run_ort_values(session, feeds, names)
-            results = session.run(names, feeds)
+            results = session.run(names, feeds, self.run_options)
         except TritonError:
             raise
         except Exception as exc:
@@ -295,7 +373,7 @@ class OnnxRuntimeInstance:
             else ort.OrtValue.ortvalue_from_numpy(np.ascontiguousarray(feed))
             for name, feed in feeds.items()
         }
-        results = session.run_with_ort_values(names, values)
+        results = session.run_with_ort_values(names, values, self.run_options)
         out: dict[str, Any] = {}
         for name, value in zip(names, results, strict=True):
             if name in self._bf16_outputs:
@@ -448,6 +526,24 @@ def _session_options(config: ModelConfig) -> ort.SessionOptions:
                     INVALID_ARG,
                 ) from exc
     return options
+
+
+def _arena_shrinkage(config: ModelConfig) -> list[tuple[str, int]]:
+    """``memory.enable_memory_arena_shrinkage``: ``<cpu|gpu>:<id>`` entries separated by ``;``."""
+    value = _param(config, ARENA_SHRINKAGE)
+    if value is None or not value.strip():
+        return []
+    entries = []
+    for entry in value.split(";"):
+        match = _ARENA_DEVICE.match(entry.strip())
+        if match is None:
+            raise TritonError(
+                f"model '{config.name}': parameter '{ARENA_SHRINKAGE}' must list devices as "
+                f"'cpu:0' or 'gpu:<id>' separated by ';', got '{value}'",
+                INVALID_ARG,
+            )
+        entries.append((match.group(1), int(match.group(2))))
+    return entries
 
 
 ProviderSpec = str | tuple[str, dict[str, str]]
