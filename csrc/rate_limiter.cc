@@ -105,7 +105,9 @@ bool RateLimiter::Fits(const Instance& instance) const {
 void RateLimiter::Dispatch() {
   if (waiters_.empty()) return;
   auto scaled = [this](const Waiter* w) {
-    const Instance& in = instances_.at(w->id_);
+    auto it = instances_.find(w->id_);
+    if (it == instances_.end()) return std::numeric_limits<uint64_t>::max();
+    const Instance& in = it->second;
     if (in.exec_count != 0 && in.priority > std::numeric_limits<uint64_t>::max() / in.exec_count) {
       return std::numeric_limits<uint64_t>::max();
     }
@@ -120,7 +122,13 @@ void RateLimiter::Dispatch() {
   // still run (an instance that needs no resources is never held back).
   std::set<Key> reserved;
   for (Waiter* w : waiters_) {
-    const Instance& in = instances_.at(w->id_);
+    auto it = instances_.find(w->id_);
+    if (it == instances_.end()) {  // unregistered while waiting (not done by the runners)
+      w->granted_ = true;
+      w->cv_.notify_one();
+      continue;
+    }
+    const Instance& in = it->second;
     bool blocked = false;
     for (const auto& need : in.needs) {
       if (need.second != 0 && reserved.count(need.first) != 0) blocked = true;
