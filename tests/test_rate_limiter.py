@@ -87,8 +87,11 @@ class TritonPythonModel:
 
 
 def _model(repo: Path, name: str, state: Path, *, count: int = 1, rate_limiter: str = "",
-           wait: float = 0.5) -> None:  # fmt: skip
+           wait: float = 0.5, groups: str = "") -> None:  # fmt: skip
+    """A model of MODEL_PY: one instance group of ``count`` instances with ``rate_limiter``, or
+    the instance groups ``groups`` (text inside instance_group [...])."""
     model_dir = repo / name
+    groups = groups or f"{{ count: {count} kind: KIND_CPU {rate_limiter} }}"
     write_config(
         model_dir,
         f"""
@@ -98,7 +101,7 @@ max_batch_size: 0
 input [{{ name: "IN" data_type: TYPE_FP32 dims: [ 1 ] }},
        {{ name: "HOLD" data_type: TYPE_BOOL dims: [ 1 ] optional: true }}]
 output [{{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }}]
-instance_group [{{ count: {count} kind: KIND_CPU {rate_limiter} }}]
+instance_group [{groups}]
 parameters {{ key: "DIR" value {{ string_value: "{state}" }} }}
 parameters {{ key: "WAIT" value {{ string_value: "{wait}" }} }}
 """,
@@ -422,3 +425,17 @@ def test_in_process_server_keywords(tmp_path: Path, state: Path) -> None:
         Server(rate_limit="on")
     with pytest.raises(TritonError, match="option format"):
         Server(rate_limit_resources=["R"])
+
+
+def test_passive_instances_count_toward_the_limits(tmp_path: Path, state: Path) -> None:
+    """A passive instance never runs, but its ask counts as in Triton: toward the default count,
+    and against --rate-limit-resource."""
+    repo = tmp_path / "repo"
+    big = _limiter('{ name: "R" count: 3 }')
+    groups = f"{{ kind: KIND_CPU {_limiter(R1)} }}, {{ kind: KIND_CPU passive: true {big} }}"
+    _model(repo, "p", state, groups=groups)
+    with Server(repo, rate_limit="execution_count") as server:
+        assert server.rate_limiter.available() == {"R@0": 3}
+        assert server.model_ready("p")
+    with pytest.raises(TritonError, match="minimum required count is 3"):
+        Server(repo, rate_limit="execution_count", rate_limit_resources=["R:2"])
