@@ -46,6 +46,7 @@ class TritonPythonModel:
         self.dir = params["DIR"]
         self.wait = float(params.get("WAIT", "0.5"))
         self.name = args["model_instance_name"]
+        open(os.path.join(self.dir, "init_" + self.name), "w").close()
 
     def execute(self, requests):
         # A request may ask to be held until a file appears (the resource stays taken).
@@ -87,7 +88,7 @@ class TritonPythonModel:
 
 
 def _model(repo: Path, name: str, state: Path, *, count: int = 1, rate_limiter: str = "",
-           wait: float = 0.5, groups: str = "") -> None:  # fmt: skip
+           wait: float = 0.5, groups: str = "", extra: str = "") -> None:  # fmt: skip
     """A model of MODEL_PY: one instance group of ``count`` instances with ``rate_limiter``, or
     the instance groups ``groups`` (text inside instance_group [...])."""
     model_dir = repo / name
@@ -104,6 +105,7 @@ output [{{ name: "OUT" data_type: TYPE_FP32 dims: [ 1 ] }}]
 instance_group [{groups}]
 parameters {{ key: "DIR" value {{ string_value: "{state}" }} }}
 parameters {{ key: "WAIT" value {{ string_value: "{wait}" }} }}
+{extra}
 """,
     )
     (model_dir / "1").mkdir(exist_ok=True)
@@ -439,3 +441,32 @@ def test_passive_instances_count_toward_the_limits(tmp_path: Path, state: Path) 
         assert server.model_ready("p")
     with pytest.raises(TritonError, match="minimum required count is 3"):
         Server(repo, rate_limit="execution_count", rate_limit_resources=["R:2"])
+
+
+def test_warmup_waits_for_the_resources(tmp_path: Path, state: Path) -> None:
+    """model_warmup runs take the instance's resources like requests do (Triton schedules
+    warmup through its rate limiter): a model loading while another holds the one unit warms
+    up only after it is given back."""
+    repo = tmp_path / "repo"
+    _model(repo, "holder", state, rate_limiter=_limiter(R1))
+    warmup = (
+        'model_warmup [{ name: "zeros" batch_size: 1 '
+        'inputs { key: "IN" value: { data_type: TYPE_FP32 dims: [ 1 ] zero_data: true } } }]'
+    )
+    _model(repo, "warm", state, rate_limiter=_limiter(R1), extra=warmup)
+    args = ("--model-control-mode=explicit", "--load-model=holder", "--rate-limit=execution_count")
+    with ServerProcess(repo, args=args) as srv:
+        held = _hold(srv, state, "holder")
+        loader = threading.Thread(
+            target=lambda: grpcclient.InferenceServerClient(srv.grpc_url).load_model("warm")
+        )
+        loader.start()
+        # Its instance is up; its warmup run is next, and must wait for R.
+        _wait_for(lambda: (state / "init_warm_0_0").exists(), "the instance never started")
+        (state / "release").touch()
+        held.join(30)
+        loader.join(60)
+        assert grpcclient.InferenceServerClient(srv.grpc_url).is_model_ready("warm")
+    lines = _log(state)
+    assert [line.split()[0] for line in lines] == ["holder_0_0", "warm_0_0"]
+    assert all(line.endswith("lock=ok met=False") for line in lines), lines  # never overlapped
