@@ -183,7 +183,8 @@ def create_backend(
     torch = _import_torch(config.name)
     model_path = Path(version_dir) / (config.default_model_filename or DEFAULT_MODEL_FILENAME)
     exported = Path(version_dir) / EXPORTED_MODEL_FILENAME
-    if model_path.name == DEFAULT_MODEL_FILENAME and not model_path.is_file() and exported.is_file():
+    default_absent = model_path.name == DEFAULT_MODEL_FILENAME and not model_path.is_file()
+    if default_absent and exported.is_file():
         model_path = exported  # the default name (which auto-complete fills in) is absent
     if not model_path.is_file():
         raise TritonError(f"unable to find '{model_path}' for model '{config.name}'", UNAVAILABLE)
