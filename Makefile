@@ -100,7 +100,8 @@ SANITIZE_TESTS ?= tests/test_tensor.py tests/test_scheduler.py tests/test_sequen
 	tests/test_http2_hpack.py tests/test_grpc_native.py tests/test_grpc_native_compression.py \
 	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py \
 	tests/test_sizes.py tests/test_hostile_http2.py tests/test_grpc_repeated_parameters.py \
-	tests/test_cancellation.py tests/test_python_cancel.py
+	tests/test_cancellation.py tests/test_python_cancel.py tests/test_response_cache.py \
+	tests/test_rate_limiter.py tests/test_warmup.py tests/test_tracing.py
 test-sanitize: .venv-asan/.built
 	rm -rf build/asan/reports && mkdir -p build/asan/reports
 	LD_PRELOAD=$$(gcc -print-file-name=libasan.so):$$(gcc -print-file-name=libstdc++.so) \
@@ -116,7 +117,9 @@ test-sanitize: .venv-asan/.built
 TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py tests/test_stress.py \
 	tests/test_cancellation.py tests/test_python_cancel.py \
 	tests/test_repository.py::test_poll_reload_under_load_has_zero_failures \
-	tests/test_grpc_native.py::test_reload_under_load_never_fails
+	tests/test_grpc_native.py::test_reload_under_load_never_fails \
+	tests/test_response_cache.py::test_concurrent_hits_misses_and_evictions_answer_every_request_right \
+	tests/test_rate_limiter.py tests/test_warmup.py
 test-tsan: .venv-tsan/.built
 	rm -rf build/tsan/reports && mkdir -p build/tsan/reports
 	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so):$$(gcc -print-file-name=libstdc++.so) \

@@ -379,3 +379,39 @@ def test_response_cache_byte_size_is_the_local_cache_size():
 
     assert parse_cache_config([], 1024) == {"local": {"size": "1024"}}
     assert parse_cache_config(["local,size=5"]) == {"local": {"size": "5"}}
+
+
+def test_concurrent_hits_misses_and_evictions_answer_every_request_right(tmp_path):
+    """8 threads over 6 inputs with room for ~2 entries: lookups, insertions and evictions race
+    (make test-tsan runs this), and every answer is its own request's."""
+    import threading
+
+    import tritonlite
+
+    write_config(
+        tmp_path / "add_sub",
+        'name: "add_sub"\nplatform: "onnxruntime_onnx"\nmax_batch_size: 8\n'
+        "dynamic_batching { }\n" + CACHE_ON,
+    )
+    make_add_sub_onnx(tmp_path / "add_sub" / "1" / "model.onnx")
+    inputs = [np.full((1, 16), float(i), np.float32) for i in range(6)]
+    errors: list[str] = []
+    with tritonlite.Server(tmp_path, cache_config={"local": {"size": "1200"}}) as server:
+
+        def client(seed: int) -> None:
+            for k in range(150):
+                x = inputs[(seed * 7 + k) % len(inputs)]
+                out = server.infer("add_sub", {"INPUT0": x, "INPUT1": x})
+                if not (np.array_equal(out["OUTPUT0"], x + x) and not out["OUTPUT1"].any()):
+                    errors.append(f"wrong answer for {x[0, 0]}")
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        usage = server.response_cache.usage()
+    assert errors == []
+    assert usage["hits"] > 0 and usage["evictions"] > 0
+    assert usage["hits"] + usage["misses"] == 8 * 150
+    assert usage["bytes"] <= 1200
