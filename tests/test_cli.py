@@ -102,8 +102,10 @@ def test_unknown_flag_is_an_argparse_error(tmp_path: Path) -> None:
 
 
 def test_memory_pool_flags_warn_that_they_do_nothing(tmp_path: Path) -> None:
-    with ServerProcess(tmp_path, args=("--pinned-memory-pool-byte-size=1024",)) as srv:
+    args = ("--pinned-memory-pool-byte-size=1024", "--grpc-infer-allocation-pool-size=16")
+    with ServerProcess(tmp_path, args=args) as srv:
         assert "--pinned-memory-pool-byte-size has no effect" in srv.log()
+        assert "--grpc-infer-allocation-pool-size has no effect" in srv.log()
 
 
 def test_missing_repository_is_a_clear_error(tmp_path: Path) -> None:

@@ -128,7 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--grpc-port", type=int, default=8001)
     g.add_argument("--grpc-address", default="0.0.0.0")
     g.add_argument("--grpc-infer-allocation-pool-size", type=int, default=8,
-                   help="Accepted for compatibility (no effect).")
+                   help="Accepted for compatibility: no effect (a warning says so when set).")
     flag("--grpc-use-ssl", False, "Serve gRPC over TLS")
     flag("--grpc-use-ssl-mutual", False, "Require client certificates")
     g.add_argument("--grpc-server-cert", default="", metavar="PATH")
@@ -506,6 +506,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ):
         if value != default:
             log.warning("%s has no effect: tritonlite keeps no pinned or CUDA memory pool", flag)
+    if args.grpc_infer_allocation_pool_size != 8:
+        log.warning(
+            "--grpc-infer-allocation-pool-size has no effect: tritonlite keeps no pool of "
+            "response messages"
+        )
     apply_log_level(_log_settings(args))
     args.log_output = output  # the server's log settings drive it (_serve)
     run: Any = asyncio.run
