@@ -8,6 +8,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 # Build inputs of the compiled part (python/ is used in place by the editable install).
 CORE_INPUTS := CMakeLists.txt pyproject.toml $(wildcard csrc/*) $(wildcard protos/*)
+# The Python package (the sanitized venvs install a copy of it, not an editable link).
+PY_SOURCES := $(shell find python -name '*.py' -not -path '*/_proto/*')
 # CPU wheel of PyTorch available to this project's machines; an unpinned torch pulls GBs.
 TORCH_PIN := torch==2.13.0
 
@@ -79,7 +81,7 @@ fuzz: fuzz-deps
 # own venv, .venv-<name>, which sees .venv's packages through a .pth file: the normal build and
 # venv are untouched. $(call sanitized_venv,name,sanitizers)
 define sanitized_venv
-.venv-$(1)/.built: $(VENV)/.deps $(CORE_INPUTS)
+.venv-$(1)/.built: $(VENV)/.deps $(CORE_INPUTS) $(PY_SOURCES)
 	test -x .venv-$(1)/bin/python || $(PYTHON) -m venv .venv-$(1)
 	.venv-$(1)/bin/python -c "import site, sysconfig; \
 		open(sysconfig.get_paths()['purelib'] + '/_tritonlite_deps.pth', 'w').write( \
@@ -114,6 +116,8 @@ test-sanitize: .venv-asan/.built
 # The concurrency tests (dynamic batching, sequences with implicit state and idle release,
 # reload under load, close while busy) under ThreadSanitizer; tests/cpp/tsan.supp names the
 # CPython/onnxruntime internals it may not judge.
+# die_after_fork=0: models now load on several threads at once, and a python model's stub is
+# started (fork + exec) from such a thread; TSan would end the forked child before its exec.
 TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py tests/test_stress.py \
 	tests/test_cancellation.py tests/test_python_cancel.py \
 	tests/test_repository.py::test_poll_reload_under_load_has_zero_failures \
@@ -123,7 +127,7 @@ TSAN_TESTS ?= tests/test_scheduler.py tests/test_sequence.py tests/test_stress.p
 test-tsan: .venv-tsan/.built
 	rm -rf build/tsan/reports && mkdir -p build/tsan/reports
 	LD_PRELOAD=$$(gcc -print-file-name=libtsan.so):$$(gcc -print-file-name=libstdc++.so) \
-	TSAN_OPTIONS=suppressions=$(abspath tests/cpp/tsan.supp):log_path=$(abspath build/tsan/reports)/tsan:second_deadlock_stack=1 \
+	TSAN_OPTIONS=suppressions=$(abspath tests/cpp/tsan.supp):log_path=$(abspath build/tsan/reports)/tsan:second_deadlock_stack=1:die_after_fork=0 \
 	TRITONLITE_SANITIZED=1 .venv-tsan/bin/python -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(TSAN_TESTS)
 	@if ls build/tsan/reports/* >/dev/null 2>&1; then cat build/tsan/reports/*; exit 1; fi
 	@echo "no ThreadSanitizer reports"

@@ -63,6 +63,12 @@ RESTART_WAIT_S = 60.0
 #: How long an unloading instance waits for the model's finalize().
 FINALIZE_WAIT_S = 30.0
 
+#: Stubs are started (fork + exec) one at a time, whatever thread loads their model: models load
+#: on several threads (--model-load-thread-count), and concurrent forks of this multi-threaded
+#: process abort under ThreadSanitizer (make test-tsan). A fork + exec takes milliseconds; a
+#: model's load takes far longer, so the loads still overlap. Process-wide, as fork is.
+_SPAWN_LOCK = threading.Lock()
+
 
 def _server_closing(server: Any) -> bool:
     """The Server is shutting down (``Server.close`` has begun): stubs are not restarted."""
@@ -110,15 +116,16 @@ class StubProcess:
         fds = (ctl_there.fileno(), asy_there.fileno(), self.arena.fd, stub_arena_fd)
         board = (str(self.cancel.stub_fd), str(self.cancel.slots))
         try:
-            self.proc = subprocess.Popen(
-                stub_command(*map(str, fds), str(self.arena.size), *board),
-                pass_fds=(*fds, self.cancel.stub_fd),
-                stdin=subprocess.DEVNULL,
-                # Signals for the server's process group (a terminal's Ctrl-C) are not for it. Not
-                # a new session: that would put it in its own scheduler autogroup, which cost
-                # 10-20 us per round trip on a loaded machine.
-                process_group=0,
-            )
+            with _SPAWN_LOCK:
+                self.proc = subprocess.Popen(
+                    stub_command(*map(str, fds), str(self.arena.size), *board),
+                    pass_fds=(*fds, self.cancel.stub_fd),
+                    stdin=subprocess.DEVNULL,
+                    # Signals for the server's process group (a terminal's Ctrl-C) are not for
+                    # it. Not a new session: that would put it in its own scheduler autogroup,
+                    # which cost 10-20 us per round trip on a loaded machine.
+                    process_group=0,
+                )
         except BaseException:
             for s in (ctl_here, asy_here):
                 s.close()
