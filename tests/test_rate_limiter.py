@@ -275,6 +275,25 @@ def _wait_for(predicate: Any, what: str, timeout: float = 30) -> None:
         time.sleep(0.02)
 
 
+def _waiting_request(
+    srv: ServerProcess, client: Any, model: str
+) -> tuple[Any, queue.Queue[Any], queue.Queue[Any]]:
+    """Two requests to ``model`` while its resource is held: the first is taken by the instance
+    (which waits for the resource), the second waits in the queue. Seeing the second pending is
+    what proves the first reached the instance (pending == 0 alone is also true before the first
+    has arrived, which a slow server - a sanitizer build - makes visible). Returns the first's
+    call and both result queues (each gets (result, error))."""
+    x = grpcclient.InferInput("IN", [1], "FP32")
+    x.set_data_from_numpy(np.ones(1, np.float32))
+    first: queue.Queue[Any] = queue.Queue()
+    second: queue.Queue[Any] = queue.Queue()
+    call = client.async_infer(model, [x], callback=lambda result, error: first.put((result, error)))
+    _wait_for(lambda: _pending(srv, model) == 0, "the first request never left the queue")
+    client.async_infer(model, [x], callback=lambda result, error: second.put((result, error)))
+    _wait_for(lambda: _pending(srv, model) == 1, "the second request never reached the queue")
+    return call, first, second
+
+
 def _hold(srv: ServerProcess, state: Path, model: str) -> threading.Thread:
     """A request to ``model`` that keeps its resource until ``state/release`` exists."""
 
@@ -309,15 +328,11 @@ def test_a_request_cancelled_while_its_instance_waits_is_answered(
     srv = holder_and_waiter
     held = _hold(srv, state, "holder")
     client = grpcclient.InferenceServerClient(srv.grpc_url)
-    x = grpcclient.InferInput("IN", [1], "FP32")
-    x.set_data_from_numpy(np.ones(1, np.float32))
-    results: queue.Queue[Any] = queue.Queue()
-    call = client.async_infer("waiter", [x], callback=lambda result, error: results.put(error))
-    # Out of the queue and not answered: its instance has it and waits for R.
-    _wait_for(lambda: _pending(srv, "waiter") == 0, "the request never left the queue")
+    # The first is out of the queue and not answered: its instance has it and waits for R.
+    call, results, queued = _waiting_request(srv, client, "waiter")
     assert results.empty()
     call.cancel()
-    error = results.get(timeout=30)
+    _, error = results.get(timeout=30)
     assert error is not None and "CANCELLED" in str(error.status())
 
     def failed() -> int:
@@ -329,9 +344,11 @@ def test_a_request_cancelled_while_its_instance_waits_is_answered(
     assert not (state / "release").exists()
     (state / "release").touch()
     held.join(30)
-    # The waiter never ran the cancelled request, and serves the next one.
+    # The waiter never ran the cancelled request: it serves the queued one, then the next.
+    result, error = queued.get(timeout=30)
+    assert error is None and result.as_numpy("OUT").tolist() == [1.0]
     _infer_all(srv.grpc_url, ["waiter"])
-    assert [line.split()[0] for line in _log(state)] == ["holder_0_0", "waiter_0_0"]
+    assert [line.split()[0] for line in _log(state)] == ["holder_0_0", "waiter_0_0", "waiter_0_0"]
 
 
 def test_unloading_a_model_whose_instance_waits_completes(
@@ -342,11 +359,7 @@ def test_unloading_a_model_whose_instance_waits_completes(
     srv = holder_and_waiter
     held = _hold(srv, state, "holder")
     client = grpcclient.InferenceServerClient(srv.grpc_url)
-    x = grpcclient.InferInput("IN", [1], "FP32")
-    x.set_data_from_numpy(np.ones(1, np.float32))
-    results: queue.Queue[Any] = queue.Queue()
-    client.async_infer("waiter", [x], callback=lambda result, error: results.put((result, error)))
-    _wait_for(lambda: _pending(srv, "waiter") == 0, "the request never left the queue")
+    _, results, queued = _waiting_request(srv, client, "waiter")
     unloaded = threading.Event()
 
     def unload() -> None:
@@ -358,8 +371,9 @@ def test_unloading_a_model_whose_instance_waits_completes(
     assert results.empty() and not unloaded.is_set()
     (state / "release").touch()
     held.join(30)
-    result, error = results.get(timeout=30)
-    assert error is None and result.as_numpy("OUT").tolist() == [1.0]
+    for answers in (results, queued):  # the waiting and the queued request both run
+        result, error = answers.get(timeout=30)
+        assert error is None and result.as_numpy("OUT").tolist() == [1.0]
     unloader.join(30)
     assert unloaded.is_set()
     assert not client.is_model_ready("waiter")
@@ -371,17 +385,14 @@ def test_server_stop_with_a_waiting_instance(holder_and_waiter: ServerProcess, s
     srv = holder_and_waiter
     held = _hold(srv, state, "holder")
     client = grpcclient.InferenceServerClient(srv.grpc_url)
-    x = grpcclient.InferInput("IN", [1], "FP32")
-    x.set_data_from_numpy(np.ones(1, np.float32))
-    results: queue.Queue[Any] = queue.Queue()
-    client.async_infer("waiter", [x], callback=lambda result, error: results.put((result, error)))
-    _wait_for(lambda: _pending(srv, "waiter") == 0, "the request never left the queue")
+    _, results, queued = _waiting_request(srv, client, "waiter")
     assert srv.proc is not None
     srv.proc.send_signal(signal.SIGTERM)
     (state / "release").touch()
     held.join(30)
-    _, error = results.get(timeout=30)
-    assert error is None, error
+    for answers in (results, queued):  # both were accepted before the stop: both run
+        _, error = answers.get(timeout=30)
+        assert error is None, error
     assert srv.proc.wait(60) == 0
 
 
