@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from parity.harness import all_cases, fixture_path, load_fixture, run_case
 
 CASES = all_cases()

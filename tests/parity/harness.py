@@ -33,9 +33,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
-TRITON = Path(
-    os.environ.get("TRITON_SERVER", HERE.parents[2] / "shared/tools/triton/tritonserver")
-)
+TRITON = Path(os.environ.get("TRITON_SERVER", HERE.parents[2] / "shared/tools/triton/tritonserver"))
 
 
 @dataclass
@@ -131,6 +129,7 @@ def _free_port() -> int:
 
 def _wait(target: Target, ready: bool, timeout: float) -> None:
     import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
 
     deadline = time.monotonic() + timeout
     client = httpclient.InferenceServerClient(target.http_url)
@@ -138,12 +137,14 @@ def _wait(target: Target, ready: bool, timeout: float) -> None:
         while True:
             assert target.process is not None
             if target.process.poll() is not None:
-                raise RuntimeError(f"server exited with {target.process.returncode}:\n{target.log()}")
+                raise RuntimeError(
+                    f"server exited with {target.process.returncode}:\n{target.log()}"
+                )
             try:
                 if client.is_server_ready() if ready else client.is_server_live():
                     return
-            except Exception:
-                pass
+            except (OSError, InferenceServerException):
+                pass  # not listening yet
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server not {'ready' if ready else 'live'}:\n{target.log()}")
             time.sleep(0.1)

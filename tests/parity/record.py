@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from parity.harness import FIXTURES, TRITON, all_cases, fixture_path, load_fixture, run_case  # noqa: E402
+from parity.harness import FIXTURES, TRITON, all_cases, fixture_path, load_fixture, run_case
 
 
 def main() -> int:

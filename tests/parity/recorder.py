@@ -14,8 +14,10 @@ import numpy as np
 
 def _values(array):
     if array.dtype == np.object_ or array.dtype.kind in "SU":
-        return [v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
-                for v in array.reshape(-1).tolist()]
+        return [
+            v.decode("utf-8", "replace") if isinstance(v, bytes) else str(v)
+            for v in array.reshape(-1).tolist()
+        ]
     return array.reshape(-1).tolist()
 
 

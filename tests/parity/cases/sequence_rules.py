@@ -46,6 +46,7 @@ def build(repo: Path) -> None:
 def batch_of_two(target: Target) -> Any:
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
+    from tritonclient.utils import InferenceServerException
 
     seen: dict[str, Any] = {}
     for proto, module, url in (("grpc", grpcclient, target.grpc_url),
@@ -57,7 +58,7 @@ def batch_of_two(target: Target) -> Any:
             result = client.infer("seq", [tensor], sequence_id=7, sequence_start=True,
                                   sequence_end=True)  # fmt: skip
             seen[proto] = {"ok": result.as_numpy("OUT").tolist()}
-        except Exception as e:  # InferenceServerException from either client
+        except InferenceServerException as e:
             seen[proto] = {"status": str(e.status()), "message": e.message()}
         client.close()
     seen["model saw"] = target.observations("seq")
