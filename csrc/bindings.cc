@@ -534,6 +534,7 @@ SequenceConfig SequenceConfigFromPy(const py::dict& d) {
   c.max_sequence_idle_us = Get<uint64_t>(d, "max_sequence_idle_microseconds", 1'000'000);
   c.max_queue_delay_us = Get<uint64_t>(d, "max_queue_delay_microseconds", 0);
   c.max_candidate_sequences = Get<uint32_t>(d, "max_candidate_sequences", 0);
+  c.min_slot_utilization = Get<double>(d, "minimum_slot_utilization", 0);
   c.max_backlog = Get<uint32_t>(d, "sequence_backlog_limit", 0);
   c.preferred_batch_sizes = Get<std::vector<int64_t>>(d, "preferred_batch_size", {});
   static const std::pair<const char*, SequenceControl::Kind> kKinds[] = {
@@ -1545,6 +1546,10 @@ PYBIND11_MODULE(_core, m) {
       .def_property_readonly("correlation_id_str",
                              [](const OwnedRequest& r) { return r.request().correlation_id_str; })
       .def_property_readonly("flags", [](const OwnedRequest& r) { return r.request().flags; })
+      .def_property_readonly("null_request",
+                             [](const OwnedRequest& r) { return r.request().null_request; },
+                             "A sequence batcher's filler for an empty slot (READY false): "
+                             "no client waits for it and it requests no outputs.")
       .def_property_readonly("parameters",
                              [](const OwnedRequest& r) {
                                const std::string& p = r.request().parameters;

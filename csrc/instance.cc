@@ -262,8 +262,10 @@ Delivery InstanceWorker::RunGathered(Batch& batch, bool scheduled) {
   if (status.ok()) {
     for (size_t i = 0; i < batch.requests.size(); ++i) {
       InferRequest& r = *batch.requests[i];
-      stats.RecordSuccess(t3 - r.enqueue_ns, t0 - r.enqueue_ns, t1 - t0, t2 - t1, t3 - t2,
-                          r.batch_size);
+      if (!r.null_request) {  // a sequence batcher's filler is no inference (as in Triton)
+        stats.RecordSuccess(t3 - r.enqueue_ns, t0 - r.enqueue_ns, t1 - t0, t2 - t1, t3 - t2,
+                            r.batch_size);
+      }
       delivery[i].second.keepalive = std::move(r.inputs);
       stamp(r, delivery[i].second);
     }
@@ -272,7 +274,9 @@ Delivery InstanceWorker::RunGathered(Batch& batch, bool scheduled) {
   } else {
     delivery.clear();
     for (RequestPtr& r : batch.requests) {
-      stats.RecordFailure(t3 - r->enqueue_ns, t0 - r->enqueue_ns, FailReason::kBackend);
+      if (!r->null_request) {
+        stats.RecordFailure(t3 - r->enqueue_ns, t0 - r->enqueue_ns, FailReason::kBackend);
+      }
       InferResponse resp;
       resp.token = r->token;
       resp.status = status;

@@ -59,6 +59,7 @@ struct SequenceConfig {
   bool oldest = false;  // strategy: oldest (else direct)
   uint64_t max_sequence_idle_us = 1'000'000;
   uint64_t max_queue_delay_us = 0;
+  double min_slot_utilization = 0;       // direct: minimum_slot_utilization (0: do not wait)
   uint32_t max_candidate_sequences = 0;  // oldest
   uint32_t max_backlog = 0;  // sequences allowed to wait for a free slot (0: unlimited)
   std::vector<int64_t> preferred_batch_sizes;  // oldest

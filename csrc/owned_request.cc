@@ -60,7 +60,9 @@ void OwnedRequest::QueueLocked(NamedTensors outputs, Status status, bool final) 
     finished_ = true;
     const uint64_t now = NowNs();
     const uint64_t queue_ns = execute_start_ns_ - r.enqueue_ns;
-    if (any_error_) {
+    if (r.null_request) {
+      // A sequence batcher's filler is no inference (as in Triton): not counted.
+    } else if (any_error_) {
       stats_->RecordFailure(now - r.enqueue_ns, queue_ns,
                             r.cancelled() ? FailReason::kCanceled : FailReason::kBackend);
     } else {

@@ -79,6 +79,9 @@ struct InferRequest {
   std::shared_ptr<ResponseSink> sink;
   // Set by whoever may cancel the request (null: nobody can); every stage checks it.
   CancelFlagPtr cancel;
+  // A filler the sequence batcher made for an empty slot (Triton's null request): no client
+  // waits for it, its responses are dropped and it is not counted as an inference.
+  bool null_request = false;
 
   bool cancelled() const { return cancel != nullptr && cancel->cancelled(); }
 

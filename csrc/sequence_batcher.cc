@@ -9,13 +9,23 @@
 namespace tritonlite {
 
 namespace {
-size_t SlotsPerInstance(const ModelSpec& spec, size_t instances) {
-  const size_t batch_slots = static_cast<size_t>(std::max<int64_t>(1, spec.max_batch_size));
+// Triton: each instance has max(1, max_batch_size) slots; oldest with max_candidate_sequences
+// has that many per instance.
+size_t SlotsPerInstance(const ModelSpec& spec) {
   if (spec.sequence.oldest && spec.sequence.max_candidate_sequences > 0) {
-    return std::max<size_t>(1, (spec.sequence.max_candidate_sequences + instances - 1) / instances);
+    return spec.sequence.max_candidate_sequences;
   }
-  return batch_slots;
+  return static_cast<size_t>(std::max<int64_t>(1, spec.max_batch_size));
 }
+
+// Bounds what a config can make the batcher allocate (a pointer per slot and instance).
+constexpr size_t kMaxSlotsPerInstance = 65536;
+
+// Where a filler request's responses go: nowhere.
+class NullSink : public ResponseSink {
+ public:
+  void Complete(InferResponse&&) override {}
+};
 
 std::string CorrelationText(const InferRequest& r) {
   return r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
@@ -26,11 +36,21 @@ std::string CorrelationText(const InferRequest& r) {
 SequenceBatcher::SequenceBatcher(const ModelSpec& spec, size_t instances, ModelStats* stats)
     : spec_(spec),
       instances_(std::max<size_t>(1, instances)),
-      slots_per_instance_(SlotsPerInstance(spec, std::max<size_t>(1, instances))),
+      slots_per_instance_(SlotsPerInstance(spec)),
       idle_ns_(spec.sequence.max_sequence_idle_us * 1000),
       delay_ns_(spec.sequence.max_queue_delay_us * 1000),
       stats_(stats),
-      assigned_(std::max<size_t>(1, instances), 0) {
+      assigned_(std::max<size_t>(1, instances), 0),
+      high_(std::max<size_t>(1, instances), 0),
+      null_sink_(std::make_shared<NullSink>()) {
+  if (slots_per_instance_ > kMaxSlotsPerInstance) {
+    throw Error(StatusCode::kInvalidArg,
+                "model '" + spec.name + "': sequence_batching gives each instance " +
+                    std::to_string(slots_per_instance_) + " sequence slots (" +
+                    (spec.sequence.oldest ? "max_candidate_sequences" : "max_batch_size") +
+                    "); tritonlite supports at most " + std::to_string(kMaxSlotsPerInstance));
+  }
+  slots_.assign(instances_, std::vector<Sequence*>(slots_per_instance_, nullptr));
   waker_->cv = &cv_;
   for (const auto& s : spec.sequence.states) {
     for (int64_t d : s.dims) {
@@ -63,6 +83,12 @@ bool SequenceBatcher::TryEnqueue(RequestPtr& request) { return Add(request, fals
 
 bool SequenceBatcher::Add(RequestPtr& request, bool wait) {
   InferRequest& r = *request;
+  // Triton's sequence batcher takes one row per request (a sequence's slot is one row).
+  if (r.batch_size > 1) {
+    throw Error(StatusCode::kInvalidArg,
+                "inference request to model '" + spec_.name +
+                    "' must specify batch-size 1 due to requirements of sequence batcher");
+  }
   if (r.correlation_id == 0 && r.correlation_id_str.empty()) {
     throw Error(StatusCode::kInvalidArg,
                 "inference request to model '" + spec_.name +
@@ -132,20 +158,34 @@ SequenceBatcher::~SequenceBatcher() {
   waker_->cv = nullptr;
 }
 
+void SequenceBatcher::TakeSlot(Sequence& seq, size_t instance, size_t slot) {
+  seq.instance = instance;
+  seq.slot = slot;
+  slots_[instance][slot] = &seq;
+  high_[instance] = std::max(high_[instance], slot + 1);
+  ++assigned_[instance];
+}
+
 void SequenceBatcher::AssignSlots() {
+  // As Triton: a waiting sequence takes the free slot with the lowest number (of any instance).
   while (!backlog_.empty()) {
-    size_t best = kUnassigned;
+    size_t best_instance = kUnassigned, best_slot = kUnassigned;
     for (size_t i = 0; i < instances_; ++i) {
-      if (assigned_[i] < slots_per_instance_ && (best == kUnassigned || assigned_[i] < assigned_[best])) {
-        best = i;
+      if (assigned_[i] >= slots_per_instance_) continue;
+      const auto& slots = slots_[i];
+      for (size_t s = 0; s < slots.size() && s < best_slot; ++s) {
+        if (slots[s] == nullptr) {
+          best_instance = i;
+          best_slot = s;
+          break;
+        }
       }
     }
-    if (best == kUnassigned) return;
+    if (best_instance == kUnassigned) return;
     auto it = sequences_.find(backlog_.front());
     backlog_.pop_front();
     if (it == sequences_.end()) continue;
-    it->second->instance = best;
-    ++assigned_[best];
+    TakeSlot(*it->second, best_instance, best_slot);
   }
 }
 
@@ -155,6 +195,9 @@ void SequenceBatcher::Release(const std::string& key, Deferred* deferred) {
   Sequence& seq = *it->second;
   if (seq.instance != kUnassigned) {
     --assigned_[seq.instance];
+    slots_[seq.instance][seq.slot] = nullptr;
+    size_t& high = high_[seq.instance];
+    while (high > 0 && slots_[seq.instance][high - 1] == nullptr) --high;
   } else {
     backlog_.erase(std::remove(backlog_.begin(), backlog_.end(), key), backlog_.end());
   }
@@ -195,8 +238,9 @@ Tensor SequenceBatcher::ControlTensor(const SequenceControl& c, const InferReque
   Shape shape = spec_.max_batch_size > 0 ? Shape{r.batch_size, 1} : Shape{1};
   const int64_t n = ElementCount(shape);
   if (c.dtype == DataType::kBytes) {
-    std::string text = r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
-                                                    : r.correlation_id_str;
+    std::string text = r.null_request ? std::string()
+                       : r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
+                                                      : r.correlation_id_str;
     auto buf = std::make_shared<std::string>();
     for (int64_t i = 0; i < n; ++i) AppendBytesElement(buf.get(), text.data(), text.size());
     const void* data = buf->data();
@@ -232,18 +276,37 @@ Tensor SequenceBatcher::ControlTensor(const SequenceControl& c, const InferReque
   return t;
 }
 
+void SequenceBatcher::AddControls(InferRequest& r, bool ready) const {
+  for (const auto& c : spec_.sequence.controls) {
+    bool value = ready;
+    if (c.kind == SequenceControl::Kind::kStart) value = ready && (r.flags & kSequenceStart);
+    if (c.kind == SequenceControl::Kind::kEnd) value = ready && (r.flags & kSequenceEnd);
+    r.inputs.emplace_back(c.input_name, ControlTensor(c, r, value));
+  }
+}
+
+namespace {
+Tensor Zeros(DataType dtype, const Shape& shape) {
+  if (dtype == DataType::kBytes) {  // empty strings: a zero length prefix each
+    const int64_t n = ElementCount(shape);
+    auto buf = std::make_shared<std::string>(static_cast<size_t>(n) * sizeof(uint32_t), '\0');
+    const void* data = buf->data();
+    const size_t size = buf->size();
+    return Tensor::View(DataType::kBytes, shape, data, size, std::move(buf));
+  }
+  Tensor t = Tensor::Allocate(dtype, shape);
+  std::memset(t.mutable_data(), 0, t.byte_size());
+  return t;
+}
+}  // namespace
+
 void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* deferred) {
   const bool start = r.flags & kSequenceStart;
   if (start) {
     for (auto& kv : seq.state) deferred->dropped.push_back(std::move(kv));
     seq.state.clear();
   }
-  for (const auto& c : spec_.sequence.controls) {
-    bool value = true;
-    if (c.kind == SequenceControl::Kind::kStart) value = start;
-    if (c.kind == SequenceControl::Kind::kEnd) value = r.flags & kSequenceEnd;
-    r.inputs.emplace_back(c.input_name, ControlTensor(c, r, value));
-  }
+  AddControls(r, true);
   for (const auto& s : spec_.sequence.states) {
     const Tensor* previous = nullptr;
     for (const auto& kv : seq.state) {
@@ -255,10 +318,157 @@ void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* 
     }
     Shape shape = s.dims;
     if (spec_.max_batch_size > 0) shape.insert(shape.begin(), r.batch_size);
-    Tensor zeros = Tensor::Allocate(s.dtype, shape);
-    std::memset(zeros.mutable_data(), 0, zeros.byte_size());
-    r.inputs.emplace_back(s.input_name, std::move(zeros));
+    r.inputs.emplace_back(s.input_name, Zeros(s.dtype, shape));
   }
+}
+
+RequestPtr SequenceBatcher::MakeFiller(const std::vector<InputLayout>& like, int64_t rows,
+                                       uint64_t now) const {
+  // Triton's null request: the representative's inputs with unspecified (here zero) data, the
+  // not-ready controls, CORRID 0, a state of its own (never stored), no requested outputs.
+  auto f = std::make_unique<InferRequest>();
+  f->null_request = true;
+  f->batch_size = rows;
+  f->enqueue_ns = now;
+  f->sink = null_sink_;
+  for (const auto& in : like) f->inputs.emplace_back(in.name, Zeros(in.dtype, in.shape));
+  AddControls(*f, false);
+  for (const auto& s : spec_.sequence.states) {
+    Shape shape = s.dims;
+    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), rows);
+    f->inputs.emplace_back(s.input_name, Zeros(s.dtype, shape));
+  }
+  return f;
+}
+
+Batch SequenceBatcher::DirectBatch(size_t instance, uint64_t now, uint64_t* wake,
+                                   Deferred* deferred) {
+  const std::vector<Sequence*>& slots = slots_[instance];
+  const size_t high = high_[instance];
+  auto ready = [](const Sequence* seq) {
+    return seq != nullptr && !seq->in_flight && !seq->queue.empty();
+  };
+  size_t ready_count = 0, last = 0;
+  uint64_t earliest = 0;
+  const InferRequest* first = nullptr;  // the lowest ready slot's request shapes the fillers
+  for (size_t s = 0; s < high; ++s) {
+    if (!ready(slots[s])) continue;
+    const InferRequest& r = *slots[s]->queue.front();
+    if (first == nullptr) first = &r;
+    if (ready_count == 0 || r.enqueue_ns < earliest) earliest = r.enqueue_ns;
+    ++ready_count;
+    last = s;
+  }
+  if (ready_count == 0) return Batch{};
+  // As Triton: with both max_queue_delay_microseconds and minimum_slot_utilization set, wait
+  // until that share of the instance's slots is ready or the oldest request waited the delay;
+  // otherwise run what is ready now.
+  const double utilization = spec_.sequence.min_slot_utilization;
+  if (!stopping_ && delay_ns_ > 0 && utilization > 0 && now - earliest <= delay_ns_ &&
+      static_cast<double>(ready_count) / static_cast<double>(slots_per_instance_) < utilization) {
+    const uint64_t at = earliest + delay_ns_ + 1;
+    if (*wake == 0 || at < *wake) *wake = at;
+    return Batch{};
+  }
+  // Batches are gathered in host memory: a request with device inputs runs alone, outside the
+  // slot layout (tensors of several rows cannot be gathered there).
+  const bool alone = !spec_.per_request_execution && !ShapesCompatible(*first, *first);
+  std::vector<Sequence*> take(last + 1, nullptr);
+  for (size_t s = 0; s <= last; ++s) {
+    // A request whose inputs cannot share this batch waits: its slot is a filler this time.
+    if (ready(slots[s]) && (&*slots[s]->queue.front() == first ||
+                            (!alone && ShapesCompatible(*first, *slots[s]->queue.front())))) {
+      take[s] = slots[s];
+    }
+  }
+  Batch batch;
+  // `first`'s inputs before the server adds its own: the fillers' inputs.
+  std::vector<InputLayout> like;
+  for (const auto& kv : first->inputs) {
+    like.push_back(InputLayout{kv.first, kv.second.dtype(), kv.second.shape()});
+  }
+  const int64_t filler_rows = first->batch_size;
+  for (size_t s = 0; s <= last; ++s) {
+    if (alone && take[s] == nullptr) continue;
+    if (take[s] == nullptr) {
+      RequestPtr f = MakeFiller(like, filler_rows, now);
+      batch.batch_size += f->batch_size;
+      batch.requests.push_back(std::move(f));
+      continue;
+    }
+    Sequence& seq = *take[s];
+    RequestPtr r = std::move(seq.queue.front());
+    seq.queue.pop_front();
+    --queued_;
+    seq.in_flight = true;
+    seq.last_activity_ns = now;
+    AddServerInputs(seq, *r, deferred);
+    batch.batch_size += r->batch_size;
+    batch.requests.push_back(std::move(r));
+  }
+  return batch;
+}
+
+Batch SequenceBatcher::OldestBatch(size_t instance, uint64_t now, uint64_t* wake,
+                                   Deferred* deferred) {
+  // Sequences of this instance with a request ready, oldest request first.
+  std::vector<Sequence*> ready;
+  size_t idle_slots = 0;  // this instance's sequences not running and not waiting
+  const std::vector<Sequence*>& slots = slots_[instance];
+  for (size_t s = 0; s < high_[instance]; ++s) {
+    Sequence* seq = slots[s];
+    if (seq == nullptr || seq->in_flight) continue;
+    if (seq->queue.empty()) {
+      ++idle_slots;
+    } else {
+      ready.push_back(seq);
+    }
+  }
+  if (ready.empty()) return Batch{};
+  std::sort(ready.begin(), ready.end(), [](const Sequence* a, const Sequence* b) {
+    return a->queue.front()->enqueue_ns < b->queue.front()->enqueue_ns;
+  });
+  std::vector<Sequence*> chosen;
+  int64_t total = 0;
+  const InferRequest& first = *ready.front()->queue.front();
+  const int64_t max_rows = std::max<int64_t>(1, spec_.max_batch_size);
+  size_t preferred_count = 0;
+  const auto& preferred = spec_.sequence.preferred_batch_sizes;
+  for (Sequence* seq : ready) {
+    const InferRequest& r = *seq->queue.front();
+    if (!chosen.empty() && (spec_.max_batch_size == 0 || !ShapesCompatible(first, r) ||
+                            total + r.batch_size > max_rows)) {
+      continue;
+    }
+    chosen.push_back(seq);
+    total += r.batch_size;
+    if (std::find(preferred.begin(), preferred.end(), total) != preferred.end()) {
+      preferred_count = chosen.size();
+    }
+  }
+  // Send when full, at a preferred size, when no other sequence of this instance could
+  // join (all are running or already in), when stopping, or after the queue delay.
+  const bool full = total >= max_rows || spec_.max_batch_size == 0;
+  const bool nobody_else = idle_slots == 0 && backlog_.empty();
+  const uint64_t oldest = first.enqueue_ns;
+  if (preferred_count > 0 && !full) chosen.resize(preferred_count);
+  if (full || preferred_count > 0 || nobody_else || stopping_ || now >= oldest + delay_ns_) {
+    Batch batch;
+    for (Sequence* seq : chosen) {
+      RequestPtr r = std::move(seq->queue.front());
+      seq->queue.pop_front();
+      --queued_;
+      seq->in_flight = true;
+      seq->last_activity_ns = now;
+      AddServerInputs(*seq, *r, deferred);
+      batch.batch_size += r->batch_size;
+      batch.requests.push_back(std::move(r));
+    }
+    return batch;
+  }
+  const uint64_t delay_wake = oldest + delay_ns_;
+  if (*wake == 0 || delay_wake < *wake) *wake = delay_wake;
+  return Batch{};
 }
 
 Batch SequenceBatcher::NextBatch(size_t instance) {
@@ -274,9 +484,6 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
     uint64_t wake = ReleaseIdle(now, &deferred);
     if (!deferred.empty()) continue;
     if (stopping_ && queued_ == 0) return Batch{};
-    // Sequences of this instance with a request ready, oldest request first.
-    std::vector<Sequence*> ready;
-    size_t idle_slots = 0;  // this instance's sequences not running and not waiting
     bool dropped = false;
     for (auto& kv : sequences_) {
       Sequence& seq = *kv.second;
@@ -291,59 +498,13 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
         }
         seq.queue.clear();
       }
-      if (seq.instance != instance || seq.in_flight) continue;
-      if (seq.queue.empty()) {
-        ++idle_slots;
-      } else {
-        ready.push_back(&seq);
-      }
     }
     if (dropped) continue;  // answer them now (top of the loop), then look again
-    if (!ready.empty()) {
-      std::sort(ready.begin(), ready.end(), [](const Sequence* a, const Sequence* b) {
-        return a->queue.front()->enqueue_ns < b->queue.front()->enqueue_ns;
-      });
-      std::vector<Sequence*> chosen;
-      int64_t total = 0;
-      const InferRequest& first = *ready.front()->queue.front();
-      const int64_t max_rows = std::max<int64_t>(1, spec_.max_batch_size);
-      size_t preferred_count = 0;
-      const auto& preferred = spec_.sequence.preferred_batch_sizes;
-      for (Sequence* seq : ready) {
-        const InferRequest& r = *seq->queue.front();
-        if (!chosen.empty() && (spec_.max_batch_size == 0 || !ShapesCompatible(first, r) ||
-                                total + r.batch_size > max_rows)) {
-          continue;
-        }
-        chosen.push_back(seq);
-        total += r.batch_size;
-        if (std::find(preferred.begin(), preferred.end(), total) != preferred.end()) {
-          preferred_count = chosen.size();
-        }
-      }
-      // Send when full, at a preferred size, when no other sequence of this instance could
-      // join (all are running or already in), when stopping, or after the queue delay.
-      const bool full = total >= max_rows || spec_.max_batch_size == 0;
-      const bool nobody_else = idle_slots == 0 && backlog_.empty();
-      const uint64_t oldest = first.enqueue_ns;
-      if (preferred_count > 0 && !full) chosen.resize(preferred_count);
-      if (full || preferred_count > 0 || nobody_else || stopping_ || now >= oldest + delay_ns_) {
-        Batch batch;
-        for (Sequence* seq : chosen) {
-          RequestPtr r = std::move(seq->queue.front());
-          seq->queue.pop_front();
-          --queued_;
-          seq->in_flight = true;
-          seq->last_activity_ns = now;
-          AddServerInputs(*seq, *r, &deferred);
-          batch.batch_size += r->batch_size;
-          batch.requests.push_back(std::move(r));
-        }
-        batch.sequence = next_sequence_++;
-        return batch;
-      }
-      const uint64_t delay_wake = oldest + delay_ns_;
-      if (wake == 0 || delay_wake < wake) wake = delay_wake;
+    Batch batch = spec_.sequence.oldest ? OldestBatch(instance, now, &wake, &deferred)
+                                        : DirectBatch(instance, now, &wake, &deferred);
+    if (!batch.empty()) {
+      batch.sequence = next_sequence_++;
+      return batch;
     }
     if (wake == 0) {
       cv_.wait(lock);
@@ -392,6 +553,9 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
     const uint64_t now = NowNs();
     int64_t row = 0;
     for (const InferRequest* r : requests) {
+      const int64_t first_row = row;
+      row += r->batch_size;
+      if (r->null_request) continue;  // a filler's state is dropped with the batch outputs
       auto it = sequences_.find(KeyOf(*r));
       if (it == sequences_.end()) continue;
       Sequence& seq = *it->second;
@@ -399,7 +563,7 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
         for (const auto& s : spec_.sequence.states) {
           for (const auto& kv : *outputs) {
             if (kv.first != s.output_name) continue;
-            Tensor next = spec_.max_batch_size > 0 ? kv.second.SliceRows(row, r->batch_size)
+            Tensor next = spec_.max_batch_size > 0 ? kv.second.SliceRows(first_row, r->batch_size)
                                                    : kv.second;
             bool replaced = false;
             for (auto& st : seq.state) {
@@ -416,7 +580,6 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
       }
       seq.in_flight = false;
       seq.last_activity_ns = now;
-      row += r->batch_size;
       if ((r->flags & kSequenceEnd) && seq.queue.empty()) Release(it->first, &deferred);
     }
   }

@@ -1,10 +1,13 @@
 // SequenceBatcher: Triton's sequence_batching. Requests carry a correlation ID; every request
 // of a sequence goes to the same instance, in order, one at a time (the next is not scheduled
-// before the previous has executed). Batches are formed across sequences (strategy direct:
-// each instance has max_batch_size slots; oldest: up to max_candidate_sequences active
-// sequences, preferred sizes). The batcher fills the control inputs (START, END, READY, CORRID)
-// and implicit state, releases idle sequences, and queues sequences beyond the free slots until
-// one frees.
+// before the previous has executed). Each sequence owns a slot of one instance for its life
+// (direct: max_batch_size slots per instance; oldest: max_candidate_sequences per instance);
+// sequences beyond the free slots wait (backlog) until one frees. direct lays a batch out by
+// slot: slot i is row i, and a slot below the highest ready one that has no ready request is a
+// filler request (READY false, CORRID 0, zero data) whose response is dropped; it waits for
+// minimum_slot_utilization up to max_queue_delay_microseconds. oldest batches the ready
+// sequences of an instance, oldest first (preferred sizes, queue delay). The batcher fills the
+// control inputs (START, END, READY, CORRID) and implicit state, and releases idle sequences.
 #pragma once
 
 #include <condition_variable>
@@ -41,6 +44,7 @@ class SequenceBatcher : public Scheduler {
   struct Sequence {
     std::string key;
     size_t instance = kUnassigned;
+    size_t slot = 0;  // its slot of `instance` (once assigned)
     std::deque<RequestPtr> queue;
     bool in_flight = false;
     bool ended = false;  // its END request executed: release once idle
@@ -67,9 +71,22 @@ class SequenceBatcher : public Scheduler {
   // Returns the next idle deadline (0: none).
   uint64_t ReleaseIdle(uint64_t now, Deferred* deferred);
   void AddServerInputs(Sequence& seq, InferRequest& r, Deferred* deferred);
+  struct InputLayout {
+    std::string name;
+    DataType dtype;
+    Shape shape;
+  };
+  // A not-ready request for an empty slot of a direct batch, with inputs laid out as `like`.
+  RequestPtr MakeFiller(const std::vector<InputLayout>& like, int64_t rows, uint64_t now) const;
+  Batch DirectBatch(size_t instance, uint64_t now, uint64_t* wake, Deferred* deferred);
+  Batch OldestBatch(size_t instance, uint64_t now, uint64_t* wake, Deferred* deferred);
+  void TakeSlot(Sequence& seq, size_t instance, size_t slot);
   // The state output of a batch of `rows` rows: its datatype and shape as configured.
   Status CheckStateOutput(const SequenceStateSpec& s, const Tensor& t, int64_t rows) const;
   Tensor ControlTensor(const SequenceControl& c, const InferRequest& r, bool value) const;
+  // The control inputs of a request: START/END as its flags, READY `ready`; a not-ready
+  // (filler) request gets false for all and CORRID 0 (or an empty string), as in Triton.
+  void AddControls(InferRequest& r, bool ready) const;
 
   const ModelSpec& spec_;
   const size_t instances_;
@@ -92,6 +109,11 @@ class SequenceBatcher : public Scheduler {
   std::map<std::string, std::unique_ptr<Sequence>> sequences_;
   std::deque<std::string> backlog_;  // sequences waiting for a slot
   std::vector<size_t> assigned_;     // sequences per instance
+  // slots_[instance][slot]: the sequence that owns the slot (null: free); high_[instance]: one
+  // past its highest owned slot.
+  std::vector<std::vector<Sequence*>> slots_;
+  std::vector<size_t> high_;
+  std::shared_ptr<ResponseSink> null_sink_;  // where filler requests' responses go
   size_t queued_ = 0;
   uint64_t next_sequence_ = 0;
   bool stopping_ = false;

@@ -167,10 +167,6 @@ STATE = ('sequence_batching { state [ { input_name: "S_IN" output_name: "S_OUT" 
             "sequence_batching.iterative_sequence is not supported by tritonlite",
         ),
         (
-            SEQ % "direct { minimum_slot_utilization: 0.5 }",
-            "sequence_batching.direct.minimum_slot_utilization is not supported by tritonlite",
-        ),
-        (
             STATE % "use_growable_memory: true use_same_buffer_for_input_output: true",
             "'use_growable_memory' can only work with KIND_GPU model instances right now.",
         ),

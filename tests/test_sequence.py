@@ -512,10 +512,12 @@ def test_wrong_state_shape_from_the_model_fails_clearly_and_never_batches() -> N
     try:
         assert run(1, 1.0, START)["OUTPUT"][0, 0] == 1.0
         with pytest.raises(TritonError) as info:
-            run(2, 99.0, START)  # the model answers with an [1, 8] state
+            # Sequence 2 has slot 1: its batch is a filler row for slot 0 (sequence 1 has no
+            # request ready) and its own row, as in Triton; the model answers with a [2, 8] state.
+            run(2, 99.0, START)
         assert info.value.status == "INTERNAL"
-        assert ("model 'stateful' returned implicit state output 'STATE_OUT' as FP32 [1,8], but "
-                "sequence_batching state 'STATE_IN' needs FP32 [1,1]") in info.value.message
+        assert ("model 'stateful' returned implicit state output 'STATE_OUT' as FP32 [2,8], but "
+                "sequence_batching state 'STATE_IN' needs FP32 [2,1]") in info.value.message
         # Both sequences go on, batched together (queued back to back; the batcher waits up to
         # 300 ms for the other sequence): sequence 2 kept no state of the wrong width.
 

@@ -112,11 +112,6 @@ def _check_sequence(config: ModelConfig) -> None:
             config, "sequence_batching.oldest.preserve_ordering",
             "a decoupled model's responses are forwarded as it sends them",
         )  # fmt: skip
-    if sb.HasField("direct") and sb.direct.minimum_slot_utilization > 0:
-        raise _refuse(
-            config, "sequence_batching.direct.minimum_slot_utilization",
-            "the direct strategy does not wait for a slot utilization",
-        )  # fmt: skip
     for state in sb.state:
         name = state.input_name
         if state.use_growable_memory:  # Triton's checks and texts

@@ -91,6 +91,7 @@ def _sequence_spec(config: ModelConfig) -> dict[str, Any]:
         "oldest": strategy == "oldest",
         "max_sequence_idle_microseconds": sb.max_sequence_idle_microseconds or 1_000_000,
         "max_queue_delay_microseconds": s.max_queue_delay_microseconds,
+        "minimum_slot_utilization": s.minimum_slot_utilization if strategy == "direct" else 0.0,
         "max_candidate_sequences": s.max_candidate_sequences if strategy == "oldest" else 0,
         "preferred_batch_size": list(s.preferred_batch_size) if strategy == "oldest" else [],
         # tritonlite's own bound on sequences waiting for a slot (Triton's is unbounded).

@@ -144,7 +144,8 @@ class InProcessInstance:
                 else Tensor._wrap(name, None, t.datatype, t)
                 for name, t in r.inputs()
             ]
-            requested = list(r.requested_outputs) or backend.output_names
+            # A sequence batcher's filler (Triton's null request) requests no outputs.
+            requested = [] if r.null_request else list(r.requested_outputs) or backend.output_names
             correlation = r.correlation_id_str or r.correlation_id
             responder = _Responder(r, requested)
             sender = InferenceResponseSender(responder.send, decoupled, responder.cancelled)

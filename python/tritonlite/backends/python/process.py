@@ -493,7 +493,8 @@ class StubInstance:
                     r.correlation_id_str or r.correlation_id,
                     r.flags,
                     r.timeout_us,
-                    list(r.requested_outputs) or backend.output_names,
+                    # A sequence batcher's filler (Triton's null request) requests nothing.
+                    [] if r.null_request else list(r.requested_outputs) or backend.output_names,
                     len(inputs),
                     r.parameters,
                 )
