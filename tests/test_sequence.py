@@ -227,6 +227,105 @@ def test_control_inputs_are_filled_in() -> None:
     assert [s["CORRID"] for s in rec.seen] == [[1234]] * 3
 
 
+def test_direct_batches_are_laid_out_by_slot_with_filler_rows() -> None:
+    """As Triton (tests/parity/cases/sequence_slots.py shows it with python models): a sequence
+    keeps its slot, slot i is row i of a gathered batch, and a slot below the highest ready one
+    without a ready request is a filler row (READY, START, END false, CORRID 0, zero data) that
+    counts in the batch size but not as an inference."""
+    server = Server()
+    rec = ControlRecorder()
+    server.add_model(text_format.Parse(CONTROLS, mc.ModelConfig()), rec)
+
+    async def main() -> list[float]:
+        out = []
+        for corr, value, flags in ((1, 1.0, START), (2, 2.0, START), (1, 3.0, END),
+                                   (2, 4.0, END)):  # fmt: skip
+            result = await server.submit("ctl", {"INPUT": np.array([[value]], np.float32)},
+                                         correlation_id=corr, flags=flags)  # fmt: skip
+            out.append(float(dict(result)["OUTPUT"].numpy()[0, 0]))
+        return out
+
+    try:
+        assert asyncio.run(main()) == [1.0, 2.0, 3.0, 4.0]
+        stats = server.statistics("ctl")[0]
+    finally:
+        server.close()
+    filler = {"INPUT": [0.0], "START": [0.0], "END": [0], "READY": [False], "CORRID": [0]}
+    assert rec.seen == [
+        {"INPUT": [1.0], "START": [1.0], "END": [0], "READY": [True], "CORRID": [1]},
+        filler,  # slot 0: sequence 1 has nothing ready
+        {"INPUT": [2.0], "START": [1.0], "END": [0], "READY": [True], "CORRID": [2]},
+        {"INPUT": [3.0], "START": [0.0], "END": [1], "READY": [True], "CORRID": [1]},
+        filler,  # slot 0 is free now, but below sequence 2's slot 1
+        {"INPUT": [4.0], "START": [0.0], "END": [1], "READY": [True], "CORRID": [2]},
+    ]
+    assert stats["inference_count"] == 4 and stats["execution_count"] == 4
+    assert sorted((b["batch_size"], b["compute_infer"]["count"]) for b in stats["batch_stats"]) == [
+        (1, 2), (2, 2)
+    ]  # fmt: skip
+
+
+class SlotSums:
+    """A model that keeps its state inside itself, per batch slot (row), as Triton's direct
+    strategy allows: READY rows add INPUT to their slot's sum (START resets it)."""
+
+    def __init__(self) -> None:
+        self.sums: list[float] = []
+        self.lock = threading.Lock()
+        self.max_rows = 0
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> SlotSums:
+        return self
+
+    def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+        rows = inputs["INPUT"].shape[0]
+        out = np.zeros_like(inputs["INPUT"])
+        with self.lock:
+            self.max_rows = max(self.max_rows, rows)
+            self.sums += [0.0] * (rows - len(self.sums))
+            for i in range(rows):
+                if not inputs["READY"][i, 0]:
+                    continue
+                if inputs["START"][i, 0]:
+                    self.sums[i] = 0.0
+                self.sums[i] += float(inputs["INPUT"][i, 0])
+                out[i, 0] = self.sums[i]
+        return {"OUTPUT": out}
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_model_keeping_state_per_slot_gets_every_sequence_right() -> None:
+    """Twelve interleaved sequences over four slots (the rest wait for a free slot): a model
+    that keeps each slot's running sum inside itself sees each sequence in one row throughout."""
+    server = Server()
+    model = SlotSums()
+    server.add_model(text_format.Parse(CONTROLS, mc.ModelConfig()), model)
+    random.seed(3)
+    plans = {corr: [float(random.randint(1, 9)) for _ in range(5)] for corr in range(1, 13)}
+
+    async def run(corr: int, values: list[float]) -> list[float]:
+        sums = []
+        for i, v in enumerate(values):
+            flags = (START if i == 0 else 0) | (END if i == len(values) - 1 else 0)
+            result = await server.submit("ctl", {"INPUT": np.array([[v]], np.float32)},
+                                         correlation_id=corr, flags=flags)  # fmt: skip
+            sums.append(float(dict(result)["OUTPUT"].numpy()[0, 0]))
+            await asyncio.sleep(random.random() * 0.002)
+        return sums
+
+    async def main() -> list[list[float]]:
+        return await asyncio.gather(*[run(c, v) for c, v in plans.items()])
+
+    try:
+        results = asyncio.run(main())
+    finally:
+        server.close()
+    assert results == [list(np.cumsum(v)) for v in plans.values()]
+    assert model.max_rows <= 4
+
+
 def test_string_corrid_control() -> None:
     server = Server()
     rec = ControlRecorder()
