@@ -364,7 +364,7 @@ Batch SequenceBatcher::DirectBatch(size_t instance, uint64_t now, uint64_t* wake
   // until that share of the instance's slots is ready or the oldest request waited the delay;
   // otherwise run what is ready now.
   const double utilization = spec_.sequence.min_slot_utilization;
-  if (!stopping_ && delay_ns_ > 0 && utilization > 0 && now - earliest <= delay_ns_ &&
+  if (!stopping_ && delay_ns_ > 0 && utilization > 0 && now <= earliest + delay_ns_ &&
       static_cast<double>(ready_count) / static_cast<double>(slots_per_instance_) < utilization) {
     const uint64_t at = earliest + delay_ns_ + 1;
     if (*wake == 0 || at < *wake) *wake = at;
