@@ -324,8 +324,9 @@ void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* 
 
 RequestPtr SequenceBatcher::MakeFiller(const std::vector<InputLayout>& like, int64_t rows,
                                        uint64_t now) const {
-  // Triton's null request: the representative's inputs with unspecified (here zero) data, the
-  // not-ready controls, CORRID 0, a state of its own (never stored), no requested outputs.
+  // Triton's null request: the representative's inputs (its states too) with unspecified (here
+  // zero) data, the not-ready controls, CORRID 0, no requested outputs; its state is never
+  // stored.
   auto f = std::make_unique<InferRequest>();
   f->null_request = true;
   f->batch_size = rows;
@@ -333,11 +334,6 @@ RequestPtr SequenceBatcher::MakeFiller(const std::vector<InputLayout>& like, int
   f->sink = null_sink_;
   for (const auto& in : like) f->inputs.emplace_back(in.name, Zeros(in.dtype, in.shape));
   AddControls(*f, false);
-  for (const auto& s : spec_.sequence.states) {
-    Shape shape = s.dims;
-    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), rows);
-    f->inputs.emplace_back(s.input_name, Zeros(s.dtype, shape));
-  }
   return f;
 }
 
@@ -381,30 +377,33 @@ Batch SequenceBatcher::DirectBatch(size_t instance, uint64_t now, uint64_t* wake
       take[s] = slots[s];
     }
   }
-  Batch batch;
-  // `first`'s inputs before the server adds its own: the fillers' inputs.
-  std::vector<InputLayout> like;
-  for (const auto& kv : first->inputs) {
-    like.push_back(InputLayout{kv.first, kv.second.dtype(), kv.second.shape()});
-  }
-  const int64_t filler_rows = first->batch_size;
+  std::vector<RequestPtr> rows(last + 1);
   for (size_t s = 0; s <= last; ++s) {
-    if (alone && take[s] == nullptr) continue;
-    if (take[s] == nullptr) {
-      RequestPtr f = MakeFiller(like, filler_rows, now);
-      batch.batch_size += f->batch_size;
-      batch.requests.push_back(std::move(f));
-      continue;
-    }
+    if (take[s] == nullptr) continue;
     Sequence& seq = *take[s];
-    RequestPtr r = std::move(seq.queue.front());
+    rows[s] = std::move(seq.queue.front());
     seq.queue.pop_front();
     --queued_;
     seq.in_flight = true;
     seq.last_activity_ns = now;
-    AddServerInputs(seq, *r, deferred);
-    batch.batch_size += r->batch_size;
-    batch.requests.push_back(std::move(r));
+    AddServerInputs(seq, *rows[s], deferred);
+  }
+  // The fillers' inputs are laid out as `first`'s, its state inputs included (as Triton's null
+  // request takes the representative's state shapes); their controls are their own.
+  std::vector<InputLayout> like;
+  for (const auto& kv : first->inputs) {
+    bool control = false;
+    for (const auto& c : spec_.sequence.controls) control = control || c.input_name == kv.first;
+    if (!control) like.push_back(InputLayout{kv.first, kv.second.dtype(), kv.second.shape()});
+  }
+  Batch batch;
+  for (size_t s = 0; s <= last; ++s) {
+    if (rows[s] == nullptr) {
+      if (alone) continue;
+      rows[s] = MakeFiller(like, first->batch_size, now);
+    }
+    batch.batch_size += rows[s]->batch_size;
+    batch.requests.push_back(std::move(rows[s]));
   }
   return batch;
 }
