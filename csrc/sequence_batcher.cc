@@ -112,11 +112,11 @@ bool SequenceBatcher::Add(RequestPtr& request, bool wait) {
     if (it == sequences_.end()) {
       if (!(r.flags & kSequenceStart)) {
         throw Error(StatusCode::kInvalidArg,
-                    "inference request for sequence " + CorrelationText(r) + " to model '" +
-                        spec_.name +
-                        "' must specify the START flag on the first request of the sequence "
-                        "(the sequence was never started, has ended, or was released after "
-                        "being idle longer than max_sequence_idle_microseconds)");
+                    "inference request for sequence " +
+                        (r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
+                                                      : r.correlation_id_str) +
+                        " to model '" + spec_.name +
+                        "' must specify the START flag on the first request of the sequence");
       }
       const size_t limit = spec_.sequence.max_backlog;
       bool slot_free = false;
@@ -137,6 +137,7 @@ bool SequenceBatcher::Add(RequestPtr& request, bool wait) {
     }
     Sequence& seq = *it->second;
     seq.ended = false;
+    if (r.flags & kSequenceStart) seq.cancelled = false;
     seq.last_activity_ns = now;
     if (request->cancel != nullptr) request->cancel->SetListener(waker_);
     seq.queue.push_back(std::move(request));
@@ -483,22 +484,30 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
     uint64_t wake = ReleaseIdle(now, &deferred);
     if (!deferred.empty()) continue;
     if (stopping_ && queued_ == 0) return Batch{};
-    bool dropped = false;
+    std::vector<std::string> cancelled;
     for (auto& kv : sequences_) {
       Sequence& seq = *kv.second;
       if (!seq.queue.empty() && seq.queue.front()->cancelled()) {
-        dropped = true;
         // As Triton: cancelling a queued request of a sequence cancels the sequence's other
-        // queued requests too.
+        // queued requests too, and ends the sequence: its slot is free for another.
         for (RequestPtr& r : seq.queue) {
           --queued_;
           stats_->RecordFailure(now - r->enqueue_ns, now - r->enqueue_ns, FailReason::kCanceled);
           deferred.failed.emplace_back(std::move(r), CancelledStatus());
         }
         seq.queue.clear();
+        cancelled.push_back(kv.first);
       }
     }
-    if (dropped) continue;  // answer them now (top of the loop), then look again
+    for (const auto& key : cancelled) {
+      Sequence& seq = *sequences_.at(key);
+      if (seq.in_flight) {
+        seq.cancelled = true;  // released when its running request is done
+      } else {
+        Release(key, &deferred);
+      }
+    }
+    if (!cancelled.empty()) continue;  // answer them now (top of the loop), then look again
     Batch batch = spec_.sequence.oldest ? OldestBatch(instance, now, &wake, &deferred)
                                         : DirectBatch(instance, now, &wake, &deferred);
     if (!batch.empty()) {
@@ -579,7 +588,9 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
       }
       seq.in_flight = false;
       seq.last_activity_ns = now;
-      if ((r->flags & kSequenceEnd) && seq.queue.empty()) Release(it->first, &deferred);
+      if (seq.cancelled || ((r->flags & kSequenceEnd) && seq.queue.empty())) {
+        Release(it->first, &deferred);
+      }
     }
   }
   if (outputs != nullptr) {

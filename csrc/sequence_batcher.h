@@ -48,6 +48,7 @@ class SequenceBatcher : public Scheduler {
     std::deque<RequestPtr> queue;
     bool in_flight = false;
     bool ended = false;  // its END request executed: release once idle
+    bool cancelled = false;  // its queued requests were cancelled while one ran: release after
     uint64_t last_activity_ns = 0;
     NamedTensors state;  // implicit state by input name
   };

@@ -134,7 +134,7 @@ def test_missing_correlation_id_and_unstarted_sequence(tmp_path: Path) -> None:
         assert info.value.status == "INVALID_ARG"
         with pytest.raises(TritonError, match="must specify the START flag"):
             step(server, 77, 1.0)
-        with pytest.raises(TritonError, match="sequence 'x' to model 'acc' must specify the START"):
+        with pytest.raises(TritonError, match="sequence x to model 'acc' must specify the START"):
             step(server, "x", 1.0)
 
     try:
@@ -149,7 +149,7 @@ def test_idle_sequence_is_released(tmp_path: Path) -> None:
     async def main() -> None:
         await step(server, 9, 1.0, START)
         await asyncio.sleep(0.4)  # longer than max_sequence_idle_microseconds
-        with pytest.raises(TritonError, match="idle longer than max_sequence_idle_microseconds"):
+        with pytest.raises(TritonError, match="sequence 9 to model 'acc' must specify the START"):
             step(server, 9, 1.0)
 
     try:
@@ -656,8 +656,9 @@ class GatedRecorder(ControlRecorder):
 @pytest.mark.parametrize("strategy", ["direct { }", "oldest { max_candidate_sequences: 4 }"])
 def test_cancelling_a_queued_request_cancels_its_sequence_queue(strategy: str) -> None:
     """As Triton: a cancelled queued request of a sequence is answered CANCELLED without
-    running, and so are the requests queued behind it; a sequence waiting for a slot (backlog)
-    is cancelled the same way. The running request and other sequences are unaffected."""
+    running, and so are the requests queued behind it, and the sequence ends (its slot frees);
+    a sequence waiting for a slot (backlog) is cancelled the same way. The running request and
+    other sequences are unaffected."""
     rec = GatedRecorder()
     text = CONTROLS.replace("max_batch_size: 4", "max_batch_size: 1").replace(
         "sequence_batching {", f"sequence_batching {{ {strategy}"
@@ -681,6 +682,9 @@ def test_cancelling_a_queued_request_cancels_its_sequence_queue(strategy: str) -
         await asyncio.sleep(0.05)
         rec.gate.set()
         results = await asyncio.gather(running, behind, return_exceptions=True)
+        # The cancelled sequence has ended (its slot is free): a next step needs START again.
+        with pytest.raises(TritonError, match="must specify the START flag"):
+            await send(1, 6.0)
         later = await send(3, 5.0, START | END)  # the model still serves
         return [*results, later]
 

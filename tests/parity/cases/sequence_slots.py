@@ -24,19 +24,23 @@ CONTROLS = """
 """
 
 # {max_batch_size}, {strategy}, {instances}, {idle}
-CONFIG = """
+CONFIG = (
+    """
 name: "seq"
 backend: "python"
 max_batch_size: {max_batch_size}
 sequence_batching {{
   max_sequence_idle_microseconds: {idle}
   {strategy}
-""" + CONTROLS.replace("{", "{{").replace("}", "}}") + """
+"""
+    + CONTROLS.replace("{", "{{").replace("}", "}}")
+    + """
 }}
 input [{{ name: "IN" data_type: TYPE_INT32 dims: [1] }}]
 output [{{ name: "OUT" data_type: TYPE_INT32 dims: [1] }}]
 instance_group [{{ kind: KIND_CPU count: {instances} }}]
 """
+)
 
 # Records each execute's requests in order. A filler (not-ready) request's data is unspecified
 # in Triton (uninitialised memory): its IN values are left out. The first execute waits for the
@@ -117,7 +121,7 @@ class _Client:
         self.grpc = grpcclient
         self.client = grpcclient.InferenceServerClient(target.grpc_url)
 
-    def send(self, corr: int, value: int, start: bool = False, end: bool = False,
+    def send(self, corr: int | str, value: int, start: bool = False, end: bool = False,
              timeout_s: float | None = None) -> dict[str, Any]:  # fmt: skip
         """Sends one step in the background; the returned dict gets "ok" or "error"."""
         from tritonclient.utils import InferenceServerException
@@ -139,9 +143,10 @@ class _Client:
         kwargs: dict[str, Any] = {}
         if timeout_s is not None:
             kwargs["client_timeout"] = timeout_s
-        self.client.async_infer("seq", [tensor], callback, sequence_id=corr,
-                                sequence_start=start, sequence_end=end, **kwargs)  # fmt: skip
+        call = self.client.async_infer("seq", [tensor], callback, sequence_id=corr,
+                                       sequence_start=start, sequence_end=end, **kwargs)  # fmt: skip
         got["_done"] = done
+        got["_call"] = call
         return got
 
     @staticmethod
@@ -149,10 +154,10 @@ class _Client:
         out = []
         for r in results:
             r["_done"].wait(60)
-            out.append({k: v for k, v in r.items() if k != "_done"})
+            out.append({k: v for k, v in r.items() if not k.startswith("_")})
         return out
 
-    def step(self, corr: int, value: int, start: bool = False, end: bool = False,
+    def step(self, corr: int | str, value: int, start: bool = False, end: bool = False,
              timeout_s: float | None = None) -> dict[str, Any]:  # fmt: skip
         return self.wait(self.send(corr, value, start, end, timeout_s))[0]
 
@@ -238,6 +243,31 @@ def direct_utilization(target: Target) -> Any:
     return {"answers": answers, "model saw": _batches(target), "statistics": _statistics(target)}
 
 
+# ---- a cancelled queued request ends its sequence ----------------------------------------------
+
+
+def build_cancel(repo: Path) -> None:
+    python_model(repo, "seq", _config(max_batch_size=1), GATED)
+
+
+def cancel_ends_sequence(target: Target) -> Any:
+    c = _Client(target)
+    answers: dict[str, Any] = {}
+    running = c.send(1, 10, start=True)  # takes the only slot, held at the gate
+    time.sleep(0.5)
+    queued = c.send(1, 11)
+    time.sleep(0.5)
+    queued["_call"].cancel()
+    time.sleep(0.5)
+    (target.repository / "seq" / "gate").touch()
+    answers["running, cancelled"] = c.wait(running, queued)
+    answers["1 again"] = c.step(1, 12)  # the sequence ended with the cancellation
+    answers["2"] = c.step(2, 20, start=True, end=True)  # and its slot is free
+    answers["never started"] = c.step("abc", 30)  # Triton's text for a string ID
+    c.close()
+    return {"answers": answers, "model saw": _batches(target)}
+
+
 # ---- oldest: max_candidate_sequences per instance ---------------------------------------------
 
 
@@ -285,6 +315,13 @@ CASES = [
         build_utilization,
         direct_utilization,
         about="direct: minimum_slot_utilization holds a batch until enough slots are ready",
+    ),
+    Case(
+        "sequence_slots_cancel_ends_sequence",
+        build_cancel,
+        cancel_ends_sequence,
+        about="direct: cancelling a queued request of a sequence ends the sequence and frees "
+        "its slot; its next request needs START",
     ),
     Case(
         "sequence_slots_oldest_candidates_per_instance",
