@@ -326,6 +326,31 @@ def test_a_model_keeping_state_per_slot_gets_every_sequence_right() -> None:
     assert model.max_rows <= 4
 
 
+def test_max_candidate_sequences_is_per_instance_and_bounded() -> None:
+    """As Triton, oldest's max_candidate_sequences is each instance's slot count (two instances
+    with two candidates run four sequences at once; tests/parity shows it with Triton); a count
+    tritonlite cannot hold is a load error, not an allocation of that size."""
+    text = CONTROLS.replace("sequence_batching {", "sequence_batching { oldest { "
+                            "max_candidate_sequences: 2 } max_sequence_idle_microseconds: "
+                            "60000000") + "instance_group [{ count: 2 }]"  # fmt: skip
+    server = Server()
+    server.add_model(text_format.Parse(text, mc.ModelConfig()), ControlRecorder())
+
+    async def main() -> None:
+        for corr in (1, 2, 3, 4):  # none ends: each holds a slot
+            await server.submit("ctl", {"INPUT": np.array([[corr]], np.float32)},
+                                correlation_id=corr, flags=START)  # fmt: skip
+
+    try:
+        asyncio.run(asyncio.wait_for(main(), 30))
+    finally:
+        server.close()
+    huge = text.replace("max_candidate_sequences: 2", "max_candidate_sequences: 2000000000")
+    with pytest.raises(TritonError, match="supports at most 65536") as info:
+        Server().add_model(text_format.Parse(huge, mc.ModelConfig()), ControlRecorder())
+    assert info.value.status == "INVALID_ARG"
+
+
 def test_string_corrid_control() -> None:
     server = Server()
     rec = ControlRecorder()
