@@ -190,15 +190,32 @@ void SequenceBatcher::AssignSlots() {
   }
 }
 
+void SequenceBatcher::FreeSlot(Sequence& seq) {
+  if (seq.instance == kUnassigned) return;
+  --assigned_[seq.instance];
+  slots_[seq.instance][seq.slot] = nullptr;
+  size_t& high = high_[seq.instance];
+  while (high > 0 && slots_[seq.instance][high - 1] == nullptr) --high;
+  seq.instance = kUnassigned;
+}
+
+void SequenceBatcher::EndIfLast(Sequence& seq, const InferRequest& r) {
+  // Requests queued behind an END (sent before it ran) continue the sequence, as before.
+  if (!(r.flags & kSequenceEnd) || !seq.queue.empty()) return;
+  auto it = sequences_.find(seq.key);
+  if (it == sequences_.end() || it->second.get() != &seq) return;
+  FreeSlot(seq);
+  ending_.emplace(&r, std::move(it->second));
+  sequences_.erase(it);
+  AssignSlots();
+}
+
 void SequenceBatcher::Release(const std::string& key, Deferred* deferred) {
   auto it = sequences_.find(key);
   if (it == sequences_.end()) return;
   Sequence& seq = *it->second;
   if (seq.instance != kUnassigned) {
-    --assigned_[seq.instance];
-    slots_[seq.instance][seq.slot] = nullptr;
-    size_t& high = high_[seq.instance];
-    while (high > 0 && slots_[seq.instance][high - 1] == nullptr) --high;
+    FreeSlot(seq);
   } else {
     backlog_.erase(std::remove(backlog_.begin(), backlog_.end(), key), backlog_.end());
   }
@@ -387,22 +404,39 @@ Batch SequenceBatcher::DirectBatch(size_t instance, uint64_t now, uint64_t* wake
     --queued_;
     seq.in_flight = true;
     seq.last_activity_ns = now;
-    AddServerInputs(seq, *rows[s], deferred);
   }
-  // The fillers' inputs are laid out as `first`'s, its state inputs included (as Triton's null
-  // request takes the representative's state shapes); their controls are their own.
-  std::vector<InputLayout> like;
-  for (const auto& kv : first->inputs) {
-    bool control = false;
-    for (const auto& c : spec_.sequence.controls) control = control || c.input_name == kv.first;
-    if (!control) like.push_back(InputLayout{kv.first, kv.second.dtype(), kv.second.shape()});
+  try {
+    for (size_t s = 0; s <= last; ++s) {
+      if (rows[s] != nullptr) AddServerInputs(*take[s], *rows[s], deferred);
+    }
+    // The fillers' inputs are laid out as `first`'s, its state inputs included (as Triton's
+    // null request takes the representative's state shapes); their controls are their own.
+    std::vector<InputLayout> like;
+    for (const auto& kv : first->inputs) {
+      bool control = false;
+      for (const auto& c : spec_.sequence.controls) control = control || c.input_name == kv.first;
+      if (!control) like.push_back(InputLayout{kv.first, kv.second.dtype(), kv.second.shape()});
+    }
+    for (size_t s = 0; s <= last; ++s) {
+      if (rows[s] == nullptr && !alone) rows[s] = MakeFiller(like, first->batch_size, now);
+    }
+  } catch (const std::exception& e) {
+    // Out of memory for a filler or a control input: the batch's requests fail (answered
+    // after the lock is released), their sequences go on.
+    const Status status(StatusCode::kInternal,
+                        "model '" + spec_.name + "': cannot form a sequence batch: " + e.what());
+    for (size_t s = 0; s <= last; ++s) {
+      if (rows[s] == nullptr || rows[s]->null_request) continue;
+      take[s]->in_flight = false;
+      stats_->RecordFailure(now - rows[s]->enqueue_ns, now - rows[s]->enqueue_ns);
+      deferred->failed.emplace_back(std::move(rows[s]), status);
+    }
+    return Batch{};
   }
   Batch batch;
   for (size_t s = 0; s <= last; ++s) {
-    if (rows[s] == nullptr) {
-      if (alone) continue;
-      rows[s] = MakeFiller(like, first->batch_size, now);
-    }
+    if (rows[s] == nullptr) continue;  // `alone`: no fillers
+    if (take[s] != nullptr) EndIfLast(*take[s], *rows[s]);
     batch.batch_size += rows[s]->batch_size;
     batch.requests.push_back(std::move(rows[s]));
   }
@@ -461,6 +495,7 @@ Batch SequenceBatcher::OldestBatch(size_t instance, uint64_t now, uint64_t* wake
       seq->in_flight = true;
       seq->last_activity_ns = now;
       AddServerInputs(*seq, *r, deferred);
+      EndIfLast(*seq, *r);
       batch.batch_size += r->batch_size;
       batch.requests.push_back(std::move(r));
     }
@@ -514,6 +549,7 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
       batch.sequence = next_sequence_++;
       return batch;
     }
+    if (!deferred.empty()) continue;  // a batch that could not be formed: answer it now
     if (wake == 0) {
       cv_.wait(lock);
     } else {
@@ -564,6 +600,12 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
       const int64_t first_row = row;
       row += r->batch_size;
       if (r->null_request) continue;  // a filler's state is dropped with the batch outputs
+      auto ended = ending_.find(r);
+      if (ended != ending_.end()) {  // its END ran: the sequence is gone (its state may be Python's)
+        deferred.released.push_back(std::move(ended->second));
+        ending_.erase(ended);
+        continue;
+      }
       auto it = sequences_.find(KeyOf(*r));
       if (it == sequences_.end()) continue;
       Sequence& seq = *it->second;

@@ -82,6 +82,10 @@ class SequenceBatcher : public Scheduler {
   Batch DirectBatch(size_t instance, uint64_t now, uint64_t* wake, Deferred* deferred);
   Batch OldestBatch(size_t instance, uint64_t now, uint64_t* wake, Deferred* deferred);
   void TakeSlot(Sequence& seq, size_t instance, size_t slot);
+  void FreeSlot(Sequence& seq);
+  // As Triton, a sequence ends when its END request is batched: its slot goes to a waiting
+  // sequence at once and its ID may start anew; the object waits in ending_ for the batch.
+  void EndIfLast(Sequence& seq, const InferRequest& r);
   // The state output of a batch of `rows` rows: its datatype and shape as configured.
   Status CheckStateOutput(const SequenceStateSpec& s, const Tensor& t, int64_t rows) const;
   Tensor ControlTensor(const SequenceControl& c, const InferRequest& r, bool value) const;
@@ -108,6 +112,8 @@ class SequenceBatcher : public Scheduler {
   };
   const std::shared_ptr<Waker> waker_ = std::make_shared<Waker>();
   std::map<std::string, std::unique_ptr<Sequence>> sequences_;
+  // Sequences whose END request is running, by that request.
+  std::map<const InferRequest*, std::unique_ptr<Sequence>> ending_;
   std::deque<std::string> backlog_;  // sequences waiting for a slot
   std::vector<size_t> assigned_;     // sequences per instance
   // slots_[instance][slot]: the sequence that owns the slot (null: free); high_[instance]: one
