@@ -313,7 +313,7 @@ Tensor Zeros(DataType dtype, const Shape& shape) {
     return Tensor::View(DataType::kBytes, shape, data, size, std::move(buf));
   }
   Tensor t = Tensor::Allocate(dtype, shape);
-  std::memset(t.mutable_data(), 0, t.byte_size());
+  if (t.byte_size() > 0) std::memset(t.mutable_data(), 0, t.byte_size());
   return t;
 }
 }  // namespace
