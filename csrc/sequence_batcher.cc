@@ -17,6 +17,13 @@ size_t SlotsPerInstance(const ModelSpec& spec, size_t instances) {
   return batch_slots;
 }
 
+bool HasVariableState(const ModelSpec& spec) {
+  for (const auto& s : spec.sequence.states) {
+    if (std::find(s.dims.begin(), s.dims.end(), -1) != s.dims.end()) return true;
+  }
+  return false;
+}
+
 std::string CorrelationText(const InferRequest& r) {
   return r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
                                       : "'" + r.correlation_id_str + "'";
@@ -30,17 +37,10 @@ SequenceBatcher::SequenceBatcher(const ModelSpec& spec, size_t instances, ModelS
       idle_ns_(spec.sequence.max_sequence_idle_us * 1000),
       delay_ns_(spec.sequence.max_queue_delay_us * 1000),
       stats_(stats),
+      // Gathered batches need one shape per state input; a per-request backend stores no state.
+      match_state_shapes_(!spec.per_request_execution && HasVariableState(spec)),
       assigned_(std::max<size_t>(1, instances), 0) {
   waker_->cv = &cv_;
-  for (const auto& s : spec.sequence.states) {
-    for (int64_t d : s.dims) {
-      if (d < 0) {
-        throw Error(StatusCode::kInvalidArg,
-                    "model '" + spec.name + "': implicit state '" + s.input_name +
-                        "' needs fixed dims for its initial state, got " + ShapeToString(s.dims));
-      }
-    }
-  }
 }
 
 std::string SequenceBatcher::KeyOf(const InferRequest& r) {
@@ -253,12 +253,40 @@ void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* 
       r.inputs.emplace_back(s.input_name, *previous);
       continue;
     }
-    Shape shape = s.dims;
-    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), r.batch_size);
-    Tensor zeros = Tensor::Allocate(s.dtype, shape);
-    std::memset(zeros.mutable_data(), 0, zeros.byte_size());
-    r.inputs.emplace_back(s.input_name, std::move(zeros));
+    // The initial state, one copy per row (a model may write to its inputs).
+    Shape shape = s.initial_shape;
+    const int64_t rows = spec_.max_batch_size > 0 ? r.batch_size : 1;
+    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), rows);
+    Tensor initial = Tensor::Allocate(s.dtype, shape, s.initial.size() * static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) {
+      std::memcpy(initial.mutable_data() + static_cast<size_t>(i) * s.initial.size(),
+                  s.initial.data(), s.initial.size());
+    }
+    r.inputs.emplace_back(s.input_name, std::move(initial));
   }
+}
+
+Shape SequenceBatcher::NextStateShape(const Sequence& seq, const InferRequest& r,
+                                      const SequenceStateSpec& s) {
+  if (!(r.flags & kSequenceStart)) {
+    for (const auto& kv : seq.state) {
+      if (kv.first == s.input_name && !kv.second.shape().empty()) {
+        const Shape& shape = kv.second.shape();
+        return Shape(shape.begin() + 1, shape.end());  // without the batch dim
+      }
+    }
+  }
+  return s.initial_shape;
+}
+
+bool SequenceBatcher::StatesBatchable(const Sequence& a, const Sequence& b) const {
+  if (!match_state_shapes_) return true;
+  const InferRequest& ra = *a.queue.front();
+  const InferRequest& rb = *b.queue.front();
+  for (const auto& s : spec_.sequence.states) {
+    if (NextStateShape(a, ra, s) != NextStateShape(b, rb, s)) return false;
+  }
+  return true;
 }
 
 Batch SequenceBatcher::NextBatch(size_t instance) {
@@ -312,6 +340,7 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
       for (Sequence* seq : ready) {
         const InferRequest& r = *seq->queue.front();
         if (!chosen.empty() && (spec_.max_batch_size == 0 || !ShapesCompatible(first, r) ||
+                                !StatesBatchable(*ready.front(), *seq) ||
                                 total + r.batch_size > max_rows)) {
           continue;
         }
@@ -356,9 +385,13 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
 
 Status SequenceBatcher::CheckStateOutput(const SequenceStateSpec& s, const Tensor& t,
                                          int64_t rows) const {
-  Shape expected = s.dims;
+  Shape expected = s.dims;  // -1: any size
   if (spec_.max_batch_size > 0) expected.insert(expected.begin(), rows);
-  if (t.dtype() == s.dtype && t.shape() == expected) return Status::Success();
+  bool ok = t.dtype() == s.dtype && t.shape().size() == expected.size();
+  for (size_t i = 0; ok && i < expected.size(); ++i) {
+    ok = expected[i] == -1 || expected[i] == t.shape()[i];
+  }
+  if (ok) return Status::Success();
   return Status(StatusCode::kInternal,
                 "model '" + spec_.name + "' returned implicit state output '" + s.output_name +
                     "' as " + DataTypeName(t.dtype()) + " " + ShapeToString(t.shape()) +
@@ -422,6 +455,10 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
   }
   if (outputs != nullptr) {
     for (const auto& s : spec_.sequence.states) {
+      // A state output the config also lists as a model output is the client's too (Triton).
+      const bool listed = std::any_of(spec_.outputs.begin(), spec_.outputs.end(),
+                                      [&](const TensorSpec& o) { return o.name == s.output_name; });
+      if (listed) continue;
       outputs->erase(std::remove_if(outputs->begin(), outputs->end(),
                                     [&](const auto& kv) { return kv.first == s.output_name; }),
                      outputs->end());

@@ -70,6 +70,12 @@ class SequenceBatcher : public Scheduler {
   // The state output of a batch of `rows` rows: its datatype and shape as configured.
   Status CheckStateOutput(const SequenceStateSpec& s, const Tensor& t, int64_t rows) const;
   Tensor ControlTensor(const SequenceControl& c, const InferRequest& r, bool value) const;
+  // The state input `r` (the front of `seq`) will get, without the batch dim; and whether two
+  // sequences' next requests get state inputs of the same shapes (a gathered batch needs it
+  // where a state has -1 dims).
+  static Shape NextStateShape(const Sequence& seq, const InferRequest& r,
+                              const SequenceStateSpec& s);
+  bool StatesBatchable(const Sequence& a, const Sequence& b) const;
 
   const ModelSpec& spec_;
   const size_t instances_;
@@ -77,6 +83,7 @@ class SequenceBatcher : public Scheduler {
   const uint64_t idle_ns_;
   const uint64_t delay_ns_;
   ModelStats* stats_;
+  const bool match_state_shapes_;
 
   // Held only for bookkeeping: no sink calls, no Python, no release of tensors under it
   // (see the rule in scheduler.h; Deferred carries them out).
