@@ -253,27 +253,34 @@ void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* 
       r.inputs.emplace_back(s.input_name, *previous);
       continue;
     }
-    // The initial state, one copy per row (a model may write to its inputs).
-    Shape shape = s.initial_shape;
-    const int64_t rows = spec_.max_batch_size > 0 ? r.batch_size : 1;
-    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), rows);
-    Tensor initial = Tensor::Allocate(s.dtype, shape, s.initial.size() * static_cast<size_t>(rows));
-    for (int64_t i = 0; i < rows; ++i) {
-      std::memcpy(initial.mutable_data() + static_cast<size_t>(i) * s.initial.size(),
-                  s.initial.data(), s.initial.size());
-    }
-    r.inputs.emplace_back(s.input_name, std::move(initial));
+    r.inputs.emplace_back(s.input_name, InitialState(s, r.batch_size));
   }
 }
 
+Tensor SequenceBatcher::InitialState(const SequenceStateSpec& s, int64_t rows) const {
+  // One copy per row, each request its own (a model may write to its inputs).
+  Shape shape = s.initial_shape;
+  if (spec_.max_batch_size > 0) {
+    shape.insert(shape.begin(), rows);
+  } else {
+    rows = 1;
+  }
+  Tensor initial = Tensor::Allocate(s.dtype, shape, s.initial.size() * static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    std::memcpy(initial.mutable_data() + static_cast<size_t>(i) * s.initial.size(),
+                s.initial.data(), s.initial.size());
+  }
+  return initial;
+}
+
 Shape SequenceBatcher::NextStateShape(const Sequence& seq, const InferRequest& r,
-                                      const SequenceStateSpec& s) {
+                                      const SequenceStateSpec& s) const {
   if (!(r.flags & kSequenceStart)) {
     for (const auto& kv : seq.state) {
-      if (kv.first == s.input_name && !kv.second.shape().empty()) {
-        const Shape& shape = kv.second.shape();
-        return Shape(shape.begin() + 1, shape.end());  // without the batch dim
-      }
+      if (kv.first != s.input_name) continue;
+      const Shape& shape = kv.second.shape();
+      if (spec_.max_batch_size == 0 || shape.empty()) return shape;
+      return Shape(shape.begin() + 1, shape.end());  // without the batch dim
     }
   }
   return s.initial_shape;

@@ -70,11 +70,13 @@ class SequenceBatcher : public Scheduler {
   // The state output of a batch of `rows` rows: its datatype and shape as configured.
   Status CheckStateOutput(const SequenceStateSpec& s, const Tensor& t, int64_t rows) const;
   Tensor ControlTensor(const SequenceControl& c, const InferRequest& r, bool value) const;
+  // A sequence's first state for a request of `rows` rows (the spec's initial state per row).
+  Tensor InitialState(const SequenceStateSpec& s, int64_t rows) const;
   // The state input `r` (the front of `seq`) will get, without the batch dim; and whether two
   // sequences' next requests get state inputs of the same shapes (a gathered batch needs it
   // where a state has -1 dims).
-  static Shape NextStateShape(const Sequence& seq, const InferRequest& r,
-                              const SequenceStateSpec& s);
+  Shape NextStateShape(const Sequence& seq, const InferRequest& r,
+                       const SequenceStateSpec& s) const;
   bool StatesBatchable(const Sequence& a, const Sequence& b) const;
 
   const ModelSpec& spec_;
