@@ -260,15 +260,18 @@ instance_group [{ kind: KIND_CPU count: 1 }]
 """
 
 
-def build_file_states(repo: Path) -> None:
-    for name, max_batch_size, fixed in (("batching", 1, "3"), ("plain", 0, "1, 3")):
-        values = {"name": name, "max_batch_size": max_batch_size, "fixed": fixed}
-        model_dir = python_model(repo, name, FILE_STATES % values, ECHO_STATES)
+def build_file_states(extra: str = "") -> Any:
+    def build(repo: Path) -> None:
+        for name, max_batch_size, fixed in (("batching", 1, "3"), ("plain", 0, "1, 3")):
+            values = {"name": name, "max_batch_size": max_batch_size, "fixed": fixed}
+            model_dir = python_model(repo, name, FILE_STATES % values + extra, ECHO_STATES)
+            (model_dir / "initial_state").mkdir()
+            (model_dir / "initial_state" / "int32s").write_bytes(INT32S)
+        model_dir = python_model(repo, "words", WORDS_STATE + extra, ECHO_STATES)
         (model_dir / "initial_state").mkdir()
-        (model_dir / "initial_state" / "int32s").write_bytes(INT32S)
-    model_dir = python_model(repo, "words", WORDS_STATE, ECHO_STATES)
-    (model_dir / "initial_state").mkdir()
-    (model_dir / "initial_state" / "words").write_bytes(WORDS)
+        (model_dir / "initial_state" / "words").write_bytes(WORDS)
+
+    return build
 
 
 def initial_states(target: Target) -> Any:
@@ -428,10 +431,17 @@ CASES = [
     ),
     Case(
         "seqstate_initial_state_file",
-        build_file_states,
+        build_file_states(),
         initial_states,
         about="initial_state data_file (INT32 longer than needed, BYTES), zero_data BYTES, "
         "state dims -1 (1 for each -1, the data from the initial state's start)",
+    ),
+    Case(
+        "seqstate_initial_state_file_in_process",
+        build_file_states(IN_PROCESS),
+        initial_states,
+        about="the same, with tritonlite's in-process execution mode (Triton ignores the "
+        "parameter)",
     ),
     Case(
         "seqstate_variable_state_dims",
