@@ -567,6 +567,10 @@ SequenceConfig SequenceConfigFromPy(const py::dict& d) {
     s.output_name = sd["output_name"].cast<std::string>();
     s.dtype = ParseDataType(sd["datatype"].cast<std::string>());
     s.dims = sd["dims"].cast<std::vector<int64_t>>();
+    s.initial_shape = sd["initial_shape"].cast<std::vector<int64_t>>();
+    s.initial = sd["initial"].cast<std::string>();
+    // Checked as any tensor is (BYTES: a well-formed serialization of the shape's elements).
+    Tensor::View(s.dtype, s.initial_shape, s.initial.data(), s.initial.size(), nullptr);
     c.states.push_back(std::move(s));
   }
   return c;

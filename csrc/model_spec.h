@@ -51,7 +51,11 @@ struct SequenceStateSpec {
   std::string input_name;
   std::string output_name;
   DataType dtype = DataType::kInvalid;
-  Shape dims;  // initial state's shape (without the batch dim)
+  Shape dims;  // the state's dims (without the batch dim); -1: the model's output decides
+  // A sequence's first state (one batch row): `dims` with every -1 as 1, as Triton, and its
+  // data (BYTES: serialized elements), from initial_state or zeros.
+  Shape initial_shape;
+  std::string initial;
 };
 
 struct SequenceConfig {

@@ -26,6 +26,12 @@ class NullSink : public ResponseSink {
  public:
   void Complete(InferResponse&&) override {}
 };
+bool HasVariableState(const ModelSpec& spec) {
+  for (const auto& s : spec.sequence.states) {
+    if (std::find(s.dims.begin(), s.dims.end(), -1) != s.dims.end()) return true;
+  }
+  return false;
+}
 
 std::string CorrelationText(const InferRequest& r) {
   return r.correlation_id_str.empty() ? std::to_string(r.correlation_id)
@@ -40,6 +46,8 @@ SequenceBatcher::SequenceBatcher(const ModelSpec& spec, size_t instances, ModelS
       idle_ns_(spec.sequence.max_sequence_idle_us * 1000),
       delay_ns_(spec.sequence.max_queue_delay_us * 1000),
       stats_(stats),
+      // Gathered batches need one shape per state input; a per-request backend stores no state.
+      match_state_shapes_(!spec.per_request_execution && HasVariableState(spec)),
       assigned_(std::max<size_t>(1, instances), 0),
       high_(std::max<size_t>(1, instances), 0),
       null_sink_(std::make_shared<NullSink>()) {
@@ -52,15 +60,6 @@ SequenceBatcher::SequenceBatcher(const ModelSpec& spec, size_t instances, ModelS
   }
   slots_.assign(instances_, std::vector<Sequence*>(slots_per_instance_, nullptr));
   waker_->cv = &cv_;
-  for (const auto& s : spec.sequence.states) {
-    for (int64_t d : s.dims) {
-      if (d < 0) {
-        throw Error(StatusCode::kInvalidArg,
-                    "model '" + spec.name + "': implicit state '" + s.input_name +
-                        "' needs fixed dims for its initial state, got " + ShapeToString(s.dims));
-      }
-    }
-  }
 }
 
 std::string SequenceBatcher::KeyOf(const InferRequest& r) {
@@ -334,10 +333,47 @@ void SequenceBatcher::AddServerInputs(Sequence& seq, InferRequest& r, Deferred* 
       r.inputs.emplace_back(s.input_name, *previous);
       continue;
     }
-    Shape shape = s.dims;
-    if (spec_.max_batch_size > 0) shape.insert(shape.begin(), r.batch_size);
-    r.inputs.emplace_back(s.input_name, Zeros(s.dtype, shape));
+    r.inputs.emplace_back(s.input_name, InitialState(s, r.batch_size));
   }
+}
+
+Tensor SequenceBatcher::InitialState(const SequenceStateSpec& s, int64_t rows) const {
+  // One copy per row, each request its own (a model may write to its inputs).
+  Shape shape = s.initial_shape;
+  if (spec_.max_batch_size > 0) {
+    shape.insert(shape.begin(), rows);
+  } else {
+    rows = 1;
+  }
+  Tensor initial = Tensor::Allocate(s.dtype, shape, s.initial.size() * static_cast<size_t>(rows));
+  for (int64_t i = 0; i < rows; ++i) {
+    std::memcpy(initial.mutable_data() + static_cast<size_t>(i) * s.initial.size(),
+                s.initial.data(), s.initial.size());
+  }
+  return initial;
+}
+
+Shape SequenceBatcher::NextStateShape(const Sequence& seq, const InferRequest& r,
+                                      const SequenceStateSpec& s) const {
+  if (!(r.flags & kSequenceStart)) {
+    for (const auto& kv : seq.state) {
+      if (kv.first != s.input_name) continue;
+      const Shape& shape = kv.second.shape();
+      if (spec_.max_batch_size == 0 || shape.empty()) return shape;
+      return Shape(shape.begin() + 1, shape.end());  // without the batch dim
+    }
+  }
+  return s.initial_shape;
+}
+
+bool SequenceBatcher::StatesBatchable(const Sequence& a, const Sequence& b) const {
+  if (!match_state_shapes_) return true;
+  const InferRequest& ra = *a.queue.front();
+  const InferRequest& rb = *b.queue.front();
+  for (const auto& s : spec_.sequence.states) {
+    if (NextStateShape(a, ra, s) != NextStateShape(b, rb, s)) return false;
+  }
+  return true;
 }
 
 RequestPtr SequenceBatcher::MakeFiller(const std::vector<InputLayout>& like, int64_t rows,
@@ -365,10 +401,14 @@ Batch SequenceBatcher::DirectBatch(size_t instance, uint64_t now, uint64_t* wake
   size_t ready_count = 0, last = 0;
   uint64_t earliest = 0;
   const InferRequest* first = nullptr;  // the lowest ready slot's request shapes the fillers
+  const Sequence* first_seq = nullptr;
   for (size_t s = 0; s < high; ++s) {
     if (!ready(slots[s])) continue;
     const InferRequest& r = *slots[s]->queue.front();
-    if (first == nullptr) first = &r;
+    if (first == nullptr) {
+      first = &r;
+      first_seq = slots[s];
+    }
     if (ready_count == 0 || r.enqueue_ns < earliest) earliest = r.enqueue_ns;
     ++ready_count;
     last = s;
@@ -391,7 +431,8 @@ Batch SequenceBatcher::DirectBatch(size_t instance, uint64_t now, uint64_t* wake
   for (size_t s = 0; s <= last; ++s) {
     // A request whose inputs cannot share this batch waits: its slot is a filler this time.
     if (ready(slots[s]) && (&*slots[s]->queue.front() == first ||
-                            (!alone && ShapesCompatible(*first, *slots[s]->queue.front())))) {
+                            (!alone && ShapesCompatible(*first, *slots[s]->queue.front()) &&
+                             StatesBatchable(*first_seq, *slots[s])))) {
       take[s] = slots[s];
     }
   }
@@ -471,6 +512,7 @@ Batch SequenceBatcher::OldestBatch(size_t instance, uint64_t now, uint64_t* wake
   for (Sequence* seq : ready) {
     const InferRequest& r = *seq->queue.front();
     if (!chosen.empty() && (spec_.max_batch_size == 0 || !ShapesCompatible(first, r) ||
+                            !StatesBatchable(*ready.front(), *seq) ||
                             total + r.batch_size > max_rows)) {
       continue;
     }
@@ -561,9 +603,13 @@ Batch SequenceBatcher::NextBatch(size_t instance) {
 
 Status SequenceBatcher::CheckStateOutput(const SequenceStateSpec& s, const Tensor& t,
                                          int64_t rows) const {
-  Shape expected = s.dims;
+  Shape expected = s.dims;  // -1: any size
   if (spec_.max_batch_size > 0) expected.insert(expected.begin(), rows);
-  if (t.dtype() == s.dtype && t.shape() == expected) return Status::Success();
+  bool ok = t.dtype() == s.dtype && t.shape().size() == expected.size();
+  for (size_t i = 0; ok && i < expected.size(); ++i) {
+    ok = expected[i] == -1 || expected[i] == t.shape()[i];
+  }
+  if (ok) return Status::Success();
   return Status(StatusCode::kInternal,
                 "model '" + spec_.name + "' returned implicit state output '" + s.output_name +
                     "' as " + DataTypeName(t.dtype()) + " " + ShapeToString(t.shape()) +
@@ -637,6 +683,10 @@ Status SequenceBatcher::BatchExecuted(size_t instance,
   }
   if (outputs != nullptr) {
     for (const auto& s : spec_.sequence.states) {
+      // A state output the config also lists as a model output is the client's too (Triton).
+      const bool listed = std::any_of(spec_.outputs.begin(), spec_.outputs.end(),
+                                      [&](const TensorSpec& o) { return o.name == s.output_name; });
+      if (listed) continue;
       outputs->erase(std::remove_if(outputs->begin(), outputs->end(),
                                     [&](const auto& kv) { return kv.first == s.output_name; }),
                      outputs->end());

@@ -92,6 +92,14 @@ class SequenceBatcher : public Scheduler {
   // The control inputs of a request: START/END as its flags, READY `ready`; a not-ready
   // (filler) request gets false for all and CORRID 0 (or an empty string), as in Triton.
   void AddControls(InferRequest& r, bool ready) const;
+  // A sequence's first state for a request of `rows` rows (the spec's initial state per row).
+  Tensor InitialState(const SequenceStateSpec& s, int64_t rows) const;
+  // The state input `r` (the front of `seq`) will get, without the batch dim; and whether two
+  // sequences' next requests get state inputs of the same shapes (a gathered batch needs it
+  // where a state has -1 dims).
+  Shape NextStateShape(const Sequence& seq, const InferRequest& r,
+                       const SequenceStateSpec& s) const;
+  bool StatesBatchable(const Sequence& a, const Sequence& b) const;
 
   const ModelSpec& spec_;
   const size_t instances_;
@@ -99,6 +107,7 @@ class SequenceBatcher : public Scheduler {
   const uint64_t idle_ns_;
   const uint64_t delay_ns_;
   ModelStats* stats_;
+  const bool match_state_shapes_;
 
   // Held only for bookkeeping: no sink calls, no Python, no release of tensors under it
   // (see the rule in scheduler.h; Deferred carries them out).

@@ -13,6 +13,7 @@ from .backends.base import Backend
 from .backends.reshape import with_reshape
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
+from .initial_state import initial_states, state_shape
 from .rate_limit import instance_rate_limit, uses_rate_limiter
 from .warmup import warmup_samples
 
@@ -41,8 +42,12 @@ def _queue_policy(policy: Any) -> dict[str, Any]:
     }
 
 
-def scheduler_spec(config: ModelConfig, version: int) -> dict[str, Any]:
-    """The core's spec for one version of a model (see csrc/model_spec.h)."""
+def scheduler_spec(
+    config: ModelConfig, version: int, initial: list[bytes] | None = None
+) -> dict[str, Any]:
+    """The core's spec for one version of a model (see csrc/model_spec.h). ``initial``: each
+    implicit state's initial data (``initial_state.initial_states``; None: made here, without
+    a model directory for data files)."""
     spec: dict[str, Any] = {
         "name": config.name,
         "version": version,
@@ -51,7 +56,7 @@ def scheduler_spec(config: ModelConfig, version: int) -> dict[str, Any]:
         "outputs": _tensor_specs(config.output),
         "dynamic_batching": None,
         "sequence_batching": (
-            _sequence_spec(config) if config.HasField("sequence_batching") else None
+            _sequence_spec(config, initial) if config.HasField("sequence_batching") else None
         ),
     }
     if config.HasField("dynamic_batching"):
@@ -83,7 +88,7 @@ def _int_parameter(config: ModelConfig, key: str) -> int:
     return int(text)
 
 
-def _sequence_spec(config: ModelConfig) -> dict[str, Any]:
+def _sequence_spec(config: ModelConfig, initial: list[bytes] | None) -> dict[str, Any]:
     sb = config.sequence_batching
     strategy = sb.WhichOneof("strategy_choice") or "direct"
     s = getattr(sb, strategy)
@@ -116,22 +121,17 @@ def _sequence_spec(config: ModelConfig) -> dict[str, Any]:
                 values = list(c.int32_false_true) or [0, 1]
                 entry.update(datatype="INT32", false_value=values[0], true_value=values[1])
             spec["controls"].append(entry)
-    for st in sb.state:
-        dims = list(st.dims)
-        for initial in st.initial_state:
-            if initial.WhichOneof("state_data") == "data_file":
-                raise TritonError(
-                    f"model '{config.name}': initial_state data_file for state "
-                    f"'{st.input_name}' is not supported; use zero_data",
-                    INVALID_ARG,
-                )
-            dims = list(initial.dims) or dims
+    if initial is None:
+        initial = initial_states(config, None)
+    for st, data in zip(sb.state, initial, strict=True):
         spec["states"].append(
             {
                 "input_name": st.input_name,
                 "output_name": st.output_name,
                 "datatype": to_wire_name(mc.DataType.Name(st.data_type)),
-                "dims": dims,
+                "dims": list(st.dims),  # -1: the model's state output decides
+                "initial_shape": state_shape(st),
+                "initial": data,
             }
         )
     return spec
@@ -193,6 +193,7 @@ class LoadedModel:
         self._check_label_files()
         # Built (files read, sizes checked) before any instance starts.
         samples = warmup_samples(config, model_dir)
+        initial = initial_states(config, model_dir) if config.HasField("sequence_batching") else []
         placements = _instances(config)
         # Registered before any instance exists: a load that asks the rate limiter for more
         # than the server has fails before an instance starts. The runner's (active) instances
@@ -226,7 +227,7 @@ class LoadedModel:
                 raise
             if not getattr(backend, "per_request_execution", False):
                 instances = [with_reshape(instance, config) for instance in instances]
-            spec = scheduler_spec(config, version)
+            spec = scheduler_spec(config, version, initial)
             # Backends that answer each request themselves (python backend, decoupled models)
             # get the batch as Request objects instead of gathered tensors.
             spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
