@@ -1,0 +1,251 @@
+"""Dynamic batcher rules: preferred batch sizes, queue timeout override, preserve_ordering and
+config values at the edges of their types."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from parity.harness import Case, Target, python_model
+
+# Records each batch: the rows of every request (IN holds the request's marker in each row).
+RECORD_BATCH = """
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+
+    def execute(self, requests):
+        seen = []
+        for r in requests:
+            values = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            seen.append({"marker": int(values.reshape(-1)[0]), "rows": int(values.shape[0])})
+        recorder.record(self.args, seen)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor(
+            "OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())]) for r in requests]
+"""
+
+
+def _model_config(name: str, batching: str, max_batch_size: int = 16) -> str:
+    return f"""
+name: "{name}"
+backend: "python"
+max_batch_size: {max_batch_size}
+dynamic_batching {{
+{batching}
+}}
+input [{{ name: "IN" data_type: TYPE_INT32 dims: [1] }}]
+output [{{ name: "OUT" data_type: TYPE_INT32 dims: [1] }}]
+instance_group [{{ kind: KIND_CPU count: 1 }}]
+"""
+
+
+class _Sender:
+    """Requests sent from their own threads (a fresh gRPC client each), answers kept by key."""
+
+    def __init__(self, target: Target, model: str) -> None:
+        self.target = target
+        self.model = model
+        self.answers: dict[str, Any] = {}
+        self.threads: list[threading.Thread] = []
+
+    def send(self, key: str, marker: int, rows: int, **kwargs: Any) -> None:
+        thread = threading.Thread(target=self._infer, args=(key, marker, rows), kwargs=kwargs)
+        thread.start()
+        self.threads.append(thread)
+
+    def _infer(self, key: str, marker: int, rows: int, **kwargs: Any) -> None:
+        import tritonclient.grpc as grpcclient
+        from tritonclient.utils import InferenceServerException
+
+        client = grpcclient.InferenceServerClient(self.target.grpc_url)
+        tensor = grpcclient.InferInput("IN", [rows, 1], "INT32")
+        tensor.set_data_from_numpy(np.full((rows, 1), marker, dtype=np.int32))
+        try:
+            result = client.infer(self.model, [tensor], **kwargs)
+            self.answers[key] = {"rows": int(result.as_numpy("OUT").shape[0])}
+        except InferenceServerException as e:
+            self.answers[key] = {"status": str(e.status()), "message": e.message()}
+        finally:
+            client.close()
+
+    def join(self) -> dict[str, Any]:
+        for thread in self.threads:
+            thread.join()
+        self.threads = []
+        answers, self.answers = self.answers, {}
+        return dict(sorted(answers.items()))
+
+
+# ---- item: a batch that cannot reach a preferred size runs at once -------------------------
+
+PREFERRED = """
+    preferred_batch_size: [ 4 ]
+    max_queue_delay_microseconds: 5000000
+"""
+
+
+def build_preferred(repo: Path) -> None:
+    python_model(repo, "pref", _model_config("pref", PREFERRED), RECORD_BATCH)
+
+
+def over_largest_preferred(target: Target) -> Any:
+    seen: dict[str, Any] = {}
+    # A request larger than the largest preferred size runs at once; the next one (a preferred
+    # size on its own) runs on its own too.
+    sender = _Sender(target, "pref")
+    sender.send("a: 5 rows", 1, 5)
+    time.sleep(1)
+    sender.send("b: 4 rows", 2, 4)
+    seen["answers 1"] = sender.join()
+    seen["batches 1"] = target.observations("pref")
+    target.clear("pref")
+    # 3 rows wait; 3 more would pass the largest preferred size (4): the first 3 run at once,
+    # the next 3 wait until 1 more makes a preferred batch of 4.
+    sender.send("c: 3 rows", 3, 3)
+    time.sleep(1)
+    sender.send("d: 3 rows", 4, 3)
+    time.sleep(1)
+    sender.send("e: 1 row", 5, 1)
+    seen["answers 2"] = sender.join()
+    seen["batches 2"] = target.observations("pref")
+    return seen
+
+
+# ---- item: preserve_ordering holds a later request's response for an earlier one ------------
+
+# Request 1 waits (its instance busy) until the client creates "release" in the model's
+# directory; every request is recorded when its execution starts.
+HOLD_FIRST = """
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+
+    def execute(self, requests):
+        responses = []
+        for r in requests:
+            values = pb_utils.get_input_tensor_by_name(r, "IN").as_numpy()
+            marker = int(values.reshape(-1)[0])
+            recorder.record(self.args, {"marker": marker})
+            if marker == 1:
+                release = os.path.join(self.args["model_repository"], "release")
+                deadline = time.monotonic() + 60
+                while not os.path.exists(release) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            responses.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUT", values)]))
+        return responses
+"""
+
+ORDERED = """
+name: "ordered"
+backend: "python"
+max_batch_size: 4
+dynamic_batching { preserve_ordering: true }
+input [{ name: "IN" data_type: TYPE_INT32 dims: [1] }]
+output [{ name: "OUT" data_type: TYPE_INT32 dims: [1] }]
+instance_group [{ kind: KIND_CPU count: 2 }]
+"""
+
+
+def build_ordered(repo: Path) -> None:
+    python_model(repo, "ordered", ORDERED, HOLD_FIRST)
+
+
+def ordered_responses(target: Target) -> Any:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(target.grpc_url)
+    arrived: list[Any] = []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def callback(result: Any, error: Any) -> None:
+        with lock:
+            if error is not None:
+                arrived.append({"error": error.message()})
+            else:
+                arrived.append(int(result.as_numpy("OUT").reshape(-1)[0]))
+            if len(arrived) == 2:
+                done.set()
+
+    def send(marker: int) -> None:
+        tensor = grpcclient.InferInput("IN", [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.full((1, 1), marker, dtype=np.int32))
+        client.async_infer("ordered", [tensor], callback)
+
+    send(1)
+    executing = target.wait_observations("ordered", 1)  # request 1 holds one instance
+    send(2)
+    executing = target.wait_observations("ordered", 2)  # request 2 ran on the other
+    time.sleep(1)  # room for request 2's response to come back first if it is not held
+    (target.repository / "ordered" / "release").touch()
+    done.wait(60)
+    client.close()
+    return {"executed": sorted(e["marker"] for e in executing), "responses in order": arrived}
+
+
+# ---- item: a request's own, lower timeout (allow_timeout_override) --------------------------
+
+def _timeout_config(name: str, allow: bool) -> str:
+    policy = f"""
+    preferred_batch_size: [ 4 ]
+    max_queue_delay_microseconds: 2000000
+    default_queue_policy {{
+        default_timeout_microseconds: 5000000
+        allow_timeout_override: {"true" if allow else "false"}
+    }}
+"""
+    return _model_config(name, policy)
+
+
+def build_timeouts(repo: Path) -> None:
+    python_model(repo, "allowed", _timeout_config("allowed", True), RECORD_BATCH)
+    python_model(repo, "refused", _timeout_config("refused", False), RECORD_BATCH)
+
+
+def timeout_override(target: Target) -> Any:
+    seen: dict[str, Any] = {}
+    for model in ("allowed", "refused"):
+        # Request 1 asks for 200 ms (the policy's default is 5 s); 1 s later 3 rows arrive. If
+        # request 1 still waits, 1 + 3 rows make the preferred size 4 and both run at once;
+        # if its own timeout took effect, it was answered "Request timeout expired" at 200 ms
+        # and the 3 rows run alone after max_queue_delay (2 s).
+        sender = _Sender(target, model)
+        sender.send("1: 1 row, timeout 200 ms", 1, 1, timeout=200000)
+        time.sleep(1)
+        sender.send("2: 3 rows", 2, 3)
+        seen[f"{model}: answers"] = sender.join()
+        seen[f"{model}: batches"] = target.observations(model)
+    return seen
+
+
+CASES = [
+    Case(
+        "batcher_over_largest_preferred",
+        build_preferred,
+        over_largest_preferred,
+        about="a pending batch that would pass the largest preferred batch size runs at once",
+    ),
+    Case(
+        "batcher_timeout_override",
+        build_timeouts,
+        timeout_override,
+        about="allow_timeout_override: a request's lower timeout applies; without it, it does not",
+    ),
+    Case(
+        "batcher_preserve_ordering_python",
+        build_ordered,
+        ordered_responses,
+        about="preserve_ordering: a python model's later request answers after the earlier one",
+    ),
+]
