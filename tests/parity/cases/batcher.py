@@ -229,6 +229,66 @@ def timeout_override(target: Target) -> Any:
     return seen
 
 
+# ---- item: config values at the edges of their types ----------------------------------------
+
+U64 = 2**64 - 1
+
+EDGE_MODELS = {
+    # Every priority level a uint64 holds; the default is the last one.
+    "levels": _model_config("levels", f"""
+    priority_levels: {U64}
+    default_priority_level: {U64}
+    priority_queue_policy {{ key: {U64} value: {{ max_queue_size: 4294967295 }} }}
+""", 1),
+    # A timeout past 2**64 ns: Triton's 64-bit nanosecond arithmetic wraps it.
+    "wrapped": _model_config("wrapped", f"""
+    default_queue_policy {{ default_timeout_microseconds: {U64} }}
+"""),
+    # A queue delay of about forever, and a request that is a preferred size on its own.
+    "forever": _model_config("forever", f"""
+    preferred_batch_size: [ 1 ]
+    max_queue_delay_microseconds: {U64}
+    default_queue_policy {{ max_queue_size: 4294967295 }}
+"""),
+    "widest": _model_config("widest", """
+    preferred_batch_size: [ 2147483647 ]
+""", 2147483647),
+}
+
+
+def build_edges(repo: Path) -> None:
+    for name, config in EDGE_MODELS.items():
+        python_model(repo, name, config, HOLD_FIRST if name == "levels" else RECORD_BATCH)
+
+
+def config_edges(target: Target) -> Any:
+    import tritonclient.http as httpclient
+
+    client = httpclient.InferenceServerClient(target.http_url)
+    seen: dict[str, Any] = {
+        "states": {m["name"]: m.get("state") for m in client.get_model_repository_index()},
+        "levels config": client.get_model_config("levels")["dynamic_batching"],
+    }
+    client.close()
+    for model in ("wrapped", "forever", "widest"):
+        sender = _Sender(target, model)
+        sender.send("1 row", 9, 1)
+        seen[f"{model}: answers"] = sender.join()
+    # Priorities above 2**32 keep their order: while request 1 holds the only instance, three
+    # wait at levels 2**40 + 1, 2**40 and 7 (and one at 0: the default, last, level); they run
+    # highest priority (lowest number) first.
+    sender = _Sender(target, "levels")
+    sender.send("hold", 1, 1)
+    target.wait_observations("levels", 1)
+    for marker, priority in ((2, 2**40 + 1), (3, 2**40), (4, 7), (5, 0)):
+        sender.send(f"priority {priority}", marker, 1, priority=priority)
+        time.sleep(0.5)
+    (target.repository / "levels" / "release").touch()
+    seen["levels: answers"] = sender.join()
+    seen["levels: execution order"] = [e["marker"] for e in target.observations("levels")]
+    return seen
+
+
 CASES = [
     Case(
         "batcher_over_largest_preferred",
@@ -241,6 +301,12 @@ CASES = [
         build_timeouts,
         timeout_override,
         about="allow_timeout_override: a request's lower timeout applies; without it, it does not",
+    ),
+    Case(
+        "batcher_config_edges",
+        build_edges,
+        config_edges,
+        about="uint64/uint32/int32 batcher fields at their largest values load and act as in Triton",
     ),
     Case(
         "batcher_preserve_ordering_python",
