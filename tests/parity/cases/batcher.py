@@ -196,6 +196,7 @@ def ordered_responses(target: Target) -> Any:
 
 # ---- item: a request's own, lower timeout (allow_timeout_override) --------------------------
 
+
 def _timeout_config(name: str, allow: bool) -> str:
     policy = f"""
     preferred_batch_size: [ 4 ]
@@ -235,24 +236,38 @@ U64 = 2**64 - 1
 
 EDGE_MODELS = {
     # Every priority level a uint64 holds; the default is the last one.
-    "levels": _model_config("levels", f"""
+    "levels": _model_config(
+        "levels",
+        f"""
     priority_levels: {U64}
     default_priority_level: {U64}
     priority_queue_policy {{ key: {U64} value: {{ max_queue_size: 4294967295 }} }}
-""", 1),
+""",
+        1,
+    ),
     # A timeout past 2**64 ns: Triton's 64-bit nanosecond arithmetic wraps it.
-    "wrapped": _model_config("wrapped", f"""
+    "wrapped": _model_config(
+        "wrapped",
+        f"""
     default_queue_policy {{ default_timeout_microseconds: {U64} }}
-"""),
+""",
+    ),
     # A queue delay of about forever, and a request that is a preferred size on its own.
-    "forever": _model_config("forever", f"""
+    "forever": _model_config(
+        "forever",
+        f"""
     preferred_batch_size: [ 1 ]
     max_queue_delay_microseconds: {U64}
     default_queue_policy {{ max_queue_size: 4294967295 }}
-"""),
-    "widest": _model_config("widest", """
+""",
+    ),
+    "widest": _model_config(
+        "widest",
+        """
     preferred_batch_size: [ 2147483647 ]
-""", 2147483647),
+""",
+        2147483647,
+    ),
 }
 
 
