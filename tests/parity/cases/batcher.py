@@ -194,6 +194,53 @@ def ordered_responses(target: Target) -> Any:
     return {"executed": sorted(e["marker"] for e in executing), "responses in order": arrived}
 
 
+# Records each batch's markers; a batch with marker 1 holds the instance until "release".
+HOLD_BATCH = """
+import os
+import time
+
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+
+    def execute(self, requests):
+        values = [pb_utils.get_input_tensor_by_name(r, "IN").as_numpy() for r in requests]
+        markers = [int(v.reshape(-1)[0]) for v in values]
+        if 1 in markers:
+            release = os.path.join(self.args["model_repository"], "release")
+            deadline = time.monotonic() + 60
+            while not os.path.exists(release) and time.monotonic() < deadline:
+                time.sleep(0.01)
+        recorder.record(self.args, markers)
+        return [pb_utils.InferenceResponse([pb_utils.Tensor("OUT", v)]) for v in values]
+"""
+
+
+def build_delay_exceeded(repo: Path) -> None:
+    batching = """
+    preferred_batch_size: [ 2 ]
+    max_queue_delay_microseconds: 1000000
+"""
+    python_model(repo, "late", _model_config("late", batching), HOLD_BATCH)
+
+
+def delay_exceeded(target: Target) -> Any:
+    # Request 1 (2 rows, a preferred size) holds the only instance; three 1-row requests queue
+    # behind it and wait longer than max_queue_delay (1 s). Once the instance is free, all of
+    # them go in one batch, not the preferred 2 and then 1.
+    sender = _Sender(target, "late")
+    sender.send("hold", 1, 2)
+    time.sleep(1)
+    for marker in (2, 3, 4):
+        sender.send(f"request {marker}", marker, 1)
+        time.sleep(0.4)
+    time.sleep(1.5)
+    (target.repository / "late" / "release").touch()
+    return {"answers": sender.join(), "batches": target.observations("late")}
+
+
 # ---- item: a request's own, lower timeout (allow_timeout_override) --------------------------
 
 
@@ -310,6 +357,12 @@ CASES = [
         build_preferred,
         over_largest_preferred,
         about="a pending batch that would pass the largest preferred batch size runs at once",
+    ),
+    Case(
+        "batcher_delay_exceeded_sends_all",
+        build_delay_exceeded,
+        delay_exceeded,
+        about="once max_queue_delay has passed, everything pending goes, not a preferred prefix",
     ),
     Case(
         "batcher_timeout_override",
