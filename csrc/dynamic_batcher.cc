@@ -152,10 +152,10 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
     }
     Level& level = LevelOf(request->priority);
     if (level.policy.max_queue_size > 0 && level.size() >= level.policy.max_queue_size) {
+      // Triton's text, exactly (its request log prefix included).
       throw Error(StatusCode::kUnavailable,
-                  "Exceeds maximum queue size: model '" + model_name_ + "' already has " +
-                      std::to_string(level.size()) + " requests queued at this priority (max_queue_size " +
-                      std::to_string(level.policy.max_queue_size) + ")");
+                  "[request id: " + (request->id.empty() ? std::string("<id_unknown>") : request->id) +
+                      "] Exceeds maximum queue size");
     }
     // Triton's rule: a request may lower the default timeout, never raise it (nor set one
     // where the policy has none).

@@ -241,6 +241,28 @@ def delay_exceeded(target: Target) -> Any:
     return {"answers": sender.join(), "batches": target.observations("late")}
 
 
+def build_queue_full(repo: Path) -> None:
+    batching = """
+    default_queue_policy { max_queue_size: 1 }
+"""
+    python_model(repo, "full", _model_config("full", batching), HOLD_BATCH)
+
+
+def queue_full(target: Target) -> Any:
+    # Request 1 holds the only instance, request 2 fills the queue (max_queue_size 1); the next
+    # two are refused with Triton's text (with and without a request id).
+    sender = _Sender(target, "full")
+    sender.send("1 hold", 1, 1)
+    time.sleep(1)
+    sender.send("2 queued", 2, 1)
+    time.sleep(0.5)
+    sender.send("3 refused, with an id", 3, 1, request_id="three")
+    sender.send("4 refused, without an id", 4, 1)
+    time.sleep(0.5)
+    (target.repository / "full" / "release").touch()
+    return {"answers": sender.join(), "batches": target.observations("full")}
+
+
 # ---- item: a request's own, lower timeout (allow_timeout_override) --------------------------
 
 
@@ -363,6 +385,12 @@ CASES = [
         build_delay_exceeded,
         delay_exceeded,
         about="once max_queue_delay has passed, everything pending goes, not a preferred prefix",
+    ),
+    Case(
+        "batcher_queue_full_text",
+        build_queue_full,
+        queue_full,
+        about="max_queue_size: a request over it is refused with Triton's text",
     ),
     Case(
         "batcher_timeout_override",
