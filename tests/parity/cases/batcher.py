@@ -373,6 +373,88 @@ def config_edges(target: Target) -> Any:
     return seen
 
 
+# Decoupled: request 1 sends one response, waits for "release", then its last; request 2 sends
+# both of its responses at once. Each response carries marker * 10 + its index.
+DECOUPLED_HOLD = """
+import os
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+
+    def execute(self, requests):
+        for r in requests:
+            marker = int(pb_utils.get_input_tensor_by_name(r, "IN").as_numpy().reshape(-1)[0])
+            recorder.record(self.args, {"marker": marker})
+            sender = r.get_response_sender()
+
+            def out(value):
+                return pb_utils.InferenceResponse(
+                    [pb_utils.Tensor("OUT", np.array([[value]], dtype=np.int32))])
+
+            sender.send(out(marker * 10))
+            if marker == 1:
+                release = os.path.join(self.args["model_repository"], "release")
+                deadline = time.monotonic() + 60
+                while not os.path.exists(release) and time.monotonic() < deadline:
+                    time.sleep(0.01)
+            sender.send(out(marker * 10 + 1), flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+        return None
+"""
+
+ORDERED_DECOUPLED = """
+name: "ordered_stream"
+backend: "python"
+max_batch_size: 4
+dynamic_batching { preserve_ordering: true }
+model_transaction_policy { decoupled: true }
+input [{ name: "IN" data_type: TYPE_INT32 dims: [1] }]
+output [{ name: "OUT" data_type: TYPE_INT32 dims: [1] }]
+instance_group [{ kind: KIND_CPU count: 2 }]
+"""
+
+
+def build_ordered_decoupled(repo: Path) -> None:
+    python_model(repo, "ordered_stream", ORDERED_DECOUPLED, DECOUPLED_HOLD)
+
+
+def ordered_stream(target: Target) -> Any:
+    import queue
+
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(target.grpc_url)
+    arrived: queue.Queue[Any] = queue.Queue()
+
+    def callback(result: Any, error: Any) -> None:
+        if error is not None:
+            arrived.put({"error": error.message()})
+        else:
+            arrived.put(int(result.as_numpy("OUT").reshape(-1)[0]))
+
+    def send(marker: int) -> None:
+        tensor = grpcclient.InferInput("IN", [1, 1], "INT32")
+        tensor.set_data_from_numpy(np.full((1, 1), marker, dtype=np.int32))
+        client.async_stream_infer("ordered_stream", [tensor], request_id=str(marker))
+
+    client.start_stream(callback)
+    send(1)
+    target.wait_observations("ordered_stream", 1)  # request 1 holds one instance
+    send(2)
+    executing = target.wait_observations("ordered_stream", 2)  # request 2 ran on the other
+    time.sleep(1)  # room for request 2's responses to come back early if they are not held
+    (target.repository / "ordered_stream" / "release").touch()
+    got = [arrived.get(timeout=60) for _ in range(4)]
+    client.stop_stream()
+    client.close()
+    return {"executed": sorted(e["marker"] for e in executing), "responses in order": got}
+
+
 CASES = [
     Case(
         "batcher_over_largest_preferred",
@@ -403,6 +485,13 @@ CASES = [
         build_edges,
         config_edges,
         about="uint64/uint32/int32 batcher fields at their largest values load and act as in Triton",
+    ),
+    Case(
+        "batcher_preserve_ordering_decoupled",
+        build_ordered_decoupled,
+        ordered_stream,
+        about="preserve_ordering, decoupled python model: a later request's responses wait for "
+        "the earlier request's final one",
     ),
     Case(
         "batcher_preserve_ordering_python",
