@@ -595,14 +595,14 @@ ModelSpec ModelSpecFromPy(const py::dict& d) {
     s.preferred_batch_sizes = Get<std::vector<int64_t>>(db, "preferred_batch_size", {});
     s.max_queue_delay_us = Get<uint64_t>(db, "max_queue_delay_microseconds", 0);
     s.preserve_ordering = Get<bool>(db, "preserve_ordering", false);
-    s.priority_levels = Get<uint32_t>(db, "priority_levels", 0);
-    s.default_priority_level = Get<uint32_t>(db, "default_priority_level", 0);
+    s.priority_levels = Get<uint64_t>(db, "priority_levels", 0);
+    s.default_priority_level = Get<uint64_t>(db, "default_priority_level", 0);
     if (db.contains("default_queue_policy")) {
       s.default_policy = QueuePolicyFromPy(db["default_queue_policy"].cast<py::dict>());
     }
     if (db.contains("priority_queue_policy")) {
       for (auto kv : db["priority_queue_policy"].cast<py::dict>()) {
-        s.priority_policies[kv.first.cast<uint32_t>()] = QueuePolicyFromPy(kv.second.cast<py::dict>());
+        s.priority_policies[kv.first.cast<uint64_t>()] = QueuePolicyFromPy(kv.second.cast<py::dict>());
       }
     }
     if (s.priority_levels > 0 &&
@@ -712,7 +712,7 @@ NamedTensors InputsFromPy(py::handle inputs) {
 
 struct RequestArgs {
   std::string id;
-  uint32_t priority = 0;
+  uint64_t priority = 0;
   uint64_t timeout_us = 0;
   uint64_t correlation_id = 0;
   std::string correlation_id_str;
@@ -1673,7 +1673,7 @@ PYBIND11_MODULE(_core, m) {
            "instances' RateLimiter.register() result (None: not rate limited).")
       .def("enqueue",
            [](ModelRunner& runner, std::shared_ptr<CompletionQueue> queue, uint64_t token, py::handle inputs,
-              py::handle outputs, std::string request_id, uint32_t priority, uint64_t timeout_us,
+              py::handle outputs, std::string request_id, uint64_t priority, uint64_t timeout_us,
               uint64_t correlation_id, std::string correlation_id_str, uint32_t flags,
               std::string parameters, uint64_t trace_id) {
              RequestPtr r = MakeRequest(token, inputs, outputs,
@@ -1706,7 +1706,7 @@ PYBIND11_MODULE(_core, m) {
            "CompletionQueue.dispatch). Returns the request's CancelHandle.")
       .def("infer",
            [](ModelRunner& runner, py::handle inputs, py::handle outputs, std::string request_id,
-              uint32_t priority, uint64_t timeout_us, uint64_t correlation_id,
+              uint64_t priority, uint64_t timeout_us, uint64_t correlation_id,
               std::string correlation_id_str, uint32_t flags, std::string parameters) {
              auto sink = std::make_shared<BlockingSink>();
              RequestPtr r = MakeRequest(0, inputs, outputs,

@@ -3,26 +3,45 @@
 #include <algorithm>
 #include <chrono>
 
-#include "checked_math.h"
 #include "spin_wait.h"
 
 namespace tritonlite {
+
+namespace {
+
+// Microseconds from the config as nanoseconds, wrapping as Triton's 64-bit arithmetic does
+// (2**64-1 µs is about forever; 18446744073709552 µs wraps to 384 ns).
+uint64_t UsToNs(uint64_t us) { return us * 1000; }
+
+// t + d, saturating.
+uint64_t AddNs(uint64_t t, uint64_t d) { return d > UINT64_MAX - t ? UINT64_MAX : t + d; }
+
+// How long to wait from `now` until `at`: at most an hour at a time (a far deadline is looked
+// at again then), so the duration never overflows the clock's arithmetic.
+std::chrono::nanoseconds Until(uint64_t at, uint64_t now) {
+  constexpr uint64_t kMaxWaitNs = uint64_t{3600} * 1000 * 1000 * 1000;
+  return std::chrono::nanoseconds(std::min(at - now, kMaxWaitNs));
+}
+
+}  // namespace
 
 DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
     : model_name_(spec.name),
       batching_(spec.scheduler.dynamic_batching && spec.max_batch_size > 0),
       max_batch_size_(spec.max_batch_size),
       preferred_(spec.scheduler.preferred_batch_sizes),
-      max_queue_delay_ns_(spec.scheduler.max_queue_delay_us * 1000),
-      default_level_(spec.scheduler.default_priority_level),
+      // Triton: no preferred sizes means max_batch_size is the one preferred size.
+      max_preferred_(preferred_.empty()
+                         ? spec.max_batch_size
+                         : *std::max_element(preferred_.begin(), preferred_.end())),
+      max_queue_delay_ns_(UsToNs(spec.scheduler.max_queue_delay_us)),
+      priority_levels_(spec.scheduler.priority_levels),
+      default_level_(spec.scheduler.priority_levels == 0 ? 0
+                                                         : spec.scheduler.default_priority_level),
+      default_policy_(spec.scheduler.default_policy),
+      priority_policies_(spec.scheduler.priority_policies),
       stats_(stats) {
-  const uint32_t n = std::max<uint32_t>(1, spec.scheduler.priority_levels);
-  levels_ = std::vector<Level>(n);  // Level is move-only (deque of unique_ptr): no resize()
-  for (uint32_t i = 0; i < n; ++i) {
-    auto it = spec.scheduler.priority_policies.find(i + 1);
-    levels_[i].policy =
-        it != spec.scheduler.priority_policies.end() ? it->second : spec.scheduler.default_policy;
-  }
+  levels_.emplace(default_level_, Level{PolicyOf(default_level_)});  // kept while loaded
   reaper_thread_ = std::thread([this] { ReapLoop(); });
 }
 
@@ -58,7 +77,7 @@ bool DynamicBatcher::Reaper::Wait() {
     }
     const uint64_t now = NowNs();
     if (now >= wake_ns_) break;
-    cv_.wait_for(lock, std::chrono::nanoseconds(wake_ns_ - now));
+    cv_.wait_for(lock, Until(wake_ns_, now));
   }
   dirty_ = false;
   wake_ns_ = 0;  // the sweep sets the next one
@@ -93,12 +112,24 @@ void DynamicBatcher::ReapLoop() {
   }
 }
 
-size_t DynamicBatcher::LevelIndex(uint32_t priority) const {
-  // As Triton: priority 0, or one past the last level, means the model's default level.
-  uint32_t level = priority;
-  if (level == 0 || level > levels_.size()) level = default_level_;
-  if (level == 0 || level > levels_.size()) level = static_cast<uint32_t>(levels_.size());
-  return level - 1;
+const QueuePolicy& DynamicBatcher::PolicyOf(uint64_t level) const {
+  auto it = priority_policies_.find(level);
+  return it != priority_policies_.end() ? it->second : default_policy_;
+}
+
+DynamicBatcher::Level& DynamicBatcher::LevelOf(uint64_t priority) {
+  // As Triton: priority 0, or one past the last level, means the model's default level; without
+  // priority levels every request is at the one level (0). Levels exist while they hold
+  // requests (there may be 2**64-1 of them), the default level always.
+  const uint64_t level =
+      priority == 0 || priority > priority_levels_ ? default_level_ : priority;
+  auto it = levels_.find(level);
+  if (it == levels_.end()) it = levels_.emplace(level, Level{PolicyOf(level)}).first;
+  return it->second;
+}
+
+void DynamicBatcher::DropIfEmpty(std::map<uint64_t, Level>::iterator it) {
+  if (it->first != default_level_ && it->second.size() == 0) levels_.erase(it);
 }
 
 void DynamicBatcher::Enqueue(RequestPtr request) { Add(request, true); }
@@ -119,12 +150,12 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
       throw Error(StatusCode::kUnavailable,
                   "model '" + model_name_ + "' is unloading and accepts no new requests");
     }
-    Level& level = levels_[LevelIndex(request->priority)];
+    Level& level = LevelOf(request->priority);
     if (level.policy.max_queue_size > 0 && level.size() >= level.policy.max_queue_size) {
+      // Triton's text, exactly (its request log prefix included).
       throw Error(StatusCode::kUnavailable,
-                  "Exceeds maximum queue size: model '" + model_name_ + "' already has " +
-                      std::to_string(level.size()) + " requests queued at this priority (max_queue_size " +
-                      std::to_string(level.policy.max_queue_size) + ")");
+                  "[request id: " + (request->id.empty() ? std::string("<id_unknown>") : request->id) +
+                      "] Exceeds maximum queue size");
     }
     // Triton's rule: a request may lower the default timeout, never raise it (nor set one
     // where the policy has none).
@@ -133,9 +164,13 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
         request->timeout_us < timeout_us) {
       timeout_us = request->timeout_us;
     }
-    uint64_t timeout_ns = 0;
-    if (timeout_us != 0 && !CheckedMul(timeout_us, uint64_t{1000}, &timeout_ns)) timeout_ns = 0;
-    request->deadline_ns = (timeout_ns != 0 && timeout_ns <= UINT64_MAX - now) ? now + timeout_ns : 0;
+    // As Triton: the deadline in 64-bit nanoseconds, wrapping. A timeout past 2**64 ns (about
+    // 584 years) wraps to a short or an already past deadline: such requests time out at once.
+    request->deadline_ns = 0;
+    if (timeout_us != 0) {
+      const uint64_t deadline = now + timeout_us * 1000;  // unsigned: wraps as Triton's
+      request->deadline_ns = deadline == 0 ? 1 : deadline;
+    }
     if (request->deadline_ns != 0) reaper_->WakeBy(request->deadline_ns);
     if (request->cancel != nullptr) request->cancel->SetListener(reaper_);
     level.ready.push_back(std::move(request));
@@ -148,7 +183,8 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
 uint64_t DynamicBatcher::Sweep(uint64_t now,
                                std::vector<std::pair<RequestPtr, Status>>* dropped) {
   uint64_t earliest = 0;
-  for (Level& level : levels_) {
+  for (auto level_it = levels_.begin(); level_it != levels_.end();) {
+    Level& level = level_it->second;
     for (auto* q : {&level.ready, &level.delayed}) {
       for (auto it = q->begin(); it != q->end();) {
         InferRequest& r = **it;
@@ -173,14 +209,13 @@ uint64_t DynamicBatcher::Sweep(uint64_t now,
           --queued_;
           stats_->RecordFailure(now - expired->enqueue_ns, now - expired->enqueue_ns,
                                 FailReason::kRejected);
-          dropped->emplace_back(
-              std::move(expired),
-              Status(StatusCode::kUnavailable, "Request timeout expired: request for model '" +
-                                                   model_name_ +
-                                                   "' waited longer than its queue timeout"));
+          // Triton's text, exactly.
+          dropped->emplace_back(std::move(expired),
+                                Status(StatusCode::kUnavailable, "Request timeout expired"));
         }
       }
     }
+    DropIfEmpty(level_it++);
   }
   return earliest;
 }
@@ -191,12 +226,13 @@ void DynamicBatcher::FailDropped(std::vector<std::pair<RequestPtr, Status>>* dro
 }
 
 RequestPtr DynamicBatcher::PopFront() {
-  for (Level& level : levels_) {
-    for (auto* q : {&level.ready, &level.delayed}) {
+  for (auto it = levels_.begin(); it != levels_.end(); ++it) {
+    for (auto* q : {&it->second.ready, &it->second.delayed}) {
       if (!q->empty()) {
         RequestPtr r = std::move(q->front());
         q->pop_front();
         --queued_;
+        DropIfEmpty(it);
         return r;
       }
     }
@@ -211,46 +247,62 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
     batch->requests.push_back(std::move(r));
     return true;
   }
-  // Candidates in queue order: priority levels first to last, each level's on-time requests
-  // before its delayed ones; stop at the first request that does not fit.
+  // Triton's rule (dynamic_batch_scheduler): walk the queue in order (priority levels first to
+  // last, each level's on-time requests before its delayed ones) and stop at the first request
+  // that does not fit (over max_batch_size, or a different shape). The batch to send now is the
+  // longest prefix whose size is a preferred size, or, failing that, the prefix just before the
+  // request that would pass the largest preferred size. Without either, everything walked goes
+  // once it cannot grow past the largest preferred size or the oldest has waited
+  // max_queue_delay; otherwise wait.
   const InferRequest* first = nullptr;
   int64_t total = 0;
-  size_t count = 0, preferred_count = 0;
-  int64_t preferred_total = 0;
-  bool stop = false;
-  for (Level& level : levels_) {
+  size_t count = 0, best_count = 0;
+  uint64_t oldest_ns = 0;
+  bool send_now = false;
+  for (auto& [priority, level] : levels_) {
     for (auto* q : {&level.ready, &level.delayed}) {
       for (const RequestPtr& r : *q) {
+        const int64_t rows = std::max<int64_t>(1, r->batch_size);
         if (first == nullptr) {
           first = r.get();
-        } else if (!ShapesCompatible(*first, *r) || total + r->batch_size > max_batch_size_) {
-          stop = true;
-          break;
+          oldest_ns = r->enqueue_ns;
+        } else {
+          if (best_count == 0 && total + rows > max_preferred_) {
+            best_count = count;  // adding it would pass every preferred size
+          }
+          if (total + rows > max_batch_size_ || !ShapesCompatible(*first, *r)) {
+            send_now = true;
+            break;
+          }
         }
-        total += r->batch_size;
+        total += rows;
         ++count;
+        oldest_ns = std::min(oldest_ns, r->enqueue_ns);
         if (std::find(preferred_.begin(), preferred_.end(), total) != preferred_.end()) {
-          preferred_count = count;
-          preferred_total = total;
+          best_count = count;
         }
       }
-      if (stop) break;
+      if (send_now) break;
     }
-    if (stop) break;
+    if (send_now) break;
   }
+  const bool delay_exceeded =
+      max_queue_delay_ns_ != 0 && now > oldest_ns && now - oldest_ns >= max_queue_delay_ns_;
   size_t take = 0;
-  if (preferred_count > 0) {
-    take = preferred_count;  // a preferred size can be formed now: send it
-    total = preferred_total;
-  } else if (total >= max_batch_size_ || stop || stopping_ ||
-             now >= first->enqueue_ns + max_queue_delay_ns_) {
-    take = count;  // full, can't grow (next request doesn't fit), or waited long enough
+  if (best_count > 0 && !delay_exceeded) {
+    take = best_count;  // a preferred size (or the most that stays within them): send it
+  } else if (send_now || total >= max_preferred_ || delay_exceeded || max_queue_delay_ns_ == 0 ||
+             stopping_) {
+    take = count;  // can't grow (usefully), or waited long enough
   } else {
-    *wake_ns = first->enqueue_ns + max_queue_delay_ns_;
+    *wake_ns = AddNs(oldest_ns, max_queue_delay_ns_);
     return false;
   }
-  batch->batch_size = total;
-  for (size_t i = 0; i < take; ++i) batch->requests.push_back(PopFront());
+  batch->requests.reserve(take);
+  for (size_t i = 0; i < take; ++i) {
+    batch->requests.push_back(PopFront());
+    batch->batch_size += batch->requests.back()->batch_size;
+  }
   return true;
 }
 
@@ -294,7 +346,7 @@ Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
       if (queued_ == 0 && !stopping_) cv_.wait(lock);
     } else {
       const uint64_t now2 = NowNs();
-      if (wake > now2) cv_.wait_for(lock, std::chrono::nanoseconds(wake - now2));
+      if (wake > now2) cv_.wait_for(lock, Until(wake, now2));
     }
   }
 }

@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -61,7 +62,11 @@ class DynamicBatcher : public Scheduler {
     uint64_t wake_ns_ = 0;  // 0: no deadline
   };
 
-  size_t LevelIndex(uint32_t priority) const;
+  const QueuePolicy& PolicyOf(uint64_t level) const;
+  // The level a request of `priority` queues at, created when it holds nothing yet.
+  Level& LevelOf(uint64_t priority);
+  // Drops a level that holds no request (never the default level).
+  void DropIfEmpty(std::map<uint64_t, Level>::iterator it);
   bool Add(RequestPtr& request, bool wait);
   // Takes cancelled requests out (to `dropped`, answered CANCELLED once the lock is released),
   // delays timed-out requests or takes them out (to `dropped`, answered with the timeout
@@ -77,15 +82,20 @@ class DynamicBatcher : public Scheduler {
   const bool batching_;
   const int64_t max_batch_size_;
   const std::vector<int64_t> preferred_;
+  const int64_t max_preferred_;  // the largest preferred size (max_batch_size without any)
   const uint64_t max_queue_delay_ns_;
-  const uint32_t default_level_;
+  const uint64_t priority_levels_;  // 0: one level (0)
+  const uint64_t default_level_;
+  const QueuePolicy default_policy_;
+  const std::map<uint64_t, QueuePolicy> priority_policies_;
   ModelStats* stats_;
 
   // Held only for queue bookkeeping: no sink calls, no Python and no release of a request
   // under it (the rule in scheduler.h).
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::vector<Level> levels_;  // index 0 = priority 1 (highest)
+  // By priority, highest (1) first: the levels that hold requests, and the default level.
+  std::map<uint64_t, Level> levels_;
   std::atomic<size_t> queued_{0};  // read without the lock by a spinning worker
   std::atomic<bool> spinner_{false};  // at most one idle worker spins at a time
   uint64_t next_sequence_ = 0;

@@ -44,8 +44,8 @@ bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
     uint64_t u = 0;
     switch (key) {
       case kPriority:
-        if (!UnsignedParameter(p, &u) || u > std::numeric_limits<uint32_t>::max()) return false;
-        r->priority = static_cast<uint32_t>(u);
+        if (!UnsignedParameter(p, &u)) return false;
+        r->priority = u;
         break;
       case kTimeout:  // int64 only, as Triton
         if (p.kind != WireParameter::Kind::kInt64 || p.int64_value < 0) return false;

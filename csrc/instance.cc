@@ -289,6 +289,10 @@ Delivery InstanceWorker::RunGathered(Batch& batch, bool scheduled) {
 }
 
 void InstanceWorker::ExecutePerRequest(Batch& batch) {
+  if (runner_->OrderPerRequest(batch.sequence, &batch.requests)) {  // answers go out in line
+    RunPerRequest(batch, true);
+    return;
+  }
   RunPerRequest(batch, true);
   runner_->Deliver(batch.sequence, Delivery{});
 }

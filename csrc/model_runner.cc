@@ -15,6 +15,10 @@ ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBac
     : spec_(std::move(spec)),
       stats_(std::make_shared<ModelStats>()),
       cache_(std::move(cache)),
+      order_(spec_.scheduler.preserve_ordering && spec_.per_request_execution &&
+                     !spec_.sequence.enabled
+                 ? std::make_shared<ResponseOrder>()
+                 : nullptr),
       warmup_(std::move(warmup)),
       rate_limit_(std::move(rate_limit)) {
   if (backends.empty()) {
@@ -173,6 +177,12 @@ void DeliverAll(Delivery& responses) {
 }  // namespace
 
 void ModelRunner::Deliver(uint64_t sequence, Delivery&& responses) {
+  if (order_ != nullptr) {  // a per-request batch that runs nothing: it gives up its turn
+    std::vector<RequestPtr> none;
+    order_->Register(sequence, &none);
+    DeliverAll(responses);
+    return;
+  }
   if (!spec_.scheduler.preserve_ordering) {
     DeliverAll(responses);
     return;
@@ -194,6 +204,83 @@ void ModelRunner::Deliver(uint64_t sequence, Delivery&& responses) {
     lock.lock();
   }
   delivering_ = false;
+}
+
+bool ModelRunner::OrderPerRequest(uint64_t sequence, std::vector<RequestPtr>* requests) {
+  if (order_ == nullptr) return false;
+  order_->Register(sequence, requests);
+  return true;
+}
+
+// ---- ResponseOrder ---------------------------------------------------------------------------
+
+class ResponseOrder::PlaceSink : public ResponseSink {
+ public:
+  PlaceSink(std::shared_ptr<ResponseOrder> order, std::shared_ptr<Place> place)
+      : order_(std::move(order)), place_(std::move(place)) {}
+  void Complete(InferResponse&& response) override {
+    order_->Arrived(place_, std::move(response));
+  }
+
+ private:
+  const std::shared_ptr<ResponseOrder> order_;
+  const std::shared_ptr<Place> place_;
+};
+
+void ResponseOrder::Register(uint64_t sequence, std::vector<RequestPtr>* requests) {
+  std::vector<std::shared_ptr<Place>> places;
+  places.reserve(requests->size());
+  for (RequestPtr& r : *requests) {
+    auto place = std::make_shared<Place>();
+    place->sink = std::move(r->sink);
+    r->sink = std::make_shared<PlaceSink>(shared_from_this(), place);
+    places.push_back(std::move(place));
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  early_.emplace(sequence, std::move(places));
+  for (auto it = early_.begin(); it != early_.end() && it->first == next_sequence_;
+       it = early_.erase(it), ++next_sequence_) {
+    for (auto& place : it->second) line_.push_back(std::move(place));
+  }
+  Flush(lock);
+}
+
+void ResponseOrder::Arrived(const std::shared_ptr<Place>& place, InferResponse&& response) {
+  std::unique_lock<std::mutex> lock(mu_);
+  place->final = place->final || response.final;
+  place->waiting.push_back(std::move(response));
+  Flush(lock);
+}
+
+void ResponseOrder::Flush(std::unique_lock<std::mutex>& lock) {
+  if (flushing_) return;  // the flushing thread sends this too when its turn comes
+  flushing_ = true;
+  // Sent (and dropped: sinks, Python-owned tensors) without the lock.
+  std::vector<std::pair<std::shared_ptr<ResponseSink>, InferResponse>> out;
+  std::vector<std::shared_ptr<Place>> done;
+  while (true) {
+    while (!line_.empty()) {
+      Place& front = *line_.front();
+      for (InferResponse& r : front.waiting) out.emplace_back(front.sink, std::move(r));
+      front.waiting.clear();
+      if (!front.final) break;
+      done.push_back(std::move(line_.front()));
+      line_.pop_front();
+    }
+    if (out.empty() && done.empty()) break;
+    lock.unlock();
+    for (auto& [sink, response] : out) {
+      try {
+        sink->Complete(std::move(response));
+      } catch (const std::exception&) {
+        // A sink out of memory: the responses behind it still go out.
+      }
+    }
+    out.clear();
+    done.clear();
+    lock.lock();
+  }
+  flushing_ = false;
 }
 
 }  // namespace tritonlite

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <condition_variable>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -27,6 +28,35 @@ struct WarmupSample {
   uint32_t count = 1;
   int64_t batch_size = 1;
   NamedTensors inputs;
+};
+
+// preserve_ordering for backends that answer each request themselves (python): as Triton's
+// dynamic batcher does, every request gets a place in line when its batch forms, and its
+// responses go out only once every request before it sent its final response (a decoupled
+// request's responses pass as they come while it is first in line). Held by the requests'
+// sinks too: a backend may answer after the runner is gone.
+class ResponseOrder : public std::enable_shared_from_this<ResponseOrder> {
+ public:
+  // Batch `sequence` (formation order, from 0, each exactly once: an empty one for a batch
+  // that runs nothing) takes its places in line; its requests' sinks become places.
+  void Register(uint64_t sequence, std::vector<RequestPtr>* requests);
+
+ private:
+  struct Place {
+    std::shared_ptr<ResponseSink> sink;
+    std::vector<InferResponse> waiting;
+    bool final = false;  // its final response arrived
+  };
+  class PlaceSink;
+  void Arrived(const std::shared_ptr<Place>& place, InferResponse&& response);
+  // Sends what is next in line, one thread at a time, sinks called without mu_.
+  void Flush(std::unique_lock<std::mutex>& lock);
+
+  std::mutex mu_;
+  uint64_t next_sequence_ = 0;
+  std::map<uint64_t, std::vector<std::shared_ptr<Place>>> early_;  // batches ahead of their turn
+  std::deque<std::shared_ptr<Place>> line_;
+  bool flushing_ = false;
 };
 
 class ModelRunner {
@@ -71,6 +101,9 @@ class ModelRunner {
   const std::shared_ptr<ModelStats>& shared_stats() const { return stats_; }
   // Called by workers once per batch, with the batch's formation sequence number.
   void Deliver(uint64_t sequence, Delivery&& responses);
+  // For a per-request backend with preserve_ordering, before the batch runs (and instead of
+  // Deliver): its requests answer in line (see ResponseOrder); false (nothing done) otherwise.
+  bool OrderPerRequest(uint64_t sequence, std::vector<RequestPtr>* requests);
   // Blocks until every worker has run the warmup samples; the first failure (lowest instance
   // index), or success. Releases the samples. Call without holding the GIL.
   Status WaitForWarmup();
@@ -90,6 +123,8 @@ class ModelRunner {
   uint64_t next_delivery_ = 0;
   bool delivering_ = false;
   std::map<uint64_t, Delivery> held_;
+  // preserve_ordering with a per-request backend (null otherwise).
+  const std::shared_ptr<ResponseOrder> order_;
   std::mutex stop_mu_;
   bool stopped_ = false;
   std::vector<WarmupSample> warmup_;

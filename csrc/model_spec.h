@@ -31,10 +31,10 @@ struct SchedulerConfig {
   std::vector<int64_t> preferred_batch_sizes;
   uint64_t max_queue_delay_us = 0;
   bool preserve_ordering = false;
-  uint32_t priority_levels = 0;  // 0: one level
-  uint32_t default_priority_level = 0;
+  uint64_t priority_levels = 0;  // 0: one level
+  uint64_t default_priority_level = 0;
   QueuePolicy default_policy;
-  std::map<uint32_t, QueuePolicy> priority_policies;
+  std::map<uint64_t, QueuePolicy> priority_policies;
 };
 
 // sequence_batching's control inputs: tensors the server fills in for every request.

@@ -61,7 +61,7 @@ struct InferRequest {
   std::string id;
   NamedTensors inputs;
   std::vector<std::string> requested_outputs;  // empty: every output
-  uint32_t priority = 0;                        // 0: the model's default level
+  uint64_t priority = 0;                        // 0: the model's default level
   uint64_t timeout_us = 0;                      // 0: the queue policy's default
   int64_t batch_size = 1;                       // rows along dim 0 (1 when not batching)
   // Sequence fields (sequence batcher).

@@ -669,3 +669,34 @@ def test_onnx_io_spec_fixed_and_dynamic_dims(tmp_path: Path) -> None:
     with pytest.raises(TritonError) as info:
         ort_backend.onnx_io_spec(tmp_path / "absent.onnx")
     assert info.value.status == "UNAVAILABLE"
+
+
+def test_explicit_max_batch_size_zero_is_kept_for_a_dynamic_first_dim(tmp_path: Path) -> None:
+    # Triton's onnxruntime backend leaves a config that lists inputs and outputs alone
+    # (AutoCompleteConfig): max_batch_size 0 stays 0 and the model's dynamic first dim is an
+    # ordinary dim of each request, never a batch across requests.
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+    from serving import ServerProcess
+
+    model_dir = tmp_path / "models" / "ident"
+    make_identity_onnx(model_dir / "1" / "model.onnx", "FP32", (3,), batch=True)
+    (model_dir / "config.pbtxt").write_text(
+        'name: "ident" platform: "onnxruntime_onnx" max_batch_size: 0\n'
+        'input [{ name: "INPUT0" data_type: TYPE_FP32 dims: [ -1, 3 ] }]\n'
+        'output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1, 3 ] }]\n'
+    )
+    with ServerProcess(tmp_path / "models") as srv:
+        http = httpclient.InferenceServerClient(srv.http_url)
+        config = http.get_model_config("ident")
+        assert config["max_batch_size"] == 0
+        assert "dynamic_batching" not in config
+        assert [i["dims"] for i in config["input"]] == [[-1, 3]]
+        http.close()
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        data = np.arange(6, dtype=np.float32).reshape(2, 3)
+        tensor = grpcclient.InferInput("INPUT0", [2, 3], "FP32")
+        tensor.set_data_from_numpy(data)
+        result = client.infer("ident", [tensor])
+        np.testing.assert_array_equal(result.as_numpy("OUTPUT0"), data)
+        client.close()

@@ -804,17 +804,47 @@ def test_onnx_batching_config_on_non_batching_model(tmp_path: Path) -> None:
 
 
 def test_onnx_partial_config_keeps_listed_and_adds_missing(tmp_path: Path) -> None:
+    # Triton's onnxruntime backend: a listed side is kept as it is; only a missing side is
+    # filled from the model.
     text = """
     max_batch_size: 2
-    input [ { name: "y" data_type: TYPE_INT64 dims: [ 2, 5 ] }, { name: "x" } ]
+    input [ { name: "y" data_type: TYPE_INT64 dims: [ 2, 5 ] }, { name: "x" data_type: TYPE_FP32 dims: [ 3 ] } ]
     """
     model_dir = make_model(tmp_path, "b", text, {"model.onnx": BATCHING})
     config = cfg.load_model_config(model_dir)
     assert [(s.name, s.datatype, s.dims) for s in cfg.input_specs(config)] == [
         ("y", "INT64", [2, 5]),  # as configured
-        ("x", "FP32", [3]),  # type and dims filled from the model
+        ("x", "FP32", [3]),
     ]
-    assert [s.name for s in cfg.output_specs(config)] == ["z"]
+    assert [(s.name, s.datatype, s.dims) for s in cfg.output_specs(config)] == [("z", "FP32", [3])]
+
+
+def test_onnx_listed_inputs_and_outputs_skip_auto_complete(tmp_path: Path) -> None:
+    # Triton's onnxruntime backend (AutoCompleteConfig): inputs and outputs both listed means no
+    # auto-complete at all; an explicit max_batch_size: 0 stays 0 (no batching, the model's
+    # dynamic first dim is an ordinary dim) and no dynamic_batching is added.
+    text = """
+    max_batch_size: 0
+    input [ { name: "x" data_type: TYPE_FP32 dims: [ -1, 3 ] },
+            { name: "y" data_type: TYPE_INT64 dims: [ -1, 2, -1 ] } ]
+    output [ { name: "z" data_type: TYPE_FP32 dims: [ -1, 3 ] } ]
+    """
+    config = cfg.load_model_config(make_model(tmp_path, "b", text, {"model.onnx": BATCHING}))
+    assert config.max_batch_size == 0
+    assert not cfg.has_dynamic_batching(config)
+    assert [(s.name, s.dims) for s in cfg.input_specs(config)] == [
+        ("x", [-1, 3]),
+        ("y", [-1, 2, -1]),
+    ]
+    # Not even a batching config on a model that cannot batch is looked at (Triton reads no
+    # model file then; the backend's load checks the model against the config).
+    text = """
+    max_batch_size: 8
+    input [ { name: "x" data_type: TYPE_INT32 dims: [ 2, 3 ] } ]
+    output [ { name: "z" data_type: TYPE_INT32 dims: [ 2, 3 ] } ]
+    """
+    config = cfg.load_model_config(make_model(tmp_path, "f", text, {"model.onnx": FIXED}))
+    assert config.max_batch_size == 8
 
 
 def test_onnx_initializers_are_not_inputs_and_scalars_get_reshape(tmp_path: Path) -> None:

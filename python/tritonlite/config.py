@@ -748,7 +748,21 @@ def _onnx_auto_complete(
     model_dir: Path,
     hints: Mapping[str, Mapping[str, str]] | None,
 ) -> None:
-    """The onnxruntime backend's auto-complete: max_batch_size, batching, inputs, outputs."""
+    """The onnxruntime backend's auto-complete: max_batch_size, batching, inputs, outputs.
+
+    As Triton's onnxruntime backend (AutoCompleteConfig): a config that already lists inputs
+    (or batch inputs) and outputs is left alone, max_batch_size included; otherwise the model
+    fills max_batch_size and the missing side(s), a listed side kept as it is.
+    """
+    has_inputs = len(config.input) + len(config.batch_input) > 0
+    has_outputs = len(config.output) > 0
+    if has_inputs and has_outputs:
+        _log.info(
+            "skipping model configuration auto-complete for '%s': inputs and outputs already "
+            "specified",
+            config.name,
+        )
+        return
     path = _onnx_model_path(config, model_dir)
     if path is None:
         return  # nothing to read; loading the backend reports the missing file
@@ -788,10 +802,13 @@ def _onnx_auto_complete(
     seq = config.sequence_batching
     server_inputs = {c.name for c in seq.control_input} | {s.input_name for s in seq.state}
     server_outputs = {s.output_name for s in seq.state}
-    _complete_ios(config, config.input, [t for t in inputs if t.name not in server_inputs], "input")
-    _complete_ios(
-        config, config.output, [t for t in outputs if t.name not in server_outputs], "output"
-    )
+    if not has_inputs:
+        found = [t for t in inputs if t.name not in server_inputs]
+        _complete_ios(config, config.input, found, "input")
+    if not has_outputs:
+        _complete_ios(
+            config, config.output, [t for t in outputs if t.name not in server_outputs], "output"
+        )
 
 
 def _complete_ios(config: ModelConfig, ios: Any, found: list[_OnnxTensor], kind: str) -> None:

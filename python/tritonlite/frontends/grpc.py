@@ -185,7 +185,7 @@ def _scheduling_parameters(params: Any) -> dict[str, Any]:
     timeout = _typed_param(params, "timeout", ("int64_param",)) or 0
     _typed_param(params, "triton_enable_empty_final_response", ("bool_param",))  # checked
     return {
-        "priority": min(priority, 2**32 - 1),
+        "priority": min(priority, 2**64 - 1),
         "timeout_us": max(timeout, 0),
         "correlation_id": corr_id,
         "correlation_id_str": corr_str,
