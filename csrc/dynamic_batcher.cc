@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "checked_math.h"
+#include "ragged.h"
 #include "spin_wait.h"
 
 namespace tritonlite {
@@ -15,7 +16,8 @@ DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
       preferred_(spec.scheduler.preferred_batch_sizes),
       max_queue_delay_ns_(spec.scheduler.max_queue_delay_us * 1000),
       default_level_(spec.scheduler.default_priority_level),
-      stats_(stats) {
+      stats_(stats),
+      ragged_inputs_(RaggedInputNames(spec)) {
   const uint32_t n = std::max<uint32_t>(1, spec.scheduler.priority_levels);
   levels_ = std::vector<Level>(n);  // Level is move-only (deque of unique_ptr): no resize()
   for (uint32_t i = 0; i < n; ++i) {
@@ -223,7 +225,8 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
       for (const RequestPtr& r : *q) {
         if (first == nullptr) {
           first = r.get();
-        } else if (!ShapesCompatible(*first, *r) || total + r->batch_size > max_batch_size_) {
+        } else if (!ShapesCompatible(*first, *r, ragged_inputs_) ||
+                   total + r->batch_size > max_batch_size_) {
           stop = true;
           break;
         }

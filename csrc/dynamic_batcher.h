@@ -80,6 +80,7 @@ class DynamicBatcher : public Scheduler {
   const uint64_t max_queue_delay_ns_;
   const uint32_t default_level_;
   ModelStats* stats_;
+  const std::vector<std::string> ragged_inputs_;  // allow_ragged_batch: shapes may differ
 
   // Held only for queue bookkeeping: no sink calls, no Python and no release of a request
   // under it (the rule in scheduler.h).
