@@ -95,7 +95,10 @@ def build_shapes(repo: Path) -> None:
 def ragged_shapes(target: Target) -> Any:
     seen: dict[str, Any] = {}
     for model in ("ragged", "padded"):
-        seen[model] = {"responses": _send_three(target, model), "executions": _batches(target, model)}
+        seen[model] = {
+            "responses": _send_three(target, model),
+            "executions": _batches(target, model),
+        }
     return seen
 
 
