@@ -264,10 +264,23 @@ def test_readme_token_sum_example(tmp_path: Path) -> None:
         assert scope["sums"] == [6, 60, 7]  # and it printed them
         import tritonclient.http as httpclient
 
-        client = httpclient.InferenceServerClient(srv.http_url)
+        client = httpclient.InferenceServerClient(srv.http_url, concurrency=3)
         stats = client.get_inference_statistics("token_sum")["model_stats"][0]
-        client.close()
         # The three requests of different lengths ran as one batch of 3.
         assert [(b["batch_size"], b["compute_infer"]["count"]) for b in stats["batch_stats"]] == [
             (3, 1)
+        ]
+        # The same over HTTP: another batch of three, each answered with its own sum and length.
+        pending = []
+        for tokens in ([5, 5], [1, 1, 1, 1], [-3]):
+            x = httpclient.InferInput("TOKENS", [1, len(tokens)], "INT32")
+            x.set_data_from_numpy(np.array([tokens], np.int32))
+            pending.append(client.async_infer("token_sum", [x]))
+        answers = [p.get_result() for p in pending]
+        assert [int(a.as_numpy("SUM")[0, 0]) for a in answers] == [10, 4, -3]
+        assert [int(a.as_numpy("LENGTH")[0, 0]) for a in answers] == [2, 4, 1]
+        stats = client.get_inference_statistics("token_sum")["model_stats"][0]
+        client.close()
+        assert [(b["batch_size"], b["compute_infer"]["count"]) for b in stats["batch_stats"]] == [
+            (3, 2)
         ]
