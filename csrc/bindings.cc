@@ -508,6 +508,7 @@ std::vector<TensorSpec> TensorSpecsFromPy(py::handle list) {
     s.dtype = ParseDataType(d["datatype"].cast<std::string>());
     s.dims = d["dims"].cast<std::vector<int64_t>>();
     s.optional = d.contains("optional") && d["optional"].cast<bool>();
+    s.ragged = d.contains("allow_ragged_batch") && d["allow_ragged_batch"].cast<bool>();
     specs.push_back(std::move(s));
   }
   return specs;
@@ -576,6 +577,56 @@ SequenceConfig SequenceConfigFromPy(const py::dict& d) {
   return c;
 }
 
+// batch_input: [{"kind", "target_name": [..], "datatype", "source_input"}] (validated with the
+// config: one source input, INT32 or FP32).
+std::vector<BatchInputSpec> BatchInputsFromPy(py::handle list) {
+  static const std::pair<const char*, BatchInputSpec::Kind> kKinds[] = {
+      {"BATCH_ELEMENT_COUNT", BatchInputSpec::Kind::kElementCount},
+      {"BATCH_ACCUMULATED_ELEMENT_COUNT", BatchInputSpec::Kind::kAccumulatedElementCount},
+      {"BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO",
+       BatchInputSpec::Kind::kAccumulatedElementCountWithZero},
+      {"BATCH_MAX_ELEMENT_COUNT_AS_SHAPE", BatchInputSpec::Kind::kMaxElementCountAsShape},
+      {"BATCH_ITEM_SHAPE", BatchInputSpec::Kind::kItemShape},
+      {"BATCH_ITEM_SHAPE_FLATTEN", BatchInputSpec::Kind::kItemShapeFlatten}};
+  std::vector<BatchInputSpec> specs;
+  for (py::handle item : list) {
+    auto d = py::reinterpret_borrow<py::dict>(item);
+    BatchInputSpec b;
+    const auto kind = d["kind"].cast<std::string>();
+    bool known = false;
+    for (const auto& kv : kKinds) {
+      if (kind == kv.first) {
+        b.kind = kv.second;
+        known = true;
+      }
+    }
+    if (!known) ThrowInvalid("unknown batch input kind '" + kind + "'");
+    b.target_names = d["target_name"].cast<std::vector<std::string>>();
+    b.dtype = ParseDataType(d["datatype"].cast<std::string>());
+    if (b.dtype != DataType::kInt32 && b.dtype != DataType::kFp32) {
+      ThrowInvalid("batch input data type must be TYPE_INT32 or TYPE_FP32");
+    }
+    b.source_input = d["source_input"].cast<std::string>();
+    if (b.target_names.empty()) ThrowInvalid("batch input '" + kind + "' has no target_name");
+    specs.push_back(std::move(b));
+  }
+  return specs;
+}
+
+// batch_output: [{"target_name": [..], "source_input", "shape"}] (BATCH_SCATTER_WITH_INPUT_SHAPE).
+std::vector<BatchOutputSpec> BatchOutputsFromPy(py::handle list) {
+  std::vector<BatchOutputSpec> specs;
+  for (py::handle item : list) {
+    auto d = py::reinterpret_borrow<py::dict>(item);
+    BatchOutputSpec b;
+    b.target_names = d["target_name"].cast<std::vector<std::string>>();
+    b.source_input = d["source_input"].cast<std::string>();
+    b.shape = d["shape"].cast<std::vector<int64_t>>();
+    specs.push_back(std::move(b));
+  }
+  return specs;
+}
+
 // The spec is a plain dict built by tritonlite.server from the model's ModelConfig.
 ModelSpec ModelSpecFromPy(const py::dict& d) {
   ModelSpec spec;
@@ -585,6 +636,8 @@ ModelSpec ModelSpecFromPy(const py::dict& d) {
   spec.inputs = TensorSpecsFromPy(d["inputs"]);
   spec.outputs = TensorSpecsFromPy(d["outputs"]);
   spec.per_request_execution = Get<bool>(d, "per_request_execution", false);
+  if (d.contains("batch_input")) spec.batch_inputs = BatchInputsFromPy(d["batch_input"]);
+  if (d.contains("batch_output")) spec.batch_outputs = BatchOutputsFromPy(d["batch_output"]);
   if (d.contains("sequence_batching") && !d["sequence_batching"].is_none()) {
     spec.sequence = SequenceConfigFromPy(d["sequence_batching"].cast<py::dict>());
   }

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 
+#include "checked_math.h"
+#include "ragged.h"
 #include "spin_wait.h"
 
 namespace tritonlite {
@@ -40,7 +42,8 @@ DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
                                                          : spec.scheduler.default_priority_level),
       default_policy_(spec.scheduler.default_policy),
       priority_policies_(spec.scheduler.priority_policies),
-      stats_(stats) {
+      stats_(stats),
+      ragged_inputs_(RaggedInputNames(spec)) {
   levels_.emplace(default_level_, Level{PolicyOf(default_level_)});  // kept while loaded
   reaper_thread_ = std::thread([this] { ReapLoop(); });
 }
@@ -270,7 +273,8 @@ bool DynamicBatcher::FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns) {
           if (best_count == 0 && total + rows > max_preferred_) {
             best_count = count;  // adding it would pass every preferred size
           }
-          if (total + rows > max_batch_size_ || !ShapesCompatible(*first, *r)) {
+          if (total + rows > max_batch_size_ ||
+              !ShapesCompatible(*first, *r, ragged_inputs_)) {
             send_now = true;
             break;
           }

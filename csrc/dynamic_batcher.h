@@ -89,6 +89,7 @@ class DynamicBatcher : public Scheduler {
   const QueuePolicy default_policy_;
   const std::map<uint64_t, QueuePolicy> priority_policies_;
   ModelStats* stats_;
+  const std::vector<std::string> ragged_inputs_;  // allow_ragged_batch: shapes may differ
 
   // Held only for queue bookkeeping: no sink calls, no Python and no release of a request
   // under it (the rule in scheduler.h).

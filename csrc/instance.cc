@@ -5,6 +5,7 @@
 #include <mutex>
 
 #include "model_runner.h"
+#include "ragged.h"
 
 namespace tritonlite {
 
@@ -102,7 +103,10 @@ std::vector<const InferRequest*> RequestPointers(const Batch& batch) {
 // One batch tensor per input, from every request's inputs including those the scheduler added
 // (control inputs, implicit state): each request must have the same inputs as the first, and
 // ConcatRows checks each part's datatype, shape, device and size before copying.
+NamedTensors GatherRaggedInputs(const ModelSpec& spec, const Batch& batch);
+
 NamedTensors GatherInputs(const ModelSpec& spec, const Batch& batch) {
+  if (HasRaggedIO(spec)) return GatherRaggedInputs(spec, batch);
   if (batch.requests.size() == 1) return batch.requests[0]->inputs;  // views, no copy
   NamedTensors gathered;
   const InferRequest& first = *batch.requests[0];
@@ -128,6 +132,57 @@ NamedTensors GatherInputs(const ModelSpec& spec, const Batch& batch) {
   return gathered;
 }
 
+// GatherInputs for a model with ragged inputs or batch inputs: ragged inputs flattened to
+// [total elements] (a view for one request), the others by rows, then the batch inputs.
+NamedTensors GatherRaggedInputs(const ModelSpec& spec, const Batch& batch) {
+  NamedTensors gathered;
+  const InferRequest& first = *batch.requests[0];
+  std::vector<const Tensor*> parts(batch.requests.size());
+  for (const auto& kv : first.inputs) {
+    for (size_t i = 0; i < batch.requests.size(); ++i) {
+      const InferRequest& r = *batch.requests[i];
+      parts[i] = r.FindInput(kv.first);
+      if (parts[i] == nullptr || r.inputs.size() != first.inputs.size()) {
+        throw Error(StatusCode::kInternal,
+                    "model '" + spec.name + "': cannot batch input '" + kv.first +
+                        "': the batch's requests do not have the same inputs");
+      }
+    }
+    const TensorSpec* s = nullptr;
+    for (const auto& in : spec.inputs) {
+      if (in.name == kv.first) s = &in;
+    }
+    try {
+      if (s != nullptr && s->ragged) {
+        gathered.emplace_back(kv.first, GatherRagged(parts));
+      } else if (parts.size() == 1) {
+        gathered.emplace_back(kv.first, *parts[0]);  // a view, no copy
+      } else {
+        gathered.emplace_back(kv.first, ConcatRows(parts));
+      }
+    } catch (const Error& e) {
+      throw Error(StatusCode::kInternal,
+                  "model '" + spec.name + "': cannot batch input '" + kv.first + "' of " +
+                      std::to_string(parts.size()) + " requests: " + e.what());
+    }
+  }
+  const std::vector<const InferRequest*> requests = RequestPointers(batch);
+  for (const BatchInputSpec& b : spec.batch_inputs) {
+    Tensor t = MakeBatchInput(b, requests, spec.max_batch_size);
+    for (const auto& target : b.target_names) gathered.emplace_back(target, t);
+  }
+  return gathered;
+}
+
+const BatchOutputSpec* FindBatchOutput(const ModelSpec& spec, const std::string& name) {
+  for (const auto& b : spec.batch_outputs) {
+    if (std::find(b.target_names.begin(), b.target_names.end(), name) != b.target_names.end()) {
+      return &b;
+    }
+  }
+  return nullptr;
+}
+
 const Tensor* FindOutput(const NamedTensors& outputs, const std::string& name) {
   for (const auto& kv : outputs) {
     if (kv.first == name) return &kv.second;
@@ -139,7 +194,29 @@ const Tensor* FindOutput(const NamedTensors& outputs, const std::string& name) {
 Status Scatter(const ModelSpec& spec, Batch& batch, const NamedTensors& outputs,
                Delivery* delivery) {
   const bool batching = spec.max_batch_size > 0;
+  // batch_output targets: split by each request's source input shape, not by rows.
+  std::vector<std::pair<std::string, std::vector<Tensor>>> scattered;
+  if (!spec.batch_outputs.empty()) {
+    const std::vector<const InferRequest*> requests = RequestPointers(batch);
+    for (const auto& kv : outputs) {
+      const BatchOutputSpec* b = FindBatchOutput(spec, kv.first);
+      if (b == nullptr) continue;
+      try {
+        scattered.emplace_back(kv.first,
+                               ScatterWithInputShape(spec.name, kv.first, *b, kv.second, requests));
+      } catch (const Error& e) {
+        return Status(e.code(), e.what());
+      }
+    }
+  }
+  const auto scattered_part = [&scattered](const std::string& name, size_t i) -> const Tensor* {
+    for (const auto& kv : scattered) {
+      if (kv.first == name) return &kv.second[i];
+    }
+    return nullptr;
+  };
   for (const auto& kv : outputs) {
+    if (scattered_part(kv.first, 0) != nullptr) continue;
     if (batching && (kv.second.shape().empty() || kv.second.shape()[0] != batch.batch_size)) {
       return Status(StatusCode::kInternal,
                     "model '" + spec.name + "' returned output '" + kv.first + "' of shape " +
@@ -149,10 +226,15 @@ Status Scatter(const ModelSpec& spec, Batch& batch, const NamedTensors& outputs,
   }
   const bool single = batch.requests.size() == 1;
   int64_t row = 0;
+  size_t index = 0;
   for (RequestPtr& r : batch.requests) {
     InferResponse resp;
     resp.token = r->token;
     auto add = [&](const std::string& name, const Tensor& t) {
+      if (const Tensor* part = scattered_part(name, index)) {
+        resp.outputs.emplace_back(name, *part);
+        return;
+      }
       resp.outputs.emplace_back(name, single ? t : t.SliceRows(row, r->batch_size));
     };
     if (r->requested_outputs.empty()) {
@@ -168,6 +250,7 @@ Status Scatter(const ModelSpec& spec, Batch& batch, const NamedTensors& outputs,
       }
     }
     row += r->batch_size;
+    ++index;
     delivery->emplace_back(r->sink, std::move(resp));
   }
   return Status::Success();

@@ -17,6 +17,35 @@ struct TensorSpec {
   DataType dtype = DataType::kInvalid;
   Shape dims;  // without the batch dim; -1 = any size
   bool optional = false;
+  // allow_ragged_batch: requests batch whatever this input's shape, and a gathered batch gets
+  // it flattened to [total elements] (Triton's batching backends).
+  bool ragged = false;
+};
+
+// batch_input: a tensor the core derives from each batch for the batching backends, as Triton's
+// backend input collector does (see ragged.h).
+struct BatchInputSpec {
+  enum class Kind {
+    kElementCount,
+    kAccumulatedElementCount,
+    kAccumulatedElementCountWithZero,
+    kMaxElementCountAsShape,
+    kItemShape,
+    kItemShapeFlatten,
+  };
+  Kind kind = Kind::kElementCount;
+  std::vector<std::string> target_names;
+  DataType dtype = DataType::kInt32;  // kInt32 or kFp32 (validated with the config)
+  std::string source_input;
+};
+
+// batch_output BATCH_SCATTER_WITH_INPUT_SHAPE: the model returns the outputs `target_names` for
+// the whole batch, and each request gets the next `shape` worth of elements, where a -1 in
+// `shape` takes the request's `source_input` dim at the same index.
+struct BatchOutputSpec {
+  std::vector<std::string> target_names;
+  std::string source_input;
+  Shape shape;  // [-1] + the output's dims (or reshape) when the model batches, else those dims
 };
 
 struct QueuePolicy {
@@ -79,6 +108,8 @@ struct ModelSpec {
   std::vector<TensorSpec> outputs;
   SchedulerConfig scheduler;
   SequenceConfig sequence;
+  std::vector<BatchInputSpec> batch_inputs;
+  std::vector<BatchOutputSpec> batch_outputs;
   // Backends that take the batch as a list of requests (python backend) instead of gathered
   // tensors.
   bool per_request_execution = false;

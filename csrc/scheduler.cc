@@ -5,6 +5,11 @@
 namespace tritonlite {
 
 bool ShapesCompatible(const InferRequest& a, const InferRequest& b) {
+  return ShapesCompatible(a, b, {});
+}
+
+bool ShapesCompatible(const InferRequest& a, const InferRequest& b,
+                      const std::vector<std::string>& ragged) {
   if (a.inputs.size() != b.inputs.size()) return false;
   for (const auto& kv : a.inputs) {
     const Tensor* other = b.FindInput(kv.first);
@@ -13,6 +18,7 @@ bool ShapesCompatible(const InferRequest& a, const InferRequest& b) {
     if (kv.second.device().kind != DeviceKind::kCPU || other->device().kind != DeviceKind::kCPU) {
       return false;
     }
+    if (std::find(ragged.begin(), ragged.end(), kv.first) != ragged.end()) continue;
     const Shape& x = kv.second.shape();
     const Shape& y = other->shape();
     if (x.size() != y.size() || !std::equal(x.begin() + 1, x.end(), y.begin() + 1)) return false;

@@ -20,6 +20,9 @@ struct Batch {
 // Whether two requests can share a batch: same inputs, datatypes and non-batch dims, all in
 // host memory (batches are gathered there).
 bool ShapesCompatible(const InferRequest& a, const InferRequest& b);
+// The same, where the inputs named in `ragged` (allow_ragged_batch) may differ in shape.
+bool ShapesCompatible(const InferRequest& a, const InferRequest& b,
+                      const std::vector<std::string>& ragged);
 
 // The locking rule of the core (schedulers, runner, owned requests, completion queues):
 //   while a core lock is held, never call a ResponseSink, never call into Python, and never

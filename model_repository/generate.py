@@ -10,6 +10,9 @@ Models (deterministic: the same bytes on every run):
                   requests of a sequence (sequence_batching implicit state)
 - sequence_controls     the same driven by the START / READY / CORRID control inputs the server
                   fills in: it restarts at START and echoes the correlation ID
+- token_sum       ragged batching: variable-length INT32 token ids (TOKENS, allow_ragged_batch)
+                  batched as one flat tensor with the ACCUMULATED_ELEMENT_COUNT_WITH_ZERO
+                  offsets the server makes (OFFSETS) -> each request's SUM and LENGTH
 - simple_python   `simple` written as a Triton python_backend model.py
 - classify        an ensemble: preprocess (python: standardize raw features) -> mlp_classifier
                   (ONNX) -> postprocess (python: best label and its score)
@@ -166,6 +169,62 @@ def sequence_accumulator(out: Path) -> None:
                               [_f32("OUTPUT"), _f32("STATE_OUT")])  # fmt: skip
     _save(graph, out / "sequence_accumulator" / "1" / "model.onnx")
     (out / "sequence_accumulator" / "config.pbtxt").write_text(ACCUMULATOR_CONFIG)
+
+
+TOKEN_SUM_CONFIG = """name: "token_sum"
+platform: "onnxruntime_onnx"
+max_batch_size: 8
+input [{ name: "TOKENS" data_type: TYPE_INT32 dims: [ -1 ] allow_ragged_batch: true }]
+batch_input [{
+  kind: BATCH_ACCUMULATED_ELEMENT_COUNT_WITH_ZERO
+  target_name: "OFFSETS"
+  data_type: TYPE_INT32
+  source_input: "TOKENS"
+}]
+output [
+  { name: "SUM" data_type: TYPE_INT32 dims: [ 1 ] },
+  { name: "LENGTH" data_type: TYPE_INT32 dims: [ 1 ] }
+]
+dynamic_batching { max_queue_delay_microseconds: 100000 }
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+
+def token_sum(out: Path) -> None:
+    """TOKENS: every request's token ids concatenated ([total]); OFFSETS: [0, end of request 1,
+    end of request 2, ...]. SUM[i] = sum of request i's tokens, LENGTH[i] = its token count,
+    both [requests, 1] (a prefix sum read at the offsets)."""
+    nodes = [
+        helper.make_node("CumSum", ["TOKENS", "axis"], ["running"]),
+        helper.make_node("Concat", ["zero", "running"], ["prefix"], axis=0),
+        helper.make_node("Slice", ["OFFSETS", "first", "last"], ["starts"]),
+        helper.make_node("Slice", ["OFFSETS", "second", "end"], ["ends"]),
+        helper.make_node("Gather", ["prefix", "ends"], ["upto_end"], axis=0),
+        helper.make_node("Gather", ["prefix", "starts"], ["upto_start"], axis=0),
+        helper.make_node("Sub", ["upto_end", "upto_start"], ["sums"]),
+        helper.make_node("Sub", ["ends", "starts"], ["lengths"]),
+        helper.make_node("Unsqueeze", ["sums", "column"], ["SUM"]),
+        helper.make_node("Unsqueeze", ["lengths", "column"], ["LENGTH"]),
+    ]
+    constants = [
+        numpy_helper.from_array(np.array(0, np.int64), "axis"),
+        numpy_helper.from_array(np.zeros(1, np.int32), "zero"),
+        numpy_helper.from_array(np.array([0], np.int64), "first"),
+        numpy_helper.from_array(np.array([-1], np.int64), "last"),
+        numpy_helper.from_array(np.array([1], np.int64), "second"),
+        numpy_helper.from_array(np.array([np.iinfo(np.int64).max], np.int64), "end"),
+        numpy_helper.from_array(np.array([1], np.int64), "column"),
+    ]
+    graph = helper.make_graph(
+        nodes, "token_sum",
+        [helper.make_tensor_value_info("TOKENS", TensorProto.INT32, ["tokens"]),
+         helper.make_tensor_value_info("OFFSETS", TensorProto.INT32, ["offsets"])],
+        [helper.make_tensor_value_info("SUM", TensorProto.INT32, ["batch", 1]),
+         helper.make_tensor_value_info("LENGTH", TensorProto.INT32, ["batch", 1])],
+        constants,
+    )  # fmt: skip
+    _save(graph, out / "token_sum" / "1" / "model.onnx")
+    (out / "token_sum" / "config.pbtxt").write_text(TOKEN_SUM_CONFIG)
 
 
 def sequence_controls(out: Path) -> None:
@@ -336,6 +395,7 @@ def python_models(out: Path) -> None:
 GENERATED = [
     "simple/1/model.onnx", "simple_string/1/model.onnx", "mlp_classifier/1/model.onnx",
     "sequence_accumulator/1/model.onnx", "sequence_controls/1/model.onnx",
+    "token_sum/1/model.onnx",
     "simple_python/1/model.py", "preprocess/1/model.py", "postprocess/1/model.py",
 ]  # fmt: skip
 
@@ -352,6 +412,7 @@ def main() -> None:
     mlp_classifier(args.out)
     sequence_accumulator(args.out)
     sequence_controls(args.out)
+    token_sum(args.out)
     python_models(args.out)
     print(f"model repository written to {args.out}")
 

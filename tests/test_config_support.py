@@ -156,13 +156,6 @@ STATE = ('sequence_batching { state [ { input_name: "S_IN" output_name: "S_OUT" 
             "model_operations.op_library_filename is not supported by tritonlite",
         ),
         (
-            (
-                'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]\n'
-                'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
-            ),
-            "input 'INPUT0' allow_ragged_batch is not supported by tritonlite",
-        ),
-        (
             SEQ % "iterative_sequence: true",
             "sequence_batching.iterative_sequence is not supported by tritonlite",
         ),
@@ -207,12 +200,47 @@ def test_unimplemented_fields_are_refused_by_name(tmp_path: Path, text: str, mes
     assert info.value.status == "INVALID_ARG"
 
 
-def test_batch_input_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(TritonError, match="batch_input 'N' is not supported by tritonlite"):
-        _load(tmp_path, 'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] '
-              'allow_ragged_batch: true } ]\noutput [ { name: "OUTPUT0" data_type: TYPE_FP32 '
-              'dims: [ -1 ] } ]\nbatch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" '
-              'data_type: TYPE_FP32 source_input: "INPUT0" } ]\n', backend="python")  # fmt: skip
+RAGGED_IO = (
+    'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] allow_ragged_batch: true } ]\n'
+    'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+)
+BATCH_INPUT = ('batch_input [ { kind: BATCH_ELEMENT_COUNT target_name: "N" '
+               'data_type: TYPE_FP32 source_input: "INPUT0" } ]\n')  # fmt: skip
+BATCH_OUTPUT = ('batch_output [ { kind: BATCH_SCATTER_WITH_INPUT_SHAPE target_name: "OUTPUT0" '
+                'source_input: "INPUT0" } ]\n')  # fmt: skip
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "python"])
+def test_ragged_batching_is_accepted(tmp_path: Path, backend: str) -> None:
+    config = _load(tmp_path, RAGGED_IO + BATCH_INPUT + BATCH_OUTPUT, backend=backend)
+    assert config.input[0].allow_ragged_batch
+    assert [b.target_name[0] for b in config.batch_input] == ["N"]
+    assert [b.target_name[0] for b in config.batch_output] == ["OUTPUT0"]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        (RAGGED_IO, "input 'INPUT0' allow_ragged_batch"),
+        (
+            'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+            'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n' + BATCH_INPUT,
+            "batch_input 'N'",
+        ),
+        (
+            'input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n'
+            'output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ -1 ] } ]\n' + BATCH_OUTPUT,
+            "batch_output 'OUTPUT0'",
+        ),
+    ],
+)
+def test_ragged_batching_is_refused_for_pytorch(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(TritonError) as info:
+        _load(tmp_path, text, backend="pytorch")
+    assert info.value.message == (
+        f"model 'm': {field} is not supported by tritonlite: ragged batching is implemented for "
+        "onnxruntime and python models only"
+    )
 
 
 def test_reshape_refused_where_not_applied(tmp_path: Path) -> None:

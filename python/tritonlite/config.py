@@ -801,6 +801,7 @@ def _onnx_auto_complete(
     # model tensors but not client tensors: they never join the config's inputs or outputs.
     seq = config.sequence_batching
     server_inputs = {c.name for c in seq.control_input} | {s.input_name for s in seq.state}
+    server_inputs |= {name for b in config.batch_input for name in b.target_name}  # batch_input
     server_outputs = {s.output_name for s in seq.state}
     if not has_inputs:
         found = [t for t in inputs if t.name not in server_inputs]

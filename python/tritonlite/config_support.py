@@ -22,8 +22,12 @@ _log = logging.getLogger("tritonlite.config")
 
 ModelConfig = _pb.ModelConfig
 
-#: Backends that take gathered batches (reshape is applied around them; ragged batches are not).
+#: Backends that take gathered batches (reshape is applied around them).
 _BATCHING_BACKENDS = ("onnxruntime", "pytorch")
+#: Backends for which ragged batching (allow_ragged_batch, batch_input, batch_output) works: the
+#: core gathers ragged inputs and makes batch inputs for onnxruntime models; python models take
+#: a batch as its requests (as in Triton, they see the requests' own inputs and answer each).
+_RAGGED_BACKENDS = ("onnxruntime", "python")
 
 
 def _refuse(config: ModelConfig, field: str, why: str) -> TritonError:
@@ -68,22 +72,21 @@ def _check_backend_fields(config: ModelConfig) -> None:
 
 def _check_io(config: ModelConfig) -> None:
     batching_backend = config.backend in _BATCHING_BACKENDS
-    for tensor in config.input:
-        if tensor.allow_ragged_batch and batching_backend:
+    if config.backend not in _RAGGED_BACKENDS:
+        why = "ragged batching is implemented for onnxruntime and python models only"
+        for tensor in config.input:
+            if tensor.allow_ragged_batch and batching_backend:
+                raise _refuse(config, f"input '{tensor.name}' allow_ragged_batch", why)
+        if config.batch_input:
             raise _refuse(
-                config, f"input '{tensor.name}' allow_ragged_batch",
-                "ragged batches are not formed (requests are batched only with equal shapes)",
+                config, f"batch_input '{config.batch_input[0].target_name[0] if config.batch_input[0].target_name else ''}'",
+                why,
             )  # fmt: skip
-    if config.batch_input:
-        raise _refuse(
-            config, f"batch_input '{config.batch_input[0].target_name[0] if config.batch_input[0].target_name else ''}'",
-            "the tensors Triton derives from a batch are not made",
-        )  # fmt: skip
-    if config.batch_output:
-        raise _refuse(
-            config, f"batch_output '{config.batch_output[0].target_name[0] if config.batch_output[0].target_name else ''}'",
-            "outputs are scattered to requests by rows only",
-        )  # fmt: skip
+        if config.batch_output:
+            raise _refuse(
+                config, f"batch_output '{config.batch_output[0].target_name[0] if config.batch_output[0].target_name else ''}'",
+                why,
+            )  # fmt: skip
     if not batching_backend:
         for kind, tensors in (("input", config.input), ("output", config.output)):
             for tensor in tensors:

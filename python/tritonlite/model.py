@@ -28,9 +28,37 @@ def _tensor_specs(tensors: Any) -> list[dict[str, Any]]:
             "datatype": to_wire_name(mc.DataType.Name(t.data_type)),
             "dims": list(t.dims),
             "optional": getattr(t, "optional", False),
+            "allow_ragged_batch": getattr(t, "allow_ragged_batch", False),
         }
         for t in tensors
     ]
+
+
+def _batch_io_specs(config: ModelConfig) -> dict[str, Any]:
+    """batch_input / batch_output for the core (csrc/ragged.h); validated with the config."""
+    outputs = {o.name: o for o in config.output}
+    batch_outputs = []
+    for b in config.batch_output:
+        target = outputs[b.target_name[0]]
+        dims = list(target.reshape.shape) if target.HasField("reshape") else list(target.dims)
+        batch_outputs.append({
+            "target_name": list(b.target_name),
+            "source_input": b.source_input[0],
+            # Triton's BatchOutput::OutputShape: the batch dim first when the model batches.
+            "shape": ([-1] if config.max_batch_size != 0 else []) + dims,
+        })  # fmt: skip
+    return {
+        "batch_input": [
+            {
+                "kind": mc.BatchInput.Kind.Name(b.kind),
+                "target_name": list(b.target_name),
+                "datatype": to_wire_name(mc.DataType.Name(b.data_type)),
+                "source_input": b.source_input[0],
+            }
+            for b in config.batch_input
+        ],
+        "batch_output": batch_outputs,
+    }
 
 
 def _queue_policy(policy: Any) -> dict[str, Any]:
@@ -59,6 +87,7 @@ def scheduler_spec(
             _sequence_spec(config, initial) if config.HasField("sequence_batching") else None
         ),
     }
+    spec.update(_batch_io_specs(config))
     if config.HasField("dynamic_batching"):
         db = config.dynamic_batching
         spec["dynamic_batching"] = {

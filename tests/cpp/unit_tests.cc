@@ -24,6 +24,7 @@
 #include "http2_hpack.h"
 #include "http2_huffman.h"
 #include "infer_codec.h"
+#include "ragged.h"
 #include "rate_limiter.h"
 #include "request.h"
 #include "response_cache.h"
@@ -910,6 +911,79 @@ TEST(response_cache_lru_within_budget) {
 }
 
 // ---------------------------------------------------------------------------------------------
+
+// ---------------------------------------------------------------------------------------------
+// Ragged batching (ragged.h): sizes from requests are checked before anything is allocated.
+
+namespace {
+
+RequestPtr RaggedRequest(Shape shape, std::vector<float>* storage) {
+  auto r = std::make_unique<InferRequest>();
+  const size_t n = static_cast<size_t>(ElementCount(shape));
+  storage->assign(n == 0 ? 1 : n, 1.0f);
+  r->inputs.emplace_back("IN", Tensor::View(DataType::kFp32, shape, storage->data(), n * 4, nullptr));
+  r->batch_size = shape.empty() ? 1 : shape[0];
+  return r;
+}
+
+}  // namespace
+
+TEST(ragged_gather_flattens_and_checks_sizes) {
+  std::vector<float> a(3, 1.0f), b(4, 2.0f);
+  Tensor ta = Tensor::View(DataType::kFp32, Shape{1, 3}, a.data(), 12, nullptr);
+  Tensor tb = Tensor::View(DataType::kFp32, Shape{1, 4}, b.data(), 16, nullptr);
+  Tensor one = GatherRagged({&ta});
+  CHECK(one.shape() == Shape{3});
+  CHECK_EQ(one.data(), ta.data());  // a view, no copy
+  Tensor both = GatherRagged({&ta, &tb});
+  CHECK(both.shape() == Shape{7});
+  CHECK_EQ(both.byte_size(), size_t{28});
+  // Parts of another datatype, or missing, are refused before anything is copied.
+  std::vector<int32_t> ints(3);
+  Tensor other = Tensor::View(DataType::kInt32, Shape{1, 3}, ints.data(), 12, nullptr);
+  CHECK_THROWS_CODE(GatherRagged({&ta, &other}), StatusCode::kInvalidArg);
+  CHECK_THROWS_CODE(GatherRagged({&ta, nullptr}), StatusCode::kInvalidArg);
+}
+
+TEST(ragged_batch_inputs_and_scatter) {
+  std::vector<float> s1, s2;
+  std::vector<RequestPtr> owned;
+  owned.push_back(RaggedRequest(Shape{1, 3}, &s1));
+  owned.push_back(RaggedRequest(Shape{2, 2}, &s2));
+  const std::vector<const InferRequest*> requests{owned[0].get(), owned[1].get()};
+  BatchInputSpec spec;
+  spec.target_names = {"X"};
+  spec.source_input = "IN";
+  spec.kind = BatchInputSpec::Kind::kAccumulatedElementCountWithZero;
+  Tensor offsets = MakeBatchInput(spec, requests, 4);
+  CHECK(offsets.shape() == Shape{3});
+  const int32_t* o = reinterpret_cast<const int32_t*>(offsets.data());
+  CHECK(o[0] == 0 && o[1] == 3 && o[2] == 7);
+  spec.kind = BatchInputSpec::Kind::kItemShape;
+  spec.dtype = DataType::kFp32;
+  Tensor items = MakeBatchInput(spec, requests, 4);
+  CHECK(items.shape() == (Shape{3, 1}));
+  const float* f = reinterpret_cast<const float*>(items.data());
+  CHECK(f[0] == 3 && f[1] == 2 && f[2] == 2);
+  // More rows than the model batches: refused (bounds the item-shape tensor).
+  CHECK_THROWS_CODE(MakeBatchInput(spec, requests, 1), StatusCode::kInvalidArg);
+  spec.source_input = "MISSING";
+  CHECK_THROWS_CODE(MakeBatchInput(spec, requests, 4), StatusCode::kInvalidArg);
+
+  BatchOutputSpec out;
+  out.target_names = {"OUT"};
+  out.source_input = "IN";
+  out.shape = {-1, -1};
+  Tensor flat = Tensor::Allocate(DataType::kFp32, Shape{7});
+  auto parts = ScatterWithInputShape("m", "OUT", out, flat, requests);
+  CHECK(parts[0].shape() == (Shape{1, 3}) && parts[1].shape() == (Shape{2, 2}));
+  CHECK_EQ(parts[1].data(), flat.data() + 12);
+  Tensor short_output = Tensor::Allocate(DataType::kFp32, Shape{6});
+  CHECK_THROWS_CODE(ScatterWithInputShape("m", "OUT", out, short_output, requests),
+                    StatusCode::kInternal);
+  out.shape = {-1, -1, -1};  // more variable dims than the input has
+  CHECK_THROWS_CODE(ScatterWithInputShape("m", "OUT", out, flat, requests), StatusCode::kInternal);
+}
 
 int main(int argc, char** argv) {
   const std::string filter = argc > 1 ? argv[1] : "";

@@ -652,11 +652,21 @@ def _check_config(
 ) -> None:
     """The config's inputs/outputs must exist in the model with the same datatype and compatible
     dims (Triton fails such a load too); every model input must be in the config."""
-    _check_ios(config, "input", config.input, model_inputs)
-    _check_ios(config, "output", config.output, model_outputs)
+    ragged = [io for io in config.input if io.allow_ragged_batch]
+    for io in ragged:
+        _check_ragged_input(config, io, model_inputs)
+    _check_ios(config, "input", [io for io in config.input if not io.allow_ragged_batch],
+               model_inputs)  # fmt: skip
+    # A batch output's shape in the model is its batch's, not the config's dims (as in Triton).
+    scattered = {name for b in config.batch_output for name in b.target_name}
+    _check_ios(config, "output", config.output, model_outputs, skip_dims=scattered)
     configured = {io.name for io in config.input}
     sequence = config.sequence_batching  # inputs the sequence batcher fills in
     configured |= {c.name for c in sequence.control_input} | {s.input_name for s in sequence.state}
+    for batch_input in config.batch_input:  # made by the core for every batch
+        for name in batch_input.target_name:
+            configured.add(name)
+            _check_batch_input(config, batch_input, name, model_inputs)
     for name in model_inputs:
         if name not in configured:
             raise TritonError(
@@ -666,8 +676,52 @@ def _check_config(
             )
 
 
+def _check_ragged_input(config: ModelConfig, io: Any, model: dict[str, IOSpec]) -> None:
+    """A ragged input reaches the model flattened: the model must take it as [-1] (Triton's
+    onnxruntime backend check and text)."""
+    _check_ios(config, "input", [io], model, skip_dims={io.name})
+    if io.optional:
+        raise TritonError(
+            f"unable to load model '{config.name}', configuration expects model provides input "
+            f"with shape [-1] for ragged input '{io.name}', which is not supported for optional "
+            "input",
+            INVALID_ARG,
+        )
+    dims = model[io.name].dims
+    if dims != [-1]:
+        raise TritonError(
+            f"unable to load model '{config.name}', configuration expects model provides input "
+            f"with shape [-1]  for ragged input '{io.name}', model provides "
+            f"[{','.join(str(d) for d in dims)}]",
+            INVALID_ARG,
+        )
+
+
+def _check_batch_input(
+    config: ModelConfig, batch_input: Any, name: str, model: dict[str, IOSpec]
+) -> None:
+    spec = model.get(name)
+    if spec is None:
+        raise TritonError(
+            f"model '{config.name}': batch input '{name}' is not a model input "
+            f"(the model's inputs: {', '.join(model) or 'none'})",
+            INVALID_ARG,
+        )
+    datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(batch_input.data_type))
+    if datatype != spec.datatype:
+        raise TritonError(
+            f"model '{config.name}': batch input '{name}' is {spec.datatype} in the model but "
+            f"{datatypes.to_config_name(datatype)} in the configuration",
+            INVALID_ARG,
+        )
+
+
 def _check_ios(
-    config: ModelConfig, kind: str, ios: Iterable[Any], model: dict[str, IOSpec]
+    config: ModelConfig,
+    kind: str,
+    ios: Iterable[Any],
+    model: dict[str, IOSpec],
+    skip_dims: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     for io in ios:
         spec = model.get(io.name)
@@ -684,6 +738,8 @@ def _check_ios(
                 f"{datatypes.to_config_name(datatype)} in the configuration",
                 INVALID_ARG,
             )
+        if io.name in skip_dims:
+            continue
         model_dims = spec.dims
         if config.max_batch_size > 0:
             if not model_dims or model_dims[0] != -1:

@@ -53,15 +53,18 @@ class ReshapingInstance:
         self.inner = inner
         self.model = config.name
         self.batched = config.max_batch_size > 0
+        # A ragged input reaches the model flattened, and a batch_output target is split by
+        # its source input's shapes (csrc/ragged.h): no reshape applies to either.
+        scattered = {name for b in config.batch_output for name in b.target_name}
         self.inputs = {
             t.name: (list(t.dims), list(t.reshape.shape))
             for t in config.input
-            if t.HasField("reshape")
+            if t.HasField("reshape") and not t.allow_ragged_batch
         }
         self.outputs = {
             t.name: (list(t.reshape.shape), list(t.dims))
             for t in config.output
-            if t.HasField("reshape")
+            if t.HasField("reshape") and t.name not in scattered
         }
 
     def execute(self, inputs: dict[str, Any], output_names: list[str]) -> dict[str, Any]:
