@@ -580,6 +580,7 @@ ModelSpec ModelSpecFromPy(const py::dict& d) {
   spec.inputs = TensorSpecsFromPy(d["inputs"]);
   spec.outputs = TensorSpecsFromPy(d["outputs"]);
   spec.per_request_execution = Get<bool>(d, "per_request_execution", false);
+  spec.ensemble = Get<bool>(d, "ensemble", false);
   if (d.contains("sequence_batching") && !d["sequence_batching"].is_none()) {
     spec.sequence = SequenceConfigFromPy(d["sequence_batching"].cast<py::dict>());
   }

@@ -5,6 +5,7 @@
 
 #include "checked_math.h"
 #include "spin_wait.h"
+#include "validation.h"
 
 namespace tritonlite {
 
@@ -121,10 +122,9 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
     }
     Level& level = levels_[LevelIndex(request->priority)];
     if (level.policy.max_queue_size > 0 && level.size() >= level.policy.max_queue_size) {
+      // Triton's text.
       throw Error(StatusCode::kUnavailable,
-                  "Exceeds maximum queue size: model '" + model_name_ + "' already has " +
-                      std::to_string(level.size()) + " requests queued at this priority (max_queue_size " +
-                      std::to_string(level.policy.max_queue_size) + ")");
+                  RequestIdPrefix(request->id) + "Exceeds maximum queue size");
     }
     // Triton's rule: a request may lower the default timeout, never raise it (nor set one
     // where the policy has none).
