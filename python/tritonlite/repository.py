@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as model_config
 from .backends import get_backend_factory
+from .backends.ensemble import EnsembleConfigError
 from .errors import INTERNAL, INVALID_ARG, TritonError
 from .model import LoadedModel
 
@@ -350,6 +351,11 @@ class ModelRepository:
                     self._load_one(m, config_override, files)
                 else:
                     self._load_one(m)
+            except EnsembleConfigError as e:  # as a dependency problem: no state is kept
+                failures[m] = (True, e.message)
+                self._forget_failed_versions(m)
+                if self._served(m):
+                    self._unload_one(m)
             except TritonError as e:
                 failures[m] = (False, e.message)
                 if m == name:
@@ -358,6 +364,15 @@ class ModelRepository:
             raise own_error
         if name in failures:  # Triton's text for an ensemble whose models are not available
             raise TritonError(f"load failed for model '{name}': {failures[name][1]}\n", INVALID_ARG)
+
+    def _forget_failed_versions(self, name: str) -> None:
+        with self._table_lock:
+            entry = self._entries[name]
+            entry.versions = {
+                v: st for v, st in entry.versions.items()
+                if st.state == READY or st.reason == "unloaded"
+            }  # fmt: skip
+            entry.error = ""
 
     def _check_load_request(
         self, name: str, config_override: str | None, files: Mapping[str, bytes] | None
@@ -808,6 +823,7 @@ class ModelRepository:
 
         loaded: dict[int, LoadedModel] = {}
         failures: dict[int, str] = {}
+        config_error: EnsembleConfigError | None = None
         for version in versions:
             with self._table_lock:
                 entry.versions.setdefault(version, _VersionState(LOADING))
@@ -824,6 +840,10 @@ class ModelRepository:
                     )  # fmt: skip
                     failures.pop(version, None)
                     break
+                except EnsembleConfigError as e:
+                    failures[version] = e.message
+                    config_error = e
+                    break  # it does not fit its models: trying again cannot help
                 except TritonError as e:
                     failures[version] = e.message
                 except Exception as e:  # a backend's bug is that model's failure, not ours
@@ -850,6 +870,8 @@ class ModelRepository:
             entry.path, entry.fingerprint, entry.error = path, fingerprint, ""
             if failures:
                 entry.error = next(iter(failures.values()))
+        if config_error is not None:
+            raise config_error
         if failures:
             first = next(iter(failures.values()))
             raise TritonError(f"failed to load '{name}' version {min(failures)}: {first}", INVALID_ARG)

@@ -33,8 +33,14 @@ class _Step:
         return f"step {self.index} (model '{self.model}')"
 
 
+class EnsembleConfigError(TritonError):
+    """An ensemble that does not fit the models it calls. (In explicit mode Triton finds this
+    while checking the dependencies, before the load: the load request fails with the text and
+    the index keeps no state for the ensemble.)"""
+
+
 def _invalid(config: mc.ModelConfig, message: str) -> TritonError:
-    return TritonError(f"ensemble '{config.name}': {message}", INVALID_ARG)
+    return EnsembleConfigError(f"ensemble '{config.name}': {message}", INVALID_ARG)
 
 
 def _steps(config: mc.ModelConfig) -> list[_Step]:
@@ -118,8 +124,9 @@ def _decoupled_labels(config: mc.ModelConfig, steps: list[_Step], server: Any) -
             remaining.remove(step)
             seen = {labels[t] for t in step.inputs.values()}
             if len(seen) > 1:
-                raise TritonError(
-                    f"in ensemble {config.name}, step of model '{step.model}' receives inputs "
+                # Triton's text (it names the ensemble as the step's model).
+                raise EnsembleConfigError(
+                    f"in ensemble {config.name}, step of model '{config.name}' receives inputs "
                     "originated from different decoupled models",
                     INVALID_ARG,
                 )

@@ -363,6 +363,47 @@ def decoupled(target: Target) -> Any:
     return seen
 
 
+def build_mixed(repo: Path) -> None:
+    build_decoupled(repo)
+    # "join" takes one tensor from gen's responses and one from the request's lineage.
+    python_model(
+        repo,
+        "join",
+        _plain("join").replace(
+            'input [{ name: "IN" data_type: TYPE_INT32 dims: [1] }]',
+            'input [{ name: "IN" data_type: TYPE_INT32 dims: [1] },'
+            ' { name: "OTHER" data_type: TYPE_INT32 dims: [1] }]',
+        ),
+        _add_one(False),
+    )
+    _ensemble_dir(
+        repo,
+        "mixed",
+        _ensemble(
+            "mixed",
+            [("gen", {"IN": "IN"}, {"OUT": "MID"}),
+             ("join", {"IN": "MID", "OTHER": "IN"}, {"OUT": "OUT"})],
+        ),
+    )  # fmt: skip
+
+
+def mixed(target: Target) -> Any:
+    import tritonclient.grpc as grpcclient
+    import tritonclient.http as httpclient
+
+    http = httpclient.InferenceServerClient(target.http_url)
+    grpc = grpcclient.InferenceServerClient(target.grpc_url)
+    seen = {
+        "load mixed": _control(http.load_model, "mixed"),
+        "load gen_ens": _control(grpc.load_model, "gen_ens"),
+        "gen_ens decoupled": grpc.get_model_config("gen_ens").config.model_transaction_policy.decoupled,
+        "index": _settled_index(http),
+    }
+    http.close()
+    grpc.close()
+    return seen
+
+
 # ---- 4. steps that no requested output needs do not run --------------------------------------
 
 
@@ -620,6 +661,14 @@ CASES = [
         build_decoupled,
         decoupled,
         about="every response of a decoupled step flows through the later steps to the client",
+    ),
+    Case(
+        "ensemble_decoupled_mixed_inputs",
+        build_mixed,
+        mixed,
+        args=("--model-control-mode=explicit",),
+        about="a step fed by a decoupled step and by the request's own lineage is refused at "
+        "load; an ensemble with a decoupled step is decoupled itself",
     ),
     Case(
         "ensemble_pruned_steps",
