@@ -393,12 +393,18 @@ def mixed(target: Target) -> Any:
 
     http = httpclient.InferenceServerClient(target.http_url)
     grpc = grpcclient.InferenceServerClient(target.grpc_url)
-    seen = {
+    from tritonclient.utils import InferenceServerException
+
+    seen: dict[str, Any] = {
         "load mixed": _control(http.load_model, "mixed"),
         "load gen_ens": _control(grpc.load_model, "gen_ens"),
-        "gen_ens decoupled": grpc.get_model_config("gen_ens").config.model_transaction_policy.decoupled,
-        "index": _settled_index(http),
     }
+    try:
+        config = grpc.get_model_config("gen_ens").config
+        seen["gen_ens decoupled"] = config.model_transaction_policy.decoupled
+    except InferenceServerException as e:
+        seen["gen_ens decoupled"] = _error(e)
+    seen["index"] = _settled_index(http)
     http.close()
     grpc.close()
     return seen
