@@ -332,7 +332,11 @@ def _stream(url: str, model: str, value: int) -> Any:
     client.async_stream_infer(model, [tensor], enable_empty_final_response=True)
     got = []
     while True:
-        result, error = results.get(timeout=30)
+        try:
+            result, error = results.get(timeout=30)
+        except queue.Empty:
+            got.append("no final response within 30 s")
+            break
         if error is not None:
             got.append(_error(error))
             break
