@@ -638,6 +638,7 @@ ModelSpec ModelSpecFromPy(const py::dict& d) {
   spec.per_request_execution = Get<bool>(d, "per_request_execution", false);
   if (d.contains("batch_input")) spec.batch_inputs = BatchInputsFromPy(d["batch_input"]);
   if (d.contains("batch_output")) spec.batch_outputs = BatchOutputsFromPy(d["batch_output"]);
+  spec.ensemble = Get<bool>(d, "ensemble", false);
   if (d.contains("sequence_batching") && !d["sequence_batching"].is_none()) {
     spec.sequence = SequenceConfigFromPy(d["sequence_batching"].cast<py::dict>());
   }

@@ -6,6 +6,7 @@
 #include "checked_math.h"
 #include "ragged.h"
 #include "spin_wait.h"
+#include "validation.h"
 
 namespace tritonlite {
 
@@ -155,10 +156,9 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
     }
     Level& level = LevelOf(request->priority);
     if (level.policy.max_queue_size > 0 && level.size() >= level.policy.max_queue_size) {
-      // Triton's text, exactly (its request log prefix included).
+      // Triton's text.
       throw Error(StatusCode::kUnavailable,
-                  "[request id: " + (request->id.empty() ? std::string("<id_unknown>") : request->id) +
-                      "] Exceeds maximum queue size");
+                  RequestIdPrefix(request->id) + "Exceeds maximum queue size");
     }
     // Triton's rule: a request may lower the default timeout, never raise it (nor set one
     // where the policy has none).

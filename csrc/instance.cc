@@ -387,12 +387,13 @@ void InstanceWorker::RunPerRequest(Batch& batch, bool scheduled) {
   requests.reserve(batch.requests.size());
   for (RequestPtr& r : batch.requests) {
     requests.push_back(
-        std::make_shared<OwnedRequest>(std::move(r), runner_->shared_stats(), spec.name, t0));
+        std::make_shared<OwnedRequest>(std::move(r), runner_->shared_stats(), spec.name, t0,
+                                       spec.ensemble));
   }
   // Counted before the call: the backend may answer (and a client read the statistics) before
-  // the call returns.
+  // the call returns. (An ensemble counts its executions as its requests succeed.)
   const int64_t rows = spec.max_batch_size > 0 ? batch.batch_size : 1;
-  runner_->stats().RecordExecution(rows, 0, 0, 0);
+  if (!spec.ensemble) runner_->stats().RecordExecution(rows, 0, 0, 0);
   Status status;
   try {
     status = backend_->ExecuteRequests(requests);

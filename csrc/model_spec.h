@@ -113,6 +113,10 @@ struct ModelSpec {
   // Backends that take the batch as a list of requests (python backend) instead of gathered
   // tensors.
   bool per_request_execution = false;
+  // An ensemble (per-request): counted as Triton counts ensembles. Only a successful request
+  // counts an execution (when it completes); a failed one counts two failures, reason OTHER
+  // (Triton's ensemble scheduler reports the error response and then the request).
+  bool ensemble = false;
 };
 
 }  // namespace tritonlite

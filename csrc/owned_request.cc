@@ -1,13 +1,16 @@
 #include "owned_request.h"
 
+#include <algorithm>
+
 namespace tritonlite {
 
 OwnedRequest::OwnedRequest(RequestPtr request, std::shared_ptr<ModelStats> stats,
-                           std::string model_name, uint64_t execute_start_ns)
+                           std::string model_name, uint64_t execute_start_ns, bool ensemble)
     : request_(std::move(request)),
       stats_(std::move(stats)),
       model_name_(std::move(model_name)),
-      execute_start_ns_(execute_start_ns) {}
+      execute_start_ns_(execute_start_ns),
+      ensemble_(ensemble) {}
 
 OwnedRequest::~OwnedRequest() {
   FailIfUnfinished(Status(StatusCode::kInternal,
@@ -62,12 +65,20 @@ void OwnedRequest::QueueLocked(NamedTensors outputs, Status status, bool final) 
     const uint64_t queue_ns = execute_start_ns_ - r.enqueue_ns;
     if (r.null_request) {
       // A sequence batcher's filler is no inference (as in Triton): not counted.
+    } else if (any_error_ && ensemble_) {
+      // Triton's ensemble scheduler counts a failed request twice: its error response, then
+      // the request itself, both with reason OTHER.
+      stats_->RecordFailure(now - r.enqueue_ns, queue_ns, FailReason::kOther);
+      stats_->RecordFailure(now - r.enqueue_ns, queue_ns, FailReason::kOther);
     } else if (any_error_) {
       stats_->RecordFailure(now - r.enqueue_ns, queue_ns,
                             r.cancelled() ? FailReason::kCanceled : FailReason::kBackend);
     } else {
       stats_->RecordSuccess(now - r.enqueue_ns, queue_ns, 0, now - execute_start_ns_, 0,
                             r.batch_size);
+      if (ensemble_) {
+        stats_->RecordExecution(std::max<int64_t>(1, r.batch_size), 0, now - execute_start_ns_, 0);
+      }
     }
     resp.keepalive = std::move(r.inputs);  // released on the consumer's thread
   }

@@ -15,8 +15,9 @@ namespace tritonlite {
 
 class OwnedRequest {
  public:
+  // `ensemble`: count as Triton counts an ensemble's requests (see ModelSpec::ensemble).
   OwnedRequest(RequestPtr request, std::shared_ptr<ModelStats> stats, std::string model_name,
-               uint64_t execute_start_ns);
+               uint64_t execute_start_ns, bool ensemble = false);
   ~OwnedRequest();
   OwnedRequest(const OwnedRequest&) = delete;
   OwnedRequest& operator=(const OwnedRequest&) = delete;
@@ -47,6 +48,7 @@ class OwnedRequest {
   std::shared_ptr<ModelStats> stats_;
   std::string model_name_;
   uint64_t execute_start_ns_;
+  bool ensemble_;
   bool finished_ = false;
   bool any_error_ = false;
 };

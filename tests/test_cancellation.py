@@ -242,7 +242,7 @@ def test_ensemble_cancels_its_running_step(server: ServerProcess) -> None:
                     "inference_stats"
                 ]["fail"].get("count", 0)
             )
-            == 1
+            == 2  # Triton 2.51 counts a failed ensemble request twice (reason OTHER)
         ),
         what="ensemble fail",
     )

@@ -260,6 +260,8 @@ class LoadedModel:
             # Backends that answer each request themselves (python backend, decoupled models)
             # get the batch as Request objects instead of gathered tensors.
             spec["per_request_execution"] = bool(getattr(backend, "per_request_execution", False))
+            # Ensembles count their requests as Triton's ensemble scheduler does.
+            spec["ensemble"] = config.HasField("ensemble_scheduling")
             try:
                 # Every instance runs the warmup samples before this returns; a failing one
                 # raises (its instances already closed by their workers). `cache`: the server's

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import config as model_config
 from .backends import get_backend_factory
+from .backends.ensemble import EnsembleConfigError
 from .errors import INTERNAL, INVALID_ARG, TritonError
 from .model import LoadedModel
 
@@ -98,6 +101,36 @@ def _fingerprint(path: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(entries)
 
 
+def _model_timestamp(path: Path) -> int:
+    """Triton's modification time of a model directory: the newest mtime (ns) of the directory
+    and of everything below it (0 when the directory cannot be read)."""
+    try:
+        newest = path.stat().st_mtime_ns
+    except OSError:
+        return 0
+    for root, dirs, files in os.walk(path):
+        for child in (*dirs, *files):
+            try:
+                newest = max(newest, os.stat(os.path.join(root, child)).st_mtime_ns)
+            except OSError:
+                pass  # gone meanwhile
+    return newest
+
+
+def _dependency_order(names: Iterable[str], steps_of: Callable[[str], set[str]]) -> list[str]:
+    """``names`` with every model after the models (among ``names``) its ensemble steps call;
+    otherwise in name order. Models on a cycle come last (their loads report it)."""
+    remaining = sorted(set(names))
+    order: list[str] = []
+    while remaining:
+        ready = [n for n in remaining if not (steps_of(n) & set(remaining)) - {n}]
+        if not ready:
+            return order + remaining
+        order += ready
+        remaining = [n for n in remaining if n not in ready]
+    return order
+
+
 def _python_auto_complete(config: model_config.ModelConfig, model_dir: Path) -> Any:
     """A python model's own auto_complete_config (imported only for python models)."""
     from .backends import python as python_backend
@@ -127,6 +160,16 @@ class _ModelEntry:
     versions: dict[int, _VersionState] = field(default_factory=dict)
     error: str = ""  # model-level failure (config, duplicates) when no version got that far
     temp_dir: Path | None = None  # holds the model's latest files from file overrides
+    # _model_timestamp of its directory when it last loaded (a later time after a load with a
+    # config override, 0 after one with files): explicit mode reloads a served model only when
+    # its files are newer (Triton's rule, which keeps an override until the files change).
+    timestamp: int = 0
+    # In the dependency graph (explicit mode): loaded, or tried, by a load request (its own or
+    # an ensemble's) and not unloaded since. An ensemble stays in it while a model it calls is
+    # unloaded, and comes back when that model loads again.
+    node: bool = False
+    # The models its ensemble steps call, with the version each asks for (-1: any).
+    steps: frozenset[tuple[str, int]] = frozenset()
     # Earlier upload directories, deleted once no served version uses them any more.
     stale_dirs: list[Path] = field(default_factory=list)
 
@@ -220,7 +263,7 @@ class ModelRepository:
         names = list(load_models)
         if self.control_mode == "explicit" and "*" not in names:
             models, _ = self.scan()
-            self._load_many(names, models)
+            self._load_many(names, models, with_dependencies=True)
             return
         models, errors = self.scan()
         with self._table_lock:
@@ -228,24 +271,36 @@ class ModelRepository:
                 self._entries[name] = _ModelEntry(error=reason)
         self._load_many(models, models)
 
-    def _load_many(self, names: Iterable[str], models: Mapping[str, Path]) -> None:
+    def _load_many(
+        self, names: Iterable[str], models: Mapping[str, Path], with_dependencies: bool = False
+    ) -> None:
         """Load ``names`` (failures are recorded in the index), up to ``load_thread_count`` at
-        once, then the ensembles among them one at a time in name order: an ensemble checks
-        its composing models, which must be loaded first."""
+        once, then the ensembles among them one at a time, each after the ensembles it calls
+        (an ensemble checks its composing models, which must be loaded first).
+        ``with_dependencies`` (explicit mode's --load-model): an ensemble loads the models it
+        calls as a load request does."""
         names = list(names)
-        ensembles = sorted({n for n in names if n in models and _is_ensemble(models[n], self.config_name)})
-        plain = sorted(set(names) - set(ensembles))
+        ensembles = {n for n in names if n in models and _is_ensemble(models[n], self.config_name)}
+        plain = sorted(set(names) - ensembles)
+        load = self._load_explicit_recorded if with_dependencies else self._load_recorded
         if self.load_thread_count == 1 or len(plain) <= 1:
             for name in plain:
-                self._load_recorded(name)
+                load(name)
         else:
             workers = min(self.load_thread_count, len(plain))
             with ThreadPoolExecutor(workers, thread_name_prefix="tritonlite-load") as pool:
-                list(pool.map(self._load_recorded, plain))
-        for name in ensembles:
-            self._load_recorded(name)
+                list(pool.map(load, plain))
+        steps = {n: {m for m, _ in self._steps_on_disk(n, models[n])} for n in ensembles}
+        for name in _dependency_order(ensembles, lambda n: steps.get(n, set())):
+            load(name)
 
     def _load_recorded(self, name: str) -> None:
+        try:
+            self._load_one(name)
+        except TritonError:
+            pass  # recorded in the index with its reason; the others still load
+
+    def _load_explicit_recorded(self, name: str) -> None:
         try:
             self.load(name)
         except TritonError:
@@ -261,8 +316,67 @@ class ModelRepository:
         config_override: str | None = None,
         files: Mapping[str, bytes] | None = None,
     ) -> None:
-        """Load (or reload) a model: every version its version_policy selects. Raises
-        TritonError after recording the failure in the index. Holds only this model's lock."""
+        """A load request (explicit mode), as Triton's: the model and, for an ensemble, the
+        models its steps call (recursively) are loaded where they are not served or their
+        files changed since they loaded; a model served and unchanged stays as it is (so a
+        config override stays in use). The ensembles that call a (re)loaded model are loaded
+        again, each after the models it calls; an ensemble whose models are not all available
+        is unloaded (and loads again when they are). Raises TritonError after recording a
+        failure in the index."""
+        self._check_load_request(name, config_override, files)
+        chain, missing = self._poll_chain(name, config_override, files)
+        if name not in chain:  # not in the repository: the load reports it
+            self._load_one(name, config_override, files)
+            return
+        to_load = [
+            m for m in chain
+            if (m == name and (config_override is not None or files))
+            or not self._served(m) or self._modified(m)
+        ]  # fmt: skip
+        affected = set(to_load) | self._users(to_load)
+        with self._table_lock:
+            for m in affected | set(chain):
+                self._entries.setdefault(m, _ModelEntry()).node = True
+        failures: dict[str, tuple[bool, str]] = {}  # model -> (an invalid ensemble?, reason)
+        own_error: TritonError | None = None
+        for m in _dependency_order(affected, lambda n: {s for s, _ in self._steps_known(n)}):
+            problem = self._dependency_problem(m, missing, failures)
+            if problem:
+                failures[m] = (True, problem)
+                if self._served(m):
+                    self._unload_one(m)
+                continue
+            try:
+                if m == name:
+                    self._load_one(m, config_override, files)
+                else:
+                    self._load_one(m)
+            except EnsembleConfigError as e:  # as a dependency problem: no state is kept
+                failures[m] = (True, e.message)
+                self._forget_failed_versions(m)
+                if self._served(m):
+                    self._unload_one(m)
+            except TritonError as e:
+                failures[m] = (False, e.message)
+                if m == name:
+                    own_error = e
+        if own_error is not None:
+            raise own_error
+        if name in failures:  # Triton's text for an ensemble whose models are not available
+            raise TritonError(f"load failed for model '{name}': {failures[name][1]}\n", INVALID_ARG)
+
+    def _forget_failed_versions(self, name: str) -> None:
+        with self._table_lock:
+            entry = self._entries[name]
+            entry.versions = {
+                v: st for v, st in entry.versions.items()
+                if st.state == READY or st.reason == "unloaded"
+            }  # fmt: skip
+            entry.error = ""
+
+    def _check_load_request(
+        self, name: str, config_override: str | None, files: Mapping[str, bytes] | None
+    ) -> None:
         check_model_name(name)
         if not files:
             with self._table_lock:
@@ -287,17 +401,151 @@ class ModelRepository:
                 raise TritonError(
                     f"failed to load '{name}', failed to poll from model repository", INTERNAL
                 ) from None
+
+    def _poll_chain(
+        self, name: str, config_override: str | None, files: Mapping[str, bytes] | None
+    ) -> tuple[list[str], set[str]]:
+        """The model and, for an ensemble, the models its steps call, recursively (Triton's
+        polling chain); and the called models the repository does not have."""
+        models, _ = self.scan()
+        chain: list[str] = []
+        missing: set[str] = set()
+        todo = [name]
+        while todo:
+            m = todo.pop(0)
+            if m in chain or m in missing:
+                continue
+            if m == name and (files or config_override is not None):
+                steps = self._steps_of_config(m, config_override)
+            elif m in models:
+                steps = self._steps_on_disk(m, models[m])
+            else:
+                missing.add(m)
+                continue
+            chain.append(m)
+            with self._table_lock:
+                self._entries.setdefault(m, _ModelEntry()).steps = frozenset(steps)
+            todo += sorted({s for s, _ in steps})
+        return chain, missing
+
+    def _steps_on_disk(self, name: str, path: Path) -> set[tuple[str, int]]:
+        try:
+            text = model_config.config_file(path, self.config_name).read_text(encoding="utf-8")
+            config = model_config.parse_config_text(text, name)
+        except (OSError, TritonError):
+            return set()  # its load reports the problem
+        return {(s.model_name, s.model_version) for s in config.ensemble_scheduling.step}
+
+    @staticmethod
+    def _steps_of_config(name: str, config_override: str | None) -> set[tuple[str, int]]:
+        if config_override is None:
+            return set()
+        try:
+            config = model_config._parse_override(config_override, name)
+        except TritonError:
+            return set()
+        return {(s.model_name, s.model_version) for s in config.ensemble_scheduling.step}
+
+    def _steps_known(self, name: str) -> set[tuple[str, int]]:
+        with self._table_lock:
+            entry = self._entries.get(name)
+            return set(entry.steps) if entry is not None else set()
+
+    def _served(self, name: str) -> bool:
+        return bool(self.server._versions(name))
+
+    def _modified(self, name: str) -> bool:
+        """Whether a model's files are newer than when it last loaded (Triton's rule)."""
+        with self._table_lock:
+            entry = self._entries.get(name)
+            if entry is None or entry.path is None or not entry.timestamp:
+                return True
+            path, timestamp = entry.path, entry.timestamp
+        models, _ = self.scan()
+        return models.get(name) != path or _model_timestamp(path) > timestamp
+
+    def _users(self, names: Iterable[str]) -> set[str]:
+        """The ensembles in the dependency graph that call any of ``names``, recursively."""
+        found: set[str] = set()
+        todo = set(names)
+        while todo:
+            with self._table_lock:
+                direct = {
+                    user for user, entry in self._entries.items()
+                    if entry.node and user not in found and {s for s, _ in entry.steps} & todo
+                }  # fmt: skip
+            found |= direct
+            todo = direct
+        return found
+
+    def _dependency_problem(
+        self, name: str, missing: set[str], failures: Mapping[str, tuple[bool, str]]
+    ) -> str:
+        """Why ensemble ``name`` cannot load now (Triton's texts), or ""."""
+        steps = self._steps_known(name)
+        with self._table_lock:
+            absent = sorted({
+                s for s, _ in steps
+                if s in missing or s not in self._entries or not self._entries[s].node
+            })  # fmt: skip
+        if absent:
+            return (
+                f"ensemble {name} contains models that are not available or ambiguous: "
+                + ", ".join(absent)
+            )
+        for model, version in sorted(steps):
+            if model in failures:
+                invalid, reason = failures[model]
+                if invalid:
+                    return (
+                        f"ensemble '{name}' depends on '{model}' which is not valid. Model "
+                        f"'{model}' failed with error: {reason}"
+                    )
+                return (
+                    f"ensemble '{name}' depends on '{model}' which has no loaded version. Model "
+                    f"'{model}' loading failed with error: {reason}"
+                )
+            served = self.server._versions(model)
+            if not served:
+                return f"ensemble '{name}' depends on '{model}' which has no loaded version."
+            if version > 0 and version not in served:
+                return (
+                    f"ensemble '{name}' depends on '{model}' whose required version {version} "
+                    "is not loaded."
+                )
+        return ""
+
+    def _load_one(
+        self,
+        name: str,
+        config_override: str | None = None,
+        files: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """Load (or reload) one model: every version its version_policy selects. Raises
+        TritonError after recording the failure in the index. Holds only this model's lock."""
+        self._check_load_request(name, config_override, files)
         with self._model_lock(name):
             models, errors = ({}, {}) if files else self.scan()
             with self._table_lock:
                 entry = self._entries.setdefault(name, _ModelEntry())
+                entry.node = True
             try:
                 path = self._model_source(name, entry, config_override, files, models, errors)
+                timestamp = _model_timestamp(path)  # before the load, as Triton's
                 try:
                     self._load_versions(name, entry, path, config_override)
                 finally:
                     if files:
                         self._adopt_upload(name, entry, path)
+                with self._table_lock:
+                    # Triton: an override's config counts as changed now (so a later plain
+                    # load keeps it until a file is newer); uploaded files load again.
+                    if files:
+                        entry.timestamp = 0
+                    elif config_override is not None:
+                        entry.timestamp = max(timestamp, time.time_ns())
+                    else:
+                        entry.timestamp = timestamp
             except TritonError as e:
                 with self._table_lock:
                     if not entry.versions or all(
@@ -317,7 +565,14 @@ class ModelRepository:
             if name not in self._entries:  # never loaded, or not a model: Triton answers success
                 return
         composing = self._composing_models(name) if unload_dependents else set()
+        with self._table_lock:
+            self._entries[name].node = False
         self._unload_one(name)
+        # As Triton: the ensembles that call it are unloaded too (they stay in the dependency
+        # graph and load again with it).
+        for user in _dependency_order(self._users([name]), self._composing_models)[::-1]:
+            if self._served(user):
+                self._unload_one(user)
         for model in sorted(composing):
             if not any(model in self._composing_models(user) for user in self._ready_names()):
                 self.unload(model, unload_dependents=True)
@@ -439,6 +694,12 @@ class ModelRepository:
                         {"name": name, "version": str(version), "state": st.state, "reason": st.reason}
                     )
         return out
+
+    def has_versions(self, name: str) -> bool:
+        """Whether some version of the model was loaded, or tried (whatever its state now)."""
+        with self._table_lock:
+            entry = self._entries.get(name)
+            return entry is not None and bool(entry.versions)
 
     def all_ready(self) -> bool:
         """Strict readiness without touching the disk: every version tracked is READY or was
@@ -562,6 +823,7 @@ class ModelRepository:
 
         loaded: dict[int, LoadedModel] = {}
         failures: dict[int, str] = {}
+        config_error: EnsembleConfigError | None = None
         for version in versions:
             with self._table_lock:
                 entry.versions.setdefault(version, _VersionState(LOADING))
@@ -578,6 +840,10 @@ class ModelRepository:
                     )  # fmt: skip
                     failures.pop(version, None)
                     break
+                except EnsembleConfigError as e:
+                    failures[version] = e.message
+                    config_error = e
+                    break  # it does not fit its models: trying again cannot help
                 except TritonError as e:
                     failures[version] = e.message
                 except Exception as e:  # a backend's bug is that model's failure, not ours
@@ -604,6 +870,8 @@ class ModelRepository:
             entry.path, entry.fingerprint, entry.error = path, fingerprint, ""
             if failures:
                 entry.error = next(iter(failures.values()))
+        if config_error is not None:
+            raise config_error
         if failures:
             first = next(iter(failures.values()))
             raise TritonError(f"failed to load '{name}' version {min(failures)}: {first}", INVALID_ARG)

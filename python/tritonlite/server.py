@@ -283,6 +283,11 @@ class Server:
         """The loaded model version (the latest when ``version`` is None or 0)."""
         versions = self._models.get(name)
         if not versions:
+            if self.repository is not None and self.repository.has_versions(name):
+                # Triton's text for a model it loaded (or tried to) that has no version now.
+                raise TritonError(
+                    f"Request for unknown model: '{name}' has no available versions", NOT_FOUND
+                )
             raise TritonError(f"Request for unknown model: '{name}' is not found", NOT_FOUND)
         if not version:
             return versions[max(versions)]

@@ -10,6 +10,7 @@ named. Each composing model keeps its own statistics.
 from __future__ import annotations
 
 import asyncio
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,8 +33,14 @@ class _Step:
         return f"step {self.index} (model '{self.model}')"
 
 
+class EnsembleConfigError(TritonError):
+    """An ensemble that does not fit the models it calls. (In explicit mode Triton finds this
+    while checking the dependencies, before the load: the load request fails with the text and
+    the index keeps no state for the ensemble.)"""
+
+
 def _invalid(config: mc.ModelConfig, message: str) -> TritonError:
-    return TritonError(f"ensemble '{config.name}': {message}", INVALID_ARG)
+    return EnsembleConfigError(f"ensemble '{config.name}': {message}", INVALID_ARG)
 
 
 def _steps(config: mc.ModelConfig) -> list[_Step]:
@@ -102,6 +109,62 @@ def _check(config: mc.ModelConfig, steps: list[_Step], server: Any) -> None:
 CANCEL_POLL_S = 0.05
 
 
+def _decoupled_labels(config: mc.ModelConfig, steps: list[_Step], server: Any) -> bool:
+    """Triton's decoupled check: a step may not take inputs that come from different decoupled
+    steps (or from one and from the ensemble's own inputs' lineage). Returns whether any step
+    is decoupled: then the ensemble is decoupled itself."""
+    labels: dict[str, int] = {t.name: 0 for t in config.input}
+    fresh = 0
+    remaining = list(steps)
+    while remaining:
+        runnable = [s for s in remaining if set(s.inputs.values()) <= labels.keys()]
+        if not runnable:
+            break  # a cycle, reported by _check
+        for step in runnable:
+            remaining.remove(step)
+            seen = {labels[t] for t in step.inputs.values()}
+            if len(seen) > 1:
+                # Triton's text (it names the ensemble as the step's model).
+                raise EnsembleConfigError(
+                    f"in ensemble {config.name}, step of model '{config.name}' receives inputs "
+                    "originated from different decoupled models",
+                    INVALID_ARG,
+                )
+            label = next(iter(seen), 0)
+            if server.model_config(step.model, step.version).model_transaction_policy.decoupled:
+                fresh += 1
+                label = fresh
+            for tensor in step.outputs.values():
+                labels[tensor] = label
+    return fresh != 0
+
+
+class _Frame:
+    """The tensors one response of a decoupled step made (its own) on top of those its parent
+    frame sees; the root frame holds the request's inputs and every non-decoupled result."""
+
+    __slots__ = ("parent", "responded", "tensors")
+
+    def __init__(self, tensors: dict[str, Any], parent: _Frame | None = None) -> None:
+        self.tensors = tensors
+        self.parent = parent
+        self.responded = False
+
+    def find(self, name: str) -> Any:
+        frame: _Frame | None = self
+        while frame is not None:
+            if name in frame.tensors:
+                return frame.tensors[name]
+            frame = frame.parent
+        return None
+
+    def sees(self, names: Any) -> bool:
+        return all(self.find(n) is not None for n in names)
+
+    def owns_any(self, names: Any) -> bool:
+        return self.parent is None or any(n in self.tensors for n in names)
+
+
 class EnsembleBackend:
     """Runs an ensemble's DAG for every request on the server's background loop."""
 
@@ -112,7 +175,12 @@ class EnsembleBackend:
         self.server = server
         self.steps = _steps(config)
         _check(config, self.steps, server)
+        # As Triton: an ensemble with a decoupled step is decoupled (its config says so, and
+        # clients stream its responses).
+        if _decoupled_labels(config, self.steps, server):
+            config.model_transaction_policy.decoupled = True
         self.outputs = [o.name for o in config.output]
+        self._producer = {t: s for s in self.steps for t in s.outputs.values()}
 
     def create_instance(self, index: int, kind: str, device_id: int) -> EnsembleBackend:
         return self
@@ -121,60 +189,148 @@ class EnsembleBackend:
         for request in requests:
             self.server.run_in_background(self._run(request))
 
+    def _needed_steps(self, wanted: list[str]) -> list[_Step]:
+        """The steps some requested output needs (Triton runs no others)."""
+        needed: set[int] = set()
+        todo = list(wanted)
+        while todo:
+            step = self._producer.get(todo.pop())
+            if step is not None and step.index not in needed:
+                needed.add(step.index)
+                todo.extend(step.inputs.values())
+        return [s for s in self.steps if s.index in needed]
+
     async def _run(self, request: Any) -> None:
         # A traced ensemble request: each step is a child of its trace (Triton's parent_id).
         trace = self.server.tracing.live(request.trace_id) if request.trace_id else None
+        events: asyncio.Queue[tuple[_Frame, _Step, Any, Any, bool]] = asyncio.Queue()
+        running: dict[int, Any] = {}  # submitted steps not finished: their future or handle
+        ids = itertools.count()
         try:
-            tensors = dict(request.inputs())
             wanted = list(request.requested_outputs) or self.outputs
-            pending = list(self.steps)
-            running: dict[asyncio.Future[Any], _Step] = {}
-            while pending or running:
+            steps = self._needed_steps(wanted)
+            # As Triton: each step inherits the request's priority, timeout, parameters,
+            # correlation id and sequence flags.
+            common = {
+                "priority": request.priority, "request_id": request.id,
+                "timeout_us": request.timeout_us, "parameters": request.parameters,
+                "correlation_id": request.correlation_id,
+                "correlation_id_str": request.correlation_id_str, "flags": request.flags,
+                "trace": trace,
+            }  # fmt: skip
+            started: set[tuple[int, int]] = set()
+            final_sent = False
+
+            def submit(frame: _Frame, step: _Step) -> None:
+                key = next(ids)
+                inputs = [(name, frame.find(t)) for name, t in step.inputs.items()]
+                outputs = list(step.outputs)
+                try:
+                    loaded = self.server.get_model(step.model, step.version)
+                    if loaded.config.model_transaction_policy.decoupled:
+
+                        def on_response(error: Any, tensors: Any, final: bool) -> None:
+                            if final:
+                                running.pop(key, None)
+                            events.put_nowait((frame, step, error, tensors, final))
+
+                        running[key] = self.server.submit_stream(
+                            step.model, inputs, on_response, outputs, step.version, **common
+                        )
+                        return
+                    future = self.server.submit(step.model, inputs, outputs, step.version, **common)
+                except TritonError as e:
+                    raise self._step_error(e) from e
+                running[key] = future
+
+                def done(f: asyncio.Future[Any]) -> None:
+                    running.pop(key, None)
+                    if f.cancelled():
+                        return
+                    error = f.exception()
+                    events.put_nowait((frame, step, error, None if error else f.result(), True))
+
+                future.add_done_callback(done)
+
+            def schedule(frame: _Frame) -> None:
+                for step in steps:
+                    names = step.inputs.values()
+                    if (id(frame), step.index) in started or not frame.sees(names):
+                        continue
+                    if not frame.owns_any(names):
+                        continue  # it runs (ran) in the frame that made its inputs
+                    started.add((id(frame), step.index))
+                    submit(frame, step)
+
+            def respond_if_complete(frame: _Frame) -> None:
+                nonlocal final_sent
+                if frame.responded or not frame.sees(wanted) or not frame.owns_any(wanted):
+                    return
+                frame.responded = True
+                final = not running and events.empty()
+                final_sent = final
+                request.respond([(name, frame.find(name)) for name in wanted], final=final)
+
+            root = _Frame(dict(request.inputs()))
+            schedule(root)
+            respond_if_complete(root)
+            while running or not events.empty():
                 if request.cancelled:  # the client is gone: no step more, and none running
-                    for other in running:
-                        other.cancel()
+                    self._cancel(running)
                     request.respond(error=("CANCELLED", "Request was cancelled"))
                     return
-                for step in [s for s in pending if set(s.inputs.values()) <= tensors.keys()]:
-                    pending.remove(step)
-                    inputs = [(name, tensors[t]) for name, t in step.inputs.items()]
-                    try:
-                        # As Triton: each step inherits the request's priority, timeout and
-                        # parameters.
-                        future = self.server.submit(step.model, inputs, list(step.outputs), step.version,
-                                                    priority=request.priority, request_id=request.id,
-                                                    timeout_us=request.timeout_us,
-                                                    parameters=request.parameters,
-                                                    trace=trace)  # fmt: skip
-                    except TritonError as e:
-                        raise self._step_error(step, e) from e
-                    running[asyncio.ensure_future(future)] = step
-                if not running:
-                    break
-                # Woken at least every CANCEL_POLL_S to notice a cancellation of the request.
-                done, _ = await asyncio.wait(
-                    running, timeout=CANCEL_POLL_S, return_when=asyncio.FIRST_COMPLETED
-                )
-                for future in done:
-                    step = running.pop(future)
-                    try:
-                        outputs = future.result()
-                    except TritonError as e:
-                        for other in running:
-                            other.cancel()
-                        raise self._step_error(step, e) from e
-                    for name, tensor in outputs:
-                        tensors[step.outputs[name]] = tensor
-            request.respond([(name, tensors[name]) for name in wanted])
+                try:
+                    frame, step, error, tensors, _final = await asyncio.wait_for(
+                        events.get(), CANCEL_POLL_S
+                    )
+                except asyncio.TimeoutError:
+                    continue
+                if error is not None:
+                    self._cancel(running)
+                    if isinstance(error, TritonError):
+                        raise self._step_error(error)
+                    raise error
+                if tensors:
+                    made = {step.outputs[name]: tensor for name, tensor in tensors
+                            if name in step.outputs}  # fmt: skip
+                    if self._is_decoupled(step):  # each response: a frame of its own
+                        target = _Frame(made, frame)
+                    else:
+                        frame.tensors.update(made)
+                        target = frame
+                    schedule(target)
+                    respond_if_complete(target)
+            if final_sent:
+                return
+            if self.config.model_transaction_policy.decoupled:
+                request.respond(final=True)  # as Triton: only the final flag
+                return
+            request.respond(error=("INVALID_ARG", (
+                f"in ensemble '{self.config.name}', unexpected deadlock, at least one output is "
+                "not set while no more ensemble steps can be made")))  # fmt: skip
         except TritonError as e:
+            self._cancel(running)
             request.respond(error=(e.status, e.message))
-        except Exception as e:  # never leave the client waiting
-            request.respond(error=("INTERNAL", f"ensemble '{self.config.name}': {e}"))
+        except Exception as e:  # noqa: BLE001 - never leave the client waiting
+            self._cancel(running)
+            request.respond(error=("INTERNAL", f"in ensemble '{self.config.name}', {e}"))
 
-    def _step_error(self, step: _Step, error: TritonError) -> TritonError:
-        return TritonError(
-            f"in ensemble '{self.config.name}', {step.label} failed: {error.message}", error.status
-        )
+    def _is_decoupled(self, step: _Step) -> bool:
+        try:
+            config = self.server.model_config(step.model, step.version)
+        except TritonError:
+            return False
+        return bool(config.model_transaction_policy.decoupled)
+
+    @staticmethod
+    def _cancel(running: dict[int, Any]) -> None:
+        for handle in list(running.values()):
+            handle.cancel()
+        running.clear()
+
+    def _step_error(self, error: TritonError) -> TritonError:
+        """Triton's text for a failed step: the ensemble's name, then the step's own error."""
+        return TritonError(f"in ensemble '{self.config.name}', {error.message}", error.status)
 
     def close(self) -> None:
         pass
