@@ -45,6 +45,8 @@ class Target:
     repository: Path
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    #: Prometheus metrics (``http://<metrics_url>/metrics``).
+    metrics_url: str = ""
 
     def observations(self, model: str, settle: float = 0.0) -> list[Any]:
         """What ``model`` recorded so far (one entry per ``recorder.record`` call)."""
@@ -171,7 +173,7 @@ def serve(case: Case, server: str, repo: Path) -> Iterator[Target]:
     process = subprocess.Popen(command, stdout=fd, stderr=fd, start_new_session=True)
     os.close(fd)
     target = Target(f"127.0.0.1:{grpc_port}", f"127.0.0.1:{http_port}", repo, process,
-                    Path(log_name))  # fmt: skip
+                    Path(log_name), f"127.0.0.1:{metrics_port}")  # fmt: skip
     try:
         _wait(target, case.wait_ready, 120 if server == "triton" else 60)
         yield target
