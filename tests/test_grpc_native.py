@@ -1375,6 +1375,8 @@ def test_triton_grpc_error_header_on_both_transports(tmp_path: Path) -> None:
         ECHO.replace('"echo"', '"dec"') + " model_transaction_policy { decoupled: true }"
     )
     h.server.add_model(decoupled, EchoBackend())
+    # The harness's handlers echo streams: these two serve with the real handlers.
+    native = h.loop.run(start_native_grpc(h.server, "127.0.0.1", 0))
     grpcio = h.loop.run(start_grpc(h.server, "127.0.0.1", 0))
     refused = (
         "refused",
@@ -1382,7 +1384,7 @@ def test_triton_grpc_error_header_on_both_transports(tmp_path: Path) -> None:
         "callback. A new stream should be started after stopping the current stream.",
     )
     try:
-        for url in (h.url, f"127.0.0.1:{grpcio.port}"):
+        for url in (f"127.0.0.1:{native.port}", f"127.0.0.1:{grpcio.port}"):
             assert _stream_values(url, [1, -1, 3], {"triton_grpc_error": "true"}) == [
                 1.0, ("StatusCode.INVALID_ARGUMENT", "negative"), refused,
             ]  # fmt: skip
@@ -1396,4 +1398,5 @@ def test_triton_grpc_error_header_on_both_transports(tmp_path: Path) -> None:
             c.close()
     finally:
         h.loop.run(grpcio.stop(1.0))
+        h.loop.run(native.stop(1.0))
         h.close()

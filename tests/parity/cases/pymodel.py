@@ -401,6 +401,8 @@ def optional_inputs(target: Target) -> Any:
 # ---- 5. pb_utils.Logger ---------------------------------------------------------------------
 
 LOGGING = """
+import threading
+
 import triton_python_backend_utils as pb_utils
 
 class TritonPythonModel:
@@ -411,6 +413,7 @@ class TritonPythonModel:
         logger.log_error("PARITY initialize error")
         logger.log_verbose("PARITY initialize verbose")
         logger.log("PARITY initialize default level")
+        logger.log_error("PARITY initialize end")
 
     def execute(self, requests):
         logger = pb_utils.Logger
@@ -418,20 +421,36 @@ class TritonPythonModel:
         logger.log("PARITY execute warning", logger.WARNING)
         logger.log("PARITY execute error", logger.ERROR)
         logger.log("PARITY execute verbose", logger.VERBOSE)
-        logger.log_info('PARITY quotes "x" and a\\ttab\\nand a second line')
+        logger.log_info('PARITY quotes "x" and a\\ttab\\nand a second line, unicode \u00e9 \u2713')
+        thread = threading.Thread(target=logger.log_warn, args=("PARITY from a thread",))
+        thread.start()
+        thread.join()
+        logger.log_error("PARITY execute end")
         return [pb_utils.InferenceResponse([pb_utils.Tensor(
             "OUT", pb_utils.get_input_tensor_by_name(r, "IN").as_numpy())]) for r in requests]
 
     def finalize(self):
         pb_utils.Logger.log_info("PARITY finalize info")
+        pb_utils.Logger.log_error("PARITY finalize end")
 """
 
-_LOG_PREFIX = re.compile(r"^([IWEV])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ ")
+_LOG_PREFIX = re.compile(
+    r"^([IWEV])\d{4} \d\d:\d\d:\d\d\.\d+ +\d+ "  # default: I1206 06:30:00.123456 1234
+    r"|^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ([IWEV]) \d+ "  # ISO8601: 2026-12-06T06:30:00Z I 1234
+)
+_STDLIB_LINE = re.compile(r"(threading\.py:)\d+\]")
+EXPLICIT = ("--model-control-mode=explicit", "--load-model=logging", "--load-model=logging_inproc")
 
 
 def build_logging(repo: Path) -> None:
     python_model(repo, "logging", _config("logging"), LOGGING)
     python_model(repo, "logging_inproc", _config("logging_inproc", IN_PROCESS), LOGGING)
+
+
+def _normalise(match: re.Match[str]) -> str:
+    if match.group(1):
+        return f"{match.group(1)}<time> <pid> "
+    return f"<time> {match.group(2)} <pid> "
 
 
 def _parity_lines(target: Target, marker: str = "", count: int = 0) -> list[str]:
@@ -442,19 +461,29 @@ def _parity_lines(target: Target, marker: str = "", count: int = 0) -> list[str]
     while True:
         lines = [line for line in target.log().splitlines() if "PARITY" in line]
         if sum(marker in line for line in lines) >= count or time.monotonic() > deadline:
-            return [_LOG_PREFIX.sub(r"\1<time> <pid> ", line) for line in lines]
+            # the line in the standard library's threading.py differs between Python versions
+            return [_STDLIB_LINE.sub(r"\1<line>]", _LOG_PREFIX.sub(_normalise, line))
+                    for line in lines]  # fmt: skip
         time.sleep(0.05)
 
 
 def logger_lines(target: Target) -> Any:
-    """Each model logs as it loads (in its own order: models load in parallel), then as it
-    executes, one model after the other."""
-    loading = _parity_lines(target, "PARITY initialize default level", 2)
+    """Each model logs as it loads (in its own order: models load in parallel), as it executes
+    (one model after the other) and as it is unloaded."""
+    import tritonclient.grpc as grpcclient
+
+    loading = _parity_lines(target, "PARITY initialize end", 2)
     seen: dict[str, Any] = {"load": sorted(loading)}
-    seen["infer"] = _infer(target, "logging", 5)["grpc"]
-    _parity_lines(target, "PARITY quotes", 2)
-    seen["infer in process"] = _infer(target, "logging_inproc", 6)["grpc"]
-    seen["execute"] = _parity_lines(target, "PARITY quotes", 4)[len(loading):]
+    seen["infer"] = _infer(target, "logging", 5)
+    _parity_lines(target, "PARITY execute end", 2)
+    seen["infer in process"] = _infer(target, "logging_inproc", 6)
+    executed = _parity_lines(target, "PARITY execute end", 4)
+    seen["execute"] = executed[len(loading):]
+    client = grpcclient.InferenceServerClient(target.grpc_url)
+    for model in ("logging", "logging_inproc"):
+        client.unload_model(model)
+    client.close()
+    seen["unload"] = sorted(_parity_lines(target, "PARITY finalize end", 2)[len(executed):])
     return seen
 
 
@@ -501,14 +530,29 @@ CASES = [
         "pymodel_logger",
         build_logging,
         logger_lines,
+        args=EXPLICIT,
         about="pb_utils.Logger lines in the server log at the default verbosity",
     ),
     Case(
         "pymodel_logger_verbose",
         build_logging,
         logger_lines,
-        args=("--log-verbose=1",),
+        args=(*EXPLICIT, "--log-verbose=1"),
         about="pb_utils.Logger lines in the server log with --log-verbose=1",
+    ),
+    Case(
+        "pymodel_logger_quiet",
+        build_logging,
+        logger_lines,
+        args=(*EXPLICIT, "--log-info=false", "--log-warning=false"),
+        about="pb_utils.Logger lines with --log-info=false --log-warning=false",
+    ),
+    Case(
+        "pymodel_logger_iso8601",
+        build_logging,
+        logger_lines,
+        args=(*EXPLICIT, "--log-format=ISO8601"),
+        about="pb_utils.Logger lines with --log-format=ISO8601",
     ),
     Case(
         "pymodel_unary_decoupled",
