@@ -240,16 +240,61 @@ def failure_reasons(target: Target) -> Any:
         seen[name] = _stream(target, name, [1], None)
     # A decoupled model's request is counted when the server releases it, which may be after
     # its client had the final response: read once the counts stopped moving.
+    seen["metrics"], seen["success"] = _settled_counts(target)
+    return seen
+
+
+CANCELLABLE = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+class TritonPythonModel:
+    def initialize(self, args):
+        self.args = args
+
+    def execute(self, requests):
+        recorder.record(self.args, "started")
+        deadline = time.monotonic() + 20
+        while not requests[0].is_cancelled() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        recorder.record(self.args, "cancelled" if requests[0].is_cancelled() else "not cancelled")
+        error = pb_utils.TritonError("stopped", pb_utils.TritonError.CANCELLED)
+        return [pb_utils.InferenceResponse(error=error) for _ in requests]
+"""
+
+
+def build_cancellable(repo: Path) -> None:
+    python_model(repo, "cancellable", _config("cancellable"), CANCELLABLE)
+
+
+def cancelled_error_response(target: Target) -> Any:
+    """A request cancelled while the model runs; the model answers it with an error."""
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(target.grpc_url)
+    tensor = grpcclient.InferInput("IN", [1], "INT32")
+    tensor.set_data_from_numpy(np.array([1], dtype=np.int32))
+    call = client.async_infer("cancellable", [tensor], lambda r, e: None)
+    target.wait_observations("cancellable", 1, timeout=30)
+    call.cancel()  # (tritonclient does not call back for a call it cancelled)
+    seen: dict[str, Any] = {"model saw": target.wait_observations("cancellable", 2, timeout=30)}
+    client.close()
+    seen["metrics"], seen["success"] = _settled_counts(target)
+    return seen
+
+
+def _settled_counts(target: Target) -> tuple[list[str], list[str]]:
+    """Failure and success counters once they stopped moving (a request may be counted after
+    its client had the answer)."""
     counts = None
     while True:
         time.sleep(1)
         now = (_metrics(target, "nv_inference_request_failure{"),
                _metrics(target, "nv_inference_request_success{"))  # fmt: skip
         if now == counts:
-            break
+            return now
         counts = now
-    seen["metrics"], seen["success"] = counts
-    return seen
 
 
 # ---- 3. triton_grpc_error ends the stream with the model's status ---------------------------
@@ -513,6 +558,12 @@ CASES = [
         build_failing,
         failure_reasons,
         about="errors of python models: statuses, texts and nv_inference_request_failure reasons",
+    ),
+    Case(
+        "pymodel_cancelled_error_response",
+        build_cancellable,
+        cancelled_error_response,
+        about="a request cancelled while running, answered by the model with an error: counts",
     ),
     Case(
         "pymodel_grpc_error_header",
