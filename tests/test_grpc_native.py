@@ -1380,8 +1380,10 @@ def test_triton_grpc_error_header_on_both_transports(tmp_path: Path) -> None:
     grpcio = h.loop.run(start_grpc(h.server, "127.0.0.1", 0))
     refused = (
         "refused",
-        "The stream is no longer in valid state, the error detail is reported through provided "
-        "callback. A new stream should be started after stopping the current stream.",
+        (
+            "The stream is no longer in valid state, the error detail is reported through "
+            "provided callback. A new stream should be started after stopping the current stream."
+        ),
     )
     try:
         for url in (f"127.0.0.1:{native.port}", f"127.0.0.1:{grpcio.port}"):

@@ -95,11 +95,14 @@ class TritonPythonModel:
 
 def build_late(repo: Path) -> None:
     python_model(repo, "late", _config("late"), LATE)
+    python_model(repo, "late_inproc", _config("late_inproc", IN_PROCESS), LATE)
 
 
 def late_response(target: Target) -> Any:
-    seen = {"first": _infer(target, "late", 1), "second": _infer(target, "late", 41)}
-    seen["model saw"] = target.observations("late")
+    seen: dict[str, Any] = {}
+    for model in ("late", "late_inproc"):
+        seen[model] = {"first": _infer(target, model, 1), "second": _infer(target, model, 41)}
+        seen[model]["model saw"] = target.observations(model)
     return seen
 
 
