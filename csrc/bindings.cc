@@ -1328,7 +1328,7 @@ void BindGrpcServer(py::module_& m) {
       "becomes readable and drain_calls() returns [(kind, GrpcCall, payload)] events.");
   server
       .def(py::init(&MakeGrpcServer), py::arg("host") = "0.0.0.0", py::arg("port") = 8001,
-           py::arg("io_threads") = 1, py::arg("max_message_bytes") = 64ull << 20,
+           py::arg("io_threads") = 1, py::arg("max_message_bytes") = 2147483647ull,
            py::arg("streaming_methods") = std::vector<std::string>{"ModelStreamInfer"},
            py::arg("fast_infer") = true, py::arg("max_concurrent_streams") = 1024,
            py::arg("initial_stream_window") = 1u << 20, py::arg("connection_window") = 16u << 20,
@@ -1657,7 +1657,8 @@ PYBIND11_MODULE(_core, m) {
         return out;
       }, "The inputs as (name, Tensor) pairs (none once the final response was sent).")
       .def("respond",
-           [](OwnedRequest& r, py::object outputs, py::object error, bool final) {
+           [](OwnedRequest& r, py::object outputs, py::object error, bool final,
+              bool model_error) {
              NamedTensors tensors;
              if (!outputs.is_none()) tensors = InputsFromPy(outputs);
              Status status;
@@ -1666,11 +1667,14 @@ PYBIND11_MODULE(_core, m) {
                status = Status(StatusCodeFromName(e[0].cast<std::string>()), e[1].cast<std::string>());
              }
              py::gil_scoped_release release;
-             r.Respond(std::move(tensors), std::move(status), final);
+             r.Respond(std::move(tensors), std::move(status), final, model_error);
            },
            py::arg("outputs") = py::none(), py::arg("error") = py::none(), py::arg("final") = true,
+           py::arg("model_error") = false,
            "Send a response: outputs as a dict (or (name, array) pairs), error as (status, "
-           "message). Raises if the final response was already sent.");
+           "message). Raises if the final response was already sent. An error response counts "
+           "the request as failed (BACKEND) unless `model_error`: an error the model itself "
+           "answered with, which Triton's python backend counts as a success.");
 
   py::class_<ResponseCache, std::shared_ptr<ResponseCache>>(
       m, "ResponseCache",

@@ -260,13 +260,18 @@ bool GrpcConnection::Accept(uint32_t stream_id, Call& call, ReceivedMessage&& re
              "a compressed message arrived on a call without grpc-encoding");
     return false;
   }
-  // Inflating may take long (up to the maximum message size): not on the I/O thread.
+  // Inflating may take long (up to the maximum message size): not on the I/O thread. What it
+  // may inflate to is bounded by the connection's memory budget too (a message beyond it would
+  // be refused once inflated): a small compressed message never costs more than the budget.
+  size_t max_inflated = context_->options.max_message_bytes;
+  const size_t budget = context_->options.max_connection_memory;
+  if (budget != 0) max_inflated = std::min(max_inflated, budget);
   call.inflating = true;
   call.inflating_bytes = received.message->size();
   call.inflate_cancelled = std::make_shared<std::atomic<bool>>(false);
   if (!context_->inflater->Submit(InflatePool::Job{
           AddressOf(stream_id, call), call.encoding, std::move(received.message),
-          context_->options.max_message_bytes, call.inflate_cancelled})) {
+          max_inflated, call.inflate_cancelled})) {
     FailCall(stream_id, GrpcStatus::kResourceExhausted,
              "too many compressed request bytes are waiting to be inflated");
     return false;

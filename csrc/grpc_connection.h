@@ -30,7 +30,7 @@ namespace tritonlite {
 namespace grpc {
 
 struct TransportOptions {
-  size_t max_message_bytes = 64u << 20;
+  size_t max_message_bytes = 2147483647;  // INT32_MAX: Triton's (gRPC) receive limit
   http2::ConnectionOptions http2;
   // RPC names (as ForwardedCall::method) that stream; every other method is unary.
   std::vector<std::string> streaming_methods{"ModelStreamInfer"};

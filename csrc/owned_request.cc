@@ -18,13 +18,13 @@ OwnedRequest::~OwnedRequest() {
                               "' released a request without sending its final response"));
 }
 
-void OwnedRequest::Respond(NamedTensors outputs, Status status, bool final) {
+void OwnedRequest::Respond(NamedTensors outputs, Status status, bool final, bool model_error) {
   std::unique_lock<std::mutex> lock(mu_);
   if (finished_) {
     throw Error(StatusCode::kInvalidArg, "model '" + model_name_ +
                                              "': a final response was already sent for this request");
   }
-  QueueLocked(std::move(outputs), std::move(status), final);
+  QueueLocked(std::move(outputs), std::move(status), final, model_error);
   SendQueued(lock);
 }
 
@@ -46,9 +46,10 @@ NamedTensors OwnedRequest::Inputs() const {
   return request_->inputs;  // views: copying shares the owners, releases nothing
 }
 
-void OwnedRequest::QueueLocked(NamedTensors outputs, Status status, bool final) {
+void OwnedRequest::QueueLocked(NamedTensors outputs, Status status, bool final,
+                               bool model_error) {
   InferRequest& r = *request_;
-  if (!status.ok()) any_error_ = true;
+  if (!status.ok() && !model_error) any_error_ = true;
   InferResponse resp;
   resp.token = r.token;
   resp.status = std::move(status);

@@ -27,15 +27,17 @@ class OwnedRequest {
   // The inputs (views) as they are now: empty once the final response went out. Safe against a
   // concurrent Respond.
   NamedTensors Inputs() const;
-  // Sends a response. Throws INVALID_ARG if a final response was already sent.
-  void Respond(NamedTensors outputs, Status status, bool final);
+  // Sends a response. Throws INVALID_ARG if a final response was already sent. An error the
+  // model itself answered with (`model_error`) leaves the request counted as a success, as
+  // Triton's python backend counts it; any other error counts as a failure (BACKEND).
+  void Respond(NamedTensors outputs, Status status, bool final, bool model_error = false);
   // Fails the request if it has no final response yet; returns whether it did.
   bool FailIfUnfinished(const Status& status);
   bool finished() const;
 
  private:
   // Builds the response and queues it on outbox_ (mu_ held).
-  void QueueLocked(NamedTensors outputs, Status status, bool final);
+  void QueueLocked(NamedTensors outputs, Status status, bool final, bool model_error = false);
   // Hands queued responses to the sink in order, one thread at a time, the sink called with
   // mu_ released (the rule in scheduler.h). Takes `lock` locked, returns it unlocked.
   void SendQueued(std::unique_lock<std::mutex>& lock);

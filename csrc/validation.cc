@@ -1,6 +1,7 @@
 #include "validation.h"
 
 #include <algorithm>
+#include <unordered_map>
 
 #include "status.h"
 
@@ -10,15 +11,6 @@ namespace {
 
 [[noreturn]] void Invalid(const std::string& message) {
   throw Error(StatusCode::kInvalidArg, message);
-}
-
-std::string QuotedList(const std::vector<std::string>& names) {
-  std::string s = "[";  // Triton's format: ['A','B']
-  for (size_t i = 0; i < names.size(); ++i) {
-    if (i) s += ",";
-    s += "'" + names[i] + "'";
-  }
-  return s + "]";
 }
 
 const TensorSpec* FindSpec(const std::vector<TensorSpec>& specs, const std::string& name) {
@@ -34,6 +26,34 @@ constexpr char kBatchDimNote[] =
     "be prepended to each input shape. If you want to specify the full shape including the batch "
     "dim in your input dims config, try setting max_batch_size to zero. See the model "
     "configuration docs for more info on max_batch_size.";
+
+// Triton's error for a request with fewer inputs than the model requires or more than it has.
+// Triton lists the request's inputs in the order of the std::unordered_map it keeps them in
+// (inserted in request order): the same container gives the same order here. Error path only.
+std::string InputCountError(const ModelSpec& spec, const InferRequest& request,
+                            size_t required) {
+  std::unordered_map<std::string, int> original;
+  for (const auto& kv : request.inputs) original.emplace(kv.first, 0);
+  std::string got = "[", missing = "[";
+  for (const auto& kv : original) got += "'" + kv.first + "',";
+  for (const auto& s : spec.inputs) {
+    if (!s.optional && original.count(s.name) == 0) missing += "'" + s.name + "',";
+  }
+  // Triton drops the last character (the trailing ',', or the '[' of an empty list) and
+  // closes the list; an empty request's inputs read "[]".
+  got.pop_back();
+  got = original.empty() ? "[]" : got + "]";
+  missing.pop_back();
+  missing += "]";
+  const std::string count = required == spec.inputs.size()
+                                ? std::to_string(required) + " inputs"
+                                : "number of inputs between " + std::to_string(required) +
+                                      " and " + std::to_string(spec.inputs.size());
+  return RequestIdPrefix(request.id) + "expected " + count + " but got " +
+         std::to_string(original.size()) + " inputs for model '" + spec.name +
+         "'. Got input(s) " + got + ", but missing required input(s) " + missing +
+         ". Please provide all required input(s).";
+}
 
 bool DimsMatch(const Shape& expected, const Shape& got, size_t offset) {
   if (got.size() != expected.size() + offset) return false;
@@ -57,6 +77,22 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
   const bool batching = spec.max_batch_size > 0;
   int64_t batch_size = -1;
   std::string batch_input;
+
+  // Duplicates (Triton refuses them as the request is built), then the number of inputs: as
+  // Triton, a count within [required, all] passes even when a required input is missing (the
+  // backend hears of it), and a count outside it is refused before the inputs are looked at.
+  for (size_t i = 0; i < request->inputs.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (request->inputs[j].first == request->inputs[i].first) {
+        Invalid(prefix() + "input '" + request->inputs[i].first + "' already exists in request");
+      }
+    }
+  }
+  size_t required = 0;
+  for (const auto& s : spec.inputs) required += s.optional ? 0 : 1;
+  if (request->inputs.size() > spec.inputs.size() || request->inputs.size() < required) {
+    Invalid(InputCountError(spec, *request, required));
+  }
 
   for (const auto& kv : request->inputs) {
     const std::string& name = kv.first;
@@ -87,26 +123,6 @@ void ValidateRequest(const ModelSpec& spec, InferRequest* request) {
                 model + "'");
       }
     }
-  }
-  // Duplicates and missing required inputs.
-  std::vector<std::string> got, missing;
-  for (const auto& kv : request->inputs) {
-    if (std::find(got.begin(), got.end(), kv.first) != got.end()) {
-      Invalid(prefix() + "input '" + kv.first + "' already exists in request");
-    }
-    got.push_back(kv.first);
-  }
-  size_t required = 0;
-  for (const auto& s : spec.inputs) {
-    if (s.optional) continue;
-    ++required;
-    if (std::find(got.begin(), got.end(), s.name) == got.end()) missing.push_back(s.name);
-  }
-  if (!missing.empty()) {
-    Invalid(prefix() + "expected " + std::to_string(required) + " inputs but got " +
-            std::to_string(request->inputs.size()) + " inputs for model '" + model +
-            "'. Got input(s) " + QuotedList(got) + ", but missing required input(s) " +
-            QuotedList(missing) + ". Please provide all required input(s).");
   }
   for (const auto& name : request->requested_outputs) {
     if (FindSpec(spec.outputs, name) == nullptr) {

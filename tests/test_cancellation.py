@@ -4,8 +4,10 @@ One slow python model (stub mode, one instance) notes in a log when a request st
 sees ``request.is_cancelled()`` and when it finishes. For each source of cancellation — gRPC
 ``async_infer`` cancelled, gRPC ``client_timeout``, a cancelled ModelStreamInfer stream, an
 HTTP client that disconnects, an in-process task cancelled — a running request must see
-``is_cancelled()`` and stop, a queued one must never start, and both are counted as failures
-with reason CANCELED (ModelStatistics' fail count and ``nv_inference_request_failure``).
+``is_cancelled()`` and stop, a queued one must never start and is counted as a failure with
+reason CANCELED (ModelStatistics' fail count and ``nv_inference_request_failure``). The running
+one, which the model answers with its own error response, counts as a success, as Triton's
+python backend counts a model's error responses (tests/parity: pymodel_cancelled_error_response).
 """
 
 from __future__ import annotations
@@ -167,10 +169,10 @@ def inputs(seconds: float) -> list[grpcclient.InferInput]:
     return [i]
 
 
-def fail_count(srv: ServerProcess) -> int:
+def fail_count(srv: ServerProcess, kind: str = "fail") -> int:
     c = grpcclient.InferenceServerClient(srv.grpc_url)
     stats = c.get_inference_statistics(MODEL, as_json=True)
-    return int(stats["model_stats"][0]["inference_stats"]["fail"].get("count", 0))
+    return int(stats["model_stats"][0]["inference_stats"][kind].get("count", 0))
 
 
 def canceled_metric(srv: ServerProcess) -> int:
@@ -183,15 +185,21 @@ def canceled_metric(srv: ServerProcess) -> int:
 
 
 class Counted:
-    """The failure counters before a test; `check(n)` waits until both grew by n."""
+    """The counters before a test; `check(n, answered)` waits until both failure counters grew
+    by n and the successes by `answered` (the running request the model answered with its
+    error: a success, as Triton counts it)."""
 
     def __init__(self, srv: ServerProcess) -> None:
         self.srv = srv
         self.fail, self.canceled = fail_count(srv), canceled_metric(srv)
+        self.success = fail_count(srv, "success")
 
-    def check(self, n: int) -> None:
+    def check(self, n: int, answered: int = 1) -> None:
         wait_for(lambda: fail_count(self.srv) - self.fail == n, what=f"{n} more failures")
+        wait_for(lambda: fail_count(self.srv, "success") - self.success == answered,
+                 what=f"{answered} more successes")  # fmt: skip
         assert canceled_metric(self.srv) - self.canceled == n
+        assert fail_count(self.srv) - self.fail == n
 
 
 def assert_served_after(srv: ServerProcess, rid: str) -> None:
@@ -217,7 +225,7 @@ def test_grpc_async_infer_cancelled(server: ServerProcess) -> None:
     queued.cancel()
     running.cancel()
     wait_for(lambda: ev.has("cancelled ga"), what="the running request to see is_cancelled()")
-    counted.check(2)
+    counted.check(1)  # the queued one; the running one was answered by the model
     assert_served_after(server, "gc")
     assert not ev.has("started gb"), "a cancelled queued request ran"
 
@@ -233,7 +241,7 @@ def test_ensemble_cancels_its_running_step(server: ServerProcess) -> None:
     wait_for(lambda: ev.has("started ea"), what="the ensemble's step running")
     ctx.cancel()
     wait_for(lambda: ev.has("cancelled ea"), what="the step to see is_cancelled()")
-    counted.check(1)  # the step, in the composing model's statistics
+    counted.check(0)  # the step, answered by the model with its error: a success
     stats = c.get_inference_statistics("slow_ensemble", as_json=True)["model_stats"][0]
     wait_for(
         lambda: (
@@ -260,7 +268,7 @@ def test_grpc_client_timeout(server: ServerProcess) -> None:
     c.async_infer(MODEL, inputs(RUN_S), lambda result, error: answers.append(error), request_id="tb",
                   client_timeout=1.0)  # fmt: skip
     wait_for(lambda: ev.has("cancelled ta"), what="the running request to see its deadline")
-    counted.check(2)
+    counted.check(1)  # the queued one; the running one was answered by the model
     wait_for(lambda: len(answers) == 2, what="both answers")
     assert all(e is not None and "DEADLINE_EXCEEDED" in str(e.status()) for e in answers)
     assert_served_after(server, "tc")
@@ -277,7 +285,7 @@ def test_grpc_stream_cancelled(server: ServerProcess) -> None:
     time.sleep(0.3)
     c.stop_stream(cancel_requests=True)
     wait_for(lambda: ev.has("cancelled sa"), what="the stream's running request to stop")
-    counted.check(2)
+    counted.check(1)  # the queued one; the running one was answered by the model
     assert_served_after(server, "sc")
     assert not ev.has("started sb"), "a queued request of a cancelled stream ran"
 
@@ -305,7 +313,7 @@ def test_http_client_disconnects(server: ServerProcess) -> None:
     queued.close()
     running.close()
     wait_for(lambda: ev.has("cancelled ha"), what="the running request to see the disconnect")
-    counted.check(2)
+    counted.check(1)  # the queued one; the running one was answered by the model
     assert_served_after(server, "hc")
     assert not ev.has("started hb"), "the request of a client that left ran"
 
@@ -344,8 +352,8 @@ def test_in_process_task_cancelled(tmp_path: Path) -> None:
         assert ev.has("cancelled pa"), "the running request did not see is_cancelled()"
         assert not ev.has("started pb"), "a cancelled queued request ran"
         stats = server.statistics(MODEL)[0]
-        assert stats["inference_stats"]["fail"]["count"] == 2
-        assert stats["fail_reasons"]["CANCELED"] == 2
+        assert stats["inference_stats"]["fail"]["count"] == 1  # pb (pa: the model answered)
+        assert stats["fail_reasons"]["CANCELED"] == 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -568,7 +576,7 @@ def test_stream_backpressure_then_disconnect(server: ServerProcess) -> None:
     wait_for(lambda: ev.has("started bp0"), what="the first request running")
     conn.close()
     wait_for(lambda: ev.has("cancelled bp0"), what="the running request to see is_cancelled()")
-    counted.check(MAX_STREAM_PENDING)  # the running one and every queued one, all cancelled
+    counted.check(MAX_STREAM_PENDING - 1)  # every queued one; the running one was answered
     assert_served_after(server, "bp-after")
     started = [
         x for x in ev.text().splitlines() if x.startswith("started bp") and x != "started bp-after"

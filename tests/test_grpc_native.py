@@ -494,6 +494,25 @@ def test_large_messages_both_ways(harness: Harness) -> None:
     c.close()
 
 
+def test_messages_over_64_mib_by_default(tmp_path: Path) -> None:
+    """The default limit is Triton's (INT32_MAX, as gRPC's max_receive_message_length there):
+    a ~100 MiB request and its response go through; memory follows the bytes that arrived."""
+    h = Harness(tmp_path)
+    try:
+        data = np.arange(100 * MiB // 4, dtype=np.float32)
+        c = grpcclient.InferenceServerClient(h.url)
+        inp = grpcclient.InferInput("IN", [data.size], "FP32")
+        inp.set_data_from_numpy(data)
+        result = c.infer("echo", [inp])
+        out = result.as_numpy("OUT")
+        assert out.shape == data.shape and out[-1] == data[-1]
+        np.testing.assert_array_equal(out, data)
+        del result, out
+        c.close()
+    finally:
+        h.close()
+
+
 def test_message_over_the_limit(harness: Harness) -> None:
     channel, s = stub(harness)
     req = pb.ModelInferRequest(model_name="echo")
@@ -1067,6 +1086,13 @@ def test_registry_follows_the_server(tmp_path: Path) -> None:
         )
         h.server.add_model(decoupled, EchoBackend())
         assert "dec" not in h.frontend.core.models()
+        # ...and, as in Triton, ModelInfer refuses them (they answer on ModelStreamInfer).
+        with pytest.raises(InferenceServerException) as e:
+            c.infer("dec", [inp])
+        assert e.value.status() == "StatusCode.UNIMPLEMENTED"
+        assert e.value.message() == (
+            "ModelInfer RPC doesn't support models with decoupled transaction policy"
+        )
         c.close()
     finally:
         h.close()
@@ -1294,3 +1320,85 @@ def test_what_the_fast_path_forwards(mutate: Any) -> None:
     mutate(req)
     # Accessing a map entry creates it: the lambdas above add parameters that way.
     assert codec.fast_path_request(req.SerializeToString()) is None
+
+
+class SignedBackend(EchoBackend):
+    """OUT = IN, refusing negative values (INVALID_ARG)."""
+
+    class Instance(EchoBackend.Instance):
+        def execute(self, inputs: dict[str, np.ndarray], names: list[str]) -> dict[str, Any]:
+            if (inputs["IN"] < 0).any():
+                raise TritonError("negative", "INVALID_ARG")
+            return {"OUT": inputs["IN"]}
+
+    def create_instance(self, index: int, kind: str, device_id: int) -> SignedBackend.Instance:
+        return SignedBackend.Instance(self)
+
+
+def _stream_values(url: str, values: Sequence[float], headers: Any) -> list[Any]:
+    """Each value on one stream, sent after the previous one's answer."""
+    import queue
+
+    answers: queue.Queue[Any] = queue.Queue()
+    c = grpcclient.InferenceServerClient(url)
+    c.start_stream(callback=lambda result, error: answers.put((result, error)), headers=headers)
+    seen: list[Any] = []
+    try:
+        for value in values:
+            inp = grpcclient.InferInput("IN", [1], "FP32")
+            inp.set_data_from_numpy(np.array([value], np.float32))
+            try:
+                c.async_stream_infer("signed", [inp])
+            except InferenceServerException as e:
+                seen.append(("refused", e.message()))
+                continue
+            result, error = answers.get(timeout=30)
+            if error is not None:
+                seen.append((error.status(), error.message()))
+            else:
+                seen.append(float(result.as_numpy("OUT")[0]))
+    finally:
+        c.stop_stream()
+        c.close()
+    return seen
+
+
+def test_triton_grpc_error_header_on_both_transports(tmp_path: Path) -> None:
+    """With `triton_grpc_error: true` a model error ends ModelStreamInfer with its status (as
+    Triton); without it the error is a message in the stream, which goes on. Unary ModelInfer
+    refuses decoupled models. The same on the native transport and on grpcio's."""
+    from tritonlite.frontends.grpc import start_grpc
+
+    h = Harness(tmp_path)
+    h.server.add_model(parse_config(ECHO.replace('"echo"', '"signed"')), SignedBackend())
+    decoupled = parse_config(
+        ECHO.replace('"echo"', '"dec"') + " model_transaction_policy { decoupled: true }"
+    )
+    h.server.add_model(decoupled, EchoBackend())
+    # The harness's handlers echo streams: these two serve with the real handlers.
+    native = h.loop.run(start_native_grpc(h.server, "127.0.0.1", 0))
+    grpcio = h.loop.run(start_grpc(h.server, "127.0.0.1", 0))
+    refused = (
+        "refused",
+        (
+            "The stream is no longer in valid state, the error detail is reported through "
+            "provided callback. A new stream should be started after stopping the current stream."
+        ),
+    )
+    try:
+        for url in (f"127.0.0.1:{native.port}", f"127.0.0.1:{grpcio.port}"):
+            assert _stream_values(url, [1, -1, 3], {"triton_grpc_error": "true"}) == [
+                1.0, ("StatusCode.INVALID_ARGUMENT", "negative"), refused,
+            ]  # fmt: skip
+            assert _stream_values(url, [1, -1, 3], None) == [1.0, (None, "negative"), 3.0]
+            c = grpcclient.InferenceServerClient(url)
+            inp = grpcclient.InferInput("IN", [1], "FP32")
+            inp.set_data_from_numpy(np.ones(1, np.float32))
+            with pytest.raises(InferenceServerException) as e:
+                c.infer("dec", [inp])
+            assert e.value.status() == "StatusCode.UNIMPLEMENTED"
+            c.close()
+    finally:
+        h.loop.run(grpcio.stop(1.0))
+        h.loop.run(native.stop(1.0))
+        h.close()

@@ -742,8 +742,9 @@ def test_out_of_file_descriptors_does_not_spin(srv: ServerProcess, probe: Probe)
 
 
 def test_decompression_bombs_do_not_stall_the_io_thread(srv: ServerProcess, probe: Probe) -> None:
-    """24 deflate messages of 65 KB that each inflate past the 64 MiB maximum: inflating them
-    took over a second of the single I/O thread, so every other connection waited."""
+    """24 deflate messages of 65 KB that each inflate to 65 MiB, past the connection's memory
+    budget (which bounds what a message may inflate to): inflating them took over a second of
+    the single I/O thread, so every other connection waited."""
     bomb = grpc_message(zlib.compress(b"\0" * (65 << 20), 9), compressed=True)
     block = request_block(INFER, literal("grpc-encoding", "deflate"))
     with attack(srv, probe, "24 deflate bombs (65 KB -> over 64 MiB each)", liveness=1.0) as out:
@@ -767,7 +768,7 @@ def test_decompression_bombs_do_not_stall_the_io_thread(srv: ServerProcess, prob
 @pytest.mark.parametrize(
     "case, message, status, text",
     [
-        ("length prefix over the max", b"\0" + struct.pack(">I", 100 << 20) + b"x", b"8", b"larger than max"),
+        ("length prefix over the max", b"\0" + struct.pack(">I", 1 << 31) + b"x", b"8", b"larger than max"),
         ("compressed flag without grpc-encoding", grpc_message(b"xx", compressed=True), b"13", b"without grpc-encoding"),
         ("truncated message", b"\0" + struct.pack(">I", 100) + b"x" * 10, b"13", b"middle of a message"),
         ("malformed protobuf", grpc_message(b"\xff\xff\xff\xff\x0f"), None, b""),

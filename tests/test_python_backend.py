@@ -317,7 +317,6 @@ def test_error_response_fails_only_its_request(env: Env) -> None:
 
 
 WRONG_RETURNS = {
-    "    def execute(self, requests):\n        return None\n": "Expected a list in the execute return, found type '<class 'NoneType'>'.",
     "    def execute(self, requests):\n        return []\n": "Number of InferenceResponse objects do not match the number of InferenceRequest objects. "
     "InferenceRequest(s) size is:1, and InferenceResponse(s) size is:0",
     "    def execute(self, requests):\n        return [1]\n": "Expected an 'InferenceResponse' object in the execute function return list, found type "
@@ -350,6 +349,26 @@ def test_wrong_execute_returns_are_clear_errors(env: Env, tmp_path: Path, body: 
         f"Failed to process the request(s) for model '{name}_0', message: {WRONG_RETURNS[body]}"
     )
     env.server.remove_model(name)
+
+
+def test_none_without_a_response_fails_the_request(env: Env, tmp_path: Path) -> None:
+    """execute may return None (the requests are answered through their senders, as in
+    Triton): a request dropped without its response fails instead of waiting forever."""
+    body = "    def execute(self, requests):\n        return None\n"
+    model_dir = _model_file(tmp_path, body, 'backend: "python"' + IO)
+    target = env.repo / "returns_none"
+    shutil.copytree(model_dir, target)
+    (target / "config.pbtxt").write_text(
+        f'backend: "python"{IO}parameters {{ key: "EXECUTION_MODE" value {{ string_value: '
+        f'"{env.mode}" }} }}'
+    )
+    config = model_config.load_model_config(target)
+    env.server.add_model(config, create_backend(config, target, target / "1", server=env.server))
+    with pytest.raises(TritonError) as info:
+        env.server.infer("returns_none", {"IN": np.array([1], np.float32)})
+    assert info.value.status == "INTERNAL"
+    assert "released a request without sending its final response" in info.value.message
+    env.server.remove_model("returns_none")
 
 
 def test_non_contiguous_outputs_and_sys_exit(env: Env, tmp_path: Path) -> None:

@@ -520,8 +520,17 @@ def two_input_server(server: Server) -> Server:
 @pytest.mark.parametrize(
     "inputs, outputs, message",
     [
-        (
+        (  # more inputs than the model has: Triton counts before it looks at names
             {"INPUT0": np.zeros((1, 16), np.int32), "INPUT1": np.zeros((1, 16), np.int32), "X": np.zeros((1, 16), np.int32)},
+            None,
+            (
+                "expected 2 inputs but got 3 inputs for model 'simple'. Got input(s) "
+                "['X','INPUT1','INPUT0'], but missing required input(s) ]. Please provide all "
+                "required input(s)."
+            ),
+        ),
+        (
+            {"INPUT0": np.zeros((1, 16), np.int32), "X": np.zeros((1, 16), np.int32)},
             None,
             "unexpected inference input 'X' for model 'simple'",
         ),

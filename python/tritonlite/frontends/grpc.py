@@ -28,7 +28,7 @@ from .. import Tensor, sizes
 from .._proto import grpc_service_pb2 as pb
 from .._proto import health_pb2
 from ..datatypes import DATATYPES, element_size
-from ..errors import INVALID_ARG, UNSUPPORTED, TritonError
+from ..errors import INTERNAL, INVALID_ARG, UNSUPPORTED, TritonError
 from ..server import Server
 from ..tracing import CallTrace, now_ns, setting_from_grpc
 from . import request_parameters
@@ -342,14 +342,18 @@ class GrpcHandlers:
     async def stream(
         self, method: str, requests: AsyncIterator[bytes], metadata: Sequence[tuple[str, Any]]
     ) -> AsyncIterator[bytes]:
-        """ModelStreamInfer: responses (or per-response errors) as they complete."""
+        """ModelStreamInfer: responses (or per-response errors) as they complete. With the
+        ``triton_grpc_error: true`` header, the first error ends the stream with its status
+        instead (Triton's behaviour for that header)."""
         self.check_access(method, metadata)
         if method != "ModelStreamInfer":
             raise TritonError(f"unknown streaming method '{method}'", UNSUPPORTED)
         forwarded = self._forwarded(metadata)  # the stream's headers, for each of its requests
+        grpc_error = _grpc_error_header(metadata)
         # (response, its request's trace or None); (None, trace): that request is done, its
-        # trace can be released once what was queued before it is sent.
-        out: asyncio.Queue[tuple[bytes | None, Any] | None] = asyncio.Queue()
+        # trace can be released once what was queued before it is sent; (error, trace): with
+        # triton_grpc_error, the error that ends the stream.
+        out: asyncio.Queue[tuple[bytes | TritonError | None, Any] | None] = asyncio.Queue()
         pending = 0
         reading = True
         closed = False
@@ -357,7 +361,12 @@ class GrpcHandlers:
         room = asyncio.Event()  # set when a request finished or a response was sent
         tracing = self.server.tracing
 
-        def put_error(message: str, request: Any = None, trace: Any = None) -> None:
+        def put_error(
+            message: str, request: Any = None, trace: Any = None, status: str = INTERNAL
+        ) -> None:
+            if grpc_error:
+                out.put_nowait((TritonError(message, status), trace))
+                return
             resp = pb.ModelStreamInferResponse(error_message=message)
             if request is not None:
                 resp.infer_response.model_name = request.model_name
@@ -382,7 +391,7 @@ class GrpcHandlers:
                     message = pb.ModelStreamInferResponse(infer_response=resp).SerializeToString()
                     out.put_nowait((message, trace))
             except TritonError as e:
-                put_error(e.message, request, trace)
+                put_error(e.message, request, trace, e.status)
             except Exception as e:  # noqa: BLE001 - a bug must not leave a request unanswered
                 _log.exception("ModelStreamInfer request failed")
                 put_error(f"{type(e).__name__}: {e}", request, trace)
@@ -406,7 +415,7 @@ class GrpcHandlers:
                     try:
                         request = pb.ModelInferRequest.FromString(raw)
                     except DecodeError as e:
-                        put_error(f"malformed ModelInferRequest: {e}")
+                        put_error(f"malformed ModelInferRequest: {e}", status=INVALID_ARG)
                         continue
                     pending += 1
                     # Tasks start in creation order and queue their request before their first
@@ -427,6 +436,8 @@ class GrpcHandlers:
                 if message is None:  # its request is done and its responses were sent
                     trace.release()
                     continue
+                if isinstance(message, TritonError):  # triton_grpc_error: the stream ends
+                    raise message
                 if trace is None:
                     yield message
                     continue
@@ -609,6 +620,12 @@ class GrpcHandlers:
         call_trace: CallTrace | None = None,
     ) -> Message:
         forwarded = self._forwarded(metadata)  # --grpc-header-forward-pattern
+        loaded = self.server.get_model(request.model_name, _version(request.model_version))
+        if loaded.config.model_transaction_policy.decoupled:  # as Triton: streams only
+            raise TritonError(
+                "ModelInfer RPC doesn't support models with decoupled transaction policy",
+                UNSUPPORTED,
+            )
         trace = self.server.tracing.sample(request.model_name, metadata)
         if trace is not None:
             trace.capture("GRPC_WAITREAD_START", call_trace.received_ns if call_trace else None)
@@ -619,8 +636,7 @@ class GrpcHandlers:
             response = None
             async for response in self._infer_responses(request, trace, forwarded):
                 pass
-            if response is None:  # a decoupled model that sent only the final flag
-                response = pb.ModelInferResponse(model_name=request.model_name, id=request.id)
+            assert response is not None  # a model that is not decoupled answers once
             return response
         finally:
             if trace is not None and call_trace is None:
@@ -806,6 +822,16 @@ class GrpcHandlers:
 
 
 # ---- grpcio transport ----------------------------------------------------------------------
+
+
+def _grpc_error_header(metadata: Sequence[tuple[str, Any]]) -> bool:
+    """Whether a stream's metadata asks for model errors as the stream's status
+    (``triton_grpc_error: true``, as Triton reads it)."""
+    for key, value in metadata:
+        if key.lower() == "triton_grpc_error":
+            text = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+            return text == "true"
+    return False
 
 
 def _abort_code(error: TritonError) -> grpc.StatusCode:

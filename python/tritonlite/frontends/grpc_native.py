@@ -339,7 +339,7 @@ async def start_native_grpc(
     handlers: Handlers | None = None,
     options: GrpcOptions | None = None,
     io_threads: int = 1,
-    max_message_bytes: int = 64 << 20,
+    max_message_bytes: int = 2**31 - 1,
     fast_infer: bool = True,
     streaming_methods: Sequence[str] = ("ModelStreamInfer",),
     **http2_options: int,

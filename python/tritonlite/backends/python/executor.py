@@ -4,7 +4,8 @@ This module owns the rules of ``initialize``/``execute``/``finalize``: plain or 
 execute (non-decoupled coroutines run to completion on the instance's own event loop; decoupled
 ones are scheduled on a background loop and ``execute`` returns at once, as Triton 24.04+ does),
 checking what ``execute`` returned (a list of one ``InferenceResponse`` per request, or None
-when every request was answered through its response sender; None in decoupled mode), pruning
+when the requests are answered, now or later from another thread, through their response
+senders, as Triton allows; None in decoupled mode), pruning
 outputs to the requested ones, and Triton's error texts. The host (stub process or in-process
 instance) builds the requests and sends the responses.
 """
@@ -155,7 +156,7 @@ class ModelCaller:
         self, result: Any, requests: list[InferenceRequest]
     ) -> list[InferenceResponse | None]:
         answered = [r._sender is not None and r._sender._sent for r in requests]
-        if result is None and all(answered):
+        if result is None:  # answered, or to be answered later, through the response senders
             return [None] * len(requests)
         if not isinstance(result, list):
             raise ExecuteError(
@@ -199,7 +200,8 @@ class ModelCaller:
 
 
 def fail_open_requests(requests: Sequence[InferenceRequest], message: str) -> None:
-    """Send a final error response to every request whose sender is still open."""
+    """Fail every request whose sender is still open (a failure in the statistics, not an
+    error response of the model's)."""
     error = InferenceResponse(error=TritonError(message, TritonError.INTERNAL))
     for r in requests:
         sender = r._sender
@@ -207,6 +209,9 @@ def fail_open_requests(requests: Sequence[InferenceRequest], message: str) -> No
             sender._closed = True
             sender._sent = True
             try:
-                sender._host_send(error, True)
+                if sender._host_fail is not None:
+                    sender._host_fail(message)
+                else:
+                    sender._host_send(error, True)
             except OSError:  # the server is gone (stub): nobody to tell
                 pass

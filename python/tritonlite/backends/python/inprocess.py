@@ -148,7 +148,9 @@ class InProcessInstance:
             requested = [] if r.null_request else list(r.requested_outputs) or backend.output_names
             correlation = r.correlation_id_str or r.correlation_id
             responder = _Responder(r, requested)
-            sender = InferenceResponseSender(responder.send, decoupled, responder.cancelled)
+            sender = InferenceResponseSender(
+                responder.send, decoupled, responder.cancelled, responder.fail
+            )
             pb_requests.append(
                 InferenceRequest._incoming(
                     inputs,
@@ -208,6 +210,13 @@ class _Responder:
         else:
             _respond(self.request, response, self.requested, final)
 
+    def fail(self, message: str) -> None:
+        """The request fails without the model's answer (BACKEND in the statistics)."""
+        try:
+            self.request.respond(None, ("INTERNAL", message), True)
+        except TritonError:  # it had its final response already
+            pass
+
     def cancelled(self) -> bool:
         return bool(self.request.cancelled)
 
@@ -216,8 +225,8 @@ def _respond(
     request: Any, response: InferenceResponse, requested: list[str], final: bool = True
 ) -> None:
     error = response._error
-    if error is not None:
-        request.respond(None, error_status(error), final)
+    if error is not None:  # the model's answer: Triton counts the request a success
+        request.respond(None, error_status(error), final, model_error=True)
         return
     outputs = {name: payload for name, _, _, payload in response_tensors(response, requested)}
     request.respond(outputs, None, final)

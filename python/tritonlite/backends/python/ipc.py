@@ -56,6 +56,7 @@ BLS = 21  # start a BLS request (naming the requests it is cancelled with: see b
 LOG = 22
 METRIC = 23  # fire-and-forget metric update
 CALL = 24  # a call that wants a REPLY (metric creation and reads, model control)
+FAIL = 25  # a request fails without the model's answer (dropped, or its execute failed)
 # Server -> stub on async.
 BLS_RESPONSE = 30
 REPLY = 31
@@ -281,13 +282,14 @@ SCHEMA: dict[int, Check] = {
     CALL: _call,
     BLS_RESPONSE: tup(_op(BLS_RESPONSE), INT, opt(ERROR), METAS, LOCATION, BOOL),
     REPLY: tup(_op(REPLY), INT, BOOL, one_of(NONE, BOOL, NUMBER, STR)),
+    FAIL: tup(_op(FAIL), INT, ERROR),
 }
 #: Messages that may carry fds (one dedicated segment at most).
 WITH_FDS = frozenset({EXEC, DONE, SEND, BLS, BLS_RESPONSE})
 
 #: What each end of each socket accepts.
 SERVER_CTL = frozenset({INIT_OK, INIT_ERROR, DONE, REJECTED, FINALIZED})
-SERVER_ASYNC = frozenset({SEND, BLS, LOG, METRIC, CALL})
+SERVER_ASYNC = frozenset({SEND, BLS, LOG, METRIC, CALL, FAIL})
 STUB_CTL = frozenset({INIT, EXEC, FINALIZE})
 STUB_ASYNC = frozenset({BLS_RESPONSE, REPLY})
 

@@ -377,12 +377,18 @@ class InferenceResponse:
 class InferenceResponseSender:
     """Sends the responses of one request (decoupled models, or one response otherwise)."""
 
-    __slots__ = ("_cancelled", "_closed", "_decoupled", "_host_send", "_sent")
+    __slots__ = ("_cancelled", "_closed", "_decoupled", "_host_fail", "_host_send", "_sent")
 
     def __init__(
-        self, host_send: Any, decoupled: bool, cancelled: Callable[[], bool] | None = None
+        self,
+        host_send: Any,
+        decoupled: bool,
+        cancelled: Callable[[], bool] | None = None,
+        host_fail: Callable[[str], None] | None = None,
     ) -> None:
         self._host_send = host_send  # (response | None, final: bool) -> None
+        # (message) -> None: the request fails without the model's answer (its execute failed)
+        self._host_fail = host_fail
         self._decoupled = decoupled
         self._cancelled = cancelled  # whether the request was cancelled (None: it cannot be)
         self._closed = False

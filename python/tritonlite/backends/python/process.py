@@ -305,9 +305,17 @@ class StubProcess:
                 entry = instance.pending.get(key)
                 request = entry[0] if entry is not None else None
             if request is not None and not request.finished:
-                try:
-                    request.respond(outputs or None, error, final)
+                try:  # an error response is the model's answer: Triton counts it a success
+                    request.respond(outputs or None, error, final, model_error=True)
                 except TritonError:  # finished meanwhile (failed by a crash, or unloading)
+                    pass
+        elif op == ipc.FAIL:
+            _, key, error = message
+            request = instance._take(key)
+            if request is not None and not request.finished:
+                try:
+                    request.respond(None, error, True)
+                except TritonError:  # finished meanwhile
                     pass
         elif op == ipc.BLS:
             _, call_id, spec, metas, location, keys = message
@@ -538,8 +546,8 @@ class StubInstance:
             i += n  # every response's outputs are counted, whatever becomes of them
             if r is None:
                 continue
-            if err is not None:
-                r.respond(None, err, True)
+            if err is not None:  # the model's error response: a success in the statistics
+                r.respond(None, err, True, model_error=True)
             else:
                 r.respond(outputs[start:i], None, True)
         if error is not None:

@@ -181,6 +181,7 @@ class _Responder:
         self.done = True
 
     def send(self, response: InferenceResponse | None, final: bool) -> None:
+        """One response through the sender (an error response is the model's answer)."""
         error = None
         tensors: list[Any] = []
         if response is not None:
@@ -199,15 +200,23 @@ class _Responder:
         if final:
             self.done = True
 
+    def fail(self, message: str) -> None:
+        """The request fails without the model's answer: a failure (BACKEND) in the server's
+        statistics, where an error response the model sent is a success, as in Triton."""
+        self.freeze()
+        try:
+            self.stub.asy.send((ipc.FAIL, self.key, ("INTERNAL", message)))
+        finally:
+            self.done = True
+
     def __del__(self) -> None:
         if self.done or self.stub.exiting:
             return
         try:
-            message = (
+            self.fail(
                 f"model '{self.stub.instance_name}' released a request without sending its "
                 "final response"
             )
-            self.stub.asy.send((ipc.SEND, self.key, ("INTERNAL", message), [], None, True))
         except OSError:  # the server is gone
             pass
 
@@ -342,7 +351,9 @@ class Stub:
                     timeout,
                     self.model_name,
                     self.info["version_number"],
-                    InferenceResponseSender(responder.send, decoupled, responder.cancelled),
+                    InferenceResponseSender(
+                        responder.send, decoupled, responder.cancelled, responder.fail
+                    ),
                     params,
                     # BLS calls name the traced request by its key (process.py maps it back)
                     InferenceTrace(key, "" if trace == "{}" else trace) if trace else None,
