@@ -47,8 +47,7 @@ Deliberate differences from Triton 2.51 (checked against it):
   limit; later Tritons check it per input): a Content-Length over the limit before the body is
   read, a streamed body as soon as it passes the limit;
 - an unexpected failure (a bug) answers 500 with a generic text and an error id; the details
-  go to the server log under that id, never to the client;
-- shared-memory errors name the tensor and model.
+  go to the server log under that id, never to the client.
 """
 
 from __future__ import annotations
@@ -363,6 +362,8 @@ class _InferRequest:
     default_kind: int
     request_id: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The shared-memory regions the request names (inputs and outputs).
+    regions: list[str] = field(default_factory=list)
 
 
 class HttpApi:
@@ -730,6 +731,24 @@ class HttpApi:
             request = await asyncio.get_running_loop().run_in_executor(
                 None, self._parse_big_infer, model, loaded, body, header_length
             )
+        regions = request.regions
+        if regions:  # in use (not unregistered) until the response is written
+            self.shm.acquire(regions)
+        try:
+            return await self._infer_submit(model, version, loaded, headers, request, trace)
+        finally:
+            if regions:
+                self.shm.release(regions)
+
+    async def _infer_submit(
+        self,
+        model: str,
+        version: int | None,
+        loaded: Any,
+        headers: Mapping[str, str],
+        request: _InferRequest,
+        trace: Any,
+    ) -> Reply:
         outputs = list(request.outputs) if request.outputs is not None else None
         if self.header_forward is not None:
             forwarded = request_parameters.forwarded_headers(self.header_forward, headers.items())
@@ -795,6 +814,7 @@ class HttpApi:
             default_kind = _BINARY_KIND
 
         inputs: list[tuple[str, Any]] = []
+        regions: list[str] = []
         position = header_length
         for raw in raw_inputs:
             tensor = _object(raw, "inputs")
@@ -856,10 +876,8 @@ class HttpApi:
                     )
                 size = _uint(tparams["shared_memory_byte_size"], "shared_memory_byte_size")
                 _check_byte_size(loaded.config, request_id, name, datatype, shape, size)
-                try:
-                    value = self.shm.input_tensor(region, offset, size, datatype, shape)
-                except TritonError as e:
-                    raise _named(e, model, name) from None
+                value = self.shm.input_tensor(region, offset, size, datatype, shape)
+                regions.append(region)
             inputs.append((name, value))
         if position != len(body):
             raise _bad(f"unexpected additional input data for model '{model}'")
@@ -877,8 +895,10 @@ class HttpApi:
                         "Unable to parse 'name': attempt to access non-existing object member 'name'"
                     )
                 name = _string(spec_json["name"], "name")
-                outputs[name] = self._output_spec(spec_json, default_kind)
-        return _InferRequest(inputs, outputs, default_kind, request_id, kwargs)
+                outputs[name] = spec = self._output_spec(spec_json, default_kind)
+                if spec.region:
+                    regions.append(spec.region)
+        return _InferRequest(inputs, outputs, default_kind, request_id, kwargs, regions)
 
     def _output_spec(self, spec_json: dict[str, Any], default_kind: int) -> _OutputSpec:
         params = _object(spec_json.get("parameters", {}), "parameters")
@@ -934,12 +954,7 @@ class HttpApi:
             entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
             if kind == _SHM_KIND:
                 assert spec is not None
-                try:
-                    self.shm.write_output(
-                        spec.region, spec.offset, spec.byte_size, value, output=name
-                    )
-                except TritonError as e:
-                    raise _named(e, model, name) from None
+                self.shm.write_output(spec.region, spec.offset, spec.byte_size, value, output=name)
             elif kind == _BINARY_KIND:
                 data = _raw_view(value)
                 entry["parameters"] = {"binary_data_size": len(data)}
@@ -1089,13 +1104,6 @@ def _atol(text: str) -> int:
     """C's atol: the leading integer of ``text`` (0 when there is none)."""
     m = re.match(r"\s*([+-]?\d+)", text)
     return int(m.group(1)) if m else 0
-
-
-def _named(error: TritonError, model: str, name: str) -> TritonError:
-    """A shared-memory error, naming the tensor and model it was for."""
-    if name in error.message:
-        return error
-    return TritonError(f"{error.message} (tensor '{name}' of model '{model}')", error.status)
 
 
 def _request_parameters(params: dict[str, Any]) -> dict[str, Any]:
