@@ -981,23 +981,14 @@ class HttpApi:
     ) -> Reply:
         version = _version(version_text)
         loaded = self._loaded(model, version)
-        request = codec.loads(body)
+        request = codec.loads(body, members=True)
         if not isinstance(request, dict):
             raise _bad("generate request must be a JSON object")
         metadata = {t["name"]: t for t in self.server.model_metadata(model, version)["inputs"]}
         request_id = _string(request["id"], "id") if "id" in request else ""
-        params = request.get("parameters", {})
+        inputs, parameters = _generate_request(request, metadata)
         # As Triton's generate: every parameter goes to the model as it is; none schedules.
-        kwargs: dict[str, Any] = {}
-        if isinstance(params, dict) and params:
-            for key, value in params.items():
-                request_parameters.check_json_value(key, value, "Converting keyword: 'parameters': ")
-            kwargs["parameters"] = params
-        inputs: list[tuple[str, Any]] = []
-        for key, value in request.items():
-            meta = metadata.get(key)
-            if meta is not None:
-                inputs.append((key, _generate_input(key, meta, value)))
+        kwargs: dict[str, Any] = {"parameters": parameters} if parameters else {}
         queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
         submit_kwargs = dict(request_id=request_id, **kwargs)
         cancel: Callable[[], Any]
@@ -1220,6 +1211,45 @@ def _raw_view(value: Any) -> Any:
     if value.datatype == "BYTES":
         return value.tobytes()
     return memoryview(value.numpy().reshape(-1).view(np.uint8))
+
+
+def _generate_request(
+    request: codec.JsonObject, metadata: dict[str, dict[str, Any]]
+) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """A generate request's inputs and parameters, as Triton reads them: members are taken in
+    document order (a repeated name counts again, with its first value); one named like a model
+    input is that input, ``parameters`` is an object of parameters, and every other member
+    (``id`` included) is a parameter too. A later parameter replaces an earlier one."""
+    inputs: list[tuple[str, Any]] = []
+    parameters: dict[str, Any] = {}
+    for key in request.names:
+        value = request[key]
+        meta = metadata.get(key)
+        if meta is not None:
+            inputs.append((key, _generate_input(key, meta, value)))
+        elif key == "parameters":
+            if not isinstance(value, codec.JsonObject):
+                raise _bad(
+                    "Expected JSON object for keyword: 'parameters': attempt to access JSON "
+                    "non-object as object"
+                )
+            for name in value.names:
+                request_parameters.check_json_value(
+                    name, value[name], "Converting keyword: 'parameters': "
+                )
+                parameters[name] = _generate_parameter(value[name])
+        else:
+            request_parameters.check_json_value(key, value)
+            parameters[key] = _generate_parameter(value)
+    return inputs, parameters
+
+
+def _generate_parameter(value: Any) -> Any:
+    """A JSON parameter value as Triton's generate passes it: an integer that int64 cannot
+    hold becomes a double."""
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 def _generate_input(name: str, meta: dict[str, Any], value: Any) -> np.ndarray:

@@ -10,7 +10,8 @@ HTTP content codings. Pure functions, no I/O and no knowledge of routes.
 - ``decode_body`` / ``pick_encoding`` / ``encode_body``: gzip and deflate request bodies (with a
   size limit against decompression bombs) and responses.
 - ``loads`` / ``dumps``: JSON with BYTES strings carried byte-exact (invalid UTF-8 passes through
-  with ``surrogateescape``, as Triton passes raw bytes).
+  with ``surrogateescape``, as Triton passes raw bytes). A member name given twice in one object
+  keeps its first value, as Triton's parser (RapidJSON's ``FindMember``) reads it.
 """
 
 from __future__ import annotations
@@ -61,22 +62,71 @@ def _bad(message: str) -> TritonError:
 # ---- JSON --------------------------------------------------------------------------------------
 
 
-def loads(raw: bytes | memoryview) -> Any:
-    """Parse a JSON document; bytes that are not UTF-8 survive inside strings."""
+class JsonObject(dict[str, Any]):
+    """A JSON object the way Triton's parser reads it: a name given more than once keeps its
+    first value; ``names`` lists every member's name in document order, repeats included (what
+    Triton sees when it iterates an object's members)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        for key, value in pairs:
+            self.setdefault(key, value)
+        self.names = [key for key, _ in pairs]
+
+
+def loads(raw: bytes | memoryview, *, members: bool = False) -> Any:
+    """Parse a JSON document; bytes that are not UTF-8 survive inside strings. Objects whose
+    names repeat keep the first value of each (as Triton); ``members``: every object is a
+    ``JsonObject`` (its ``names`` in document order)."""
     # The fast path: valid UTF-8, standard JSON, no number of 20+ digits (orjson would turn an
-    # integer wider than 64 bits into a float; the exact path keeps it an int).
-    if _LONG_NUMBER.search(raw) is None:
+    # integer wider than 64 bits into a float; the exact path keeps it an int), and no repeated
+    # member name (orjson keeps the last value: counted below).
+    if not members and _LONG_NUMBER.search(raw) is None:
         try:
-            return orjson.loads(raw)
+            doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # invalid UTF-8, NaN/Infinity, errors: the exact path below gives the message
+        else:
+            try:
+                if _member_count(doc) == _colons(raw):
+                    return doc
+            except RecursionError:
+                pass  # nested deeper than Python recurses: the exact path says so
+            # Fewer members than ':' in the text: a name repeats somewhere (or a string holds
+            # a ':'): the exact path keeps each first value.
     text = bytes(raw).decode("utf-8", "surrogateescape")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=JsonObject)
     except ValueError as e:
         raise _bad(f"failed to parse the request JSON buffer: {e}") from None
     except RecursionError:
         raise _bad("failed to parse the request JSON buffer: nesting is too deep") from None
+
+
+def _colons(raw: bytes | memoryview) -> int:
+    return (raw if isinstance(raw, bytes) else bytes(raw)).count(b":")
+
+
+def _member_count(doc: Any) -> int:
+    """The members of the objects in ``doc`` that lie in objects and in arrays that start with
+    an object. Each member takes a ':' in the text, so a count equal to the text's ':' count
+    means that no name repeated (a repeat, or an object this skips, makes the count smaller)."""
+    if type(doc) is list:
+        return _member_count({"": doc}) - 1
+    if type(doc) is not dict:
+        return 0
+    count = len(doc)
+    for value in doc.values():
+        if type(value) is list:
+            if value and type(value[0]) is dict:
+                for item in value:
+                    if type(item) is dict:
+                        count += _member_count(item)
+        elif type(value) is dict:
+            count += _member_count(value)
+    return count
 
 
 _LONG_NUMBER = re.compile(rb"[0-9]{20}")

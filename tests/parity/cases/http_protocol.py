@@ -368,9 +368,13 @@ def generate(target: Target) -> Any:
     }
     for path in ("generate", "generate_stream"):
         for what, body in bodies.items():
-            seen[f"{path}: {what}"] = _request(
+            seen[f"{path}: {what}"] = answer = _request(
                 target, _post(f"/v2/models/gen/{path}", json.dumps(body).encode())
             )
+            if what == "parameters not an object":
+                # Triton answers 500; tritonlite deliberately answers a malformed request with
+                # 400 and Triton's text (README "Differences"): compare the text
+                del answer["status"]
     seen["gen2 missing one"] = _request(
         target, _post("/v2/models/gen2/generate", json.dumps({"PROMPT": "hi"}).encode())
     )
