@@ -1508,3 +1508,37 @@ def test_codec_loads_matches_the_exact_decoder(raw: bytes) -> None:
         raw.startswith(b'{"x":NaN')  # NaN != NaN: compare the shape instead
         and str(http_codec.loads(raw)) == str(stdjson.loads(raw.decode()))
     )
+
+
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        (b'{"id":"a","id":"b"}', {"id": "a"}),
+        (b'{"inputs":[{"name":"A","name":"B"}]}', {"inputs": [{"name": "A"}]}),
+        (b'{"p":{"a":1,"a":2},"s":"no:dup"}', {"p": {"a": 1}, "s": "no:dup"}),
+        (b'[1,{"a":1,"a":2}]', [1, {"a": 1}]),  # an object the fast count skips
+        (b'{"a":[[{"b":1,"b":2}]]}', {"a": [[{"b": 1}]]}),
+        (b'{"s":"a:b","t":1}', {"s": "a:b", "t": 1}),  # ':' in a string: the exact path agrees
+    ],
+)
+def test_a_repeated_member_name_keeps_its_first_value(raw: bytes, expected: Any) -> None:
+    """As Triton's parser (RapidJSON FindMember) reads a repeated name (checked against Triton
+    2.51: tests/parity/fixtures/http_duplicate_key.json)."""
+    from tritonlite.frontends import http_codec
+
+    assert http_codec.loads(raw) == expected
+    assert http_codec.loads(memoryview(raw)) == expected
+    members = http_codec.loads(b'{"a":1,"b":2,"a":3}', members=True)
+    assert (members, members.names) == ({"a": 1, "b": 2}, ["a", "b", "a"])
+
+
+def test_raw_binary_request_shapes(env: Env) -> None:
+    """Triton's deduction (tests/parity/fixtures/http_raw_binary.json has the full record): the
+    variable dimension takes whole elements, what is left over is a byte size mismatch."""
+    raw = {"Inference-Header-Content-Length": "0"}
+    r = request(env, "POST", "/v2/models/identity_INT32/infer", b"12345", raw)
+    assert (r.status, r.error) == (
+        400,
+        "[request id: <id_unknown>] input byte size mismatch for input 'raw_input' for model "
+        "'identity_INT32'. Expected 4, got 5",
+    )

@@ -81,7 +81,7 @@ from ..shared_memory import CUDA_IPC_HANDLE_BYTES, SystemSharedMemoryRegistry
 from ..tracing import setting_from_json
 from . import http_bigjson, request_parameters
 from .classification import classify
-from .input_errors import bytes_count_error, input_size_error
+from .input_errors import bytes_count_error, input_size_error, request_id_prefix
 from . import http_codec as codec
 from ..protocol_settings import HTTP_MAX_INPUT_SIZE, ProtocolSettings
 
@@ -1171,35 +1171,48 @@ def _tensor_from_bytes(
 
 def _raw_request(loaded: Any, body: bytes) -> _InferRequest:
     """Triton's raw binary request (header length 0): the whole body is the data of the model's
-    only input; every output is returned as binary data."""
+    only input, shaped by its configuration; every output is returned as binary data.
+
+    As Triton deduces it: the batch dimension (batching models) is 1; one variable-size
+    dimension takes what the body holds (whole elements, rounded down: a body that is not a
+    whole number of them is a byte size mismatch); a BYTES input must have exactly one element,
+    the whole body (dims [1])."""
     config = loaded.config
     model = config.name
+    prefix = request_id_prefix("")
     if len(config.input) != 1:
         raise _bad(
-            f"Raw request must only have 1 input (found 1) to be deduced but got "
+            f"{prefix}Raw request must only have 1 input (found 1) to be deduced but got "
             f"{len(config.input)} inputs in '{model}' model configuration"
         )
     spec = config.input[0]
     datatype = to_wire_name(mc.DataType.Name(spec.data_type))
-    dims = [1] if config.max_batch_size > 0 else []
-    dims += list(spec.dims)
+    shape = [1] if config.max_batch_size > 0 else []
+    variable = -1
+    for d in spec.dims:
+        if d < 0:
+            if variable >= 0:
+                raise _bad(
+                    f"{prefix}The shape of the raw input '{spec.name}' can not be deduced because "
+                    "there are more than one variable-sized dimension"
+                )
+            variable = len(shape)
+        shape.append(int(d))
+    fixed = codec.element_count([d for d in shape if d >= 0])
     if datatype == "BYTES":
-        shape = [1 if d < 0 else d for d in dims]
-        if codec.element_count(shape) != 1:
-            raise _bad(f"raw request for input '{spec.name}' of model '{model}' needs one element")
+        if variable >= 0 or fixed != 1:
+            raise _bad(
+                f"{prefix}For BYTE datatype raw input '{spec.name}', the model must have input "
+                "shape [1]"
+            )
         value: Any = np.array([body], dtype=np.object_).reshape(shape)
     else:
         size = _core.datatype_size(datatype)
-        fixed = codec.element_count([d for d in dims if d >= 0])
-        variable = [i for i, d in enumerate(dims) if d < 0]
-        if len(variable) > 1 or (variable and (fixed == 0 or len(body) % (fixed * size))):
-            raise _bad(
-                f"unable to deduce the shape of input '{spec.name}' of model '{model}' from a "
-                f"raw request of {len(body)} bytes"
-            )
-        shape = list(dims)
-        if variable:
-            shape[variable[0]] = len(body) // (fixed * size)
+        if variable >= 0:
+            shape[variable] = len(body) // (fixed * size) if fixed else 0
+        expected = fixed * size * (shape[variable] if variable >= 0 else 1)
+        if expected != len(body):  # Triton's text names the raw input as its frontend does
+            raise input_size_error(config, "", "raw_input", datatype, shape, expected, len(body))
         value = _tensor_from_bytes(config, "", spec.name, datatype, shape, body, 0, len(body))
     return _InferRequest([(spec.name, value)], None, _BINARY_KIND)
 

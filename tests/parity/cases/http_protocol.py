@@ -242,12 +242,16 @@ CASES = [
 # ---- raw binary requests -------------------------------------------------------------------
 
 RAW_MODELS = {
+    "bytes_one": ("TYPE_STRING", "[1]", 0),
+    "bytes_one_batched": ("TYPE_STRING", "[1]", 4),
     "bytes_any": ("TYPE_STRING", "[-1]", 0),
     "bytes_two": ("TYPE_STRING", "[-1, -1]", 0),
     "bytes_fixed": ("TYPE_STRING", "[2]", 0),
     "bytes_batched": ("TYPE_STRING", "[-1]", 4),
     "int_two": ("TYPE_INT32", "[-1, -1]", 0),
     "int_any": ("TYPE_INT32", "[-1]", 0),
+    "int_rows": ("TYPE_INT32", "[-1, 2]", 4),
+    "int_fixed": ("TYPE_INT32", "[2]", 0),
 }
 
 RAW_ECHO = """
@@ -280,24 +284,23 @@ def _serialized(*items: bytes) -> bytes:
 
 
 def raw_binary(target: Target) -> Any:
-    octet = {"Content-Type": "application/octet-stream"}
+    octet = {"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": "0"}
     bodies = {
-        "plain text": b"hello",
-        "one serialized element": _serialized(b"hello"),
-        "two serialized elements": _serialized(b"ab", b"cd"),
-        "empty": b"",
+        "5 bytes": b"hello",
+        "8 bytes": np.array([7, 8], dtype=np.int32).tobytes(),
+        "16 bytes": np.arange(4, dtype=np.int32).tobytes(),
     }
     seen: dict[str, Any] = {}
     for model in RAW_MODELS:
         for what, body in bodies.items():
-            if model.startswith("int") and what != "two serialized elements":
-                continue
-            seen[f"{model}: {what}"] = _request(target, _post(f"/v2/models/{model}/infer", body, octet))
-        seen[f"{model}: header length 0"] = _request(
-            target,
-            _post(f"/v2/models/{model}/infer", _serialized(b"x"),
-                  {**octet, "Inference-Header-Content-Length": "0"}),
-        )  # fmt: skip
+            answer = _request(target, _post(f"/v2/models/{model}/infer", body, octet))
+            if answer.get("status") == 200:  # binary output: the JSON header and the bytes
+                text = answer["body"]
+                head, _, data = text.partition("}]}")
+                answer["body"] = {"header": json.loads(head + "}]}"), "data": list(data)}
+            seen[f"{model}: {what}"] = answer
+        # no body and no inference header: a raw request too
+        seen[f"{model}: empty body"] = _request(target, _post(f"/v2/models/{model}/infer", b""))
         seen[f"{model} saw"] = target.observations(model)
     return seen
 
