@@ -1539,6 +1539,8 @@ def test_raw_binary_request_shapes(env: Env) -> None:
     r = request(env, "POST", "/v2/models/identity_INT32/infer", b"12345", raw)
     assert (r.status, r.error) == (
         400,
-        "[request id: <id_unknown>] input byte size mismatch for input 'raw_input' for model "
-        "'identity_INT32'. Expected 4, got 5",
+        (
+            "[request id: <id_unknown>] input byte size mismatch for input 'raw_input' for model "
+            "'identity_INT32'. Expected 4, got 5"
+        ),
     )

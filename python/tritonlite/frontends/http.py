@@ -21,8 +21,10 @@ unregister`` and the same for ``cudasharedmemory``; ``/v2/trace/setting``; ``/v2
 
 ``/infer`` supports JSON tensors (every datatype; BYTES as strings), Triton's binary tensor data
 extension (``Inference-Header-Content-Length``, ``binary_data``, ``binary_data_size``,
-``binary_data_output``), raw binary requests (header length 0), gzip and deflate request and
-response bodies, classification, system shared-memory inputs and outputs, and the request
+``binary_data_output``), raw binary requests (header length 0, the input's shape deduced as
+Triton does), gzip and deflate request and response bodies, chunked request bodies (also with a
+Content-Length, see ``_ChunkedOverLength``), classification, system shared-memory inputs and
+outputs (a region stays registered while a request uses it), and the request
 parameters ``priority``, ``timeout``, ``sequence_id`` (integer or string), ``sequence_start``
 and ``sequence_end``; other request parameters go to the model (``request.parameters()``).
 Binary inputs are zero-copy views of the request body.
@@ -42,6 +44,9 @@ Deliberate differences from Triton 2.51 (checked against it):
 - FP16 and BF16 tensors are accepted and returned as JSON numbers (Triton refuses them);
 - ``/generate`` on a model that answers other than once is a 400 (Triton sends a 200 whose body
   is the error); ``/generate`` also accepts compressed bodies;
+- a chunked body that also carries a Content-Length is decoded whatever that length says
+  (Triton takes the JSON header's length from it); chunk extensions are accepted (Triton drops
+  the connection); a chunk size past 64 bits is refused (Triton reads it as the last chunk);
 - bodies over ``max_body_bytes`` (Triton's ``--http-max-input-size``, 64 MiB), also after
   decompression, are refused with 400 and Triton's texts on every route (Triton 2.51 has no
   limit; later Tritons check it per input): a Content-Length over the limit before the body is
@@ -67,7 +72,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+from aiohttp.http import HttpRequestParser
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -1340,6 +1349,84 @@ async def _send_traced(request: BaseRequest, reply: Reply) -> web.StreamResponse
     return response
 
 
+# ---- a chunked body that also states a Content-Length --------------------------------------
+
+_CHUNKED_WITH_LENGTH = (
+    "Content-Length can't be present with Transfer-Encoding",  # llhttp (aiohttp's C parser)
+    "Transfer-Encoding can't be present with Content-Length",  # aiohttp's Python parser
+)
+_HEAD_END = b"\r\n\r\n"
+#: The longest request head looked at again (aiohttp's own limits are 8 KiB a line).
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+def _without_content_length(data: bytes) -> bytes | None:
+    """``data`` (a request head and what follows it) with the head's Content-Length headers
+    dropped and ``Connection: close`` added, when the head is whole and chunked; else None."""
+    end = data.find(_HEAD_END, 0, _MAX_HEAD_BYTES)
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(b"content-length:")]
+    chunked = any(
+        line.lower().startswith(b"transfer-encoding:") and line.lower().rstrip().endswith(b"chunked")
+        for line in kept
+    )
+    if len(kept) == len(lines) or not chunked:
+        return None
+    return b"\r\n".join([*kept, b"Connection: close"]) + data[end:]
+
+
+class _ChunkedOverLength:
+    """aiohttp's request parser, except for a request whose head has both
+    ``Transfer-Encoding: chunked`` and ``Content-Length``: aiohttp refuses it (400), Triton
+    decodes the chunked body (what ``requests.post(data=<chunk-encoded bytes>,
+    headers={"Transfer-Encoding": "chunked"})`` sends). As RFC 9112 (6.1, 6.3) allows, the
+    chunked framing wins, the Content-Length is ignored and the connection is closed after the
+    answer, so nothing after the body is ever read as another request. The head must arrive
+    whole at the start of one read (anything else keeps aiohttp's 400)."""
+
+    def __init__(self, handler: web_protocol.RequestHandler, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._parser = handler._parser
+        handler._parser = self  # type: ignore[assignment]
+
+    def feed_data(self, data: bytes) -> Any:
+        try:
+            return self._parser.feed_data(data)
+        except HttpProcessingError as e:
+            if not any(text in str(e.message) for text in _CHUNKED_WITH_LENGTH):
+                raise
+            fixed = _without_content_length(data) if data[:1].isalpha() else None
+            if fixed is None:
+                raise
+            self._parser = self._make()  # the old one stays in its error state
+            return self._parser.feed_data(fixed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+
+class _RequestHandler(web_protocol.RequestHandler):
+    def __init__(self, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        options: dict[str, Any] = {
+            "max_line_size": self.max_line_size, "max_field_size": self.max_field_size,
+            "max_headers": self.max_headers, "payload_exception": RequestPayloadError,
+            "auto_decompress": False,
+        }  # fmt: skip
+        queue = getattr(web_protocol, "MAX_MSG_QUEUE_SIZE", None)
+        if queue is not None:  # aiohttp 3.14 and later
+            options["max_msg_queue_size"] = queue
+        loop, limit = kwargs["loop"], getattr(self, "_read_bufsize", DEFAULT_CHUNK_SIZE)
+        _ChunkedOverLength(self, lambda: HttpRequestParser(self, loop, limit, **options))
+
+
+class _Server(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
 async def start_http(
     server: Server,
     host: str = "0.0.0.0",
@@ -1408,7 +1495,7 @@ async def start_http(
     # Bodies are decompressed by the API (with the size limit), not by aiohttp's parser.
     # handler_cancellation: a client that disconnects cancels its handler, and with it the
     # request in the core (a queued one never runs, a running model sees is_cancelled()).
-    handler = web.Server(
+    handler = _Server(
         handle, request_factory=make_request, access_log=None, auto_decompress=False,
         handler_cancellation=True,
     )  # fmt: skip

@@ -43,15 +43,13 @@ class TritonPythonModel:
 """
 
 
-def _request(target: Target, raw: bytes, half_close: bool = False) -> dict[str, Any]:
+def _request(target: Target, raw: bytes) -> dict[str, Any]:
     """Send ``raw`` (a whole HTTP/1.1 request, which asks the server to close after answering)
     and read one response: status and JSON body, or what became of the connection."""
     host, port = target.http_url.rsplit(":", 1)
     with socket.create_connection((host, int(port)), timeout=30) as s:
         try:
             s.sendall(raw)
-            if half_close:
-                s.shutdown(socket.SHUT_WR)
         except OSError:
             pass
         response = http.client.HTTPResponse(s)
@@ -145,13 +143,21 @@ def chunked(target: Target) -> Any:
     )  # fmt: skip
     import gzip
 
+    raw = np.arange(8, dtype=np.int32).tobytes()  # a raw binary request, as in Triton's test
     for what, headers, body in (
         ("capitalised", {"Transfer-Encoding": "Chunked"}, _chunked(a, b, c)),
         # what `requests.post(data=<chunk-encoded bytes>, headers={"Transfer-Encoding":
         # "chunked"})` sends (Triton's test_content_encoding_chunked_manually): the chunked
         # framing wins over the Content-Length of the encoded bytes
-        ("with content-length too",
-         {**te, "Content-Length": str(len(_chunked(a, b, c)))}, _chunked(a, b, c)),
+        (
+            "with content-length too",
+            {
+                **te,
+                "Content-Length": str(len(_chunked(raw))),
+                "Inference-Header-Content-Length": "0",
+            },
+            _chunked(raw),
+        ),
         ("gzip body", {**te, "Content-Encoding": "gzip"}, _chunked(gzip.compress(INFER_JSON))),
         ("generate", te, _chunked(b'{"IN": ', b"[4, 5]}")),
     ):
@@ -168,24 +174,6 @@ def chunked(target: Target) -> Any:
     )  # fmt: skip
     seen["model saw"] = target.observations("echo")
     # the server still serves after all of it
-    seen["after"] = _request(target, _post("/v2/models/echo/infer", INFER_JSON))
-    return seen
-
-
-def chunked_hostile(target: Target) -> Any:
-    te = {"Transfer-Encoding": "chunked", "Content-Type": "application/json"}
-    seen: dict[str, Any] = {}
-    seen["not hex"] = _request(target, _post("/v2/models/echo/infer", b"zz\r\nabc\r\n0\r\n\r\n", te))
-    seen["size overflows 64 bits"] = _request(
-        target,
-        _post("/v2/models/echo/infer", b"1" + b"0" * 20 + b"\r\nabc\r\n0\r\n\r\n", te),
-    )
-    seen["chunk shorter than its size, then eof"] = _request(
-        target, _post("/v2/models/echo/infer", b"20\r\n{}\r\n", te), half_close=True
-    )
-    seen["no terminator, then eof"] = _request(
-        target, _post("/v2/models/echo/infer", _chunked(INFER_JSON, end=b""), te), half_close=True
-    )
     seen["after"] = _request(target, _post("/v2/models/echo/infer", INFER_JSON))
     return seen
 
@@ -232,8 +220,6 @@ def duplicate_keys(target: Target) -> Any:
 CASES = [
     Case("http_chunked_body", build_echo, chunked,
          about="a Transfer-Encoding: chunked request body is decoded and served"),
-    Case("http_chunked_hostile", build_echo, chunked_hostile,
-         about="malformed chunked bodies are refused and the server goes on serving"),
     Case("http_duplicate_key", build_echo, duplicate_keys,
          about="a JSON body with a duplicate key is refused with 400"),
 ]  # fmt: skip
@@ -274,7 +260,7 @@ def build_raw(repo: Path) -> None:
             f'name: "{name}"\nbackend: "python"\nmax_batch_size: {batch}\n'
             f'input [{{ name: "IN" data_type: {dtype} dims: {dims} }}]\n'
             f'output [{{ name: "OUT" data_type: {dtype} dims: {dims} }}]\n'
-            'instance_group [{ kind: KIND_CPU count: 1 }]\n'
+            "instance_group [{ kind: KIND_CPU count: 1 }]\n"
         )
         python_model(repo, name, config, RAW_ECHO)
 
@@ -351,23 +337,35 @@ def build_generate(repo: Path) -> None:
 def generate(target: Target) -> Any:
     seen: dict[str, Any] = {}
     bodies = {
-        "extra fields": {"PROMPT": "hi", "temperature": 0.5, "stream": False, "tag": "x",
-                         "max_tokens": 7},
-        "extra fields and parameters": {"PROMPT": "hi", "top": 3,
-                                        "parameters": {"p": 1, "top": 4}},
+        "extra fields": {
+            "PROMPT": "hi",
+            "temperature": 0.5,
+            "stream": False,
+            "tag": "x",
+            "max_tokens": 7,
+        },
+        "extra fields and parameters": {"PROMPT": "hi", "top": 3, "parameters": {"p": 1, "top": 4}},
         "nested object": {"PROMPT": "hi", "obj": {"a": 1}},
         "array field": {"PROMPT": "hi", "arr": [1, 2]},
         "null field": {"PROMPT": "hi", "nothing": None},
         "missing input": {"temperature": 0.5},
         "empty": {},
-        "parameters before a field of the same name": {"parameters": {"top": 4}, "top": 3,
-                                                       "PROMPT": "hi"},
+        "parameters before a field of the same name": {
+            "parameters": {"top": 4},
+            "top": 3,
+            "PROMPT": "hi",
+        },
         "nested object in parameters": {"PROMPT": "hi", "parameters": {"o": {"a": 1}}},
         "parameters not an object": {"PROMPT": "hi", "parameters": 5},
         "id": {"PROMPT": "hi", "id": "abc", "x": 1},
         "big integer": {"PROMPT": "hi", "big": 2**63, "neg": -5},
-        "scheduling names": {"PROMPT": "hi", "priority": 1, "timeout": 5, "sequence_id": 3,
-                             "binary_data_output": True},
+        "scheduling names": {
+            "PROMPT": "hi",
+            "priority": 1,
+            "timeout": 5,
+            "sequence_id": 3,
+            "binary_data_output": True,
+        },
     }
     for path in ("generate", "generate_stream"):
         for what, body in bodies.items():
@@ -520,7 +518,9 @@ def shm_in_use(target: Target) -> Any:
         thread.join(60)
         seen["result"] = result
         attempt("regions after the request", regions)
-        attempt("http unregister input region after", lambda: http.unregister_system_shared_memory("in"))
+        attempt(
+            "http unregister input region after", lambda: http.unregister_system_shared_memory("in")
+        )
         attempt("grpc unregister output region after",
                 lambda: grpc.unregister_system_shared_memory("out"))  # fmt: skip
         attempt("regions at the end", regions)
