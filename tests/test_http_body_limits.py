@@ -251,7 +251,7 @@ def test_hostile_chunk_sizes_are_refused(srv: ServerProcess, body: bytes) -> Non
         s.shutdown(socket.SHUT_WR)  # no more bytes: a declared size is never reached
         answer = s.makefile("rb").read()
     # A 400 or a closed connection; never a served request.
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert answer == b"" or answer.split(b" ", 2)[1] == b"400", answer[:200]
     assert get(srv, "/v2/health/live")[0] == 200
 
 
@@ -262,7 +262,7 @@ def test_a_chunked_body_without_its_last_chunk_is_not_served(srv: ServerProcess)
         )
         s.shutdown(socket.SHUT_WR)
         answer = s.makefile("rb").read()
-    assert answer == b"" or answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert answer == b"" or answer.split(b" ", 2)[1] == b"400", answer[:200]
     assert get(srv, "/v2/health/live")[0] == 200
 
 
