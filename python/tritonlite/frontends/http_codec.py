@@ -90,12 +90,12 @@ def loads(raw: bytes | memoryview, *, members: bool = False) -> Any:
             pass  # invalid UTF-8, NaN/Infinity, errors: the exact path below gives the message
         else:
             try:
-                if _member_count(doc) == _colons(raw):
+                if _member_count(doc) == _key_ends(raw):
                     return doc
             except RecursionError:
                 pass  # nested deeper than Python recurses: the exact path says so
-            # Fewer members than ':' in the text: a name repeats somewhere (or a string holds
-            # a ':'): the exact path keeps each first value.
+            # Fewer members than names in the text: a name repeats somewhere (or a string
+            # holds what looks like a name's end): the exact path keeps each first value.
     text = bytes(raw).decode("utf-8", "surrogateescape")
     try:
         return json.loads(text, object_pairs_hook=JsonObject)
@@ -105,14 +105,24 @@ def loads(raw: bytes | memoryview, *, members: bool = False) -> Any:
         raise _bad("failed to parse the request JSON buffer: nesting is too deep") from None
 
 
-def _colons(raw: bytes | memoryview) -> int:
-    return (raw if isinstance(raw, bytes) else bytes(raw)).count(b":")
+def _key_ends(raw: bytes | memoryview) -> int:
+    """How many times ``"`` then ':' (white space between them allowed) occur in ``raw``: once
+    for every member of every object, more when strings hold that too."""
+    data = raw if isinstance(raw, bytes) else bytes(raw)
+    count = data.count(b'":')
+    if count == data.count(b":"):
+        return count
+    return len(_KEY_END.findall(data))  # some ':' follow a space, or lie in strings
+
+
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
 
 
 def _member_count(doc: Any) -> int:
     """The members of the objects in ``doc`` that lie in objects and in arrays that start with
-    an object. Each member takes a ':' in the text, so a count equal to the text's ':' count
-    means that no name repeated (a repeat, or an object this skips, makes the count smaller)."""
+    an object. Each member's name ends in a ``":`` in the text, so a count equal to
+    ``_key_ends`` means that no name repeated (a repeat, or an object this skips, makes the
+    count smaller)."""
     if type(doc) is list:
         return _member_count({"": doc}) - 1
     if type(doc) is not dict:
