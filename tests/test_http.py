@@ -1544,3 +1544,29 @@ def test_raw_binary_request_shapes(env: Env) -> None:
             "'identity_INT32'. Expected 4, got 5"
         ),
     )
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        # RapidJSON's texts and byte offsets, as Triton 2.51 answers them (the full record:
+        # tests/parity/fixtures/http_json_syntax_errors.json)
+        (b"AAAA", "Invalid value. at 0"),
+        (b"  ", "The document is empty. at 2"),
+        (b'{"a":tru}', "Invalid value. at 8"),
+        (b"[1 2]", "Missing a comma or ']' after an array element. at 3"),
+        (b'{"s":"]}", "a":[{"b":1} 2]}', "Missing a comma or ']' after an array element. at 24"),
+        (b'{"\xc3\xa9":1 "b"}', "Missing a comma or '}' after an object member. at 8"),
+        (b'{"a":1.}', "Miss fraction part in number. at 7"),
+        (b'{"a":1e+}', "Miss exponent in number. at 8"),
+        (b'{"a":-1e999}', "Number too big to be stored in double. at 5"),
+        (b'{"a":"\\u12G4"}', "Incorrect hex digit after \\u escape in string. at 6"),
+        (b'{"a":"abc', "Missing a closing quotation mark in string. at 9"),
+    ],
+)
+def test_json_syntax_errors_have_rapidjsons_words(raw: bytes, message: str) -> None:
+    from tritonlite.frontends import http_codec
+
+    with pytest.raises(TritonError) as e:
+        http_codec.loads(raw)
+    assert e.value.message == f"failed to parse the request JSON buffer: {message}"

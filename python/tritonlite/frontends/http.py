@@ -299,8 +299,9 @@ def _version(text: str | None) -> int | None:
 
 def _optional_json(body: bytes) -> dict[str, Any]:
     """A control request's JSON body: absent, or an object (anything else counts as empty, as
-    Triton treats it)."""
-    if not body.strip():
+    Triton treats it). White space alone is not absent: Triton parses it ("The document is
+    empty.")."""
+    if not body:
         return {}
     parsed = codec.loads(body)
     return parsed if isinstance(parsed, dict) else {}
