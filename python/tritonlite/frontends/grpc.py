@@ -637,17 +637,17 @@ class GrpcHandlers:
         loaded = server.get_model(request.model_name, version)
         inputs = self._input_tensors(request, loaded.config)
         regions = _shm_regions(request)
-        if not regions:
-            async for response in self._infer_submit(request, loaded, inputs, trace, forwarded):
-                yield response
-            return
-        registry = self._shm()
-        registry.acquire(regions)  # in use (not unregistered) until the responses are written
+        registry = self._shm() if regions else None
+        if registry is not None:  # in use (not unregistered) until the responses are written
+            registry.acquire(regions)
+        responses = self._infer_submit(request, loaded, inputs, trace, forwarded)
         try:
-            async for response in self._infer_submit(request, loaded, inputs, trace, forwarded):
+            async for response in responses:
                 yield response
         finally:
-            registry.release(regions)
+            await responses.aclose()  # now, so that a request the caller left is cancelled now
+            if registry is not None:
+                registry.release(regions)
 
     async def _infer_submit(
         self, request: Any, loaded: Any, inputs: list[tuple[str, Any]], trace: Any,
