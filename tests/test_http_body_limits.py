@@ -172,6 +172,100 @@ def test_a_streamed_body_is_refused_once_it_passes_the_limit(srv: ServerProcess)
     assert get(srv, "/v2/health/live")[0] == 200
 
 
+# ---- Transfer-Encoding: chunked (Triton decodes it; tests/parity/fixtures/http_chunked_body.json)
+
+
+def raw_exchange(server: ServerProcess, head: str, body: bytes) -> tuple[int, bytes, dict[str, str]]:
+    """Send a hand-made request and read one answer (status, body, headers); (0, b"", {})
+    when the server closed the connection without one."""
+    with socket.create_connection(("127.0.0.1", server.http_port), timeout=60) as s:
+        s.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        r = http.client.HTTPResponse(s)
+        try:
+            r.begin()
+        except http.client.RemoteDisconnected:
+            return 0, b"", {}
+        return r.status, r.read(), {k.lower(): v for k, v in r.getheaders()}
+
+
+IDENTITY_JSON = json.dumps(
+    {"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [1, 2], "data": [1, 2]}]}
+).encode()
+CHUNKED_HEAD = (
+    "POST /v2/models/identity/infer HTTP/1.1\nHost: x\nTransfer-Encoding: chunked\n"
+    "Content-Type: application/json\n"
+)
+
+
+def chunks(data: bytes, size: int = 7, end: bytes = b"0\r\n\r\n", fmt: str = "{:x}") -> bytes:
+    pieces = [data[i : i + size] for i in range(0, len(data), size)]
+    return b"".join(fmt.format(len(p)).encode() + b"\r\n" + p + b"\r\n" for p in pieces) + end
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        chunks(IDENTITY_JSON),
+        chunks(IDENTITY_JSON, fmt="{:X}"),  # upper-case hex
+        chunks(IDENTITY_JSON, fmt="000{:x}"),  # leading zeros
+        chunks(IDENTITY_JSON, fmt="{:x};name=value"),  # chunk extensions (Triton drops these)
+        chunks(IDENTITY_JSON, end=b"0\r\nX-Trailer: 1\r\n\r\n"),  # trailers
+        chunks(IDENTITY_JSON, size=1),  # one byte a chunk
+    ],
+)
+def test_a_chunked_body_is_decoded(srv: ServerProcess, body: bytes) -> None:
+    status, answer, _ = raw_exchange(srv, CHUNKED_HEAD, body)
+    assert status == 200, answer
+    assert json.loads(answer)["outputs"][0]["data"] == [1.0, 2.0]
+
+
+def test_a_chunked_body_with_a_content_length_too(srv: ServerProcess) -> None:
+    """What requests.post(data=<chunk-encoded bytes>, headers={"Transfer-Encoding": "chunked"})
+    sends: the chunked framing wins (RFC 9112 6.3) and the connection closes after the answer,
+    so what follows the body is never read as another request."""
+    body = chunks(IDENTITY_JSON)
+    head = CHUNKED_HEAD + f"Content-Length: {len(body) + 5}\n"
+    status, answer, headers = raw_exchange(srv, head, body)
+    assert status == 200, answer
+    assert json.loads(answer)["outputs"][0]["data"] == [1.0, 2.0]
+    assert headers.get("connection") == "close"
+    # Bounded like any chunked body: over the limit is refused as it arrives.
+    big = chunks(b" " * (LIMIT + 2 * MiB), size=MiB)
+    status, answer, _ = raw_exchange(srv, CHUNKED_HEAD + "Content-Length: 10\n", big)
+    assert (status, error_of(answer)) == (400, too_large(None))
+    assert get(srv, "/v2/health/live")[0] == 200
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"zz\r\nabc\r\n0\r\n\r\n",  # not hex
+        b"1" + b"0" * 20 + b"\r\nabc\r\n0\r\n\r\n",  # 2**80: past 64 bits (Triton reads 0)
+        b"ffffffffffffffff\r\nabc\r\n0\r\n\r\n",  # 2**64 - 1 declared, 3 bytes sent
+        b"-5\r\nabc\r\n0\r\n\r\n",  # negative
+    ],
+)
+def test_hostile_chunk_sizes_are_refused(srv: ServerProcess, body: bytes) -> None:
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=60) as s:
+        s.sendall(CHUNKED_HEAD.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        s.shutdown(socket.SHUT_WR)  # no more bytes: a declared size is never reached
+        answer = s.makefile("rb").read()
+    # A 400 or a closed connection; never a served request.
+    assert answer == b"" or answer.split(b" ", 2)[1] == b"400", answer[:200]
+    assert get(srv, "/v2/health/live")[0] == 200
+
+
+def test_a_chunked_body_without_its_last_chunk_is_not_served(srv: ServerProcess) -> None:
+    with socket.create_connection(("127.0.0.1", srv.http_port), timeout=60) as s:
+        s.sendall(
+            CHUNKED_HEAD.replace("\n", "\r\n").encode() + b"\r\n" + chunks(IDENTITY_JSON, end=b"")
+        )
+        s.shutdown(socket.SHUT_WR)
+        answer = s.makefile("rb").read()
+    assert answer == b"" or answer.split(b" ", 2)[1] == b"400", answer[:200]
+    assert get(srv, "/v2/health/live")[0] == 200
+
+
 def test_a_gzip_bomb_is_refused_without_inflating_it(srv: ServerProcess) -> None:
     assert srv.proc is not None
     packer = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
@@ -376,3 +470,29 @@ def test_big_json_in_pieces_keeps_the_usual_errors(datatype: str, text: str) -> 
         _pieces(doc, datatype, [count + 1])
     if isinstance(in_pieces.value, TritonError):
         assert in_pieces.value.message == usual.value.message
+
+
+@pytest.mark.parametrize(
+    "data, expected",
+    [
+        (
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n\r\n1\r\na",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n1\r\na",
+        ),
+        (  # names in any case, several Content-Lengths, a coding list ending in chunked
+            (
+                b"POST / HTTP/1.1\r\ncontent-length: 1\r\nTRANSFER-ENCODING: gzip, chunked\r\n"
+                b"Content-Length: 2\r\n\r\n"
+            ),
+            b"POST / HTTP/1.1\r\nTRANSFER-ENCODING: gzip, chunked\r\nConnection: close\r\n\r\n",
+        ),
+        (b"POST / HTTP/1.1\r\nContent-Length: 9\r\n\r\n", None),  # not chunked
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", None),  # no Content-Length
+        (b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 9\r\n", None),  # cut
+        (b"POST / HTTP/1.1\r\n" + b"X: y\r\n" * 20000 + b"\r\n", None),  # a head too long
+    ],
+)
+def test_a_chunked_head_without_its_content_length(data: bytes, expected: bytes | None) -> None:
+    from tritonlite.frontends.http import _without_content_length
+
+    assert _without_content_length(data) == expected

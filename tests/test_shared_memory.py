@@ -242,6 +242,55 @@ def test_unregister_while_a_tensor_is_alive(registry: SystemSharedMemoryRegistry
     registry.register("r", key, 0, 64)  # the name is free again
 
 
+def test_a_region_in_use_cannot_be_unregistered(
+    registry: SystemSharedMemoryRegistry, key: str
+) -> None:
+    # Triton 2.51's codes and texts (tests/parity/fixtures/http_shm_in_use.json).
+    for name in ("in", "out", "spare"):
+        registry.register(name, key, 0, 64)
+    registry.acquire(["in", "out", "in"])  # a name once per request, however often named
+    registry.acquire(["out"])  # a second request
+    with pytest.raises(TritonError) as e:
+        registry.unregister("in")
+    assert (e.value.status, e.value.message) == (
+        "INTERNAL", "Cannot unregister shared memory region 'in', it is currently in use."
+    )
+    with pytest.raises(TritonError) as e:
+        registry.unregister()  # every region: the idle ones go, the busy ones are named
+    assert (e.value.status, e.value.message) == (
+        "INTERNAL",
+        "Failed to unregister the following system shared memory regions: in ,out ,",
+    )
+    assert [r["name"] for r in registry.status()] == ["in", "out"]
+    registry.release(["in", "out"])
+    registry.unregister("in")
+    with pytest.raises(TritonError, match="'out', it is currently in use"):
+        registry.unregister("out")  # the second request still holds it
+    registry.release(["out"])
+    registry.unregister()
+    assert registry.status() == []
+    with pytest.raises(TritonError, match="Unable to find shared memory region: 'gone'") as e:
+        registry.acquire(["gone"])
+    assert e.value.status == "NOT_FOUND"
+
+
+def test_close_forgets_regions_in_use(registry: SystemSharedMemoryRegistry, key: str) -> None:
+    registry.register("r", key, 0, 64)
+    registry.acquire(["r"])
+    registry.close()
+    assert registry.status() == []
+    registry.release(["r"])  # a request that ends after the server stopped: harmless
+
+
+def test_an_empty_window_is_refused(registry: SystemSharedMemoryRegistry, key: str) -> None:
+    registry.register("r", key, 0, 64)
+    with pytest.raises(TritonError) as e:
+        registry.input_tensor("r", 0, 0, "INT32", [0])
+    assert (e.value.status, e.value.message) == (
+        "INVALID_ARG", "Invalid offset + byte size for shared memory region: 'r'"
+    )
+
+
 def test_concurrent_use(registry: SystemSharedMemoryRegistry, key: str) -> None:
     errors: list[BaseException] = []
     stop = threading.Event()

@@ -7,9 +7,12 @@ protocols, so one ``SystemSharedMemoryRegistry`` lives on the ``Server``
 (``server.system_shared_memory``) and the HTTP and gRPC frontends both use it.
 
 - ``register(name, key, offset, byte_size)`` maps the window (read-write, ``MAP_SHARED``).
-- ``unregister(name=None)`` forgets one region (``None``: all of them). A region still used by
-  an in-flight request stays mapped until that request's tensors are released, so unregistering
-  never invalidates memory a model is reading.
+- ``unregister(name=None)`` forgets one region (``None``: all of them). As Triton, a region that
+  an in-flight request uses (``acquire``/``release``: the frontends hold each region a request
+  names, input or output, from its decoding until its response is written) cannot be
+  unregistered: INTERNAL "... it is currently in use" (unregistering all of them removes the
+  others and names those). Tensors still viewing a region after that keep its memory mapped
+  until they are released, so unregistering never invalidates memory a model is reading.
 - ``status(name=None)`` lists regions as Triton's status JSON objects.
 - ``input_tensor(...)`` is a zero-copy ``Tensor`` over part of a region; ``write_output(...)``
   copies an output tensor into a region. Both check bounds against the registered window first:
@@ -85,6 +88,8 @@ class SystemSharedMemoryRegistry:
 
     def __init__(self) -> None:
         self._regions: dict[str, _Region] = {}
+        #: In-flight requests using each region (absent: none).
+        self._uses: dict[str, int] = {}
         self._lock = threading.Lock()
 
     # ---- registration ------------------------------------------------------------------------
@@ -154,14 +159,34 @@ class SystemSharedMemoryRegistry:
 
     def unregister(self, name: str | None = None) -> None:
         """Forget region ``name`` (every region when ``None``); unknown names are ignored, as
-        Triton does. Memory still viewed by in-flight tensors is unmapped when they are released."""
+        Triton does. A region in use by an in-flight request is not removed (INTERNAL, Triton's
+        texts); unregistering every region removes the others first. Memory still viewed by
+        in-flight tensors is unmapped when they are released."""
         with self._lock:
             if name is None:
-                regions = list(self._regions.values())
-                self._regions.clear()
+                busy = sorted(n for n in self._regions if self._uses.get(n))
+                regions = [r for n, r in self._regions.items() if not self._uses.get(n)]
             else:
-                region = self._regions.pop(name, None)
+                busy = [name] if self._uses.get(name) else []
+                region = None if busy else self._regions.get(name)
                 regions = [region] if region is not None else []
+            for region in regions:
+                del self._regions[region.name]
+        self._unmap(regions)
+        if name is not None and busy:
+            raise TritonError(
+                f"Cannot unregister shared memory region '{name}', it is currently in use.",
+                INTERNAL,
+            )
+        if name is None and busy:
+            raise TritonError(
+                "Failed to unregister the following system shared memory regions: "
+                + "".join(f"{n} ," for n in busy),
+                INTERNAL,
+            )
+
+    @staticmethod
+    def _unmap(regions: Sequence[_Region]) -> None:
         for region in regions:
             try:
                 region.map.close()
@@ -169,7 +194,36 @@ class SystemSharedMemoryRegistry:
                 pass  # views are alive: the mapping goes away with the last of them
 
     def close(self) -> None:
-        self.unregister()
+        """Forget every region, in use or not (the server is stopping)."""
+        with self._lock:
+            regions = list(self._regions.values())
+            self._regions.clear()
+            self._uses.clear()
+        self._unmap(regions)
+
+    # ---- use by in-flight requests -----------------------------------------------------------
+
+    def acquire(self, names: Sequence[str]) -> None:
+        """Mark the regions an in-flight request names as in use (a name once per request);
+        NOT_FOUND, and nothing marked, when one is not registered. Pair with ``release``."""
+        names = list(dict.fromkeys(names))
+        with self._lock:
+            for name in names:
+                if name not in self._regions:
+                    raise TritonError(f"Unable to find shared memory region: '{name}'", NOT_FOUND)
+            for name in names:
+                self._uses[name] = self._uses.get(name, 0) + 1
+
+    def release(self, names: Sequence[str]) -> None:
+        """The request that ``acquire``d ``names`` is done with them."""
+        names = list(dict.fromkeys(names))
+        with self._lock:
+            for name in names:
+                left = self._uses.get(name, 0) - 1
+                if left > 0:
+                    self._uses[name] = left
+                else:
+                    self._uses.pop(name, None)
 
     def status(self, name: str | None = None) -> list[dict[str, Any]]:
         """Triton's status objects ``{name, key, offset, byte_size}``; NOT_FOUND for an unknown
@@ -205,7 +259,7 @@ class SystemSharedMemoryRegistry:
             raise TritonError(f"Invalid offset for shared memory region: '{name}'", INVALID_ARG)
         size = region.byte_size - offset if byte_size is None else byte_size
         size = _non_negative_int(size, "byte_size", name)
-        if offset + size > region.byte_size:
+        if offset + size > region.byte_size or size == 0:  # Triton: an empty window too
             raise TritonError(
                 f"Invalid offset + byte size for shared memory region: '{name}'", INVALID_ARG
             )

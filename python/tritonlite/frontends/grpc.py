@@ -652,6 +652,25 @@ class GrpcHandlers:
         version = _version(request.model_version)
         loaded = server.get_model(request.model_name, version)
         inputs = self._input_tensors(request, loaded.config)
+        regions = _shm_regions(request)
+        registry = self._shm() if regions else None
+        if registry is not None:  # in use (not unregistered) until the responses are written
+            registry.acquire(regions)
+        responses = self._infer_submit(request, loaded, inputs, trace, forwarded)
+        try:
+            async for response in responses:
+                yield response
+        finally:
+            await responses.aclose()  # now, so that a request the caller left is cancelled now
+            if registry is not None:
+                registry.release(regions)
+
+    async def _infer_submit(
+        self, request: Any, loaded: Any, inputs: list[tuple[str, Any]], trace: Any,
+        forwarded: dict[str, str] | None,
+    ) -> AsyncIterator[Any]:
+        server = self.server
+        version = _version(request.model_version)
         params = request.parameters
         outputs = [o.name for o in request.outputs] or None
         kwargs = dict(request_id=request.id, **_scheduling_parameters(params))
@@ -812,13 +831,23 @@ class GrpcHandlers:
             if region is not None:
                 offset = int(_param(spec.parameters, "shared_memory_offset") or 0)
                 size = int(_param(spec.parameters, "shared_memory_byte_size") or 0)
-                self._shm().write_output(region, offset, size, t)
+                self._shm().write_output(region, offset, size, t, output=name)
                 # As Triton: an empty entry keeps raw_output_contents[i] aligned with outputs[i]
                 # (clients, perf_analyzer among them, index one by the other).
                 resp.raw_output_contents.append(b"")
             else:
                 resp.raw_output_contents.append(t.tobytes())
         return resp
+
+
+def _shm_regions(request: Any) -> list[str]:
+    """The shared-memory regions a ModelInferRequest names, inputs and outputs."""
+    regions: list[str] = []
+    for entry in (*request.inputs, *request.outputs):
+        region = _param(entry.parameters, "shared_memory_region")
+        if region is not None:
+            regions.append(region)
+    return regions
 
 
 # ---- grpcio transport ----------------------------------------------------------------------

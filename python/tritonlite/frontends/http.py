@@ -21,8 +21,10 @@ unregister`` and the same for ``cudasharedmemory``; ``/v2/trace/setting``; ``/v2
 
 ``/infer`` supports JSON tensors (every datatype; BYTES as strings), Triton's binary tensor data
 extension (``Inference-Header-Content-Length``, ``binary_data``, ``binary_data_size``,
-``binary_data_output``), raw binary requests (header length 0), gzip and deflate request and
-response bodies, classification, system shared-memory inputs and outputs, and the request
+``binary_data_output``), raw binary requests (header length 0, the input's shape deduced as
+Triton does), gzip and deflate request and response bodies, chunked request bodies (also with a
+Content-Length, see ``_ChunkedOverLength``), classification, system shared-memory inputs and
+outputs (a region stays registered while a request uses it), and the request
 parameters ``priority``, ``timeout``, ``sequence_id`` (integer or string), ``sequence_start``
 and ``sequence_end``; other request parameters go to the model (``request.parameters()``).
 Binary inputs are zero-copy views of the request body.
@@ -42,13 +44,15 @@ Deliberate differences from Triton 2.51 (checked against it):
 - FP16 and BF16 tensors are accepted and returned as JSON numbers (Triton refuses them);
 - ``/generate`` on a model that answers other than once is a 400 (Triton sends a 200 whose body
   is the error); ``/generate`` also accepts compressed bodies;
+- a chunked body that also carries a Content-Length is decoded whatever that length says
+  (Triton takes the JSON header's length from it); chunk extensions are accepted (Triton drops
+  the connection); a chunk size past 64 bits is refused (Triton reads it as the last chunk);
 - bodies over ``max_body_bytes`` (Triton's ``--http-max-input-size``, 64 MiB), also after
   decompression, are refused with 400 and Triton's texts on every route (Triton 2.51 has no
   limit; later Tritons check it per input): a Content-Length over the limit before the body is
   read, a streamed body as soon as it passes the limit;
 - an unexpected failure (a bug) answers 500 with a generic text and an error id; the details
-  go to the server log under that id, never to the client;
-- shared-memory errors name the tensor and model.
+  go to the server log under that id, never to the client.
 """
 
 from __future__ import annotations
@@ -68,7 +72,11 @@ from typing import Any
 from urllib.parse import unquote
 
 import numpy as np
-from aiohttp import web
+from aiohttp import web, web_protocol
+from aiohttp.helpers import DEFAULT_CHUNK_SIZE
+from aiohttp.http import HttpRequestParser
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
 from google.protobuf import json_format
 from google.protobuf.descriptor import FieldDescriptor
@@ -82,7 +90,7 @@ from ..shared_memory import CUDA_IPC_HANDLE_BYTES, SystemSharedMemoryRegistry
 from ..tracing import setting_from_json
 from . import http_bigjson, request_parameters
 from .classification import classify
-from .input_errors import bytes_count_error, input_size_error
+from .input_errors import bytes_count_error, input_size_error, request_id_prefix
 from . import http_codec as codec
 from ..protocol_settings import HTTP_MAX_INPUT_SIZE, ProtocolSettings
 
@@ -291,8 +299,9 @@ def _version(text: str | None) -> int | None:
 
 def _optional_json(body: bytes) -> dict[str, Any]:
     """A control request's JSON body: absent, or an object (anything else counts as empty, as
-    Triton treats it)."""
-    if not body.strip():
+    Triton treats it). White space alone is not absent: Triton parses it ("The document is
+    empty.")."""
+    if not body:
         return {}
     parsed = codec.loads(body)
     return parsed if isinstance(parsed, dict) else {}
@@ -363,6 +372,8 @@ class _InferRequest:
     default_kind: int
     request_id: str = ""
     kwargs: dict[str, Any] = field(default_factory=dict)
+    #: The shared-memory regions the request names (inputs and outputs).
+    regions: list[str] = field(default_factory=list)
 
 
 class HttpApi:
@@ -730,6 +741,24 @@ class HttpApi:
             request = await asyncio.get_running_loop().run_in_executor(
                 None, self._parse_big_infer, model, loaded, body, header_length
             )
+        regions = request.regions
+        if regions:  # in use (not unregistered) until the response is written
+            self.shm.acquire(regions)
+        try:
+            return await self._infer_submit(model, version, loaded, headers, request, trace)
+        finally:
+            if regions:
+                self.shm.release(regions)
+
+    async def _infer_submit(
+        self,
+        model: str,
+        version: int | None,
+        loaded: Any,
+        headers: Mapping[str, str],
+        request: _InferRequest,
+        trace: Any,
+    ) -> Reply:
         outputs = list(request.outputs) if request.outputs is not None else None
         if self.header_forward is not None:
             forwarded = request_parameters.forwarded_headers(self.header_forward, headers.items())
@@ -795,6 +824,7 @@ class HttpApi:
             default_kind = _BINARY_KIND
 
         inputs: list[tuple[str, Any]] = []
+        regions: list[str] = []
         position = header_length
         for raw in raw_inputs:
             tensor = _object(raw, "inputs")
@@ -856,10 +886,8 @@ class HttpApi:
                     )
                 size = _uint(tparams["shared_memory_byte_size"], "shared_memory_byte_size")
                 _check_byte_size(loaded.config, request_id, name, datatype, shape, size)
-                try:
-                    value = self.shm.input_tensor(region, offset, size, datatype, shape)
-                except TritonError as e:
-                    raise _named(e, model, name) from None
+                value = self.shm.input_tensor(region, offset, size, datatype, shape)
+                regions.append(region)
             inputs.append((name, value))
         if position != len(body):
             raise _bad(f"unexpected additional input data for model '{model}'")
@@ -877,8 +905,10 @@ class HttpApi:
                         "Unable to parse 'name': attempt to access non-existing object member 'name'"
                     )
                 name = _string(spec_json["name"], "name")
-                outputs[name] = self._output_spec(spec_json, default_kind)
-        return _InferRequest(inputs, outputs, default_kind, request_id, kwargs)
+                outputs[name] = spec = self._output_spec(spec_json, default_kind)
+                if spec.region:
+                    regions.append(spec.region)
+        return _InferRequest(inputs, outputs, default_kind, request_id, kwargs, regions)
 
     def _output_spec(self, spec_json: dict[str, Any], default_kind: int) -> _OutputSpec:
         params = _object(spec_json.get("parameters", {}), "parameters")
@@ -934,12 +964,7 @@ class HttpApi:
             entry: dict[str, Any] = {"name": name, "datatype": datatype, "shape": shape}
             if kind == _SHM_KIND:
                 assert spec is not None
-                try:
-                    self.shm.write_output(
-                        spec.region, spec.offset, spec.byte_size, value, output=name
-                    )
-                except TritonError as e:
-                    raise _named(e, model, name) from None
+                self.shm.write_output(spec.region, spec.offset, spec.byte_size, value, output=name)
             elif kind == _BINARY_KIND:
                 data = _raw_view(value)
                 entry["parameters"] = {"binary_data_size": len(data)}
@@ -966,23 +991,14 @@ class HttpApi:
     ) -> Reply:
         version = _version(version_text)
         loaded = self._loaded(model, version)
-        request = codec.loads(body)
+        request = codec.loads(body, members=True)
         if not isinstance(request, dict):
             raise _bad("generate request must be a JSON object")
         metadata = {t["name"]: t for t in self.server.model_metadata(model, version)["inputs"]}
         request_id = _string(request["id"], "id") if "id" in request else ""
-        params = request.get("parameters", {})
+        inputs, parameters = _generate_request(request, metadata)
         # As Triton's generate: every parameter goes to the model as it is; none schedules.
-        kwargs: dict[str, Any] = {}
-        if isinstance(params, dict) and params:
-            for key, value in params.items():
-                request_parameters.check_json_value(key, value, "Converting keyword: 'parameters': ")
-            kwargs["parameters"] = params
-        inputs: list[tuple[str, Any]] = []
-        for key, value in request.items():
-            meta = metadata.get(key)
-            if meta is not None:
-                inputs.append((key, _generate_input(key, meta, value)))
+        kwargs: dict[str, Any] = {"parameters": parameters} if parameters else {}
         queue: asyncio.Queue[tuple[Any, Any, bool]] = asyncio.Queue()
         submit_kwargs = dict(request_id=request_id, **kwargs)
         cancel: Callable[[], Any]
@@ -1091,13 +1107,6 @@ def _atol(text: str) -> int:
     return int(m.group(1)) if m else 0
 
 
-def _named(error: TritonError, model: str, name: str) -> TritonError:
-    """A shared-memory error, naming the tensor and model it was for."""
-    if name in error.message:
-        return error
-    return TritonError(f"{error.message} (tensor '{name}' of model '{model}')", error.status)
-
-
 def _request_parameters(params: dict[str, Any]) -> dict[str, Any]:
     """Scheduling arguments from Triton's request parameters."""
     kwargs: dict[str, Any] = {}
@@ -1172,35 +1181,48 @@ def _tensor_from_bytes(
 
 def _raw_request(loaded: Any, body: bytes) -> _InferRequest:
     """Triton's raw binary request (header length 0): the whole body is the data of the model's
-    only input; every output is returned as binary data."""
+    only input, shaped by its configuration; every output is returned as binary data.
+
+    As Triton deduces it: the batch dimension (batching models) is 1; one variable-size
+    dimension takes what the body holds (whole elements, rounded down: a body that is not a
+    whole number of them is a byte size mismatch); a BYTES input must have exactly one element,
+    the whole body (dims [1])."""
     config = loaded.config
     model = config.name
+    prefix = request_id_prefix("")
     if len(config.input) != 1:
         raise _bad(
-            f"Raw request must only have 1 input (found 1) to be deduced but got "
+            f"{prefix}Raw request must only have 1 input (found 1) to be deduced but got "
             f"{len(config.input)} inputs in '{model}' model configuration"
         )
     spec = config.input[0]
     datatype = to_wire_name(mc.DataType.Name(spec.data_type))
-    dims = [1] if config.max_batch_size > 0 else []
-    dims += list(spec.dims)
+    shape = [1] if config.max_batch_size > 0 else []
+    variable = -1
+    for d in spec.dims:
+        if d < 0:
+            if variable >= 0:
+                raise _bad(
+                    f"{prefix}The shape of the raw input '{spec.name}' can not be deduced because "
+                    "there are more than one variable-sized dimension"
+                )
+            variable = len(shape)
+        shape.append(int(d))
+    fixed = codec.element_count([d for d in shape if d >= 0])
     if datatype == "BYTES":
-        shape = [1 if d < 0 else d for d in dims]
-        if codec.element_count(shape) != 1:
-            raise _bad(f"raw request for input '{spec.name}' of model '{model}' needs one element")
+        if variable >= 0 or fixed != 1:
+            raise _bad(
+                f"{prefix}For BYTE datatype raw input '{spec.name}', the model must have input "
+                "shape [1]"
+            )
         value: Any = np.array([body], dtype=np.object_).reshape(shape)
     else:
         size = _core.datatype_size(datatype)
-        fixed = codec.element_count([d for d in dims if d >= 0])
-        variable = [i for i, d in enumerate(dims) if d < 0]
-        if len(variable) > 1 or (variable and (fixed == 0 or len(body) % (fixed * size))):
-            raise _bad(
-                f"unable to deduce the shape of input '{spec.name}' of model '{model}' from a "
-                f"raw request of {len(body)} bytes"
-            )
-        shape = list(dims)
-        if variable:
-            shape[variable[0]] = len(body) // (fixed * size)
+        if variable >= 0:
+            shape[variable] = len(body) // (fixed * size) if fixed else 0
+        expected = fixed * size * (shape[variable] if variable >= 0 else 1)
+        if expected != len(body):  # Triton's text names the raw input as its frontend does
+            raise input_size_error(config, "", "raw_input", datatype, shape, expected, len(body))
         value = _tensor_from_bytes(config, "", spec.name, datatype, shape, body, 0, len(body))
     return _InferRequest([(spec.name, value)], None, _BINARY_KIND)
 
@@ -1212,6 +1234,45 @@ def _raw_view(value: Any) -> Any:
     if value.datatype == "BYTES":
         return value.tobytes()
     return memoryview(value.numpy().reshape(-1).view(np.uint8))
+
+
+def _generate_request(
+    request: codec.JsonObject, metadata: dict[str, dict[str, Any]]
+) -> tuple[list[tuple[str, Any]], dict[str, Any]]:
+    """A generate request's inputs and parameters, as Triton reads them: members are taken in
+    document order (a repeated name counts again, with its first value); one named like a model
+    input is that input, ``parameters`` is an object of parameters, and every other member
+    (``id`` included) is a parameter too. A later parameter replaces an earlier one."""
+    inputs: list[tuple[str, Any]] = []
+    parameters: dict[str, Any] = {}
+    for key in request.names:
+        value = request[key]
+        meta = metadata.get(key)
+        if meta is not None:
+            inputs.append((key, _generate_input(key, meta, value)))
+        elif key == "parameters":
+            if not isinstance(value, codec.JsonObject):
+                raise _bad(
+                    "Expected JSON object for keyword: 'parameters': attempt to access JSON "
+                    "non-object as object"
+                )
+            for name in value.names:
+                request_parameters.check_json_value(
+                    name, value[name], "Converting keyword: 'parameters': "
+                )
+                parameters[name] = _generate_parameter(value[name])
+        else:
+            request_parameters.check_json_value(key, value)
+            parameters[key] = _generate_parameter(value)
+    return inputs, parameters
+
+
+def _generate_parameter(value: Any) -> Any:
+    """A JSON parameter value as Triton's generate passes it: an integer that int64 cannot
+    hold becomes a double."""
+    if type(value) is int and not -(2**63) <= value < 2**63:
+        return float(value)
+    return value
 
 
 def _generate_input(name: str, meta: dict[str, Any], value: Any) -> np.ndarray:
@@ -1289,6 +1350,84 @@ async def _send_traced(request: BaseRequest, reply: Reply) -> web.StreamResponse
     return response
 
 
+# ---- a chunked body that also states a Content-Length --------------------------------------
+
+_CHUNKED_WITH_LENGTH = (
+    "Content-Length can't be present with Transfer-Encoding",  # llhttp (aiohttp's C parser)
+    "Transfer-Encoding can't be present with Content-Length",  # aiohttp's Python parser
+)
+_HEAD_END = b"\r\n\r\n"
+#: The longest request head looked at again (aiohttp's own limits are 8 KiB a line).
+_MAX_HEAD_BYTES = 64 * 1024
+
+
+def _without_content_length(data: bytes) -> bytes | None:
+    """``data`` (a request head and what follows it) with the head's Content-Length headers
+    dropped and ``Connection: close`` added, when the head is whole and chunked; else None."""
+    end = data.find(_HEAD_END, 0, _MAX_HEAD_BYTES)
+    if end < 0:
+        return None
+    lines = data[:end].split(b"\r\n")
+    kept = [line for line in lines if not line.lower().startswith(b"content-length:")]
+    chunked = any(
+        line.lower().startswith(b"transfer-encoding:") and line.lower().rstrip().endswith(b"chunked")
+        for line in kept
+    )
+    if len(kept) == len(lines) or not chunked:
+        return None
+    return b"\r\n".join([*kept, b"Connection: close"]) + data[end:]
+
+
+class _ChunkedOverLength:
+    """aiohttp's request parser, except for a request whose head has both
+    ``Transfer-Encoding: chunked`` and ``Content-Length``: aiohttp refuses it (400), Triton
+    decodes the chunked body (what ``requests.post(data=<chunk-encoded bytes>,
+    headers={"Transfer-Encoding": "chunked"})`` sends). As RFC 9112 (6.1, 6.3) allows, the
+    chunked framing wins, the Content-Length is ignored and the connection is closed after the
+    answer, so nothing after the body is ever read as another request. The head must arrive
+    whole at the start of one read (anything else keeps aiohttp's 400)."""
+
+    def __init__(self, handler: web_protocol.RequestHandler, make: Callable[[], Any]) -> None:
+        self._make = make
+        self._parser = handler._parser
+        handler._parser = self  # type: ignore[assignment]
+
+    def feed_data(self, data: bytes) -> Any:
+        try:
+            return self._parser.feed_data(data)
+        except HttpProcessingError as e:
+            if not any(text in str(e.message) for text in _CHUNKED_WITH_LENGTH):
+                raise
+            fixed = _without_content_length(data) if data[:1].isalpha() else None
+            if fixed is None:
+                raise
+            self._parser = self._make()  # the old one stays in its error state
+            return self._parser.feed_data(fixed)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._parser, name)
+
+
+class _RequestHandler(web_protocol.RequestHandler):
+    def __init__(self, manager: web.Server, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        options: dict[str, Any] = {
+            "max_line_size": self.max_line_size, "max_field_size": self.max_field_size,
+            "max_headers": self.max_headers, "payload_exception": RequestPayloadError,
+            "auto_decompress": False,
+        }  # fmt: skip
+        queue = getattr(web_protocol, "MAX_MSG_QUEUE_SIZE", None)
+        if queue is not None:  # aiohttp 3.14 and later
+            options["max_msg_queue_size"] = queue
+        loop, limit = kwargs["loop"], getattr(self, "_read_bufsize", DEFAULT_CHUNK_SIZE)
+        _ChunkedOverLength(self, lambda: HttpRequestParser(self, loop, limit, **options))
+
+
+class _Server(web.Server):
+    def __call__(self) -> web_protocol.RequestHandler:
+        return _RequestHandler(self, loop=self._loop, **self._kwargs)
+
+
 async def start_http(
     server: Server,
     host: str = "0.0.0.0",
@@ -1357,7 +1496,7 @@ async def start_http(
     # Bodies are decompressed by the API (with the size limit), not by aiohttp's parser.
     # handler_cancellation: a client that disconnects cancels its handler, and with it the
     # request in the core (a queued one never runs, a running model sees is_cancelled()).
-    handler = web.Server(
+    handler = _Server(
         handle, request_factory=make_request, access_log=None, auto_decompress=False,
         handler_cancellation=True,
     )  # fmt: skip

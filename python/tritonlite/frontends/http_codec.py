@@ -10,7 +10,9 @@ HTTP content codings. Pure functions, no I/O and no knowledge of routes.
 - ``decode_body`` / ``pick_encoding`` / ``encode_body``: gzip and deflate request bodies (with a
   size limit against decompression bombs) and responses.
 - ``loads`` / ``dumps``: JSON with BYTES strings carried byte-exact (invalid UTF-8 passes through
-  with ``surrogateescape``, as Triton passes raw bytes).
+  with ``surrogateescape``, as Triton passes raw bytes). A member name given twice in one object
+  keeps its first value, as Triton's parser (RapidJSON's ``FindMember``) reads it; syntax errors
+  are worded and placed (byte offsets) as RapidJSON words them (``syntax_error``).
 """
 
 from __future__ import annotations
@@ -61,22 +63,199 @@ def _bad(message: str) -> TritonError:
 # ---- JSON --------------------------------------------------------------------------------------
 
 
-def loads(raw: bytes | memoryview) -> Any:
-    """Parse a JSON document; bytes that are not UTF-8 survive inside strings."""
+class JsonObject(dict[str, Any]):
+    """A JSON object the way Triton's parser reads it: a name given more than once keeps its
+    first value; ``names`` lists every member's name in document order, repeats included (what
+    Triton sees when it iterates an object's members)."""
+
+    __slots__ = ("names",)
+
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__()
+        for key, value in pairs:
+            self.setdefault(key, value)
+        self.names = [key for key, _ in pairs]
+
+
+def loads(raw: bytes | memoryview, *, members: bool = False) -> Any:
+    """Parse a JSON document; bytes that are not UTF-8 survive inside strings. Objects whose
+    names repeat keep the first value of each (as Triton); ``members``: every object is a
+    ``JsonObject`` (its ``names`` in document order)."""
     # The fast path: valid UTF-8, standard JSON, no number of 20+ digits (orjson would turn an
-    # integer wider than 64 bits into a float; the exact path keeps it an int).
-    if _LONG_NUMBER.search(raw) is None:
+    # integer wider than 64 bits into a float; the exact path keeps it an int), and no repeated
+    # member name (orjson keeps the last value: counted below).
+    if not members and _LONG_NUMBER.search(raw) is None:
         try:
-            return orjson.loads(raw)
+            doc = orjson.loads(raw)
         except orjson.JSONDecodeError:
             pass  # invalid UTF-8, NaN/Infinity, errors: the exact path below gives the message
+        else:
+            try:
+                if _member_count(doc) == _key_ends(raw):
+                    return doc
+            except RecursionError:
+                pass  # nested deeper than Python recurses: the exact path says so
+            # Fewer members than names in the text: a name repeats somewhere (or a string
+            # holds what looks like a name's end): the exact path keeps each first value.
     text = bytes(raw).decode("utf-8", "surrogateescape")
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=JsonObject, parse_float=_finite_float)
+    except _TooBig as e:
+        offset = _number_offset(text, e.literal)
+        raise _bad(
+            "failed to parse the request JSON buffer: Number too big to be stored in double. "
+            f"at {offset}"
+        ) from None
+    except json.JSONDecodeError as e:
+        message, offset = syntax_error(text, e.msg, e.pos)
+        raise _bad(f"failed to parse the request JSON buffer: {message} at {offset}") from None
     except ValueError as e:
         raise _bad(f"failed to parse the request JSON buffer: {e}") from None
     except RecursionError:
         raise _bad("failed to parse the request JSON buffer: nesting is too deep") from None
+
+
+# RapidJSON's words (Triton's parser) for what Python's decoder says.
+_SAME_PLACE = {
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Extra data": "The document root must not be followed by other values.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid control character at": "Invalid escape character in string.",
+}
+_LITERALS = {"t": "true", "f": "false", "n": "null", "N": "NaN", "I": "Infinity"}
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"?', re.DOTALL)
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def syntax_error(text: str, msg: str, pos: int) -> tuple[str, int]:
+    """RapidJSON's message and byte offset (what Triton answers) for the error Python's JSON
+    decoder found at character ``pos`` of ``text``: the same place for most, a little further
+    where RapidJSON reads a literal or a number further before it gives up."""
+    at = pos
+    if msg == "Expecting value":
+        if not text.strip():
+            message = "The document is empty."
+        else:
+            message = "Invalid value."
+            at = pos + _literal_prefix(text, pos)
+    elif msg == "Expecting ',' delimiter" or msg == "Extra data":
+        number = _number_tail(text, pos)
+        if number is not None:
+            message, at = number
+        elif msg == "Extra data":
+            message = _SAME_PLACE[msg]
+        elif _innermost(text, pos) == "{":
+            message = "Missing a comma or '}' after an object member."
+        else:
+            message = "Missing a comma or ']' after an array element."
+    elif msg.startswith("Unterminated string"):
+        message, at = "Missing a closing quotation mark in string.", len(text)
+    elif msg == "Invalid \\uXXXX escape":
+        message, at = "Incorrect hex digit after \\u escape in string.", max(pos - 1, 0)
+    elif msg == "Invalid control character at" and text[pos : pos + 1] == "\0":
+        message = "Missing a closing quotation mark in string."
+    else:
+        message = _SAME_PLACE.get(msg, msg)
+    return message, len(text[:at].encode("utf-8", "surrogateescape"))
+
+
+def _literal_prefix(text: str, pos: int) -> int:
+    """How far RapidJSON reads into a broken literal or number at ``pos`` before it fails."""
+    first = text[pos : pos + 1]
+    if first == "-":
+        rest = text[pos + 1 : pos + 2]
+        return 1 + (_literal_prefix(text, pos + 1) if rest == "I" else 0)
+    word = _LITERALS.get(first)
+    if word is None:
+        return 0
+    matched = 1
+    while matched < len(word) and text[pos + matched : pos + matched + 1] == word[matched]:
+        matched += 1
+    return matched
+
+
+def _number_tail(text: str, pos: int) -> tuple[str, int] | None:
+    """RapidJSON's error when a number ends in '.' or an exponent without digits (Python reads
+    the number before them and then finds no ',')."""
+    if pos == 0 or not text[pos - 1].isdigit():
+        return None
+    if text[pos : pos + 1] == ".":
+        return "Miss fraction part in number.", pos + 1
+    if text[pos : pos + 1] in ("e", "E"):
+        sign = 1 if text[pos + 1 : pos + 2] in ("+", "-") else 0
+        return "Miss exponent in number.", pos + 1 + sign
+    return None
+
+
+def _innermost(text: str, pos: int) -> str:
+    """The bracket of the innermost array or object still open at ``pos``."""
+    depth = 0
+    for bracket in reversed(_BRACKETS.findall(_STRING.sub("", text[:pos]))):
+        if bracket in "]}":
+            depth += 1
+        elif depth:
+            depth -= 1
+        else:
+            return bracket
+    return "["
+
+
+class _TooBig(ValueError):
+    def __init__(self, literal: str) -> None:
+        super().__init__(literal)
+        self.literal = literal
+
+
+def _finite_float(literal: str) -> float:
+    """A JSON number with a fraction or exponent; one past a double's range is RapidJSON's
+    error, not infinity."""
+    value = float(literal)
+    if math.isinf(value):
+        raise _TooBig(literal)
+    return value
+
+
+def _number_offset(text: str, literal: str) -> int:
+    """The byte offset of the first number ``literal`` outside strings in ``text``."""
+    blanked = _STRING.sub(lambda m: " " * len(m.group()), text)
+    found = re.search(r"(?<![0-9.eE+\-])" + re.escape(literal) + r"(?![0-9.eE])", blanked)
+    at = found.start() if found else 0
+    return len(text[:at].encode("utf-8", "surrogateescape"))
+
+
+def _key_ends(raw: bytes | memoryview) -> int:
+    """How many times ``"`` then ':' (white space between them allowed) occur in ``raw``: once
+    for every member of every object, more when strings hold that too."""
+    data = raw if isinstance(raw, bytes) else bytes(raw)
+    count = data.count(b'":')
+    if count == data.count(b":"):
+        return count
+    return len(_KEY_END.findall(data))  # some ':' follow a space, or lie in strings
+
+
+_KEY_END = re.compile(rb'"[ \t\r\n]*:')
+
+
+def _member_count(doc: Any) -> int:
+    """The members of the objects in ``doc`` that lie in objects and in arrays that start with
+    an object. Each member's name ends in a ``":`` in the text, so a count equal to
+    ``_key_ends`` means that no name repeated (a repeat, or an object this skips, makes the
+    count smaller)."""
+    if type(doc) is list:
+        return _member_count({"": doc}) - 1
+    if type(doc) is not dict:
+        return 0
+    count = len(doc)
+    for value in doc.values():
+        if type(value) is list:
+            if value and type(value[0]) is dict:
+                for item in value:
+                    if type(item) is dict:
+                        count += _member_count(item)
+        elif type(value) is dict:
+            count += _member_count(value)
+    return count
 
 
 _LONG_NUMBER = re.compile(rb"[0-9]{20}")

@@ -21,7 +21,7 @@ LIBFUZZER = [
     "hpack", "http2_frame", "http2_connection", "grpc_message", "infer_decoder", "bytes_codec",
     "grpc_connection",
 ]  # fmt: skip
-ATHERIS = ["config", "http_codec", "shared_memory"]
+ATHERIS = ["config", "http_codec", "http_head", "shared_memory"]
 
 
 def run(name: str, cmd: list[str], build: Path, seconds: int) -> tuple[int, int, list[Path]]:
