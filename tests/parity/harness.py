@@ -33,7 +33,21 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 FIXTURES = HERE / "fixtures"
-TRITON = Path(os.environ.get("TRITON_SERVER", HERE.parents[2] / "shared/tools/triton/tritonserver"))
+
+
+def _find_triton() -> Path:
+    """``$TRITON_SERVER``, else ``shared/tools/triton/tritonserver`` beside the checkout (looked
+    for in each folder above it, so a git worktree elsewhere finds it too)."""
+    if "TRITON_SERVER" in os.environ:
+        return Path(os.environ["TRITON_SERVER"])
+    for folder in HERE.parents:
+        candidate = folder / "shared/tools/triton/tritonserver"
+        if candidate.exists():
+            return candidate
+    return HERE.parents[2] / "shared/tools/triton/tritonserver"
+
+
+TRITON = _find_triton()
 
 
 @dataclass
