@@ -885,6 +885,8 @@ class HttpApi:
                         f"'{region}' without 'shared_memory_byte_size'"
                     )
                 size = _uint(tparams["shared_memory_byte_size"], "shared_memory_byte_size")
+                # Triton checks the window before the size of the tensor it holds
+                self.shm.check_window(region, offset, size)
                 _check_byte_size(loaded.config, request_id, name, datatype, shape, size)
                 value = self.shm.input_tensor(region, offset, size, datatype, shape)
                 regions.append(region)
