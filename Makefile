@@ -19,7 +19,7 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: serve test install models clean fuzz fuzz-deps test-sanitize test-tsan
+.PHONY: serve test install models clean wheel fuzz fuzz-deps test-sanitize test-tsan
 
 serve: install models
 	$(VENV)/bin/tritonlite-server --model-repository model_repository \
@@ -51,7 +51,28 @@ $(VENV)/.built: $(VENV)/.deps $(CORE_INPUTS)
 	touch $@
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build dist $(VENV)
+
+# ---- Distribution (README: "Install from a wheel") -------------------------------------------
+
+# dist/: the wheel repaired by auditwheel into the manylinux tag this machine's glibc allows, and
+# the sdist. The wheel is built in its own persistent build dir (build/wheel: incremental, the
+# editable build/ is untouched) from .venv's build requirements; the sdist builds anywhere,
+# with or without a CUDA toolkit (CUDA is loaded at run time, never linked).
+WHEEL_STAMP := dist/.built
+# The files the wheel packages (git-tracked bundled models included).
+WHEEL_INPUTS := $(CORE_INPUTS) $(PY_SOURCES) python/triton_python_backend_utils.py README.md \
+	$(shell git ls-files model_repository 2>/dev/null)
+
+wheel: $(WHEEL_STAMP)
+
+$(WHEEL_STAMP): $(VENV)/.built $(WHEEL_INPUTS)
+	rm -rf build/wheel-raw dist && mkdir -p build/wheel-raw dist
+	$(PY) -m build --wheel --no-isolation --outdir build/wheel-raw -C build-dir=build/wheel . >/dev/null
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m auditwheel repair --wheel-dir dist build/wheel-raw/tritonlite-*.whl
+	$(PY) -m build --sdist --no-isolation --outdir dist . >/dev/null
+	@ls dist
+	touch $@
 
 # ---- Fuzzing and sanitizers (README: "Fuzzing and sanitizers") -------------------------------
 
