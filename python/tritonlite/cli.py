@@ -263,21 +263,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _import_frontends(args: argparse.Namespace) -> None:
-    """Imports the modules of the enabled frontends (run in a thread while models load)."""
-    import importlib
-
-    names = []
-    if args.allow_grpc:
-        names.append(".frontends.grpc" if args.grpc_use_ssl else ".frontends.grpc_native")
-    if args.allow_http:
-        names.append(".frontends.http")
-    if args.allow_metrics:
-        names.append(".metrics")
-    for name in names:
-        importlib.import_module(name, __package__)
-
-
 async def _serve(args: argparse.Namespace) -> int:
     from .frontends.grpc import GrpcOptions, start_grpc
     from .server import Server
@@ -287,9 +272,6 @@ async def _serve(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    # The frontends' imports (aiohttp, grpc, prometheus: ~0.5 s) overlap the model loads, which
-    # mostly wait for python stub processes to start.
-    preimport = loop.run_in_executor(None, _import_frontends, args)
     server = await loop.run_in_executor(
         None,
         lambda: Server(
@@ -311,7 +293,6 @@ async def _serve(args: argparse.Namespace) -> int:
             rate_limit_resources=args.rate_limit_resource,
         ),
     )
-    await preimport
     server.protocol_settings.attach_log_output(args.log_output, _log_settings(args))
     for m in server.repository_index():
         log.info("model %s version %s: %s %s", m["name"], m.get("version", "-"),
