@@ -19,14 +19,34 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: serve test install models clean fuzz fuzz-deps test-sanitize test-tsan
+.PHONY: serve test test-cpu-only install models clean wheel fuzz fuzz-deps test-sanitize test-tsan
 
 serve: install models
 	$(VENV)/bin/tritonlite-server --model-repository model_repository \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: install
+test: install test-cpu-only
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# CI builds both configurations: the default (CUDA loaded at run time) above, and here a
+# CPU-only build (-DTRITONLITE_CUDA=OFF, build/cpu, incremental) installed into .venv-cpu (which
+# reuses .venv's packages), imported and smoke-tested on the bundled models.
+CPU_SMOKE_TESTS ?= tests/test_bundled_models.py tests/test_tensor.py::test_cuda_reports_no_device_cleanly
+.venv-cpu/.built: $(VENV)/.deps $(CORE_INPUTS) $(PY_SOURCES)
+	test -x .venv-cpu/bin/python || $(PYTHON) -m venv .venv-cpu
+	.venv-cpu/bin/python -c "import site, sysconfig; \
+		open(sysconfig.get_paths()['purelib'] + '/_tritonlite_deps.pth', 'w').write( \
+		'$(abspath $(VENV))/lib/python%d.%d/site-packages\n' % __import__('sys').version_info[:2])"
+	.venv-cpu/bin/python -m pip --disable-pip-version-check -q install --no-build-isolation --no-deps \
+		-C build-dir=build/cpu -C cmake.define.TRITONLITE_CUDA=OFF .
+	touch $@
+
+test-cpu-only: .venv-cpu/.built
+	cd / && $(abspath .venv-cpu)/bin/python -c "import tritonlite._core as c; \
+		assert c.__file__.startswith('$(abspath .venv-cpu)/'), c.__file__; \
+		assert not c.built_with_cuda and c.cuda_runtime_library() is None; \
+		print('CPU-only build:', c.__file__)"
+	.venv-cpu/bin/python -m pytest -p no:cacheprovider -q $(CPU_SMOKE_TESTS)
 
 install: $(VENV)/.built
 
@@ -51,7 +71,28 @@ $(VENV)/.built: $(VENV)/.deps $(CORE_INPUTS)
 	touch $@
 
 clean:
-	rm -rf build $(VENV)
+	rm -rf build dist $(VENV) .venv-cpu
+
+# ---- Distribution (README: "Install from a wheel") -------------------------------------------
+
+# dist/: the wheel repaired by auditwheel into the manylinux tag this machine's glibc allows, and
+# the sdist. The wheel is built in its own persistent build dir (build/wheel: incremental, the
+# editable build/ is untouched) from .venv's build requirements; the sdist builds anywhere,
+# with or without a CUDA toolkit (CUDA is loaded at run time, never linked).
+WHEEL_STAMP := dist/.built
+# The files the wheel packages (git-tracked bundled models included).
+WHEEL_INPUTS := $(CORE_INPUTS) $(PY_SOURCES) python/triton_python_backend_utils.py README.md \
+	$(shell git ls-files model_repository 2>/dev/null)
+
+wheel: $(WHEEL_STAMP)
+
+$(WHEEL_STAMP): $(VENV)/.built $(WHEEL_INPUTS)
+	rm -rf build/wheel-raw dist && mkdir -p build/wheel-raw dist
+	$(PY) -m build --wheel --no-isolation --outdir build/wheel-raw -C build-dir=build/wheel . >/dev/null
+	PATH=$(abspath $(VENV))/bin:$$PATH $(PY) -m auditwheel repair --wheel-dir dist build/wheel-raw/tritonlite-*.whl
+	$(PY) -m build --sdist --no-isolation --outdir dist . >/dev/null
+	@ls dist
+	touch $@
 
 # ---- Fuzzing and sanitizers (README: "Fuzzing and sanitizers") -------------------------------
 

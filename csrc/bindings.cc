@@ -23,6 +23,7 @@
 #include "cancel_flag.h"
 #include "closed_loop.h"
 #include "completion_queue.h"
+#include "cuda_runtime.h"
 #include "datatype.h"
 #include "dlpack.h"
 #include "grpc_compression.h"
@@ -38,9 +39,6 @@
 #include "status.h"
 #include "tensor.h"
 
-#ifdef TRITONLITE_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 namespace py = pybind11;
 using namespace tritonlite;
@@ -1017,13 +1015,18 @@ std::shared_ptr<ModelRunner> MakeRunner(const py::dict& spec_dict, const py::lis
 }
 
 int CudaDeviceCount() {
-#ifdef TRITONLITE_WITH_CUDA
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) return 0;
-  return n;
-#else
-  return 0;
-#endif
+  py::gil_scoped_release release;  // the first call loads libcudart (file system, driver)
+  return cuda::DeviceCount();
+}
+
+py::object CudaRuntimeLibrary() {
+  std::string path;
+  {
+    py::gil_scoped_release release;
+    path = cuda::LibraryPath();
+  }
+  if (path.empty()) return py::none();
+  return py::str(path);
 }
 
 
@@ -1477,14 +1480,13 @@ PYBIND11_MODULE(_core, m) {
     }
   });
 
-  m.attr("built_with_cuda") =
-#ifdef TRITONLITE_WITH_CUDA
-      true;
-#else
-      false;
-#endif
+  m.attr("built_with_cuda") = cuda::Supported();
   m.def("cuda_device_count", &CudaDeviceCount,
-        "Number of CUDA devices visible (0 without CUDA, a driver or a GPU).");
+        "Number of CUDA devices visible (0 without CUDA, a driver or a GPU). The first call "
+        "loads the CUDA runtime (libcudart) where one is installed.");
+  m.def("cuda_runtime_library", &CudaRuntimeLibrary,
+        "Path of the CUDA runtime library in use, or None when none could be loaded (or this "
+        "build has no CUDA). Loads it on first call.");
 
   py::class_<Tensor>(m, "Tensor",
                      "A typed tensor over memory kept alive by its owner (zero-copy views).")

@@ -2,12 +2,10 @@
 
 #include <cstring>
 
+#include "cuda_runtime.h"
 #include "datatype.h"
 #include "status.h"
 
-#ifdef TRITONLITE_WITH_CUDA
-#include <cuda_runtime_api.h>
-#endif
 
 namespace tritonlite {
 
@@ -300,15 +298,13 @@ void CopyTensorBytes(const Tensor& t, std::string* out) {
     out->append(reinterpret_cast<const char*>(t.data()), n);
     return;
   }
-#ifdef TRITONLITE_WITH_CUDA
   const size_t at = out->size();
   out->resize(at + n);
-  if (cudaMemcpy(&(*out)[at], t.data(), n, cudaMemcpyDeviceToHost) != cudaSuccess) {
-    throw Error(StatusCode::kInternal, "copying a GPU output tensor to the host failed");
+  std::string error;
+  if (!cuda::CopyDeviceToHost(&(*out)[at], t.data(), n, &error)) {
+    out->resize(at);
+    throw Error(StatusCode::kInternal, "copying a GPU output tensor to the host failed: " + error);
   }
-#else
-  throw Error(StatusCode::kInternal, "output tensor is in GPU memory and this build has no CUDA");
-#endif
 }
 
 }  // namespace

@@ -64,7 +64,7 @@ bool DecodeModelInferRequest(const uint8_t* data, size_t size, WireInferRequest*
 
 // Appends a serialized inference.ModelInferResponse: model_name, model_version, id, then every
 // output (name, datatype, shape) with its bytes in raw_output_contents, in order. GPU tensors are
-// copied to the host when built with CUDA; otherwise they raise INTERNAL.
+// copied to the host through the lazily loaded CUDA runtime; without one they raise INTERNAL.
 void EncodeModelInferResponse(std::string_view model_name, std::string_view model_version,
                               std::string_view id, const NamedTensors& outputs, std::string* out);
 
