@@ -16,6 +16,7 @@ any other exception as INTERNAL.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +34,16 @@ def _failure(e: BaseException) -> TritonError:
     if isinstance(e, PyTritonUserError):
         return TritonError(str(e), INVALID_ARG)
     return TritonError(f"{type(e).__name__}: {e}", INTERNAL)
+
+
+def _parameters(raw: Any) -> dict[str, Any]:
+    """A request's parameters as a dict (the core hands them over as JSON text)."""
+    if not raw:
+        return {}
+    if isinstance(raw, str):
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {}
+    return dict(raw)
 
 
 class _GatheredInstance:
@@ -80,7 +91,7 @@ class _RequestInstance:
 
     def execute_requests(self, requests: list[Any]) -> None:
         batch = [
-            Request({name: t.numpy() for name, t in r.inputs()}, dict(r.parameters or {}))
+            Request({name: t.numpy() for name, t in r.inputs()}, _parameters(r.parameters))
             for r in requests
         ]
         try:
