@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException
-
 from serving import free_port
+from tritonclient.utils import InferenceServerException
 from tritonlite.pytriton.client import ModelClient
 from tritonlite.pytriton.decorators import batch, first_value, sample
 from tritonlite.pytriton.exceptions import (

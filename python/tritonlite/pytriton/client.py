@@ -34,9 +34,7 @@ def _parse_url(url: str) -> tuple[str, str]:
         scheme, rest = "http", url
     scheme = scheme.lower()
     if scheme not in _DEFAULT_PORTS or not rest:
-        raise PyTritonClientInvalidUrlError(
-            f"Invalid url {url}. Only grpc and http are supported."
-        )
+        raise PyTritonClientInvalidUrlError(f"Invalid url {url}. Only grpc and http are supported.")
     if ":" not in rest:
         rest = f"{rest}:{_DEFAULT_PORTS[scheme]}"
     return scheme, rest

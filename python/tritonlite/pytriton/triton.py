@@ -55,7 +55,9 @@ class TritonConfig:
     implement (TLS, SageMaker/Vertex, cache, rate limiting, ...) raises PyTritonValidationError."""
 
     def __init__(self, **settings: Any) -> None:
-        unsupported = sorted(k for k, v in settings.items() if k not in _SUPPORTED and v is not None)
+        unsupported = sorted(
+            k for k, v in settings.items() if k not in _SUPPORTED and v is not None
+        )
         if unsupported:
             raise PyTritonValidationError(
                 "TritonConfig settings not supported by tritonlite: "
@@ -194,7 +196,9 @@ class Triton:
             from ..frontends.grpc_native import start_native_grpc
 
             handlers = GrpcHandlers(self._server, {}, c.grpc_header_forward_pattern)
-            g = await start_native_grpc(self._server, c.grpc_address, c.grpc_port, handlers=handlers)
+            g = await start_native_grpc(
+                self._server, c.grpc_address, c.grpc_port, handlers=handlers
+            )
             self._frontends.append(g)
             self.grpc_port = g.port
         if c.allow_http:
