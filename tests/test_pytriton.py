@@ -9,11 +9,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+import tritonlite
+from numpy.typing import NDArray
 from serving import free_port
 from tritonclient.utils import InferenceServerException
 from tritonlite.pytriton.client import ModelClient
@@ -31,6 +34,11 @@ I32 = [Tensor(name="INPUT0", dtype=np.int32, shape=(16,)),
        Tensor(name="INPUT1", dtype=np.int32, shape=(16,))]  # fmt: skip
 O32 = [Tensor(name="OUTPUT0", dtype=np.int32, shape=(16,)),
        Tensor(name="OUTPUT1", dtype=np.int32, shape=(16,))]  # fmt: skip
+
+
+class AddSub(TypedDict):  # the short path's outputs, by the return hint
+    total: NDArray[np.int32]
+    diff: NDArray[np.int32]
 
 
 def _config() -> TritonConfig:
@@ -231,3 +239,36 @@ def test_unsupported_settings_are_refused(triton):
         triton.bind("m", batch(lambda **k: k), I32, O32, config=ModelConfig(response_cache=True))
     with pytest.raises(PyTritonValidationError, match="triton_lifecycle_policy"):
         Triton(triton_lifecycle_policy=object())
+
+
+def test_typed_function_short_path(triton):
+    from typing import TypedDict
+
+    class AddSub(TypedDict):
+        total: NDArray[np.int32]
+        diff: NDArray[np.int32]
+
+    @tritonlite.function(max_batch_size=8, shapes={"a": (16,), "b": (16,)})
+    def add_sub(a: NDArray[np.int32], b: NDArray[np.int32]) -> AddSub:
+        return {"total": a + b, "diff": a - b}
+
+    @tritonlite.function
+    def double(x: NDArray[np.float32]) -> NDArray[np.float32]:
+        return x * 2
+
+    add_sub.bind(triton)
+    double.bind(triton)
+    triton.run()
+    a = np.arange(32, dtype=np.int32).reshape(2, 16)
+    with ModelClient(f"grpc://127.0.0.1:{triton.grpc_port}", "add_sub") as client:
+        out = client.infer_batch(a=a, b=a)
+        np.testing.assert_array_equal(out["total"], a * 2)
+        np.testing.assert_array_equal(out["diff"], 0 * a)
+    with ModelClient(f"http://127.0.0.1:{triton.http_port}", "double") as client:
+        out = client.infer_sample(x=np.ones(5, np.float32))
+        np.testing.assert_array_equal(out["output"], np.full(5, 2, np.float32))
+    with pytest.raises(PyTritonValidationError, match="NDArray"):
+
+        @tritonlite.function
+        def untyped(x: np.ndarray) -> np.ndarray:
+            return x
