@@ -50,6 +50,15 @@ _SUPPORTED = {
 }
 
 
+def _new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's loop when it is installed (as ``tritonlite-server`` uses), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
 class TritonConfig:
     """The server's settings, by PyTriton's names. A PyTriton setting tritonlite does not
     implement (TLS, SageMaker/Vertex, cache, rate limiting, ...) raises PyTritonValidationError."""
@@ -161,7 +170,7 @@ class Triton:
         try:
             for _, (proto, backend) in self._models:
                 self._server.add_model(proto, backend)
-            self._loop = asyncio.new_event_loop()
+            self._loop = _new_event_loop()
             started: list[BaseException | None] = []
             ready = threading.Event()
 
