@@ -11,4 +11,12 @@ Tensor = _core.Tensor
 
 from .server import Server, __version__  # noqa: E402
 
-__all__ = ["Server", "Tensor", "TritonError"]
+
+def function(*args: object, **kwargs: object) -> object:
+    """``@tritonlite.function``: serve a typed Python function (see pytriton/typed_function.py)."""
+    from .pytriton.typed_function import function as _function
+
+    return _function(*args, **kwargs)  # type: ignore[arg-type]
+
+
+__all__ = ["Server", "Tensor", "TritonError", "function"]
