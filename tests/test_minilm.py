@@ -1,0 +1,87 @@
+"""all-MiniLM-L6-v2 served end to end (model_repository/generate_minilm.py, export cached):
+the ``minilm_embed`` ensemble's embeddings over gRPC equal a direct transformers + torch
+computation on the same weights (mean pooling, L2 normalisation)."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+from serving import ServerProcess
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "model_repository"))
+import generate_minilm  # noqa: E402
+
+SENTENCES = [
+    "The quick brown fox jumps over the lazy dog.",
+    "A man is playing a guitar.",
+    "Inference servers batch requests to keep the accelerator busy.",
+    "hello",
+    "Sentence embeddings map text of any length to a fixed-size vector that captures its "
+    "meaning, so that similar sentences end up close to each other in the vector space.",
+    "Ünïcödé and emoji 🙂 survive tokenization.",
+]
+
+
+@pytest.fixture(scope="module")
+def repo() -> Path:
+    return generate_minilm.generate(generate_minilm.DEFAULT_OUT)
+
+
+def reference_embeddings(texts: list[str]) -> np.ndarray:
+    import torch
+    from tokenizers import Tokenizer
+
+    with tempfile.TemporaryDirectory() as d:
+        folder = generate_minilm.extract_weights(Path(d))
+        model = generate_minilm.load_reference_model(folder)
+        tok = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        tok.enable_truncation(256)
+        tok.no_padding()  # tokenizer.json pads to a fixed length: the reference runs unpadded
+        out = []
+        with torch.no_grad():  # inside the folder's lifetime: the weights may be mapped lazily
+            for text in texts:  # one at a time: no padding in the reference
+                ids = torch.tensor([tok.encode(text).ids])
+                mask = torch.ones_like(ids)
+                hidden = model(input_ids=ids, attention_mask=mask).last_hidden_state
+                mean = (hidden * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
+                out.append(torch.nn.functional.normalize(mean, dim=1)[0].numpy())
+    return np.stack(out)
+
+
+def test_served_embeddings_equal_transformers(repo: Path) -> None:
+    expected = reference_embeddings(SENTENCES)
+    with ServerProcess(repo) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        try:
+            x = grpcclient.InferInput("text_input", [len(SENTENCES), 1], "BYTES")
+            x.set_data_from_numpy(np.array([[s.encode()] for s in SENTENCES], dtype=object))
+            got = client.infer("minilm_embed", [x]).as_numpy("embedding")
+            singles = []
+            for s in SENTENCES:  # one request per text: each padded to its own bucket
+                y = grpcclient.InferInput("text_input", [1, 1], "BYTES")
+                y.set_data_from_numpy(np.array([[s.encode()]], dtype=object))
+                singles.append(client.infer("minilm_embed", [y]).as_numpy("embedding")[0])
+        finally:
+            client.close()
+    for served in (got, np.stack(singles)):
+        assert served.shape == (len(SENTENCES), 384)
+        cosine = (served * expected).sum(1) / (
+            np.linalg.norm(served, axis=1) * np.linalg.norm(expected, axis=1)
+        )
+        assert cosine.min() >= 0.9999, cosine
+        np.testing.assert_allclose(np.linalg.norm(served, axis=1), 1.0, atol=1e-5)
+    # Different texts give different embeddings (the check above cannot pass on a constant).
+    assert float(got[0] @ got[1]) < 0.9
+
+
+def test_cache_is_reused(repo: Path) -> None:
+    onnx = repo / "minilm_encoder" / "1" / "model.onnx"
+    before = onnx.stat().st_mtime_ns
+    assert generate_minilm.generate(repo) == repo
+    assert onnx.stat().st_mtime_ns == before
