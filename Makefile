@@ -6,8 +6,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
-# Build inputs of the compiled part (python/ is used in place by the editable install).
-CORE_INPUTS := CMakeLists.txt pyproject.toml $(wildcard csrc/*) $(wildcard protos/*)
+# Build inputs of the compiled part (python/ is used in place by the editable install); csrc/ has
+# one folder per layer, so its files are found recursively.
+CORE_INPUTS := CMakeLists.txt pyproject.toml $(shell find csrc -type f) \
+	$(wildcard protos/*)
 # The Python package (the sanitized venvs install a copy of it, not an editable link).
 PY_SOURCES := $(shell find python -name '*.py' -not -path '*/_proto/*')
 # CPU wheel of PyTorch available to this project's machines; an unpinned torch pulls GBs.

@@ -16,20 +16,20 @@
 #include <thread>
 #include <vector>
 
-#include "bytes_codec.h"
-#include "grpc_compression.h"
-#include "grpc_protocol.h"
-#include "http2_connection.h"
-#include "http2_frame.h"
-#include "http2_hpack.h"
-#include "http2_huffman.h"
-#include "infer_codec.h"
-#include "ragged.h"
-#include "rate_limiter.h"
-#include "request.h"
-#include "response_cache.h"
-#include "status.h"
-#include "tensor.h"
+#include "core/bytes_codec.h"
+#include "core/request.h"
+#include "core/status.h"
+#include "core/tensor.h"
+#include "scheduling/ragged.h"
+#include "scheduling/rate_limiter.h"
+#include "scheduling/response_cache.h"
+#include "transport/grpc/compression.h"
+#include "transport/grpc/infer_codec.h"
+#include "transport/grpc/protocol.h"
+#include "transport/http2/connection.h"
+#include "transport/http2/frame.h"
+#include "transport/http2/hpack.h"
+#include "transport/http2/huffman.h"
 
 using namespace tritonlite;
 using namespace tritonlite::http2;
@@ -913,7 +913,8 @@ TEST(response_cache_lru_within_budget) {
 // ---------------------------------------------------------------------------------------------
 
 // ---------------------------------------------------------------------------------------------
-// Ragged batching (ragged.h): sizes from requests are checked before anything is allocated.
+// Ragged batching (scheduling/ragged.h): sizes from requests are checked before anything is
+// allocated.
 
 namespace {
 

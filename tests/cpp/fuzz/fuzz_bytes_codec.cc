@@ -1,5 +1,5 @@
-// libFuzzer target: the BYTES codec (csrc/bytes_codec.cc) and BYTES tensor views
-// (Tensor::View, csrc/tensor.cc).
+// libFuzzer target: the BYTES codec (csrc/core/bytes_codec.cc) and BYTES tensor views
+// (Tensor::View, csrc/core/tensor.cc).
 //
 // Input: byte 0 picks the expected element count (0xff: none; 0xfe: the next 8 bytes, any
 // value, as a shape from the wire may be; else the value itself); the rest is a serialized
@@ -8,10 +8,10 @@
 #include <cstring>
 #include <vector>
 
-#include "bytes_codec.h"
+#include "core/bytes_codec.h"
+#include "core/status.h"
+#include "core/tensor.h"
 #include "fuzz_common.h"
-#include "status.h"
-#include "tensor.h"
 
 using namespace tritonlite;
 

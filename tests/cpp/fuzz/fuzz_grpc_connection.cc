@@ -1,6 +1,6 @@
-// libFuzzer target: a whole native gRPC connection (csrc/grpc_connection.cc) over a socketpair:
-// HTTP/2, call routing, grpc-timeout, grpc-encoding, message framing and decompression, the
-// ModelInfer fast path into a real ModelRunner (a C++ echo backend, dynamic batching), calls
+// libFuzzer target: a whole native gRPC connection (csrc/transport/grpc/connection.cc) over a
+// socketpair: HTTP/2, call routing, grpc-timeout, grpc-encoding, message framing and decompression,
+// the ModelInfer fast path into a real ModelRunner (a C++ echo backend, dynamic batching), calls
 // forwarded to the Python bridge (answered here instead), answers delivered back, deadlines.
 //
 // Input: bytes 0-1 seed how the client's bytes are cut into writes; the rest is what the client
@@ -13,8 +13,8 @@
 #include <vector>
 
 #include "fuzz_common.h"
-#include "grpc_connection.h"
-#include "model_runner.h"
+#include "scheduling/model_runner.h"
+#include "transport/grpc/connection.h"
 
 using namespace tritonlite;
 using namespace tritonlite::grpc;

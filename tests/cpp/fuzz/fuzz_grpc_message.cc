@@ -1,6 +1,6 @@
-// libFuzzer target: the gRPC message reader (length-prefixed framing, csrc/grpc_protocol.cc)
-// and message decompression (csrc/grpc_compression.cc), plus the small header parsers
-// (grpc-timeout, grpc-accept-encoding, grpc-message encoding).
+// libFuzzer target: the gRPC message reader (length-prefixed framing,
+// csrc/transport/grpc/protocol.cc) and message decompression (csrc/transport/grpc/compression.cc),
+// plus the small header parsers (grpc-timeout, grpc-accept-encoding, grpc-message encoding).
 //
 // Input: byte 0 picks the maximum message size (2^(b % 24)) and the grpc-encoding (b / 24 % 3:
 // identity, gzip, deflate), bytes 1-2 seed how the body is cut into pieces; the rest is a
@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "fuzz_common.h"
-#include "grpc_compression.h"
-#include "grpc_protocol.h"
+#include "transport/grpc/compression.h"
+#include "transport/grpc/protocol.h"
 
 using namespace tritonlite::grpc;
 

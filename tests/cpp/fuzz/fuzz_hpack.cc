@@ -1,5 +1,5 @@
-// libFuzzer target: the HPACK decoder (csrc/http2_hpack.cc) and Huffman decoding
-// (csrc/http2_huffman.cc).
+// libFuzzer target: the HPACK decoder (csrc/transport/http2/hpack.cc) and Huffman decoding
+// (csrc/transport/http2/huffman.cc).
 //
 // Input: byte 0 picks the SETTINGS_HEADER_TABLE_SIZE this side announces (x64); then header
 // blocks, each a 2-byte big-endian length and that many bytes (the last may be short), decoded
@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "fuzz_common.h"
-#include "http2_hpack.h"
-#include "http2_huffman.h"
+#include "transport/http2/hpack.h"
+#include "transport/http2/huffman.h"
 
 using namespace tritonlite::http2;
 

@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "fuzz_common.h"
-#include "http2_connection.h"
-#include "http2_frame.h"
-#include "http2_hpack.h"
+#include "transport/http2/connection.h"
+#include "transport/http2/frame.h"
+#include "transport/http2/hpack.h"
 
 namespace fuzz {
 

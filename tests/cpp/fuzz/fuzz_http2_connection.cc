@@ -1,4 +1,5 @@
-// libFuzzer target: Connection::Feed (csrc/http2_connection.cc) over arbitrary byte streams.
+// libFuzzer target: Connection::Feed (csrc/transport/http2/connection.cc) over arbitrary byte
+// streams.
 //
 // Input: byte 0 picks the handler's behaviour (fuzz_http2_common.h), byte 1 bit 0 whether the
 // client preface is put in front (so mutations are not all stopped there), bytes 2-3 seed how

@@ -1,5 +1,5 @@
 // libFuzzer target: the HTTP/2 frame parser and connection state machine
-// (csrc/http2_connection.cc, csrc/http2_frame.cc) fed well-framed input.
+// (csrc/transport/http2/connection.cc, csrc/transport/http2/frame.cc) fed well-framed input.
 //
 // Input: byte 0 picks the handler's behaviour (fuzz_http2_common.h), byte 1 the connection's
 // limits and how output is consumed, bytes 2-3 seed the chunking of the byte stream; then

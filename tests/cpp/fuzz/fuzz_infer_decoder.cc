@@ -1,7 +1,7 @@
-// libFuzzer target: the ModelInferRequest decoder (csrc/infer_codec.cc), the fast path's
-// request building (BuildInferRequest: tensor views over the message, csrc/tensor.cc and
-// csrc/bytes_codec.cc), request validation against model specs (csrc/validation.cc), and the
-// response encoder.
+// libFuzzer target: the ModelInferRequest decoder (csrc/transport/grpc/infer_codec.cc), the fast
+// path's request building (BuildInferRequest: tensor views over the message, csrc/core/tensor.cc
+// and csrc/core/bytes_codec.cc), request validation against model specs (csrc/core/validation.cc),
+// and the response encoder.
 //
 // Input: one serialized inference.ModelInferRequest (a gRPC message body), nothing else.
 // Checks: every view lies inside the message; a non-BYTES tensor holds exactly
@@ -11,15 +11,15 @@
 #include <memory>
 #include <vector>
 
-#include "bytes_codec.h"
-#include "datatype.h"
+#include "core/bytes_codec.h"
+#include "core/datatype.h"
+#include "core/model_spec.h"
+#include "core/status.h"
+#include "core/validation.h"
 #include "fuzz_common.h"
-#include "grpc_infer_fast_path.h"
-#include "grpc_protocol.h"
-#include "infer_codec.h"
-#include "model_spec.h"
-#include "status.h"
-#include "validation.h"
+#include "transport/grpc/infer_codec.h"
+#include "transport/grpc/infer_fast_path.h"
+#include "transport/grpc/protocol.h"
 
 using namespace tritonlite;
 

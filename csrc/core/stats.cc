@@ -1,0 +1,74 @@
+#include "core/stats.h"
+
+#include <chrono>
+
+namespace tritonlite {
+
+uint64_t WallClockMs() {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                   std::chrono::system_clock::now().time_since_epoch())
+                                   .count());
+}
+
+void ModelStats::RecordSuccess(uint64_t total_ns, uint64_t queue_ns, uint64_t input_ns,
+                               uint64_t infer_ns, uint64_t output_ns, int64_t batch_size) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.inference_count += static_cast<uint64_t>(batch_size);
+  s_.success.Add(total_ns);
+  s_.queue.Add(queue_ns);
+  s_.compute_input.Add(input_ns);
+  s_.compute_infer.Add(infer_ns);
+  s_.compute_output.Add(output_ns);
+}
+
+void ModelStats::RecordCacheHit(uint64_t total_ns, uint64_t lookup_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.success.Add(total_ns);
+  s_.queue.Add(0);
+  s_.cache_hit.Add(lookup_ns);
+  s_.last_inference_ms = WallClockMs();
+}
+
+void ModelStats::RecordCacheMiss(uint64_t ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.cache_miss.Add(ns);
+}
+
+const char* FailReasonName(FailReason reason) {
+  switch (reason) {
+    case FailReason::kBackend: return "BACKEND";
+    case FailReason::kCanceled: return "CANCELED";
+    case FailReason::kRejected: return "REJECTED";
+    case FailReason::kOther: break;
+  }
+  return "OTHER";
+}
+
+void ModelStats::RecordFailure(uint64_t total_ns, uint64_t /*queue_ns*/, FailReason reason) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.fail.Add(total_ns);
+  ++s_.fail_reasons[static_cast<size_t>(reason)];
+}
+
+void ModelStats::RecordExecution(int64_t batch_size, uint64_t input_ns, uint64_t infer_ns,
+                                 uint64_t output_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.execution_count += 1;
+  s_.last_inference_ms = WallClockMs();
+  BatchStats& b = s_.batch_stats[batch_size];
+  b.compute_input.Add(input_ns);
+  b.compute_infer.Add(infer_ns);
+  b.compute_output.Add(output_ns);
+}
+
+void ModelStats::AddExecutionTime(int64_t batch_size, uint64_t infer_ns) {
+  std::lock_guard<std::mutex> lock(mu_);
+  s_.batch_stats[batch_size].compute_infer.Add(infer_ns, 0);
+}
+
+StatsSnapshot ModelStats::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return s_;
+}
+
+}  // namespace tritonlite

@@ -1,0 +1,77 @@
+// InstanceWorker: one model instance = one thread with its own backend instance. It pulls batches
+// from the model's batcher, gathers their inputs (no copy for a single request), runs the
+// backend, scatters outputs back to each request as views, records statistics and hands the
+// responses to the runner for delivery.
+#pragma once
+
+#include <memory>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "scheduling/backend.h"
+#include "scheduling/rate_limiter.h"
+#include "scheduling/scheduler.h"
+
+namespace tritonlite {
+
+class ModelRunner;
+
+// Responses a worker hands out, each with the sink it goes to.
+using Delivery = std::vector<std::pair<std::shared_ptr<ResponseSink>, InferResponse>>;
+
+// The worker's place in the rate limiter's queue. A cancel listener for the requests of the
+// batch it waits with: a cancellation wakes the worker, which answers the cancelled requests at
+// once (held weakly by the requests' flags: it may outlive the wait, never the worker's use).
+class ResourceWait : public CancelListener {
+ public:
+  explicit ResourceWait(std::shared_ptr<RateLimiter> limiter) : limiter_(std::move(limiter)) {}
+  void OnCancel() noexcept override { limiter_->Poke(&waiter_); }
+  RateLimiter& limiter() { return *limiter_; }
+  RateLimiter::Waiter* waiter() { return &waiter_; }
+
+ private:
+  std::shared_ptr<RateLimiter> limiter_;
+  RateLimiter::Waiter waiter_;
+};
+
+class InstanceWorker {
+ public:
+  // `rate_limit`: the instance's rate limiter registration (null: not rate limited), whose
+  // id number `index` is this instance's.
+  InstanceWorker(ModelRunner* runner, size_t index, std::unique_ptr<InstanceBackend> backend,
+                 const RateLimitRegistration* rate_limit = nullptr);
+  ~InstanceWorker();
+  InstanceWorker(const InstanceWorker&) = delete;
+  InstanceWorker& operator=(const InstanceWorker&) = delete;
+
+  void Join();
+
+ private:
+  void Run();
+  // Answers the batch's cancelled requests (CANCELLED) and takes them out; true when none is
+  // left to run.
+  bool DropCancelled(Batch& batch);
+  // Waits until the rate limiter allocates the instance's resources (true: release them after
+  // the batch ran), answering requests cancelled meanwhile; false when none is left to run.
+  bool AcquireResources(Batch& batch);
+  // Run a batch and hand its responses to the runner (in order when preserve_ordering).
+  void ExecuteGathered(Batch& batch);
+  void ExecutePerRequest(Batch& batch);
+  // The two ways to run a batch. `scheduled`: the batch came from the scheduler, which hears
+  // that it ran (warmup batches did not). RunGathered returns the responses to deliver;
+  // per-request backends answer each request themselves.
+  Delivery RunGathered(Batch& batch, bool scheduled);
+  void RunPerRequest(Batch& batch, bool scheduled);
+  // Runs the runner's warmup samples on this instance; the first failing sample's error.
+  Status RunWarmup();
+
+  ModelRunner* runner_;
+  size_t index_;
+  std::unique_ptr<InstanceBackend> backend_;
+  std::shared_ptr<ResourceWait> wait_;  // null: not rate limited
+  uint64_t limiter_id_ = 0;
+  std::thread thread_;
+};
+
+}  // namespace tritonlite

@@ -1,0 +1,139 @@
+// ModelRunner: one loaded model version in the core: validation, its batcher, its instance
+// workers, statistics, and response delivery (in request order when preserve_ordering is set).
+#pragma once
+
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/model_spec.h"
+#include "core/stats.h"
+#include "scheduling/backend.h"
+#include "scheduling/instance.h"
+#include "scheduling/rate_limiter.h"
+#include "scheduling/response_cache.h"
+#include "scheduling/scheduler.h"
+
+namespace tritonlite {
+
+// One model_warmup sample: `batch_size` requests with these inputs (each of batch 1 when the
+// model batches), run `count` times (at least once) on every instance before it serves.
+struct WarmupSample {
+  std::string name;
+  uint32_t count = 1;
+  int64_t batch_size = 1;
+  NamedTensors inputs;
+};
+
+// preserve_ordering for backends that answer each request themselves (python): as Triton's
+// dynamic batcher does, every request gets a place in line when its batch forms, and its
+// responses go out only once every request before it sent its final response (a decoupled
+// request's responses pass as they come while it is first in line). Held by the requests'
+// sinks too: a backend may answer after the runner is gone.
+class ResponseOrder : public std::enable_shared_from_this<ResponseOrder> {
+ public:
+  // Batch `sequence` (formation order, from 0, each exactly once: an empty one for a batch
+  // that runs nothing) takes its places in line; its requests' sinks become places.
+  void Register(uint64_t sequence, std::vector<RequestPtr>* requests);
+
+ private:
+  struct Place {
+    std::shared_ptr<ResponseSink> sink;
+    std::vector<InferResponse> waiting;
+    bool final = false;  // its final response arrived
+  };
+  class PlaceSink;
+  void Arrived(const std::shared_ptr<Place>& place, InferResponse&& response);
+  // Sends what is next in line, one thread at a time, sinks called without mu_.
+  void Flush(std::unique_lock<std::mutex>& lock);
+
+  std::mutex mu_;
+  uint64_t next_sequence_ = 0;
+  std::map<uint64_t, std::vector<std::shared_ptr<Place>>> early_;  // batches ahead of their turn
+  std::deque<std::shared_ptr<Place>> line_;
+  bool flushing_ = false;
+};
+
+class ModelRunner {
+ public:
+  // `cache`: the server's response cache, for a model whose config enables response_cache
+  // (null: nothing is cached). With warmup samples, each worker first runs them on its own
+  // instance (recorded in the statistics, as Triton does; never cached) and only then takes
+  // batches; call WaitForWarmup before letting requests in. `rate_limit`: the instances'
+  // registration with the server's rate limiter (null: not rate limited); its first ids are the
+  // backends'. Dropped once the workers stopped.
+  ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBackend>> backends,
+              std::shared_ptr<ResponseCache> cache = nullptr,
+              std::vector<WarmupSample> warmup = {},
+              std::shared_ptr<RateLimitRegistration> rate_limit = nullptr);
+  ~ModelRunner();
+  ModelRunner(const ModelRunner&) = delete;
+  ModelRunner& operator=(const ModelRunner&) = delete;
+
+  // Validates and queues (or answers from the response cache). Throws INVALID_ARG /
+  // UNAVAILABLE; on success the request's sink will receive exactly one final response.
+  void Enqueue(RequestPtr request);
+  // For a validated request: true when it was answered from the response cache (the sink got
+  // its response, `request` is spent); false when it must run — then, if it is cacheable, its
+  // sink is wrapped so that its successful response is stored. Never throws for a cache
+  // failure (out of memory: the request simply runs). The caller holds no core lock.
+  bool ServeFromCache(RequestPtr& request);
+  bool caches_responses() const { return cache_ != nullptr; }
+  // The two halves of Enqueue, for a caller holding the GIL: Validate (no lock), then
+  // TryEnqueueValidated, which never waits for a lock (false: busy, `request` untouched; then
+  // release the GIL and call EnqueueValidated).
+  void Validate(InferRequest* request) const;
+  bool TryEnqueueValidated(RequestPtr& request) { return scheduler_->TryEnqueue(request); }
+  void EnqueueValidated(RequestPtr request) { scheduler_->Enqueue(std::move(request)); }
+  // Stops accepting requests, lets queued and in-flight ones finish, joins the workers.
+  // Idempotent. Must be called without holding anything the workers need (e.g. the GIL).
+  void Stop();
+
+  StatsSnapshot Statistics() const;
+  const ModelSpec& spec() const { return spec_; }
+  Scheduler& scheduler() { return *scheduler_; }
+  ModelStats& stats() { return *stats_; }
+  const std::shared_ptr<ModelStats>& shared_stats() const { return stats_; }
+  // Called by workers once per batch, with the batch's formation sequence number.
+  void Deliver(uint64_t sequence, Delivery&& responses);
+  // For a per-request backend with preserve_ordering, before the batch runs (and instead of
+  // Deliver): its requests answer in line (see ResponseOrder); false (nothing done) otherwise.
+  bool OrderPerRequest(uint64_t sequence, std::vector<RequestPtr>* requests);
+  // Blocks until every worker has run the warmup samples; the first failure (lowest instance
+  // index), or success. Releases the samples. Call without holding the GIL.
+  Status WaitForWarmup();
+  // For workers: the samples (read-only until WaitForWarmup returns), and their result.
+  const std::vector<WarmupSample>& warmup_samples() const { return warmup_; }
+  void WarmupDone(size_t instance, Status status);
+
+ private:
+  const ModelSpec spec_;
+  std::shared_ptr<ModelStats> stats_;  // shared with requests a backend still holds
+  const std::shared_ptr<ResponseCache> cache_;
+  std::unique_ptr<Scheduler> scheduler_;
+  // preserve_ordering: batches finished out of order wait in held_. Sinks are never called
+  // under order_mu_ (the rule in scheduling/scheduler.h): one thread at a time (delivering_) takes
+  // the batches that are next in order out and delivers them after unlocking.
+  std::mutex order_mu_;
+  uint64_t next_delivery_ = 0;
+  bool delivering_ = false;
+  std::map<uint64_t, Delivery> held_;
+  // preserve_ordering with a per-request backend (null otherwise).
+  const std::shared_ptr<ResponseOrder> order_;
+  std::mutex stop_mu_;
+  bool stopped_ = false;
+  std::vector<WarmupSample> warmup_;
+  std::mutex warmup_mu_;
+  std::condition_variable warmup_cv_;
+  size_t warmup_pending_ = 0;
+  std::map<size_t, Status> warmup_failures_;  // by instance index
+  std::shared_ptr<RateLimitRegistration> rate_limit_;
+  std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
+};
+
+}  // namespace tritonlite

@@ -1,0 +1,63 @@
+// The ModelInfer fast path: a received ModelInferRequest is decoded in C++ into Tensor views
+// over its own receive buffer, queued on the model's ModelRunner, and its response encoded in
+// C++ on the worker thread and handed to the connection's I/O thread. No Python, no GIL (except
+// where a backend's output arrays are released, on the worker thread).
+//
+// Requests using what the path leaves out go to Python unchanged, which answers them exactly
+// as the Python frontend does: typed `contents`, any tensor-level parameter (shared memory,
+// classification, ...), request parameters other than priority, timeout, sequence_id,
+// sequence_start, sequence_end and triton_enable_empty_final_response (or of an unexpected
+// type), a raw_input_contents count that does not match the inputs, byte sizes that do not
+// match the shapes (computed overflow-checked, util/checked_math.h), unknown datatypes, models or
+// versions the registry does not hold, and bytes that do not parse.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "core/request.h"
+#include "transport/grpc/infer_codec.h"
+#include "transport/grpc/model_registry.h"
+#include "transport/grpc/outbox.h"
+#include "transport/grpc/protocol.h"
+
+namespace tritonlite {
+namespace grpc {
+
+// Encodes the response to one fast-path request and posts it to the call's I/O thread.
+class InferResponseSink : public ResponseSink {
+ public:
+  InferResponseSink(CallAddress address, std::string model_name, std::string model_version,
+                    std::string request_id);
+  // The first response answers the call (fast-path models are not decoupled); any later one
+  // is dropped.
+  void Complete(InferResponse&& response) override;
+
+ private:
+  void Answer(const InferResponse& response);
+
+  const CallAddress address_;
+  const std::string model_name_;
+  const std::string model_version_;
+  const std::string request_id_;
+  std::atomic<bool> answered_{false};
+};
+
+// Builds the core request for a decoded ModelInferRequest whose tensors view `message`; nullptr
+// when the request needs Python (see above).
+RequestPtr BuildInferRequest(const WireInferRequest& wire, const MessagePtr& message);
+
+struct FastInferResult {
+  enum class Outcome { kQueued, kForward, kRejected };
+  Outcome outcome = Outcome::kForward;
+  Status status;  // kRejected: what the core said (validation, full queue, stopping)
+  CancelFlagPtr cancel;  // kQueued: cancels the request (the call was reset or expired)
+};
+
+// Tries the fast path for one complete request message.
+FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& registry,
+                             const CallAddress& address);
+
+}  // namespace grpc
+}  // namespace tritonlite
