@@ -100,6 +100,21 @@ std::vector<const InferRequest*> RequestPointers(const Batch& batch) {
   return out;
 }
 
+// parts[i]: input `name` of the batch's request i (each request must have the same inputs).
+void BatchParts(const ModelSpec& spec, const Batch& batch, const std::string& name,
+                std::vector<const Tensor*>* parts) {
+  const size_t count = batch.requests[0]->inputs.size();
+  for (size_t i = 0; i < batch.requests.size(); ++i) {
+    const InferRequest& r = *batch.requests[i];
+    (*parts)[i] = r.FindInput(name);
+    if ((*parts)[i] == nullptr || r.inputs.size() != count) {
+      throw Error(StatusCode::kInternal,
+                  "model '" + spec.name + "': cannot batch input '" + name +
+                      "': the batch's requests do not have the same inputs");
+    }
+  }
+}
+
 // One batch tensor per input, from every request's inputs including those the scheduler added
 // (control inputs, implicit state): each request must have the same inputs as the first, and
 // ConcatRows checks each part's datatype, shape, device and size before copying.
@@ -112,15 +127,7 @@ NamedTensors GatherInputs(const ModelSpec& spec, const Batch& batch) {
   const InferRequest& first = *batch.requests[0];
   std::vector<const Tensor*> parts(batch.requests.size());
   for (const auto& kv : first.inputs) {
-    for (size_t i = 0; i < batch.requests.size(); ++i) {
-      const InferRequest& r = *batch.requests[i];
-      parts[i] = r.FindInput(kv.first);
-      if (parts[i] == nullptr || r.inputs.size() != first.inputs.size()) {
-        throw Error(StatusCode::kInternal,
-                    "model '" + spec.name + "': cannot batch input '" + kv.first +
-                        "': the batch's requests do not have the same inputs");
-      }
-    }
+    BatchParts(spec, batch, kv.first, &parts);
     try {
       gathered.emplace_back(kv.first, ConcatRows(parts));
     } catch (const Error& e) {
@@ -139,15 +146,7 @@ NamedTensors GatherRaggedInputs(const ModelSpec& spec, const Batch& batch) {
   const InferRequest& first = *batch.requests[0];
   std::vector<const Tensor*> parts(batch.requests.size());
   for (const auto& kv : first.inputs) {
-    for (size_t i = 0; i < batch.requests.size(); ++i) {
-      const InferRequest& r = *batch.requests[i];
-      parts[i] = r.FindInput(kv.first);
-      if (parts[i] == nullptr || r.inputs.size() != first.inputs.size()) {
-        throw Error(StatusCode::kInternal,
-                    "model '" + spec.name + "': cannot batch input '" + kv.first +
-                        "': the batch's requests do not have the same inputs");
-      }
-    }
+    BatchParts(spec, batch, kv.first, &parts);
     const TensorSpec* s = nullptr;
     for (const auto& in : spec.inputs) {
       if (in.name == kv.first) s = &in;

@@ -36,29 +36,20 @@ std::string ForwardedCall::Frame(const void* data, size_t size) const {
 
 bool ForwardedCall::Send(const void* data, size_t size) {
   if (finished()) return false;
-  Outbound o;
-  o.connection_id = address_.connection_id;
-  o.stream_id = address_.stream_id;
-  o.kind = Outbound::Kind::kMessage;
+  Outbound o = address_.To(Outbound::Kind::kMessage);
   o.framed = Frame(data, size);
   return address_.outbox->Post(std::move(o));
 }
 
 void ForwardedCall::Consumed() {
   if (finished()) return;
-  Outbound o;
-  o.connection_id = address_.connection_id;
-  o.stream_id = address_.stream_id;
-  o.kind = Outbound::Kind::kConsumed;
+  Outbound o = address_.To(Outbound::Kind::kConsumed);
   address_.outbox->Post(std::move(o));
 }
 
 bool ForwardedCall::Finish(GrpcStatus status, std::string message) {
   if (!Claim()) return false;
-  Outbound o;
-  o.connection_id = address_.connection_id;
-  o.stream_id = address_.stream_id;
-  o.kind = Outbound::Kind::kFinish;
+  Outbound o = address_.To(Outbound::Kind::kFinish);
   o.status = status;
   o.message = std::move(message);
   return address_.outbox->Post(std::move(o));
@@ -66,10 +57,7 @@ bool ForwardedCall::Finish(GrpcStatus status, std::string message) {
 
 bool ForwardedCall::Reply(const void* data, size_t size) {
   if (!Claim()) return false;
-  Outbound o;
-  o.connection_id = address_.connection_id;
-  o.stream_id = address_.stream_id;
-  o.kind = Outbound::Kind::kReply;
+  Outbound o = address_.To(Outbound::Kind::kReply);
   o.framed = Frame(data, size);
   return address_.outbox->Post(std::move(o));
 }

@@ -39,6 +39,15 @@ struct CallAddress {
   uint64_t connection_id = 0;
   uint32_t stream_id = 0;
   Encoding response_encoding = Encoding::kIdentity;
+
+  // An outbound item of `kind` for this call (the caller fills in the rest).
+  Outbound To(Outbound::Kind kind) const {
+    Outbound o;
+    o.connection_id = connection_id;
+    o.stream_id = stream_id;
+    o.kind = kind;
+    return o;
+  }
 };
 
 }  // namespace grpc
