@@ -1,4 +1,4 @@
-"""The native gRPC transport (csrc/grpc_*, csrc/http2_*, frontends/grpc_native.py) end to end:
+"""The native gRPC transport (csrc/transport/, frontends/grpc_native.py) end to end:
 tritonclient (sync, async_infer, aio, streaming), grpcio's generated stubs, the ModelInfer fast
 path and what it forwards to Python, errors and their gRPC codes, large messages, many
 connections, cancellation, deadlines, abrupt disconnects, compression, graceful shutdown,

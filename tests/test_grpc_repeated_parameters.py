@@ -1,7 +1,7 @@
 """Request parameters repeated on the wire, as a hostile gRPC client can send them.
 
 A protobuf map entry may appear any number of times; the last value of a key counts. The native
-fast path (csrc/grpc_infer_fast_path.cc) must give the same answer as protobuf, and a request
+fast path (csrc/transport/grpc/infer_fast_path.cc) must give the same answer as protobuf, and a request
 repeating one key 150,000 times must cost linear time: it once cost a scan of every entry per
 entry (about 10^10 string comparisons for this request, many seconds of the I/O thread)."""
 

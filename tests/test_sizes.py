@@ -465,7 +465,7 @@ def test_grpcio_transport_refuses_overflowing_shapes(
         h.close()
 
 
-# ---- the core's helpers (csrc/checked_math.h), directly -------------------------------------------
+# ---- the core's helpers (csrc/util/checked_math.h), directly -------------------------------------------
 
 
 def test_core_sizes_never_wrap() -> None:

@@ -35,7 +35,7 @@ def _tensor_specs(tensors: Any) -> list[dict[str, Any]]:
 
 
 def _batch_io_specs(config: ModelConfig) -> dict[str, Any]:
-    """batch_input / batch_output for the core (csrc/ragged.h); validated with the config."""
+    """batch_input / batch_output for the core (csrc/scheduling/ragged.h); validated with the config."""
     outputs = {o.name: o for o in config.output}
     batch_outputs = []
     for b in config.batch_output:
@@ -73,7 +73,7 @@ def _queue_policy(policy: Any) -> dict[str, Any]:
 def scheduler_spec(
     config: ModelConfig, version: int, initial: list[bytes] | None = None
 ) -> dict[str, Any]:
-    """The core's spec for one version of a model (see csrc/model_spec.h). ``initial``: each
+    """The core's spec for one version of a model (see csrc/core/model_spec.h). ``initial``: each
     implicit state's initial data (``initial_state.initial_states``; None: made here, without
     a model directory for data files)."""
     spec: dict[str, Any] = {

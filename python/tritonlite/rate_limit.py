@@ -1,7 +1,7 @@
 """Triton's rate limiter settings: ``--rate-limit`` (``execution_count`` or ``off``, Triton's
 default), ``--rate-limit-resource <name>:<count>[:<device>]``, and each instance's
 ``instance_group { rate_limiter { resources [...] priority } }``. The limiter itself is the
-core's ``RateLimiter`` (csrc/rate_limiter.h), one per server, shared by every model."""
+core's ``RateLimiter`` (csrc/scheduling/rate_limiter.h), one per server, shared by every model."""
 
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ def uses_rate_limiter(config: mc.ModelConfig) -> bool:
 
 
 def instance_rate_limit(group: mc.ModelInstanceGroup, device: int) -> dict[str, Any]:
-    """One instance's entry for ``RateLimiter.register`` (see csrc/rate_limiter.h)."""
+    """One instance's entry for ``RateLimiter.register`` (see csrc/scheduling/rate_limiter.h)."""
     limiter = group.rate_limiter
     return {
         "resources": [

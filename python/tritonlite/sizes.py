@@ -4,7 +4,7 @@ Owns: the one place the Python side turns a shape into a size. Python integers n
 the sizes are exact; what matters is that every frontend compares them with the bytes actually
 present *before* anything is allocated for the shape (numpy would otherwise try to build an
 array of ``[2**32, 2**32]`` elements, or a wrapped 64-bit product would make ``[2**62]`` FP32
-look like 0 bytes). The C++ core does the same with ``csrc/checked_math.h``.
+look like 0 bytes). The C++ core does the same with ``csrc/util/checked_math.h``.
 
 - ``element_count(shape)``: the exact product; more than 64 dimensions or a negative one is an
   INVALID_ARG error, and so is a shape with a zero dimension whose other dimensions multiply

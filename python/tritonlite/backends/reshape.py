@@ -54,7 +54,7 @@ class ReshapingInstance:
         self.model = config.name
         self.batched = config.max_batch_size > 0
         # A ragged input reaches the model flattened, and a batch_output target is split by
-        # its source input's shapes (csrc/ragged.h): no reshape applies to either.
+        # its source input's shapes (csrc/scheduling/ragged.h): no reshape applies to either.
         scattered = {name for b in config.batch_output for name in b.target_name}
         self.inputs = {
             t.name: (list(t.dims), list(t.reshape.shape))

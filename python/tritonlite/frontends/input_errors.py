@@ -4,7 +4,7 @@ Triton checks an input's datatype and shape against the model before the size of
 a client that sends ``[1, 8]`` with 16 values hears about the shape, not about bytes. The
 frontends measure sizes while decoding, before the core's checks run; on a mismatch they ask
 here which error Triton would give. Only the error path comes here. The texts carry Triton's
-``[request id: ...]`` prefix, as the core's checks do (csrc/validation.cc).
+``[request id: ...]`` prefix, as the core's checks do (csrc/core/validation.cc).
 """
 
 from __future__ import annotations
