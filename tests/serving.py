@@ -82,12 +82,25 @@ class ServerProcess:
             if self.proc is not None and self.proc.poll() is not None:
                 raise RuntimeError(f"server exited with {self.proc.returncode}:\n{self.log()}")
             try:
-                if client.is_server_live():
+                if client.is_server_live() and self._http_listening():
                     return
             except Exception:
                 pass
             time.sleep(0.1)
         raise RuntimeError(f"server not live after {self.ready_timeout}s:\n{self.log()}")
+
+    def _http_listening(self) -> bool:
+        """The HTTP frontend starts after the gRPC one: a test may use either as soon as the
+        server is live, so wait for its port too (unless HTTP is off)."""
+        import socket
+
+        if any(a.replace(" ", "=") in ("--allow-http=false", "--allow-http=0") for a in self.args):
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.http_port), timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path and self.log_path.exists() else ""
