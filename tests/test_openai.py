@@ -458,3 +458,24 @@ def test_in_process_start_openai(tmp_path: Path) -> None:
             loop.call_soon_threadsafe(state["stop"].set)
             thread.join(30)
             loop.close()
+
+
+def test_readme_example(served: ServerProcess) -> None:
+    """The README's openai-client example, as written (its URL pointed at this server)."""
+    import contextlib
+    import io
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## OpenAI-compatible API"):]
+    code = re.findall(r"```python\n(.*?)```", section, re.S)[0]
+    assert "http://localhost:9000/v1" in code
+    code = code.replace("http://localhost:9000/v1",
+                        f"http://127.0.0.1:{served.openai_port}/v1")  # type: ignore[attr-defined]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, "README.md", "exec"), {})
+    lines = out.getvalue().splitlines()
+    assert "minilm_embed" in lines[0] and "tiny_llm" in lines[0]
+    assert lines[1] == "2 384 12"  # as the README's comments say
+    assert lines[2] == "user: Say hello assistant: user:"

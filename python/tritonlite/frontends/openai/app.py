@@ -8,6 +8,7 @@ Routes: ``GET /v1/models``, ``GET /v1/models/{model}``, ``POST /v1/embeddings``,
 frontend). Every error answers in OpenAI's shape, ``{"error": {"message", "type", "param",
 "code"}}``: bad input 400, unknown model 404, unknown route 404, wrong method 405, a body over
 ``max_body_bytes`` 413, an unexpected failure 500 with an error id (its details go to the log).
+Bodies of ``OFFLOAD_BYTES`` or more are parsed off the event loop.
 A client that disconnects cancels its handler, and with it the request in the core.
 """
 
@@ -33,6 +34,8 @@ _log = logging.getLogger("tritonlite.openai")
 
 #: Request bodies above this are refused (413); OpenAI's own API takes up to about 32 MiB.
 DEFAULT_MAX_BODY_BYTES = 32 << 20
+#: Bodies of this size or more are parsed in a worker thread (the loop keeps serving).
+OFFLOAD_BYTES = 1 << 20
 _JSON = "application/json"
 _error_ids = itertools.count(1)
 
@@ -83,7 +86,10 @@ class _Handlers:
             if size > self.max_body_bytes:
                 raise self._too_large()
             chunks.append(chunk)
-        return parse_body(b"".join(chunks))
+        body = b"".join(chunks)
+        if len(body) >= OFFLOAD_BYTES:  # a big body is parsed off the event loop
+            return await asyncio.to_thread(parse_body, body)
+        return parse_body(body)
 
     def _too_large(self) -> OpenAIError:
         return OpenAIError(f"the request body is larger than {self.max_body_bytes} bytes", 413,

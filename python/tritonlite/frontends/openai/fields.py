@@ -44,7 +44,7 @@ def _depth(value: Any) -> int:
         deepest = max(deepest, depth)
         if depth > _MAX_DEPTH:
             return depth
-        stack.extend((v, depth + 1) for v in items)
+        stack.extend((v, depth + 1) for v in items if isinstance(v, (dict, list)))
     return deepest
 
 
