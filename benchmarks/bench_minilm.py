@@ -1,19 +1,21 @@
 #!/usr/bin/env python
 """MiniLM embeddings per second: over gRPC (tritonclient) and over ``/v1/embeddings`` (the
 OpenAI frontend) at concurrency 1 and 32, against the same pipeline run in-process without a
-server (the tokenizer + onnxruntime on the same model.onnx, batched, mean pooling + L2), in one
+server (the tokenizer + onnxruntime on the same model.onnx, batched), in one
 run, printed side by side.
 
 The texts: ``--texts`` distinct deterministic sentences of 6 to 40 words. Every request carries
 one text, as a client embedding one document at a time does; the server's dynamic batcher
-groups them. The in-process pipeline takes the texts ``--batch`` at a time (default 32, the
-concurrency the server is compared at), padded as the served tokenizer pads (to the next length
-bucket of the batch's longest text), once in corpus order and once grouped by length bucket
-(the padding the server's batcher gets, since it batches only requests of one bucket); the
-ratios are against the faster of the two. Closed loops: each of the ``c`` workers sends its next text
-when its previous answer arrived. Each mode runs ``--seconds`` after a 1 s warm-up.
+groups them. Closed loops: each of the ``c`` workers sends its next text when its previous
+answer arrived. The in-process pipeline takes the texts ``--batch`` at a time (default 32, the
+concurrency the server is compared at), padded as the served tokenizer pads (to the next
+length bucket of the batch's longest text), once in corpus order and once grouped by length
+bucket (the padding the server's batcher gets, since it batches only requests of one bucket);
+the ratios are against the faster of the two. The machine may be shared and its load may
+change during the run, so the modes are interleaved: ``--rounds`` rounds of every mode,
+``--seconds`` each (after a 1 s warm-up), and the table shows medians.
 
-    .venv/bin/python benchmarks/bench_minilm.py [--seconds 10] [--texts 512] [--batch 32]
+    .venv/bin/python benchmarks/bench_minilm.py [--seconds 5] [--rounds 3] [--texts 512] [--batch 32]
 
 The server and the load generator share this machine's cores, so compare rows only within one
 run. Goal (issue #21): gRPC at concurrency 32 >= 0.9 of the in-process texts per second.
@@ -41,7 +43,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "model_repository"))
 import generate_minilm  # noqa: E402
 
-BUCKETS = (16, 32, 64, 128, 256)  # as minilm_tokenizer/1/model.py
+BUCKETS = tuple(range(8, 257, 8))  # as minilm_tokenizer/1/model.py: multiples of 8 tokens
 WORDS = (
     "the model server batches requests from many clients so that the encoder sees full "
     "batches while each client waits only a little longer than its own text takes a quick "
@@ -66,7 +68,8 @@ def free_port() -> int:
 
 
 class Pipeline:
-    """minilm_embed without a server: tokenizer -> onnxruntime -> mean pooling + L2."""
+    """minilm_embed without a server: tokenizer -> onnxruntime (mean pooling + L2 in the
+    graph)."""
 
     def __init__(self, repo: Path) -> None:
         import onnxruntime as ort
@@ -89,17 +92,15 @@ class Pipeline:
         for r, e in enumerate(encodings):
             ids[r, : len(e.ids)] = e.ids
             mask[r, : len(e.ids)] = 1
-        (tokens,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
-        m = mask[..., None].astype(np.float32)
-        mean = (tokens * m).sum(1) / np.maximum(m.sum(1), 1e-9)
-        return mean / np.linalg.norm(mean, axis=1, keepdims=True)
+        # The graph ends with the mean pooling and the L2 normalisation.
+        (embeddings,) = self.session.run(None, {"input_ids": ids, "attention_mask": mask})
+        return embeddings  # type: ignore[no-any-return]
 
 
-def bench_in_process(repo: Path, texts: list[str], batch: int, seconds: float,
+def bench_in_process(pipeline: Pipeline, texts: list[str], batch: int, seconds: float,
                      grouped: bool) -> float:  # fmt: skip
     """Texts per second of the pipeline on batches of ``batch`` texts: in corpus order, or
     ``grouped`` by length bucket first (less padding, as the server's batcher gets)."""
-    pipeline = Pipeline(repo)
     if grouped:
         def width(text: str) -> int:
             n = len(pipeline.tokenizer.encode(text).ids)
@@ -221,7 +222,8 @@ def start_server(repo: Path) -> tuple[subprocess.Popen[bytes], int, int, Path]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--texts", type=int, default=512)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--concurrency", default="1,32")
@@ -230,24 +232,37 @@ def main() -> int:
     repo = generate_minilm.generate(generate_minilm.DEFAULT_OUT)
     texts = corpus(args.texts)
     levels = [int(c) for c in args.concurrency.split(",")]
+    print(f"MiniLM-L6 embeddings, {len(texts)} texts of 6-40 words; {args.rounds} rounds of "
+          f"{args.seconds:g} s per mode, the modes interleaved", flush=True)  # fmt: skip
 
-    print(f"MiniLM-L6 embeddings, {len(texts)} texts of 6-40 words, {args.seconds:g} s per mode",
-          flush=True)  # fmt: skip
-    plain = bench_in_process(repo, texts, args.batch, args.seconds, grouped=False)
-    grouped = bench_in_process(repo, texts, args.batch, args.seconds, grouped=True)
-    base = max(plain, grouped)  # the ratios are against the better of the two
-    rows = [
-        ("in-process (tokenizers + onnxruntime)", f"batch {args.batch}", plain, None),
-        ("in-process, batches grouped by length bucket", f"batch {args.batch}", grouped, None),
-    ]
+    pipeline = Pipeline(repo)
+    rates: dict[tuple[str, str], list[float]] = {}
+    p50s: dict[tuple[str, str], list[float]] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
+    plain_row = ("in-process (tokenizers + onnxruntime)", f"batch {args.batch}")
+    grouped_row = ("in-process, batches grouped by length bucket", f"batch {args.batch}")
     proc, grpc_port, openai_port, log = start_server(repo)
     try:
-        for c in levels:
-            rate, p50 = asyncio.run(bench_grpc(f"127.0.0.1:{grpc_port}", texts, c, args.seconds))
-            rows.append(("gRPC (tritonclient.grpc.aio)", f"c={c}", rate, p50))
-        for c in levels:
-            rate, p50 = asyncio.run(bench_openai(openai_port, texts, c, args.seconds))
-            rows.append(("/v1/embeddings (aiohttp, base64)", f"c={c}", rate, p50))
+        for r in range(args.rounds):
+            got: dict[tuple[str, str], tuple[float, float | None]] = {}
+            got[plain_row] = (bench_in_process(pipeline, texts, args.batch, args.seconds,
+                                               grouped=False), None)  # fmt: skip
+            got[grouped_row] = (bench_in_process(pipeline, texts, args.batch, args.seconds,
+                                                 grouped=True), None)  # fmt: skip
+            for c in levels:
+                got[("gRPC (tritonclient.grpc.aio)", f"c={c}")] = asyncio.run(
+                    bench_grpc(f"127.0.0.1:{grpc_port}", texts, c, args.seconds))  # fmt: skip
+            for c in levels:
+                got[("/v1/embeddings (aiohttp, base64)", f"c={c}")] = asyncio.run(
+                    bench_openai(openai_port, texts, c, args.seconds))  # fmt: skip
+            base = max(got[plain_row][0], got[grouped_row][0])  # the better in-process rate
+            for key, (rate, p50) in got.items():
+                rates.setdefault(key, []).append(rate)
+                ratios.setdefault(key, []).append(rate / base)
+                if p50 is not None:
+                    p50s.setdefault(key, []).append(p50)
+            print(f"round {r + 1}: " + ", ".join(f"{k[0].split(' ')[0]} {k[1]} {v[0]:.0f}"
+                                                 for k, v in got.items()), flush=True)  # fmt: skip
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -256,10 +271,13 @@ def main() -> int:
             proc.kill()
         log.unlink(missing_ok=True)
 
+    print("\nMedians over the rounds; 'vs in-process' is the median of each round's ratio to "
+          "that round's better in-process rate.")  # fmt: skip
     print("\n| path | load | texts/s | vs in-process | p50 ms |\n|---|---|---|---|---|")
-    for name, load, rate, p50 in rows:
-        print(f"| {name} | {load} | {rate:.0f} | {rate / base:.2f} | "
-              f"{'-' if p50 is None else f'{p50:.1f}'} |")  # fmt: skip
+    for key, values in rates.items():
+        p50 = f"{float(np.median(p50s[key])):.1f}" if key in p50s else "-"
+        print(f"| {key[0]} | {key[1]} | {float(np.median(values)):.0f} | "
+              f"{float(np.median(ratios[key])):.2f} | {p50} |")  # fmt: skip
     return 0
 
 
