@@ -14,6 +14,9 @@ Models (deterministic: the same bytes on every run):
                   batched as one flat tensor with the ACCUMULATED_ELEMENT_COUNT_WITH_ZERO
                   offsets the server makes (OFFSETS) -> each request's SUM and LENGTH
 - simple_python   `simple` written as a Triton python_backend model.py
+- tiny_llm        a deterministic stand-in for an LLM on Triton's LLM tensor convention
+                  (decoupled python: text_input, max_tokens, stream, seed, stop_words ->
+                  text_output), the OpenAI frontend's completions demo
 - classify        an ensemble: preprocess (python: standardize raw features) -> mlp_classifier
                   (ONNX) -> postprocess (python: best label and its score)
 
@@ -378,11 +381,151 @@ ensemble_scheduling {
 """
 
 
+TINY_LLM_CONFIG = """name: "tiny_llm"
+backend: "python"
+max_batch_size: 0
+model_transaction_policy { decoupled: true }
+input [
+  { name: "text_input" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "max_tokens" data_type: TYPE_INT32 dims: [ 1 ] optional: true },
+  { name: "stream" data_type: TYPE_BOOL dims: [ 1 ] optional: true },
+  { name: "seed" data_type: TYPE_UINT64 dims: [ 1 ] optional: true },
+  { name: "stop_words" data_type: TYPE_STRING dims: [ -1 ] optional: true }
+]
+output [
+  { name: "text_output" data_type: TYPE_STRING dims: [ 1 ] },
+  { name: "num_input_tokens" data_type: TYPE_UINT32 dims: [ 1 ] },
+  { name: "num_output_tokens" data_type: TYPE_UINT32 dims: [ 1 ] }
+]
+parameters { key: "token_delay_ms" value: { string_value: "0" } }
+instance_group [{ count: 1 kind: KIND_CPU }]
+"""
+
+TINY_LLM_MODEL = '''"""tiny_llm: a deterministic stand-in for an LLM, on Triton's LLM tensor convention (decoupled).
+
+It "generates" by repeating the words of its prompt (``text_input``) in order, starting at word
+``seed % words`` (0 without a seed), until ``max_tokens`` words (16 when absent) or a word equal
+to one of ``stop_words``. With ``stream`` true it sends one response per word (the word, with a
+leading space after the first), else one response with the whole text. Every response carries
+``num_input_tokens`` (the prompt's words) and ``num_output_tokens`` (the words in it), as
+Triton's vLLM backend reports usage. The config parameter ``token_delay_ms`` paces the words.
+
+Before each word it asks whether the request was cancelled (the client went away): it then
+stops, counts the cancellation in the ``tiny_llm_cancelled_total`` metric and ends the stream
+with a CANCELLED error.
+"""
+
+import json
+import threading
+import time
+
+import numpy as np
+import triton_python_backend_utils as pb_utils
+
+DEFAULT_MAX_TOKENS = 16
+MAX_TOKENS = 4096
+
+
+def _scalar(request, name, default):
+    tensor = pb_utils.get_input_tensor_by_name(request, name)
+    if tensor is None:
+        return default
+    values = tensor.as_numpy().reshape(-1)
+    return values[0] if len(values) else default
+
+
+def _text(value):
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+
+
+class TritonPythonModel:
+    def initialize(self, args):
+        config = json.loads(args["model_config"])
+        if not pb_utils.using_decoupled_model_transaction_policy(config):
+            raise pb_utils.TritonModelException("tiny_llm must be decoupled")
+        delay = config.get("parameters", {}).get("token_delay_ms", {}).get("string_value", "0")
+        self.delay_s = float(delay) / 1000
+        self.family = pb_utils.MetricFamily(
+            name="tiny_llm_cancelled_total",
+            description="Generations tiny_llm stopped because their request was cancelled",
+            kind=pb_utils.MetricFamily.COUNTER,
+        )
+        self.cancelled = self.family.Metric(labels={"model": args["model_name"]})
+        self.threads = []
+
+    def execute(self, requests):
+        self.threads = [t for t in self.threads if t.is_alive()]
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                job = self.parse(request)
+            except ValueError as e:
+                sender.send(
+                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(e))),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+                continue
+            thread = threading.Thread(target=self.generate, args=(sender, *job), daemon=True)
+            thread.start()
+            self.threads.append(thread)
+
+    def parse(self, request):
+        prompt = _text(_scalar(request, "text_input", b""))
+        max_tokens = int(_scalar(request, "max_tokens", DEFAULT_MAX_TOKENS))
+        if not 0 < max_tokens <= MAX_TOKENS:
+            raise ValueError(f"max_tokens must be between 1 and {MAX_TOKENS}, got {max_tokens}")
+        stream = bool(_scalar(request, "stream", False))
+        seed = int(_scalar(request, "seed", 0))
+        stop_tensor = pb_utils.get_input_tensor_by_name(request, "stop_words")
+        stop = set()
+        if stop_tensor is not None:
+            stop = {_text(s) for s in stop_tensor.as_numpy().reshape(-1)}
+        return prompt.split(), max_tokens, stream, seed, stop
+
+    def generate(self, sender, words, max_tokens, stream, seed, stop):
+        out = []
+        for i in range(max_tokens if words else 0):
+            if self.delay_s:
+                time.sleep(self.delay_s)
+            if sender.is_cancelled():
+                self.cancelled.increment(1)
+                error = pb_utils.TritonError("request cancelled", pb_utils.TritonError.CANCELLED)
+                sender.send(
+                    pb_utils.InferenceResponse(error=error),
+                    flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
+                )
+                return
+            word = words[(seed + i) % len(words)]
+            if word in stop:
+                break
+            piece = word if i == 0 else " " + word
+            out.append(piece)
+            if stream:
+                sender.send(self.response(piece, len(words), 1))
+        if not stream:
+            sender.send(self.response("".join(out), len(words), len(out)))
+        sender.send(flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL)
+
+    @staticmethod
+    def response(text, input_tokens, output_tokens):
+        return pb_utils.InferenceResponse([
+            pb_utils.Tensor("text_output", np.array([text.encode()], dtype=np.object_)),
+            pb_utils.Tensor("num_input_tokens", np.array([input_tokens], np.uint32)),
+            pb_utils.Tensor("num_output_tokens", np.array([output_tokens], np.uint32)),
+        ])
+
+    def finalize(self):
+        for t in self.threads:
+            t.join()
+'''
+
+
 def python_models(out: Path) -> None:
     for name, config, model in (
         ("simple_python", SIMPLE_PYTHON_CONFIG, SIMPLE_PYTHON_MODEL),
         ("preprocess", PREPROCESS_CONFIG, PREPROCESS_MODEL),
         ("postprocess", POSTPROCESS_CONFIG, POSTPROCESS_MODEL),
+        ("tiny_llm", TINY_LLM_CONFIG, TINY_LLM_MODEL),
     ):
         (out / name / "1").mkdir(parents=True, exist_ok=True)
         (out / name / "config.pbtxt").write_text(config)
@@ -397,6 +540,7 @@ GENERATED = [
     "sequence_accumulator/1/model.onnx", "sequence_controls/1/model.onnx",
     "token_sum/1/model.onnx",
     "simple_python/1/model.py", "preprocess/1/model.py", "postprocess/1/model.py",
+    "tiny_llm/1/model.py",
 ]  # fmt: skip
 
 

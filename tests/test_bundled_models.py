@@ -104,3 +104,41 @@ def test_classify_ensemble(server: Server) -> None:
     labels = (REPO / "mlp_classifier" / "labels.txt").read_text().split()
     assert out["LABEL"].ravel().tolist() == [labels[i].encode() for i in probs.argmax(axis=1)]
     np.testing.assert_allclose(out["SCORE"].ravel(), probs.max(axis=1), rtol=1e-5)
+
+
+def _generate(server: Server, inputs: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    import asyncio
+
+    async def run() -> list[dict[str, np.ndarray]]:
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[None] = loop.create_future()
+        outs: list[dict[str, np.ndarray]] = []
+
+        def on_response(error, outputs, final) -> None:  # type: ignore[no-untyped-def]
+            if error is not None:
+                done.set_exception(error)
+                return
+            if outputs:
+                outs.append({name: t.numpy() for name, t in outputs})
+            if final:
+                done.set_result(None)
+
+        server.submit_stream("tiny_llm", inputs, on_response)
+        await asyncio.wait_for(done, 30)
+        return outs
+
+    return asyncio.run(run())
+
+
+def test_tiny_llm(server: Server) -> None:
+    prompt = np.array([b"one two three"], dtype=np.object_)
+    streamed = _generate(server, {"text_input": prompt, "max_tokens": np.array([4], np.int32),
+                                  "stream": np.array([True])})  # fmt: skip
+    assert [o["text_output"][0] for o in streamed] == [b"one", b" two", b" three", b" one"]
+    assert all(int(o["num_input_tokens"][0]) == 3 for o in streamed)
+    whole = _generate(server, {"text_input": prompt, "seed": np.array([1], np.uint64),
+                               "stop_words": np.array([b"three"], dtype=np.object_)})  # fmt: skip
+    assert len(whole) == 1 and whole[0]["text_output"][0] == b"two"
+    assert int(whole[0]["num_output_tokens"][0]) == 1
+    default = _generate(server, {"text_input": np.array([b"a"], dtype=np.object_)})
+    assert default[0]["text_output"][0] == b" ".join([b"a"] * 16)  # max_tokens absent: 16

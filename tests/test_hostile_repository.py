@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from serving import ServerProcess
+from serving import ServerProcess, wait_http_live
 from tritonclient.utils import InferenceServerException
 
 CONFIG = (
@@ -56,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> ServerProcess:
         repo, args=("--model-control-mode=explicit",), env={"TMPDIR": str(scratch)}
     ) as srv:
         srv.scratch = scratch  # type: ignore[attr-defined]
+        wait_http_live(srv)  # start() waits for gRPC; HTTP opens after it (a race under load)
         yield srv
 
 

@@ -85,3 +85,45 @@ def test_cache_is_reused(repo: Path) -> None:
     before = onnx.stat().st_mtime_ns
     assert generate_minilm.generate(repo) == repo
     assert onnx.stat().st_mtime_ns == before
+
+
+def test_cache_is_invalidated_when_the_recipe_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A changed template (or script, or package version) changes the key, and generate() then
+    writes the repository again instead of keeping a stale one."""
+    templates = tmp_path / "templates"
+    import shutil
+
+    shutil.copytree(generate_minilm.TEMPLATES, templates,
+                    ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+    monkeypatch.setattr(generate_minilm, "TEMPLATES", templates)
+    before = generate_minilm.cache_key()
+    assert generate_minilm.cache_key() == before  # deterministic
+    config = templates / "minilm_encoder" / "config.pbtxt"
+    config.write_text(config.read_text() + "\n# changed\n")
+    changed = generate_minilm.cache_key()
+    assert changed != before
+    (templates / "minilm_extra").mkdir()  # a new file changes it too
+    (templates / "minilm_extra" / "config.pbtxt").write_text('name: "minilm_extra"\n')
+    assert generate_minilm.cache_key() != changed
+
+    # generate() with a stale key file exports again (the export itself stubbed: seconds).
+    exports: list[Path] = []
+
+    def fake_export(folder: Path, out_file: Path) -> None:
+        exports.append(out_file)
+        out_file.write_bytes(b"onnx")
+
+    monkeypatch.setattr(generate_minilm, "export_encoder", fake_export)
+    out = tmp_path / "repo"
+    out.mkdir()
+    (out / generate_minilm.KEY_FILE).write_text(before)
+    (out / "stale_model").mkdir()  # a model the old recipe wrote: gone after the rewrite
+    assert generate_minilm.generate(out) == out
+    assert len(exports) == 1
+    assert (out / generate_minilm.KEY_FILE).read_text() == generate_minilm.cache_key()
+    assert not (out / "stale_model").exists()
+    assert (out / "minilm_extra" / "config.pbtxt").is_file()
+    generate_minilm.generate(out)  # now current: no second export
+    assert len(exports) == 1

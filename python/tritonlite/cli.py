@@ -189,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "with (?-i); matched anywhere in the name).")  # fmt: skip
     _add_http_limit_flags(g)
 
+    g = p.add_argument_group("OpenAI-compatible API (/v1/models, /v1/embeddings, /v1/completions, "
+                             "/v1/chat/completions)")
+    g.add_argument("--openai-port", type=int, default=None, metavar="PORT",
+                   help="Serve the OpenAI-compatible API on PORT (off unless given; Triton's "
+                   "OpenAI frontend uses 9000)")  # fmt: skip
+    g.add_argument("--openai-address", default=None, help="Default: the HTTP address.")
+
     g = p.add_argument_group("metrics")
     flag("--allow-metrics", True, "Serve Prometheus metrics")
     g.add_argument("--metrics-port", type=int, default=8002)
@@ -353,6 +360,13 @@ async def _serve(args: argparse.Namespace) -> int:
                                  )  # fmt: skip
             frontends.append(h)
             log.info("Started HTTPService at %s:%d", args.http_address, args.http_port)
+        if args.openai_port is not None:
+            from .frontends.openai import start_openai
+
+            address = args.openai_address or args.http_address
+            o = await start_openai(server, address, args.openai_port)
+            frontends.append(o)
+            log.info("Started OpenAI-compatible API at %s:%d", address, o.port)
         if args.allow_metrics:
             from .metrics import start_metrics
 

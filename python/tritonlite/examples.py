@@ -34,7 +34,8 @@ def copy_examples(dest: Path) -> Path:
         examples_dir(),
         dest,
         dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("__pycache__", "generate.py"),
+        ignore=shutil.ignore_patterns("__pycache__", "generate.py", "generate_minilm.py",
+                                      ".minilm"),
     )
     return dest
 

@@ -1,9 +1,10 @@
 """all-MiniLM-L6-v2's WordPiece tokenizer (``tokenizers``, tokenizer.json beside this file).
 
-Each text becomes ``input_ids`` and ``attention_mask`` padded to the next length bucket (so
-texts of similar length batch together on the encoder) and ``token_count``, the real tokens
-([CLS] and [SEP] included), which ``/v1/embeddings`` reports as usage. Texts longer than 256
-tokens are truncated, as sentence-transformers does for this model (max_seq_length 256).
+Each text becomes ``input_ids`` and ``attention_mask`` padded to the next length bucket, a
+multiple of 8 tokens (so texts of similar length can batch together on the encoder), and
+``token_count``, the real tokens ([CLS] and [SEP] included), which ``/v1/embeddings`` reports
+as usage. Texts longer than 256 tokens are truncated, as sentence-transformers does for this
+model (max_seq_length 256).
 """
 
 from pathlib import Path
@@ -13,7 +14,7 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 MAX_TOKENS = 256
-BUCKETS = (16, 32, 64, 128, 256)
+BUCKETS = tuple(range(8, MAX_TOKENS + 1, 8))
 MAX_TEXT_BYTES = 1 << 20
 
 
