@@ -56,7 +56,9 @@ class _GatheredInstance:
             result = self.batched(**inputs)
         except BaseException as e:
             raise _failure(e) from None
-        if not isinstance(result, Mapping):
+        if isinstance(result, (list, tuple)) and len(result) == len(self.outputs):
+            result = dict(zip(self.outputs, result, strict=True))  # PyTriton allows a list
+        elif not isinstance(result, Mapping):
             raise TritonError(
                 f"the inference function must return a dict of numpy arrays, got "
                 f"{type(result).__name__}",
@@ -65,7 +67,7 @@ class _GatheredInstance:
         missing = [n for n in output_names if n not in result]
         if missing:
             raise TritonError(f"the inference function did not return outputs {missing}", INTERNAL)
-        return dict(result)
+        return result if type(result) is dict else dict(result)
 
     def close(self) -> None:
         pass

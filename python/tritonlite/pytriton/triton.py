@@ -21,7 +21,8 @@ from ..config_support import check_config_support
 from ..errors import TritonError
 from .exceptions import PyTritonInvalidOperationError, PyTritonValidationError
 from .function_backend import FunctionBackend
-from .model_config import ModelConfig, Tensor, to_proto
+from .decorators import TritonContext, inject_triton_context
+from .model_config import ModelConfig, Tensor, to_proto, triton_model_config
 
 __all__ = ["Triton", "TritonConfig"]
 
@@ -103,6 +104,7 @@ class Triton:
                       workspace)  # fmt: skip
         self.config = config or TritonConfig()
         self._models: list[tuple[Any, Any]] = []
+        self._context = TritonContext()  # what @triton_context passes to the bound functions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -143,7 +145,8 @@ class Triton:
             )
         if any(name == model_name for name, _ in self._models):
             raise PyTritonValidationError(f"model '{model_name}' is already bound")
-        proto = to_proto(model_name, inputs, outputs, config or ModelConfig(), len(funcs))
+        config = config or ModelConfig()
+        proto = to_proto(model_name, inputs, outputs, config, len(funcs))
         try:
             _config._normalize(proto)
             _config._validate_model(proto)
@@ -152,6 +155,9 @@ class Triton:
             check_config_support(proto)
         except TritonError as e:
             raise PyTritonValidationError(f"model '{model_name}': {e.message}") from None
+        inject_triton_context(
+            self._context, funcs, triton_model_config(proto, config, inputs, outputs, len(funcs))
+        )
         backend = FunctionBackend(proto, funcs)
         self._models.append((model_name, (proto, backend)))
         if self._server is not None:
