@@ -46,6 +46,9 @@ class ModelConfig:
     batcher: DynamicBatcher = dataclasses.field(default_factory=DynamicBatcher)
     response_cache: bool = False
     decoupled: bool = False
+    #: tritonlite's extension: run each instance of the function in its own process (the
+    #: python backend's stub machinery); the function must be importable (isolated.py).
+    isolated: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,6 +21,7 @@ from ..config_support import check_config_support
 from ..errors import TritonError
 from .exceptions import PyTritonInvalidOperationError, PyTritonValidationError
 from .function_backend import FunctionBackend
+from .isolated import IsolatedModel
 from .decorators import TritonContext, inject_triton_context
 from .model_config import ModelConfig, Tensor, to_proto, triton_model_config
 
@@ -155,13 +156,18 @@ class Triton:
             check_config_support(proto)
         except TritonError as e:
             raise PyTritonValidationError(f"model '{model_name}': {e.message}") from None
-        inject_triton_context(
-            self._context, funcs, triton_model_config(proto, config, inputs, outputs, len(funcs))
-        )
-        backend = FunctionBackend(proto, funcs)
+        model_config = triton_model_config(proto, config, inputs, outputs, len(funcs))
+        inject_triton_context(self._context, funcs, model_config)
+        backend: Any = IsolatedModel(proto, funcs, model_config) if config.isolated else (
+            FunctionBackend(proto, funcs))  # fmt: skip
         self._models.append((model_name, (proto, backend)))
         if self._server is not None:
-            self._server.add_model(proto, backend)
+            self._add(proto, backend)
+
+    def _add(self, proto: Any, backend: Any) -> None:
+        if isinstance(backend, IsolatedModel):  # stubs are started for the server serving it
+            backend = backend.backend(self._server)
+        self._server.add_model(proto, backend)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -175,7 +181,7 @@ class Triton:
         self._server = Server(server_id=c.id, strict_readiness=c.strict_readiness)
         try:
             for _, (proto, backend) in self._models:
-                self._server.add_model(proto, backend)
+                self._add(proto, backend)
             self._loop = _new_event_loop()
             started: list[BaseException | None] = []
             ready = threading.Event()
@@ -257,6 +263,7 @@ class Triton:
         self._running = False
         self._stopped.set()
         self._shutdown()
+        self._remove_model_dirs()
         return was_running
 
     def _shutdown(self) -> None:
@@ -278,6 +285,11 @@ class Triton:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    def _remove_model_dirs(self) -> None:
+        for _, (_, backend) in self._models:
+            if isinstance(backend, IsolatedModel):
+                backend.close()
 
     def __enter__(self) -> Triton:
         return self
