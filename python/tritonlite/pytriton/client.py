@@ -272,6 +272,24 @@ class ModelClient:
             raise _server_error(e) from None
         return _outputs(response, self.scheme == "grpc")
 
+    def load_model(self, config: str | None = None, files: dict[str, bytes] | None = None) -> None:
+        """Ask the server to load the model (explicit model control; a server serving bound
+        functions has no repository and says so)."""
+        self._model_control(self._client.load_model, config=config, files=files)
+
+    def unload_model(self) -> None:
+        self._model_control(self._client.unload_model)
+
+    def _model_control(self, call: Any, **kwargs: Any) -> None:
+        from tritonclient.utils import InferenceServerException
+
+        try:
+            call(self.model_name, **{k: v for k, v in kwargs.items() if v is not None})
+        except InferenceServerException as e:
+            raise PyTritonClientInferenceServerError(
+                f"Error occurred during model control request. Message: {e.message()}"
+            ) from None
+
     # ---- lifetime ----------------------------------------------------------------------------
 
     def close(self) -> None:
