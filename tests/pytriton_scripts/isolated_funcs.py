@@ -26,8 +26,8 @@ def count(requests):
                 "pid": np.full((1, 1), os.getpid(), np.int64)} for _ in requests]  # fmt: skip
 
 
-@triton_context
 @batch
+@triton_context
 def max_batch(x, triton_context):
     """The bound model's max_batch_size, read from the TritonContext the stub injected."""
     size = triton_context.model_configs[max_batch].max_batch_size
