@@ -201,6 +201,23 @@ def test_triton_context_on_a_callable_object_and_unbound():
     assert model.__triton_context__.model_configs[model].model_name == "obj"
 
 
+def test_triton_context_over_batch_passes_through(triton):
+    """PyTriton's order, @triton_context outside @batch: @batch passes the keyword on."""
+
+    @triton_context
+    @batch
+    def infer(x, triton_context):
+        return {"y": x + triton_context.model_configs[infer].max_batch_size}
+
+    triton.bind("ctx_over_batch", infer, inputs=[Tensor(name="x", dtype=np.float32, shape=(1,))],
+                outputs=[Tensor(name="y", dtype=np.float32, shape=(1,))],
+                config=ModelConfig(max_batch_size=5))  # fmt: skip
+    triton.run()
+    for module, client in _clients(triton):
+        out = _infer(module, client, "ctx_over_batch", x=np.array([[1.0]], np.float32))
+        np.testing.assert_array_equal(out.as_numpy("y"), [[6.0]])
+
+
 def test_fill_optionals_and_group_by_keys_run_before_batch(triton):
     """@fill_optionals and @group_by_keys over @batch must run: the backend calls @batch's
     function directly only when @batch is the outermost decorator."""

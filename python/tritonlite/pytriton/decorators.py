@@ -215,23 +215,26 @@ def _config_of(func: Any) -> TritonModelConfig | None:
 
 def batch(wrapped: InferFunc) -> InferFunc:
     """Call ``wrapped(**inputs)`` once with every request's inputs concatenated along the
-    batch dim; split its output dict (or each one it yields) back per request."""
+    batch dim; split its output dict (or each one it yields) back per request. Other arguments
+    (e.g. ``triton_context`` from an outer ``@triton_context``) pass through, as in PyTriton."""
     if inspect.isgeneratorfunction(wrapped):
 
         @functools.wraps(wrapped)
-        def generator(requests: list[Request]) -> Iterator[list[dict[str, np.ndarray]]]:
+        def generator(
+            requests: list[Request], *args: Any, **kwargs: Any
+        ) -> Iterator[list[dict[str, np.ndarray]]]:
             inputs, sizes = _concatenate(requests)
             config = _config_of(generator)
-            for outputs in wrapped(**inputs):
+            for outputs in wrapped(*args, **kwargs, **inputs):
                 yield _split(outputs, sizes, config)
 
         generator.__tritonlite_batched__ = wrapped  # type: ignore[attr-defined]
         return generator
 
     @functools.wraps(wrapped)
-    def wrapper(requests: list[Request]) -> list[dict[str, np.ndarray]]:
+    def wrapper(requests: list[Request], *args: Any, **kwargs: Any) -> list[dict[str, np.ndarray]]:
         inputs, sizes = _concatenate(requests)
-        return _split(wrapped(**inputs), sizes, _config_of(wrapper))
+        return _split(wrapped(*args, **kwargs, **inputs), sizes, _config_of(wrapper))
 
     wrapper.__tritonlite_batched__ = wrapped  # type: ignore[attr-defined]
     return wrapper
