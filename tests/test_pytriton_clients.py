@@ -171,3 +171,16 @@ def test_asyncio_decoupled_model_client_streams(served):
     asyncio.run(main())
     with pytest.raises(PyTritonClientValueError, match="only supported for grpc"):
         AsyncioDecoupledModelClient(_url(served, "http"), "stream")
+
+
+@pytest.mark.parametrize("scheme", ["grpc", "http"])
+def test_model_client_model_control_is_refused_for_bound_functions(served, scheme):
+    """ModelClient.load_model/unload_model reach the server; bound functions have no
+    repository, so both fail with PyTriton's model-control error and the model keeps serving."""
+    with ModelClient(_url(served, scheme), "add") as c:
+        for call in (c.load_model, c.unload_model):
+            with pytest.raises(PyTritonClientInferenceServerError, match="Error occurred during "
+                               "model control request. Message: the server has no model "
+                               "repository"):  # fmt: skip
+                call()
+        np.testing.assert_array_equal(c.infer_batch(ONE, ONE)["sum"], ONE * 2)
