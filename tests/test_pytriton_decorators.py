@@ -218,6 +218,26 @@ def test_triton_context_over_batch_passes_through(triton):
         np.testing.assert_array_equal(out.as_numpy("y"), [[6.0]])
 
 
+def test_batch_on_a_method(triton):
+    class Model:
+        offset = 3.0
+
+        @batch
+        def __call__(self, x):
+            return {"y": x + self.offset}
+
+    io = dict(inputs=[Tensor(name="x", dtype=np.float32, shape=(1,))],
+              outputs=[Tensor(name="y", dtype=np.float32, shape=(1,))],
+              config=ModelConfig(max_batch_size=4))  # fmt: skip
+    triton.bind("method", Model(), **io)  # the object: per-request path
+    triton.bind("bound_method", Model().__call__, **io)  # a bound method: the gathered path
+    triton.run()
+    for module, client in _clients(triton):
+        for model in ("method", "bound_method"):
+            out = _infer(module, client, model, x=np.array([[1.0], [2.0]], np.float32))
+            np.testing.assert_array_equal(out.as_numpy("y"), [[4.0], [5.0]])
+
+
 def test_fill_optionals_and_group_by_keys_run_before_batch(triton):
     """@fill_optionals and @group_by_keys over @batch must run: the backend calls @batch's
     function directly only when @batch is the outermost decorator."""

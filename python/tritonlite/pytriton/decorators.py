@@ -232,9 +232,12 @@ def batch(wrapped: InferFunc) -> InferFunc:
         return generator
 
     @functools.wraps(wrapped)
-    def wrapper(requests: list[Request], *args: Any, **kwargs: Any) -> list[dict[str, np.ndarray]]:
+    def wrapper(*args: Any, **kwargs: Any) -> list[dict[str, np.ndarray]]:
+        # a method (``def __call__(self, **inputs)``): the object comes first, then requests
+        self_ = args[:1] if len(args) > 1 and not isinstance(args[0], list) else ()
+        requests, rest = args[len(self_)], args[len(self_) + 1 :]
         inputs, sizes = _concatenate(requests)
-        return _split(wrapped(*args, **kwargs, **inputs), sizes, _config_of(wrapper))
+        return _split(wrapped(*self_, *rest, **kwargs, **inputs), sizes, _config_of(wrapper))
 
     wrapper.__tritonlite_batched__ = wrapped  # type: ignore[attr-defined]
     return wrapper

@@ -125,6 +125,13 @@ class _RequestInstance:
         pass
 
 
+def _batched(func: Any) -> Any:
+    """What the gathered path calls: @batch's function (bound to the object for a method)."""
+    inner = getattr(func, "__tritonlite_batched__", None)
+    owner = getattr(func, "__self__", None)
+    return inner.__get__(owner) if inner is not None and owner is not None else inner
+
+
 class FunctionBackend:
     """One model version whose instances call ``funcs[i]``."""
 
@@ -132,7 +139,7 @@ class FunctionBackend:
         self.funcs = list(funcs)
         self.decoupled = config.model_transaction_policy.decoupled
         self.outputs = [t.name for t in config.output]
-        batched = [getattr(f, "__tritonlite_batched__", None) for f in self.funcs]
+        batched = [_batched(f) for f in self.funcs]
         self.gathered = not self.decoupled and all(b is not None for b in batched)
         self.per_request_execution = not self.gathered
         self._batched = batched
