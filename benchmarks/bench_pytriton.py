@@ -113,6 +113,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
     results: dict[str, dict[int, dict[str, float]]] = {}
+    load = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:
         for kind in ("pytriton", "tritonlite"):
             proc, port, headers = start(kind)
@@ -121,6 +122,8 @@ def main() -> None:
             finally:
                 stop(proc)
     print("add/sub INT32[16], @batch, max_batch_size 64; perf_analyzer gRPC --async, batch 1")
+    print(f"load average before the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}; after: "
+          + " ".join(f"{x:.2f}" for x in os.getloadavg()))  # fmt: skip
     print(f"{'conc':>4} | {'PyTriton 0.7.0 infer/s':>22} {'p50 µs':>8} {'p99 µs':>8} | "
           f"{'tritonlite infer/s':>18} {'p50 µs':>8} {'p99 µs':>8} | {'x thr':>6} {'x p50':>6}")  # fmt: skip
     for c in LEVELS:

@@ -26,7 +26,7 @@ from tritonlite.pytriton.exceptions import (
     PyTritonUserError,
     PyTritonValidationError,
 )
-from tritonlite.pytriton.model_config import ModelConfig, Tensor
+from tritonlite.pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
 from tritonlite.pytriton.triton import Triton, TritonConfig
 
 SCRIPTS = Path(__file__).parent / "pytriton_scripts"
@@ -272,3 +272,70 @@ def test_typed_function_short_path(triton):
         @tritonlite.function
         def untyped(x: np.ndarray) -> np.ndarray:
             return x
+
+
+def _address(a: np.ndarray) -> int:
+    return int(a.__array_interface__["data"][0])
+
+
+def test_gathered_path_numpy_in_and_out_without_copies(triton):
+    """The @batch function gets the request's own buffers (one request: views, no copy; a
+    gathered batch: the core's one batch buffer) and the arrays it returns go back without a
+    copy: each request's output is a view into them (a slice of rows for a batch)."""
+    seen: list[dict[str, np.ndarray]] = []
+    returned: list[np.ndarray] = []
+
+    @batch
+    def add_sub(INPUT0, INPUT1):
+        seen.append({"INPUT0": INPUT0, "INPUT1": INPUT1})
+        total = INPUT0 + INPUT1
+        returned.append(total)
+        return {"OUTPUT0": total, "OUTPUT1": INPUT0 - INPUT1}
+
+    triton.bind("zero_copy", add_sub, I32, O32, config=ModelConfig(max_batch_size=8))
+    triton.bind(
+        "zero_copy3", add_sub, I32, O32,
+        config=ModelConfig(max_batch_size=8, batcher=DynamicBatcher(
+            max_queue_delay_microseconds=5_000_000, preferred_batch_size=[3])),
+    )  # fmt: skip
+    triton.run()
+    server = triton._server
+
+    # one request, in-process: the function's inputs alias the caller's arrays, and the
+    # caller's outputs alias the array the function returned
+    a = np.arange(16, dtype=np.int32).reshape(1, 16)
+    b = np.full((1, 16), 3, np.int32)
+    out = server.infer("zero_copy", {"INPUT0": a, "INPUT1": b}, ["OUTPUT0"])
+    np.testing.assert_array_equal(out["OUTPUT0"], a + b)
+    assert _address(seen[-1]["INPUT0"]) == _address(a)
+    assert _address(seen[-1]["INPUT1"]) == _address(b)
+    assert np.shares_memory(seen[-1]["INPUT0"], a)
+    assert _address(out["OUTPUT0"]) == _address(returned[-1])
+
+    # three requests gathered into one batch (preferred size 3): the rows are the core's batch
+    # buffer (one gather, no Python concatenation), each response a row view of the output
+    rows = [np.full((1, 16), i, np.int32) for i in range(3)]
+    results: dict[int, dict[str, np.ndarray]] = {}
+
+    def call(i: int) -> None:
+        results[i] = server.infer("zero_copy3", {"INPUT0": rows[i], "INPUT1": rows[i]})
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert seen[-1]["INPUT0"].shape == (3, 16)
+    base = _address(returned[-1])
+    offsets = sorted(_address(r["OUTPUT0"]) - base for r in results.values())
+    assert offsets == [0, 64, 128]  # rows of the returned array: views, not copies
+    for i, r in results.items():
+        np.testing.assert_array_equal(r["OUTPUT0"], rows[i] * 2)
+        assert np.shares_memory(r["OUTPUT0"], returned[-1])
+
+    # over the network: the inputs are views of the received message, never arrays the
+    # backend allocated and copied into
+    for module, client in _clients(triton):
+        seen.clear()
+        _infer(module, client, "zero_copy", INPUT0=a, INPUT1=b)
+        assert not seen[0]["INPUT0"].flags.owndata and not seen[0]["INPUT1"].flags.owndata

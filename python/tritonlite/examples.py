@@ -1,5 +1,8 @@
 """The example model repository bundled with the package, and the `tritonlite` command.
 
+`tritonlite serve APP` serves the Python functions a module binds or decorates
+(tritonlite/pytriton/serve_module.py).
+
 `tritonlite serve-examples [tritonlite-server flags]` serves the bundled repository (the models
 of README's "Talking to it") straight from the installed package; `tritonlite copy-examples DIR`
 copies it into DIR to edit or extend. In a source checkout (editable install) the repository is
@@ -43,7 +46,8 @@ def copy_examples(dest: Path) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="tritonlite",
-        description="tritonlite's example models (the server itself is tritonlite-server).",
+        description="tritonlite's example models, and serving Python functions (the server "
+        "itself is tritonlite-server).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     serve = sub.add_parser(
@@ -53,7 +57,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.set_defaults(command="serve-examples")
     copy = sub.add_parser("copy-examples", help="copy the bundled example models into DIR")
     copy.add_argument("dir", type=Path)
+    app = sub.add_parser(
+        "serve", add_help=False,
+        help="serve the Python functions APP (app.py or pkg.app) binds or decorates "
+             "(tritonlite serve --help)",
+    )  # fmt: skip
+    app.add_argument("app_args", nargs=argparse.REMAINDER)
     args, rest = parser.parse_known_args(argv)
+    if args.command == "serve":
+        from .pytriton import serve_module
+
+        return serve_module.run([*args.app_args, *rest])
     if args.command == "copy-examples":
         if rest:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")

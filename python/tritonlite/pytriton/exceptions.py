@@ -35,6 +35,10 @@ class PyTritonUnrecoverableError(PyTritonError):
     """The server cannot go on."""
 
 
+class PyTritonRuntimeError(PyTritonError):
+    """A runtime error (e.g. decorators stacked in an order that cannot work)."""
+
+
 class PyTritonUserError(PyTritonError):
     """Raise it in an inference function: the client gets its message (INVALID_ARG)."""
 
@@ -69,3 +73,7 @@ class PyTritonClientModelDoesntSupportBatchingError(PyTritonClientError):
 
 class PyTritonClientClosedError(PyTritonClientError):
     """The client was closed."""
+
+
+class PyTritonClientQueueFullError(PyTritonClientError):
+    """``FuturesModelClient``: its queue is full (``non_blocking=True``)."""

@@ -56,7 +56,9 @@ class _GatheredInstance:
             result = self.batched(**inputs)
         except BaseException as e:
             raise _failure(e) from None
-        if not isinstance(result, Mapping):
+        if isinstance(result, (list, tuple)) and len(result) == len(self.outputs):
+            result = dict(zip(self.outputs, result, strict=True))  # PyTriton allows a list
+        elif not isinstance(result, Mapping):
             raise TritonError(
                 f"the inference function must return a dict of numpy arrays, got "
                 f"{type(result).__name__}",
@@ -65,7 +67,7 @@ class _GatheredInstance:
         missing = [n for n in output_names if n not in result]
         if missing:
             raise TritonError(f"the inference function did not return outputs {missing}", INTERNAL)
-        return dict(result)
+        return result if type(result) is dict else dict(result)
 
     def close(self) -> None:
         pass
@@ -123,6 +125,13 @@ class _RequestInstance:
         pass
 
 
+def _batched(func: Any) -> Any:
+    """What the gathered path calls: @batch's function (bound to the object for a method)."""
+    inner = getattr(func, "__tritonlite_batched__", None)
+    owner = getattr(func, "__self__", None)
+    return inner.__get__(owner) if inner is not None and owner is not None else inner
+
+
 class FunctionBackend:
     """One model version whose instances call ``funcs[i]``."""
 
@@ -130,7 +139,7 @@ class FunctionBackend:
         self.funcs = list(funcs)
         self.decoupled = config.model_transaction_policy.decoupled
         self.outputs = [t.name for t in config.output]
-        batched = [getattr(f, "__tritonlite_batched__", None) for f in self.funcs]
+        batched = [_batched(f) for f in self.funcs]
         self.gathered = not self.decoupled and all(b is not None for b in batched)
         self.per_request_execution = not self.gathered
         self._batched = batched

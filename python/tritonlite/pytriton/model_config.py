@@ -46,6 +46,9 @@ class ModelConfig:
     batcher: DynamicBatcher = dataclasses.field(default_factory=DynamicBatcher)
     response_cache: bool = False
     decoupled: bool = False
+    #: tritonlite's extension: run each instance of the function in its own process (the
+    #: python backend's stub machinery); the function must be importable (isolated.py).
+    isolated: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,3 +161,61 @@ def to_proto(
     proto.model_transaction_policy.decoupled = bool(config.decoupled)
     proto.instance_group.add(count=instance_count, kind=mc.ModelInstanceGroup.KIND_CPU)
     return proto
+
+
+@dataclasses.dataclass
+class TensorSpec:
+    """A bound model's input or output as the decorators see it (PyTriton's TensorSpec)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: Any
+    optional: bool | None = False
+
+
+@dataclasses.dataclass
+class TritonModelConfig:
+    """What ``@triton_context`` and ``@pad_batch`` read about a bound model (PyTriton's
+    ``TritonModelConfig``, the fields a decorator or function uses)."""
+
+    model_name: str
+    model_version: int = 1
+    max_batch_size: int = 4
+    batching: bool = True
+    batcher: DynamicBatcher | None = None
+    instance_group: dict[str, int | None] = dataclasses.field(default_factory=dict)
+    decoupled: bool = False
+    backend_parameters: dict[str, str] = dataclasses.field(default_factory=dict)
+    inputs: Sequence[TensorSpec] | None = None
+    outputs: Sequence[TensorSpec] | None = None
+    response_cache: Any = None
+    model_warmup: Any = None
+
+    @property
+    def backend(self) -> str:
+        return "python"
+
+
+def triton_model_config(
+    proto: mc.ModelConfig, config: ModelConfig, inputs: Sequence[Tensor],
+    outputs: Sequence[Tensor], instance_count: int,
+) -> TritonModelConfig:  # fmt: skip
+    """The TritonModelConfig of a bound model (``proto``: its validated Triton config)."""
+
+    def specs(tensors: Sequence[Tensor], protos: Any) -> list[TensorSpec]:
+        return [
+            TensorSpec(name=p.name, shape=tuple(t.shape), dtype=t.dtype, optional=t.optional)
+            for t, p in zip(tensors, protos, strict=True)
+        ]
+
+    batching = proto.max_batch_size > 0
+    return TritonModelConfig(
+        model_name=proto.name,
+        max_batch_size=int(proto.max_batch_size),
+        batching=batching,
+        batcher=config.batcher if batching else None,
+        instance_group={"KIND_CPU": instance_count},
+        decoupled=bool(config.decoupled),
+        inputs=specs(inputs, proto.input),
+        outputs=specs(outputs, proto.output),
+    )

@@ -21,7 +21,9 @@ from ..config_support import check_config_support
 from ..errors import TritonError
 from .exceptions import PyTritonInvalidOperationError, PyTritonValidationError
 from .function_backend import FunctionBackend
-from .model_config import ModelConfig, Tensor, to_proto
+from .isolated import IsolatedModel
+from .decorators import TritonContext, inject_triton_context
+from .model_config import ModelConfig, Tensor, to_proto, triton_model_config
 
 __all__ = ["Triton", "TritonConfig"]
 
@@ -103,6 +105,7 @@ class Triton:
                       workspace)  # fmt: skip
         self.config = config or TritonConfig()
         self._models: list[tuple[Any, Any]] = []
+        self._context = TritonContext()  # what @triton_context passes to the bound functions
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._server: Any = None
@@ -143,7 +146,8 @@ class Triton:
             )
         if any(name == model_name for name, _ in self._models):
             raise PyTritonValidationError(f"model '{model_name}' is already bound")
-        proto = to_proto(model_name, inputs, outputs, config or ModelConfig(), len(funcs))
+        config = config or ModelConfig()
+        proto = to_proto(model_name, inputs, outputs, config, len(funcs))
         try:
             _config._normalize(proto)
             _config._validate_model(proto)
@@ -152,10 +156,18 @@ class Triton:
             check_config_support(proto)
         except TritonError as e:
             raise PyTritonValidationError(f"model '{model_name}': {e.message}") from None
-        backend = FunctionBackend(proto, funcs)
+        model_config = triton_model_config(proto, config, inputs, outputs, len(funcs))
+        inject_triton_context(self._context, funcs, model_config)
+        backend: Any = IsolatedModel(proto, funcs, model_config) if config.isolated else (
+            FunctionBackend(proto, funcs))  # fmt: skip
         self._models.append((model_name, (proto, backend)))
         if self._server is not None:
-            self._server.add_model(proto, backend)
+            self._add(proto, backend)
+
+    def _add(self, proto: Any, backend: Any) -> None:
+        if isinstance(backend, IsolatedModel):  # stubs are started for the server serving it
+            backend = backend.backend(self._server)
+        self._server.add_model(proto, backend)
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -169,7 +181,7 @@ class Triton:
         self._server = Server(server_id=c.id, strict_readiness=c.strict_readiness)
         try:
             for _, (proto, backend) in self._models:
-                self._server.add_model(proto, backend)
+                self._add(proto, backend)
             self._loop = _new_event_loop()
             started: list[BaseException | None] = []
             ready = threading.Event()
@@ -251,6 +263,7 @@ class Triton:
         self._running = False
         self._stopped.set()
         self._shutdown()
+        self._remove_model_dirs()
         return was_running
 
     def _shutdown(self) -> None:
@@ -272,6 +285,11 @@ class Triton:
         if self._server is not None:
             self._server.close()
             self._server = None
+
+    def _remove_model_dirs(self) -> None:
+        for _, (_, backend) in self._models:
+            if isinstance(backend, IsolatedModel):
+                backend.close()
 
     def __enter__(self) -> Triton:
         return self

@@ -48,12 +48,13 @@ class TypedFunction:
 
     def __init__(
         self, func: Callable[..., Any], name: str | None, max_batch_size: int,
-        shapes: Mapping[str, Sequence[int]], instances: int,
+        shapes: Mapping[str, Sequence[int]], instances: int, isolated: bool = False,
     ) -> None:  # fmt: skip
         self.func = func
         self.name = name or func.__name__
         self.max_batch_size = max_batch_size
         self.instances = instances
+        self.isolated = isolated
         hints = typing.get_type_hints(func)
         params = inspect.signature(func).parameters
         self.inputs = [
@@ -90,6 +91,10 @@ class TypedFunction:
             result = func(**inputs)
             return {"output": result} if single else result
 
+        # importable as <module>:<name>.infer_func when the decorated name is module-level, so
+        # that ModelConfig(isolated=True) can import it in the stub process
+        infer.__module__ = func.__module__
+        infer.__qualname__ = f"{func.__qualname__}.infer_func"
         self.infer_func = infer
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
@@ -98,7 +103,8 @@ class TypedFunction:
     def bind(self, triton: Triton) -> None:
         triton.bind(
             self.name, [self.infer_func] * self.instances, self.inputs, self.outputs,
-            ModelConfig(batching=self.max_batch_size > 0, max_batch_size=self.max_batch_size),
+            ModelConfig(batching=self.max_batch_size > 0, max_batch_size=self.max_batch_size,
+                        isolated=self.isolated),
         )  # fmt: skip
 
     def serve(self, **config: Any) -> None:
@@ -109,12 +115,14 @@ class TypedFunction:
 def function(
     func: Callable[..., Any] | None = None, *, name: str | None = None,
     max_batch_size: int = 64, shapes: Mapping[str, Sequence[int]] | None = None,
-    instances: int = 1,
+    instances: int = 1, isolated: bool = False,
 ) -> Any:  # fmt: skip
-    """``@function`` or ``@function(max_batch_size=..., shapes=..., instances=...)``."""
+    """``@function`` or ``@function(max_batch_size=..., shapes=..., instances=...,
+    isolated=...)`` (``isolated``: each instance in its own process, as
+    ``ModelConfig(isolated=True)``)."""
 
     def wrap(f: Callable[..., Any]) -> TypedFunction:
-        return TypedFunction(f, name, max_batch_size, shapes or {}, instances)
+        return TypedFunction(f, name, max_batch_size, shapes or {}, instances, isolated)
 
     return wrap(func) if func is not None else wrap
 
