@@ -78,11 +78,10 @@ from aiohttp.http import HttpRequestParser
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from aiohttp.web_request import BaseRequest
-from google.protobuf import json_format
-from google.protobuf.descriptor import FieldDescriptor
 
 from .. import _core, sizes
 from .._proto import model_config_pb2 as mc
+from ..config import config_to_json
 from ..datatypes import DATATYPES, to_wire_name
 from ..errors import INVALID_ARG, NOT_FOUND, UNSUPPORTED, TritonError
 from ..server import Server
@@ -149,12 +148,6 @@ _CUDA_SHM_RE = re.compile(r"/v2/cudasharedmemory(?:/region/([^/]+))?/(status|reg
 _REPOSITORY_RE = re.compile(r"/v2/repository(?:/([^/]+))?/(index|models/([^/]+)/(load|unload))")
 
 _JSON_KIND, _BINARY_KIND, _SHM_KIND = 0, 1, 2
-
-_INT64_TYPES = (
-    FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
-    FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64,
-)  # fmt: skip
-
 
 @dataclass
 class Reply:
@@ -307,35 +300,6 @@ def _optional_json(body: bytes) -> dict[str, Any]:
     return parsed if isinstance(parsed, dict) else {}
 
 
-def _config_json(config: mc.ModelConfig) -> dict[str, Any]:
-    """A ModelConfig as Triton's /config JSON: every field without presence printed, 64-bit
-    integers as JSON numbers (protobuf's JSON mapping would print them as strings)."""
-    out = json_format.MessageToDict(
-        config, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
-    )
-    _fix_int64(config.DESCRIPTOR, out)
-    return out
-
-
-def _fix_int64(descriptor: Any, obj: dict[str, Any]) -> None:
-    for f in descriptor.fields:
-        if f.name not in obj:
-            continue
-        value = obj[f.name]
-        if f.message_type is not None and f.message_type.GetOptions().map_entry:
-            value_field = f.message_type.fields_by_name["value"]
-            for k, v in value.items():
-                if value_field.message_type is not None:
-                    _fix_int64(value_field.message_type, v)
-                elif value_field.type in _INT64_TYPES:
-                    value[k] = int(v)
-        elif f.message_type is not None:
-            for item in value if isinstance(value, list) else [value]:
-                _fix_int64(f.message_type, item)
-        elif f.type in _INT64_TYPES:
-            obj[f.name] = [int(v) for v in value] if isinstance(value, list) else int(value)
-
-
 def _statistics_json(stats: list[dict[str, Any]]) -> dict[str, Any]:
     """Triton's ModelStatistics JSON (its field order; fields it lacks dropped)."""
     out = []
@@ -476,7 +440,7 @@ class HttpApi:
             if kind == "config":
                 self._check_access("model-config", headers)
                 config = self._loaded(name, _version(version)).config
-                return _json_reply(_config_json(config))
+                return _json_reply(config_to_json(config))
             if kind == "stats":
                 self._check_access("statistics", headers)
                 return self._stats(name, version)

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import config as _config
-from ..config_support import check_config_support
+from ..config.support import check_config_support
 from ..errors import TritonError
 from .exceptions import PyTritonInvalidOperationError, PyTritonValidationError
 from .function_backend import FunctionBackend

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 
-from ._proto import model_config_pb2 as _pb
-from .errors import INVALID_ARG, TritonError
+from .._proto import model_config_pb2 as _pb
+from ..errors import INVALID_ARG, TritonError
 
 _log = logging.getLogger("tritonlite.config")
 
