@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -30,15 +30,15 @@ from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
 from .protocol_settings import ProtocolSettings
+from .model_table import ModelTable
 from .rate_limit import parse_rate_limit_mode, parse_rate_limit_resources
+from .repository import ModelRepository
 from .response_cache import create_cache
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
 from .tracing import TraceConfig, TraceManager
 
 _log = logging.getLogger("tritonlite.server")
 
-if TYPE_CHECKING:
-    from .repository import ModelRepository
 
 Inputs = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -209,16 +209,13 @@ class Server:
         )
         if mode == "off" and resources:
             _log.warning("--rate-limit-resource has no effect with --rate-limit off")
-        self._models: dict[str, dict[int, LoadedModel]] = {}
-        self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
+        #: The served versions of every model (shared with the repository).
+        self.models = ModelTable()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
         self._tokens = itertools.count(1)
         self._closed = False
-        self._model_listeners: list[Any] = []
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
-        # Loads of different models run at once: one table update (and listener call) at a time.
-        self._install_lock = threading.Lock()
         # Shared by every frontend of this server, as Triton shares them across protocols.
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.cuda_shared_memory = CudaSharedMemoryRegistry()
@@ -226,21 +223,21 @@ class Server:
         # Triton's trace extension (--trace-config); its updates may move models on or off the
         # native gRPC fast path, which serves only models that are not being traced.
         self.tracing = TraceManager(trace_config)
-        self.tracing.add_listener(self._announce_models)
+        self.tracing.add_listener(self.models.announce)
         self.strict_readiness = strict_readiness
         self.repository: ModelRepository | None = None
         if model_repository is None:
             return
-        from .repository import ModelRepository  # config parsing is needed only with one
-
         paths = (
             [model_repository]
             if isinstance(model_repository, (str, Path))
             else list(model_repository)
         )
         self.repository = ModelRepository(
-            self,
+            self.models,
             paths,
+            loader=self._load_version,
+            backend_host=self,
             control_mode=model_control_mode,
             auto_complete=auto_complete_config,
             backend_config=backend_config,
@@ -267,21 +264,22 @@ class Server:
         loaded = LoadedModel(
             config, version, backend, cache=self.cache_for(config), rate_limiter=self.rate_limiter
         )
-        self._install(config.name, {version: loaded})
+        self.models.install(config.name, {version: loaded})
 
     def remove_model(self, name: str, version: int | None = None) -> None:
         """Stop serving a model (all versions by default); waits for in-flight requests."""
-        if version is None:
-            self._uninstall(name)
-        else:
-            self._install(name, {}, keep=set(self._versions(name)) - {version})
+        self.models.uninstall(name, version)
 
     def model_names(self) -> list[str]:
-        return sorted(self._models)
+        return self.models.names()
 
     def get_model(self, name: str, version: int | None = None) -> LoadedModel:
         """The loaded model version (the latest when ``version`` is None or 0)."""
-        versions = self._models.get(name)
+        return self._model_in(self.models.versions(name), name, version)
+
+    def _model_in(
+        self, versions: Mapping[int, LoadedModel], name: str, version: int | None
+    ) -> LoadedModel:
         if not versions:
             if self.repository is not None and self.repository.has_versions(name):
                 # Triton's text for a model it loaded (or tried to) that has no version now.
@@ -303,12 +301,10 @@ class Server:
         ({version: LoadedModel}, empty when the model is gone), before retired versions stop;
         and at once for every model already served. (The native gRPC transport keeps its
         C++ model table in step this way.)"""
-        self._model_listeners.append(listener)
-        for name, versions in list(self._models.items()):
-            listener(name, versions)
+        self.models.add_listener(listener)
 
     def remove_model_listener(self, listener: Any) -> None:
-        self._model_listeners.remove(listener)
+        self.models.remove_listener(listener)
 
     def backend_setting(self, backend: str, key: str) -> str | None:
         """A --backend-config setting for ``backend``: its own value, else the one given for
@@ -331,40 +327,14 @@ class Server:
             )  # fmt: skip
         return self.response_cache
 
-    def _announce_models(self) -> None:
-        """Every model listener hears of every model again (after a trace-setting update)."""
-        with self._install_lock:
-            for name, versions in list(self._models.items()):
-                for listener in self._model_listeners:
-                    listener(name, versions)
-
-    def _versions(self, name: str) -> dict[int, LoadedModel]:
-        return self._models.get(name, {})
-
-    def _install(
-        self, name: str, loaded: Mapping[int, LoadedModel], keep: set[int] | None = None
-    ) -> None:
-        """Serve ``loaded`` versions of a model, replacing versions with the same number; with
-        ``keep``, versions outside it are retired. Retired versions finish their in-flight
-        requests after the new ones are visible, so no request fails during a reload."""
-        with self._install_lock:
-            old = self._models.get(name, {})
-            new = {v: m for v, m in old.items() if keep is None or v in keep}
-            new.update(loaded)
-            retired = [m for v, m in old.items() if new.get(v) is not m]
-            if new:
-                self._models[name] = new  # copy-on-write: readers never see a half-updated dict
-                self._latest[name] = new[max(new)].runner
-            else:
-                self._models.pop(name, None)
-                self._latest.pop(name, None)
-            for listener in self._model_listeners:
-                listener(name, new)
-        for m in retired:  # waits for their in-flight requests: no lock held
-            m.stop()
-
-    def _uninstall(self, name: str) -> None:
-        self._install(name, {}, keep=set())
+    def _load_version(
+        self, config: ModelConfig, version: int, backend: Backend, model_dir: Path
+    ) -> LoadedModel:
+        """A repository load: one version with this server's response cache and rate limiter."""
+        return LoadedModel(
+            config, version, backend, model_dir=model_dir, cache=self.cache_for(config),
+            rate_limiter=self.rate_limiter,
+        )  # fmt: skip
 
     # ---- health, metadata, repository --------------------------------------------------------
 
@@ -378,14 +348,20 @@ class Server:
             return False
         if not self.strict_readiness or self.repository is None:
             return True
+        snapshot = self.models.snapshot()
         return self.repository.all_ready() and all(
-            self.model_ready(name) for name in self.model_names()
+            self._ready_in(versions, name, None) for name, versions in snapshot.items()
         )
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         """Loaded, and its backend healthy (a python model's stub may be restarting)."""
+        return self._ready_in(self.models.versions(name), name, version)
+
+    def _ready_in(
+        self, versions: Mapping[int, LoadedModel], name: str, version: int | None
+    ) -> bool:
         try:
-            loaded = self.get_model(name, version)
+            loaded = self._model_in(versions, name, version)
         except TritonError:
             return False
         return bool(getattr(loaded.backend, "healthy", True))
@@ -411,7 +387,7 @@ class Server:
 
         return {
             "name": name,
-            "versions": [str(v) for v in sorted(self._versions(name))],
+            "versions": [str(v) for v in sorted(self.models.versions(name))],
             "platform": config.platform or config.backend,
             "inputs": tensors(config.input),
             "outputs": tensors(config.output),
@@ -425,7 +401,7 @@ class Server:
             return [
                 {"name": n, "version": str(v), "state": "READY", "reason": ""}
                 for n in self.model_names()
-                for v in sorted(self._versions(n))
+                for v in sorted(self.models.versions(n))
             ]
         return self.repository.index(ready_only)
 
@@ -577,7 +553,7 @@ class Server:
         on_response: Any = None,
         trace: Any = None,
     ) -> Any:
-        runner = self._latest.get(model) if not version else None
+        runner = self.models.latest_runner(model) if not version else None
         if runner is None:
             runner = self._runner(model, version)
         loop = asyncio.get_running_loop()
@@ -617,7 +593,7 @@ class Server:
         names = [model] if model else self.model_names()
         out = []
         for name in names:
-            versions = self._models.get(name)
+            versions = self.models.versions(name)
             if not versions:  # Triton's text and code (INVALID_ARGUMENT / HTTP 400)
                 raise TritonError(f"requested model '{name}' is not available", INVALID_ARG)
             if model and version is not None and version not in versions:
@@ -653,11 +629,11 @@ class Server:
         if self._closed:
             return
         self._closed = True
-        self._latest = {}
+        self.models.clear_routes()
         if self.repository is not None:
             self.repository.close()
-        for name in list(self._models):
-            self._uninstall(name)
+        for name in self.models.names():
+            self.models.uninstall(name)
         self.system_shared_memory.close()  # unmaps every client region
         self.tracing.close()  # writes (or exports) the traces of the requests that finished
         for completions in self._loops.values():
