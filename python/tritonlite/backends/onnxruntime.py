@@ -4,8 +4,8 @@ This module owns everything between a model config and an ``onnxruntime.Inferenc
 finding the model file, session options from the config (Triton's onnxruntime backend
 conventions), execution providers from the instance kind and ``execution_accelerators``, checking
 the config against the model's inputs and outputs, running one gathered batch, and the datatype
-mapping between ONNX tensor types and Triton datatypes. ``onnx_io_spec`` reads a model's
-signature for config auto-completion.
+mapping between ONNX tensor types and Triton datatypes. (Config auto-completion for ONNX models
+lives in ``config/autocomplete/onnxruntime.py``.)
 
 Conventions matched from Triton's onnxruntime backend:
 
@@ -53,7 +53,7 @@ from .._proto.model_config_pb2 import ModelConfig
 from ..errors import INTERNAL, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, TritonError
 from .base import warn_unknown_parameters
 
-__all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend", "onnx_io_spec"]
+__all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend"]
 
 DEFAULT_MODEL_FILENAME = "model.onnx"
 
@@ -125,38 +125,6 @@ class IOSpec(NamedTuple):
     name: str
     datatype: str
     dims: list[int]
-
-
-# -------------------------------------------------------------------------------------------------
-# Model signature
-
-
-def onnx_io_spec(path: str | os.PathLike[str]) -> tuple[list[IOSpec], list[IOSpec], bool]:
-    """Inputs, outputs and whether the model can batch (every input and output has a dynamic
-    first dim; Triton's rule for auto-completing ``max_batch_size``). Dims include that first dim.
-
-    Raises TritonError (UNAVAILABLE when the file is missing, INVALID_ARG when onnxruntime cannot
-    load it or it has non-tensor inputs/outputs).
-    """
-    model_path = Path(path)
-    if model_path.is_dir():
-        model_path = model_path / DEFAULT_MODEL_FILENAME
-    if not model_path.is_file():
-        raise TritonError(f"unable to find '{model_path}'", UNAVAILABLE)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(model_path), options, providers=[CPU_EP])
-    except Exception as exc:
-        raise TritonError(
-            f"failed to read '{model_path}': {_ort_message(exc)}", INVALID_ARG
-        ) from exc
-    inputs = [_io_spec(arg, "input", str(model_path)) for arg in session.get_inputs()]
-    outputs = [_io_spec(arg, "output", str(model_path)) for arg in session.get_outputs()]
-    batchable = all(spec.dims and spec.dims[0] == -1 for spec in (*inputs, *outputs))
-    return inputs, outputs, batchable
 
 
 def _io_spec(arg: Any, kind: str, model: str) -> IOSpec:
