@@ -4,6 +4,7 @@ datatype names, tensor specs), so that no caller re-derives them."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .. import datatypes
 from .._proto import model_config_pb2 as _pb
@@ -28,29 +29,23 @@ class TensorSpec:
 
 def input_specs(config: ModelConfig) -> list[TensorSpec]:
     """The configured inputs, in config order."""
-    return [
-        TensorSpec(
-            name=io.name,
-            datatype=_wire_datatype(io.data_type),
-            dims=list(io.dims),
-            optional=io.optional,
-            reshape=list(io.reshape.shape) if io.HasField("reshape") else None,
-        )
-        for io in config.input
-    ]
+    return [_spec(io, io.optional) for io in config.input]
 
 
 def output_specs(config: ModelConfig) -> list[TensorSpec]:
     """The configured outputs, in config order."""
-    return [
-        TensorSpec(
-            name=io.name,
-            datatype=_wire_datatype(io.data_type),
-            dims=list(io.dims),
-            reshape=list(io.reshape.shape) if io.HasField("reshape") else None,
-        )
-        for io in config.output
-    ]
+    return [_spec(io) for io in config.output]
+
+
+def _spec(io: Any, optional: bool = False) -> TensorSpec:
+    """A ``ModelInput`` or ``ModelOutput`` as a ``TensorSpec``."""
+    return TensorSpec(
+        name=io.name,
+        datatype=_wire_datatype(io.data_type),
+        dims=list(io.dims),
+        optional=optional,
+        reshape=list(io.reshape.shape) if io.HasField("reshape") else None,
+    )
 
 
 def has_dynamic_batching(config: ModelConfig) -> bool:
