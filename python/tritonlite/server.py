@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from .repository import ModelRepository
 from .response_cache import create_cache
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
 from .tracing import TraceConfig, TraceManager
+
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+
+    from typing_extensions import Unpack
 
 _log = logging.getLogger("tritonlite.server")
 
@@ -84,6 +87,44 @@ def _parameters_json(parameters: Mapping[str, Any] | str | None) -> str:
             f"request parameters must be JSON-encodable text: {e}", INVALID_ARG
         ) from None
     return text
+
+
+class RequestOptions(TypedDict, total=False):
+    """A request's options: the keywords ``Server.infer``, ``infer_async``, ``submit`` and
+    ``submit_stream`` take, all optional.
+
+    ``request_id``: the request's id (echoed in its response and trace); ``priority``: its
+    dynamic-batcher priority level (0: the config's default); ``timeout_us``: its queue timeout
+    (0: the config's); ``correlation_id`` (or ``correlation_id_str``) and ``flags`` (1: sequence
+    start, 2: sequence end): a sequence model's fields; ``parameters``: the request's own
+    parameters (str, int, float or bool values, or their JSON object text), which a
+    python_backend model reads from ``request.parameters()``.
+    """
+
+    request_id: str
+    priority: int
+    timeout_us: int
+    correlation_id: int
+    correlation_id_str: str
+    flags: int
+    parameters: Mapping[str, Any] | str | None
+
+
+_OPTION_KEYS = frozenset(RequestOptions.__annotations__)
+
+
+def _request_args(method: str, options: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``options`` as the core's positional arguments, in ``ModelRunner.enqueue``'s order
+    (defaults filled, parameters as JSON)."""
+    if not _OPTION_KEYS.issuperset(options):
+        unknown = sorted(options.keys() - _OPTION_KEYS)[0]
+        raise TypeError(f"Server.{method}() got an unexpected keyword argument '{unknown}'")
+    get = options.get
+    return (
+        get("request_id", ""), get("priority", 0), get("timeout_us", 0),
+        get("correlation_id", 0), get("correlation_id_str", ""), get("flags", 0),
+        _parameters_json(get("parameters")),
+    )  # fmt: skip
 
 
 def _cancel_when_cancelled(handle: Any, future: asyncio.Future[Any]) -> None:
@@ -437,25 +478,16 @@ class Server:
         inputs: Inputs,
         outputs: Sequence[str] | None = None,
         version: int | None = None,
-        *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
+        **options: Unpack[RequestOptions],
     ) -> dict[str, np.ndarray]:
         """Run one request and wait for its outputs (numpy arrays, zero-copy where possible).
-        Sequence models take ``correlation_id`` (or ``correlation_id_str``) and ``flags``
-        (1: sequence start, 2: sequence end). ``parameters``: the request's own parameters
-        (str, int, float or bool values), which a python_backend model reads from
-        ``request.parameters()``."""
+        ``options``: see ``RequestOptions`` (priority, timeout, sequence fields, parameters)."""
         runner = self._runner(model, version)
+        args = _request_args("infer", options)
         responses = runner.infer(
-            inputs, outputs, request_id=request_id, priority=priority, timeout_us=timeout_us,
-            correlation_id=correlation_id, correlation_id_str=correlation_id_str, flags=flags,
-            parameters=_parameters_json(parameters),
+            inputs, outputs, request_id=args[0], priority=args[1], timeout_us=args[2],
+            correlation_id=args[3], correlation_id_str=args[4], flags=args[5],
+            parameters=args[6],
         )  # fmt: skip
         _token, error, tensors, _final = responses[-1]
         if error is not None:
@@ -468,21 +500,13 @@ class Server:
         inputs: Inputs,
         outputs: Sequence[str] | None = None,
         version: int | None = None,
-        *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
+        **options: Unpack[RequestOptions],
     ) -> asyncio.Future[dict[str, np.ndarray]]:
         """Like ``infer``, from the running event loop: await the returned future. Bad requests
         raise here, before anything is queued."""
         return self._submit(  # type: ignore[no-any-return]
-            True, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters,
-        )  # fmt: skip
+            "infer_async", True, model, inputs, outputs, version, options
+        )
 
     def submit(
         self,
@@ -491,23 +515,16 @@ class Server:
         outputs: Sequence[str] | None = None,
         version: int | None = None,
         *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
         trace: Any = None,
+        **options: Unpack[RequestOptions],
     ) -> asyncio.Future[list[tuple[str, Any]]]:
         """For frontends: like ``infer_async``, but the future resolves to the outputs as
-        (name, Tensor) pairs, and sequence fields can be set. ``trace``: the request's
-        ``tracing.TraceGroup`` (from ``tracing.sample``), or the ``RequestTrace`` whose child
-        this request is (an ensemble step, a BLS call); None when it is not traced."""
+        (name, Tensor) pairs. ``trace``: the request's ``tracing.TraceGroup`` (from
+        ``tracing.sample``), or the ``RequestTrace`` whose child this request is (an ensemble
+        step, a BLS call); None when it is not traced."""
         return self._submit(  # type: ignore[no-any-return]
-            False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters, None, trace,
-        )  # fmt: skip
+            "submit", False, model, inputs, outputs, version, options, None, trace
+        )
 
     def submit_stream(
         self,
@@ -517,14 +534,8 @@ class Server:
         outputs: Sequence[str] | None = None,
         version: int | None = None,
         *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
         trace: Any = None,
+        **options: Unpack[RequestOptions],
     ) -> Any:
         """For decoupled models: ``on_response(error, outputs, final)`` is called on the event
         loop for every response ((name, Tensor) pairs), the last one with ``final=True``.
@@ -532,24 +543,18 @@ class Server:
         is answered CANCELLED, a running model sees ``is_cancelled()``). ``trace``: as
         ``submit``'s."""
         return self._submit(
-            False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters, on_response, trace,
-        )  # fmt: skip
+            "submit_stream", False, model, inputs, outputs, version, options, on_response, trace
+        )
 
     def _submit(
         self,
+        method: str,
         as_numpy: bool,
         model: str,
         inputs: Inputs,
         outputs: Sequence[str] | None,
         version: int | None,
-        request_id: str,
-        priority: int,
-        timeout_us: int,
-        correlation_id: int,
-        correlation_id_str: str,
-        flags: int,
-        parameters: Mapping[str, Any] | str | None,
+        options: Mapping[str, Any],
         on_response: Any = None,
         trace: Any = None,
     ) -> Any:
@@ -566,15 +571,13 @@ class Server:
         else:  # REQUEST_START now; the core's timestamps come with the response
             trace = trace.start_request(model)
             ensemble = self.get_model(model, version).config.platform == "ensemble"
-            trace.begin(runner.version, request_id, inputs, ensemble)
+            trace.begin(runner.version, options.get("request_id", ""), inputs, ensemble)
             trace_id = trace.id
             completions.pending[token] = _TracedEntry(future, trace, on_response is not None)
         try:
             handle = runner.enqueue(
                 completions.numpy_queue if as_numpy else completions.tensor_queue,
-                token, inputs, outputs, request_id, priority, timeout_us,
-                correlation_id, correlation_id_str, flags, _parameters_json(parameters),
-                trace_id,
+                token, inputs, outputs, *_request_args(method, options), trace_id,
             )  # fmt: skip
         except BaseException:
             del completions.pending[token]
