@@ -11,6 +11,7 @@ from . import _core
 from ._proto import model_config_pb2 as mc
 from .backends.base import Backend
 from .backends.reshape import with_reshape
+from .config.constants import ModelConfig
 from .config.instances import instance_placements
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
@@ -18,7 +19,6 @@ from .initial_state import initial_states, state_shape
 from .rate_limit import instance_rate_limit, uses_rate_limiter
 from .warmup import warmup_samples
 
-ModelConfig = mc.ModelConfig
 log = logging.getLogger("tritonlite")
 
 

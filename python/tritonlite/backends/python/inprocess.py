@@ -147,7 +147,7 @@ class InProcessInstance:
             # A sequence batcher's filler (Triton's null request) requests no outputs.
             requested = [] if r.null_request else list(r.requested_outputs) or backend.output_names
             correlation = r.correlation_id_str or r.correlation_id
-            responder = _Responder(r, requested)
+            responder = _CoreResponder(r, requested)
             sender = InferenceResponseSender(
                 responder.send, decoupled, responder.cancelled, responder.fail
             )
@@ -194,9 +194,11 @@ class InProcessInstance:
             runtime.deactivate(token)
 
 
-class _Responder:
+class _CoreResponder:
     """A response sender's way to one core request, and to its cancel flag (what
-    ``is_cancelled()`` reads: a lock-free load in the core)."""
+    ``is_cancelled()`` reads: a lock-free load in the core). The stub process's counterpart is
+    ``stub._StubResponder``; pb_utils' response sender calls either through ``send``,
+    ``cancelled`` and ``fail``."""
 
     __slots__ = ("request", "requested")
 
