@@ -33,6 +33,7 @@ import stat
 from pathlib import Path
 
 from . import _core, sizes
+from .data_files import open_data_file, read_at_most
 from ._proto import model_config_pb2 as mc
 from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, TritonError
@@ -151,8 +152,7 @@ def _read(where: str, model_dir: Path | None, file_name: str, expected: int | No
     regular file only, never more than MAX_STATE_BYTES."""
     path = _path(where, model_dir, file_name)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_data_file(path)  # a FIFO is refused just below
     except OSError as e:
         raise TritonError(
             f"failed to open text file for read {path}: {e.strerror}", INTERNAL
@@ -172,19 +172,11 @@ def _read(where: str, model_dir: Path | None, file_name: str, expected: int | No
             )
         want = expected if expected is not None else st.st_size
         _bound(where, want)
-        chunks = []
-        left = want
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_at_most(fd, want)
     except OSError as e:
         raise TritonError(f"failed to read {path}: {e.strerror}", INTERNAL) from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) != want:
         raise TritonError(
             f"{where}: initial_state data_file '{file_name}' changed while the model loaded",

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, sizes
+from .data_files import open_data_file, read_at_most
 from ._proto import model_config_pb2 as mc
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
@@ -179,8 +180,7 @@ def _read_data_file(
 ) -> bytes:  # fmt: skip
     """``size`` bytes of the file (all of it for BYTES), never more, from a regular file only."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_data_file(path)  # a FIFO is refused just below
     except OSError as e:
         raise _fail(sample, f"failed to open text file for read {path}: {e.strerror}") from None
     try:
@@ -200,19 +200,11 @@ def _read_data_file(
                 "warmup sample '%s': input '%s' uses the first %d bytes of %s (%d bytes)",
                 sample, input_name, size, file_name, st.st_size,
             )  # fmt: skip
-        chunks = []
-        left = size
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_at_most(fd, size)
     except OSError as e:
         raise _fail(sample, f"failed to read {path}: {e.strerror}") from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) != size:
         raise _fail(sample, f"input '{input_name}': input_data_file '{file_name}' changed while "
                     "the model loaded")  # fmt: skip
