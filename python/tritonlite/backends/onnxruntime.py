@@ -634,7 +634,7 @@ def _check_config(
     for batch_input in config.batch_input:  # made by the core for every batch
         for name in batch_input.target_name:
             configured.add(name)
-            _check_batch_input(config, batch_input, name, model_inputs)
+            _model_tensor(config, model_inputs, "input", name, batch_input.data_type, batch=True)
     for name in model_inputs:
         if name not in configured:
             raise TritonError(
@@ -665,23 +665,33 @@ def _check_ragged_input(config: ModelConfig, io: Any, model: dict[str, IOSpec]) 
         )
 
 
-def _check_batch_input(
-    config: ModelConfig, batch_input: Any, name: str, model: dict[str, IOSpec]
-) -> None:
+def _model_tensor(
+    config: ModelConfig,
+    model: dict[str, IOSpec],
+    kind: str,
+    name: str,
+    data_type: int,
+    batch: bool = False,
+) -> IOSpec:
+    """The model's ``kind`` ("input" or "output") ``name``, which must have the datatype the
+    configuration gives it; ``batch``: the configuration names it as a batch input."""
     spec = model.get(name)
     if spec is None:
+        named = "batch input" if batch else f"configuration {kind}"
         raise TritonError(
-            f"model '{config.name}': batch input '{name}' is not a model input "
-            f"(the model's inputs: {', '.join(model) or 'none'})",
+            f"model '{config.name}': {named} '{name}' is not a model {kind} "
+            f"(the model's {kind}s: {', '.join(model) or 'none'})",
             INVALID_ARG,
         )
-    datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(batch_input.data_type))
+    datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(data_type))
     if datatype != spec.datatype:
         raise TritonError(
-            f"model '{config.name}': batch input '{name}' is {spec.datatype} in the model but "
-            f"{datatypes.to_config_name(datatype)} in the configuration",
+            f"model '{config.name}': {'batch input' if batch else kind} '{name}' is "
+            f"{spec.datatype} in the model but {datatypes.to_config_name(datatype)} in the "
+            "configuration",
             INVALID_ARG,
         )
+    return spec
 
 
 def _check_ios(
@@ -692,20 +702,7 @@ def _check_ios(
     skip_dims: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     for io in ios:
-        spec = model.get(io.name)
-        if spec is None:
-            raise TritonError(
-                f"model '{config.name}': configuration {kind} '{io.name}' is not a model {kind} "
-                f"(the model's {kind}s: {', '.join(model) or 'none'})",
-                INVALID_ARG,
-            )
-        datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(io.data_type))
-        if datatype != spec.datatype:
-            raise TritonError(
-                f"model '{config.name}': {kind} '{io.name}' is {spec.datatype} in the model but "
-                f"{datatypes.to_config_name(datatype)} in the configuration",
-                INVALID_ARG,
-            )
+        spec = _model_tensor(config, model, kind, io.name, io.data_type)
         if io.name in skip_dims:
             continue
         model_dims = spec.dims
