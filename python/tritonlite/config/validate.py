@@ -428,16 +428,21 @@ def _chunk_counts(dims: Iterable[int]) -> list[int]:
     return chunks
 
 
+def _source_problem(what: str, sources: Any, inputs: set[str]) -> str | None:
+    """A batch input's or output's ``source_input``: exactly one (its name is checked after)."""
+    if len(sources) != 1:
+        return f"{what} expects 1 source input, got {len(sources)}"
+    return None
+
+
 def _batch_io_problem(config: ModelConfig) -> str | None:
     inputs = {io.name for io in config.input}
     outputs = {io.name for io in config.output}
     for batch_input in config.batch_input:
         kind = _pb.BatchInput.Kind.Name(batch_input.kind)
-        if len(batch_input.source_input) != 1:
-            return (
-                f"batch input kind '{kind}' expects 1 source input, got "
-                f"{len(batch_input.source_input)}"
-            )
+        problem = _source_problem(f"batch input kind '{kind}'", batch_input.source_input, inputs)
+        if problem:
+            return problem
         if batch_input.data_type not in (_pb.TYPE_INT32, _pb.TYPE_FP32):
             return "batch input data type must be TYPE_INT32 or TYPE_FP32"
         for source in batch_input.source_input:
@@ -445,11 +450,9 @@ def _batch_io_problem(config: ModelConfig) -> str | None:
                 return f"unknown source input name '{source}'"
     for batch_output in config.batch_output:
         kind = _pb.BatchOutput.Kind.Name(batch_output.kind)
-        if len(batch_output.source_input) != 1:
-            return (
-                f"batch output kind '{kind}' expects 1 source input, got "
-                f"{len(batch_output.source_input)}"
-            )
+        problem = _source_problem(f"batch output kind '{kind}'", batch_output.source_input, inputs)
+        if problem:
+            return problem
         for source in batch_output.source_input:
             if source not in inputs:
                 return f"unknown source input name '{source}'"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import functools
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -115,24 +116,15 @@ async def system_shm_status(ctx: HttpContext, call: Call) -> Reply:
 
 async def system_shm_change(ctx: HttpContext, call: Call) -> Reply:
     """``register`` / ``unregister`` a system shared-memory region."""
-    region, action = _region(call), call.args[1]
-    body = await ctx.call_body(call)
-    if action == "unregister":
-        ctx.shm.unregister(region)
-        return empty_json_reply()
-    if region is None:
-        return NOT_FOUND
-    request = codec.loads(body)
-    if not isinstance(request, dict):
-        raise bad("Shared memory register request has no 'key' field")
-    for required in ("key", "byte_size"):
-        if required not in request:
-            raise bad(f"Shared memory register request has no '{required}' field")
-    key = as_string(request["key"], "key")
-    offset = as_uint(request.get("offset", 0), "offset")
-    byte_size = as_uint(request["byte_size"], "byte_size")
-    ctx.shm.register(region, key, offset, byte_size)
-    return empty_json_reply()
+
+    def register(region: str, body: bytes) -> None:
+        request = _register_request(body, ("key", "byte_size"))
+        key = as_string(request["key"], "key")
+        offset = as_uint(request.get("offset", 0), "offset")
+        byte_size = as_uint(request["byte_size"], "byte_size")
+        ctx.shm.register(region, key, offset, byte_size)
+
+    return await _shm_change(ctx, call, ctx.shm, register)
 
 
 async def cuda_shm_status(ctx: HttpContext, call: Call) -> Reply:
@@ -141,32 +133,48 @@ async def cuda_shm_status(ctx: HttpContext, call: Call) -> Reply:
 
 async def cuda_shm_change(ctx: HttpContext, call: Call) -> Reply:
     """``register`` / ``unregister`` a CUDA shared-memory region."""
+
+    def register(region: str, body: bytes) -> None:
+        request = _register_request(body, ("raw_handle", "device_id", "byte_size"))
+        handle = request["raw_handle"]
+        if not isinstance(handle, dict) or "b64" not in handle:
+            raise bad("Unable to parse 'raw_handle': expected an object with 'b64'")
+        try:
+            raw = base64.b64decode(as_string(handle["b64"], "b64"), validate=True)
+        except ValueError:  # binascii.Error, or text that is not ASCII
+            raw = b""
+        if len(raw) != CUDA_IPC_HANDLE_BYTES:  # Triton's text
+            raise bad("'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t")
+        device_id = as_uint(request["device_id"], "device_id")
+        byte_size = as_uint(request["byte_size"], "byte_size")
+        ctx.cuda_shared_memory.register(region, raw, device_id, byte_size)
+
+    return await _shm_change(ctx, call, ctx.cuda_shared_memory, register)
+
+
+async def _shm_change(
+    ctx: HttpContext, call: Call, registry: Any, register: Callable[[str, bytes], None]
+) -> Reply:
     region, action = _region(call), call.args[1]
     body = await ctx.call_body(call)
     if action == "unregister":
-        ctx.cuda_shared_memory.unregister(region)
-        return empty_json_reply()
-    if region is None:
+        registry.unregister(region)
+    elif region is None:
         return NOT_FOUND
-    request = codec.loads(body)
-    if not isinstance(request, dict) or "raw_handle" not in request:
-        raise bad("Shared memory register request has no 'raw_handle' field")
-    for required in ("device_id", "byte_size"):
-        if required not in request:
-            raise bad(f"Shared memory register request has no '{required}' field")
-    handle = request["raw_handle"]
-    if not isinstance(handle, dict) or "b64" not in handle:
-        raise bad("Unable to parse 'raw_handle': expected an object with 'b64'")
-    try:
-        raw = base64.b64decode(as_string(handle["b64"], "b64"), validate=True)
-    except ValueError:  # binascii.Error, or text that is not ASCII
-        raw = b""
-    if len(raw) != CUDA_IPC_HANDLE_BYTES:  # Triton's text
-        raise bad("'raw_handle' must be a valid base64 encoded cudaIpcMemHandle_t")
-    device_id = as_uint(request["device_id"], "device_id")
-    byte_size = as_uint(request["byte_size"], "byte_size")
-    ctx.cuda_shared_memory.register(region, raw, device_id, byte_size)
+    else:
+        register(region, body)
     return empty_json_reply()
+
+
+def _register_request(body: bytes, required: tuple[str, ...]) -> dict[str, Any]:
+    """A register request: a JSON object with the ``required`` members (Triton's texts)."""
+    request = codec.loads(body)
+    if not isinstance(request, dict):
+        raise bad(f"Shared memory register request has no '{required[0]}' field")
+    for member in required:
+        if member not in request:
+            raise bad(f"Shared memory register request has no '{member}' field")
+    return request
 
 
 # ---- trace and logging -----------------------------------------------------------------------

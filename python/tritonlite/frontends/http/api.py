@@ -36,7 +36,8 @@ class HttpApi(HttpContext):
         inference's reply carries its trace (``Reply.trace``): the caller records the send
         and releases it."""
         try:
-            return await self._route(method, path, headers, read_body, received_ns)
+            call = Call(method, (), headers, read_body, received_ns)
+            return await self._route(path, call)
         except Restricted as e:
             return error_reply(403, e.message)
         except codec.UnsupportedEncoding as e:
@@ -51,19 +52,12 @@ class HttpApi(HttpContext):
                 500, f"internal server error (error id {error_id}; details in the server log)"
             )
 
-    async def _route(
-        self,
-        method: str,
-        path: str,
-        headers: Mapping[str, str],
-        read_body: Callable[[], Awaitable[bytes]],
-        received_ns: int | None = None,
-    ) -> Reply:
+    async def _route(self, path: str, call: Call) -> Reply:
         found = routes.find(path)
         if found is None:
             return NOT_FOUND
-        route, args = found
-        if method not in route.methods:
+        route, call.args = found
+        if call.method not in route.methods:
             return NOT_ALLOWED
-        self.check_access(route.category, headers)
-        return await route.handler(self, Call(method, args, headers, read_body, received_ns))
+        self.check_access(route.category, call.headers)
+        return await route.handler(self, call)

@@ -15,6 +15,14 @@ def as_object(value: Any, what: str) -> dict[str, Any]:
     return value
 
 
+def named_object(value: Any, what: str) -> tuple[dict[str, Any], str]:
+    """An ``inputs`` / ``outputs`` entry: a JSON object with a string ``name``."""
+    obj = as_object(value, what)
+    if "name" not in obj:
+        raise bad("Unable to parse 'name': attempt to access non-existing object member 'name'")
+    return obj, as_string(obj["name"], "name")
+
+
 def as_uint(value: Any, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         raise bad(

@@ -31,7 +31,9 @@ from .. import http_codec as codec
 from ..classification import classify
 from ..input_errors import bytes_count_error, input_size_error, request_id_prefix
 from .context import OFFLOAD_BYTES, Call, HttpContext
-from .fields import as_bool, as_object, as_shape, as_string, as_uint, atol, parse_version
+from .fields import (
+    as_bool, as_object, as_shape, as_string, as_uint, atol, named_object, parse_version,
+)  # fmt: skip
 from .reply import BINARY, HEADER_LENGTH, JSON, Reply, bad
 
 Tensor = _core.Tensor
@@ -192,12 +194,7 @@ def parse_infer(
     regions: list[str] = []
     position = header_length
     for raw in raw_inputs:
-        tensor = as_object(raw, "inputs")
-        if "name" not in tensor:
-            raise bad(
-                "Unable to parse 'name': attempt to access non-existing object member 'name'"
-            )
-        name = as_string(tensor["name"], "name")
+        tensor, name = named_object(raw, "inputs")
         for member in ("datatype", "shape"):
             if member not in tensor:
                 raise bad(
@@ -266,12 +263,7 @@ def parse_infer(
             raise bad("Unable to parse 'outputs': attempt to access JSON non-array as array")
         outputs = {}
         for raw in raw_outputs:
-            spec_json = as_object(raw, "outputs")
-            if "name" not in spec_json:
-                raise bad(
-                    "Unable to parse 'name': attempt to access non-existing object member 'name'"
-                )
-            name = as_string(spec_json["name"], "name")
+            spec_json, name = named_object(raw, "outputs")
             outputs[name] = spec = output_spec(shm, spec_json, default_kind)
             if spec.region:
                 regions.append(spec.region)
