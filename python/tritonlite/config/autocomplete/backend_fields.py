@@ -32,6 +32,18 @@ from ..constants import (
 from ..versions import version_dirs
 
 
+#: Backends told by their platform, default file name or model file, in Triton's order:
+#: (backend, platform or "" for none, default model file, whether that file must be a
+#: directory: None either (model.onnx may be a directory), False a plain file).
+_FILE_BACKENDS: tuple[tuple[str, str, str, bool | None], ...] = (
+    (_TRT_BACKEND, _TRT_PLATFORM, _TRT_FILE, False),
+    (_ONNX_BACKEND, _ONNX_PLATFORM, _ONNX_FILE, None),
+    (_OPENVINO_BACKEND, "", _OPENVINO_FILE, None),
+    (_TORCH_BACKEND, _TORCH_PLATFORM, _TORCH_FILE, False),
+    (_PYTHON_BACKEND, "", _PYTHON_FILE, None),
+)
+
+
 def _inspected_version_dir(model_dir: Path) -> tuple[Path | None, set[str]]:
     """The version directory whose files decide the backend, and its entries.
 
@@ -82,59 +94,18 @@ def autofill_backend_fields(config: ModelConfig, model_dir: Path) -> None:
 
     unspecified = not config.platform and not config.default_model_filename and has_version
 
-    # TensorRT
-    if not config.backend and (
-        config.platform == _TRT_PLATFORM
-        or config.default_model_filename == _TRT_FILE
-        or (unspecified and present(_TRT_FILE, want_dir=False))
-    ):
-        config.backend = _TRT_BACKEND
-    if config.backend == _TRT_BACKEND:
-        config.platform = config.platform or _TRT_PLATFORM
-        config.default_model_filename = config.default_model_filename or _TRT_FILE
-        return
-
-    # ONNX Runtime (model.onnx may be a file or a directory)
-    if not config.backend and (
-        config.platform == _ONNX_PLATFORM
-        or config.default_model_filename == _ONNX_FILE
-        or (unspecified and present(_ONNX_FILE))
-    ):
-        config.backend = _ONNX_BACKEND
-    if config.backend == _ONNX_BACKEND:
-        config.platform = config.platform or _ONNX_PLATFORM
-        config.default_model_filename = config.default_model_filename or _ONNX_FILE
-        return
-
-    # OpenVINO
-    if not config.backend and (
-        config.default_model_filename == _OPENVINO_FILE or (unspecified and present(_OPENVINO_FILE))
-    ):
-        config.backend = _OPENVINO_BACKEND
-    if config.backend == _OPENVINO_BACKEND:
-        config.default_model_filename = config.default_model_filename or _OPENVINO_FILE
-        return
-
-    # PyTorch
-    if not config.backend:
-        if config.platform == _TORCH_PLATFORM or config.default_model_filename == _TORCH_FILE:
-            config.backend = _TORCH_BACKEND
-        elif unspecified and present(_TORCH_FILE, want_dir=False):
-            config.backend = _TORCH_BACKEND
-            config.platform = _TORCH_PLATFORM
-    if config.backend == _TORCH_BACKEND:
-        config.platform = config.platform or _TORCH_PLATFORM
-        config.default_model_filename = config.default_model_filename or _TORCH_FILE
-        return
-
-    # Python
-    if not config.backend and (
-        config.default_model_filename == _PYTHON_FILE or (unspecified and present(_PYTHON_FILE))
-    ):
-        config.backend = _PYTHON_BACKEND
-    if config.backend == _PYTHON_BACKEND:
-        config.default_model_filename = config.default_model_filename or _PYTHON_FILE
-        return
+    for backend, platform, filename, want_dir in _FILE_BACKENDS:
+        if not config.backend and (
+            (platform and config.platform == platform)
+            or config.default_model_filename == filename
+            or (unspecified and present(filename, want_dir=want_dir))
+        ):
+            config.backend = backend
+        if config.backend == backend:
+            if platform:
+                config.platform = config.platform or platform
+            config.default_model_filename = config.default_model_filename or filename
+            return
 
     # Custom backend: only when nothing at all is given, from a 'model.<backend>' name.
     if not config.backend and not config.platform and not config.default_model_filename:
