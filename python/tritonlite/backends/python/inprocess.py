@@ -115,15 +115,7 @@ class InProcessInstance:
         token = runtime.activate(self.runtime)
         try:
             self.caller = ModelCaller(self.name, cls(), backend.decoupled)
-            args = loader.initialize_args(
-                backend.config_json,
-                backend.model_name,
-                backend.version,
-                kind,
-                device_id,
-                self.name,
-                backend.model_dir,
-            )
+            args = backend.initialize_args(kind, device_id, self.name)
             self.caller.initialize(args)
         except Exception as e:
             raise TritonError(

@@ -192,6 +192,13 @@ class ModelInfo:
         self.output_names = [o.name for o in config.output]
         self._names: list[str] = []
 
+    def initialize_args(self, kind: str, device_id: int, instance_name: str) -> dict[str, str]:
+        """The ``args`` of one instance's ``initialize``."""
+        return initialize_args(
+            self.config_json, self.model_name, self.version, kind, device_id, instance_name,
+            self.model_dir,
+        )  # fmt: skip
+
     def instance_name(self, index: int) -> str:
         if not self._names:
             self._names = instance_names(self.config)
