@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, sizes
-from .data_files import open_data_file, read_at_most
+from .data_files import DataFileError, open_data_file, read_at_most, resolve_data_file
 from ._proto import model_config_pb2 as mc
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
@@ -139,31 +139,10 @@ def _data_file(sample: str, input_name: str, model_dir: Path | None, file_name: 
     if model_dir is None:
         raise _fail(sample, f"{where} needs the model's directory (the model was not loaded "
                     "from a repository)")  # fmt: skip
-    parts = file_name.replace("\\", "/").split("/")
-    if (
-        not file_name
-        or "\x00" in file_name
-        or file_name.startswith(("/", "\\", "~"))
-        or Path(file_name).is_absolute()
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise _fail(sample, f"{where} must name a file inside the model's '{WARMUP_DIR}' "
-                    "directory")  # fmt: skip
-    base = Path(model_dir) / WARMUP_DIR
     try:
-        real_model = Path(model_dir).resolve(strict=True)
-        real_base = base.resolve(strict=True)
-        target = (base / file_name).resolve(strict=True)
-    except FileNotFoundError:
-        raise _fail(sample, f"failed to open text file for read {base / file_name}: No such "
-                    "file or directory") from None  # fmt: skip
-    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
-        raise _fail(sample, f"{where}: {getattr(e, 'strerror', None) or e}") from None
-    if (real_base != real_model and real_model not in real_base.parents) or (
-        real_base not in target.parents
-    ):
-        raise _fail(sample, f"{where} resolves outside the model's '{WARMUP_DIR}' directory")
-    return target
+        return resolve_data_file(model_dir, WARMUP_DIR, file_name, where)
+    except DataFileError as e:
+        raise _fail(sample, e.message) from None
 
 
 def _file_size(sample: str, path: Path) -> int:
