@@ -111,11 +111,14 @@ class RequestOptions(TypedDict, total=False):
 
 
 _OPTION_KEYS = frozenset(RequestOptions.__annotations__)
+_DEFAULT_ARGS = ("", 0, 0, 0, "", 0, "")
 
 
 def _request_args(method: str, options: Mapping[str, Any]) -> tuple[Any, ...]:
     """``options`` as the core's positional arguments, in ``ModelRunner.enqueue``'s order
     (defaults filled, parameters as JSON)."""
+    if not options:
+        return _DEFAULT_ARGS
     if not _OPTION_KEYS.issuperset(options):
         unknown = sorted(options.keys() - _OPTION_KEYS)[0]
         raise TypeError(f"Server.{method}() got an unexpected keyword argument '{unknown}'")
