@@ -77,7 +77,13 @@ $(VENV)/.deps: pyproject.toml | $(PY)
 	touch $@
 
 # Editable install with a persistent build dir (build/): an incremental CMake build.
-$(VENV)/.built: $(VENV)/.deps $(CORE_INPUTS)
+# The editable install maps every module to its file when it is made: a module added, moved or
+# removed needs a new install. build/.py-files changes only when the list of modules does.
+PY_FILE_LIST := build/.py-files
+$(shell mkdir -p build; echo '$(sort $(PY_SOURCES))' | cmp -s - $(PY_FILE_LIST) || \
+	echo '$(sort $(PY_SOURCES))' > $(PY_FILE_LIST))
+
+$(VENV)/.built: $(VENV)/.deps $(CORE_INPUTS) $(PY_FILE_LIST)
 	$(PIP) install --no-build-isolation --no-deps -e .
 	touch $@
 

@@ -638,37 +638,7 @@ def test_reshape_is_checked_instead_of_dims(tmp_path: Path) -> None:
 
 
 # -------------------------------------------------------------------------------------------------
-# Auto-complete helper
-
-
-def test_onnx_io_spec_batchable_model(tmp_path: Path) -> None:
-    path = make_add_sub_onnx(tmp_path / "model.onnx", "INT32", dims=[16])
-    inputs, outputs, batchable = ort_backend.onnx_io_spec(path)
-    assert batchable
-    assert inputs == [
-        ("INPUT0", "INT32", [-1, 16]),
-        ("INPUT1", "INT32", [-1, 16]),
-    ]
-    assert [(o.name, o.datatype, o.dims) for o in outputs] == [
-        ("OUTPUT0", "INT32", [-1, 16]),
-        ("OUTPUT1", "INT32", [-1, 16]),
-    ]
-
-
-def test_onnx_io_spec_fixed_and_dynamic_dims(tmp_path: Path) -> None:
-    path = make_identity_onnx(tmp_path / "model.onnx", "BYTES", dims=[3, -1], batch=False)
-    inputs, outputs, batchable = ort_backend.onnx_io_spec(path)
-    assert not batchable
-    assert inputs == [("INPUT0", "BYTES", [3, -1])]
-    assert outputs == [("OUTPUT0", "BYTES", [3, -1])]
-    # Dynamic first dims everywhere means batchable, even without a "batch" name.
-    path = make_identity_onnx(tmp_path / "dyn.onnx", "BF16", dims=[-1, 4], batch=False)
-    assert ort_backend.onnx_io_spec(path)[2]
-    # Directories hold model.onnx; missing files are UNAVAILABLE.
-    assert ort_backend.onnx_io_spec(tmp_path)[0][0].datatype == "BYTES"
-    with pytest.raises(TritonError) as info:
-        ort_backend.onnx_io_spec(tmp_path / "absent.onnx")
-    assert info.value.status == "UNAVAILABLE"
+# Auto-complete
 
 
 def test_explicit_max_batch_size_zero_is_kept_for_a_dynamic_first_dim(tmp_path: Path) -> None:

@@ -33,6 +33,7 @@ import stat
 from pathlib import Path
 
 from . import _core, sizes
+from .data_files import DataFileError, open_data_file, read_at_most, resolve_data_file
 from ._proto import model_config_pb2 as mc
 from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, TritonError
@@ -107,43 +108,11 @@ def _path(where: str, model_dir: Path | None, file_name: str) -> Path:
             "model was not loaded from a repository)",
             INVALID_ARG,
         )
-    parts = file_name.replace("\\", "/").split("/")
-    if (
-        not file_name
-        or "\x00" in file_name
-        or file_name.startswith(("/", "\\", "~"))
-        or Path(file_name).is_absolute()
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise TritonError(
-            f"{where}: initial_state data_file '{file_name}' must name a file inside the "
-            f"model's '{INITIAL_STATE_DIR}' directory",
-            INVALID_ARG,
-        )
-    base = Path(model_dir) / INITIAL_STATE_DIR
+    named = f"{where}: initial_state data_file '{file_name}'"
     try:
-        real_model = Path(model_dir).resolve(strict=True)
-        real_base = base.resolve(strict=True)
-        target = (base / file_name).resolve(strict=True)
-    except FileNotFoundError:
-        raise TritonError(  # Triton's text and status
-            f"failed to open text file for read {base / file_name}: No such file or directory",
-            INTERNAL,
-        ) from None
-    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
-        raise TritonError(
-            f"{where}: initial_state data_file '{file_name}': {getattr(e, 'strerror', None) or e}",
-            INVALID_ARG,
-        ) from None
-    if (real_base != real_model and real_model not in real_base.parents) or (
-        real_base not in target.parents
-    ):
-        raise TritonError(
-            f"{where}: initial_state data_file '{file_name}' resolves outside the model's "
-            f"'{INITIAL_STATE_DIR}' directory",
-            INVALID_ARG,
-        )
-    return target
+        return resolve_data_file(model_dir, INITIAL_STATE_DIR, file_name, named)
+    except DataFileError as e:  # a missing file: Triton's text and status
+        raise TritonError(e.message, INTERNAL if e.missing else INVALID_ARG) from None
 
 
 def _read(where: str, model_dir: Path | None, file_name: str, expected: int | None) -> bytes:
@@ -151,8 +120,7 @@ def _read(where: str, model_dir: Path | None, file_name: str, expected: int | No
     regular file only, never more than MAX_STATE_BYTES."""
     path = _path(where, model_dir, file_name)
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_data_file(path)  # a FIFO is refused just below
     except OSError as e:
         raise TritonError(
             f"failed to open text file for read {path}: {e.strerror}", INTERNAL
@@ -172,19 +140,11 @@ def _read(where: str, model_dir: Path | None, file_name: str, expected: int | No
             )
         want = expected if expected is not None else st.st_size
         _bound(where, want)
-        chunks = []
-        left = want
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_at_most(fd, want)
     except OSError as e:
         raise TritonError(f"failed to read {path}: {e.strerror}", INTERNAL) from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) != want:
         raise TritonError(
             f"{where}: initial_state data_file '{file_name}' changed while the model loaded",

@@ -11,13 +11,14 @@ from . import _core
 from ._proto import model_config_pb2 as mc
 from .backends.base import Backend
 from .backends.reshape import with_reshape
+from .config.constants import ModelConfig
+from .config.instances import instance_placements
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
 from .initial_state import initial_states, state_shape
 from .rate_limit import instance_rate_limit, uses_rate_limiter
 from .warmup import warmup_samples
 
-ModelConfig = mc.ModelConfig
 log = logging.getLogger("tritonlite")
 
 
@@ -166,41 +167,6 @@ def _sequence_spec(config: ModelConfig, initial: list[bytes] | None) -> dict[str
     return spec
 
 
-def sequence_input_names(config: ModelConfig) -> list[str]:
-    """Inputs the sequence batcher fills in (controls and implicit state): not client inputs."""
-    sb = config.sequence_batching
-    return [c.name for c in sb.control_input] + [s.input_name for s in sb.state]
-
-
-def _instances(config: ModelConfig) -> list[tuple[Any, str, int]]:
-    """(instance group, kind, device_id) for every instance the config's instance_group asks for."""
-    instances: list[tuple[Any, str, int]] = []
-    groups = list(config.instance_group) or [mc.ModelInstanceGroup(count=1)]
-    gpu_count = _core.cuda_device_count()
-    for group in groups:
-        kind = mc.ModelInstanceGroup.Kind.Name(group.kind)
-        count = group.count or 1
-        if kind == "KIND_AUTO":
-            kind = "KIND_GPU" if gpu_count > 0 else "KIND_CPU"
-        if kind == "KIND_GPU":
-            devices = list(group.gpus) or list(range(gpu_count))
-            if not devices:
-                raise TritonError(
-                    f"model '{config.name}': instance_group asks for KIND_GPU but no CUDA device "
-                    "is available",
-                    INVALID_ARG,
-                )
-            instances += [(group, kind, d) for d in devices for _ in range(count)]
-        else:
-            instances += [(group, kind, 0)] * count
-    return instances
-
-
-def instance_placements(config: ModelConfig) -> list[tuple[str, int, bool]]:
-    """(kind, device_id, passive) for every instance the config's instance_group asks for."""
-    return [(kind, device, group.passive) for group, kind, device in _instances(config)]
-
-
 class LoadedModel:
     """One served version of a model: config + backend + core runner."""
 
@@ -223,7 +189,7 @@ class LoadedModel:
         # Built (files read, sizes checked) before any instance starts.
         samples = warmup_samples(config, model_dir)
         initial = initial_states(config, model_dir) if config.HasField("sequence_batching") else []
-        placements = _instances(config)
+        placements = instance_placements(config, _core.cuda_device_count())
         # Registered before any instance exists: a load that asks the rate limiter for more
         # than the server has fails before an instance starts. The runner's (active) instances
         # first, in its order; passive ones count toward the limits, as in Triton, and never
@@ -231,10 +197,10 @@ class LoadedModel:
         # their steps are).
         registration = None
         if rate_limiter is not None and not config.HasField("ensemble_scheduling"):
-            ordered = [p for p in placements if not p[0].passive]
-            ordered += [p for p in placements if p[0].passive]
+            ordered = [p for p in placements if not p.passive]
+            ordered += [p for p in placements if p.passive]
             registration = rate_limiter.register(
-                [instance_rate_limit(group, device) for group, _, device in ordered]
+                [instance_rate_limit(p.group, p.device_id) for p in ordered]
             )
         elif rate_limiter is None and uses_rate_limiter(config):
             log.warning(
@@ -247,9 +213,9 @@ class LoadedModel:
             # requests: the runner sees only the others.
             instances, self._passive = [], []
             try:
-                for i, (group, kind, device) in enumerate(placements):
-                    instance = backend.create_instance(i, kind, device)
-                    (self._passive if group.passive else instances).append(instance)
+                for i, placement in enumerate(placements):
+                    instance = backend.create_instance(i, placement.kind, placement.device_id)
+                    (self._passive if placement.passive else instances).append(instance)
             except BaseException:
                 for instance in [*instances, *self._passive]:
                     _close(instance)

@@ -25,16 +25,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from . import config as model_config
 from .backends import get_backend_factory
 from .backends.ensemble import EnsembleConfigError
 from .errors import INTERNAL, INVALID_ARG, TritonError
 from .model import LoadedModel
-
-if TYPE_CHECKING:
-    from .server import Server
+from .model_table import ModelTable
 
 CONTROL_MODES = ("none", "poll", "explicit")
 
@@ -174,14 +172,25 @@ class _ModelEntry:
     stale_dirs: list[Path] = field(default_factory=list)
 
 
+#: Makes the served form of one version: ``loader(config, version, backend, model_dir)``.
+VersionLoader = Callable[[model_config.ModelConfig, int, Any, Path], LoadedModel]
+
+
 class ModelRepository:
-    """The models of one Server: where they live and in which state each version is."""
+    """The models of one Server: where they live and in which state each version is.
+
+    What is served lives in ``table`` (shared with the server); ``loader`` turns a backend into
+    a served version; ``backend_host`` is passed to backend factories (ensembles and BLS call
+    back into the server through it).
+    """
 
     def __init__(
         self,
-        server: Server,
+        table: ModelTable,
         paths: Iterable[str | Path],
         *,
+        loader: VersionLoader,
+        backend_host: Any = None,
         control_mode: str = "none",
         auto_complete: bool = True,
         backend_config: Mapping[str, Mapping[str, str]] | None = None,
@@ -195,7 +204,9 @@ class ModelRepository:
                 + ", ".join(CONTROL_MODES),
                 INVALID_ARG,
             )
-        self.server = server
+        self.table = table
+        self.loader = loader
+        self.backend_host = backend_host  # what backends that call back in get (ensemble, BLS)
         self.backend_config = backend_config  # --backend-config: see config.load_model_config
         self.paths = [Path(p) for p in paths]
         for p in self.paths:
@@ -452,7 +463,7 @@ class ModelRepository:
             return set(entry.steps) if entry is not None else set()
 
     def _served(self, name: str) -> bool:
-        return bool(self.server._versions(name))
+        return bool(self.table.versions(name))
 
     def _modified(self, name: str) -> bool:
         """Whether a model's files are newer than when it last loaded (Triton's rule)."""
@@ -505,7 +516,7 @@ class ModelRepository:
                     f"ensemble '{name}' depends on '{model}' which has no loaded version. Model "
                     f"'{model}' loading failed with error: {reason}"
                 )
-            served = self.server._versions(model)
+            served = self.table.versions(model)
             if not served:
                 return f"ensemble '{name}' depends on '{model}' which has no loaded version."
             if version > 0 and version not in served:
@@ -581,7 +592,7 @@ class ModelRepository:
         """The models the loaded versions of ensemble ``name`` call (empty for other models)."""
         return {
             step.model_name
-            for loaded in self.server._versions(name).values()
+            for loaded in self.table.versions(name).values()
             for step in loaded.config.ensemble_scheduling.step
         }
 
@@ -594,7 +605,7 @@ class ModelRepository:
                 for state in entry.versions.values():
                     if state.state == READY:
                         state.state = UNLOADING
-            self.server._uninstall(name)  # waits for in-flight requests: no table lock held
+            self.table.uninstall(name)  # waits for in-flight requests: no table lock held
             with self._table_lock:
                 for state in entry.versions.values():
                     state.state, state.reason = UNAVAILABLE_STATE, "unloaded"
@@ -777,7 +788,7 @@ class ModelRepository:
     def _adopt_upload(self, name: str, entry: _ModelEntry, root: Path) -> None:
         """After a load from uploaded files: the new directory becomes the model's if a version
         now serves from it (the previous one waits to be unused), else it is dropped."""
-        serving = any(m.model_dir == root for m in self.server._versions(name).values())
+        serving = any(m.model_dir == root for m in self.table.versions(name).values())
         with self._table_lock:
             if serving:
                 if entry.temp_dir is not None:
@@ -788,7 +799,7 @@ class ModelRepository:
 
     def _drop_unused_dirs(self, name: str, entry: _ModelEntry) -> None:
         """Delete upload directories that no served version of the model reads any more."""
-        in_use = [m.model_dir for m in self.server._versions(name).values() if m.model_dir]
+        in_use = [m.model_dir for m in self.table.versions(name).values() if m.model_dir]
         with self._table_lock:
             drop = [d for d in entry.stale_dirs if not any(d in p.parents for p in in_use)]
             entry.stale_dirs = [d for d in entry.stale_dirs if d not in drop]
@@ -832,12 +843,8 @@ class ModelRepository:
             for attempt in range(self.load_retry_count + 1):
                 try:  # no table lock: a backend may take seconds
                     factory = get_backend_factory(config.backend or config.platform, name)
-                    backend = factory(config, path, available[version], server=self.server)
-                    loaded[version] = LoadedModel(
-                        config, version, backend, model_dir=path,
-                        cache=self.server.cache_for(config),
-                        rate_limiter=self.server.rate_limiter,
-                    )  # fmt: skip
+                    backend = factory(config, path, available[version], server=self.backend_host)
+                    loaded[version] = self.loader(config, version, backend, path)
                     failures.pop(version, None)
                     break
                 except EnsembleConfigError as e:
@@ -855,8 +862,8 @@ class ModelRepository:
                     )  # fmt: skip
 
         # Swap in what loaded (old versions keep serving until now), then retire the rest.
-        self.server._install(name, loaded, keep=set(versions))
-        served = self.server._versions(name)
+        self.table.install(name, loaded, keep=set(versions))
+        served = self.table.versions(name)
         with self._table_lock:
             for version in loaded:
                 entry.versions[version] = _VersionState(READY)

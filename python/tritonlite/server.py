@@ -19,7 +19,7 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 import numpy as np
 
@@ -30,15 +30,18 @@ from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
 from .model import LoadedModel, ModelConfig
 from .protocol_settings import ProtocolSettings
+from .model_table import ModelTable
 from .rate_limit import parse_rate_limit_mode, parse_rate_limit_resources
+from .repository import ModelRepository
 from .response_cache import create_cache
 from .shared_memory import CudaSharedMemoryRegistry, SystemSharedMemoryRegistry
 from .tracing import TraceConfig, TraceManager
 
+if TYPE_CHECKING:  # typing.Unpack is Python 3.11+
+    from typing_extensions import Unpack
+
 _log = logging.getLogger("tritonlite.server")
 
-if TYPE_CHECKING:
-    from .repository import ModelRepository
 
 Inputs = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -84,6 +87,47 @@ def _parameters_json(parameters: Mapping[str, Any] | str | None) -> str:
             f"request parameters must be JSON-encodable text: {e}", INVALID_ARG
         ) from None
     return text
+
+
+class RequestOptions(TypedDict, total=False):
+    """A request's options: the keywords ``Server.infer``, ``infer_async``, ``submit`` and
+    ``submit_stream`` take, all optional.
+
+    ``request_id``: the request's id (echoed in its response and trace); ``priority``: its
+    dynamic-batcher priority level (0: the config's default); ``timeout_us``: its queue timeout
+    (0: the config's); ``correlation_id`` (or ``correlation_id_str``) and ``flags`` (1: sequence
+    start, 2: sequence end): a sequence model's fields; ``parameters``: the request's own
+    parameters (str, int, float or bool values, or their JSON object text), which a
+    python_backend model reads from ``request.parameters()``.
+    """
+
+    request_id: str
+    priority: int
+    timeout_us: int
+    correlation_id: int
+    correlation_id_str: str
+    flags: int
+    parameters: Mapping[str, Any] | str | None
+
+
+_OPTION_KEYS = frozenset(RequestOptions.__annotations__)
+_DEFAULT_ARGS = ("", 0, 0, 0, "", 0, "")
+
+
+def _request_args(method: str, options: Mapping[str, Any]) -> tuple[Any, ...]:
+    """``options`` as the core's positional arguments, in ``ModelRunner.enqueue``'s order
+    (defaults filled, parameters as JSON)."""
+    if not options:
+        return _DEFAULT_ARGS
+    if not _OPTION_KEYS.issuperset(options):
+        unknown = sorted(options.keys() - _OPTION_KEYS)[0]
+        raise TypeError(f"Server.{method}() got an unexpected keyword argument '{unknown}'")
+    get = options.get
+    return (
+        get("request_id", ""), get("priority", 0), get("timeout_us", 0),
+        get("correlation_id", 0), get("correlation_id_str", ""), get("flags", 0),
+        _parameters_json(get("parameters")),
+    )  # fmt: skip
 
 
 def _cancel_when_cancelled(handle: Any, future: asyncio.Future[Any]) -> None:
@@ -209,16 +253,13 @@ class Server:
         )
         if mode == "off" and resources:
             _log.warning("--rate-limit-resource has no effect with --rate-limit off")
-        self._models: dict[str, dict[int, LoadedModel]] = {}
-        self._latest: dict[str, Any] = {}  # model name -> runner of its latest version
+        #: The served versions of every model (shared with the repository).
+        self.models = ModelTable()
         self._loops: dict[asyncio.AbstractEventLoop, _LoopCompletions] = {}
         self._tokens = itertools.count(1)
         self._closed = False
-        self._model_listeners: list[Any] = []
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
-        # Loads of different models run at once: one table update (and listener call) at a time.
-        self._install_lock = threading.Lock()
         # Shared by every frontend of this server, as Triton shares them across protocols.
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.cuda_shared_memory = CudaSharedMemoryRegistry()
@@ -226,21 +267,21 @@ class Server:
         # Triton's trace extension (--trace-config); its updates may move models on or off the
         # native gRPC fast path, which serves only models that are not being traced.
         self.tracing = TraceManager(trace_config)
-        self.tracing.add_listener(self._announce_models)
+        self.tracing.add_listener(self.models.announce)
         self.strict_readiness = strict_readiness
         self.repository: ModelRepository | None = None
         if model_repository is None:
             return
-        from .repository import ModelRepository  # config parsing is needed only with one
-
         paths = (
             [model_repository]
             if isinstance(model_repository, (str, Path))
             else list(model_repository)
         )
         self.repository = ModelRepository(
-            self,
+            self.models,
             paths,
+            loader=self._load_version,
+            backend_host=self,
             control_mode=model_control_mode,
             auto_complete=auto_complete_config,
             backend_config=backend_config,
@@ -267,21 +308,22 @@ class Server:
         loaded = LoadedModel(
             config, version, backend, cache=self.cache_for(config), rate_limiter=self.rate_limiter
         )
-        self._install(config.name, {version: loaded})
+        self.models.install(config.name, {version: loaded})
 
     def remove_model(self, name: str, version: int | None = None) -> None:
         """Stop serving a model (all versions by default); waits for in-flight requests."""
-        if version is None:
-            self._uninstall(name)
-        else:
-            self._install(name, {}, keep=set(self._versions(name)) - {version})
+        self.models.uninstall(name, version)
 
     def model_names(self) -> list[str]:
-        return sorted(self._models)
+        return self.models.names()
 
     def get_model(self, name: str, version: int | None = None) -> LoadedModel:
         """The loaded model version (the latest when ``version`` is None or 0)."""
-        versions = self._models.get(name)
+        return self._model_in(self.models.versions(name), name, version)
+
+    def _model_in(
+        self, versions: Mapping[int, LoadedModel], name: str, version: int | None
+    ) -> LoadedModel:
         if not versions:
             if self.repository is not None and self.repository.has_versions(name):
                 # Triton's text for a model it loaded (or tried to) that has no version now.
@@ -303,12 +345,10 @@ class Server:
         ({version: LoadedModel}, empty when the model is gone), before retired versions stop;
         and at once for every model already served. (The native gRPC transport keeps its
         C++ model table in step this way.)"""
-        self._model_listeners.append(listener)
-        for name, versions in list(self._models.items()):
-            listener(name, versions)
+        self.models.add_listener(listener)
 
     def remove_model_listener(self, listener: Any) -> None:
-        self._model_listeners.remove(listener)
+        self.models.remove_listener(listener)
 
     def backend_setting(self, backend: str, key: str) -> str | None:
         """A --backend-config setting for ``backend``: its own value, else the one given for
@@ -331,40 +371,14 @@ class Server:
             )  # fmt: skip
         return self.response_cache
 
-    def _announce_models(self) -> None:
-        """Every model listener hears of every model again (after a trace-setting update)."""
-        with self._install_lock:
-            for name, versions in list(self._models.items()):
-                for listener in self._model_listeners:
-                    listener(name, versions)
-
-    def _versions(self, name: str) -> dict[int, LoadedModel]:
-        return self._models.get(name, {})
-
-    def _install(
-        self, name: str, loaded: Mapping[int, LoadedModel], keep: set[int] | None = None
-    ) -> None:
-        """Serve ``loaded`` versions of a model, replacing versions with the same number; with
-        ``keep``, versions outside it are retired. Retired versions finish their in-flight
-        requests after the new ones are visible, so no request fails during a reload."""
-        with self._install_lock:
-            old = self._models.get(name, {})
-            new = {v: m for v, m in old.items() if keep is None or v in keep}
-            new.update(loaded)
-            retired = [m for v, m in old.items() if new.get(v) is not m]
-            if new:
-                self._models[name] = new  # copy-on-write: readers never see a half-updated dict
-                self._latest[name] = new[max(new)].runner
-            else:
-                self._models.pop(name, None)
-                self._latest.pop(name, None)
-            for listener in self._model_listeners:
-                listener(name, new)
-        for m in retired:  # waits for their in-flight requests: no lock held
-            m.stop()
-
-    def _uninstall(self, name: str) -> None:
-        self._install(name, {}, keep=set())
+    def _load_version(
+        self, config: ModelConfig, version: int, backend: Backend, model_dir: Path
+    ) -> LoadedModel:
+        """A repository load: one version with this server's response cache and rate limiter."""
+        return LoadedModel(
+            config, version, backend, model_dir=model_dir, cache=self.cache_for(config),
+            rate_limiter=self.rate_limiter,
+        )  # fmt: skip
 
     # ---- health, metadata, repository --------------------------------------------------------
 
@@ -378,14 +392,20 @@ class Server:
             return False
         if not self.strict_readiness or self.repository is None:
             return True
+        snapshot = self.models.snapshot()
         return self.repository.all_ready() and all(
-            self.model_ready(name) for name in self.model_names()
+            self._ready_in(versions, name, None) for name, versions in snapshot.items()
         )
 
     def model_ready(self, name: str, version: int | None = None) -> bool:
         """Loaded, and its backend healthy (a python model's stub may be restarting)."""
+        return self._ready_in(self.models.versions(name), name, version)
+
+    def _ready_in(
+        self, versions: Mapping[int, LoadedModel], name: str, version: int | None
+    ) -> bool:
         try:
-            loaded = self.get_model(name, version)
+            loaded = self._model_in(versions, name, version)
         except TritonError:
             return False
         return bool(getattr(loaded.backend, "healthy", True))
@@ -411,7 +431,7 @@ class Server:
 
         return {
             "name": name,
-            "versions": [str(v) for v in sorted(self._versions(name))],
+            "versions": [str(v) for v in sorted(self.models.versions(name))],
             "platform": config.platform or config.backend,
             "inputs": tensors(config.input),
             "outputs": tensors(config.output),
@@ -425,7 +445,7 @@ class Server:
             return [
                 {"name": n, "version": str(v), "state": "READY", "reason": ""}
                 for n in self.model_names()
-                for v in sorted(self._versions(n))
+                for v in sorted(self.models.versions(n))
             ]
         return self.repository.index(ready_only)
 
@@ -461,25 +481,16 @@ class Server:
         inputs: Inputs,
         outputs: Sequence[str] | None = None,
         version: int | None = None,
-        *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
+        **options: Unpack[RequestOptions],
     ) -> dict[str, np.ndarray]:
         """Run one request and wait for its outputs (numpy arrays, zero-copy where possible).
-        Sequence models take ``correlation_id`` (or ``correlation_id_str``) and ``flags``
-        (1: sequence start, 2: sequence end). ``parameters``: the request's own parameters
-        (str, int, float or bool values), which a python_backend model reads from
-        ``request.parameters()``."""
+        ``options``: see ``RequestOptions`` (priority, timeout, sequence fields, parameters)."""
         runner = self._runner(model, version)
+        args = _request_args("infer", options)
         responses = runner.infer(
-            inputs, outputs, request_id=request_id, priority=priority, timeout_us=timeout_us,
-            correlation_id=correlation_id, correlation_id_str=correlation_id_str, flags=flags,
-            parameters=_parameters_json(parameters),
+            inputs, outputs, request_id=args[0], priority=args[1], timeout_us=args[2],
+            correlation_id=args[3], correlation_id_str=args[4], flags=args[5],
+            parameters=args[6],
         )  # fmt: skip
         _token, error, tensors, _final = responses[-1]
         if error is not None:
@@ -492,21 +503,13 @@ class Server:
         inputs: Inputs,
         outputs: Sequence[str] | None = None,
         version: int | None = None,
-        *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
+        **options: Unpack[RequestOptions],
     ) -> asyncio.Future[dict[str, np.ndarray]]:
         """Like ``infer``, from the running event loop: await the returned future. Bad requests
         raise here, before anything is queued."""
         return self._submit(  # type: ignore[no-any-return]
-            True, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters,
-        )  # fmt: skip
+            "infer_async", True, model, inputs, outputs, version, options
+        )
 
     def submit(
         self,
@@ -515,23 +518,16 @@ class Server:
         outputs: Sequence[str] | None = None,
         version: int | None = None,
         *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
         trace: Any = None,
+        **options: Unpack[RequestOptions],
     ) -> asyncio.Future[list[tuple[str, Any]]]:
         """For frontends: like ``infer_async``, but the future resolves to the outputs as
-        (name, Tensor) pairs, and sequence fields can be set. ``trace``: the request's
-        ``tracing.TraceGroup`` (from ``tracing.sample``), or the ``RequestTrace`` whose child
-        this request is (an ensemble step, a BLS call); None when it is not traced."""
+        (name, Tensor) pairs. ``trace``: the request's ``tracing.TraceGroup`` (from
+        ``tracing.sample``), or the ``RequestTrace`` whose child this request is (an ensemble
+        step, a BLS call); None when it is not traced."""
         return self._submit(  # type: ignore[no-any-return]
-            False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters, None, trace,
-        )  # fmt: skip
+            "submit", False, model, inputs, outputs, version, options, None, trace
+        )
 
     def submit_stream(
         self,
@@ -541,14 +537,8 @@ class Server:
         outputs: Sequence[str] | None = None,
         version: int | None = None,
         *,
-        priority: int = 0,
-        timeout_us: int = 0,
-        request_id: str = "",
-        correlation_id: int = 0,
-        correlation_id_str: str = "",
-        flags: int = 0,
-        parameters: Mapping[str, Any] | str | None = None,
         trace: Any = None,
+        **options: Unpack[RequestOptions],
     ) -> Any:
         """For decoupled models: ``on_response(error, outputs, final)`` is called on the event
         loop for every response ((name, Tensor) pairs), the last one with ``final=True``.
@@ -556,28 +546,22 @@ class Server:
         is answered CANCELLED, a running model sees ``is_cancelled()``). ``trace``: as
         ``submit``'s."""
         return self._submit(
-            False, model, inputs, outputs, version, request_id, priority, timeout_us,
-            correlation_id, correlation_id_str, flags, parameters, on_response, trace,
-        )  # fmt: skip
+            "submit_stream", False, model, inputs, outputs, version, options, on_response, trace
+        )
 
     def _submit(
         self,
+        method: str,
         as_numpy: bool,
         model: str,
         inputs: Inputs,
         outputs: Sequence[str] | None,
         version: int | None,
-        request_id: str,
-        priority: int,
-        timeout_us: int,
-        correlation_id: int,
-        correlation_id_str: str,
-        flags: int,
-        parameters: Mapping[str, Any] | str | None,
+        options: Mapping[str, Any],
         on_response: Any = None,
         trace: Any = None,
     ) -> Any:
-        runner = self._latest.get(model) if not version else None
+        runner = self.models.latest_runner(model) if not version else None
         if runner is None:
             runner = self._runner(model, version)
         loop = asyncio.get_running_loop()
@@ -590,15 +574,13 @@ class Server:
         else:  # REQUEST_START now; the core's timestamps come with the response
             trace = trace.start_request(model)
             ensemble = self.get_model(model, version).config.platform == "ensemble"
-            trace.begin(runner.version, request_id, inputs, ensemble)
+            trace.begin(runner.version, options.get("request_id", ""), inputs, ensemble)
             trace_id = trace.id
             completions.pending[token] = _TracedEntry(future, trace, on_response is not None)
         try:
             handle = runner.enqueue(
                 completions.numpy_queue if as_numpy else completions.tensor_queue,
-                token, inputs, outputs, request_id, priority, timeout_us,
-                correlation_id, correlation_id_str, flags, _parameters_json(parameters),
-                trace_id,
+                token, inputs, outputs, *_request_args(method, options), trace_id,
             )  # fmt: skip
         except BaseException:
             del completions.pending[token]
@@ -617,7 +599,7 @@ class Server:
         names = [model] if model else self.model_names()
         out = []
         for name in names:
-            versions = self._models.get(name)
+            versions = self.models.versions(name)
             if not versions:  # Triton's text and code (INVALID_ARGUMENT / HTTP 400)
                 raise TritonError(f"requested model '{name}' is not available", INVALID_ARG)
             if model and version is not None and version not in versions:
@@ -653,11 +635,11 @@ class Server:
         if self._closed:
             return
         self._closed = True
-        self._latest = {}
+        self.models.clear_routes()
         if self.repository is not None:
             self.repository.close()
-        for name in list(self._models):
-            self._uninstall(name)
+        for name in self.models.names():
+            self.models.uninstall(name)
         self.system_shared_memory.close()  # unmaps every client region
         self.tracing.close()  # writes (or exports) the traces of the requests that finished
         for completions in self._loops.values():

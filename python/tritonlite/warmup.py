@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 
 from . import _core, sizes
+from .data_files import DataFileError, open_data_file, read_at_most, resolve_data_file
 from ._proto import model_config_pb2 as mc
 from .datatypes import to_wire_name
 from .errors import INVALID_ARG, TritonError
@@ -138,31 +139,10 @@ def _data_file(sample: str, input_name: str, model_dir: Path | None, file_name: 
     if model_dir is None:
         raise _fail(sample, f"{where} needs the model's directory (the model was not loaded "
                     "from a repository)")  # fmt: skip
-    parts = file_name.replace("\\", "/").split("/")
-    if (
-        not file_name
-        or "\x00" in file_name
-        or file_name.startswith(("/", "\\", "~"))
-        or Path(file_name).is_absolute()
-        or any(p in ("", ".", "..") for p in parts)
-    ):
-        raise _fail(sample, f"{where} must name a file inside the model's '{WARMUP_DIR}' "
-                    "directory")  # fmt: skip
-    base = Path(model_dir) / WARMUP_DIR
     try:
-        real_model = Path(model_dir).resolve(strict=True)
-        real_base = base.resolve(strict=True)
-        target = (base / file_name).resolve(strict=True)
-    except FileNotFoundError:
-        raise _fail(sample, f"failed to open text file for read {base / file_name}: No such "
-                    "file or directory") from None  # fmt: skip
-    except (OSError, RuntimeError) as e:  # a symlink loop, a name too long
-        raise _fail(sample, f"{where}: {getattr(e, 'strerror', None) or e}") from None
-    if (real_base != real_model and real_model not in real_base.parents) or (
-        real_base not in target.parents
-    ):
-        raise _fail(sample, f"{where} resolves outside the model's '{WARMUP_DIR}' directory")
-    return target
+        return resolve_data_file(model_dir, WARMUP_DIR, file_name, where)
+    except DataFileError as e:
+        raise _fail(sample, e.message) from None
 
 
 def _file_size(sample: str, path: Path) -> int:
@@ -179,8 +159,7 @@ def _read_data_file(
 ) -> bytes:  # fmt: skip
     """``size`` bytes of the file (all of it for BYTES), never more, from a regular file only."""
     try:
-        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = open_data_file(path)  # a FIFO is refused just below
     except OSError as e:
         raise _fail(sample, f"failed to open text file for read {path}: {e.strerror}") from None
     try:
@@ -200,19 +179,11 @@ def _read_data_file(
                 "warmup sample '%s': input '%s' uses the first %d bytes of %s (%d bytes)",
                 sample, input_name, size, file_name, st.st_size,
             )  # fmt: skip
-        chunks = []
-        left = size
-        while left > 0:
-            chunk = os.read(fd, min(left, 1 << 24))
-            if not chunk:
-                break
-            chunks.append(chunk)
-            left -= len(chunk)
+        data = read_at_most(fd, size)
     except OSError as e:
         raise _fail(sample, f"failed to read {path}: {e.strerror}") from None
     finally:
         os.close(fd)
-    data = b"".join(chunks)
     if len(data) != size:
         raise _fail(sample, f"input '{input_name}': input_data_file '{file_name}' changed while "
                     "the model loaded")  # fmt: skip

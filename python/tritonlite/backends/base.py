@@ -22,9 +22,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .._proto import model_config_pb2
+from ..config.constants import ModelConfig
 
-ModelConfig = model_config_pb2.ModelConfig
 
 #: Model ``parameters`` the server itself reads, whatever the backend.
 CORE_PARAMETERS = frozenset({"sequence_backlog_limit"})

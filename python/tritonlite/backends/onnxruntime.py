@@ -4,8 +4,8 @@ This module owns everything between a model config and an ``onnxruntime.Inferenc
 finding the model file, session options from the config (Triton's onnxruntime backend
 conventions), execution providers from the instance kind and ``execution_accelerators``, checking
 the config against the model's inputs and outputs, running one gathered batch, and the datatype
-mapping between ONNX tensor types and Triton datatypes. ``onnx_io_spec`` reads a model's
-signature for config auto-completion.
+mapping between ONNX tensor types and Triton datatypes. (Config auto-completion for ONNX models
+lives in ``config/autocomplete/onnxruntime.py``.)
 
 Conventions matched from Triton's onnxruntime backend:
 
@@ -53,7 +53,7 @@ from .._proto.model_config_pb2 import ModelConfig
 from ..errors import INTERNAL, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, TritonError
 from .base import warn_unknown_parameters
 
-__all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend", "onnx_io_spec"]
+__all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend"]
 
 DEFAULT_MODEL_FILENAME = "model.onnx"
 
@@ -125,38 +125,6 @@ class IOSpec(NamedTuple):
     name: str
     datatype: str
     dims: list[int]
-
-
-# -------------------------------------------------------------------------------------------------
-# Model signature
-
-
-def onnx_io_spec(path: str | os.PathLike[str]) -> tuple[list[IOSpec], list[IOSpec], bool]:
-    """Inputs, outputs and whether the model can batch (every input and output has a dynamic
-    first dim; Triton's rule for auto-completing ``max_batch_size``). Dims include that first dim.
-
-    Raises TritonError (UNAVAILABLE when the file is missing, INVALID_ARG when onnxruntime cannot
-    load it or it has non-tensor inputs/outputs).
-    """
-    model_path = Path(path)
-    if model_path.is_dir():
-        model_path = model_path / DEFAULT_MODEL_FILENAME
-    if not model_path.is_file():
-        raise TritonError(f"unable to find '{model_path}'", UNAVAILABLE)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    try:
-        session = ort.InferenceSession(str(model_path), options, providers=[CPU_EP])
-    except Exception as exc:
-        raise TritonError(
-            f"failed to read '{model_path}': {_ort_message(exc)}", INVALID_ARG
-        ) from exc
-    inputs = [_io_spec(arg, "input", str(model_path)) for arg in session.get_inputs()]
-    outputs = [_io_spec(arg, "output", str(model_path)) for arg in session.get_outputs()]
-    batchable = all(spec.dims and spec.dims[0] == -1 for spec in (*inputs, *outputs))
-    return inputs, outputs, batchable
 
 
 def _io_spec(arg: Any, kind: str, model: str) -> IOSpec:
@@ -666,7 +634,7 @@ def _check_config(
     for batch_input in config.batch_input:  # made by the core for every batch
         for name in batch_input.target_name:
             configured.add(name)
-            _check_batch_input(config, batch_input, name, model_inputs)
+            _model_tensor(config, model_inputs, "input", name, batch_input.data_type, batch=True)
     for name in model_inputs:
         if name not in configured:
             raise TritonError(
@@ -697,23 +665,33 @@ def _check_ragged_input(config: ModelConfig, io: Any, model: dict[str, IOSpec]) 
         )
 
 
-def _check_batch_input(
-    config: ModelConfig, batch_input: Any, name: str, model: dict[str, IOSpec]
-) -> None:
+def _model_tensor(
+    config: ModelConfig,
+    model: dict[str, IOSpec],
+    kind: str,
+    name: str,
+    data_type: int,
+    batch: bool = False,
+) -> IOSpec:
+    """The model's ``kind`` ("input" or "output") ``name``, which must have the datatype the
+    configuration gives it; ``batch``: the configuration names it as a batch input."""
     spec = model.get(name)
     if spec is None:
+        named = "batch input" if batch else f"configuration {kind}"
         raise TritonError(
-            f"model '{config.name}': batch input '{name}' is not a model input "
-            f"(the model's inputs: {', '.join(model) or 'none'})",
+            f"model '{config.name}': {named} '{name}' is not a model {kind} "
+            f"(the model's {kind}s: {', '.join(model) or 'none'})",
             INVALID_ARG,
         )
-    datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(batch_input.data_type))
+    datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(data_type))
     if datatype != spec.datatype:
         raise TritonError(
-            f"model '{config.name}': batch input '{name}' is {spec.datatype} in the model but "
-            f"{datatypes.to_config_name(datatype)} in the configuration",
+            f"model '{config.name}': {'batch input' if batch else kind} '{name}' is "
+            f"{spec.datatype} in the model but {datatypes.to_config_name(datatype)} in the "
+            "configuration",
             INVALID_ARG,
         )
+    return spec
 
 
 def _check_ios(
@@ -724,20 +702,7 @@ def _check_ios(
     skip_dims: set[str] | frozenset[str] = frozenset(),
 ) -> None:
     for io in ios:
-        spec = model.get(io.name)
-        if spec is None:
-            raise TritonError(
-                f"model '{config.name}': configuration {kind} '{io.name}' is not a model {kind} "
-                f"(the model's {kind}s: {', '.join(model) or 'none'})",
-                INVALID_ARG,
-            )
-        datatype = datatypes.to_wire_name(model_config_pb2.DataType.Name(io.data_type))
-        if datatype != spec.datatype:
-            raise TritonError(
-                f"model '{config.name}': {kind} '{io.name}' is {spec.datatype} in the model but "
-                f"{datatypes.to_config_name(datatype)} in the configuration",
-                INVALID_ARG,
-            )
+        spec = _model_tensor(config, model, kind, io.name, io.data_type)
         if io.name in skip_dims:
             continue
         model_dims = spec.dims

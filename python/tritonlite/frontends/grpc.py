@@ -24,7 +24,7 @@ import numpy as np
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
-from .. import Tensor, sizes
+from .. import _core, sizes
 from .._proto import grpc_service_pb2 as pb
 from .._proto import health_pb2
 from ..datatypes import DATATYPES, element_size
@@ -36,6 +36,7 @@ from .classification import classify
 from .input_errors import bytes_count_error, input_size_error, unknown_datatype_error
 
 _log = logging.getLogger(__name__)
+Tensor = _core.Tensor
 
 SERVICE = "inference.GRPCInferenceService"
 HEALTH_SERVICE = "grpc.health.v1.Health"

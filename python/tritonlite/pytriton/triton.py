@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from .. import config as _config
-from ..config_support import check_config_support
+from ..config.support import check_config_support
 from ..errors import TritonError
 from .exceptions import PyTritonInvalidOperationError, PyTritonValidationError
 from .function_backend import FunctionBackend
@@ -212,10 +212,13 @@ class Triton:
 
     async def _start(self) -> None:
         c = self.config
-        if c.allow_grpc:
-            from ..frontends.grpc import GrpcHandlers
-            from ..frontends.grpc_native import start_native_grpc
+        # Every frontend module is imported before the first one listens: a client that sees
+        # gRPC ready must find HTTP listening too (importing frontends.http takes a while).
+        from ..frontends.grpc import GrpcHandlers
+        from ..frontends.grpc_native import start_native_grpc
+        from ..frontends.http import start_http
 
+        if c.allow_grpc:
             handlers = GrpcHandlers(self._server, {}, c.grpc_header_forward_pattern)
             g = await start_native_grpc(
                 self._server, c.grpc_address, c.grpc_port, handlers=handlers
@@ -223,8 +226,6 @@ class Triton:
             self._frontends.append(g)
             self.grpc_port = g.port
         if c.allow_http:
-            from ..frontends.http import start_http
-
             h = await start_http(self._server, c.http_address, c.http_port,
                                  header_forward_pattern=c.http_header_forward_pattern)  # fmt: skip
             self._frontends.append(h)

@@ -1,4 +1,4 @@
-"""Atheris target: the HTTP frontend's request decoders (python/tritonlite/frontends/http.py and
+"""Atheris target: the HTTP frontend's request decoders (python/tritonlite/frontends/http/infer.py and
 http_codec.py): JSON tensor data, the binary tensor data extension
 (Inference-Header-Content-Length + binary_data_size), raw binary requests, shared-memory
 inputs and outputs (offset and size checks against a registered region), and compressed
@@ -19,7 +19,7 @@ from types import SimpleNamespace
 from atheris_main import fuzz
 from tritonlite.config import parse_config_text
 from tritonlite.errors import TritonError
-from tritonlite.frontends import http as http_frontend
+from tritonlite.frontends.http import infer as http_infer
 from tritonlite.frontends import http_codec as codec
 from tritonlite.shared_memory import SystemSharedMemoryRegistry
 
@@ -47,8 +47,6 @@ with open(f"/dev/shm{SHM_KEY}", "wb") as f:
 atexit.register(lambda: os.unlink(f"/dev/shm{SHM_KEY}"))
 REGISTRY = SystemSharedMemoryRegistry()
 REGISTRY.register("r0", SHM_KEY, 1000, 4096)
-API = object.__new__(http_frontend.HttpApi)
-API.server = SimpleNamespace(system_shared_memory=REGISTRY)  # what HttpApi.shm reads
 
 
 def test_one_input(data: bytes) -> None:
@@ -66,10 +64,10 @@ def test_one_input(data: bytes) -> None:
     header_length = len(body) if length_field == 0xFFFF else min(length_field, len(body))
     try:
         if header_length == 0:
-            request = http_frontend._raw_request(loaded, body)
+            request = http_infer.raw_request(loaded, body)
         else:
             header = codec.loads(memoryview(body)[:header_length])
-            request = API._parse_infer("m", loaded, header, body, header_length)
+            request = http_infer.parse_infer(REGISTRY, "m", loaded, header, body, header_length)
     except TritonError:
         return
     for _, value in request.inputs:

@@ -1,5 +1,5 @@
 """Atheris target: the HTTP frontend's rewrite of a request head that is chunked and states a
-Content-Length too (python/tritonlite/frontends/http.py ``_without_content_length``, which runs
+Content-Length too (python/tritonlite/frontends/http/app.py ``_without_content_length``, which runs
 on bytes straight from the socket when aiohttp's parser refuses such a head).
 
 Input: the bytes of one read from a connection. The rewrite must not fail, and when it rewrites

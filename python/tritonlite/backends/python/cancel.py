@@ -5,7 +5,7 @@ sealed memfd of 4-byte words, one per slot. The server's core maps it (``_core.C
 each request sent to the stub mirrors its cancel flag into a slot of its own
 (``Request.mirror_cancel``): when the request is cancelled the core stores 1 there, at once and
 without Python. The stub maps the board read-only (``map_board``) and a request's
-``is_cancelled()`` is one atomic load of its slot (``stub._Responder.cancelled``): no message,
+``is_cancelled()`` is one atomic load of its slot (``stub._StubResponder.cancelled``): no message,
 no round trip.
 
 Lifetime of a slot (``CancelSlots``): taken when the request goes out in an EXEC (its number
@@ -15,7 +15,7 @@ decoupled model), a failed or rejected batch, the stub's crash, or an unload. Gi
 first ends the mirror (``Request.unmirror_cancel``: it stores 0, and after it returns the core
 never writes that slot for that request again), so a reused slot starts at 0. The stub stops
 reading a slot before it sends the request's final response: from then on ``is_cancelled()``
-gives the value read at that moment (``stub._Responder.freeze``), so a slot the server hands to
+gives the value read at that moment (``stub._StubResponder.freeze``), so a slot the server hands to
 another request is never read for the old one.
 
 Why it does not run out in practice: a board has ``BOARD_SLOTS`` (2**20) slots, one per request

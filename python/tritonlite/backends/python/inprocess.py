@@ -115,15 +115,7 @@ class InProcessInstance:
         token = runtime.activate(self.runtime)
         try:
             self.caller = ModelCaller(self.name, cls(), backend.decoupled)
-            args = loader.initialize_args(
-                backend.config_json,
-                backend.model_name,
-                backend.version,
-                kind,
-                device_id,
-                self.name,
-                backend.model_dir,
-            )
+            args = backend.initialize_args(kind, device_id, self.name)
             self.caller.initialize(args)
         except Exception as e:
             raise TritonError(
@@ -147,7 +139,7 @@ class InProcessInstance:
             # A sequence batcher's filler (Triton's null request) requests no outputs.
             requested = [] if r.null_request else list(r.requested_outputs) or backend.output_names
             correlation = r.correlation_id_str or r.correlation_id
-            responder = _Responder(r, requested)
+            responder = _CoreResponder(r, requested)
             sender = InferenceResponseSender(
                 responder.send, decoupled, responder.cancelled, responder.fail
             )
@@ -194,9 +186,11 @@ class InProcessInstance:
             runtime.deactivate(token)
 
 
-class _Responder:
+class _CoreResponder:
     """A response sender's way to one core request, and to its cancel flag (what
-    ``is_cancelled()`` reads: a lock-free load in the core)."""
+    ``is_cancelled()`` reads: a lock-free load in the core). The stub process's counterpart is
+    ``stub._StubResponder``; pb_utils' response sender calls either through ``send``,
+    ``cancelled`` and ``fail``."""
 
     __slots__ = ("request", "requested")
 

@@ -18,7 +18,9 @@ import sys
 import traceback
 from pathlib import Path
 
+from ... import _core
 from ..._proto import model_config_pb2 as mc
+from ...config.instances import instance_placements
 from ...errors import INVALID_ARG, UNAVAILABLE, TritonError
 from . import pb_utils
 
@@ -124,18 +126,9 @@ def import_model_class(path: Path, model_name: str, paths: list[str]) -> type:
     return cls
 
 
-def instance_names(config: mc.ModelConfig, count: int) -> list[str]:
+def instance_names(config: mc.ModelConfig) -> list[str]:
     """Triton's instance names (``<group name>_<n>``), in the order the core creates them."""
-    names: list[str] = []
-    groups = list(config.instance_group) or [mc.ModelInstanceGroup(count=1)]
-    for group in groups:
-        base = group.name or config.name
-        per_device = max(len(group.gpus), 1) if group.kind == mc.ModelInstanceGroup.KIND_GPU else 1
-        for i in range((group.count or 1) * per_device):
-            names.append(f"{base}_{i}")
-    while len(names) < count:  # GPU groups without listed gpus expand to every device
-        names.append(f"{config.name}_{len(names)}")
-    return names
+    return [p.name for p in instance_placements(config, _core.cuda_device_count())]
 
 
 def initialize_args(
@@ -199,7 +192,14 @@ class ModelInfo:
         self.output_names = [o.name for o in config.output]
         self._names: list[str] = []
 
+    def initialize_args(self, kind: str, device_id: int, instance_name: str) -> dict[str, str]:
+        """The ``args`` of one instance's ``initialize``."""
+        return initialize_args(
+            self.config_json, self.model_name, self.version, kind, device_id, instance_name,
+            self.model_dir,
+        )  # fmt: skip
+
     def instance_name(self, index: int) -> str:
-        if index >= len(self._names):
-            self._names = instance_names(self.config, index + 1)
-        return self._names[index]
+        if not self._names:
+            self._names = instance_names(self.config)
+        return self._names[index] if index < len(self._names) else f"{self.model_name}_{index}"

@@ -209,6 +209,16 @@ ERROR_STATUS = {
 STATUS_ERROR = {status: code for code, status in ERROR_STATUS.items()}
 
 
+def _current_runtime() -> _runtime.Runtime:
+    runtime = _runtime.current()
+    if runtime is None:
+        raise TritonModelException(
+            "triton_python_backend_utils: this call needs a running model (BLS, logging and "
+            "metrics work inside a model served by tritonlite)"
+        )
+    return runtime
+
+
 class TritonModelException(Exception):
     """Raised by a model (or by this module) to fail ``initialize``/``execute``/``finalize``."""
 
@@ -631,11 +641,11 @@ class InferenceRequest:
     def exec(self, decoupled: bool = False) -> Any:
         """Run this request on ``model_name`` and wait: one InferenceResponse, or with
         ``decoupled`` an iterator over every response of a decoupled model."""
-        return _runtime.current().bls(self, decoupled)
+        return _current_runtime().bls(self, decoupled)
 
     def async_exec(self, decoupled: bool = False) -> Any:
         """Like ``exec``, as an awaitable (use it from ``async def execute``)."""
-        return _runtime.current().bls_async(self, decoupled)
+        return _current_runtime().bls_async(self, decoupled)
 
 
 # ---- logging --------------------------------------------------------------------------------
@@ -660,7 +670,7 @@ class Logger:
     def log(message: str, level: int = LogLevel.INFO) -> None:
         where = _caller()
         try:
-            runtime = _runtime.current()
+            runtime = _current_runtime()
         except TritonModelException:
             _runtime.emit_model_log(int(level), str(message), *where)
             return
@@ -763,7 +773,7 @@ class MetricFamily:
                 "Failed to create metric family: kind must be MetricFamily.COUNTER, GAUGE or "
                 "HISTOGRAM"
             )
-        self._runtime = _runtime.current()
+        self._runtime = _current_runtime()
         self._handle = self._runtime.metric_family(str(name), str(description), int(kind))
         self._state = _FamilyState()
         self.name = name
@@ -803,25 +813,25 @@ class MetricFamily:
 def get_model_dir() -> str:
     """The directory of the model version being served (Triton returns the version directory,
     e.g. ``<repository>/<model>/1``)."""
-    return _runtime.current().version_dir
+    return _current_runtime().version_dir
 
 
 def is_model_ready(model_name: str, model_version: str = "") -> bool:
     return bool(
-        _runtime.current().model_control(
+        _current_runtime().model_control(
             "is_model_ready", model_name=model_name, model_version=model_version
         )
     )
 
 
 def load_model(model_name: str, config: str = "", files: dict[str, bytes] | None = None) -> None:
-    _runtime.current().model_control(
+    _current_runtime().model_control(
         "load_model", model_name=model_name, config=config, files=files or {}
     )
 
 
 def unload_model(model_name: str, unload_dependents: bool = False) -> None:
-    _runtime.current().model_control(
+    _current_runtime().model_control(
         "unload_model", model_name=model_name, unload_dependents=unload_dependents
     )
 

@@ -451,15 +451,7 @@ class StubInstance:
             "decoupled": backend.decoupled,
             "version_number": backend.version_number,
             "arena_bytes": backend.arena_bytes,
-            "args": loader.initialize_args(
-                backend.config_json,
-                backend.model_name,
-                backend.version,
-                kind,
-                device_id,
-                self.name,
-                backend.model_dir,
-            ),
+            "args": backend.initialize_args(kind, device_id, self.name),
         }
         self._stub = self._start()
 

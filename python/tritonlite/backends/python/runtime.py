@@ -14,10 +14,11 @@ from __future__ import annotations
 import contextvars
 import logging
 from collections.abc import AsyncIterator, Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from .pb_utils import InferenceRequest, InferenceResponse
+# pb_utils' request and response types (pb_utils imports this module, not the other way).
+InferenceRequest = Any
+InferenceResponse = Any
 
 __all__ = ["MetricHandle", "Runtime", "current", "emit_model_log", "set_process_runtime"]
 
@@ -80,16 +81,9 @@ _process_runtime: Runtime | None = None
 _fallbacks: list[Runtime] = []
 
 
-def current() -> Runtime:
-    runtime = _current.get() or _process_runtime or (_fallbacks[-1] if _fallbacks else None)
-    if runtime is None:
-        from .pb_utils import TritonModelException
-
-        raise TritonModelException(
-            "triton_python_backend_utils: this call needs a running model (BLS, logging and "
-            "metrics work inside a model served by tritonlite)"
-        )
-    return runtime
+def current() -> Runtime | None:
+    """The runtime of the model code running now (None outside a served model)."""
+    return _current.get() or _process_runtime or (_fallbacks[-1] if _fallbacks else None)
 
 
 def set_process_runtime(runtime: Runtime | None) -> None:

@@ -141,8 +141,9 @@ _BATCH: contextvars.ContextVar[tuple[int, ...]] = contextvars.ContextVar(
 )
 
 
-class _Responder:
-    """A request's response sender, on the stub side: every response is one SEND message.
+class _StubResponder:
+    """A request's response sender, on the stub side (``inprocess._CoreResponder`` is the
+    in-process one): every response is one SEND message.
     If the model drops a request without its final response, the server is told so.
 
     It also answers ``is_cancelled()``: one atomic load of the request's cancel slot, while the
@@ -331,7 +332,7 @@ class Stub:
                 return
         decoupled = self.decoupled
         requests: list[InferenceRequest] = []
-        responders: list[_Responder] = []
+        responders: list[_StubResponder] = []
         i = 0
         for key, request_id, correlation, flags, timeout, requested, n_in, params, slot, trace in batch:
             inputs = [
@@ -339,7 +340,7 @@ class Stub:
                 for j, (name, array) in enumerate(tensors[i : i + n_in], start=i)
             ]
             i += n_in
-            responder = _Responder(self, key, requested, slot)
+            responder = _StubResponder(self, key, requested, slot)
             responders.append(responder)
             requests.append(
                 InferenceRequest._incoming(

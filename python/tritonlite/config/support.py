@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import logging
 
-from ._proto import model_config_pb2 as _pb
-from .errors import INVALID_ARG, TritonError
+from .._proto import model_config_pb2 as _pb
+from .constants import ModelConfig
+from ..errors import INVALID_ARG, TritonError
 
 _log = logging.getLogger("tritonlite.config")
 
-ModelConfig = _pb.ModelConfig
 
 #: Backends that take gathered batches (reshape is applied around them).
 _BATCHING_BACKENDS = ("onnxruntime", "pytorch")
