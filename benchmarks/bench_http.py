@@ -117,7 +117,7 @@ def wrk_level(url: str, conc: int, seconds: float, binary: bool, work: Path) -> 
 
     if "Non-2xx" in out or "Requests/sec" not in out:
         raise RuntimeError(f"wrk failed against {url}: {out}{proc.stderr}")
-    rps = float(next(l.split()[1] for l in out.splitlines() if l.startswith("Requests/sec")))
+    rps = float(next(ln.split()[1] for ln in out.splitlines() if ln.startswith("Requests/sec")))
     return {"throughput": rps, "p50_us": latency("50%"), "p99_us": latency("99%")}
 
 

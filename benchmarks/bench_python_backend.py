@@ -26,10 +26,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from models import make_identity_onnx
-from tritonlite import Server
-from tritonlite import config as model_config
-from tritonlite.backends import get_backend_factory
+from models import make_identity_onnx  # noqa: E402 (after the sys.path insert)
+from tritonlite import Server  # noqa: E402 (after the sys.path insert)
+from tritonlite import config as model_config  # noqa: E402 (after the sys.path insert)
+from tritonlite.backends import get_backend_factory  # noqa: E402 (after the sys.path insert)
 
 MODEL_PY = """
 import triton_python_backend_utils as pb_utils

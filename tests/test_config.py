@@ -18,7 +18,7 @@ from tritonlite._proto import model_config_pb2 as pb
 from tritonlite.errors import TritonError
 
 onnx = pytest.importorskip("onnx")
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper  # noqa: E402 (after importorskip)
 
 IO = """
 input [ { name: "IN" data_type: TYPE_FP32 dims: [ 4 ] } ]

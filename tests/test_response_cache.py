@@ -111,7 +111,10 @@ def server(repo: Path) -> Iterator[ServerProcess]:
 def _stats(client: grpcclient.InferenceServerClient, model: str) -> dict:
     s = client.get_inference_statistics(model, as_json=True)["model_stats"][0]
     inf = s["inference_stats"]
-    count = lambda key: int(inf.get(key, {}).get("count", 0))
+
+    def count(key: str) -> int:
+        return int(inf.get(key, {}).get("count", 0))
+
     return {
         "inference_count": int(s.get("inference_count", 0)),
         "execution_count": int(s.get("execution_count", 0)),

@@ -9,7 +9,7 @@ _core.set_error_class(TritonError)
 
 Tensor = _core.Tensor
 
-from .server import Server, __version__  # noqa: E402
+from .server import Server, __version__  # noqa: E402, F401 (tritonlite.__version__)
 
 
 def function(*args: object, **kwargs: object) -> object:

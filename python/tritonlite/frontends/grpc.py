@@ -827,7 +827,7 @@ class GrpcHandlers:
                 labels = classify(t.numpy(), t.datatype, int(k), batched, loaded.labels(name))
                 t = Tensor.from_numpy(labels)
                 datatype, shape = "BYTES", list(labels.shape)
-            out = resp.outputs.add(name=name, datatype=datatype, shape=shape)
+            resp.outputs.add(name=name, datatype=datatype, shape=shape)
             region = _param(spec.parameters, "shared_memory_region") if spec is not None else None
             if region is not None:
                 offset = int(_param(spec.parameters, "shared_memory_offset") or 0)
