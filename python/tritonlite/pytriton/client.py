@@ -146,7 +146,26 @@ def _server_error(e: Any) -> PyTritonClientInferenceServerError:
     )
 
 
-class ModelClient:
+class _ClientSettings:
+    """What the sync and asyncio clients keep of their constructor's arguments, with PyTriton's
+    defaults (300 s to initialise, 60 s an inference)."""
+
+    def _keep_settings(
+        self, url: str, model_name: str, model_version: str | None, init_timeout_s: float | None,
+        inference_timeout_s: float | None, model_config: TritonModelConfig | None,
+        ensure_model_is_ready: bool,
+    ) -> None:  # fmt: skip
+        self.scheme, self.address = _parse_url(url)
+        self.model_name = model_name
+        self.model_version = model_version or ""
+        self.init_timeout_s = 300.0 if init_timeout_s is None else init_timeout_s
+        self.inference_timeout_s = 60.0 if inference_timeout_s is None else inference_timeout_s
+        self.ensure_model_is_ready = ensure_model_is_ready
+        self._model_config: TritonModelConfig | None = model_config
+        self._closed = False
+
+
+class ModelClient(_ClientSettings):
     """A synchronous client for one model."""
 
     def __init__(
@@ -161,26 +180,21 @@ class ModelClient:
         model_config: TritonModelConfig | None = None,
         ensure_model_is_ready: bool = True,
     ) -> None:
-        self.scheme, self.address = _parse_url(url)
-        self.model_name = model_name
-        self.model_version = model_version or ""
-        self.init_timeout_s = 300.0 if init_timeout_s is None else init_timeout_s
-        self.inference_timeout_s = 60.0 if inference_timeout_s is None else inference_timeout_s
-        self.ensure_model_is_ready = ensure_model_is_ready
+        self._keep_settings(url, model_name, model_version, init_timeout_s, inference_timeout_s,
+                            model_config, ensure_model_is_ready)
+        self._client: Any
         if self.scheme == "grpc":
             import tritonclient.grpc as module
+
+            self._client = module.InferenceServerClient(self.address)
         else:
             import tritonclient.http as module
-        self._module: Any = module
-        if self.scheme == "grpc":
-            self._client: Any = module.InferenceServerClient(self.address)
-        else:
+
             self._client = module.InferenceServerClient(
                 self.address, connection_timeout=self.inference_timeout_s,
                 network_timeout=self.inference_timeout_s,
             )  # fmt: skip
-        self._model_config: TritonModelConfig | None = model_config
-        self._closed = False
+        self._module: Any = module
         if not lazy_init:
             self.wait_for_model(self.init_timeout_s)
 
@@ -392,7 +406,7 @@ class DecoupledModelClient(ModelClient):
         super().close()
 
 
-class AsyncioModelClient:
+class AsyncioModelClient(_ClientSettings):
     """An asyncio client for one model (``tritonclient.grpc.aio`` / ``tritonclient.http.aio``);
     ``async with`` or ``await client.close()``."""
 
@@ -408,12 +422,8 @@ class AsyncioModelClient:
         model_config: TritonModelConfig | None = None,
         ensure_model_is_ready: bool = True,
     ) -> None:
-        self.scheme, self.address = _parse_url(url)
-        self.model_name = model_name
-        self.model_version = model_version or ""
-        self.init_timeout_s = 300.0 if init_timeout_s is None else init_timeout_s
-        self.inference_timeout_s = 60.0 if inference_timeout_s is None else inference_timeout_s
-        self.ensure_model_is_ready = ensure_model_is_ready
+        self._keep_settings(url, model_name, model_version, init_timeout_s, inference_timeout_s,
+                            model_config, ensure_model_is_ready)
         self.lazy_init = lazy_init
         if self.scheme == "grpc":
             import tritonclient.grpc.aio as module
@@ -421,8 +431,6 @@ class AsyncioModelClient:
             import tritonclient.http.aio as module
         self._module: Any = module
         self._client: Any = None  # made on the running loop (aiohttp needs one)
-        self._model_config = model_config
-        self._closed = False
 
     def _connection(self) -> Any:
         if self._closed:
