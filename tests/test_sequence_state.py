@@ -140,7 +140,10 @@ def test_state_with_variable_dims_takes_the_shape_the_model_outputs() -> None:
     finally:
         server.close()
     assert all(len(shape) == 2 for shape in backend.batches)
-    assert (1, 1) in backend.batches and (1, 3) in backend.batches  # never gathered together
+    # The state lengths 1 and 3 were each executed in their own batch, never gathered together.
+    # (How many rows a batch has depends on timing: an idle slot adds a not-ready filler row.)
+    state_lengths = {shape[1] for shape in backend.batches}
+    assert {1, 3} <= state_lengths
 
 
 def test_a_state_output_of_another_rank_still_fails_clearly() -> None:
