@@ -6,22 +6,23 @@ the package: no hub access). The repository written to ``--out`` (default
 ``build/minilm_repository``):
 
 - ``minilm_tokenizer``  python (``tokenizers``): ``text_input`` -> ``input_ids``,
-  ``attention_mask`` (INT64, padded to a length bucket, see below) and ``token_count``
-- ``minilm_encoder``    ONNX (torch 2.13 export of the BERT encoder with sentence-transformers'
-  mean pooling over the attention mask and L2 normalisation in the graph), dynamic batch and
-  sequence length, dynamic batching: -> ``embedding`` [384]
+  ``attention_mask`` (INT64; a request's rows padded to its longest text only) and
+  ``token_count``
+- ``minilm_encoder``    ONNX: the BERT encoder on ragged input with sentence-transformers' mean
+  pooling over the real tokens and L2 normalisation in the graph, dynamic batching: ->
+  ``embedding`` [384]
 - ``minilm_embed``      the ensemble of the two: ``text_input`` -> ``embedding`` [384],
   ``token_count`` [1] (what ``/v1/embeddings`` serves)
 
-Why buckets: the dynamic batcher batches requests whose padded ``[-1]`` dims are equal. The
-tokenizer pads each text to the next multiple of 8 tokens, so texts of similar length share a
-shape and can batch together, while a text pays for at most 7 padding tokens. The attention
-mask keeps the padding out of the embedding. What it gives on CPU (benchmarks/bench_minilm.py,
-2 shared cores): the dynamic batcher, by Triton's rule, ends a batch at the first queued
-request of another shape, so texts of mixed lengths in arrival order batch 1.3 at a time on
-average (1.6 with the coarser buckets 16, 32, 64, 128, 256 tried first, about the same
-throughput); the encoder's cost per text is then that of in-process batch-1 runs, about 0.6 of
-batches of 32 texts grouped by length.
+Why ragged: the dynamic batcher batches requests whose ``[-1]`` dims are equal, and by
+Triton's rule ends a batch at the first queued request of another shape; texts of mixed
+lengths in arrival order then batched 1.3 at a time with per-request padding to 8-token
+buckets, and the encoder ran at the cost of batch-1 runs (0.62 of an in-process pipeline
+batching texts grouped by length). The encoder's inputs are now ``allow_ragged_batch``: any
+queued requests batch together, the server concatenates their tokens and gives each row's
+length (``BATCH_ITEM_SHAPE``), and the exported graph (``packed_encoder``) runs the BERT layers
+on the packed real tokens only, computing just the attention scores on a padded grid. No work
+is spent on padding, whatever the order the texts come in.
 
 The tokenizer runs in-process (python backend ``EXECUTION_MODE: in_process``, on its
 instance's worker thread): it is the server's own recipe, and a stub process would add an IPC
@@ -100,40 +101,87 @@ def load_reference_model(folder: Path):  # type: ignore[no-untyped-def]
     return AutoModel.from_pretrained(str(folder), attn_implementation="eager").eval()
 
 
+def packed_encoder(bert):  # type: ignore[no-untyped-def]
+    """all-MiniLM-L6-v2 as a torch module that takes ragged (flattened) rows and does no work on
+    padding: the BERT layers of ``bert`` (its own weights and sub-modules) run on the packed
+    real tokens, and only the attention scores are computed on a padded [rows, longest] grid.
+
+    Inputs (what the server makes of a ragged batch, see minilm_encoder/config.pbtxt):
+    ``input_ids`` and ``attention_mask`` [elements]: every batch row's tokens one after another
+    (a request of several texts pads its rows to its longest text; the mask marks real tokens);
+    ``item_shape`` [rows, 1] INT32: each row's length (the server's BATCH_ITEM_SHAPE).
+    Output: ``embedding`` [rows, 384], sentence-transformers' mean pooling over the real tokens
+    and L2 normalisation.
+    """
+    import torch
+
+    class PackedEncoder(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bert = bert
+            self.heads = bert.config.num_attention_heads
+            self.hidden = bert.config.hidden_size
+            self.head_dim = self.hidden // self.heads
+            self.scale = self.head_dim**-0.5
+
+        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                    item_shape: torch.Tensor) -> torch.Tensor:  # fmt: skip
+            widths = item_shape[:, 0].to(torch.long)  # [rows]
+            starts = torch.cumsum(widths, 0) - widths
+            cols = torch.arange(widths.max())  # [longest]
+            inside = cols[None, :] < widths[:, None]  # [rows, longest]
+            index = (starts[:, None] + cols[None, :]) * inside  # [rows, longest], 0 outside
+            real = inside & (attention_mask[index] != 0)  # the tokens that count
+            rows, longest = real.shape
+            packed = real.reshape(-1).nonzero().squeeze(1)  # [tokens]: grid cells of real tokens
+
+            def to_grid(x: torch.Tensor) -> torch.Tensor:  # [tokens, hidden] -> [rows*longest, hidden]
+                return x.new_zeros((rows * longest, x.shape[1])).index_put((packed,), x)
+
+            emb = self.bert.embeddings
+            ids = input_ids[index].reshape(-1)[packed]
+            positions = cols.expand(rows, longest).reshape(-1)[packed]
+            h = emb.word_embeddings(ids) + emb.position_embeddings(positions)
+            h = emb.LayerNorm(h + emb.token_type_embeddings(torch.zeros_like(ids)))
+            # Keys that are padding get a large negative score (rows of padding compute
+            # garbage that is never gathered back).
+            bias = (~real).to(h.dtype)[:, None, None, :] * -1e9  # [rows, 1, 1, longest]
+
+            def heads(x: torch.Tensor) -> torch.Tensor:
+                return to_grid(x).view(rows, longest, self.heads, self.head_dim).transpose(1, 2)
+
+            for layer in self.bert.encoder.layer:
+                att = layer.attention.self
+                q, k, v = heads(att.query(h)), heads(att.key(h)), heads(att.value(h))
+                probs = torch.softmax(q @ k.transpose(-1, -2) * self.scale + bias, dim=-1)
+                context = (probs @ v).transpose(1, 2).reshape(rows * longest, self.hidden)[packed]
+                out = layer.attention.output
+                a = out.LayerNorm(out.dense(context) + h)
+                h = layer.output.LayerNorm(layer.output.dense(layer.intermediate(a)) + a)
+            # Mean over each row's real tokens (padding cells are zeros on the grid).
+            total = to_grid(h).view(rows, longest, self.hidden).sum(1)
+            count = real.sum(1, keepdim=True).clamp(min=1).to(h.dtype)
+            return torch.nn.functional.normalize(total / count, p=2.0, dim=1)
+
+    return PackedEncoder().eval()
+
+
 def export_encoder(folder: Path, out_file: Path) -> None:
     import torch
 
-    model = load_reference_model(folder)
-
-    class Encoder(torch.nn.Module):
-        def __init__(self, bert: torch.nn.Module) -> None:
-            super().__init__()
-            self.bert = bert
-
-        def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-            tokens = self.bert(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                token_type_ids=torch.zeros_like(input_ids),
-            ).last_hidden_state
-            # sentence-transformers' Pooling (mean over the real tokens) + Normalize, in the
-            # graph: no python step (and no IPC hop) after the encoder.
-            mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
-            mean = (tokens * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
-
-    ids = torch.ones(2, 16, dtype=torch.long)
-    mask = torch.ones(2, 16, dtype=torch.long)
-    # Padding in the example: with an all-ones mask transformers skips the masking and the
-    # trace would drop it, so padded tokens would leak into the real ones.
-    mask[1, 10:] = 0
-    dynamic = {0: "batch", 1: "sequence"}
+    encoder = packed_encoder(load_reference_model(folder))
+    # Rows of 5, 5 (a request of two texts, the second padded) and 3 tokens: every path of the
+    # graph (padding inside a request, rows of different widths) is traced.
+    ids = torch.tensor([101, 7, 8, 9, 102, 101, 7, 102, 0, 0, 101, 5, 102], dtype=torch.long)
+    mask = torch.tensor([1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1], dtype=torch.long)
+    item_shape = torch.tensor([[5], [5], [3]], dtype=torch.int32)
     with torch.no_grad():
         torch.onnx.export(
-            Encoder(model), (ids, mask), str(out_file),
-            input_names=["input_ids", "attention_mask"], output_names=["embedding"],
-            dynamic_axes={"input_ids": dynamic, "attention_mask": dynamic,
-                          "embedding": {0: "batch"}},
+            encoder, (ids, mask, item_shape), str(out_file),
+            input_names=["input_ids", "attention_mask", "item_shape"],
+            output_names=["embedding"],
+            dynamic_axes={"input_ids": {0: "elements"}, "attention_mask": {0: "elements"},
+                          "item_shape": {0: "rows"}, "embedding": {0: "rows"}},
             opset_version=OPSET, dynamo=False,
         )  # fmt: skip
 

@@ -80,6 +80,50 @@ def test_served_embeddings_equal_transformers(repo: Path) -> None:
     assert float(got[0] @ got[1]) < 0.9
 
 
+def test_texts_of_different_lengths_batch_together_on_the_encoder(
+    repo: Path, tmp_path: Path
+) -> None:
+    """The encoder's inputs are ragged: concurrent one-text requests of different token counts
+    run in one encoder batch (before, each length bucket ran on its own), and every text still
+    gets its own exact embedding (the packed graph keeps each row's tokens apart)."""
+    import asyncio
+    import shutil
+
+    import tritonclient.grpc.aio as aioclient
+
+    copy = tmp_path / "repo"
+    shutil.copytree(repo, copy)
+    config = copy / "minilm_encoder" / "config.pbtxt"
+    # A long queue delay: the requests sent together are all queued when the batch forms.
+    config.write_text(config.read_text().replace(
+        "max_queue_delay_microseconds: 500", "max_queue_delay_microseconds: 300000"))  # fmt: skip
+    expected = reference_embeddings(SENTENCES)
+
+    async def run(url: str) -> list[np.ndarray]:
+        client = aioclient.InferenceServerClient(url)
+        try:
+            async def one(text: str) -> np.ndarray:
+                x = aioclient.InferInput("text_input", [1, 1], "BYTES")
+                x.set_data_from_numpy(np.array([[text.encode()]], dtype=object))
+                return (await client.infer("minilm_embed", [x])).as_numpy("embedding")[0]
+
+            got = await asyncio.gather(*(one(s) for s in SENTENCES))
+            stats = await client.get_inference_statistics("minilm_encoder", as_json=True)
+        finally:
+            await client.close()
+        (model,) = stats["model_stats"]
+        assert int(model["inference_count"]) == len(SENTENCES)
+        # One batch (two if the queue delay ran out between them); padded to 8-token buckets
+        # they took 4 or more (buckets 8, 16 and 40 among them, ended at each change).
+        assert int(model["execution_count"]) <= 2, model
+        return got
+
+    with ServerProcess(copy) as srv:
+        got = np.stack(asyncio.run(run(srv.grpc_url)))
+    cosine = (got * expected).sum(1)
+    assert cosine.min() >= 0.9999, cosine
+
+
 def test_cache_is_reused(repo: Path) -> None:
     onnx = repo / "minilm_encoder" / "1" / "model.onnx"
     before = onnx.stat().st_mtime_ns

@@ -1,9 +1,9 @@
 """all-MiniLM-L6-v2's WordPiece tokenizer (``tokenizers``, tokenizer.json beside this file).
 
-Each text becomes ``input_ids`` and ``attention_mask`` padded to the next length bucket, a
-multiple of 8 tokens (so texts of similar length can batch together on the encoder), and
-``token_count``, the real tokens ([CLS] and [SEP] included), which ``/v1/embeddings`` reports
-as usage. Texts longer than 256 tokens are truncated, as sentence-transformers does for this
+Each text becomes ``input_ids`` and ``attention_mask`` and ``token_count``, the real tokens
+([CLS] and [SEP] included), which ``/v1/embeddings`` reports as usage. A request of one text is
+not padded at all; a request of several texts pads its rows to its longest text (the mask marks
+the padding). The encoder takes these ragged: requests of any lengths batch together there. Texts longer than 256 tokens are truncated, as sentence-transformers does for this
 model (max_seq_length 256).
 """
 
@@ -14,15 +14,7 @@ import triton_python_backend_utils as pb_utils
 from tokenizers import Tokenizer
 
 MAX_TOKENS = 256
-BUCKETS = tuple(range(8, MAX_TOKENS + 1, 8))
 MAX_TEXT_BYTES = 1 << 20
-
-
-def bucket(length: int) -> int:
-    for b in BUCKETS:
-        if length <= b:
-            return b
-    return BUCKETS[-1]
 
 
 class TritonPythonModel:
@@ -54,7 +46,7 @@ class TritonPythonModel:
                 responses.append(pb_utils.InferenceResponse(error=pb_utils.TritonError(errors[i])))
                 continue
             mine = encodings[start : start + count]
-            width = bucket(max(len(e.ids) for e in mine))
+            width = max((len(e.ids) for e in mine), default=0)
             ids = np.zeros((count, width), np.int64)
             mask = np.zeros((count, width), np.int64)
             for r, e in enumerate(mine):
