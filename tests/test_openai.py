@@ -27,6 +27,7 @@ from serving import ServerProcess, free_port, wait_http_live
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "model_repository"))
 import generate_minilm  # noqa: E402
+import generate_textgen  # noqa: E402
 
 TINY_LLM = ROOT / "model_repository" / "tiny_llm"
 SENTENCES = [
@@ -55,9 +56,10 @@ def llm_repository(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     minilm = generate_minilm.generate(generate_minilm.DEFAULT_OUT)
+    textgen = generate_textgen.generate(generate_textgen.DEFAULT_OUT)
     llm = llm_repository(tmp_path_factory.mktemp("openai"))
     port = free_port()
-    with ServerProcess(minilm, llm, args=("--openai-port", str(port))) as srv:
+    with ServerProcess(minilm, llm, textgen, args=("--openai-port", str(port))) as srv:
         srv.openai_port = port  # type: ignore[attr-defined]
         wait_http_live(srv)
         _wait_openai(port)
@@ -479,3 +481,4 @@ def test_readme_example(served: ServerProcess) -> None:
     assert "minilm_embed" in lines[0] and "tiny_llm" in lines[0]
     assert lines[1] == "2 384 12"  # as the README's comments say
     assert lines[2] == "user: Say hello assistant: user:"
+    assert lines[3] == " I was a bit of the state of the state o"  # textgen_rnn, greedy

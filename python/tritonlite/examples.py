@@ -37,8 +37,7 @@ def copy_examples(dest: Path) -> Path:
         examples_dir(),
         dest,
         dirs_exist_ok=True,
-        ignore=shutil.ignore_patterns("__pycache__", "generate.py", "generate_minilm.py",
-                                      ".minilm"),
+        ignore=shutil.ignore_patterns("__pycache__", "generate*.py", ".minilm", ".textgen"),
     )
     return dest
 
