@@ -37,15 +37,14 @@ Usage: python model_repository/generate_minilm.py [--out DIR] [--force]
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.metadata
 import importlib.util
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
+
+import generate_common
 
 HERE = Path(__file__).resolve().parent
 # Hidden from the repository loader (it skips dot folders): `make serve` does not load it.
@@ -71,15 +70,8 @@ def weights_zip() -> Path:
 
 
 def cache_key() -> str:
-    h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
-    for f in sorted(TEMPLATES.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts:
-            h.update(str(f.relative_to(TEMPLATES)).encode())
-            h.update(f.read_bytes())
-    for pkg in (WEIGHTS_PACKAGE, "torch", "transformers", "tokenizers"):
-        h.update(f"{pkg}={importlib.metadata.version(pkg)}".encode())
-    return h.hexdigest()
+    return generate_common.recipe_key(Path(__file__), TEMPLATES,
+                                      (WEIGHTS_PACKAGE, "torch", "transformers", "tokenizers"))
 
 
 def extract_weights(dest: Path) -> Path:
@@ -187,26 +179,13 @@ def export_encoder(folder: Path, out_file: Path) -> None:
 
 
 def generate(out: Path, force: bool = False) -> Path:
-    key = cache_key()
-    key_path = out / KEY_FILE
-    if not force and key_path.is_file() and key_path.read_text() == key:
-        return out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".minilm-", dir=out.parent))
-    try:
-        weights = extract_weights(staging / "weights")
-        shutil.copytree(TEMPLATES, staging / "repo", ignore=shutil.ignore_patterns("__pycache__"))
-        repo = staging / "repo"
+    def fill(repo: Path, scratch: Path) -> None:
+        weights = extract_weights(scratch / "weights")
         (repo / "minilm_encoder" / "1").mkdir(parents=True, exist_ok=True)
         export_encoder(weights, repo / "minilm_encoder" / "1" / "model.onnx")
         shutil.copy(weights / "tokenizer.json", repo / "minilm_tokenizer" / "1" / "tokenizer.json")
-        (repo / KEY_FILE).write_text(key)
-        if out.exists():
-            shutil.rmtree(out)
-        repo.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+
+    return generate_common.write_repository(out, TEMPLATES, KEY_FILE, cache_key(), fill, force)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,15 +25,12 @@ Usage: python model_repository/generate_textgen.py [--out DIR] [--force]
 from __future__ import annotations
 
 import argparse
-import hashlib
-import importlib.metadata
 import importlib.util
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
+import generate_common
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
@@ -61,14 +58,7 @@ def package_files() -> tuple[Path, Path]:
 
 
 def cache_key() -> str:
-    h = hashlib.sha256()
-    h.update(Path(__file__).read_bytes())
-    for f in sorted(TEMPLATES.rglob("*")):
-        if f.is_file() and "__pycache__" not in f.parts:
-            h.update(str(f.relative_to(TEMPLATES)).encode())
-            h.update(f.read_bytes())
-    h.update(f"{WEIGHTS_PACKAGE}={importlib.metadata.version(WEIGHTS_PACKAGE)}".encode())
-    return h.hexdigest()
+    return generate_common.recipe_key(Path(__file__), TEMPLATES, (WEIGHTS_PACKAGE,))
 
 
 def lstm_from_cudnn(
@@ -109,27 +99,14 @@ def read_weights(hdf5: Path) -> dict[str, np.ndarray]:
 
 
 def generate(out: Path, force: bool = False) -> Path:
-    key = cache_key()
-    key_path = out / KEY_FILE
-    if not force and key_path.is_file() and key_path.read_text() == key:
-        return out
-    hdf5, vocab = package_files()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=".textgen-", dir=out.parent))
-    try:
-        repo = staging / "repo"
-        shutil.copytree(TEMPLATES, repo, ignore=shutil.ignore_patterns("__pycache__"))
+    def fill(repo: Path, scratch: Path) -> None:
+        hdf5, vocab = package_files()
         version = repo / "textgen_rnn" / "1"
         np.savez(version / "weights.npz", **read_weights(hdf5))
         chars = json.loads(vocab.read_text(encoding="utf-8"))
         (version / "vocab.json").write_text(json.dumps(chars, ensure_ascii=False), "utf-8")
-        (repo / KEY_FILE).write_text(key)
-        if out.exists():
-            shutil.rmtree(out)
-        repo.rename(out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return out
+
+    return generate_common.write_repository(out, TEMPLATES, KEY_FILE, cache_key(), fill, force)
 
 
 def main(argv: list[str] | None = None) -> int:
