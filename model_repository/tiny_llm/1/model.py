@@ -57,8 +57,9 @@ class TritonPythonModel:
             try:
                 job = self.parse(request)
             except ValueError as e:
+                error = pb_utils.TritonError(str(e), pb_utils.TritonError.INVALID_ARG)
                 sender.send(
-                    pb_utils.InferenceResponse(error=pb_utils.TritonError(str(e))),
+                    pb_utils.InferenceResponse(error=error),
                     flags=pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL,
                 )
                 continue
