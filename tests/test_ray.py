@@ -72,6 +72,11 @@ class _Serve(SimpleNamespace):
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Serve]:
     started = time.monotonic()
+    # One proxy (on the head node) for the whole cluster: it routes over every node's replicas
+    # instead of preferring its own node's (Serve's default, made for a proxy on every node).
+    # The Ray processes inherit the variable.
+    saved = os.environ.get("RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING")
+    os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = "0"
     small = {"num_cpus": 1, "object_store_memory": 80 * 1024 * 1024}
     c = Cluster(initialize_head=True, head_node_args={**small, "include_dashboard": False})
     c.add_node(**small)
@@ -90,6 +95,10 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Serve]:
         finally:
             ray.shutdown()
             c.shutdown()
+            if saved is None:
+                os.environ.pop("RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING", None)
+            else:
+                os.environ["RAY_SERVE_PROXY_PREFER_LOCAL_NODE_ROUTING"] = saved
         print(f"\ntest_ray module: {time.monotonic() - started:.1f}s with cluster teardown")
 
 
@@ -352,9 +361,12 @@ def test_models_multiplexed_in_and_out_lru(cluster: _Serve, many_repo: Path) -> 
             None, {"INPUT0": A, "INPUT1": B}).result(timeout_s=60)  # fmt: skip
         _check_outputs(out["OUTPUT0"], out["OUTPUT1"])
         assert models() == ["m2", "m3"]
-        # A model the repository does not have: Triton's explicit-load error, nothing evicted.
+        # A model the repository does not have: the unknown-model answer, nothing evicted.
         status, _, body = _post(cluster.port, "/v2/models/nope/infer")
-        assert status == 400 and b"failed to load 'nope'" in body, body
+        assert status == 404 and b"Request for unknown model: 'nope' is not found" in body, body
+        with pytest.raises(Exception, match="Request for unknown model: 'nope' is not found"):
+            handle.options(multiplexed_model_id="nope").infer.remote(
+                None, {"INPUT0": A}).result(timeout_s=60)  # fmt: skip
         assert models() == ["m2", "m3"]
         # The LRU owns loading: the repository API refuses it.
         status, _, body = _post(cluster.port, "/v2/repository/models/m1/load", b"{}")
@@ -365,20 +377,19 @@ def test_models_multiplexed_in_and_out_lru(cluster: _Serve, many_repo: Path) -> 
 
 
 def test_serve_run_one_command_start(cluster: _Serve, repo: Path) -> None:
-    """``serve run tritonlite.ray:app model_repository=...`` against the running cluster."""
+    """``serve run tritonlite.ray:app model_repository=...`` against the running cluster
+    (``--non-blocking``: it returns once the app is deployed; the test deletes it after)."""
     serve_cli = Path(sys.executable).parent / "serve"
     env = {**os.environ, "RAY_ADDRESS": cluster.address}
-    proc = subprocess.Popen(
-        [str(serve_cli), "run", "--address", cluster.address, "tritonlite.ray:app",
-         f"model_repository={repo}", "num_cpus=0.5", "name=oneshot"],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     try:
-        try:
-            _wait_ready(cluster.port, "add_sub", timeout=180)
-        except AssertionError:
-            proc.kill()
-            raise AssertionError(proc.communicate(timeout=30)[0].decode(errors="replace")[-4000:])
+        done = subprocess.run(
+            [str(serve_cli), "run", "--non-blocking", "--address", cluster.address,
+             "--name", "from-cli", "tritonlite.ray:app", f"model_repository={repo}",
+             "num_cpus=0.5"],
+            env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        _wait_ready(cluster.port, "add_sub", timeout=120)
         client = httpclient.InferenceServerClient(f"127.0.0.1:{cluster.port}")
         inputs = [httpclient.InferInput("INPUT0", [1, 16], "INT32"),
                   httpclient.InferInput("INPUT1", [1, 16], "INT32")]  # fmt: skip
@@ -387,15 +398,6 @@ def test_serve_run_one_command_start(cluster: _Serve, repo: Path) -> None:
         result = client.infer("add_sub", inputs)
         _check_outputs(result.as_numpy("OUTPUT0"), result.as_numpy("OUTPUT1"))
         client.close()
+        assert "from-cli" in serve.status().applications
     finally:
-        if proc.poll() is None:
-            proc.send_signal(2)  # Ctrl-C: serve run deletes the app it deployed
-            try:
-                proc.wait(60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        try:
-            serve.delete("default")
-        except Exception:  # noqa: BLE001 - already gone
-            pass
+        serve.delete("from-cli")

@@ -47,7 +47,7 @@ except ImportError as e:  # pragma: no cover - the [ray] extra is missing
         "tritonlite.ray needs Ray Serve: pip install 'tritonlite[ray]' (ray[serve])"
     ) from e
 
-from .errors import INVALID_ARG, TritonError
+from .errors import INVALID_ARG, NOT_FOUND, TritonError
 from .frontends.http import DEFAULT_MAX_BODY_BYTES, HttpApi, body_too_large
 from .frontends.http.reply import HTTP_CODES, Reply, error_reply
 from .server import Server
@@ -143,8 +143,18 @@ class TritonliteDeployment:
         return _MultiplexedModel(self._server, name)
 
     async def _ensure_loaded(self, name: str) -> None:
-        if self._multiplex:
-            await self.get_model(name)
+        """With multiplexing, ``name`` loaded on this replica (LRU). A model the repository
+        does not have gets the answer a server without multiplexing gives (unknown model)
+        without touching the LRU (Serve evicts before it loads); one that fails to load, the
+        load's error."""
+        if not self._multiplex:
+            return
+        if name not in self._server.model_names():
+            loop = asyncio.get_running_loop()
+            index = await loop.run_in_executor(self._executor, self._server.repository_index)
+            if not any(m.get("name") == name for m in index):
+                raise TritonError(f"Request for unknown model: '{name}' is not found", NOT_FOUND)
+        await self.get_model(name)
 
     # ---- KServe v2 REST through Serve's HTTP ingress -----------------------------------------
 
