@@ -376,6 +376,79 @@ def test_models_multiplexed_in_and_out_lru(cluster: _Serve, many_repo: Path) -> 
         serve.delete("mux")
 
 
+SLOW_MODEL = """
+import time
+
+import triton_python_backend_utils as pb_utils
+
+
+class TritonPythonModel:
+    def execute(self, requests):
+        out = []
+        for request in requests:
+            time.sleep(0.05)
+            x = pb_utils.get_input_tensor_by_name(request, "INPUT0").as_numpy()
+            out.append(pb_utils.InferenceResponse([pb_utils.Tensor("OUTPUT0", x)]))
+        return out
+"""
+
+
+def test_autoscales_on_tritonlite_queue_time(cluster: _Serve, tmp_path: Path) -> None:
+    """QueueTimePolicy, with Serve's ongoing-requests rule out of the way (a target of 1000):
+    a 50 ms model on one instance, 6 clients -> requests queue for ~250 ms, over the 5 ms
+    target, and Serve starts a second replica on that metric alone."""
+    write_config(tmp_path / "slow", """name: "slow"
+backend: "python"
+input [ { name: "INPUT0" data_type: TYPE_FP32 dims: [ 2 ] } ]
+output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 2 ] } ]
+""")
+    (tmp_path / "slow" / "1").mkdir()
+    (tmp_path / "slow" / "1" / "model.py").write_text(SLOW_MODEL)
+    app = tray.build_app({
+        "model_repository": str(tmp_path), "min_replicas": "1", "max_replicas": "2",
+        "target_ongoing_requests": "1000", "target_queue_time_ms": "5", "num_cpus": "0.5",
+        "autoscaling_config": {"upscale_delay_s": 0, "look_back_period_s": 2,
+                               "metrics_interval_s": 1},
+    })  # fmt: skip
+    _deploy(app, "autoscale", cluster.port, "slow")
+    body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [2],
+                                   "data": [1.0, 2.0]}]}).encode()  # fmt: skip
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def load() -> None:
+        for _ in range(2000):  # bounded; stopped far earlier
+            if stop.is_set():
+                return
+            status, _, text = _post(cluster.port, "/v2/models/slow/infer", body)
+            if status != 200:
+                errors.append(text.decode(errors="replace"))
+
+    def running() -> int:
+        app_status = serve.status().applications["autoscale"]
+        (deployment,) = app_status.deployments.values()
+        return int(deployment.replica_states.get("RUNNING", 0))
+
+    threads = [threading.Thread(target=load) for _ in range(6)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    try:
+        deadline = started + 90
+        while running() < 2 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        scaled = running()
+        took = time.monotonic() - started
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(60)
+        serve.delete("autoscale")
+    print(f"\nautoscale: {scaled} replicas {took:.1f}s after the load started")
+    assert scaled == 2, "no scale-up on the queue-time metric within 90 s"
+    assert not errors, errors[:3]
+
+
 def test_serve_run_one_command_start(cluster: _Serve, repo: Path) -> None:
     """``serve run tritonlite.ray:app model_repository=...`` against the running cluster
     (``--non-blocking``: it returns once the app is deployed; the test deletes it after)."""

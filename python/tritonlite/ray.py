@@ -342,7 +342,7 @@ def _number(args: Mapping[str, Any], key: str, kind: type, default: Any, minimum
 _APP_ARGS = frozenset({
     "model_repository", "multiplex", "max_models_per_replica", "num_replicas", "min_replicas",
     "max_replicas", "target_ongoing_requests", "target_queue_time_ms", "max_ongoing_requests",
-    "num_cpus", "name", "server_options", "max_body_bytes",
+    "num_cpus", "name", "server_options", "max_body_bytes", "autoscaling_config",
 })  # fmt: skip
 
 
@@ -356,6 +356,8 @@ def build_app(args: Mapping[str, Any]) -> Any:
       ``target_ongoing_requests`` (2) and optionally ``target_queue_time_ms`` (QueueTimePolicy);
     - ``max_ongoing_requests`` (64), ``num_cpus`` per replica (1), ``name`` ("tritonlite");
     - ``server_options``: a dict of ``tritonlite.Server`` keyword arguments (Python/config only);
+    - ``autoscaling_config``: a dict of further Serve autoscaling settings (``upscale_delay_s``,
+      ``look_back_period_s``, ...) over the ones above (Python/config only);
     - ``max_body_bytes``: the largest HTTP request body (64 MiB).
     """
     unknown = sorted(set(args) - _APP_ARGS)
@@ -377,6 +379,12 @@ def build_app(args: Mapping[str, Any]) -> Any:
     }  # fmt: skip
     min_r = _number(args, "min_replicas", int, None, 0)
     max_r = _number(args, "max_replicas", int, None, 1)
+    extra = args.get("autoscaling_config") or {}
+    if not isinstance(extra, Mapping):
+        raise ValueError("tritonlite.ray: autoscaling_config must be a mapping of Serve's "
+                         "autoscaling settings")  # fmt: skip
+    if extra and min_r is None and max_r is None:
+        raise ValueError("tritonlite.ray: autoscaling_config needs min_replicas/max_replicas")
     if min_r is not None or max_r is not None:
         if "num_replicas" in args:
             raise ValueError("tritonlite.ray: num_replicas or min_replicas/max_replicas, not both")
@@ -391,7 +399,7 @@ def build_app(args: Mapping[str, Any]) -> Any:
                 "policy_function": "tritonlite.ray:QueueTimePolicy",
                 "policy_kwargs": {"target_queue_time_ms": target_ms},
             }
-        options["autoscaling_config"] = autoscaling
+        options["autoscaling_config"] = {**autoscaling, **extra}
     else:
         options["num_replicas"] = _number(args, "num_replicas", int, 1, 1)
     deployment = serve.deployment(TritonliteDeployment).options(**options)
