@@ -241,7 +241,8 @@ def test_kserve_v2_over_serve_spreads_over_replicas_on_both_nodes(
 def test_handle_api_numpy_in_numpy_out_and_autoscaling_metric(
     cluster: _Serve, repo: Path
 ) -> None:
-    app = tray.build_app({"model_repository": str(repo), "num_replicas": "1", "num_cpus": "0.5"})
+    app = tray.build_app({"model_repository": str(repo), "num_replicas": "1", "num_cpus": "0.5",
+                          "max_body_bytes": "4096"})  # fmt: skip
     handle = _deploy(app, "handle", cluster.port, "add_sub")
     try:
         out = handle.infer.remote("add_sub", {"INPUT0": A, "INPUT1": B}).result(timeout_s=60)
@@ -255,6 +256,10 @@ def test_handle_api_numpy_in_numpy_out_and_autoscaling_metric(
             handle.infer.remote("nope", {"INPUT0": A}).result(timeout_s=60)
         meta = handle.model_metadata.remote("add_sub").result(timeout_s=60)
         assert [t["name"] for t in meta["outputs"]] == ["OUTPUT0", "OUTPUT1"]
+        # The HTTP body limit (--http-max-input-size) holds behind Serve's proxy too.
+        status, _, body = _post(cluster.port, "/v2/models/add_sub/infer", b"x" * 5000)
+        assert status == 400 and b"request size of 5000 bytes exceeds the maximum allowed " \
+            b"input size of 4096 bytes" in body, body
         # The custom autoscaling metric Serve collects from each replica: queue time in µs.
         stats = handle.record_autoscaling_stats.remote().result(timeout_s=60)
         assert set(stats) == {tray.QUEUE_TIME_METRIC} and stats[tray.QUEUE_TIME_METRIC] >= 0
