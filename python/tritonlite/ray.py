@@ -371,6 +371,8 @@ def build_app(args: Mapping[str, Any]) -> Any:
     for p in repos:
         if not Path(p).is_dir():
             raise ValueError(f"tritonlite.ray: model_repository '{p}' is not a directory")
+    # Absolute: a replica's working directory is Ray's, not the caller's.
+    repos = [str(Path(p).resolve()) for p in repos]
     options: dict[str, Any] = {
         "name": str(args.get("name", "tritonlite")),
         "max_ongoing_requests": _number(args, "max_ongoing_requests", int,
