@@ -412,8 +412,7 @@ output [ { name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 2 ] } ]
     app = tray.build_app({
         "model_repository": str(tmp_path), "min_replicas": "1", "max_replicas": "2",
         "target_ongoing_requests": "1000", "target_queue_time_ms": "5", "num_cpus": "0.5",
-        "autoscaling_config": {"upscale_delay_s": 0, "look_back_period_s": 2,
-                               "metrics_interval_s": 1},
+        "autoscaling_config": {"upscale_delay_s": 0},
     })  # fmt: skip
     _deploy(app, "autoscale", cluster.port, "slow")
     body = json.dumps({"inputs": [{"name": "INPUT0", "datatype": "FP32", "shape": [2],
