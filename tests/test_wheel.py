@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -162,3 +163,76 @@ def test_copy_examples_refuses_a_non_empty_dir(wheel_venv: Path, tmp_path: Path)
     again = subprocess.run([tool, "copy-examples", str(dest)], capture_output=True, text=True,
                            timeout=60)  # fmt: skip
     assert again.returncode == 2 and "is not empty" in again.stderr
+
+
+# ---- deploy/Dockerfile's install steps, without a container engine --------------------------------
+
+#: Paths of the image mapped to folders of the test (nothing else may appear in a RUN step).
+_IMAGE_PATHS = ("/opt/tritonlite", "/tmp/wheels")
+
+
+def _dockerfile_steps() -> tuple[dict[str, str], list[tuple[str, str]], list[str], list[str]]:
+    """deploy/Dockerfile's ENV settings, COPY (source, destination) pairs, RUN commands and
+    ENTRYPOINT, in file order (continuation lines joined)."""
+    text = (ROOT / "deploy" / "Dockerfile").read_text().replace("\\\n", " ")
+    env: dict[str, str] = {}
+    copies: list[tuple[str, str]] = []
+    runs: list[str] = []
+    entry: list[str] = []
+    for line in text.splitlines():
+        word, _, rest = line.strip().partition(" ")
+        if word == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                env[key] = value
+        elif word == "COPY":
+            source, dest = rest.split()
+            copies.append((source, dest))
+        elif word == "RUN":
+            runs.append(rest.strip())
+        elif word == "ENTRYPOINT":
+            import json
+
+            entry = json.loads(rest)
+    return env, copies, runs, entry
+
+
+def test_dockerfile_install_steps_in_a_clean_venv(wheel_venv: Path, tmp_path: Path) -> None:
+    """The Dockerfile's COPY and RUN steps, run here with its image paths mapped into tmp_path
+    and `python` the base interpreter (a clean venv, as in the image), against the wheel the
+    module fixture built; then its ENTRYPOINT runs. No container engine is involved."""
+    env_vars, copies, runs, entry = _dockerfile_steps()
+    assert runs and entry == ["tritonlite-server"], (runs, entry)
+
+    def mapped(text: str) -> str:
+        for path in _IMAGE_PATHS:
+            text = text.replace(path, str(tmp_path / path.strip("/")))
+        return text
+
+    for source, dest in copies:
+        matches = glob.glob(str(ROOT / source))
+        assert len(matches) == 1, (source, matches)
+        target = Path(mapped(dest))
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy(matches[0], target)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python").symlink_to(getattr(sys, "_base_executable", sys.executable))
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for key, value in env_vars.items():
+        env[key] = os.path.expandvars(mapped(value).replace("$PATH", env["PATH"]))
+    for run in runs:
+        command = mapped(run)
+        for token in shlex.split(command):  # no host path outside tmp_path is touched
+            for part in re.findall(r"(?:^|[\s=\"'])(/[\w./*-]+)", " " + token):
+                assert part.startswith(str(tmp_path)) or part.startswith("$"), (run, part)
+        done = subprocess.run(["sh", "-ec", command], env=env, capture_output=True, text=True,
+                              timeout=900)  # fmt: skip
+        assert done.returncode == 0, f"RUN {run}\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+    assert not (tmp_path / "tmp/wheels").exists()
+    version = subprocess.run(entry + ["--version"], env=env, capture_output=True, text=True,
+                             timeout=120, cwd="/")  # fmt: skip
+    assert version.returncode == 0 and version.stdout.startswith("tritonlite "), version
+    probe = subprocess.run(["python", "-c", "import tritonlite._core, sys; print(sys.prefix)"],
+                           env=env, capture_output=True, text=True, timeout=120, cwd="/")  # fmt: skip
+    assert probe.returncode == 0 and probe.stdout.strip() == env["VENV"], probe
