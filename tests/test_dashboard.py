@@ -119,8 +119,6 @@ def _wait(what: str, fn: Any, timeout: float = 30) -> Any:
 
 
 def test_dashboard_in_a_browser(server: ServerProcess) -> None:
-    from selenium.webdriver.common.by import By
-
     driver = _browser()
     stop = threading.Event()
     sent = [0]
@@ -138,16 +136,26 @@ def test_dashboard_in_a_browser(server: ServerProcess) -> None:
     try:
         driver.get(f"http://{server.http_url}/dashboard")
 
-        def row(name: str) -> Any:
-            found = driver.find_elements(
-                By.CSS_SELECTOR,
-                f'#models tr[data-model="{name}/1"], #models tr[data-model="{name}/-"]',
+        # The table is rebuilt at every poll: read it (and click) in one script call each.
+        def cells(name: str) -> list[str] | None:
+            return driver.execute_script(
+                "const r = document.querySelector(`#models tr[data-model='${arguments[0]}/1'],"
+                " #models tr[data-model='${arguments[0]}/-']`);"
+                "return r ? [...r.cells].map((c) => c.textContent) : null;",
+                name,
             )
-            return found[0] if found else None
+
+        def click(name: str, action: str) -> bool:
+            return driver.execute_script(
+                "const b = document.querySelector(`#models tr[data-model='${arguments[0]}/1'] "
+                "button[data-action='${arguments[1]}']`); if (b) b.click(); return !!b;",
+                name,
+                action,
+            )
 
         for name in ("simple", "mlp_classifier", "classify", "token_sum"):
-            _wait(f"the row of {name}", lambda: row(name))
-        assert "READY" in row("mlp_classifier").text
+            _wait(f"the row of {name}", lambda: cells(name))
+        assert "READY" in cells("mlp_classifier")[2]
         canvas = "document.querySelector('.card[data-model=\"mlp_classifier/1\"] canvas.%s')"
         idle_chart = _wait("the throughput chart", lambda: driver.execute_script(
             f"const c = {canvas % 'throughput'}; return c && c.toDataURL();"))  # fmt: skip
@@ -158,19 +166,18 @@ def test_dashboard_in_a_browser(server: ServerProcess) -> None:
             t.start()
 
         def throughput() -> float:
-            cell = row("mlp_classifier").find_element(By.CSS_SELECTOR, "td.throughput")
             try:
-                return float(cell.text.replace(",", ""))
+                return float(cells("mlp_classifier")[5].replace(",", ""))
             except ValueError:
                 return 0.0
 
         _wait("throughput under load", lambda: throughput() > 0, timeout=60)
-        time.sleep(2.5)  # a few polls with traffic: lines drawn, batches counted
+        time.sleep(6)  # several polls with traffic: lines drawn, batches counted
         busy_chart = driver.execute_script(f"return {canvas % 'throughput'}.toDataURL();")
         busy_batches = driver.execute_script(f"return {canvas % 'batches'}.toDataURL();")
         assert busy_chart != idle_chart, "the throughput chart did not change under load"
         assert busy_batches != idle_batches, "the batch-size chart did not change under load"
-        p99 = row("mlp_classifier").find_elements(By.CSS_SELECTOR, "td")[8].text
+        p99 = cells("mlp_classifier")[8]
         assert p99 not in ("", "–") and float(p99) > 0
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / "dashboard.png"
@@ -181,10 +188,10 @@ def test_dashboard_in_a_browser(server: ServerProcess) -> None:
             t.join(30)
 
         # Explicit mode: unload and load again with the page's buttons.
-        row("simple").find_element(By.CSS_SELECTOR, 'button[data-action="unload"]').click()
-        _wait("simple unloaded", lambda: "READY" not in row("simple").text)
-        row("simple").find_element(By.CSS_SELECTOR, 'button[data-action="load"]').click()
-        _wait("simple loaded again", lambda: "READY" in row("simple").text)
+        assert click("simple", "unload")
+        _wait("simple unloaded", lambda: "READY" not in cells("simple")[2])
+        _wait("the load button", lambda: click("simple", "load"))
+        _wait("simple loaded again", lambda: "READY" in cells("simple")[2])
     finally:
         stop.set()
         driver.quit()

@@ -736,8 +736,8 @@ class MetricsFrontend:
         self.histogram_latencies = histogram_latencies
         self.quantiles = tuple(quantiles)
         # The summaries' window: (monotonic time, {(name, version): latency_histograms}) of
-        # past scrapes, oldest first; only the newest one at least SUMMARY_WINDOW_S old and
-        # those after it are kept.
+        # past scrapes (at most one a second), oldest first; only the newest one at least
+        # SUMMARY_WINDOW_S old and those after it are kept.
         self._scrapes: list[tuple[float, dict[tuple[str, str], Any]]] = []
         self.sampler = sampler
         self.interval_ms = interval_ms
@@ -753,14 +753,16 @@ class MetricsFrontend:
         if not self.summary_latencies:
             return None
         now = time.monotonic()
-        self._scrapes.append((now, {(s["name"], str(s["version"])): s.get("latency_histograms", {})
-                                    for s in statistics}))  # fmt: skip
+        if not self._scrapes or now - self._scrapes[-1][0] >= 1.0:  # at most one a second
+            histograms = {
+                (s["name"], str(s["version"])): s.get("latency_histograms", {}) for s in statistics
+            }
+            self._scrapes.append((now, histograms))
         old = [i for i, (t, _) in enumerate(self._scrapes) if now - t >= SUMMARY_WINDOW_S]
-        if old:
-            del self._scrapes[: old[-1]]
-            return self._scrapes[0][1]
-        del self._scrapes[:-64]  # many scrapes within a window: the oldest stay the start
-        return None
+        if not old:
+            return None  # the first minute: since load
+        del self._scrapes[: old[-1]]
+        return self._scrapes[0][1]
 
     def render(self) -> bytes:
         statistics = self.server.statistics()

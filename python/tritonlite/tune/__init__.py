@@ -122,8 +122,12 @@ def tune(args: argparse.Namespace, progress: Progress | None = None) -> dict[str
     out_dir = args.output_dir or Path("tune_results") / args.model
     levels = search.concurrency_levels(args.concurrency[0], args.concurrency[1],
                                        args.concurrency_steps)  # fmt: skip
-    server = Server(args.model_repository, model_control_mode="explicit",
-                    load_models=[args.model], exit_on_error=False)  # fmt: skip
+    try:
+        server = Server(args.model_repository, model_control_mode="explicit",
+                        load_models=[args.model], exit_on_error=False)  # fmt: skip
+    except TritonError as e:
+        message = f"tritonlite tune: model '{args.model}' did not load: {e.message}"
+        raise SystemExit(message) from None
     try:
         try:
             loaded = server.get_model(args.model)

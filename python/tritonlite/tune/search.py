@@ -127,6 +127,7 @@ def apply(config: Any, knobs: Knobs) -> Any:
     if knobs.queue_delay_us is None or knobs.max_batch_size == 0:
         out.ClearField("dynamic_batching")
     else:
+        out.dynamic_batching.SetInParent()  # present even with every field at its default
         out.dynamic_batching.max_queue_delay_microseconds = knobs.queue_delay_us
         del out.dynamic_batching.preferred_batch_size[:]
         if knobs.preferred_batch_size:

@@ -65,7 +65,7 @@ def _instances(config: Any) -> int:
 def model_rows(server: Any, index: list[dict[str, str]]) -> list[dict[str, Any]]:
     """One row per model version of ``index`` (Triton's repository index), with the live
     statistics of the loaded ones."""
-    stats = {(s["name"], s["version"]): s for s in server.statistics("", None)}
+    stats = {(s["name"], s["version"]): s for s in _statistics(server)}
     rows: list[dict[str, Any]] = []
     listed = set()
     for entry in index:
@@ -86,6 +86,20 @@ def model_rows(server: Any, index: list[dict[str, str]]) -> list[dict[str, Any]]
             rows.append({"name": name, "version": version, "state": "READY", "reason": "",
                          **_live(server, s)})  # fmt: skip
     return rows
+
+
+def _statistics(server: Any) -> list[dict[str, Any]]:
+    """Every loaded version's statistics; a model unloaded meanwhile is left out."""
+    try:
+        return list(server.statistics("", None))
+    except TritonError:  # a model went away between listing and reading: one at a time
+        out: list[dict[str, Any]] = []
+        for name in server.model_names():
+            try:
+                out += server.statistics(name)
+            except TritonError:
+                continue
+        return out
 
 
 def _live(server: Any, s: dict[str, Any]) -> dict[str, Any]:
