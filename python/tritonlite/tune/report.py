@@ -49,7 +49,7 @@ def pareto_front(points: Sequence[tuple[str, Point]]) -> list[tuple[str, Point]]
 
 def _plot_main(plt: Any, trials: Sequence[Trial], baseline: Trial, best: Trial, p99_ms: float,
                path: Path, title: str) -> None:  # fmt: skip
-    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    fig, ax = plt.subplots(figsize=(9, 6.2), dpi=110)
     everything: list[tuple[str, Point]] = []
     for t in trials:
         if not t.points:
@@ -81,7 +81,7 @@ def _plot_main(plt: Any, trials: Sequence[Trial], baseline: Trial, best: Trial, 
     ax.set_ylabel("throughput (inferences/s)")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
