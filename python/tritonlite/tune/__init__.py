@@ -5,7 +5,7 @@ model's repository in an in-process ``Server`` (explicit model control), measure
 own configuration (the baseline), then walks the configurations one knob away from the best so
 far (``search.neighbours``: queue delay, preferred batch size, instance count, max batch size,
 onnxruntime intra-op threads) while ``--budget-s`` lasts, each at concurrency levels from
-``--concurrency LOW:HIGH`` until its p99 passes ``--p99-ms`` (``search.measure``). A
+``--concurrency LOW:HIGH`` until its p99 passes ``--p99-ms`` twice (``search.measure``). A
 configuration wins over the best so far when its throughput within the p99 budget is at least
 ``--min-gain`` higher; at the end the baseline and the winner are measured again back to back
 (the machine's load may have changed during the search) and the winner is kept only if it
@@ -177,6 +177,7 @@ def tune(args: argparse.Namespace, progress: Progress | None = None) -> dict[str
                 if trial.throughput_at(p99) > best.throughput_at(p99) * (1 + args.min_gain):
                     best = trial
                     improved = True
+                    break  # on from the new best's neighbours
         # The search's numbers come from moments apart on a machine whose load may change:
         # the baseline and the winner are measured again, back to back, and the winner must
         # still beat the baseline.
