@@ -48,7 +48,7 @@ def pareto_front(points: Sequence[tuple[str, Point]]) -> list[tuple[str, Point]]
 
 
 def _plot_main(plt: Any, trials: Sequence[Trial], baseline: Trial, best: Trial, p99_ms: float,
-               path: Path, title: str) -> None:  # fmt: skip
+               path: Path, title: str, note: str = "") -> None:  # fmt: skip
     fig, ax = plt.subplots(figsize=(9, 6.2), dpi=110)
     everything: list[tuple[str, Point]] = []
     for t in trials:
@@ -79,7 +79,7 @@ def _plot_main(plt: Any, trials: Sequence[Trial], baseline: Trial, best: Trial, 
     ax.set_xscale("log")
     ax.set_xlabel("p99 latency (ms, log scale)")
     ax.set_ylabel("throughput (inferences/s)")
-    ax.set_title(title)
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2)
     fig.tight_layout()
@@ -135,7 +135,12 @@ def write(
     plt = require_matplotlib()
     out_dir.mkdir(parents=True, exist_ok=True)
     title = f"tritonlite tune {model}: throughput vs p99 per configuration"
-    _plot_main(plt, trials, baseline, best, p99_ms, out_dir / MAIN_PLOT, title)
+    note = ""
+    if summary.get("confirmed") == "yes":
+        note = (f"confirmed back to back within p99 <= {p99_ms:g} ms: baseline "
+                f"{summary['baseline_throughput_at_budget']:,.0f}/s, best "
+                f"{summary['best_throughput_at_budget']:,.0f}/s ({summary['gain']:.2f}x)")  # fmt: skip
+    _plot_main(plt, trials, baseline, best, p99_ms, out_dir / MAIN_PLOT, title, note)
     _plot_bars(plt, trials, baseline, best, p99_ms, out_dir / "throughput_at_budget.png")
     _plot_batches(plt, baseline, best, p99_ms, out_dir / "batch_sizes.png")
     rows = []
