@@ -1,6 +1,5 @@
 #include "core/stats.h"
 
-#include <algorithm>
 #include <array>
 #include <chrono>
 
@@ -23,16 +22,37 @@ constexpr std::array<uint64_t, kLatencyBounds> MakeBoundsNs() {
 
 constexpr std::array<uint64_t, kLatencyBounds> kBoundsNs = MakeBoundsNs();
 
+// kOctaveStart[b]: the first bound >= the smallest value of bit length b (0 for b = 0).
+constexpr std::array<uint8_t, 65> MakeOctaveStart() {
+  std::array<uint8_t, 65> out{};
+  for (int b = 1; b <= 64; ++b) {
+    const uint64_t low = uint64_t{1} << (b - 1);
+    size_t i = 0;
+    while (i < kLatencyBounds && kBoundsNs[i] < low) ++i;
+    out[b] = static_cast<uint8_t>(i);
+  }
+  return out;
+}
+
+constexpr std::array<uint8_t, 65> kOctaveStart = MakeOctaveStart();
+
 }  // namespace
 
 const uint64_t* LatencyBoundsNs() { return kBoundsNs.data(); }
 
-void LatencyHistogram::Add(uint64_t ns) {
+size_t LatencyBucket(uint64_t ns) {
   // The first bound >= ns (a value on a bound belongs to that bound's bucket, as Prometheus'
-  // `le`); past the last bound: the overflow bucket.
-  const auto it = std::lower_bound(kBoundsNs.begin(), kBoundsNs.end(), ns);
-  ++counts[static_cast<size_t>(it - kBoundsNs.begin())];
+  // `le`); past the last bound: the overflow bucket, kLatencyBounds. Found from ns's bit
+  // length (the first bound of its power-of-two range, from a table) and then at most a few
+  // steps (bounds are ten per decade, about three per power of two): some 15 instructions,
+  // where a binary search over the 81 bounds took about 60.
+  const int bits = ns == 0 ? 0 : 64 - __builtin_clzll(ns);
+  size_t i = kOctaveStart[bits];
+  while (i < kLatencyBounds && kBoundsNs[i] < ns) ++i;
+  return i;
 }
+
+void LatencyHistogram::Add(uint64_t ns) { ++counts[LatencyBucket(ns)]; }
 
 const char* LatencyName(Latency kind) {
   switch (kind) {

@@ -24,6 +24,7 @@ struct Duration {
 constexpr size_t kLatencyBounds = 81;
 constexpr size_t kLatencyBuckets = kLatencyBounds + 1;
 const uint64_t* LatencyBoundsNs();  // kLatencyBounds increasing values, in ns
+size_t LatencyBucket(uint64_t ns);  // the bucket ns falls in: 0..kLatencyBounds
 
 struct LatencyHistogram {
   uint64_t counts[kLatencyBuckets] = {};  // not cumulative: counts[i] are in (bound[i-1], bound[i]]
