@@ -96,7 +96,8 @@ def key(name: str, **labels: str) -> tuple[str, Any]:
 
 
 def test_core_histograms_count_every_request(server: Server) -> None:
-    s = server.statistics("sleepy")[0]
+    assert "latency_histograms" not in server.statistics("sleepy")[0]  # only when asked
+    s = server.statistics("sleepy", histograms=True)[0]
     hists = s["latency_histograms"]
     assert set(hists) == set(latency.KINDS)
     assert len(latency.BOUNDS_US) == 81 and latency.BOUNDS_US[0] == 1.0
@@ -187,5 +188,5 @@ def test_statistics_apis_stay_tritons(server: Server) -> None:
     """The histograms are not a ModelStatistics field: HTTP and gRPC leave them out."""
     from tritonlite.frontends.http.admin import statistics_json
 
-    body = json.dumps(statistics_json(server.statistics("sleepy")))
+    body = json.dumps(statistics_json(server.statistics("sleepy", histograms=True)))
     assert "latency_histograms" not in body

@@ -15,7 +15,7 @@ py::dict DurationToPy(const Duration& d) {
 
 }  // namespace
 
-py::dict StatsToPy(const StatsSnapshot& s) {
+py::dict StatsToPy(const StatsSnapshot& s, bool histograms) {
   py::dict o;
   o["inference_count"] = s.inference_count;
   o["execution_count"] = s.execution_count;
@@ -46,6 +46,7 @@ py::dict StatsToPy(const StatsSnapshot& s) {
     batches.append(b);
   }
   o["batch_stats"] = batches;
+  if (!histograms) return o;
   // Not a ModelStatistics field: the latency histograms' bucket counts (bounds: the module's
   // latency_bounds_us()), by what they time; the HTTP/gRPC statistics APIs leave it out.
   py::dict hist;

@@ -1,7 +1,7 @@
 """Latency distributions from the core's fixed-bucket histograms.
 
-Owns: the arithmetic on the ``latency_histograms`` of ``Server.statistics()`` (bucket counts per
-model version for ``request``, ``queue``, ``compute_input``, ``compute_infer`` and
+Owns: the arithmetic on the ``latency_histograms`` of ``Server.statistics(histograms=True)``
+(bucket counts per model version for ``request``, ``queue``, ``compute_input``, ``compute_infer`` and
 ``compute_output``; upper bounds in microseconds from ``_core.latency_bounds_us()``, on a
 1-1.2-1.5-2-2.5-3-4-5-6-8 grid per decade from 1 us to 100 s, plus one bucket above):
 

@@ -765,7 +765,9 @@ class MetricsFrontend:
         return self._scrapes[0][1]
 
     def render(self) -> bytes:
-        statistics = self.server.statistics()
+        statistics = self.server.statistics(
+            histograms=self.summary_latencies or self.histogram_latencies
+        )
         families = model_families(
             statistics,
             self.summary_latencies,

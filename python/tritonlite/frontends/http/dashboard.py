@@ -91,12 +91,12 @@ def model_rows(server: Any, index: list[dict[str, str]]) -> list[dict[str, Any]]
 def _statistics(server: Any) -> list[dict[str, Any]]:
     """Every loaded version's statistics; a model unloaded meanwhile is left out."""
     try:
-        return list(server.statistics("", None))
+        return list(server.statistics("", None, histograms=True))
     except TritonError:  # a model went away between listing and reading: one at a time
         out: list[dict[str, Any]] = []
         for name in server.model_names():
             try:
-                out += server.statistics(name)
+                out += server.statistics(name, histograms=True)
             except TritonError:
                 continue
         return out
