@@ -173,6 +173,9 @@ def tune(args: argparse.Namespace, progress: Progress | None = None) -> dict[str
                 t0 = time.monotonic()
                 trial = run(knobs, deadline - per_trial * 2)
                 per_trial = max(per_trial * 0.5, time.monotonic() - t0)
+                if trial.knobs != knobs and trial.knobs in tried:
+                    continue  # auto-completed into a configuration already measured
+                tried.add(trial.knobs)
                 trials.append(trial)
                 if trial.throughput_at(p99) > best.throughput_at(p99) * (1 + args.min_gain):
                     best = trial

@@ -241,13 +241,17 @@ def measure(
     deadline: float,
 ) -> Trial:
     """Load ``config`` with ``knobs`` into ``server`` and measure it at each of ``levels``
-    (stopping after two in a row whose p99 is over ``p99_ms``, or at ``deadline``)."""
+    (stopping after two in a row whose p99 is over ``p99_ms``, or at ``deadline``). The
+    trial's knobs are those of the config as loaded (auto-completed)."""
     candidate = apply(config, knobs)
     try:
         server.load_model(name, config=json_format.MessageToJson(candidate))
         loaded = server.get_model(name)
     except TritonError as e:
         return Trial(knobs, [], f"load failed: {e.message}")
+    # What was loaded: auto-complete may fill in a knob left unset (onnxruntime's preferred
+    # batch size is the max batch size when none is given).
+    knobs = knobs_of(loaded.config)
     inputs = sample_inputs(loaded.config)
     points: list[Point] = []
     _core.closed_loop(loaded.runner, inputs, 1, min(0.2, seconds / 4))  # warm-up
