@@ -137,9 +137,10 @@ def write(
     title = f"tritonlite tune {model}: throughput vs p99 per configuration"
     note = ""
     if summary.get("confirmed") == "yes":
-        note = (f"confirmed back to back within p99 <= {p99_ms:g} ms: baseline "
-                f"{summary['baseline_throughput_at_budget']:,.0f}/s, best "
-                f"{summary['best_throughput_at_budget']:,.0f}/s ({summary['gain']:.2f}x)")  # fmt: skip
+        note = (f"measured twice (search, then back to back), within p99 <= {p99_ms:g} ms: "
+                f"baseline {summary['baseline_throughput_at_budget']:,.0f}/s, best "
+                f"{summary['best_throughput_at_budget']:,.0f}/s "
+                f"({summary['gain']:.2f}x)")  # fmt: skip
     _plot_main(plt, trials, baseline, best, p99_ms, out_dir / MAIN_PLOT, title, note)
     _plot_bars(plt, trials, baseline, best, p99_ms, out_dir / "throughput_at_budget.png")
     _plot_batches(plt, baseline, best, p99_ms, out_dir / "batch_sizes.png")

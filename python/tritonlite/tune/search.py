@@ -7,7 +7,8 @@ changed at a time, a coordinate search like Model Analyzer's quick mode), and ``
 configuration loaded into an in-process ``Server`` (explicit model control, a JSON config
 override, as the load API takes it) and driven by the core's closed-loop generator
 (``_core.closed_loop``: C++ re-submits each request as the previous one completes, no Python on
-the request path) at increasing concurrency until the p99 latency passes the budget at two levels in a row.
+the request path) at increasing concurrency until the p99 latency passes the budget at two
+levels in a row.
 """
 
 from __future__ import annotations
