@@ -195,3 +195,47 @@ def test_dashboard_in_a_browser(server: ServerProcess) -> None:
     finally:
         stop.set()
         driver.quit()
+
+
+def test_buttons_respect_the_restricted_repository_api(tmp_path: Path) -> None:
+    """With --http-restricted-api model-repository:..., the page's unload button gets the 403,
+    asks for the header's value, and works once it is given."""
+    repo = tmp_path / "repo"
+    shutil.copytree(REPO / "simple", repo / "simple")
+    args = ("--model-control-mode=explicit", "--load-model=simple",
+            "--http-restricted-api=model-repository:admin-key=secret")  # fmt: skip
+    with ServerProcess(repo, args=args) as srv:
+        driver = _browser()
+        try:
+            driver.get(f"http://{srv.http_url}/dashboard")
+
+            def state() -> str | None:
+                return driver.execute_script(
+                    "const r = document.querySelector(\"#models tr[data-model='simple/1']\");"
+                    "return r ? r.cells[2].textContent : null;"
+                )
+
+            def click_unload() -> bool:
+                return driver.execute_script(
+                    "const b = document.querySelector(\"#models tr[data-model='simple/1'] "
+                    "button[data-action='unload']\"); if (b) b.click(); return !!b;"
+                )
+
+            _wait("simple READY", lambda: "READY" in (state() or ""))
+            assert click_unload()
+            _wait("the header form", lambda: driver.execute_script(
+                "return !document.getElementById('access').hidden && "
+                "document.getElementById('access-key').textContent;") == "admin-key")  # fmt: skip
+            assert "expecting header 'admin-key'" in driver.execute_script(
+                "return document.getElementById('status').textContent;"
+            )
+            time.sleep(1.5)
+            assert "READY" in state()  # refused: still loaded
+            driver.execute_script(
+                "document.getElementById('access-value').value = 'secret';"
+                "document.getElementById('access-form').requestSubmit();"
+            )
+            _wait("the unload button again", click_unload)
+            _wait("simple unloaded", lambda: "READY" not in (state() or "READY"))
+        finally:
+            driver.quit()
