@@ -31,14 +31,23 @@ METRICS_PORT ?= 8002
 PYTEST_ARGS ?=
 comma := ,
 
-.PHONY: serve test test-cpu-only install models minilm textgen clean wheel fuzz fuzz-deps test-sanitize test-tsan
+.PHONY: serve test test-cpu-only install models minilm textgen clean wheel fuzz fuzz-deps test-sanitize \
+	test-tsan browser-deps
 
 serve: install models
 	$(VENV)/bin/tritonlite-server --model-repository model_repository \
 		--http-port $(HTTP_PORT) --grpc-port $(GRPC_PORT) --metrics-port $(METRICS_PORT)
 
-test: install test-cpu-only
+test: install browser-deps test-cpu-only
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# tests/test_dashboard.py drives the dashboard in Debian's headless chromium through
+# chromium-driver (selenium); installed here when missing (the test fails, never skips,
+# without them).
+browser-deps:
+	@if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; \
+	fi
 
 # CI builds both configurations: the default (CUDA loaded at run time) above, and here a
 # CPU-only build (-DTRITONLITE_CUDA=OFF, build/cpu, incremental) installed into .venv-cpu (which

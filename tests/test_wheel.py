@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.request
 import venv
 from pathlib import Path
 
@@ -142,6 +143,10 @@ def test_wheel_serves_packaged_examples_without_cuda(wheel_venv: Path, tmp_path:
             np.testing.assert_array_equal(h.as_numpy("OUTPUT1"), a - b)
         gc.close()
         hc.close()
+        # The dashboard's static files are package data: served from the installed wheel.
+        for path, marker in (("/dashboard", b"dashboard.js"), ("/dashboard/dashboard.js", b"poll")):
+            with urllib.request.urlopen(f"http://localhost:{http}{path}", timeout=30) as r:
+                assert r.status == 200 and marker in r.read(), path
     finally:
         proc.terminate()
         try:

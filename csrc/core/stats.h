@@ -1,5 +1,8 @@
-// Per model-version statistics, shaped like Triton's ModelStatistics. Updated with one short
-// lock per executed batch; cheap enough to stay on always.
+// Per model-version statistics, shaped like Triton's ModelStatistics, plus fixed-bucket latency
+// histograms (request, queue, compute input/infer/output) for Prometheus histograms, summaries
+// and the dashboard's percentiles. Updated with one short lock per request or executed batch
+// (a histogram observation is a binary search over constant bounds and one increment under the
+// same lock); cheap enough to stay on always.
 #pragma once
 
 #include <cstddef>
@@ -14,6 +17,24 @@ struct Duration {
   uint64_t ns = 0;
   void Add(uint64_t n, uint64_t c = 1) { count += c; ns += n; }
 };
+
+// Latency histogram buckets: upper bounds on a 1-1.2-1.5-2-2.5-3-4-5-6-8 grid per
+// decade from 1 us to 100 s (at most 25% apart, so a percentile interpolated inside a bucket is
+// off by less than that), and one last bucket for everything above.
+constexpr size_t kLatencyBounds = 81;
+constexpr size_t kLatencyBuckets = kLatencyBounds + 1;
+const uint64_t* LatencyBoundsNs();  // kLatencyBounds increasing values, in ns
+size_t LatencyBucket(uint64_t ns);  // the bucket ns falls in: 0..kLatencyBounds
+
+struct LatencyHistogram {
+  uint64_t counts[kLatencyBuckets] = {};  // not cumulative: counts[i] are in (bound[i-1], bound[i]]
+  void Add(uint64_t ns);
+};
+
+// The histograms of one model version, by what they time.
+enum class Latency : uint8_t { kRequest = 0, kQueue, kComputeInput, kComputeInfer, kComputeOutput };
+constexpr size_t kLatencyKinds = 5;
+const char* LatencyName(Latency kind);
 
 struct BatchStats {
   Duration compute_input, compute_infer, compute_output;
@@ -32,6 +53,7 @@ struct StatsSnapshot {
   Duration success, fail, queue, compute_input, compute_infer, compute_output;
   Duration cache_hit, cache_miss;  // response cache: lookup (+ insertion, on a miss) time
   std::map<int64_t, BatchStats> batch_stats;
+  LatencyHistogram latency[kLatencyKinds];  // per successful request, by Latency
   uint64_t pending = 0;  // requests waiting in the queue now
 };
 

@@ -17,6 +17,7 @@ void BindRequest(py::module_& m);         // request.cc: Request (a backend's ow
 void BindResponseCache(py::module_& m);   // response_cache.cc: ResponseCache
 void BindRateLimiter(py::module_& m);     // rate_limiter.cc: RateLimiter
 void BindModelRunner(py::module_& m);     // model_runner.cc: ModelRunner
+void BindStatistics(py::module_& m);      // statistics.cc: latency_bounds_us
 void BindSharedMemory(py::module_& m);    // shared_memory.cc: atomic words in shared buffers
 void BindGrpcServer(py::module_& m);      // grpc_server.cc: GrpcServer, GrpcCall
 void BindGrpcCodec(py::module_& m);       // grpc_codec.cc: the grpc_codec submodule

@@ -173,14 +173,15 @@ void BindModelRunner(py::module_& m) {
            "Run a request and block (without the GIL) until its responses arrive.")
       .def("stop", &ModelRunner::Stop, py::call_guard<py::gil_scoped_release>(),
            "Stop accepting requests, finish queued and in-flight ones, join the workers.")
-      .def("statistics", [](const ModelRunner& r) {
+      .def("statistics", [](const ModelRunner& r, bool histograms) {
         StatsSnapshot s;
         {
           py::gil_scoped_release release;  // takes the scheduler's and the statistics' locks
           s = r.Statistics();
         }
-        return StatsToPy(s);
-      })
+        return StatsToPy(s, histograms);
+      }, py::arg("histograms") = false,
+      "The statistics as a dict; histograms: with the latency histograms' bucket counts.")
       .def_property_readonly("caches_responses", &ModelRunner::caches_responses,
                              "Whether its successful responses go to the response cache.")
       .def_property_readonly("name", [](const ModelRunner& r) { return r.spec().name; })

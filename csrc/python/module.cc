@@ -12,6 +12,7 @@ PYBIND11_MODULE(_core, m) {
   // In this order: a class is registered before the signatures that name it.
   for (auto bind : {&BindErrors, &BindCuda, &BindTensor, &BindCompletionQueue, &BindCancellation,
                     &BindRequest, &BindResponseCache, &BindRateLimiter, &BindModelRunner,
+                    &BindStatistics,
                     &BindSharedMemory, &BindGrpcServer, &BindGrpcCodec,
                     &tritonlite::testing::BindTestHooks}) {
     bind(m);

@@ -1,5 +1,7 @@
 #include "python/statistics.h"
 
+#include "python/bind.h"
+
 namespace tritonlite::python {
 
 namespace {
@@ -13,7 +15,7 @@ py::dict DurationToPy(const Duration& d) {
 
 }  // namespace
 
-py::dict StatsToPy(const StatsSnapshot& s) {
+py::dict StatsToPy(const StatsSnapshot& s, bool histograms) {
   py::dict o;
   o["inference_count"] = s.inference_count;
   o["execution_count"] = s.execution_count;
@@ -44,7 +46,27 @@ py::dict StatsToPy(const StatsSnapshot& s) {
     batches.append(b);
   }
   o["batch_stats"] = batches;
+  if (!histograms) return o;
+  // Not a ModelStatistics field: the latency histograms' bucket counts (bounds: the module's
+  // latency_bounds_us()), by what they time; the HTTP/gRPC statistics APIs leave it out.
+  py::dict hist;
+  for (size_t k = 0; k < kLatencyKinds; ++k) {
+    py::list counts(kLatencyBuckets);
+    for (size_t i = 0; i < kLatencyBuckets; ++i) counts[i] = py::int_(s.latency[k].counts[i]);
+    hist[LatencyName(static_cast<Latency>(k))] = counts;
+  }
+  o["latency_histograms"] = hist;
   return o;
+}
+
+void BindStatistics(py::module_& m) {
+  m.def("latency_bounds_us", [] {
+    py::list out(kLatencyBounds);
+    const uint64_t* bounds = LatencyBoundsNs();
+    for (size_t i = 0; i < kLatencyBounds; ++i) out[i] = py::float_(bounds[i] / 1000.0);
+    return out;
+  }, "The latency histograms' bucket upper bounds in microseconds (the statistics' "
+     "latency_histograms have one more count: above the last bound).");
 }
 
 }  // namespace tritonlite::python

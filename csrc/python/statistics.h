@@ -10,6 +10,8 @@ namespace tritonlite::python {
 
 namespace py = pybind11;
 
-py::dict StatsToPy(const StatsSnapshot& s);
+// histograms: include "latency_histograms" (410 counts; only the metrics' histograms and
+// summaries and the dashboard read them, the statistics APIs do not).
+py::dict StatsToPy(const StatsSnapshot& s, bool histograms = false);
 
 }  // namespace tritonlite::python

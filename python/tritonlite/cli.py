@@ -183,6 +183,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--http-thread-count", type=int, default=None)
     g.add_argument("--http-restricted-api", action="append", default=[],
                    metavar="<apis>:<key>=<value>")
+    flag("--allow-dashboard", True, "Serve the live dashboard at /dashboard on the HTTP port "
+         "(reading it is the 'statistics' restricted API)")
     g.add_argument("--http-header-forward-pattern", default=None, metavar="REGEX",
                    help="The regular expression pattern that will be used for forwarding HTTP "
                    "headers as inference request parameters (case-insensitive unless it starts "
@@ -202,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--metrics-address", default=None, help="Default: the HTTP address.")
     g.add_argument("--metrics-interval-ms", type=int, default=2000)
     g.add_argument("--metrics-config", action="append", default=[], metavar="KEY=VALUE",
-                   help="e.g. summary_latencies=true")
+                   help="summary_latencies=true, summary_quantiles=0.5:0.05,0.99:0.001, "
+                   "histogram_latencies=true, counter_latencies=false")
     flag("--allow-gpu-metrics", True, "Export GPU metrics where NVML exists")
     flag("--allow-cpu-metrics", True, "Export CPU metrics")
 
@@ -357,6 +360,7 @@ async def _serve(args: argparse.Namespace) -> int:
                                  restricted_apis=args.http_restricted_api,
                                  max_body_bytes=args.http_max_input_size,
                                  header_forward_pattern=args.http_header_forward_pattern,
+                                 dashboard=args.allow_dashboard,
                                  )  # fmt: skip
             frontends.append(h)
             log.info("Started HTTPService at %s:%d", args.http_address, args.http_port)

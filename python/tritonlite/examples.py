@@ -1,7 +1,8 @@
 """The example model repository bundled with the package, and the `tritonlite` command.
 
 `tritonlite serve APP` serves the Python functions a module binds or decorates
-(tritonlite/pytriton/serve_module.py).
+(tritonlite/pytriton/serve_module.py); `tritonlite tune MODEL --model-repository DIR` finds a
+model's best configuration (tritonlite/tune/).
 
 `tritonlite serve-examples [tritonlite-server flags]` serves the bundled repository (the models
 of README's "Talking to it") straight from the installed package; `tritonlite copy-examples DIR`
@@ -62,7 +63,16 @@ def main(argv: Sequence[str] | None = None) -> int:
              "(tritonlite serve --help)",
     )  # fmt: skip
     app.add_argument("app_args", nargs=argparse.REMAINDER)
+    tune = sub.add_parser(
+        "tune", add_help=False,
+        help="find a model's best configuration within a p99 budget (tritonlite tune --help)",
+    )  # fmt: skip
+    tune.add_argument("tune_args", nargs=argparse.REMAINDER)
     args, rest = parser.parse_known_args(argv)
+    if args.command == "tune":
+        from . import tune as tuner
+
+        return tuner.main([*args.tune_args, *rest])
     if args.command == "serve":
         from .pytriton import serve_module
 

@@ -20,8 +20,20 @@ Families (per model version, labels ``model`` and ``version``), computed from
   of ``response_cache.server_gauges``;
 - with ``summary_latencies=True`` (Triton's ``--metrics-config summary_latencies=true``) the
   summaries ``nv_inference_{request,queue,compute_input,compute_infer,compute_output}_summary_us``
-  with their ``_count`` and ``_sum`` (no quantiles: the core keeps totals, not per-request
-  latencies).
+  with their ``_count`` and ``_sum`` (since load, as Triton's) and a ``quantile`` sample per
+  ``summary_quantiles`` (Triton's default 0.5, 0.9, 0.95, 0.99, 0.999; NaN without requests),
+  estimated from the core's latency histograms over a sliding window: the requests since the
+  newest scrape at least 60 s old (Triton's summaries also age out after about 60 s; before
+  that, since load). Triton omits the request summary of a model with the response cache;
+  we do too;
+- with ``histogram_latencies=True`` (``--metrics-config histogram_latencies=true``) the
+  histograms ``nv_inference_{request,queue,compute_input,compute_infer,compute_output}``
+  ``_histogram_us``
+  (``_bucket`` with ``le`` 10, 25, 50, 100, ... 5000000, 10000000 us and ``+Inf``, ``_count``,
+  ``_sum``). Triton's only latency histogram is ``nv_inference_first_response_histogram_ms``
+  (decoupled models, time to first response); it has none of request/queue/compute
+  durations, so these names are ours, made like Triton's summary names. The first-response
+  histogram is not exported (the core does not time first responses apart).
 
 Server-wide gauges, sampled every ``interval_ms``: ``nv_cpu_utilization`` (0..1, from
 /proc/stat), ``nv_cpu_memory_total_bytes`` and ``nv_cpu_memory_used_bytes`` (/proc/meminfo:
@@ -58,6 +70,7 @@ import itertools
 import math
 import re
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +78,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.web_request import BaseRequest
 
+from . import latency
 from .errors import INVALID_ARG, TritonError
 from .response_cache import MODEL_FAMILIES as MODEL_CACHE_FAMILIES
 from .response_cache import server_gauges as cache_server_gauges
@@ -123,6 +137,31 @@ _SUMMARIES = (
      "Summary of compute output duration in microseconds (does not include cached requests)",
      "compute_output"),
 )  # fmt: skip
+
+_HISTOGRAMS = (
+    ("nv_inference_request_histogram_us",
+     "Histogram of inference request duration in microseconds (includes cached requests)",
+     "request", "success"),
+    ("nv_inference_queue_histogram_us",
+     "Histogram of inference queuing duration in microseconds (includes cached requests)",
+     "queue", "queue"),
+    ("nv_inference_compute_input_histogram_us",
+     "Histogram of compute input duration in microseconds (does not include cached requests)",
+     "compute_input", "compute_input"),
+    ("nv_inference_compute_infer_histogram_us",
+     "Histogram of compute inference duration in microseconds (does not include cached "
+     "requests)", "compute_infer", "compute_infer"),
+    ("nv_inference_compute_output_histogram_us",
+     "Histogram of compute output duration in microseconds (does not include cached requests)",
+     "compute_output", "compute_output"),
+)  # fmt: skip
+
+#: The latency kind of each summary (its histogram in ``latency_histograms``).
+_SUMMARY_KIND = {"success": "request", "queue": "queue", "compute_input": "compute_input",
+                 "compute_infer": "compute_infer", "compute_output": "compute_output"}
+
+#: How far back a summary's quantiles look (Triton's summaries: about 60 s).
+SUMMARY_WINDOW_S = 60.0
 
 FAILURE_REASONS = ("REJECTED", "CANCELED", "BACKEND", "OTHER")
 
@@ -545,9 +584,16 @@ def model_families(
     summary_latencies: bool = False,
     counter_latencies: bool = True,
     tags: Mapping[tuple[str, str], Mapping[str, str]] | None = None,
+    *,
+    histogram_latencies: bool = False,
+    quantiles: Sequence[tuple[float, float]] = latency.DEFAULT_QUANTILES,
+    window: Mapping[tuple[str, str], Mapping[str, Sequence[int]]] | None = None,
+    cached: frozenset[tuple[str, str]] = frozenset(),
 ) -> list[_Family]:
     """Triton's per-model families from ``Server.statistics()`` output; ``tags``: each model
-    version's ``metric_tags``, keyed by (name, version)."""
+    version's ``metric_tags``, keyed by (name, version). ``window``: the latency histograms
+    at the start of the summaries' window, by (name, version) (absent: since load);
+    ``cached``: the versions that use the response cache (no request summary, as Triton)."""
     rows = sorted(statistics, key=lambda s: (s["name"], int(s["version"])))
     families: list[_Family] = []
     for name, help_text, path in _MODEL_COUNTERS:
@@ -578,10 +624,36 @@ def model_families(
     if summary_latencies:
         for name, help_text, key in _SUMMARIES:
             family = _Family(name, help_text, "summary")
+            kind = _SUMMARY_KIND[key]
             for s in rows:
+                mv = (s["name"], str(s["version"]))
+                if key == "success" and mv in cached:
+                    continue
                 labels = _model_labels(s, tags)
+                counts = s.get("latency_histograms", {}).get(kind)
+                if counts is not None:
+                    start = (window or {}).get(mv, {}).get(kind)
+                    recent = latency.subtract(counts, start) if start else list(counts)
+                    for q, _error in quantiles:
+                        us = latency.quantile(recent, q)
+                        family.add({**labels, "quantile": _number(q)},
+                                   math.nan if us is None else round(us))  # fmt: skip
                 d = s.get("inference_stats", {}).get(key, {})
                 family.add(labels, int(d.get("count", 0)), "_count")
+                family.add(labels, int(d.get("ns", 0)) // 1000, "_sum")
+            families.append(family)
+    if histogram_latencies:
+        for name, help_text, kind, key in _HISTOGRAMS:
+            family = _Family(name, help_text, "histogram")
+            for s in rows:
+                counts = s.get("latency_histograms", {}).get(kind)
+                if counts is None:
+                    continue
+                labels = _model_labels(s, tags)
+                for le, cumulative in latency.prometheus_buckets(counts):
+                    family.add({**labels, "le": le}, cumulative, "_bucket")
+                d = s.get("inference_stats", {}).get(key, {})
+                family.add(labels, sum(counts), "_count")
                 family.add(labels, int(d.get("ns", 0)) // 1000, "_sum")
             families.append(family)
     return families
@@ -630,6 +702,20 @@ def cache_families(server: Any, statistics: Sequence[Mapping[str, Any]]) -> list
     return families
 
 
+def _cached_versions(server: Any, statistics: Sequence[Mapping[str, Any]]) -> frozenset[Any]:
+    """(name, version) of the versions that use the response cache."""
+    if getattr(server, "response_cache", None) is None:
+        return frozenset()
+    out = set()
+    for s in statistics:
+        try:
+            if server.get_model(s["name"], int(s["version"])).runner.caches_responses:
+                out.add((s["name"], str(s["version"])))
+        except TritonError:  # unloaded since the statistics were read
+            continue
+    return frozenset(out)
+
+
 class MetricsFrontend:
     """A running metrics endpoint; ``render()`` is what a scrape returns."""
 
@@ -641,10 +727,18 @@ class MetricsFrontend:
         counter_latencies: bool,
         sampler: SystemSampler,
         interval_ms: int,
+        histogram_latencies: bool = False,
+        quantiles: Sequence[tuple[float, float]] = latency.DEFAULT_QUANTILES,
     ) -> None:
         self.server = server
         self.summary_latencies = summary_latencies
         self.counter_latencies = counter_latencies
+        self.histogram_latencies = histogram_latencies
+        self.quantiles = tuple(quantiles)
+        # The summaries' window: (monotonic time, {(name, version): latency_histograms}) of
+        # past scrapes (at most one a second), oldest first; only the newest one at least
+        # SUMMARY_WINDOW_S old and those after it are kept.
+        self._scrapes: list[tuple[float, dict[tuple[str, str], Any]]] = []
         self.sampler = sampler
         self.interval_ms = interval_ms
         self.port = 0
@@ -652,13 +746,38 @@ class MetricsFrontend:
         self._listener: asyncio.base_events.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
+    def _window(
+        self, statistics: Sequence[Mapping[str, Any]]
+    ) -> dict[tuple[str, str], Any] | None:
+        """The histograms at the start of the summaries' window; records this scrape's."""
+        if not self.summary_latencies:
+            return None
+        now = time.monotonic()
+        if not self._scrapes or now - self._scrapes[-1][0] >= 1.0:  # at most one a second
+            histograms = {
+                (s["name"], str(s["version"])): s.get("latency_histograms", {}) for s in statistics
+            }
+            self._scrapes.append((now, histograms))
+        old = [i for i, (t, _) in enumerate(self._scrapes) if now - t >= SUMMARY_WINDOW_S]
+        if not old:
+            return None  # the first minute: since load
+        del self._scrapes[: old[-1]]
+        return self._scrapes[0][1]
+
     def render(self) -> bytes:
-        statistics = self.server.statistics()
+        statistics = self.server.statistics(
+            histograms=self.summary_latencies or self.histogram_latencies
+        )
         families = model_families(
             statistics,
             self.summary_latencies,
             self.counter_latencies,
             _metric_tags(self.server, statistics),
+            histogram_latencies=self.histogram_latencies,
+            quantiles=self.quantiles,
+            window=self._window(statistics),
+            cached=_cached_versions(self.server, statistics) if self.summary_latencies
+            else frozenset(),
         )
         families += cache_families(self.server, statistics)
         families += self.sampler.families()
@@ -713,18 +832,29 @@ async def start_metrics(
     """Serve ``GET /metrics`` for ``server`` on the running event loop (port 0: any free port,
     see ``frontend.port``). System gauges refresh every ``interval_ms`` (Triton's
     ``--metrics-interval-ms``); per-model families are exact at each scrape. ``config`` takes
-    Triton's ``--metrics-config`` values: ``summary_latencies=true|false`` and
+    Triton's ``--metrics-config`` values: ``summary_latencies=true|false``,
+    ``summary_quantiles=<q>:<error>[,...]``, ``histogram_latencies=true|false`` and
     ``counter_latencies=true|false`` (the ``*_duration_us`` counters, on by default)."""
     if interval_ms <= 0:
         raise TritonError(f"metrics interval must be > 0 ms, got {interval_ms}", INVALID_ARG)
-    options = {"summary_latencies": summary_latencies, "counter_latencies": True}
+    options = {"summary_latencies": summary_latencies, "counter_latencies": True,
+               "histogram_latencies": False}  # fmt: skip
+    quantiles = latency.DEFAULT_QUANTILES
     for item in config:
         key, sep, value = item.partition("=")
-        key, value = key.strip(), value.strip().lower()
+        key, value = key.strip(), value.strip()
+        if sep and key == "summary_quantiles":
+            try:
+                quantiles = latency.parse_quantiles(value)
+            except ValueError as e:
+                raise TritonError(f"invalid --metrics-config '{item}': {e}", INVALID_ARG) from None
+            continue
+        value = value.lower()
         if not sep or key not in options or value not in ("true", "false", "1", "0"):
             raise TritonError(
-                f"invalid --metrics-config '{item}': expected summary_latencies=<bool> or "
-                "counter_latencies=<bool>",
+                f"invalid --metrics-config '{item}': expected summary_latencies=<bool>, "
+                "histogram_latencies=<bool>, counter_latencies=<bool> or "
+                "summary_quantiles=<quantile>:<error>[,...]",
                 INVALID_ARG,
             )
         options[key] = value in ("true", "1")
@@ -733,6 +863,8 @@ async def start_metrics(
         server,
         summary_latencies=options["summary_latencies"],
         counter_latencies=options["counter_latencies"],
+        histogram_latencies=options["histogram_latencies"],
+        quantiles=quantiles,
         sampler=sampler,
         interval_ms=interval_ms,
     )

@@ -594,8 +594,11 @@ class Server:
         future.add_done_callback(functools.partial(_cancel_when_cancelled, handle))
         return future
 
-    def statistics(self, model: str = "", version: int | None = None) -> list[dict[str, Any]]:
-        """Triton's ModelStatistics for one model (or every model) as dicts."""
+    def statistics(
+        self, model: str = "", version: int | None = None, *, histograms: bool = False
+    ) -> list[dict[str, Any]]:
+        """Triton's ModelStatistics for one model (or every model) as dicts; ``histograms``:
+        with ``latency_histograms`` too (bucket counts per latency kind, see latency.py)."""
         names = [model] if model else self.model_names()
         out = []
         for name in names:
@@ -608,7 +611,8 @@ class Server:
                 )
             for v, loaded in sorted(versions.items()):
                 if version is None or v == version or not model:
-                    out.append({"name": name, "version": str(v), **loaded.runner.statistics()})
+                    stats = loaded.runner.statistics(histograms)
+                    out.append({"name": name, "version": str(v), **stats})
         return out
 
     def run_in_background(self, coro: Any) -> concurrent.futures.Future[Any]:

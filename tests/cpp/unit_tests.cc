@@ -4,6 +4,7 @@
 // TEST registers itself; `tritonlite_cpp_tests [substring]` runs those whose name contains the
 // substring, prints one line per test and exits non-zero if any failed. tests/test_cpp.py builds
 // and runs it.
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -18,6 +19,7 @@
 
 #include "core/bytes_codec.h"
 #include "core/request.h"
+#include "core/stats.h"
 #include "core/status.h"
 #include "core/tensor.h"
 #include "scheduling/ragged.h"
@@ -154,6 +156,40 @@ void CheckRfcRequests(const char* const blocks[3]) {
 }
 
 }  // namespace
+
+// The latency histograms' bucket search agrees with std::lower_bound (a value on a bound is in
+// that bound's bucket, Prometheus' `le`) on and around every bound, at the ends, and on many
+// values spread over every bit length; RecordSuccess files each duration in its histogram.
+TEST(latency_bucket_matches_lower_bound) {
+  const uint64_t* bounds = LatencyBoundsNs();
+  auto reference = [&](uint64_t v) {
+    return static_cast<size_t>(std::lower_bound(bounds, bounds + kLatencyBounds, v) - bounds);
+  };
+  std::vector<uint64_t> values = {0, 1, 999, std::numeric_limits<uint64_t>::max()};
+  for (size_t i = 0; i < kLatencyBounds; ++i) {
+    CHECK(i == 0 || bounds[i - 1] < bounds[i]);
+    values.insert(values.end(), {bounds[i] - 1, bounds[i], bounds[i] + 1});
+  }
+  uint64_t x = 88172645463325252ULL;
+  for (int i = 0; i < 200000; ++i) {
+    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+    values.push_back(x >> (x % 64));
+  }
+  for (uint64_t v : values) CHECK_EQ(LatencyBucket(v), reference(v));
+  CHECK_EQ(LatencyBucket(bounds[0]), 0u);
+  CHECK_EQ(LatencyBucket(bounds[kLatencyBounds - 1] + 1), kLatencyBounds);
+
+  ModelStats stats;
+  stats.RecordSuccess(/*total*/ 3'000'000, /*queue*/ 1'000, 0, 2'500'000, 1'200, 4);
+  stats.RecordSuccess(3'000'001, 1'000, 0, 2'500'000, 1'200, 1);
+  const StatsSnapshot s = stats.Snapshot();
+  const auto& request = s.latency[static_cast<size_t>(Latency::kRequest)];
+  CHECK_EQ(request.counts[LatencyBucket(3'000'000)], 1u);  // 3 ms: on the 3 ms bound
+  CHECK_EQ(request.counts[LatencyBucket(3'000'001)], 1u);  // just above: the 4 ms bucket
+  CHECK_EQ(s.latency[static_cast<size_t>(Latency::kComputeInfer)].counts[LatencyBucket(2'500'000)],
+           2u);
+  CHECK_EQ(s.latency[static_cast<size_t>(Latency::kQueue)].counts[0], 2u);  // 1 us: bucket 0
+}
 
 TEST(hpack_rfc7541_c3_plain) {
   const char* const blocks[3] = {

@@ -10,6 +10,7 @@ Owns the protocol adapter only (no model logic). One concern per module:
 - ``metadata``: health, server and model metadata, readiness, ``/config``;
 - ``admin``: statistics, repository, shared memory, trace and logging settings;
 - ``reply`` / ``fields``: replies and status codes / JSON member readers with Triton's texts;
+- ``dashboard``: the live dashboard (``/dashboard``, ``/dashboard/api/state``; not Triton's);
 - ``app``: the aiohttp transport (``start_http``).
 ``http_codec`` and ``http_bigjson`` (beside this package) are its pure codecs.
 
@@ -18,7 +19,8 @@ Endpoints (``docs/openapi.yaml`` describes each):
 ``/config``, ``/stats``, ``/infer``, ``/generate``, ``/generate_stream`` and
 ``/trace/setting``; ``/v2/models/stats``; ``/v2/repository/index`` and
 ``/v2/repository/models/{m}/load|unload``; ``/v2/systemsharedmemory[/region/{r}]/status|register|
-unregister`` and the same for ``cudasharedmemory``; ``/v2/trace/setting``; ``/v2/logging``.
+unregister`` and the same for ``cudasharedmemory``; ``/v2/trace/setting``; ``/v2/logging``;
+and tritonlite's own ``/dashboard`` (off with ``dashboard=False``).
 
 ``/infer`` supports JSON tensors (every datatype; BYTES as strings), Triton's binary tensor data
 extension (``Inference-Header-Content-Length``, ``binary_data``, ``binary_data_size``,

@@ -186,6 +186,7 @@ async def start_http(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     reuse_port: bool = False,
     header_forward_pattern: str | None = None,
+    dashboard: bool = True,
 ) -> HttpFrontend:
     """Serve ``server`` over HTTP on the running event loop (port 0: any free port, see
     ``frontend.port``).
@@ -196,7 +197,8 @@ async def start_http(
     ``--http-restricted-api`` values (``<category>[,...]:<key>=<value>``). ``max_body_bytes``
     (Triton's ``--http-max-input-size``) limits request bodies, also after decompression.
     ``header_forward_pattern`` (``--http-header-forward-pattern``): the infer requests' headers
-    whose names match it become string request parameters.
+    whose names match it become string request parameters. ``dashboard``: serve the live
+    dashboard at ``/dashboard`` (``frontends/http/dashboard.py``).
     """
     if restricted_apis is not None and not isinstance(restricted_apis, Mapping):
         restricted_apis = parse_restricted_apis(list(restricted_apis))
@@ -206,7 +208,7 @@ async def start_http(
     )
     api = HttpApi(
         server, restricted_apis=restricted_apis, max_body_bytes=max_body_bytes, executor=executor,
-        header_forward_pattern=header_forward_pattern,
+        header_forward_pattern=header_forward_pattern, dashboard=dashboard,
     )  # fmt: skip
 
     if max_body_bytes <= 0:

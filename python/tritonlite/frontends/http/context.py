@@ -56,8 +56,11 @@ class HttpContext:
         settings: ProtocolSettings | None = None,
         executor: ThreadPoolExecutor | None = None,
         header_forward_pattern: str | None = None,
+        dashboard: bool = True,
     ) -> None:
         self.server = server
+        #: Whether /dashboard is served (``--allow-dashboard``).
+        self.dashboard = dashboard
         # --http-header-forward-pattern: matching request headers become request parameters.
         self.header_forward = request_parameters.header_pattern(
             header_forward_pattern, "--http-header-forward-pattern"

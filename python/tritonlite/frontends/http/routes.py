@@ -8,7 +8,7 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from . import admin, generate, infer, metadata
+from . import admin, dashboard, generate, infer, metadata
 from .context import Call, HttpContext
 from .reply import Reply
 
@@ -57,6 +57,9 @@ ROUTES: tuple[Route, ...] = (
     _route(_CUDA_SHM + r"/status", "GET", "shared-memory", admin.cuda_shm_status),
     _route(_CUDA_SHM + r"/(register|unregister)", "POST", "shared-memory",
            admin.cuda_shm_change),  # fmt: skip
+    # The live dashboard (not Triton's): static page files, and the state it polls.
+    _route(r"/dashboard/api/state", "GET", "statistics", dashboard.api_state),
+    _route(r"/dashboard(?:/([a-z]+\.[a-z]+)?)?", "GET", "", dashboard.page),
 )
 
 
