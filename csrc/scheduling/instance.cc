@@ -17,12 +17,19 @@ InstanceWorker::InstanceWorker(ModelRunner* runner, size_t index,
     wait_ = std::make_shared<ResourceWait>(rate_limit->limiter());
     limiter_id_ = rate_limit->id(index);
   }
-  thread_ = std::thread([this] { Run(); });
 }
 
 InstanceWorker::~InstanceWorker() { Join(); }
 
+void InstanceWorker::Start() {
+  if (!started_) {
+    started_ = true;
+    thread_ = std::thread([this] { Run(); });
+  }
+}
+
 void InstanceWorker::Join() {
+  Start();
   if (thread_.joinable()) thread_.join();
 }
 
