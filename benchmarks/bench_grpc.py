@@ -46,7 +46,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = Path(os.environ.get("TRITONLITE_BENCH_TOOLS", ROOT.parent / "shared" / "tools" / "bench"))
+# ../shared/tools from a checkout at /work/main, ../../shared/tools from a worktree at /work/wt/<name>.
+SHARED_TOOLS = next((p / "shared" / "tools" for p in (ROOT.parent, ROOT.parent.parent)
+                     if (p / "shared" / "tools").is_dir()), ROOT.parent / "shared" / "tools")  # fmt: skip
+SHARED_BENCH = Path(os.environ.get("TRITONLITE_BENCH_TOOLS", SHARED_TOOLS / "bench"))
 BENCH_HOME = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "tritonlite-bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -87,7 +90,7 @@ dynamic_batching {{ }}
 instance_group [{{ count: 1 kind: KIND_CPU }}]
 {extra}"""
 
-TRITON = Path(os.environ.get("TRITONLITE_TRITON_TOOLS", ROOT.parent / "shared" / "tools" / "triton"))
+TRITON = Path(os.environ.get("TRITONLITE_TRITON_TOOLS", SHARED_TOOLS / "triton"))
 
 
 def make_python_repository(root: Path, inproc: bool = True) -> Path:
@@ -286,11 +289,12 @@ def wait_ready(url: str, model: str, proc: subprocess.Popen[Any], timeout: float
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def start_tritonlite(repo: Path, ready_model: str = "add_sub") -> tuple[subprocess.Popen[Any], str]:
+def start_tritonlite(repo: Path, ready_model: str = "add_sub", python: str = sys.executable,
+                     extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[Any], str]:  # fmt: skip
     port = free_port()
-    cmd = [sys.executable, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
+    cmd = [python, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
            "127.0.0.1", f"--grpc-port={port}", "--allow-http=false", "--allow-metrics=false",
-           "--log-info=false"]  # fmt: skip
+           "--log-info=false", *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"127.0.0.1:{port}"
     wait_ready(url, ready_model, proc)
@@ -367,7 +371,10 @@ def main() -> None:
         if "mlp" in models and "mlp_1t" not in models:
             models.insert(models.index("mlp") + 1, "mlp_1t")
         repo = make_repository(work / "repo")
-        servers = [("tritonlite", lambda: start_tritonlite(repo))]
+        # mlp_1t is a model parameter (intra_op_thread_count: 1), which needs per-session
+        # thread pools (the server's default is one shared pool, where it is ignored).
+        servers = [("tritonlite", lambda: start_tritonlite(
+            repo, extra=("--backend-config=onnxruntime,enable-global-threadpool=0",)))]  # fmt: skip
         if not args.no_mlserver:
             servers.append(("mlserver", lambda: start_mlserver(repo)))
     for name, start in servers:
