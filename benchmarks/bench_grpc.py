@@ -17,7 +17,12 @@ MLServer runs only when the shared bench tools are set up (../shared/tools/bench
 `--suite python` instead serves one python_backend model.py (INT32 [16] add/sub,
 max_batch_size 64, dynamic batching) by tritonlite in its default stub-process mode
 (`add_sub_py`) and in-process (`add_sub_py_inproc`), and the same file by the real Triton when
-../shared/tools/triton is set up.
+../shared/tools/triton is set up; with `--baseline-python PY` also by another build (the
+"before" column, stub mode), and the stub mode's ratios to Triton (goal of issue #20: >= 3x
+its throughput at c=32, <= 0.6x its p50 at c=1):
+
+    .venv/bin/python benchmarks/bench_grpc.py --suite python --concurrency 1,32 \
+        --baseline-python /work/wt/base/.venv/bin/python
 
     .venv/bin/python benchmarks/bench_grpc.py [--models add_sub,mlp] [--concurrency 1,8,32,64]
         [--seconds 5] [--no-mlserver] [--pa-mode async|sync] [--out benchmarks/results.md]
@@ -263,10 +268,18 @@ def inference_count(url: str, model: str) -> int:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and of its waited-for children (Linux /proc)."""
+    """User + system CPU seconds of a process, its waited-for children, and its running child
+    processes (a python model's stubs), from Linux /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    total = ticks / os.sysconf("SC_CLK_TCK")
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                total += process_cpu_s(int(child))
+    except OSError:
+        pass
+    return total
 
 
 # ---- servers -----------------------------------------------------------------------------------
@@ -351,6 +364,9 @@ def main() -> None:
     parser.add_argument("--no-mlserver", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     parser.add_argument("--suite", choices=("onnx", "python"), default="onnx")
+    parser.add_argument("--baseline-python", default=None,
+                        help="--suite python: also serve the model with another build's python "
+                        "(e.g. /work/wt/base/.venv/bin/python), the 'before' column")  # fmt: skip
     parser.add_argument("--pa-mode", choices=("async", "sync"), default="async",
                         help="perf_analyzer: --async --max-threads 1 (default), or one thread per request in flight")  # fmt: skip
     args = parser.parse_args()
@@ -366,6 +382,9 @@ def main() -> None:
         triton_repo = make_python_repository(work / "triton-repo", inproc=False)
         servers = [("tritonlite", lambda: start_tritonlite(repo, "add_sub_py")),
                    ("triton", lambda: start_triton(triton_repo))]  # fmt: skip
+        if args.baseline_python:
+            base = args.baseline_python
+            servers.insert(0, ("before", lambda: start_tritonlite(repo, "add_sub_py", python=base)))
     else:
         models = args.models.split(",")
         if "mlp" in models and "mlp_1t" not in models:
@@ -385,14 +404,14 @@ def main() -> None:
         proc, url = started
         try:
             for model in models:
-                if name == "triton" and model.endswith("_inproc"):
-                    continue  # Triton has no in-process python mode
+                if name in ("triton", "before") and model.endswith("_inproc"):
+                    continue  # Triton has no in-process python mode; "before": the stub mode
                 if name == "mlserver" and model.endswith("_1t"):
                     continue  # a tritonlite config variant
                 for conc in levels:
-                    # CPU per request for tritonlite on ONNX models only: a python model's
-                    # stub processes (and MLServer's workers) run outside the process we see.
-                    pid = proc.pid if name == "tritonlite" and args.suite == "onnx" else None
+                    # CPU per request of tritonlite (with its python models' stub processes;
+                    # MLServer's workers and Triton's stubs are not counted).
+                    pid = proc.pid if name in ("tritonlite", "before") else None
                     r = measure(pa, url, model, conc, args.seconds, work, repo if args.suite == "onnx" else None,
                                 args.pa_mode, pid)  # fmt: skip
                     results.setdefault(name, {}).setdefault(model, {})[conc] = r
@@ -436,6 +455,19 @@ def main() -> None:
             if mlp64 and best:
                 lines.append(f"{model} over gRPC, best level: {best:.0f} rows/s = {best / mlp64:.0%} of raw "
                              f"onnxruntime at batch 64 (default threads).")  # fmt: skip
+    if args.suite == "python" and "triton" in results:
+        lines.append("")
+        triton = results["triton"].get("add_sub_py", {})
+        for name in ("before", "tritonlite"):
+            ours = results.get(name, {}).get("add_sub_py", {})
+            ratios = []
+            for conc in levels:
+                if conc in ours and conc in triton:
+                    ratios.append(f"c={conc}: {ours[conc]['throughput'] / triton[conc]['throughput']:.2f}x "
+                                  f"throughput, {ours[conc]['p50_us'] / triton[conc]['p50_us']:.2f}x p50")  # fmt: skip
+            if ratios:
+                label = "tritonlite (after)" if name == "tritonlite" else "tritonlite before"
+                lines.append(f"{label} stub mode vs Triton 2.51: " + "; ".join(ratios))
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:
