@@ -209,6 +209,12 @@ def _raw_bytes(value: Any) -> tuple[Any, int]:
         if value.dtype.kind in "OSU":
             data = _core.serialize_bytes(value)
             return data, len(data)
+        if value.flags.c_contiguous:
+            try:  # the array's own buffer, as bytes (no new array objects)
+                raw = memoryview(value).cast("B")
+                return raw, raw.nbytes
+            except (TypeError, ValueError, BufferError):  # a dtype with no buffer format (BF16)
+                pass
         flat = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
         return flat, flat.nbytes
     # A core Tensor: its bytes are already in Triton's layout (BYTES serialized).
@@ -247,7 +253,7 @@ def write_tensors(
         if nbytes == 0:
             continue
         start = base + off
-        if isinstance(source, (bytes, np.ndarray)):
+        if isinstance(source, (bytes, np.ndarray, memoryview)):
             mm[start : start + nbytes] = source  # type: ignore[assignment]
         else:
             addr = arena.addr if arena is not None and mm is arena.mm else _address(mm)
