@@ -430,11 +430,14 @@ def main() -> None:
     load = (f"perf_analyzer ({'--async --max-threads 1' if args.pa_mode == 'async' else 'sync'})" if pa
             else "tritonclient.grpc.aio closed loop")  # fmt: skip
     cpu_cols = any("client_us_per_req" in r for m in results.get("tritonlite", {}).values() for r in m.values())
+    before_cpu = any("server_us_per_req" in r for m in results.get("before", {}).values() for r in m.values())
     lines = [f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; load: {load}, "
              "batch-1 requests.", "",
              "| model | concurrency | " + " | ".join(f"{s} infer/s | {s} p50 us | {s} p99 us" for s in results)
-             + (" | client CPU us/req | server CPU us/req" if cpu_cols else "") + " |",
-             "|---|---|" + "---|---|---|" * len(results) + ("---|---|" if cpu_cols else "")]  # fmt: skip
+             + (" | client CPU us/req | server CPU us/req" if cpu_cols else "")
+             + (" | before: server CPU us/req" if before_cpu else "") + " |",
+             "|---|---|" + "---|---|---|" * len(results) + ("---|---|" if cpu_cols else "")
+             + ("---|" if before_cpu else "")]  # fmt: skip
     for model in models:
         for conc in levels:
             cells = []
@@ -444,6 +447,9 @@ def main() -> None:
             if cpu_cols:
                 r = results.get("tritonlite", {}).get(model, {}).get(conc) or {}
                 cells += [f"{r[k]:.0f}" if k in r else "-" for k in ("client_us_per_req", "server_us_per_req")]
+            if before_cpu:
+                r = results.get("before", {}).get(model, {}).get(conc) or {}
+                cells += [f"{r['server_us_per_req']:.0f}" if "server_us_per_req" in r else "-"]
             lines.append(f"| {model} | {conc} | " + " | ".join(cells) + " |")
     if raw:
         lines += ["", "Raw onnxruntime, in-process session.run (rows/s): " + "; ".join(
