@@ -19,7 +19,11 @@ InstanceWorker::InstanceWorker(ModelRunner* runner, size_t index,
   }
 }
 
-InstanceWorker::~InstanceWorker() { Join(); }
+InstanceWorker::~InstanceWorker() {
+  // The runner's Stop has joined every worker (starting those that never ran); a worker whose
+  // runner never got that far (its constructor threw) never started, and starts nothing now.
+  if (thread_.joinable()) thread_.join();
+}
 
 void InstanceWorker::Start() {
   if (!started_) {
