@@ -17,7 +17,12 @@ MLServer runs only when the shared bench tools are set up (../shared/tools/bench
 `--suite python` instead serves one python_backend model.py (INT32 [16] add/sub,
 max_batch_size 64, dynamic batching) by tritonlite in its default stub-process mode
 (`add_sub_py`) and in-process (`add_sub_py_inproc`), and the same file by the real Triton when
-../shared/tools/triton is set up.
+../shared/tools/triton is set up; with `--baseline-python PY` also by another build (the
+"before" column, stub mode), and the stub mode's ratios to Triton (goal of issue #20: >= 3x
+its throughput at c=32, <= 0.6x its p50 at c=1):
+
+    .venv/bin/python benchmarks/bench_grpc.py --suite python --concurrency 1,32 \
+        --baseline-python /work/wt/base/.venv/bin/python
 
     .venv/bin/python benchmarks/bench_grpc.py [--models add_sub,mlp] [--concurrency 1,8,32,64]
         [--seconds 5] [--no-mlserver] [--pa-mode async|sync] [--out benchmarks/results.md]
@@ -46,7 +51,10 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED_BENCH = Path(os.environ.get("TRITONLITE_BENCH_TOOLS", ROOT.parent / "shared" / "tools" / "bench"))
+# ../shared/tools from a checkout at /work/main, ../../shared/tools from a worktree at /work/wt/<name>.
+SHARED_TOOLS = next((p / "shared" / "tools" for p in (ROOT.parent, ROOT.parent.parent)
+                     if (p / "shared" / "tools").is_dir()), ROOT.parent / "shared" / "tools")  # fmt: skip
+SHARED_BENCH = Path(os.environ.get("TRITONLITE_BENCH_TOOLS", SHARED_TOOLS / "bench"))
 BENCH_HOME = Path(os.environ.get("BENCH_HOME", Path.home() / ".cache" / "tritonlite-bench"))
 sys.path.insert(0, str(ROOT / "tests"))
 
@@ -87,7 +95,7 @@ dynamic_batching {{ }}
 instance_group [{{ count: 1 kind: KIND_CPU }}]
 {extra}"""
 
-TRITON = Path(os.environ.get("TRITONLITE_TRITON_TOOLS", ROOT.parent / "shared" / "tools" / "triton"))
+TRITON = Path(os.environ.get("TRITONLITE_TRITON_TOOLS", SHARED_TOOLS / "triton"))
 
 
 def make_python_repository(root: Path, inproc: bool = True) -> Path:
@@ -260,10 +268,18 @@ def inference_count(url: str, model: str) -> int:
 
 
 def process_cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process and of its waited-for children (Linux /proc)."""
+    """User + system CPU seconds of a process, its waited-for children, and its running child
+    processes (a python model's stubs), from Linux /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = sum(int(v) for v in fields[11:15])  # utime stime cutime cstime
-    return ticks / os.sysconf("SC_CLK_TCK")
+    total = ticks / os.sysconf("SC_CLK_TCK")
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            for child in Path(f"/proc/{pid}/task/{task}/children").read_text().split():
+                total += process_cpu_s(int(child))
+    except OSError:
+        pass
+    return total
 
 
 # ---- servers -----------------------------------------------------------------------------------
@@ -286,11 +302,12 @@ def wait_ready(url: str, model: str, proc: subprocess.Popen[Any], timeout: float
     raise RuntimeError(f"{url} not ready after {timeout}s")
 
 
-def start_tritonlite(repo: Path, ready_model: str = "add_sub") -> tuple[subprocess.Popen[Any], str]:
+def start_tritonlite(repo: Path, ready_model: str = "add_sub", python: str = sys.executable,
+                     extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[Any], str]:  # fmt: skip
     port = free_port()
-    cmd = [sys.executable, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
+    cmd = [python, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
            "127.0.0.1", f"--grpc-port={port}", "--allow-http=false", "--allow-metrics=false",
-           "--log-info=false"]  # fmt: skip
+           "--log-info=false", *extra]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"127.0.0.1:{port}"
     wait_ready(url, ready_model, proc)
@@ -347,6 +364,9 @@ def main() -> None:
     parser.add_argument("--no-mlserver", action="store_true")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here (markdown)")
     parser.add_argument("--suite", choices=("onnx", "python"), default="onnx")
+    parser.add_argument("--baseline-python", default=None,
+                        help="--suite python: also serve the model with another build's python "
+                        "(e.g. /work/wt/base/.venv/bin/python), the 'before' column")  # fmt: skip
     parser.add_argument("--pa-mode", choices=("async", "sync"), default="async",
                         help="perf_analyzer: --async --max-threads 1 (default), or one thread per request in flight")  # fmt: skip
     args = parser.parse_args()
@@ -362,12 +382,18 @@ def main() -> None:
         triton_repo = make_python_repository(work / "triton-repo", inproc=False)
         servers = [("tritonlite", lambda: start_tritonlite(repo, "add_sub_py")),
                    ("triton", lambda: start_triton(triton_repo))]  # fmt: skip
+        if args.baseline_python:
+            base = args.baseline_python
+            servers.insert(0, ("before", lambda: start_tritonlite(repo, "add_sub_py", python=base)))
     else:
         models = args.models.split(",")
         if "mlp" in models and "mlp_1t" not in models:
             models.insert(models.index("mlp") + 1, "mlp_1t")
         repo = make_repository(work / "repo")
-        servers = [("tritonlite", lambda: start_tritonlite(repo))]
+        # mlp_1t is a model parameter (intra_op_thread_count: 1), which needs per-session
+        # thread pools (the server's default is one shared pool, where it is ignored).
+        servers = [("tritonlite", lambda: start_tritonlite(
+            repo, extra=("--backend-config=onnxruntime,enable-global-threadpool=0",)))]  # fmt: skip
         if not args.no_mlserver:
             servers.append(("mlserver", lambda: start_mlserver(repo)))
     for name, start in servers:
@@ -378,14 +404,14 @@ def main() -> None:
         proc, url = started
         try:
             for model in models:
-                if name == "triton" and model.endswith("_inproc"):
-                    continue  # Triton has no in-process python mode
+                if name in ("triton", "before") and model.endswith("_inproc"):
+                    continue  # Triton has no in-process python mode; "before": the stub mode
                 if name == "mlserver" and model.endswith("_1t"):
                     continue  # a tritonlite config variant
                 for conc in levels:
-                    # CPU per request for tritonlite on ONNX models only: a python model's
-                    # stub processes (and MLServer's workers) run outside the process we see.
-                    pid = proc.pid if name == "tritonlite" and args.suite == "onnx" else None
+                    # CPU per request of tritonlite (with its python models' stub processes;
+                    # MLServer's workers and Triton's stubs are not counted).
+                    pid = proc.pid if name in ("tritonlite", "before") else None
                     r = measure(pa, url, model, conc, args.seconds, work, repo if args.suite == "onnx" else None,
                                 args.pa_mode, pid)  # fmt: skip
                     results.setdefault(name, {}).setdefault(model, {})[conc] = r
@@ -404,11 +430,14 @@ def main() -> None:
     load = (f"perf_analyzer ({'--async --max-threads 1' if args.pa_mode == 'async' else 'sync'})" if pa
             else "tritonclient.grpc.aio closed loop")  # fmt: skip
     cpu_cols = any("client_us_per_req" in r for m in results.get("tritonlite", {}).values() for r in m.values())
+    before_cpu = any("server_us_per_req" in r for m in results.get("before", {}).values() for r in m.values())
     lines = [f"Date: {time.strftime('%Y-%m-%d')}; machine: {os.cpu_count()} cores; load: {load}, "
              "batch-1 requests.", "",
              "| model | concurrency | " + " | ".join(f"{s} infer/s | {s} p50 us | {s} p99 us" for s in results)
-             + (" | client CPU us/req | server CPU us/req" if cpu_cols else "") + " |",
-             "|---|---|" + "---|---|---|" * len(results) + ("---|---|" if cpu_cols else "")]  # fmt: skip
+             + (" | client CPU us/req | server CPU us/req" if cpu_cols else "")
+             + (" | before: server CPU us/req" if before_cpu else "") + " |",
+             "|---|---|" + "---|---|---|" * len(results) + ("---|---|" if cpu_cols else "")
+             + ("---|" if before_cpu else "")]  # fmt: skip
     for model in models:
         for conc in levels:
             cells = []
@@ -418,6 +447,9 @@ def main() -> None:
             if cpu_cols:
                 r = results.get("tritonlite", {}).get(model, {}).get(conc) or {}
                 cells += [f"{r[k]:.0f}" if k in r else "-" for k in ("client_us_per_req", "server_us_per_req")]
+            if before_cpu:
+                r = results.get("before", {}).get(model, {}).get(conc) or {}
+                cells += [f"{r['server_us_per_req']:.0f}" if "server_us_per_req" in r else "-"]
             lines.append(f"| {model} | {conc} | " + " | ".join(cells) + " |")
     if raw:
         lines += ["", "Raw onnxruntime, in-process session.run (rows/s): " + "; ".join(
@@ -429,6 +461,19 @@ def main() -> None:
             if mlp64 and best:
                 lines.append(f"{model} over gRPC, best level: {best:.0f} rows/s = {best / mlp64:.0%} of raw "
                              f"onnxruntime at batch 64 (default threads).")  # fmt: skip
+    if args.suite == "python" and "triton" in results:
+        lines.append("")
+        triton = results["triton"].get("add_sub_py", {})
+        for name in ("before", "tritonlite"):
+            ours = results.get(name, {}).get("add_sub_py", {})
+            ratios = []
+            for conc in levels:
+                if conc in ours and conc in triton:
+                    ratios.append(f"c={conc}: {ours[conc]['throughput'] / triton[conc]['throughput']:.2f}x "
+                                  f"throughput, {ours[conc]['p50_us'] / triton[conc]['p50_us']:.2f}x p50")  # fmt: skip
+            if ratios:
+                label = "tritonlite (after)" if name == "tritonlite" else "tritonlite before"
+                lines.append(f"{label} stub mode vs Triton 2.51: " + "; ".join(ratios))
     table = "\n".join(lines)
     print("\n" + table)
     if args.out:

@@ -46,7 +46,13 @@ DynamicBatcher::DynamicBatcher(const ModelSpec& spec, ModelStats* stats)
       stats_(stats),
       ragged_inputs_(RaggedInputNames(spec)) {
   levels_.emplace(default_level_, Level{PolicyOf(default_level_)});  // kept while loaded
-  reaper_thread_ = std::thread([this] { ReapLoop(); });
+}
+
+void DynamicBatcher::StartReaper() {
+  // Its work (timeouts, cancellations) only exists once a request was queued: an idle model
+  // costs no thread. call_once's wait is only for another caller's thread start (no lock of
+  // ours, never the GIL).
+  std::call_once(reaper_started_, [this] { reaper_thread_ = std::thread([this] { ReapLoop(); }); });
 }
 
 DynamicBatcher::~DynamicBatcher() {
@@ -141,6 +147,7 @@ void DynamicBatcher::Enqueue(RequestPtr request) { Add(request, true); }
 bool DynamicBatcher::TryEnqueue(RequestPtr& request) { return Add(request, false); }
 
 bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
+  StartReaper();
   const uint64_t now = NowNs();
   request->enqueue_ns = now;
   {

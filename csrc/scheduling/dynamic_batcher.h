@@ -1,9 +1,10 @@
 // DynamicBatcher: the request queue of one model version and Triton's dynamic_batching rules
 // for forming batches from it (priority levels, queue policies, preferred sizes, queue delay,
 // shape compatibility). With batching off it hands out one request at a time (Triton's default
-// scheduler). Instance workers pull batches from it. A reaper thread answers queued requests
-// whose queue timeout passes (at that time, not when the next batch forms) and those that are
-// cancelled (as soon as they are), so neither waits for a free instance.
+// scheduler). Instance workers pull batches from it. A reaper thread (started by the first
+// request) answers queued requests whose queue timeout passes (at that time, not when the next
+// batch forms) and those that are cancelled (as soon as they are), so neither waits for a free
+// instance.
 #pragma once
 
 #include <atomic>
@@ -74,6 +75,7 @@ class DynamicBatcher : public Scheduler {
   uint64_t Sweep(uint64_t now, std::vector<std::pair<RequestPtr, Status>>* dropped);
   void FailDropped(std::vector<std::pair<RequestPtr, Status>>* dropped);  // without mu_
   void ReapLoop();
+  void StartReaper();  // with the first request
   // Decides what to send now. Returns false and sets *wake_ns when it should wait.
   bool FormBatch(uint64_t now, Batch* batch, uint64_t* wake_ns);
   RequestPtr PopFront();
@@ -102,7 +104,8 @@ class DynamicBatcher : public Scheduler {
   uint64_t next_sequence_ = 0;
   bool stopping_ = false;
   const std::shared_ptr<Reaper> reaper_ = std::make_shared<Reaper>();
-  std::thread reaper_thread_;  // last: starts once everything above exists
+  std::once_flag reaper_started_;
+  std::thread reaper_thread_;  // started by the first request (StartReaper)
 };
 
 }  // namespace tritonlite

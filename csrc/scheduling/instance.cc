@@ -17,12 +17,23 @@ InstanceWorker::InstanceWorker(ModelRunner* runner, size_t index,
     wait_ = std::make_shared<ResourceWait>(rate_limit->limiter());
     limiter_id_ = rate_limit->id(index);
   }
-  thread_ = std::thread([this] { Run(); });
 }
 
-InstanceWorker::~InstanceWorker() { Join(); }
+InstanceWorker::~InstanceWorker() {
+  // The runner's Stop has joined every worker (starting those that never ran); a worker whose
+  // runner never got that far (its constructor threw) never started, and starts nothing now.
+  if (thread_.joinable()) thread_.join();
+}
+
+void InstanceWorker::Start() {
+  if (!started_) {
+    started_ = true;
+    thread_ = std::thread([this] { Run(); });
+  }
+}
 
 void InstanceWorker::Join() {
+  Start();
   if (thread_.joinable()) thread_.join();
 }
 

@@ -1,7 +1,9 @@
 // InstanceWorker: one model instance = one thread with its own backend instance. It pulls batches
 // from the model's batcher, gathers their inputs (no copy for a single request), runs the
 // backend, scatters outputs back to each request as views, records statistics and hands the
-// responses to the runner for delivery.
+// responses to the runner for delivery. The thread starts with Start (the runner starts its
+// workers with the model's first request, or at load when there are warmup samples), so a
+// model that was never asked anything costs no thread.
 #pragma once
 
 #include <memory>
@@ -45,6 +47,9 @@ class InstanceWorker {
   InstanceWorker(const InstanceWorker&) = delete;
   InstanceWorker& operator=(const InstanceWorker&) = delete;
 
+  // Starts the thread (once; the runner serializes calls). Join starts it first when it never
+  // ran, so the backend's Start and Close always run on the worker's own thread.
+  void Start();
   void Join();
 
  private:
@@ -71,6 +76,7 @@ class InstanceWorker {
   std::unique_ptr<InstanceBackend> backend_;
   std::shared_ptr<ResourceWait> wait_;  // null: not rate limited
   uint64_t limiter_id_ = 0;
+  bool started_ = false;
   std::thread thread_;
 };
 

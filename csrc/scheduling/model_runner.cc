@@ -37,18 +37,31 @@ ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBac
   } else {
     scheduler_ = std::make_unique<DynamicBatcher>(spec_, stats_.get());
   }
-  warmup_pending_ = backends.size();
   for (size_t i = 0; i < backends.size(); ++i) {
     workers_.push_back(
         std::make_unique<InstanceWorker>(this, i, std::move(backends[i]), rate_limit_.get()));
+  }
+  // Warmup runs on every instance before the model serves: those threads start now. Without
+  // samples they start with the first request (an idle model costs no thread).
+  if (!warmup_.empty()) {
+    warmup_pending_ = workers_.size();
+    StartWorkers();
   }
 }
 
 ModelRunner::~ModelRunner() { Stop(); }
 
+void ModelRunner::StartWorkersSlow() {
+  std::lock_guard<std::mutex> lock(start_mu_);
+  if (workers_started_.load(std::memory_order_relaxed)) return;
+  for (auto& w : workers_) w->Start();
+  workers_started_.store(true, std::memory_order_release);
+}
+
 void ModelRunner::Enqueue(RequestPtr request) {
   ValidateRequest(spec_, request.get());
   if (cache_ != nullptr && ServeFromCache(request)) return;
+  StartWorkers();
   scheduler_->Enqueue(std::move(request));
 }
 
@@ -133,6 +146,7 @@ void ModelRunner::Stop() {
   std::lock_guard<std::mutex> lock(stop_mu_);
   if (stopped_) return;
   scheduler_->Stop();
+  StartWorkers();  // a worker that never ran still closes its backend on its own thread
   for (auto& w : workers_) w->Join();
   rate_limit_.reset();  // nothing waits for or holds resources any more
   stopped_ = true;
@@ -140,6 +154,7 @@ void ModelRunner::Stop() {
 
 void ModelRunner::WarmupDone(size_t instance, Status status) {
   std::lock_guard<std::mutex> lock(warmup_mu_);
+  if (warmup_pending_ == 0) return;  // no samples: the workers started with the first request
   if (!status.ok()) warmup_failures_.emplace(instance, std::move(status));
   if (--warmup_pending_ == 0) warmup_cv_.notify_all();
 }
@@ -154,7 +169,7 @@ Status ModelRunner::WaitForWarmup() {
   // Every worker is past the samples: release their tensors (Python-owned ones take the GIL
   // in their deleters), no lock held.
   std::vector<WarmupSample> done;
-  done.swap(warmup_);
+  if (!warmup_.empty()) done.swap(warmup_);  // never written without samples: lazy workers read it
   return result;
 }
 

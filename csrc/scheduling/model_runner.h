@@ -2,6 +2,7 @@
 // workers, statistics, and response delivery (in request order when preserve_ordering is set).
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <map>
@@ -88,8 +89,14 @@ class ModelRunner {
   // TryEnqueueValidated, which never waits for a lock (false: busy, `request` untouched; then
   // release the GIL and call EnqueueValidated).
   void Validate(InferRequest* request) const;
-  bool TryEnqueueValidated(RequestPtr& request) { return scheduler_->TryEnqueue(request); }
-  void EnqueueValidated(RequestPtr request) { scheduler_->Enqueue(std::move(request)); }
+  bool TryEnqueueValidated(RequestPtr& request) {
+    StartWorkers();
+    return scheduler_->TryEnqueue(request);
+  }
+  void EnqueueValidated(RequestPtr request) {
+    StartWorkers();
+    scheduler_->Enqueue(std::move(request));
+  }
   // Stops accepting requests, lets queued and in-flight ones finish, joins the workers.
   // Idempotent. Must be called without holding anything the workers need (e.g. the GIL).
   void Stop();
@@ -110,8 +117,18 @@ class ModelRunner {
   // For workers: the samples (read-only until WaitForWarmup returns), and their result.
   const std::vector<WarmupSample>& warmup_samples() const { return warmup_; }
   void WarmupDone(size_t instance, Status status);
+  // Whether the instance threads run (they start with the first request, or at load when
+  // there are warmup samples).
+  bool workers_started() const { return workers_started_.load(std::memory_order_acquire); }
 
  private:
+  // Starts every instance's thread, once (cheap when they run: one atomic load). Takes only
+  // start_mu_ (never held while waiting for anything): safe with the GIL held.
+  void StartWorkers() {
+    if (!workers_started_.load(std::memory_order_acquire)) StartWorkersSlow();
+  }
+  void StartWorkersSlow();
+
   const ModelSpec spec_;
   std::shared_ptr<ModelStats> stats_;  // shared with requests a backend still holds
   const std::shared_ptr<ResponseCache> cache_;
@@ -133,6 +150,8 @@ class ModelRunner {
   size_t warmup_pending_ = 0;
   std::map<size_t, Status> warmup_failures_;  // by instance index
   std::shared_ptr<RateLimitRegistration> rate_limit_;
+  std::mutex start_mu_;
+  std::atomic<bool> workers_started_{false};
   std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
 };
 

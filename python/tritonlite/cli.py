@@ -414,14 +414,18 @@ UNSUPPORTED_TRITON_FLAGS = frozenset({
     "--vertex-ai-thread-count", "--backend-directory",
 })  # fmt: skip
 #: The --backend-config settings tritonlite honours (any other is refused by name).
-BACKEND_CONFIG_KEYS = frozenset(
-    {"default-max-batch-size", "shm-default-byte-size", "shm-growth-byte-size"}
-)
+BACKEND_CONFIG_KEYS = frozenset({
+    "default-max-batch-size", "shm-default-byte-size", "shm-growth-byte-size",
+    "enable-global-threadpool", "intra_op_thread_count", "inter_op_thread_count",
+})  # fmt: skip
 #: Integer settings and their smallest value.
 _BACKEND_CONFIG_MINIMUM = {
     "default-max-batch-size": 0,
     "shm-default-byte-size": 4096,
     "shm-growth-byte-size": 0,
+    "enable-global-threadpool": 0,
+    "intra_op_thread_count": 0,
+    "inter_op_thread_count": 0,
 }
 
 
@@ -443,6 +447,8 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
         if not (value.isdigit() and minimum <= int(value) < 2**31):
             what = "a non-negative integer" if minimum == 0 else f"an integer >= {minimum}"
             raise ValueError(f"--backend-config '{text}': expected {what}")
+        if key == "enable-global-threadpool" and value not in ("0", "1"):
+            raise ValueError(f"--backend-config '{text}': expected 0 or 1")
         if key == "shm-growth-byte-size":
             log.warning(
                 "--backend-config %s has no effect: a python model's message larger than its "
@@ -450,6 +456,22 @@ def parse_backend_config(values: Sequence[str]) -> dict[str, dict[str, str]]:
             )  # fmt: skip
         out.setdefault(backend, {})[key] = value
     return out
+
+
+#: --backend-config defaults of the server command that differ from the in-process Server's:
+#: onnxruntime's global thread pools (the command's process is the server's alone; see
+#: backends/ort_threads.py for why and what it costs).
+SERVER_BACKEND_DEFAULTS = {"onnxruntime": {"enable-global-threadpool": "1"}}
+
+
+def with_server_defaults(config: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    """``config`` plus the command's defaults for the settings it does not give (for that
+    backend or for every backend)."""
+    for backend, settings in SERVER_BACKEND_DEFAULTS.items():
+        for key, value in settings.items():
+            if key not in config.get(backend, {}) and key not in config.get("", {}):
+                config.setdefault(backend, {})[key] = value
+    return config
 
 
 def _trace_config(args: argparse.Namespace) -> Any:
@@ -498,7 +520,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = build_parser().parse_args(argv)
     try:
-        args.backend_config = parse_backend_config(args.backend_config)
+        args.backend_config = with_server_defaults(parse_backend_config(args.backend_config))
         args.cache_config = parse_cache_config(args.cache_config, args.response_cache_byte_size)
         args.trace_config = _trace_config(args)
     except ValueError as e:

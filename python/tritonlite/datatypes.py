@@ -27,9 +27,17 @@ def to_config_name(name: str) -> str:
     return "TYPE_STRING" if wire == "BYTES" else "TYPE_" + wire
 
 
+_NUMPY_DTYPES: dict[str, np.dtype[Any]] = {}  # to_numpy's answers (on hot paths: a dict hit)
+
+
 def to_numpy(name: str) -> np.dtype[Any]:
     """numpy dtype for a datatype ('BYTES' -> object; 'BF16' needs ml_dtypes)."""
-    return _core.datatype_to_numpy(name)  # type: ignore[no-any-return]
+    dtype = _NUMPY_DTYPES.get(name)
+    if dtype is None:
+        dtype = _core.datatype_to_numpy(name)  # raises for a name that is no datatype
+        if isinstance(name, str) and name in DATATYPES:
+            _NUMPY_DTYPES[name] = dtype
+    return dtype
 
 
 def from_numpy(dtype: Any) -> str:

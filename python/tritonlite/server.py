@@ -25,6 +25,7 @@ import numpy as np
 
 from . import _core
 from ._proto import model_config_pb2 as mc
+from .backends import ort_threads
 from .backends.base import Backend
 from .datatypes import to_wire_name
 from .errors import INTERNAL, INVALID_ARG, NOT_FOUND, UNAVAILABLE, TritonError
@@ -240,6 +241,8 @@ class Server:
         self.server_id = server_id
         #: --backend-config: {backend or "": {setting: value}} (see backend_setting).
         self.backend_config = {k: dict(v) for k, v in (backend_config or {}).items()}
+        # onnxruntime's thread pool settings, checked before any model loads (see ort_threads).
+        ort_threads.parse(lambda key: self.backend_setting("onnxruntime", key))
         #: The core's response cache, shared by the models that enable it (None: no cache).
         self.response_cache = create_cache(cache_config)
         try:

@@ -51,6 +51,7 @@ from .. import datatypes
 from .._proto import model_config_pb2
 from .._proto.model_config_pb2 import ModelConfig
 from ..errors import INTERNAL, INVALID_ARG, UNAVAILABLE, UNSUPPORTED, TritonError
+from . import ort_threads
 from .base import warn_unknown_parameters
 
 __all__ = ["IOSpec", "OnnxRuntimeBackend", "OnnxRuntimeInstance", "create_backend"]
@@ -152,17 +153,30 @@ def create_backend(
         model_path = model_path / DEFAULT_MODEL_FILENAME
     if not model_path.is_file():
         raise TritonError(f"unable to find '{model_path}' for model '{config.name}'", UNAVAILABLE)
-    return OnnxRuntimeBackend(config, model_path)
+    setting = getattr(server, "backend_setting", None)
+    pools = (
+        ort_threads.parse(lambda key: setting("onnxruntime", key))
+        if setting is not None
+        else ort_threads.PoolSettings()
+    )
+    return OnnxRuntimeBackend(config, model_path, pools)
 
 
 class OnnxRuntimeBackend:
-    """One loaded version of an ONNX model; each instance gets its own InferenceSession."""
+    """One loaded version of an ONNX model; each instance gets its own InferenceSession.
+    ``pools``: the server's onnxruntime thread pool settings (see ``ort_threads``)."""
 
-    def __init__(self, config: ModelConfig, model_path: Path) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        model_path: Path,
+        pools: ort_threads.PoolSettings | None = None,
+    ) -> None:
         self.config = config
         self.name = config.name
         self.model_path = model_path
-        _session_options(config)  # fail the load early on bad parameters
+        self.pools = pools or ort_threads.PoolSettings()
+        _check_session_parameters(config)  # fail the load early on bad parameters
         _providers(config, "KIND_CPU", 0)  # ... and on unknown accelerators
         self.arena_shrinkage = _arena_shrinkage(config)
         self.share_session = bool(_bool_param(config, "share_session_between_instances"))
@@ -225,9 +239,18 @@ class OnnxRuntimeBackend:
                     UNAVAILABLE,
                 )
         try:
-            session = ort.InferenceSession(
-                str(self.model_path), _session_options(self.config), providers=providers
-            )
+            try:
+                session = ort.InferenceSession(
+                    str(self.model_path), _session_options(self.config, self.pools),
+                    providers=providers,
+                )  # fmt: skip
+            except Exception as exc:
+                if not ort_threads.follow_environment(exc):
+                    raise
+                session = ort.InferenceSession(  # with options that match the environment
+                    str(self.model_path), _session_options(self.config, self.pools),
+                    providers=providers,
+                )  # fmt: skip
         except Exception as exc:
             status = UNAVAILABLE if type(exc).__name__ == "EPFail" else INVALID_ARG
             raise TritonError(
@@ -448,7 +471,16 @@ def _cpu_count() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _session_options(config: ModelConfig) -> ort.SessionOptions:
+def _check_session_parameters(config: ModelConfig) -> None:
+    """The session parameters' checks of ``_session_options``, without touching onnxruntime's
+    environment."""
+    _session_options(config, None)
+
+
+def _session_options(
+    config: ModelConfig, pools: ort_threads.PoolSettings | None
+) -> ort.SessionOptions:
+    """The model's session options; ``pools`` None: only check them (no thread pool choice)."""
     options = ort.SessionOptions()
     level = config.optimization.graph.level if config.optimization.HasField("graph") else 0
     if level not in _GRAPH_LEVELS:
@@ -470,13 +502,17 @@ def _session_options(config: ModelConfig) -> ort.SessionOptions:
     )
 
     intra = _int_param(config, "intra_op_thread_count")
-    if intra is None or intra <= 0:
-        instances = sum(max(group.count, 1) for group in config.instance_group) or 1
-        intra = max(1, _cpu_count() // instances)
-    options.intra_op_num_threads = intra
     inter = _int_param(config, "inter_op_thread_count")
-    if inter is not None and inter > 0:
-        options.inter_op_num_threads = inter
+    # Threads of its own only when the model asks for them; else the process's shared pools
+    # when they are on (see ort_threads), whose sizes the session options must not set.
+    asked = mode == 1 or (intra is not None and intra > 0) or (inter is not None and inter > 0)
+    if pools is None or not ort_threads.configure(options, pools, config.name, asked):
+        if intra is None or intra <= 0:
+            instances = sum(max(group.count, 1) for group in config.instance_group) or 1
+            intra = max(1, _cpu_count() // instances)
+        options.intra_op_num_threads = intra
+        if inter is not None and inter > 0:
+            options.inter_op_num_threads = inter
 
     arena = _bool_param(config, "enable_mem_arena")
     if arena is not None:

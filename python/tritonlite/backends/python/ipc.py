@@ -155,16 +155,18 @@ ERROR = tup(STATUS, STR)
 #: (name, datatype, shape, offset in the block's data, byte size); bounds are shm.py's to check.
 # The hot path's checks (EXEC, DONE, SEND, BLS_RESPONSE) are written out by hand: the generic
 # combinators cost several microseconds per tensor.
-_META_TYPES = (str, str, tuple, int, int)
-
-
-def METAS(v: Any) -> bool:  # a tuple of META
+def METAS(v: Any) -> bool:  # a tuple of META (unpacked and compared field by field: the
+    # fastest form measured, ~0.2 us per tensor)
     if type(v) is not tuple:
         return False
     for meta in v:
-        if type(meta) is not tuple or tuple(map(type, meta)) != _META_TYPES:
+        if type(meta) is not tuple or len(meta) != 5:
             return False
-        for d in meta[2]:
+        name, datatype, shape, off, n = meta
+        if (type(name) is not str or type(datatype) is not str or type(shape) is not tuple
+                or type(off) is not int or type(n) is not int):  # fmt: skip
+            return False
+        for d in shape:
             if type(d) is not int:
                 return False
     return True

@@ -324,11 +324,11 @@ class Tensor:
 
 def _datatype_of(array: np.ndarray, name: str) -> str:
     dtype = array.dtype
-    if dtype == np.object_ or dtype.type == np.bytes_:
-        return "BYTES"
-    known = _NUMPY_TO_NAME.get(dtype)
+    known = _NUMPY_TO_NAME.get(dtype)  # the numeric types: first, one dict lookup
     if known is not None:
         return known
+    if dtype == np.object_ or dtype.type == np.bytes_:
+        return "BYTES"
     if dtype.kind == "U" or dtype.kind == "V":
         raise TritonModelException(
             "Tensor dtype used for numpy_array is not support by Python backend. "

@@ -209,6 +209,12 @@ def _raw_bytes(value: Any) -> tuple[Any, int]:
         if value.dtype.kind in "OSU":
             data = _core.serialize_bytes(value)
             return data, len(data)
+        if value.flags.c_contiguous:
+            try:  # the array's own buffer, as bytes (no new array objects)
+                raw = memoryview(value).cast("B")
+                return raw, raw.nbytes
+            except (TypeError, ValueError, BufferError):  # a dtype with no buffer format (BF16)
+                pass
         flat = np.ascontiguousarray(value).reshape(-1).view(np.uint8)
         return flat, flat.nbytes
     # A core Tensor: its bytes are already in Triton's layout (BYTES serialized).
@@ -231,7 +237,7 @@ def write_tensors(
     for name, datatype, shape, value in tensors:
         source, nbytes = _raw_bytes(value)
         sources.append(source)
-        metas.append((name, datatype, tuple(int(d) for d in shape), offset, nbytes))
+        metas.append((name, datatype, tuple(map(int, shape)), offset, nbytes))
         offset += _align(nbytes)
     total = offset
     header = arena.alloc(total) if arena is not None else -1
@@ -247,7 +253,7 @@ def write_tensors(
         if nbytes == 0:
             continue
         start = base + off
-        if isinstance(source, (bytes, np.ndarray)):
+        if isinstance(source, (bytes, np.ndarray, memoryview)):
             mm[start : start + nbytes] = source  # type: ignore[assignment]
         else:
             addr = arena.addr if arena is not None and mm is arena.mm else _address(mm)
@@ -274,8 +280,30 @@ def _check_metas(metas: Sequence[TensorMeta], limit: int) -> None:
             )
 
 
+#: (datatype, shape, byte size) triples already found consistent: a batch's tensors repeat a
+#: few of them, and the check below costs microseconds. Bounded (a peer could send a new shape
+#: with every message): cleared when full.
+_CHECKED: set[tuple[str, tuple[int, ...], int]] = set()
+_CHECKED_MAX = 4096
+
+
 def _check_shape(name: str, datatype: str, shape: Sequence[int], n: int) -> None:
     """ProtocolError unless ``n`` bytes are what a ``datatype`` tensor of ``shape`` needs."""
+    key = (datatype, shape, n) if type(shape) is tuple else None
+    if key is not None:
+        try:
+            if key in _CHECKED:
+                return
+        except TypeError:  # not hashable: not a shape (the full check below says why)
+            key = None
+    _check_shape_fully(name, datatype, shape, n)
+    if key is not None:
+        if len(_CHECKED) >= _CHECKED_MAX:
+            _CHECKED.clear()
+        _CHECKED.add(key)  # type: ignore[arg-type]
+
+
+def _check_shape_fully(name: str, datatype: str, shape: Sequence[int], n: int) -> None:
     size = _ITEMSIZE.get(datatype)
     if size is None:
         raise ProtocolError(f"tensor '{name}': unknown datatype '{datatype}'")
@@ -326,20 +354,20 @@ def read_tensors(
         data_base = header + HEADER
         try:
             _check_metas(metas, peer.size - data_base)
+            end = max((off + n for _, _, _, off, n in metas), default=0)
             if copy:
+                # One copy of the block's tensor bytes; each tensor a view of it.
+                data = peer.mm[data_base : data_base + end]
+                from_buffer = _core.Tensor.from_buffer
                 return [
-                    (
-                        name,
-                        _core.Tensor.from_buffer(
-                            dt, list(shape), peer.mm[data_base + off : data_base + off + n]
-                        ),
-                    )
+                    (name, from_buffer(dt, list(shape), data, off, n))
                     for name, dt, shape, off, n in metas
                 ]
             lease = peer.lease(header)
             header = -1  # the lease frees it now
+            block = _block_array(peer, lease, data_base, end)
             return [
-                (name, _arena_array(peer, lease, dt, shape, data_base + off, n))
+                (name, _arena_array(peer, block, dt, shape, data_base, off, n))
                 for name, dt, shape, off, n in metas
             ]
         except ProtocolError:
@@ -375,11 +403,9 @@ def read_tensors(
         raise ProtocolError(f"tensor data: {e}") from None
 
 
-def _arena_array(
-    peer: ArenaMap, lease: _BlockLease, datatype: str, shape: tuple[int, ...], start: int, n: int
-) -> np.ndarray:
-    if datatype == "BYTES":
-        return _core.deserialize_bytes(peer.mm[start : start + n], list(shape))  # type: ignore[no-any-return]
+def _block_array(peer: ArenaMap, lease: _BlockLease, start: int, n: int) -> np.ndarray:
+    """The ``n`` bytes of a block's data at ``start`` as one uint8 array holding the lease:
+    every tensor of the block is a view of it (one exporter per block, not per tensor)."""
     view = _View()
     view.lease = lease
     view.__array_interface__ = {
@@ -388,7 +414,22 @@ def _arena_array(
         "typestr": "|u1",
         "version": 3,
     }
-    return np.asarray(view).view(to_numpy(datatype)).reshape(shape)
+    return np.asarray(view)
+
+
+def _arena_array(
+    peer: ArenaMap,
+    block: np.ndarray,
+    datatype: str,
+    shape: tuple[int, ...],
+    data_base: int,
+    off: int,
+    n: int,
+) -> np.ndarray:
+    if datatype == "BYTES":
+        start = data_base + off
+        return _core.deserialize_bytes(peer.mm[start : start + n], list(shape))  # type: ignore[no-any-return]
+    return block[off : off + n].view(to_numpy(datatype)).reshape(shape)
 
 
 def _segment_array(

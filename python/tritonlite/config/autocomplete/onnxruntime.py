@@ -84,12 +84,14 @@ def _onnx_model_path(config: ModelConfig, model_dir: Path) -> Path | None:
     return None
 
 
-def _read_onnx_signature(path: Path) -> tuple[list[_OnnxTensor], list[_OnnxTensor]]:
+def _read_onnx_signature(
+    path: Path, hints: Mapping[str, Mapping[str, str]] | None = None
+) -> tuple[list[_OnnxTensor], list[_OnnxTensor]]:
     """Graph inputs (initializers excluded) and outputs, with -1 for unknown dims."""
     try:
         import onnx
     except ImportError:
-        return _read_ort_signature(path)
+        return _read_ort_signature(path, hints)
 
     model = onnx.load(str(path), load_external_data=False)
     initializers = {init.name for init in model.graph.initializer}
@@ -110,12 +112,29 @@ def _read_onnx_signature(path: Path) -> tuple[list[_OnnxTensor], list[_OnnxTenso
     return inputs, outputs
 
 
-def _read_ort_signature(path: Path) -> tuple[list[_OnnxTensor], list[_OnnxTensor]]:
+def _read_ort_signature(
+    path: Path, hints: Mapping[str, Mapping[str, str]] | None = None
+) -> tuple[list[_OnnxTensor], list[_OnnxTensor]]:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from ...backends import ort_threads
+
+    # This may be the process's first session, which fixes its thread pools (see ort_threads).
+    pools = ort_threads.parse(lambda key: _backend_setting(hints, "onnxruntime", key))
+
+    def options() -> Any:
+        o = ort.SessionOptions()
+        o.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        if not ort_threads.configure(o, pools, path.name, own_threads=False):
+            o.intra_op_num_threads = 1  # only the signature is read: no thread pool
+        return o
+
+    try:
+        session = ort.InferenceSession(str(path), options(), providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        if not ort_threads.follow_environment(exc):
+            raise
+        session = ort.InferenceSession(str(path), options(), providers=["CPUExecutionProvider"])
 
     def convert(arg: Any) -> _OnnxTensor:
         shape = arg.shape if isinstance(arg.shape, list) else []
@@ -149,7 +168,7 @@ def onnx_auto_complete(
     if path is None:
         return  # nothing to read; loading the backend reports the missing file
     try:
-        inputs, outputs = _read_onnx_signature(path)
+        inputs, outputs = _read_onnx_signature(path, hints)
     except Exception as e:  # noqa: BLE001 - any reader failure is a bad model file
         raise TritonError(
             f"autofill failed for model '{config.name}': unable to read {path}: {e}",
