@@ -12,7 +12,7 @@ PYBIND11_MODULE(_core, m) {
   // In this order: a class is registered before the signatures that name it.
   for (auto bind : {&BindErrors, &BindCuda, &BindTensor, &BindCompletionQueue, &BindCancellation,
                     &BindRequest, &BindResponseCache, &BindRateLimiter, &BindModelRunner,
-                    &BindSharedMemory, &BindGrpcServer, &BindGrpcCodec,
+                    &BindSharedMemory, &BindGrpcServer, &BindGrpcCodec, &BindSpinWait,
                     &tritonlite::testing::BindTestHooks}) {
     bind(m);
   }

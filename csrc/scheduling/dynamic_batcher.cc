@@ -338,9 +338,9 @@ Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
       if (wake == 0 || batch_wake < wake) wake = batch_wake;
     }
     if (wake == 0) {
-      // Idle: one worker spins briefly for the next request (cheaper than a wakeup), the
-      // others sleep.
-      if (!stopping_ && !spinner_.exchange(true)) {
+      // Idle: one worker spins briefly for the next request (cheaper than a wakeup) when the
+      // CPU budget allows (util/spin_wait.h), the others sleep.
+      if (ProcessSpin().ns > 0 && !stopping_ && !spinner_.exchange(true)) {
         lock.unlock();
         const bool got = SpinUntil([this] { return queued_.load(std::memory_order_acquire) > 0; });
         spinner_.store(false);
