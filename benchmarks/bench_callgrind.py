@@ -82,15 +82,19 @@ rng = np.random.default_rng(0)
 inputs = {n: rng.integers(-100, 100, (1, 16)).astype(np.int32) for n in ("INPUT0", "INPUT1")}
 runner = server.get_model("add_sub").runner
 
+def executions():
+    return server.statistics("add_sub")[0]["execution_count"]
+
 if mode == "inproc":
     _core.closed_loop(runner, inputs, concurrency, 0.5)
     # closed_loop runs for a time: a measured window long enough for `requests` on valgrind
     probe = _core.closed_loop(runner, inputs, concurrency, 1.0)
     seconds = max(1.0, requests / max(1.0, probe["completed"] / probe["elapsed_s"]))
+    e0 = executions()
     lib.cg_begin()
     result = _core.closed_loop(runner, inputs, concurrency, seconds)
     lib.cg_dump(b"measured")
-    print("served", result["completed"], flush=True)
+    print("served", result["completed"], executions() - e0, flush=True)
 else:
     async def load(n):
         left = n
@@ -102,11 +106,13 @@ else:
         await asyncio.gather(*[worker() for _ in range(concurrency)])
     async def main():
         await load(max(concurrency, requests // 10))
+        e0 = executions()
         lib.cg_begin()
         await load(requests)
         lib.cg_dump(b"measured")
-    asyncio.run(main())
-    print("served", requests, flush=True)
+        return executions() - e0
+    batches = asyncio.run(main())
+    print("served", requests, batches, flush=True)
 server.close()
 '''
 
@@ -136,7 +142,7 @@ def total_instructions(out_file: Path) -> int:
 
 
 def run_grpc(python: str, helper: Path, repo: Path, args: argparse.Namespace, out_file: Path,
-             work: Path) -> tuple[int, int]:  # fmt: skip
+             work: Path) -> tuple[int, int, int]:  # fmt: skip
     control = work / f"ctl-{os.getpid()}-{time.monotonic_ns()}.sock"
     driver = work / "driver.py"
     port = bg.free_port()
@@ -158,9 +164,11 @@ def run_grpc(python: str, helper: Path, repo: Path, args: argparse.Namespace, ou
             f.readline()
 
         asyncio.run(grpc_load(url, args.concurrency, max(args.concurrency, args.requests // 10)))
+        e0 = execution_count(url)
         command("begin")
         asyncio.run(grpc_load(url, args.concurrency, args.requests))
         command("dump")
+        batches = execution_count(url) - e0  # (after the dump: its own RPC is not counted)
         ctl.close()
     finally:
         proc.terminate()
@@ -169,7 +177,14 @@ def run_grpc(python: str, helper: Path, repo: Path, args: argparse.Namespace, ou
         except subprocess.TimeoutExpired:
             proc.kill()
             _, err = proc.communicate()
-    return total_instructions(out_file), args.requests
+    return total_instructions(out_file), args.requests, batches
+
+
+def execution_count(url: str) -> int:
+    import tritonclient.grpc as grpcclient
+
+    stats = grpcclient.InferenceServerClient(url).get_inference_statistics("add_sub", as_json=True)
+    return sum(int(m.get("execution_count", 0)) for m in stats.get("model_stats", []))
 
 
 async def grpc_load(url: str, concurrency: int, requests: int) -> None:
@@ -196,14 +211,14 @@ async def grpc_load(url: str, concurrency: int, requests: int) -> None:
 
 
 def run_inproc(python: str, mode: str, helper: Path, repo: Path, args: argparse.Namespace,
-               out_file: Path, work: Path) -> tuple[int, int]:  # fmt: skip
+               out_file: Path, work: Path) -> tuple[int, int, int]:  # fmt: skip
     cmd = [*valgrind_cmd(args.cpus, out_file), python, str(work / "driver.py"), str(helper), mode, "-",
            str(repo), str(args.concurrency), str(args.requests)]  # fmt: skip
     proc = subprocess.run(cmd, cwd="/", capture_output=True, text=True, timeout=1800)
-    served = [int(line.split()[1]) for line in proc.stdout.splitlines() if line.startswith("served ")]
+    served = [line.split()[1:] for line in proc.stdout.splitlines() if line.startswith("served ")]
     if proc.returncode != 0 or not served:
         raise RuntimeError(f"{mode} failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    return total_instructions(out_file), served[0]
+    return total_instructions(out_file), int(served[0][0]), int(served[0][1])
 
 
 def main() -> None:
@@ -235,7 +250,7 @@ def main() -> None:
         label, _, assignments = text.partition(":")
         sides.append((label, args.python, dict(a.split("=", 1) for a in assignments.split(",") if a)))
     paths = args.paths.split(",")
-    results: dict[str, dict[str, tuple[int, int]]] = {}
+    results: dict[str, dict[str, tuple[int, int, int]]] = {}
     saved_env = dict(os.environ)
     for label, python, env in sides:
         for path in paths:
@@ -255,17 +270,17 @@ def main() -> None:
                 os.environ.update(saved_env)
             results.setdefault(label, {})[path] = r
             print(f"{label:8} {path:13} {r[0] / r[1]:10.0f} instructions/request ({r[0]} over {r[1]} "
-                  f"requests, {time.monotonic() - t0:.0f} s)", flush=True)  # fmt: skip
+                  f"requests in {r[2]} batches, {time.monotonic() - t0:.0f} s)", flush=True)  # fmt: skip
     labels = list(results)
     lines = [f"Date: {time.strftime('%Y-%m-%d %H:%M')}; callgrind, process pinned to CPU(s) {args.cpus}, "
              f"add_sub batch-1 requests at concurrency {args.concurrency}, ~{args.requests} measured.", "",
-             "| path | " + " | ".join(f"{s} instr/req" for s in labels) + " |",
+             "| path | " + " | ".join(f"{s} instr/req (avg batch)" for s in labels) + " |",
              "|---|" + "---|" * len(labels)]  # fmt: skip
     for path in paths:
         cells: list[Any] = []
         for s in labels:
-            total, served = results[s][path]
-            cells.append(f"{total / served:,.0f}")
+            total, served, batches = results[s][path]
+            cells.append(f"{total / served:,.0f} ({served / max(1, batches):.1f})")
         lines.append(f"| {path} | " + " | ".join(cells) + " |")
     print("\n" + "\n".join(lines))
 

@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string_view>
 
 #include "transport/grpc/compression.h"
 #include "transport/grpc/infer_fast_path.h"
 
 namespace tritonlite {
 namespace grpc {
+
+using namespace std::string_view_literals;
 
 namespace {
 
@@ -142,21 +145,22 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
   std::string http_method, content_type, timeout, encoding, accept_encoding;
   Call call(options.max_message_bytes);
   for (http2::HeaderField& h : headers) {
-    if (h.name == ":method") {
+    const std::string_view name = h.name;  // vs literals of known size: no strlen per header
+    if (name == ":method"sv) {
       http_method = std::move(h.value);
-    } else if (h.name == ":path") {
+    } else if (name == ":path"sv) {
       call.path = std::move(h.value);
-    } else if (h.name[0] == ':') {
+    } else if (name[0] == ':') {
       continue;
-    } else if (h.name == "content-type") {
+    } else if (name == "content-type"sv) {
       content_type = std::move(h.value);
-    } else if (h.name == "grpc-timeout") {
+    } else if (name == "grpc-timeout"sv) {
       timeout = std::move(h.value);
-    } else if (h.name == "grpc-encoding") {
+    } else if (name == "grpc-encoding"sv) {
       encoding = std::move(h.value);
-    } else if (h.name == "grpc-accept-encoding") {
+    } else if (name == "grpc-accept-encoding"sv) {
       accept_encoding = std::move(h.value);
-    } else if (h.name == "te" || StartsWith(h.name, "grpc-", 5)) {
+    } else if (name == "te"sv || name.substr(0, 5) == "grpc-"sv) {
       continue;  // transport headers, not call metadata
     } else {
       call.metadata.emplace_back(std::move(h.name), std::move(h.value));

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -25,6 +24,7 @@
 #include "transport/grpc/outbox.h"
 #include "transport/grpc/protocol.h"
 #include "transport/http2/connection.h"
+#include "util/fifo.h"
 
 namespace tritonlite {
 namespace grpc {
@@ -130,11 +130,11 @@ class GrpcConnection : private http2::ConnectionHandler {
     size_t inflating_bytes = 0;  // its compressed size
     // Set when the call ends: the InflatePool then skips the call's job instead of inflating it.
     std::shared_ptr<std::atomic<bool>> inflate_cancelled;
-    std::deque<ReceivedMessage> backlog;
+    Fifo<ReceivedMessage> backlog;
     bool end_pending = false;  // the client half-closed behind the backlog
     // Streaming: wire sizes of the messages passed on whose credit is withheld until Python
     // has taken them, oldest first.
-    std::deque<size_t> unconsumed;
+    Fifo<size_t> unconsumed;
     size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
     explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
   };
