@@ -136,9 +136,20 @@ void DynamicBatcher::DropIfEmpty(std::map<uint64_t, Level>::iterator it) {
   if (it->first != default_level_ && it->second.size() == 0) levels_.erase(it);
 }
 
-void DynamicBatcher::Enqueue(RequestPtr request) { Add(request, true); }
+void DynamicBatcher::Enqueue(RequestPtr request) {
+  Add(request, true);
+  cv_.notify_one();
+}
 
-bool DynamicBatcher::TryEnqueue(RequestPtr& request) { return Add(request, false); }
+bool DynamicBatcher::TryEnqueue(RequestPtr& request) {
+  if (!Add(request, false)) return false;
+  cv_.notify_one();
+  return true;
+}
+
+void DynamicBatcher::EnqueueDeferred(RequestPtr request) { Add(request, true); }
+
+void DynamicBatcher::Wake() { cv_.notify_one(); }
 
 bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
   const uint64_t now = NowNs();
@@ -179,7 +190,6 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
     level.ready.push_back(std::move(request));
     ++queued_;
   }
-  cv_.notify_one();
   return true;
 }
 

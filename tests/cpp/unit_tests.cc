@@ -1,10 +1,11 @@
 // C++ unit tests of the decoders' edge cases: HPACK (RFC 7541 examples, malformed blocks),
 // HTTP/2 frames and connection errors, gRPC message framing and decompression, the BYTES codec,
 // the ModelInferRequest decoder, tensor views, the rate limiter's rules and the CPU budget that
-// decides spinning (util/spin_wait.h). A tiny runner: each
+// decides spinning (util/spin_wait.h), the transport's Fifo and deferred wakeups. A tiny runner: each
 // TEST registers itself; `tritonlite_cpp_tests [substring]` runs those whose name contains the
 // substring, prints one line per test and exits non-zero if any failed. tests/test_cpp.py builds
 // and runs it.
+#include <poll.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -34,7 +35,9 @@
 #include "transport/http2/frame.h"
 #include "transport/http2/hpack.h"
 #include "transport/http2/huffman.h"
+#include "util/fifo.h"
 #include "util/spin_wait.h"
+#include "util/wakeup_queue.h"
 
 using namespace tritonlite;
 using namespace tritonlite::http2;
@@ -1062,6 +1065,67 @@ TEST(spin_only_with_a_cpu_to_spare_unless_overridden) {
   CHECK(!SpinUntil([&calls] { return ++calls > 5; }, 0));
   CHECK_EQ(calls, 1);
   CHECK(SpinUntil([&calls] { return ++calls > 5; }, 1000000000));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-request containers and wakeups of the transport (util/fifo.h, util/wakeup_queue.h)
+
+TEST(fifo_order_compaction_and_iteration) {
+  Fifo<std::string> q;
+  CHECK(q.empty());
+  Fifo<std::string> moved(std::move(q));  // empty: nothing to allocate or copy
+  CHECK(moved.empty());
+  for (int i = 0; i < 100; ++i) q.push_back(std::to_string(i));
+  int expect = 0;
+  for (int round = 0; round < 60; ++round) {  // pops past the compaction point, pushes between
+    CHECK_EQ(q.front(), std::to_string(expect));
+    q.pop_front();
+    ++expect;
+    if (round % 3 == 0) q.push_back(std::to_string(100 + round / 3));
+  }
+  CHECK_EQ(q.size(), 60u);
+  std::vector<std::string> seen(q.begin(), q.end());
+  CHECK_EQ(seen.size(), 60u);
+  CHECK_EQ(seen.front(), "60");
+  CHECK_EQ(seen.back(), "119");
+  while (!q.empty()) q.pop_front();
+  CHECK_EQ(q.size(), 0u);
+  q.push_back("again");
+  CHECK_EQ(q.front(), "again");
+  q.clear();
+  CHECK(q.empty());
+}
+
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+TEST(wakeup_queue_defer_signals_until_the_scope_closes) {
+  WakeupQueue<int> a, b;
+  CHECK(a.Post(1));
+  CHECK(Readable(a.fd()));  // no scope: signalled at once
+  CHECK_EQ(a.Drain().size(), 1u);
+  CHECK(!Readable(a.fd()));
+  {
+    DeferSignals outer;
+    CHECK(a.Post(2));
+    CHECK(b.Post(3));
+    {
+      DeferSignals inner;
+      CHECK(a.Post(4));
+    }
+    CHECK(!Readable(a.fd()) && !Readable(b.fd()));  // held back until the outermost closes
+  }
+  CHECK(Readable(a.fd()) && Readable(b.fd()));
+  CHECK_EQ(a.Drain().size(), 2u);
+  CHECK_EQ(b.Drain().size(), 1u);
+  std::thread other([&a] { a.Post(5); });  // another thread's posts are not held by our scope
+  {
+    DeferSignals scope;
+    other.join();
+    CHECK(Readable(a.fd()));
+  }
 }
 
 int main(int argc, char** argv) {

@@ -344,17 +344,23 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
 }
 
 void GrpcConnection::QueueReadRequests() {
+  // The workers of the models these requests go to are woken once, after the last of them is
+  // queued: a worker woken per request would take the CPU from this thread after the first (on
+  // one core, every time) and run batches of one.
+  DeferredWakeups wake_later;
   for (uint32_t stream_id : read_requests_) {
     auto it = calls_.find(stream_id);
     if (it == calls_.end() || it->second.read_message == nullptr) continue;  // reset meanwhile
-    StartUnary(stream_id, it->second, std::move(it->second.read_message));
+    StartUnary(stream_id, it->second, std::move(it->second.read_message), &wake_later);
   }
   read_requests_.clear();
 }
 
-void GrpcConnection::StartUnary(uint32_t stream_id, Call& call, MessagePtr message) {
+void GrpcConnection::StartUnary(uint32_t stream_id, Call& call, MessagePtr message,
+                                DeferredWakeups* wake_later) {
   if (call.kind == CallKind::kFastInfer) {
-    FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
+    FastInferResult r =
+        TryFastInfer(message, context_->registry, AddressOf(stream_id, call), wake_later);
     if (r.outcome == FastInferResult::Outcome::kQueued) {
       call.cancel = std::move(r.cancel);
       return;

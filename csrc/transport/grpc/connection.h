@@ -19,6 +19,7 @@
 #include "transport/grpc/bridge.h"
 #include "transport/grpc/compression.h"
 #include "transport/grpc/connection_timers.h"
+#include "transport/grpc/infer_fast_path.h"
 #include "transport/grpc/inflate_pool.h"
 #include "transport/grpc/model_registry.h"
 #include "transport/grpc/outbox.h"
@@ -164,7 +165,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   bool OnMessage(uint32_t stream_id, Call& call, MessagePtr message);
   void OnRequestEnd(uint32_t stream_id, Call& call);
   // A unary call's request is complete: the fast path, else Python.
-  void StartUnary(uint32_t stream_id, Call& call, MessagePtr message);
+  void StartUnary(uint32_t stream_id, Call& call, MessagePtr message,
+                  DeferredWakeups* wake_later = nullptr);
   // StartUnary for the calls whose requests completed while reading (see OnReadable).
   void QueueReadRequests();
   void Forward(uint32_t stream_id, Call& call, CallEventKind kind, MessagePtr message);

@@ -180,7 +180,7 @@ RequestPtr BuildInferRequest(const WireInferRequest& wire, const MessagePtr& mes
 }
 
 FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& registry,
-                             const CallAddress& address) {
+                             const CallAddress& address, DeferredWakeups* wake_later) {
   FastInferResult result;
   // The I/O thread's decode scratch: its vectors keep their capacity from request to request
   // (its views are of the message being decoded only; dropped when it grew unusually large).
@@ -199,7 +199,12 @@ FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& reg
     CancelFlagPtr cancel = std::make_shared<CancelFlag>();
     request->cancel = cancel;
     try {
-      runner->Enqueue(std::move(request));
+      if (wake_later != nullptr) {
+        wake_later->Add(runner);  // first: a queued request is always woken for
+        runner->EnqueueDeferred(std::move(request));
+      } else {
+        runner->Enqueue(std::move(request));
+      }
       result.outcome = FastInferResult::Outcome::kQueued;
       result.cancel = std::move(cancel);
       return result;
