@@ -7,7 +7,7 @@ namespace tritonlite {
 namespace {
 struct TypeInfo {
   DataType dtype;
-  const char* name;
+  std::string_view name;  // NUL-terminated literals
   size_t size;
   uint8_t dl_code;
   uint8_t dl_bits;
@@ -40,14 +40,16 @@ const TypeInfo* Find(DataType dtype) {
 
 const char* DataTypeName(DataType dtype) {
   const TypeInfo* info = Find(dtype);
-  return info ? info->name : "INVALID";
+  return info ? info->name.data() : "INVALID";
 }
 
-DataType DataTypeFromName(const std::string& name) {
-  std::string bare = name.rfind("TYPE_", 0) == 0 ? name.substr(5) : name;
-  if (bare == "STRING") return DataType::kBytes;
+DataType DataTypeFromName(std::string_view name) {
+  // On every input of every request: no copy, no strlen (string_view literals know their size).
+  using namespace std::string_view_literals;
+  if (name.substr(0, 5) == "TYPE_"sv) name.remove_prefix(5);
+  if (name == "STRING"sv) return DataType::kBytes;
   for (const auto& info : kTypes) {
-    if (bare == info.name) return info.dtype;
+    if (name == info.name) return info.dtype;
   }
   return DataType::kInvalid;
 }

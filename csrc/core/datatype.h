@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 namespace tritonlite {
 
@@ -30,7 +31,7 @@ enum class DataType : uint8_t {
 const char* DataTypeName(DataType dtype);
 // Accepts "INT32" and the config spelling "TYPE_INT32" ("TYPE_STRING" is BYTES). kInvalid if
 // unknown.
-DataType DataTypeFromName(const std::string& name);
+DataType DataTypeFromName(std::string_view name);
 // Bytes per element; 0 for BYTES (variable size) and kInvalid.
 size_t DataTypeSize(DataType dtype);
 

@@ -106,8 +106,10 @@ Tensor Tensor::SliceRows(int64_t begin, int64_t count) const {
                                            std::to_string(begin + count) + ") out of range for shape " +
                                            ShapeToString(shape_));
   }
-  Shape row_shape(shape_.begin() + 1, shape_.end());
-  int64_t row_elems = ElementCount(row_shape);
+  // Elements per row: a sub-product of this tensor's shape, which was overflow-checked when it
+  // was made (no temporary Shape: this runs per output of every request in a batch).
+  int64_t row_elems = 1;
+  for (size_t i = 1; i < shape_.size(); ++i) row_elems *= shape_[i];
   size_t start, end;
   if (dtype_ == DataType::kBytes) {
     start = BytesElementOffset(data_, byte_size_, begin * row_elems);

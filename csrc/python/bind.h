@@ -21,5 +21,6 @@ void BindStatistics(py::module_& m);      // statistics.cc: latency_bounds_us
 void BindSharedMemory(py::module_& m);    // shared_memory.cc: atomic words in shared buffers
 void BindGrpcServer(py::module_& m);      // grpc_server.cc: GrpcServer, GrpcCall
 void BindGrpcCodec(py::module_& m);       // grpc_codec.cc: the grpc_codec submodule
+void BindSpinWait(py::module_& m);        // spin_wait.cc: spin_wait_ns, cpu_budget
 
 }  // namespace tritonlite::python

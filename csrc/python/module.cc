@@ -13,7 +13,7 @@ PYBIND11_MODULE(_core, m) {
   for (auto bind : {&BindErrors, &BindCuda, &BindTensor, &BindCompletionQueue, &BindCancellation,
                     &BindRequest, &BindResponseCache, &BindRateLimiter, &BindModelRunner,
                     &BindStatistics,
-                    &BindSharedMemory, &BindGrpcServer, &BindGrpcCodec,
+                    &BindSharedMemory, &BindGrpcServer, &BindGrpcCodec, &BindSpinWait,
                     &tritonlite::testing::BindTestHooks}) {
     bind(m);
   }

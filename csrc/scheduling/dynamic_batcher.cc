@@ -142,9 +142,20 @@ void DynamicBatcher::DropIfEmpty(std::map<uint64_t, Level>::iterator it) {
   if (it->first != default_level_ && it->second.size() == 0) levels_.erase(it);
 }
 
-void DynamicBatcher::Enqueue(RequestPtr request) { Add(request, true); }
+void DynamicBatcher::Enqueue(RequestPtr request) {
+  Add(request, true);
+  cv_.notify_one();
+}
 
-bool DynamicBatcher::TryEnqueue(RequestPtr& request) { return Add(request, false); }
+bool DynamicBatcher::TryEnqueue(RequestPtr& request) {
+  if (!Add(request, false)) return false;
+  cv_.notify_one();
+  return true;
+}
+
+void DynamicBatcher::EnqueueDeferred(RequestPtr request) { Add(request, true); }
+
+void DynamicBatcher::Wake() { cv_.notify_one(); }
 
 bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
   StartReaper();
@@ -186,7 +197,6 @@ bool DynamicBatcher::Add(RequestPtr& request, bool wait) {
     level.ready.push_back(std::move(request));
     ++queued_;
   }
-  cv_.notify_one();
   return true;
 }
 
@@ -345,9 +355,9 @@ Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
       if (wake == 0 || batch_wake < wake) wake = batch_wake;
     }
     if (wake == 0) {
-      // Idle: one worker spins briefly for the next request (cheaper than a wakeup), the
-      // others sleep.
-      if (!stopping_ && !spinner_.exchange(true)) {
+      // Idle: one worker spins briefly for the next request (cheaper than a wakeup) when the
+      // CPU budget allows (util/spin_wait.h), the others sleep.
+      if (ProcessSpin().ns > 0 && !stopping_ && !spinner_.exchange(true)) {
         lock.unlock();
         const bool got = SpinUntil([this] { return queued_.load(std::memory_order_acquire) > 0; });
         spinner_.store(false);

@@ -32,6 +32,8 @@ class DynamicBatcher : public Scheduler {
   // Throws UNAVAILABLE when its priority level's queue is full or the batcher is stopping.
   void Enqueue(RequestPtr request) override;
   bool TryEnqueue(RequestPtr& request) override;
+  void EnqueueDeferred(RequestPtr request) override;
+  void Wake() override;
   // Any idle instance takes the next batch.
   Batch NextBatch(size_t instance) override;
   void Stop() override;

@@ -240,6 +240,7 @@ Status Scatter(const ModelSpec& spec, Batch& batch, const NamedTensors& outputs,
   for (RequestPtr& r : batch.requests) {
     InferResponse resp;
     resp.token = r->token;
+    resp.outputs.reserve(r->requested_outputs.empty() ? outputs.size() : r->requested_outputs.size());
     auto add = [&](const std::string& name, const Tensor& t) {
       if (const Tensor* part = scattered_part(name, index)) {
         resp.outputs.emplace_back(name, *part);

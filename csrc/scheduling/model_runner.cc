@@ -6,6 +6,7 @@
 #include "core/validation.h"
 #include "scheduling/dynamic_batcher.h"
 #include "scheduling/sequence_batcher.h"
+#include "util/wakeup_queue.h"
 
 namespace tritonlite {
 
@@ -63,6 +64,12 @@ void ModelRunner::Enqueue(RequestPtr request) {
   if (cache_ != nullptr && ServeFromCache(request)) return;
   StartWorkers();
   scheduler_->Enqueue(std::move(request));
+}
+
+void ModelRunner::EnqueueDeferred(RequestPtr request) {
+  ValidateRequest(spec_, request.get());
+  if (cache_ != nullptr && ServeFromCache(request)) return;
+  scheduler_->EnqueueDeferred(std::move(request));
 }
 
 namespace {
@@ -181,6 +188,9 @@ StatsSnapshot ModelRunner::Statistics() const {
 
 namespace {
 void DeliverAll(Delivery& responses) {
+  // Consumers (the gRPC I/O thread's outbox) are woken once, after the last response: the
+  // sinks in `responses`, which keep their queues alive, outlive this scope.
+  DeferSignals one_wakeup;
   for (auto& r : responses) {
     try {
       r.first->Complete(std::move(r.second));

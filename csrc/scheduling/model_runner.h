@@ -79,6 +79,10 @@ class ModelRunner {
   // Validates and queues (or answers from the response cache). Throws INVALID_ARG /
   // UNAVAILABLE; on success the request's sink will receive exactly one final response.
   void Enqueue(RequestPtr request);
+  // Enqueue without waking a worker yet (Scheduler::EnqueueDeferred): call Wake() after the
+  // last of the requests queued in a row.
+  void EnqueueDeferred(RequestPtr request);
+  void Wake() { scheduler_->Wake(); }
   // For a validated request: true when it was answered from the response cache (the sink got
   // its response, `request` is spent); false when it must run — then, if it is cacheable, its
   // sink is wrapped so that its successful response is stored. Never throws for a cache

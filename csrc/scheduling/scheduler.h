@@ -42,6 +42,13 @@ class Scheduler {
   // untouched, when the lock is busy (a caller holding the GIL then releases it and calls
   // Enqueue). Throws as Enqueue does; `request` is then left untouched too.
   virtual bool TryEnqueue(RequestPtr& request) = 0;
+  // Enqueue without waking a waiting worker yet: a thread queueing several requests in a row
+  // (the gRPC I/O thread after one read) calls Wake() once after the last, so the worker wakes
+  // once and finds them all (one batch) instead of preempting the queueing thread after the
+  // first (issue #20: on one core every wakeup is a context switch). The caller must call
+  // Wake() afterwards. Schedulers without such a wakeup queue and wake at once.
+  virtual void EnqueueDeferred(RequestPtr request) { Enqueue(std::move(request)); }
+  virtual void Wake() {}
   // Blocks until a batch is ready for `instance`. After Stop(), hands out what is still queued,
   // then returns an empty batch.
   virtual Batch NextBatch(size_t instance) = 0;

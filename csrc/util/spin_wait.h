@@ -1,16 +1,126 @@
-// Bounded spinning before blocking. Waking a sleeping thread costs tens of microseconds on a
-// virtual machine (measured: ~70 us for a condition-variable round trip on the 2-core dev VM,
-// ~1.3 us when the other side spins), so a thread that expects work soon polls for a short while
-// before it sleeps. The spin is bounded so an idle server burns no CPU.
+// Bounded spinning before blocking, where the machine can afford it. Waking a sleeping thread
+// costs tens of microseconds on a virtual machine (measured: ~70 us for a condition-variable
+// round trip on the 2-core dev VM, ~1.3 us when the other side spins), so a thread that expects
+// work soon polls for a short while before it sleeps. The spin is bounded so an idle server
+// burns no CPU, and it happens only when the process has a CPU to spare: with a budget of one
+// CPU (affinity mask or cgroup quota) the thread it waits for needs that very CPU, so spinning
+// only delays it (issue #20). TRITONLITE_SPIN_US overrides the choice.
 #pragma once
 
+#include <sched.h>
+
 #include <chrono>
+#include <cmath>
 #include <cstdint>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 namespace tritonlite {
 
+// The spin when the CPU budget allows one.
 constexpr uint64_t kSpinBeforeBlockNs = 50'000;
+// Spinning needs a CPU besides the one the awaited thread runs on.
+constexpr double kMinCpusToSpin = 2.0;
+constexpr uint64_t kMaxSpinUs = 1'000'000;
+constexpr const char* kSpinEnv = "TRITONLITE_SPIN_US";
+
+// A cgroup v2 cpu.max ("$MAX $PERIOD", MAX may be "max") as CPUs; 0 when unlimited or
+// unreadable.
+inline double ParseCpuMax(const std::string& text) {
+  std::istringstream in(text);
+  std::string quota;
+  double period = 0;
+  if (!(in >> quota >> period) || quota == "max" || period <= 0) return 0;
+  char* end = nullptr;
+  const double q = std::strtod(quota.c_str(), &end);
+  if (end == quota.c_str() || *end != '\0' || !(q > 0) || !std::isfinite(q)) return 0;
+  return q / period;
+}
+
+// The CPU quota of this process's cgroup and of every cgroup above it (the smallest), in CPUs;
+// 0 when none is set. cgroup v2 (cpu.max), else cgroup v1 (cpu.cfs_quota_us / cpu.cfs_period_us).
+inline double CgroupQuotaCpus(const std::string& root = "/sys/fs/cgroup",
+                              const std::string& self = "/proc/self/cgroup") {
+  auto read = [](const std::string& path) {
+    std::ifstream f(path);
+    std::string s;
+    std::getline(f, s, '\0');
+    return s;
+  };
+  double best = 0;
+  auto take = [&best](double cpus) {
+    if (cpus > 0 && (best == 0 || cpus < best)) best = cpus;
+  };
+  std::string v2_path = "/";
+  std::istringstream lines(read(self));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.rfind("0::", 0) == 0) v2_path = line.substr(3);
+  }
+  // From the process's own cgroup up to the root (inside a container the root is its own).
+  for (std::string p = v2_path;;) {
+    take(ParseCpuMax(read(root + (p == "/" ? "" : p) + "/cpu.max")));
+    if (p.empty() || p == "/") break;
+    const size_t slash = p.find_last_of('/');
+    p = slash == 0 || slash == std::string::npos ? "/" : p.substr(0, slash);
+  }
+  const std::string v1 = root + "/cpu";
+  const std::string quota = read(v1 + "/cpu.cfs_quota_us");
+  const std::string period = read(v1 + "/cpu.cfs_period_us");
+  if (!quota.empty() && !period.empty()) take(ParseCpuMax(quota + " " + period));
+  return best;
+}
+
+// CPUs this process may run on (its affinity mask); 0 when unknown.
+inline int AffinityCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+  return CPU_COUNT(&set);
+}
+
+// What the process may use: its affinity, capped by its cgroup quota.
+inline double CpuBudget() {
+  double cpus = AffinityCpus();
+  if (cpus <= 0) cpus = std::thread::hardware_concurrency();
+  const double quota = CgroupQuotaCpus();
+  return quota > 0 && quota < cpus ? quota : cpus;
+}
+
+struct SpinSetting {
+  uint64_t ns = 0;
+  std::string error;  // a TRITONLITE_SPIN_US that is neither "auto" nor a number of µs
+};
+
+// The spin for `env` (TRITONLITE_SPIN_US; null or "auto": decided by `cpus`) and a CPU budget.
+inline SpinSetting ResolveSpin(const char* env, double cpus) {
+  SpinSetting s;
+  const std::string text = env == nullptr ? "" : env;
+  if (!text.empty() && text != "auto") {
+    char* end = nullptr;
+    const unsigned long long us = std::strtoull(text.c_str(), &end, 10);
+    if (text.find_first_not_of("0123456789") == std::string::npos && *end == '\0' &&
+        us <= kMaxSpinUs) {
+      s.ns = us * 1000;
+      return s;
+    }
+    s.error = std::string(kSpinEnv) + " must be 'auto' or a whole number of microseconds from 0 to " +
+              std::to_string(kMaxSpinUs) + ", got '" + text + "'";
+  }
+  s.ns = cpus >= kMinCpusToSpin ? kSpinBeforeBlockNs : 0;
+  return s;
+}
+
+// This process's setting, decided once (an invalid TRITONLITE_SPIN_US falls back to "auto"
+// here; the Python server refuses to start with it).
+inline const SpinSetting& ProcessSpin() {
+  static const SpinSetting setting = [] {
+    return ResolveSpin(std::getenv(kSpinEnv), CpuBudget());
+  }();
+  return setting;
+}
 
 inline void CpuRelax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -20,9 +130,11 @@ inline void CpuRelax() {
 #endif
 }
 
-// Polls `ready()` for up to `budget_ns`; true as soon as it holds.
+// Polls `ready()` for up to `budget_ns` (by default this process's spin); true as soon as it
+// holds. With a zero budget it only looks once.
 template <typename Pred>
-bool SpinUntil(Pred ready, uint64_t budget_ns = kSpinBeforeBlockNs) {
+bool SpinUntil(Pred ready, uint64_t budget_ns = ProcessSpin().ns) {
+  if (budget_ns == 0) return ready();
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(budget_ns);
   while (true) {
     for (int i = 0; i < 16; ++i) {

@@ -238,6 +238,8 @@ class Server:
         rate_limit: str = "off",
         rate_limit_resources: Sequence[str | Sequence[Any]] = (),
     ) -> None:
+        # An invalid TRITONLITE_SPIN_US is refused here, not silently ignored by the core.
+        _core.spin_wait_ns()
         self.server_id = server_id
         #: --backend-config: {backend or "": {setting: value}} (see backend_setting).
         self.backend_config = {k: dict(v) for k, v in (backend_config or {}).items()}

@@ -1,9 +1,14 @@
 // C++ unit tests of the decoders' edge cases: HPACK (RFC 7541 examples, malformed blocks),
 // HTTP/2 frames and connection errors, gRPC message framing and decompression, the BYTES codec,
-// the ModelInferRequest decoder, tensor views and the rate limiter's rules. A tiny runner: each
+// the ModelInferRequest decoder, tensor views, the rate limiter's rules and the CPU budget that
+// decides spinning (util/spin_wait.h), the transport's Fifo and deferred wakeups. A tiny runner: each
 // TEST registers itself; `tritonlite_cpp_tests [substring]` runs those whose name contains the
 // substring, prints one line per test and exits non-zero if any failed. tests/test_cpp.py builds
 // and runs it.
+#include <poll.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
@@ -32,6 +37,9 @@
 #include "transport/http2/frame.h"
 #include "transport/http2/hpack.h"
 #include "transport/http2/huffman.h"
+#include "util/fifo.h"
+#include "util/spin_wait.h"
+#include "util/wakeup_queue.h"
 
 using namespace tritonlite;
 using namespace tritonlite::http2;
@@ -1020,6 +1028,140 @@ TEST(ragged_batch_inputs_and_scatter) {
                     StatusCode::kInternal);
   out.shape = {-1, -1, -1};  // more variable dims than the input has
   CHECK_THROWS_CODE(ScatterWithInputShape("m", "OUT", out, flat, requests), StatusCode::kInternal);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Spinning only with a CPU to spare (util/spin_wait.h)
+
+TEST(spin_cpu_max_parse) {
+  CHECK_EQ(ParseCpuMax("max 100000\n"), 0.0);
+  CHECK_EQ(ParseCpuMax("100000 100000\n"), 1.0);
+  CHECK_EQ(ParseCpuMax("150000 100000"), 1.5);
+  CHECK_EQ(ParseCpuMax("50000 100000"), 0.5);
+  for (const char* bad : {"", "max", "100000", "x 100000", "100000 0", "-5 100000", "1e400 1",
+                          "100000 -1", "12ab 100000"}) {
+    CHECK_EQ(ParseCpuMax(bad), 0.0);
+  }
+}
+
+TEST(spin_cgroup_quota_walks_up_and_takes_the_smallest) {
+  char tmpl[] = "/tmp/tritonlite-cgroup-XXXXXX";
+  const char* dir = mkdtemp(tmpl);
+  CHECK(dir != nullptr);
+  const std::string root = dir;
+  auto write = [](const std::string& path, const std::string& text) {
+    FILE* f = std::fopen(path.c_str(), "w");
+    CHECK(f != nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  write(root + "/self", "0::/pod/ctr\n");
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 0.0);  // no cpu.max anywhere: no quota
+  mkdir((root + "/pod").c_str(), 0700);
+  mkdir((root + "/pod/ctr").c_str(), 0700);
+  write(root + "/cpu.max", "max 100000\n");
+  write(root + "/pod/ctr/cpu.max", "max 100000\n");
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 0.0);
+  write(root + "/pod/cpu.max", "100000 100000\n");  // the parent's limit binds the child
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 1.0);
+  write(root + "/pod/ctr/cpu.max", "50000 100000\n");
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 0.5);
+  write(root + "/self", "garbage\n");  // no v2 line: the root's own cpu.max
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 0.0);
+  mkdir((root + "/cpu").c_str(), 0700);  // cgroup v1
+  write(root + "/cpu/cpu.cfs_quota_us", "200000\n");
+  write(root + "/cpu/cpu.cfs_period_us", "100000\n");
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 2.0);
+  write(root + "/cpu/cpu.cfs_quota_us", "-1\n");  // v1 unlimited
+  CHECK_EQ(CgroupQuotaCpus(root, root + "/self"), 0.0);
+  for (const char* f : {"/pod/ctr/cpu.max", "/pod/cpu.max", "/cpu.max", "/self",
+                        "/cpu/cpu.cfs_quota_us", "/cpu/cpu.cfs_period_us"}) {
+    std::remove((root + f).c_str());
+  }
+  for (const char* d : {"/pod/ctr", "/pod", "/cpu", ""}) rmdir((root + d).c_str());
+}
+
+TEST(spin_only_with_a_cpu_to_spare_unless_overridden) {
+  CHECK_EQ(ResolveSpin(nullptr, 1).ns, 0u);
+  CHECK_EQ(ResolveSpin(nullptr, 1.5).ns, 0u);
+  CHECK_EQ(ResolveSpin(nullptr, 2).ns, kSpinBeforeBlockNs);
+  CHECK_EQ(ResolveSpin("auto", 16).ns, kSpinBeforeBlockNs);
+  CHECK_EQ(ResolveSpin("", 1).ns, 0u);
+  CHECK_EQ(ResolveSpin("0", 16).ns, 0u);
+  CHECK_EQ(ResolveSpin("30", 1).ns, 30000u);
+  CHECK_EQ(ResolveSpin("1000000", 1).ns, 1000000000u);
+  for (const char* bad : {"-1", "1000001", "5us", " 5", "on", "99999999999999999999999"}) {
+    const SpinSetting s = ResolveSpin(bad, 1);
+    CHECK(s.error.find("TRITONLITE_SPIN_US must be 'auto' or a whole number") == 0);
+    CHECK_EQ(s.ns, 0u);  // falls back to the automatic choice
+  }
+  CHECK(ResolveSpin("on", 4).ns == kSpinBeforeBlockNs);
+  // SpinUntil with no budget looks once and does not wait.
+  int calls = 0;
+  CHECK(!SpinUntil([&calls] { return ++calls > 5; }, 0));
+  CHECK_EQ(calls, 1);
+  CHECK(SpinUntil([&calls] { return ++calls > 5; }, 1000000000));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-request containers and wakeups of the transport (util/fifo.h, util/wakeup_queue.h)
+
+TEST(fifo_order_compaction_and_iteration) {
+  Fifo<std::string> q;
+  CHECK(q.empty());
+  Fifo<std::string> moved(std::move(q));  // empty: nothing to allocate or copy
+  CHECK(moved.empty());
+  for (int i = 0; i < 100; ++i) q.push_back(std::to_string(i));
+  int expect = 0;
+  for (int round = 0; round < 60; ++round) {  // pops past the compaction point, pushes between
+    CHECK_EQ(q.front(), std::to_string(expect));
+    q.pop_front();
+    ++expect;
+    if (round % 3 == 0) q.push_back(std::to_string(100 + round / 3));
+  }
+  CHECK_EQ(q.size(), 60u);
+  std::vector<std::string> seen(q.begin(), q.end());
+  CHECK_EQ(seen.size(), 60u);
+  CHECK_EQ(seen.front(), "60");
+  CHECK_EQ(seen.back(), "119");
+  while (!q.empty()) q.pop_front();
+  CHECK_EQ(q.size(), 0u);
+  q.push_back("again");
+  CHECK_EQ(q.front(), "again");
+  q.clear();
+  CHECK(q.empty());
+}
+
+bool Readable(int fd) {
+  pollfd p{fd, POLLIN, 0};
+  return poll(&p, 1, 0) == 1;
+}
+
+TEST(wakeup_queue_defer_signals_until_the_scope_closes) {
+  WakeupQueue<int> a, b;
+  CHECK(a.Post(1));
+  CHECK(Readable(a.fd()));  // no scope: signalled at once
+  CHECK_EQ(a.Drain().size(), 1u);
+  CHECK(!Readable(a.fd()));
+  {
+    DeferSignals outer;
+    CHECK(a.Post(2));
+    CHECK(b.Post(3));
+    {
+      DeferSignals inner;
+      CHECK(a.Post(4));
+    }
+    CHECK(!Readable(a.fd()) && !Readable(b.fd()));  // held back until the outermost closes
+  }
+  CHECK(Readable(a.fd()) && Readable(b.fd()));
+  CHECK_EQ(a.Drain().size(), 2u);
+  CHECK_EQ(b.Drain().size(), 1u);
+  std::thread other([&a] { a.Post(5); });  // another thread's posts are not held by our scope
+  {
+    DeferSignals scope;
+    other.join();
+    CHECK(Readable(a.fd()));
+  }
 }
 
 int main(int argc, char** argv) {

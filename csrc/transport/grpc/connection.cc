@@ -5,12 +5,15 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <string_view>
 
 #include "transport/grpc/compression.h"
 #include "transport/grpc/infer_fast_path.h"
 
 namespace tritonlite {
 namespace grpc {
+
+using namespace std::string_view_literals;
 
 namespace {
 
@@ -142,21 +145,22 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
   std::string http_method, content_type, timeout, encoding, accept_encoding;
   Call call(options.max_message_bytes);
   for (http2::HeaderField& h : headers) {
-    if (h.name == ":method") {
+    const std::string_view name = h.name;  // vs literals of known size: no strlen per header
+    if (name == ":method"sv) {
       http_method = std::move(h.value);
-    } else if (h.name == ":path") {
+    } else if (name == ":path"sv) {
       call.path = std::move(h.value);
-    } else if (h.name[0] == ':') {
+    } else if (name[0] == ':') {
       continue;
-    } else if (h.name == "content-type") {
+    } else if (name == "content-type"sv) {
       content_type = std::move(h.value);
-    } else if (h.name == "grpc-timeout") {
+    } else if (name == "grpc-timeout"sv) {
       timeout = std::move(h.value);
-    } else if (h.name == "grpc-encoding") {
+    } else if (name == "grpc-encoding"sv) {
       encoding = std::move(h.value);
-    } else if (h.name == "grpc-accept-encoding") {
+    } else if (name == "grpc-accept-encoding"sv) {
       accept_encoding = std::move(h.value);
-    } else if (h.name == "te" || StartsWith(h.name, "grpc-", 5)) {
+    } else if (name == "te"sv || name.substr(0, 5) == "grpc-"sv) {
       continue;  // transport headers, not call metadata
     } else {
       call.metadata.emplace_back(std::move(h.name), std::move(h.value));
@@ -340,17 +344,23 @@ void GrpcConnection::OnRequestEnd(uint32_t stream_id, Call& call) {
 }
 
 void GrpcConnection::QueueReadRequests() {
+  // The workers of the models these requests go to are woken once, after the last of them is
+  // queued: a worker woken per request would take the CPU from this thread after the first (on
+  // one core, every time) and run batches of one.
+  DeferredWakeups wake_later;
   for (uint32_t stream_id : read_requests_) {
     auto it = calls_.find(stream_id);
     if (it == calls_.end() || it->second.read_message == nullptr) continue;  // reset meanwhile
-    StartUnary(stream_id, it->second, std::move(it->second.read_message));
+    StartUnary(stream_id, it->second, std::move(it->second.read_message), &wake_later);
   }
   read_requests_.clear();
 }
 
-void GrpcConnection::StartUnary(uint32_t stream_id, Call& call, MessagePtr message) {
+void GrpcConnection::StartUnary(uint32_t stream_id, Call& call, MessagePtr message,
+                                DeferredWakeups* wake_later) {
   if (call.kind == CallKind::kFastInfer) {
-    FastInferResult r = TryFastInfer(message, context_->registry, AddressOf(stream_id, call));
+    FastInferResult r =
+        TryFastInfer(message, context_->registry, AddressOf(stream_id, call), wake_later);
     if (r.outcome == FastInferResult::Outcome::kQueued) {
       call.cancel = std::move(r.cancel);
       return;

@@ -10,7 +10,6 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -20,11 +19,13 @@
 #include "transport/grpc/bridge.h"
 #include "transport/grpc/compression.h"
 #include "transport/grpc/connection_timers.h"
+#include "transport/grpc/infer_fast_path.h"
 #include "transport/grpc/inflate_pool.h"
 #include "transport/grpc/model_registry.h"
 #include "transport/grpc/outbox.h"
 #include "transport/grpc/protocol.h"
 #include "transport/http2/connection.h"
+#include "util/fifo.h"
 
 namespace tritonlite {
 namespace grpc {
@@ -130,11 +131,11 @@ class GrpcConnection : private http2::ConnectionHandler {
     size_t inflating_bytes = 0;  // its compressed size
     // Set when the call ends: the InflatePool then skips the call's job instead of inflating it.
     std::shared_ptr<std::atomic<bool>> inflate_cancelled;
-    std::deque<ReceivedMessage> backlog;
+    Fifo<ReceivedMessage> backlog;
     bool end_pending = false;  // the client half-closed behind the backlog
     // Streaming: wire sizes of the messages passed on whose credit is withheld until Python
     // has taken them, oldest first.
-    std::deque<size_t> unconsumed;
+    Fifo<size_t> unconsumed;
     size_t held = 0;  // request bytes this call holds, as counted in input_bytes_
     explicit Call(size_t max_message_bytes) : reader(max_message_bytes) {}
   };
@@ -164,7 +165,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   bool OnMessage(uint32_t stream_id, Call& call, MessagePtr message);
   void OnRequestEnd(uint32_t stream_id, Call& call);
   // A unary call's request is complete: the fast path, else Python.
-  void StartUnary(uint32_t stream_id, Call& call, MessagePtr message);
+  void StartUnary(uint32_t stream_id, Call& call, MessagePtr message,
+                  DeferredWakeups* wake_later = nullptr);
   // StartUnary for the calls whose requests completed while reading (see OnReadable).
   void QueueReadRequests();
   void Forward(uint32_t stream_id, Call& call, CallEventKind kind, MessagePtr message);

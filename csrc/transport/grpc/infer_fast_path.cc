@@ -78,6 +78,20 @@ bool ApplyParameters(const WireParameters& parameters, InferRequest* r) {
   return true;
 }
 
+void ClearForReuse(WireInferRequest* wire) {
+  constexpr size_t kKeep = 64;  // entries of each list kept across requests
+  if (wire->inputs.capacity() > kKeep || wire->outputs.capacity() > kKeep ||
+      wire->raw_input_contents.capacity() > kKeep || wire->parameters.capacity() > kKeep) {
+    *wire = WireInferRequest();
+    return;
+  }
+  wire->model_name = wire->model_version = wire->id = std::string_view();
+  wire->parameters.clear();
+  wire->inputs.clear();
+  wire->outputs.clear();
+  wire->raw_input_contents.clear();
+}
+
 }  // namespace
 
 InferResponseSink::InferResponseSink(CallAddress address, std::string model_name,
@@ -142,8 +156,8 @@ RequestPtr BuildInferRequest(const WireInferRequest& wire, const MessagePtr& mes
   for (size_t i = 0; i < wire.inputs.size(); ++i) {
     const WireInferInput& in = wire.inputs[i];
     if (in.has_contents || !in.parameters.empty()) return nullptr;
-    const std::string datatype(in.datatype);
-    if (datatype.rfind("TYPE_", 0) == 0) return nullptr;  // config spelling: not on the wire
+    const std::string_view datatype = in.datatype;
+    if (datatype.substr(0, 5) == std::string_view("TYPE_")) return nullptr;  // config spelling
     const DataType dtype = DataTypeFromName(datatype);
     if (dtype == DataType::kInvalid) return nullptr;
     const std::string_view raw = wire.raw_input_contents[i];
@@ -166,9 +180,12 @@ RequestPtr BuildInferRequest(const WireInferRequest& wire, const MessagePtr& mes
 }
 
 FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& registry,
-                             const CallAddress& address) {
+                             const CallAddress& address, DeferredWakeups* wake_later) {
   FastInferResult result;
-  WireInferRequest wire;
+  // The I/O thread's decode scratch: its vectors keep their capacity from request to request
+  // (its views are of the message being decoded only; dropped when it grew unusually large).
+  thread_local WireInferRequest wire;
+  ClearForReuse(&wire);
   if (!DecodeModelInferRequest(message->data(), message->size(), &wire)) return result;
   std::shared_ptr<ModelRunner> runner = registry.Find(wire.model_name, wire.model_version);
   // Two tries: a version retired between the lookup and the enqueue refuses the request as
@@ -182,7 +199,12 @@ FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& reg
     CancelFlagPtr cancel = std::make_shared<CancelFlag>();
     request->cancel = cancel;
     try {
-      runner->Enqueue(std::move(request));
+      if (wake_later != nullptr) {
+        wake_later->Add(runner);  // first: a queued request is always woken for
+        runner->EnqueueDeferred(std::move(request));
+      } else {
+        runner->Enqueue(std::move(request));
+      }
       result.outcome = FastInferResult::Outcome::kQueued;
       result.cancel = std::move(cancel);
       return result;

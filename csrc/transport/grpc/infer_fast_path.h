@@ -15,6 +15,7 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "core/request.h"
 #include "transport/grpc/infer_codec.h"
@@ -56,8 +57,33 @@ struct FastInferResult {
 };
 
 // Tries the fast path for one complete request message.
+// The models a thread queued requests to without waking their workers (TryFastInfer with
+// `wake_later`); the destructor wakes each once.
+class DeferredWakeups {
+ public:
+  DeferredWakeups() = default;
+  DeferredWakeups(const DeferredWakeups&) = delete;
+  DeferredWakeups& operator=(const DeferredWakeups&) = delete;
+  ~DeferredWakeups() { WakeAll(); }
+  void Add(const std::shared_ptr<ModelRunner>& runner) {
+    for (const auto& r : runners_) {
+      if (r == runner) return;
+    }
+    runners_.push_back(runner);
+  }
+  void WakeAll() {
+    for (const auto& r : runners_) r->Wake();
+    runners_.clear();
+  }
+
+ private:
+  std::vector<std::shared_ptr<ModelRunner>> runners_;
+};
+
+// With `wake_later`, the request is queued without waking the model's worker; the caller wakes
+// it through `wake_later` once it has queued everything it read (one wakeup, one batch).
 FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& registry,
-                             const CallAddress& address);
+                             const CallAddress& address, DeferredWakeups* wake_later = nullptr);
 
 }  // namespace grpc
 }  // namespace tritonlite

@@ -2,9 +2,14 @@
 
 #include <algorithm>
 #include <cstring>
+#include <string_view>
 
 namespace tritonlite {
 namespace http2 {
+
+// Header names are compared as string_views against literals of known size (per request: no
+// strlen, and a length mismatch answers at once).
+using namespace std::string_view_literals;
 
 namespace {
 
@@ -23,9 +28,9 @@ constexpr uint64_t kMaxWindowUpdateCredit = 1u << 20;
 // The opaque data of GoAwayGracefully's PING ("goaway").
 constexpr uint64_t kGoAwayPingOpaque = 0x676f61776179ull;
 
-bool IsConnectionSpecific(const std::string& name) {
-  return name == "connection" || name == "keep-alive" || name == "proxy-connection" ||
-         name == "transfer-encoding" || name == "upgrade";
+bool IsConnectionSpecific(std::string_view name) {
+  return name == "connection"sv || name == "keep-alive"sv || name == "proxy-connection"sv ||
+         name == "transfer-encoding"sv || name == "upgrade"sv;
 }
 
 }  // namespace
@@ -460,16 +465,17 @@ bool Connection::ValidRequestHeaders(const HeaderList& headers) const {
     for (char c : h.name) {
       if (c >= 'A' && c <= 'Z') return false;
     }
-    if (h.name[0] == ':') {
+    const std::string_view name = h.name;
+    if (name[0] == ':') {
       if (regular_seen) return false;
-      bool* seen = h.name == ":method" ? &method : h.name == ":path" ? &path
-                 : h.name == ":scheme" ? &scheme : h.name == ":authority" ? &authority : nullptr;
+      bool* seen = name == ":method"sv ? &method : name == ":path"sv ? &path
+                 : name == ":scheme"sv ? &scheme : name == ":authority"sv ? &authority : nullptr;
       if (seen == nullptr || *seen) return false;  // unknown or repeated pseudo-header
       *seen = true;
     } else {
       regular_seen = true;
-      if (IsConnectionSpecific(h.name)) return false;
-      if (h.name == "te" && h.value != "trailers") return false;
+      if (IsConnectionSpecific(name)) return false;
+      if (name == "te"sv && std::string_view(h.value) != "trailers"sv) return false;
     }
   }
   return method && path && scheme;
@@ -478,7 +484,14 @@ bool Connection::ValidRequestHeaders(const HeaderList& headers) const {
 void Connection::OnHeaderBlockComplete() {
   const uint32_t id = header_stream_;
   header_stream_ = 0;
-  HeaderList headers;
+  // The connection's list, reused from block to block: its capacity stays (no regrowth per
+  // request); whatever the handler leaves in it is dropped before the next block.
+  HeaderList& headers = header_list_;
+  if (headers.capacity() > 64) {
+    HeaderList().swap(headers);  // not kept after a block of many fields
+  } else {
+    headers.clear();
+  }
   std::string error;
   bool too_large = false;  // then the block was decoded (the table is in step) but not kept
   const bool ok = hpack_.Decode(reinterpret_cast<const uint8_t*>(header_block_.data()),
@@ -542,6 +555,7 @@ void Connection::OnHeaderBlockComplete() {
     return;
   }
   handler_->OnRequestHeaders(id, std::move(headers), header_end_stream_);
+  headers.clear();
 }
 
 void Connection::OnRstStream(const uint8_t* p, size_t n) {

@@ -23,6 +23,7 @@
 #include "transport/http2/frame.h"
 #include "transport/http2/hpack.h"
 #include "transport/http2/ping_policy.h"
+#include "util/fifo.h"
 
 namespace tritonlite {
 namespace http2 {
@@ -132,7 +133,7 @@ class Connection {
     int64_t held = 0;  // received bytes whose credit is withheld (HoldData)
     bool remote_closed = false;
     bool queued = false;  // in send_queue_
-    std::deque<std::string> data;
+    Fifo<std::string> data;
     size_t data_offset = 0;  // bytes of data.front() already sent
     bool end_after_data = false;
     bool has_trailers = false;
@@ -188,6 +189,7 @@ class Connection {
   uint32_t header_stream_ = 0;  // nonzero while CONTINUATION frames are expected
   bool header_end_stream_ = false;
   std::string header_block_;
+  HeaderList header_list_;  // decoded from header_block_ (kept for its capacity)
   uint32_t continuation_frames_ = 0;  // of the block being assembled
 
   std::unordered_map<uint32_t, Stream> streams_;

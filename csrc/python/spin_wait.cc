@@ -1,0 +1,24 @@
+// tritonlite._core.spin_wait_ns / cpu_budget: how long this process's waiting threads spin
+// before they block (util/spin_wait.h: only with a CPU to spare, or as TRITONLITE_SPIN_US says),
+// so the server can refuse an invalid setting at start and tests can see the choice.
+#include "python/bind.h"
+#include "python/errors.h"
+#include "util/spin_wait.h"
+
+namespace tritonlite::python {
+
+void BindSpinWait(py::module_& m) {
+  m.def("spin_wait_ns",
+        [] {
+          const SpinSetting& s = ProcessSpin();
+          if (!s.error.empty()) ThrowInvalid(s.error);
+          return s.ns;
+        },
+        "Nanoseconds a waiting thread spins before it blocks: TRITONLITE_SPIN_US when set, else "
+        "50 us with a CPU budget of two or more CPUs and 0 (never spin) below. Raises on an "
+        "invalid TRITONLITE_SPIN_US.");
+  m.def("cpu_budget", &CpuBudget,
+        "CPUs this process may use: its affinity mask capped by its cgroup's CPU quota.");
+}
+
+}  // namespace tritonlite::python
