@@ -69,6 +69,31 @@ def test_idle_models_cost_no_thread_and_the_first_request_starts_their_workers(
     assert _threads() - before < 10
 
 
+def test_a_first_request_over_native_grpc_starts_the_workers(tmp_path: Path) -> None:
+    """The native gRPC transport enqueues without waking (EnqueueDeferred, then one Wake per
+    read): a model whose first request comes that way must start its workers too (the merged
+    lazy start and deferred enqueue once left such a request waiting forever)."""
+    import tritonclient.grpc as grpcclient
+
+    repo = _repository(tmp_path / "models", 2, instances=1)
+    (tmp_path / "models" / "plain").mkdir()  # no batcher: the direct scheduler
+    make_identity_onnx(tmp_path / "models" / "plain" / "1" / "model.onnx", dims=(4,), batch=False)
+    (tmp_path / "models" / "plain" / "config.pbtxt").write_text(
+        'max_batch_size: 0\ninput [{ name: "INPUT0" data_type: TYPE_FP32 dims: [ 4 ] }]\n'
+        'output [{ name: "OUTPUT0" data_type: TYPE_FP32 dims: [ 4 ] }]\n')  # fmt: skip
+    with ServerProcess(repo) as srv:
+        client = grpcclient.InferenceServerClient(srv.grpc_url)
+        try:
+            for name, shape in (("identity_00", [1, 4]), ("plain", [4])):
+                x = np.arange(4, dtype=np.float32).reshape(shape)
+                tensor = grpcclient.InferInput("INPUT0", shape, "FP32")
+                tensor.set_data_from_numpy(x)
+                out = client.infer(name, [tensor], client_timeout=30)
+                np.testing.assert_array_equal(out.as_numpy("OUTPUT0"), x)
+        finally:
+            client.close()
+
+
 def test_a_model_unloaded_without_requests_finalizes_its_instances(tmp_path: Path) -> None:
     """A worker that never ran still closes its backend (on its own thread), as before."""
     model = tmp_path / "py"

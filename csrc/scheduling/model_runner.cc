@@ -69,6 +69,7 @@ void ModelRunner::Enqueue(RequestPtr request) {
 void ModelRunner::EnqueueDeferred(RequestPtr request) {
   ValidateRequest(spec_, request.get());
   if (cache_ != nullptr && ServeFromCache(request)) return;
+  StartWorkers();  // as Enqueue: a model's first request may come this way
   scheduler_->EnqueueDeferred(std::move(request));
 }
 
