@@ -217,3 +217,16 @@ print("served")
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "served" in proc.stdout
+
+
+def test_the_shared_pool_defaults_to_the_cpus_the_process_may_use() -> None:
+    """Pinned to one CPU, the shared intra-op pool has one thread (onnxruntime's own default
+    counts the machine's cores, and a pinned server then ran a pool larger than its CPU)."""
+    code = "from tritonlite.backends.ort_threads import default_intra_threads as d; print(d())"
+    pinned = subprocess.run(["taskset", "-c", "0", sys.executable, "-c", code],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert pinned.returncode == 0, pinned.stderr
+    assert pinned.stdout.strip() == "1"
+    free = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert 1 <= int(free.stdout.strip()) <= len(os.sched_getaffinity(0))  # a quota may cap it

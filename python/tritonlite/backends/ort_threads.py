@@ -3,8 +3,9 @@
 This module owns the one decision onnxruntime makes once per process: whether its environment
 has global intra-op / inter-op thread pools that every session shares, and their sizes.
 Triton's onnxruntime backend spells it ``--backend-config=onnxruntime,enable-global-threadpool=
-<0|1>`` with ``intra_op_thread_count=<N>`` / ``inter_op_thread_count=<N>`` (0: onnxruntime's
-choice, one thread per physical core).
+<0|1>`` with ``intra_op_thread_count=<N>`` / ``inter_op_thread_count=<N>`` (0: for intra-op,
+the CPUs this process may use, see ``default_intra_threads``; for inter-op, onnxruntime's
+choice).
 
 Without it (Triton's default, and the default of the in-process ``tritonlite.Server``) every
 session has pools of its own: one or more threads per model instance, created with the session,
@@ -78,6 +79,17 @@ def parse(setting: Callable[[str], Any]) -> PoolSettings:
     return PoolSettings(enabled == "1", counts[0], counts[1])
 
 
+def default_intra_threads() -> int:
+    """The shared intra-op pool's size when not given: the CPUs this process may use (its
+    affinity mask capped by its cgroup's CPU quota, as the spin-wait budget), at least 1.
+    onnxruntime's own choice counts the machine's cores: a server pinned to one CPU (taskset,
+    a Kubernetes limit of 1) then ran a pool larger than its CPU, and the mlp of
+    benchmarks/bench_pinned.py lost a third of its rows/s against per-session pools of 1."""
+    from .. import _core
+
+    return max(1, int(_core.cpu_budget()))
+
+
 def prepare(settings: PoolSettings) -> bool:
     """Call before creating a session: the first call of the process sets up the environment
     as ``settings`` ask. Whether sessions must use the global pools."""
@@ -87,7 +99,8 @@ def prepare(settings: PoolSettings) -> bool:
             if settings.enabled:
                 from onnxruntime.capi import _pybind_state
 
-                _pybind_state.set_global_thread_pool_sizes(settings.intra, settings.inter)
+                _pybind_state.set_global_thread_pool_sizes(
+                    settings.intra or default_intra_threads(), settings.inter)
                 _env = "global"
             else:
                 _env = "per_session"
