@@ -265,6 +265,7 @@ class Server:
         self._closed = False
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
+        self._background_tasks: set[asyncio.Task[Any]] = set()
         # Shared by every frontend of this server, as Triton shares them across protocols.
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.cuda_shared_memory = CudaSharedMemoryRegistry()
@@ -623,6 +624,22 @@ class Server:
     def run_in_background(self, coro: Any) -> concurrent.futures.Future[Any]:
         """Run a coroutine on the server's own event loop (a daemon thread started on first
         use): for work the server starts itself, like ensemble steps and BLS calls."""
+        return asyncio.run_coroutine_threadsafe(coro, self._background_loop())
+
+    def start_in_background(self, coros: list[Any]) -> None:
+        """Start coroutines on the server's own event loop, from any thread, with one wakeup
+        of the loop for all of them; nobody waits for their results (they must not raise:
+        an exception is logged by asyncio)."""
+        loop = self._background_loop()
+        loop.call_soon_threadsafe(self._start_tasks, loop, coros)
+
+    def _start_tasks(self, loop: asyncio.AbstractEventLoop, coros: list[Any]) -> None:
+        for coro in coros:
+            task = loop.create_task(coro)
+            self._background_tasks.add(task)  # the loop keeps only weak references
+            task.add_done_callback(self._background_tasks.discard)
+
+    def _background_loop(self) -> asyncio.AbstractEventLoop:
         with self._background_lock:
             if self._background is None:
                 loop = asyncio.new_event_loop()
@@ -635,7 +652,7 @@ class Server:
 
                 threading.Thread(target=run, name="tritonlite-background", daemon=True).start()
                 self._background = loop
-        return asyncio.run_coroutine_threadsafe(coro, self._background)
+            return self._background
 
     # ---- lifecycle ---------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -173,6 +174,10 @@ class EnsembleBackend:
     def __init__(self, config: mc.ModelConfig, server: Any) -> None:
         self.config = config
         self.server = server
+        # Runs waiting for a step's answer, with their requests: looked at every CANCEL_POLL_S
+        # by one timer while any wait (on the background loop only: no lock).
+        self._waiting: dict[asyncio.Future[None], Any] = {}
+        self._sweeping = False
         self.steps = _steps(config)
         _check(config, self.steps, server)
         # As Triton: an ensemble with a decoupled step is decoupled (its config says so, and
@@ -186,8 +191,7 @@ class EnsembleBackend:
         return self
 
     def execute_requests(self, requests: list[Any]) -> None:
-        for request in requests:
-            self.server.run_in_background(self._run(request))
+        self.server.start_in_background([self._run(request) for request in requests])
 
     def _needed_steps(self, wanted: list[str]) -> list[_Step]:
         """The steps some requested output needs (Triton runs no others)."""
@@ -203,7 +207,18 @@ class EnsembleBackend:
     async def _run(self, request: Any) -> None:
         # A traced ensemble request: each step is a child of its trace (Triton's parent_id).
         trace = self.server.tracing.live(request.trace_id) if request.trace_id else None
-        events: asyncio.Queue[tuple[_Frame, _Step, Any, Any, bool]] = asyncio.Queue()
+        loop = asyncio.get_running_loop()
+        # The steps' answers, in order, and the future the run waits on when there is none:
+        # everything below runs on this loop (done callbacks and decoupled on_response too).
+        events: deque[tuple[_Frame, _Step, Any, Any, bool]] = deque()
+        waiter: list[asyncio.Future[None] | None] = [None]
+
+        def post(event: tuple[_Frame, _Step, Any, Any, bool]) -> None:
+            events.append(event)
+            w = waiter[0]
+            if w is not None and not w.done():
+                w.set_result(None)
+
         running: dict[int, Any] = {}  # submitted steps not finished: their future or handle
         ids = itertools.count()
         try:
@@ -232,7 +247,7 @@ class EnsembleBackend:
                         def on_response(error: Any, tensors: Any, final: bool) -> None:
                             if final:
                                 running.pop(key, None)
-                            events.put_nowait((frame, step, error, tensors, final))
+                            post((frame, step, error, tensors, final))
 
                         running[key] = self.server.submit_stream(
                             step.model, inputs, on_response, outputs, step.version, **common
@@ -248,7 +263,7 @@ class EnsembleBackend:
                     if f.cancelled():
                         return
                     error = f.exception()
-                    events.put_nowait((frame, step, error, None if error else f.result(), True))
+                    post((frame, step, error, None if error else f.result(), True))
 
                 future.add_done_callback(done)
 
@@ -267,24 +282,28 @@ class EnsembleBackend:
                 if frame.responded or not frame.sees(wanted) or not frame.owns_any(wanted):
                     return
                 frame.responded = True
-                final = not running and events.empty()
+                final = not running and not events
                 final_sent = final
                 request.respond([(name, frame.find(name)) for name in wanted], final=final)
 
             root = _Frame(dict(request.inputs()))
             schedule(root)
             respond_if_complete(root)
-            while running or not events.empty():
+            while running or events:
                 if request.cancelled:  # the client is gone: no step more, and none running
                     self._cancel(running)
                     request.respond(error=("CANCELLED", "Request was cancelled"))
                     return
-                try:
-                    frame, step, error, tensors, _final = await asyncio.wait_for(
-                        events.get(), CANCEL_POLL_S
-                    )
-                except asyncio.TimeoutError:
+                if not events:  # woken by an answer, or by the sweep if cancelled
+                    w = waiter[0] = loop.create_future()
+                    self._watch(loop, w, request)
+                    try:
+                        await w
+                    finally:
+                        waiter[0] = None
+                        self._waiting.pop(w, None)
                     continue
+                frame, step, error, tensors, _final = events.popleft()
                 if error is not None:
                     self._cancel(running)
                     if isinstance(error, TritonError):
@@ -321,6 +340,24 @@ class EnsembleBackend:
         except TritonError:
             return False
         return bool(config.model_transaction_policy.decoupled)
+
+    def _watch(self, loop: asyncio.AbstractEventLoop, waiter: asyncio.Future[None],
+               request: Any) -> None:  # fmt: skip
+        """Wake ``waiter`` if ``request`` is cancelled while it waits: one timer for all the
+        runs that wait (a timer per wait cost more than the wait's own work)."""
+        self._waiting[waiter] = request
+        if not self._sweeping:
+            self._sweeping = True
+            loop.call_later(CANCEL_POLL_S, self._sweep, loop)
+
+    def _sweep(self, loop: asyncio.AbstractEventLoop) -> None:
+        for waiter, request in list(self._waiting.items()):
+            if not waiter.done() and request.cancelled:
+                waiter.set_result(None)
+        if self._waiting:
+            loop.call_later(CANCEL_POLL_S, self._sweep, loop)
+        else:
+            self._sweeping = False
 
     @staticmethod
     def _cancel(running: dict[int, Any]) -> None:
