@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ X = np.arange(8, dtype=np.float32).reshape(2, 4)
 
 
 def test_diamond_ensemble_end_to_end(tmp_path: Path) -> None:
+    others = set(threading.enumerate())  # other tests' servers may still be open
     with Server(repository(tmp_path)) as server:
         out = server.infer("diamond", {"IN": X})
         np.testing.assert_allclose(out["SUM"], (X + 1) + (X + 10))
@@ -70,6 +72,13 @@ def test_diamond_ensemble_end_to_end(tmp_path: Path) -> None:
         stats = {s["name"]: s for s in server.statistics()}
         assert stats["plus1"]["inference_stats"]["success"]["count"] == 22
         assert stats["diamond"]["inference_stats"]["success"]["count"] == 22
+        loop_threads = [t for t in threading.enumerate()
+                        if t.name == "tritonlite-background" and t not in others]  # fmt: skip
+        assert loop_threads  # the ensemble ran there
+    # close() joined the loop's thread: a daemon thread left inside a _core call when the
+    # interpreter exits aborts the process (seen: "terminate called without an active
+    # exception" after a burst of ensemble requests).
+    assert not any(t.is_alive() for t in loop_threads)
 
 
 class Failing:

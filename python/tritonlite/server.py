@@ -43,6 +43,9 @@ if TYPE_CHECKING:  # typing.Unpack is Python 3.11+
 
 _log = logging.getLogger("tritonlite.server")
 
+#: How long close() waits for the background event loop's thread to finish.
+BACKGROUND_JOIN_S = 10.0
+
 
 Inputs = Mapping[str, Any] | Sequence[tuple[str, Any]]
 
@@ -266,6 +269,7 @@ class Server:
         self._background: asyncio.AbstractEventLoop | None = None
         self._background_lock = threading.Lock()
         self._background_tasks: set[asyncio.Task[Any]] = set()
+        self._background_thread: threading.Thread | None = None
         # Shared by every frontend of this server, as Triton shares them across protocols.
         self.system_shared_memory = SystemSharedMemoryRegistry()
         self.cuda_shared_memory = CudaSharedMemoryRegistry()
@@ -650,8 +654,9 @@ class Server:
                     finally:  # stopped by close(): closed here, not by the GC at exit
                         loop.close()
 
-                threading.Thread(target=run, name="tritonlite-background", daemon=True).start()
-                self._background = loop
+                thread = threading.Thread(target=run, name="tritonlite-background", daemon=True)
+                thread.start()
+                self._background, self._background_thread = loop, thread
             return self._background
 
     # ---- lifecycle ---------------------------------------------------------------------------
@@ -673,7 +678,16 @@ class Server:
                 completions.close()
         if self._background is not None:
             loop, self._background = self._background, None
+            thread, self._background_thread = self._background_thread, None
             loop.call_soon_threadsafe(loop.stop)
+            # Joined: a daemon thread still inside a _core call (the GIL released) when the
+            # interpreter exits is ended by Python with a forced unwind through C++ frames,
+            # and the process aborts ("terminate called without an active exception").
+            if thread is not None and thread is not threading.current_thread():
+                thread.join(BACKGROUND_JOIN_S)
+                if thread.is_alive():
+                    _log.warning("the background event loop did not stop within %g s",
+                                 BACKGROUND_JOIN_S)  # fmt: skip
         self._loops.clear()
 
     def __enter__(self) -> Server:
