@@ -52,6 +52,7 @@ from .memfd import new_memfd
 from .pb_utils import TritonModelException
 from .runtime import emit_model_log
 from .shm import Arena, ArenaMap, read_tensors, write_tensors
+from .spin import SpinWait
 from .stub import command as stub_command
 
 __all__ = ["StubBackend", "StubInstance"]
@@ -441,6 +442,8 @@ class StubInstance:
         self._restarting = False
         self._stub: StubProcess | None = None
         self.restarts = 0
+        # The worker's wait for DONE (one execute at a time per instance: one waiter).
+        self._spin = SpinWait()
         self._info = {
             "instance_name": self.name,
             "model_name": backend.model_name,
@@ -508,7 +511,7 @@ class StubInstance:
             raise
         try:
             stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
-            message, out_fds = stub.ctl.recv()
+            message, out_fds = stub.ctl.recv(self._spin)
             if message[0] == ipc.REJECTED:
                 self._rejected(batch, message[1])
                 return

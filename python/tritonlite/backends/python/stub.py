@@ -58,6 +58,7 @@ from .pb_utils import (
     TritonModelException,
 )
 from .shm import Arena, ArenaMap, read_tensors, write_tensors
+from .spin import SpinWait
 
 # How a stub starts: ``python -c BOOTSTRAP ARGS...``. The bootstrap installs a bare
 # ``tritonlite`` package (its real __path__, without running its __init__), so a stub imports
@@ -275,9 +276,10 @@ class Stub:
 
     def serve(self) -> None:
         ctl = self.ctl
+        spin = SpinWait()  # waiting for the next EXEC (see spin.py)
         while True:
             try:
-                message, fds = ctl.recv()
+                message, fds = ctl.recv(spin)
             except EOFError:
                 return
             except ProtocolError as e:
