@@ -477,9 +477,10 @@ class StubInstance:
         tensors = []
         pending = self.pending
         cancel = stub.cancel
+        keys = self._keys
         try:
             for r in requests:
-                key = next(self._keys)
+                key = next(keys)
                 inputs = r.inputs()
                 for name, t in inputs:
                     if not t.is_cpu:
@@ -490,20 +491,24 @@ class StubInstance:
                             UNSUPPORTED,
                         )
                     tensors.append((name, t.datatype, t.shape, t))
-                fields = (
-                    key,
-                    r.id,
-                    r.correlation_id_str or r.correlation_id,
-                    r.flags,
-                    r.timeout_us,
-                    # A sequence batcher's filler (Triton's null request) requests nothing.
-                    [] if r.null_request else list(r.requested_outputs) or backend.output_names,
-                    len(inputs),
-                    r.parameters,
-                )
+                trace_id = r.trace_id
                 slot = cancel.mirror(r)
                 pending[key] = (r, slot, cancel)
-                batch.append((*fields, slot, _trace_field(backend.server, r.trace_id)))
+                batch.append(
+                    (
+                        key,
+                        r.id,
+                        r.correlation_id_str or r.correlation_id,
+                        r.flags,
+                        r.timeout_us,
+                        # A sequence batcher's filler (Triton's null request) requests nothing.
+                        [] if r.null_request else list(r.requested_outputs) or backend.output_names,
+                        len(inputs),
+                        r.parameters,
+                        slot,
+                        _trace_field(backend.server, trace_id) if trace_id else "",
+                    )
+                )
             with stub.arena_lock:
                 metas, location, fds = write_tensors(stub.arena, tensors)
         except BaseException:  # nothing was sent: the core fails the batch

@@ -333,27 +333,32 @@ class Stub:
                 self.reject(f"cancel slot {request[8]} is outside the board's {slots} slots")
                 return
         decoupled = self.decoupled
+        model_name = self.model_name
+        version = self.info["version_number"]
+        wrap = Tensor._wrap
+        incoming = InferenceRequest._incoming
         requests: list[InferenceRequest] = []
         responders: list[_StubResponder] = []
         i = 0
         for key, request_id, correlation, flags, timeout, requested, n_in, params, slot, trace in batch:
+            end = i + n_in
             inputs = [
-                Tensor._wrap(name, array, metas[j][1])
-                for j, (name, array) in enumerate(tensors[i : i + n_in], start=i)
+                wrap(name, array, meta[1])
+                for (name, array), meta in zip(tensors[i:end], metas[i:end], strict=True)
             ]
-            i += n_in
+            i = end
             responder = _StubResponder(self, key, requested, slot)
             responders.append(responder)
             requests.append(
-                InferenceRequest._incoming(
+                incoming(
                     inputs,
                     requested,
                     request_id,
                     correlation,
                     flags,
                     timeout,
-                    self.model_name,
-                    self.info["version_number"],
+                    model_name,
+                    version,
                     InferenceResponseSender(
                         responder.send, decoupled, responder.cancelled, responder.fail
                     ),
