@@ -19,10 +19,12 @@ max_batch_size 64, dynamic batching) by tritonlite in its default stub-process m
 (`add_sub_py`) and in-process (`add_sub_py_inproc`), and the same file by the real Triton when
 ../shared/tools/triton is set up; with `--baseline-python PY` also by another build (the
 "before" column, stub mode), and the stub mode's ratios to Triton (goal of issue #20: >= 3x
-its throughput at c=32, <= 0.6x its p50 at c=1):
+its throughput at c=32, <= 0.6x its p50 at c=1); `--no-spin-variant` adds this build's stub
+mode with ``TRITONLITE_SPIN_US=0`` (no spinning anywhere: what the spin of the stub round trip,
+backends/python/spin.py, and the core's spin-waits are worth on this machine, in the same run):
 
     .venv/bin/python benchmarks/bench_grpc.py --suite python --concurrency 1,32 \
-        --baseline-python /work/wt/base/.venv/bin/python
+        --baseline-python /work/wt/base/.venv/bin/python [--no-spin-variant]
 
     .venv/bin/python benchmarks/bench_grpc.py [--models add_sub,mlp] [--concurrency 1,8,32,64]
         [--seconds 5] [--no-mlserver] [--pa-mode async|sync] [--out benchmarks/results.md]
@@ -267,6 +269,16 @@ def inference_count(url: str, model: str) -> int:
     return sum(int(m.get("inference_count", 0)) for m in stats.get("model_stats", []))
 
 
+def cpu_pressure() -> str:
+    """Linux's CPU pressure now ("some avg10": share of the last ~10 s in which a runnable task
+    waited for a CPU; over 10% the python stub round trip does not spin), for the log line."""
+    try:
+        avg10 = Path("/proc/pressure/cpu").read_text().split()[1]
+    except (OSError, IndexError):
+        return ""
+    return f"  cpu pressure {avg10.removeprefix('avg10=')}%"
+
+
 def process_cpu_s(pid: int) -> float:
     """User + system CPU seconds of a process, its waited-for children, and its running child
     processes (a python model's stubs), from Linux /proc."""
@@ -303,12 +315,14 @@ def wait_ready(url: str, model: str, proc: subprocess.Popen[Any], timeout: float
 
 
 def start_tritonlite(repo: Path, ready_model: str = "add_sub", python: str = sys.executable,
-                     extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen[Any], str]:  # fmt: skip
+                     extra: tuple[str, ...] = (), env: dict[str, str] | None = None,
+                     ) -> tuple[subprocess.Popen[Any], str]:  # fmt: skip
     port = free_port()
     cmd = [python, "-m", "tritonlite.cli", "--model-repository", str(repo), "--grpc-address",
            "127.0.0.1", f"--grpc-port={port}", "--allow-http=false", "--allow-metrics=false",
            "--log-info=false", *extra]  # fmt: skip
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env=dict(os.environ, **(env or {})))  # fmt: skip
     url = f"127.0.0.1:{port}"
     wait_ready(url, ready_model, proc)
     return proc, url
@@ -367,6 +381,8 @@ def main() -> None:
     parser.add_argument("--baseline-python", default=None,
                         help="--suite python: also serve the model with another build's python "
                         "(e.g. /work/wt/base/.venv/bin/python), the 'before' column")  # fmt: skip
+    parser.add_argument("--no-spin-variant", action="store_true",
+                        help="--suite python: also serve the stub mode with TRITONLITE_SPIN_US=0")  # fmt: skip
     parser.add_argument("--pa-mode", choices=("async", "sync"), default="async",
                         help="perf_analyzer: --async --max-threads 1 (default), or one thread per request in flight")  # fmt: skip
     args = parser.parse_args()
@@ -385,6 +401,9 @@ def main() -> None:
         if args.baseline_python:
             base = args.baseline_python
             servers.insert(0, ("before", lambda: start_tritonlite(repo, "add_sub_py", python=base)))
+        if args.no_spin_variant:
+            servers.insert(-1, ("no-spin", lambda: start_tritonlite(
+                repo, "add_sub_py", env={"TRITONLITE_SPIN_US": "0"})))  # fmt: skip
     else:
         models = args.models.split(",")
         if "mlp" in models and "mlp_1t" not in models:
@@ -404,21 +423,22 @@ def main() -> None:
         proc, url = started
         try:
             for model in models:
-                if name in ("triton", "before") and model.endswith("_inproc"):
+                if name in ("triton", "before", "no-spin") and model.endswith("_inproc"):
                     continue  # Triton has no in-process python mode; "before": the stub mode
                 if name == "mlserver" and model.endswith("_1t"):
                     continue  # a tritonlite config variant
                 for conc in levels:
                     # CPU per request of tritonlite (with its python models' stub processes;
                     # MLServer's workers and Triton's stubs are not counted).
-                    pid = proc.pid if name in ("tritonlite", "before") else None
+                    pid = proc.pid if name in ("tritonlite", "before", "no-spin") else None
                     r = measure(pa, url, model, conc, args.seconds, work, repo if args.suite == "onnx" else None,
                                 args.pa_mode, pid)  # fmt: skip
                     results.setdefault(name, {}).setdefault(model, {})[conc] = r
                     cpu = (f"  cpu/req: client {r['client_us_per_req']:.0f} us, server {r['server_us_per_req']:.0f} us"
                            if "client_us_per_req" in r else "")  # fmt: skip
                     print(f"{name:10} {model:8} c={conc:<3} {r['throughput']:9.0f} infer/s  "
-                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us{cpu}", flush=True)  # fmt: skip
+                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us{cpu}{cpu_pressure()}",
+                          flush=True)  # fmt: skip
         finally:
             if name == "mlserver":
                 stop_mlserver()
@@ -464,7 +484,7 @@ def main() -> None:
     if args.suite == "python" and "triton" in results:
         lines.append("")
         triton = results["triton"].get("add_sub_py", {})
-        for name in ("before", "tritonlite"):
+        for name in ("before", "no-spin", "tritonlite"):
             ours = results.get(name, {}).get("add_sub_py", {})
             ratios = []
             for conc in levels:
@@ -472,7 +492,8 @@ def main() -> None:
                     ratios.append(f"c={conc}: {ours[conc]['throughput'] / triton[conc]['throughput']:.2f}x "
                                   f"throughput, {ours[conc]['p50_us'] / triton[conc]['p50_us']:.2f}x p50")  # fmt: skip
             if ratios:
-                label = "tritonlite (after)" if name == "tritonlite" else "tritonlite before"
+                label = {"tritonlite": "tritonlite (after)", "before": "tritonlite before",
+                         "no-spin": "tritonlite (after) with TRITONLITE_SPIN_US=0"}[name]  # fmt: skip
                 lines.append(f"{label} stub mode vs Triton 2.51: " + "; ".join(ratios))
     table = "\n".join(lines)
     print("\n" + table)

@@ -1,11 +1,43 @@
 // tritonlite._core.spin_wait_ns / cpu_budget: how long this process's waiting threads spin
 // before they block (util/spin_wait.h: only with a CPU to spare, or as TRITONLITE_SPIN_US says),
 // so the server can refuse an invalid setting at start and tests can see the choice.
+// spin_readable: a Python thread's bounded spin for a file descriptor to become readable, with
+// the GIL released (the python backend's stub round trip, backends/python/ipc.py).
+#include <poll.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
 #include "python/bind.h"
 #include "python/errors.h"
 #include "util/spin_wait.h"
 
 namespace tritonlite::python {
+
+namespace {
+
+// Whether `fd` has something to read (data, EOF or an error: the caller's read says which)
+// within `spin_ns`, polled without blocking. A zero or negative spin only looks once. The
+// GIL is released for the whole spin; each poll is a system call, so the kernel may run another
+// thread of this CPU in between.
+bool SpinReadable(int fd, int64_t spin_ns) {
+  if (fd < 0) ThrowInvalid("spin_readable: invalid file descriptor " + std::to_string(fd));
+  pollfd p{fd, POLLIN, 0};
+  py::gil_scoped_release release;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns);
+  while (true) {
+    p.revents = 0;
+    const int n = ::poll(&p, 1, 0);
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR && errno != EAGAIN && errno != ENOMEM) return true;
+    if (spin_ns <= 0 || std::chrono::steady_clock::now() >= deadline) return false;
+    CpuRelax();
+  }
+}
+
+}  // namespace
 
 void BindSpinWait(py::module_& m) {
   m.def("spin_wait_ns",
@@ -17,6 +49,11 @@ void BindSpinWait(py::module_& m) {
         "Nanoseconds a waiting thread spins before it blocks: TRITONLITE_SPIN_US when set, else "
         "50 us with a CPU budget of two or more CPUs and 0 (never spin) below. Raises on an "
         "invalid TRITONLITE_SPIN_US.");
+  m.def("spin_readable", &SpinReadable, py::arg("fd"), py::arg("spin_ns"),
+        "Whether fd becomes readable (data, end of file or an error) within spin_ns "
+        "nanoseconds, polled without blocking and with the GIL released; a spin of 0 looks "
+        "once. For a thread that expects a message soon and blocks on the fd when this says "
+        "False.");
   m.def("cpu_budget", &CpuBudget,
         "CPUs this process may use: its affinity mask capped by its cgroup's CPU quota.");
 }

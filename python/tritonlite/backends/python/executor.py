@@ -37,16 +37,19 @@ def error_status(error: TritonError) -> tuple[str, str]:
 
 def response_tensors(
     response: InferenceResponse, allowed: Sequence[str]
-) -> list[tuple[str, str, list[int], Any]]:
+) -> list[tuple[str, str, tuple[int, ...], Any]]:
     """(name, datatype, shape, numpy array | DLPack tensor) of the outputs the request asked
     for (Triton prunes the others)."""
     out = []
     for t in response._output_tensors:
-        if t._name in allowed:
-            payload = t._payload()
-            if isinstance(payload, np.ndarray) and not payload.flags.c_contiguous:
+        name = t._name
+        if name in allowed:
+            payload = t._array  # a numpy array, or None for a tensor in GPU memory
+            if payload is None:
+                payload = t._device
+            elif not payload.flags.c_contiguous:
                 payload = np.ascontiguousarray(payload)
-            out.append((t._name, t._datatype, list(payload.shape), payload))
+            out.append((name, t._datatype, tuple(payload.shape), payload))
     return out
 
 

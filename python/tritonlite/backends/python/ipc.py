@@ -37,6 +37,7 @@ from typing import Any
 import msgpack
 
 from .memfd import map_received, new_memfd
+from .spin import SpinWait
 
 __all__ = ["Channel", "ProtocolError", "socket_pair"]
 
@@ -345,11 +346,17 @@ class Channel:
             else:
                 self.sock.send(data)
 
-    def recv(self) -> tuple[tuple[Any, ...], list[int]]:
+    def recv(self, spin: SpinWait | None = None) -> tuple[tuple[Any, ...], list[int]]:
         """The next message and the fds that came with it. EOFError when the peer is gone;
-        ProtocolError (the fds closed) when the message breaks the protocol."""
+        ProtocolError (the fds closed) when the message breaks the protocol. ``spin``: spin
+        for the message before blocking, as that waiter's policy says (``spin.py``)."""
         try:
-            n, ancdata, flags, _ = self.sock.recvmsg_into([self._buffer], self._fdsize)
+            if spin is not None and spin.cap_ns:
+                start = spin.wait(self.sock.fileno())
+                n, ancdata, flags, _ = self.sock.recvmsg_into([self._buffer], self._fdsize)
+                spin.done(start)
+            else:
+                n, ancdata, flags, _ = self.sock.recvmsg_into([self._buffer], self._fdsize)
         except ConnectionResetError:
             raise EOFError from None
         if n == 0:

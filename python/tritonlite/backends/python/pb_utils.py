@@ -133,6 +133,11 @@ def deserialize_bytes_tensor(encoded_tensor: bytes) -> np.ndarray:
 
 
 def get_input_tensor_by_name(inference_request: InferenceRequest, name: str) -> Tensor | None:
+    if type(inference_request) is InferenceRequest:  # the fields directly: one call per input
+        for tensor in inference_request._inputs:
+            if tensor._name == name:
+                return tensor
+        return None
     for tensor in inference_request.inputs():
         if tensor.name() == name:
             return tensor

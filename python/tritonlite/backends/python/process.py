@@ -52,6 +52,7 @@ from .memfd import new_memfd
 from .pb_utils import TritonModelException
 from .runtime import emit_model_log
 from .shm import Arena, ArenaMap, read_tensors, write_tensors
+from .spin import SpinWait
 from .stub import command as stub_command
 
 __all__ = ["StubBackend", "StubInstance"]
@@ -441,6 +442,8 @@ class StubInstance:
         self._restarting = False
         self._stub: StubProcess | None = None
         self.restarts = 0
+        # The worker's wait for DONE (one execute at a time per instance: one waiter).
+        self._spin = SpinWait()
         self._info = {
             "instance_name": self.name,
             "model_name": backend.model_name,
@@ -474,9 +477,10 @@ class StubInstance:
         tensors = []
         pending = self.pending
         cancel = stub.cancel
+        keys = self._keys
         try:
             for r in requests:
-                key = next(self._keys)
+                key = next(keys)
                 inputs = r.inputs()
                 for name, t in inputs:
                     if not t.is_cpu:
@@ -487,20 +491,24 @@ class StubInstance:
                             UNSUPPORTED,
                         )
                     tensors.append((name, t.datatype, t.shape, t))
-                fields = (
-                    key,
-                    r.id,
-                    r.correlation_id_str or r.correlation_id,
-                    r.flags,
-                    r.timeout_us,
-                    # A sequence batcher's filler (Triton's null request) requests nothing.
-                    [] if r.null_request else list(r.requested_outputs) or backend.output_names,
-                    len(inputs),
-                    r.parameters,
-                )
+                trace_id = r.trace_id
                 slot = cancel.mirror(r)
                 pending[key] = (r, slot, cancel)
-                batch.append((*fields, slot, _trace_field(backend.server, r.trace_id)))
+                batch.append(
+                    (
+                        key,
+                        r.id,
+                        r.correlation_id_str or r.correlation_id,
+                        r.flags,
+                        r.timeout_us,
+                        # A sequence batcher's filler (Triton's null request) requests nothing.
+                        [] if r.null_request else list(r.requested_outputs) or backend.output_names,
+                        len(inputs),
+                        r.parameters,
+                        slot,
+                        _trace_field(backend.server, trace_id) if trace_id else "",
+                    )
+                )
             with stub.arena_lock:
                 metas, location, fds = write_tensors(stub.arena, tensors)
         except BaseException:  # nothing was sent: the core fails the batch
@@ -508,7 +516,7 @@ class StubInstance:
             raise
         try:
             stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
-            message, out_fds = stub.ctl.recv()
+            message, out_fds = stub.ctl.recv(self._spin)
             if message[0] == ipc.REJECTED:
                 self._rejected(batch, message[1])
                 return

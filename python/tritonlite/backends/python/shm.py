@@ -234,11 +234,23 @@ def write_tensors(
     sources = []
     metas: list[TensorMeta] = []
     offset = 0
+    ndarray = np.ndarray
     for name, datatype, shape, value in tensors:
-        source, nbytes = _raw_bytes(value)
+        # The common case inline (per tensor on the hot path): a C-contiguous numeric array's
+        # own buffer, as bytes.
+        if type(value) is ndarray and value.dtype.kind not in "OSU" and value.flags.c_contiguous:
+            try:
+                source: Any = memoryview(value).cast("B")
+                nbytes = source.nbytes
+            except (TypeError, ValueError, BufferError):  # no buffer format (BF16)
+                source, nbytes = _raw_bytes(value)
+        else:
+            source, nbytes = _raw_bytes(value)
         sources.append(source)
-        metas.append((name, datatype, tuple(map(int, shape)), offset, nbytes))
-        offset += _align(nbytes)
+        if type(shape) is not tuple:
+            shape = tuple(map(int, shape))
+        metas.append((name, datatype, shape, offset, nbytes))
+        offset += (nbytes + ALIGN - 1) & ~(ALIGN - 1)
     total = offset
     header = arena.alloc(total) if arena is not None else -1
     if header >= 0:
@@ -271,8 +283,10 @@ MAX_DIMS = sizes.MAX_DIMS
 def _check_metas(metas: Sequence[TensorMeta], limit: int) -> None:
     """ProtocolError unless every tensor's bytes lie in ``[0, limit)`` of its block and are
     exactly what its datatype and shape need (at least 4 per element for BYTES)."""
+    checked = _CHECKED
     for name, datatype, shape, off, n in metas:
-        _check_shape(name, datatype, shape, n)
+        if type(shape) is not tuple or (datatype, shape, n) not in checked:
+            _check_shape(name, datatype, shape, n)
         if off < 0 or n < 0 or off + n > limit:
             raise ProtocolError(
                 f"tensor '{name}': bytes [{off}, {off + n}) are outside the {limit} bytes of its "
@@ -366,10 +380,15 @@ def read_tensors(
             lease = peer.lease(header)
             header = -1  # the lease frees it now
             block = _block_array(peer, lease, data_base, end)
-            return [
-                (name, _arena_array(peer, block, dt, shape, data_base, off, n))
-                for name, dt, shape, off, n in metas
-            ]
+            out = []
+            ndarray, dtypes = np.ndarray, _NUMPY
+            for name, dt, shape, off, n in metas:
+                dtype = dtypes.get(dt)
+                if dtype is None:  # BYTES (decoded), or one not seen yet
+                    out.append((name, _arena_array(peer, block, dt, shape, data_base, off, n)))
+                else:  # a view of the block (its bytes are exactly the shape's: checked)
+                    out.append((name, ndarray(shape, dtype, block, off)))
+            return out
         except ProtocolError:
             raise
         except Exception as e:  # malformed BYTES: the core's checks
@@ -417,6 +436,10 @@ def _block_array(peer: ArenaMap, lease: _BlockLease, start: int, n: int) -> np.n
     return np.asarray(view)
 
 
+#: numpy dtypes of the numeric datatypes seen so far (filled by ``_arena_array``).
+_NUMPY: dict[str, np.dtype[Any]] = {}
+
+
 def _arena_array(
     peer: ArenaMap,
     block: np.ndarray,
@@ -429,7 +452,10 @@ def _arena_array(
     if datatype == "BYTES":
         start = data_base + off
         return _core.deserialize_bytes(peer.mm[start : start + n], list(shape))  # type: ignore[no-any-return]
-    return block[off : off + n].view(to_numpy(datatype)).reshape(shape)
+    dtype = to_numpy(datatype)
+    if datatype in DATATYPES:
+        _NUMPY[datatype] = dtype
+    return block[off : off + n].view(dtype).reshape(shape)
 
 
 def _segment_array(

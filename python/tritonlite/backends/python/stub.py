@@ -58,6 +58,7 @@ from .pb_utils import (
     TritonModelException,
 )
 from .shm import Arena, ArenaMap, read_tensors, write_tensors
+from .spin import SpinWait
 
 # How a stub starts: ``python -c BOOTSTRAP ARGS...``. The bootstrap installs a bare
 # ``tritonlite`` package (its real __path__, without running its __init__), so a stub imports
@@ -275,9 +276,10 @@ class Stub:
 
     def serve(self) -> None:
         ctl = self.ctl
+        spin = SpinWait()  # waiting for the next EXEC (see spin.py)
         while True:
             try:
-                message, fds = ctl.recv()
+                message, fds = ctl.recv(spin)
             except EOFError:
                 return
             except ProtocolError as e:
@@ -331,27 +333,32 @@ class Stub:
                 self.reject(f"cancel slot {request[8]} is outside the board's {slots} slots")
                 return
         decoupled = self.decoupled
+        model_name = self.model_name
+        version = self.info["version_number"]
+        wrap = Tensor._wrap
+        incoming = InferenceRequest._incoming
         requests: list[InferenceRequest] = []
         responders: list[_StubResponder] = []
         i = 0
         for key, request_id, correlation, flags, timeout, requested, n_in, params, slot, trace in batch:
+            end = i + n_in
             inputs = [
-                Tensor._wrap(name, array, metas[j][1])
-                for j, (name, array) in enumerate(tensors[i : i + n_in], start=i)
+                wrap(name, array, meta[1])
+                for (name, array), meta in zip(tensors[i:end], metas[i:end], strict=True)
             ]
-            i += n_in
+            i = end
             responder = _StubResponder(self, key, requested, slot)
             responders.append(responder)
             requests.append(
-                InferenceRequest._incoming(
+                incoming(
                     inputs,
                     requested,
                     request_id,
                     correlation,
                     flags,
                     timeout,
-                    self.model_name,
-                    self.info["version_number"],
+                    model_name,
+                    version,
                     InferenceResponseSender(
                         responder.send, decoupled, responder.cancelled, responder.fail
                     ),

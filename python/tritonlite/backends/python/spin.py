@@ -1,0 +1,137 @@
+"""How a thread waits for the next message of the stub round trip: a bounded spin, then a block.
+
+This module owns the waiting policy of the two ``ctl`` receives on the hot path (the server's
+worker waiting for DONE, the stub waiting for the next EXEC; ``ipc.Channel.recv``). Waking a
+thread that sleeps in ``recvmsg`` costs a context switch on each side and, on a virtual machine,
+tens of microseconds of wakeup latency (measured on the 2-core dev VM: p50 of a c=1 round trip
+through the in-process Server 166 us blocking, 84 us spinning, issue #20). So a waiter that
+expects its message soon polls the socket for a while with the GIL released
+(``_core.spin_readable``) and blocks only if nothing came.
+
+Spinning takes a CPU from whoever else could use it, so it happens only
+
+* with a CPU to spare: ``_core.spin_wait_ns()`` is not zero (a budget of two or more CPUs,
+  or ``TRITONLITE_SPIN_US`` set), never on a one-CPU budget (affinity or cgroup quota), where
+  the process we wait for needs that very CPU;
+* when the waits are short: each waiter keeps a moving average of how long its recent waits
+  took and spins for at most twice that, and not at all once the average is over the cap
+  (``SPIN_CAP_NS``, or ``TRITONLITE_SPIN_US`` when set). A big batch that keeps the stub
+  busy for milliseconds, or a model that is called now and then, is waited for asleep;
+* when no thread is kept from a CPU: the budget says what the process may use, not what others
+  leave idle. On a machine whose CPUs are all busy (a load generator, other tenants), a
+  spinner takes the CPU the very process it waits for needs (measured on the shared dev VM at
+  a CPU pressure of 84%: c=1 p50 195-209 us blocking, 252-435 us spinning). So spinning stops
+  while Linux's CPU pressure (``/proc/pressure/cpu``, "some avg10": the share of the last ~10
+  s in which a runnable task waited for a CPU) is over ``MAX_PRESSURE``; it is read at most
+  every ``PRESSURE_EVERY_S`` by each process. Where the file is missing the budget decides
+  alone.
+
+A message that arrives after the spin is received by the blocking ``recvmsg`` as before: the
+spin changes when a thread sleeps, never what it receives (a dead peer reads as EOF either
+way).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from ... import _core
+
+__all__ = ["SPIN_CAP_NS", "SpinWait", "cpu_pressure", "spin_cap_ns"]
+
+#: The longest spin of a round-trip waiter when TRITONLITE_SPIN_US is "auto" or unset and the
+#: budget allows spinning: a c=1 gRPC request's stub waits ~100-200 us for the next EXEC.
+SPIN_CAP_NS = 250_000
+#: No spinning while CPU pressure ("some avg10", percent) is over this.
+MAX_PRESSURE = 10.0
+PRESSURE_EVERY_S = 0.25
+PRESSURE_FILE = "/proc/pressure/cpu"
+
+_now = time.perf_counter_ns
+_spin_readable = _core.spin_readable
+
+
+def cpu_pressure(path: str | None = None) -> float | None:
+    """The "some avg10" CPU pressure in percent, None when unknown (no PSI: an older kernel,
+    or one booted without it)."""
+    try:
+        with open(path or PRESSURE_FILE, "rb") as f:
+            line = f.readline()
+    except OSError:
+        return None
+    for field in line.split():
+        if field.startswith(b"avg10="):
+            try:
+                return float(field[6:])
+            except ValueError:
+                return None
+    return None
+
+
+class _Pressure:
+    """Whether the machine's CPUs are contended now (re-read at most every PRESSURE_EVERY_S)."""
+
+    def __init__(self) -> None:
+        self.busy = False
+        self.next_check = 0.0
+
+    def contended(self) -> bool:
+        now = time.monotonic()
+        if now >= self.next_check:
+            self.next_check = now + PRESSURE_EVERY_S
+            pressure = cpu_pressure()
+            self.busy = pressure is not None and pressure > MAX_PRESSURE
+        return self.busy
+
+
+_PRESSURE = _Pressure()
+
+
+def spin_cap_ns() -> tuple[int, bool]:
+    """This process's cap and whether it was set explicitly: 0 (never spin) on a one-CPU
+    budget or with TRITONLITE_SPIN_US=0, TRITONLITE_SPIN_US when set to a number (explicit),
+    else ``SPIN_CAP_NS``."""
+    setting = os.environ.get("TRITONLITE_SPIN_US", "auto")
+    if setting not in ("", "auto"):
+        try:
+            return int(setting) * 1000, True
+        except ValueError:  # the server refuses it at start (_core.spin_wait_ns raises)
+            return 0, True
+    return (SPIN_CAP_NS if _core.spin_wait_ns() > 0 else 0), False
+
+
+class SpinWait:
+    """One waiter's spin policy (one thread uses it: not thread-safe)."""
+
+    __slots__ = ("average_ns", "cap_ns", "forced", "spins")
+
+    def __init__(self, cap_ns: int | None = None, forced: bool = False) -> None:
+        if cap_ns is None:
+            cap_ns, forced = spin_cap_ns()
+        self.cap_ns = cap_ns
+        self.forced = forced  # spin whatever the CPU pressure (TRITONLITE_SPIN_US set)
+        self.average_ns = 0  # moving average (1/8 weight for the newest) of recent waits
+        self.spins = 0  # waits that spun (for tests and benchmarks)
+
+    def next_spin_ns(self) -> int:
+        """How long the next wait spins: up to twice the recent average; 0 over the cap or
+        while the CPUs are contended."""
+        average = self.average_ns
+        if average > self.cap_ns or (not self.forced and _PRESSURE.contended()):
+            return 0
+        return min(self.cap_ns, 2 * average + 10_000)
+
+    def wait(self, fd: int) -> int:
+        """Spin for ``fd`` to become readable (as ``next_spin_ns`` says); returns the start
+        time to pass to ``done`` once the message was received."""
+        start = _now()
+        spin = self.next_spin_ns()
+        if spin:
+            self.spins += 1
+            _spin_readable(fd, spin)
+        return start
+
+    def done(self, start: int) -> None:
+        """The message came (after a spin or a block): remember how long the wait took."""
+        self.average_ns += (_now() - start - self.average_ns) >> 3

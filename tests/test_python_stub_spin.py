@@ -1,0 +1,211 @@
+"""The stub round trip's spin-then-block waits (backends/python/spin.py, issue #20).
+
+``_core.spin_readable`` (GIL released, bounded, EOF counts as readable), the policy (never on a
+one-CPU budget or with TRITONLITE_SPIN_US=0, not while the CPUs are contended, not when recent
+waits were longer than the cap, always bounded), and a stub-mode model served with the spin
+forced on (TRITONLITE_SPIN_US, in a fresh interpreter): it answers, the worker did spin, and a
+stub that dies mid-request still fails that request with Triton's text and is restarted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tritonlite import _core
+from tritonlite.backends.python import spin
+
+TESTS = Path(__file__).resolve().parent
+
+
+# ---- _core.spin_readable ----------------------------------------------------------------------
+
+
+def test_spin_readable_sees_data_eof_and_times_out() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        assert _core.spin_readable(a.fileno(), 0) is False  # a zero spin looks once
+        t0 = time.perf_counter()
+        assert _core.spin_readable(a.fileno(), 2_000_000) is False
+        elapsed = time.perf_counter() - t0
+        assert 0.0015 <= elapsed < 1.0  # the whole spin, and bounded
+        b.send(b"x")
+        assert _core.spin_readable(a.fileno(), 0) is True
+        assert a.recv(10) == b"x"
+        b.close()
+        assert _core.spin_readable(a.fileno(), 1_000_000) is True  # EOF: the recv says so
+        assert a.recv(10) == b""
+    finally:
+        a.close()
+        b.close()
+
+
+def test_spin_readable_releases_the_gil_and_refuses_a_bad_fd() -> None:
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        # A Python thread sends while this one spins: only possible without the GIL held.
+        sender = threading.Timer(0.01, lambda: b.send(b"y"))
+        sender.start()
+        t0 = time.perf_counter()
+        assert _core.spin_readable(a.fileno(), 5_000_000_000) is True
+        assert time.perf_counter() - t0 < 2.0
+        sender.join()
+    finally:
+        a.close()
+        b.close()
+    with pytest.raises(Exception, match="invalid file descriptor -1"):
+        _core.spin_readable(-1, 1000)
+
+
+# ---- the policy -------------------------------------------------------------------------------
+
+PROBE = (
+    "from tritonlite.backends.python import spin; w = spin.SpinWait(); "
+    "print(*spin.spin_cap_ns(), w.next_spin_ns())"
+)
+
+
+def _probe(env: dict[str, str], cpus: str | None = None) -> list[str]:
+    cmd = [sys.executable, "-c", PROBE]
+    if cpus is not None:
+        cmd = ["taskset", "-c", cpus, *cmd]
+    full = {k: v for k, v in os.environ.items() if k != "TRITONLITE_SPIN_US"}
+    full.update(env)
+    out = subprocess.run(cmd, capture_output=True, text=True, env=full, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+@pytest.mark.skipif(shutil.which("taskset") is None, reason="taskset not installed")
+def test_one_cpu_budget_never_spins() -> None:
+    one = str(min(os.sched_getaffinity(0)))
+    assert _probe({}, cpus=one) == ["0", "False", "0"]
+    assert _probe({"TRITONLITE_SPIN_US": "auto"}, cpus=one) == ["0", "False", "0"]
+
+
+def test_spin_setting_zero_never_spins_and_a_number_is_the_cap() -> None:
+    assert _probe({"TRITONLITE_SPIN_US": "0"}) == ["0", "True", "0"]
+    cap, forced, first = _probe({"TRITONLITE_SPIN_US": "120"})
+    assert (cap, forced) == ("120000", "True") and 0 < int(first) <= 120_000
+
+
+@pytest.fixture
+def pressure(tmp_path: Path, monkeypatch: Any) -> Any:
+    """Point the pressure gate at a file the test writes."""
+    path = tmp_path / "cpu"
+    monkeypatch.setattr(spin, "PRESSURE_FILE", str(path))
+    monkeypatch.setattr(spin._PRESSURE, "next_check", 0.0)
+
+    def set_avg10(value: float | None) -> None:
+        if value is None:
+            path.unlink(missing_ok=True)
+        else:
+            path.write_text(f"some avg10={value:.2f} avg60=0.00 avg300=0.00 total=1\n")
+        spin._PRESSURE.next_check = 0.0
+
+    return set_avg10
+
+
+def test_contended_cpus_stop_the_spin_unless_it_was_asked_for(pressure: Any) -> None:
+    waiter = spin.SpinWait(cap_ns=100_000)
+    pressure(1.0)
+    assert waiter.next_spin_ns() == 10_000  # no history yet: a short spin
+    pressure(50.0)
+    assert waiter.next_spin_ns() == 0
+    assert spin.SpinWait(cap_ns=100_000, forced=True).next_spin_ns() == 10_000
+    pressure(None)  # no PSI on this kernel: the budget decides
+    assert waiter.next_spin_ns() == 10_000
+    assert spin.cpu_pressure(spin.PRESSURE_FILE + ".missing") is None
+
+
+def test_spin_follows_recent_waits_and_stops_over_the_cap(pressure: Any) -> None:
+    pressure(0.0)
+    waiter = spin.SpinWait(cap_ns=100_000)
+    waiter.average_ns = 30_000
+    assert waiter.next_spin_ns() == 70_000  # twice the average, plus a margin
+    waiter.average_ns = 80_000
+    assert waiter.next_spin_ns() == 100_000  # never over the cap
+    waiter.average_ns = 150_000
+    assert waiter.next_spin_ns() == 0  # long waits: block at once
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        waiter.average_ns = 0
+        start = waiter.wait(a.fileno())  # nothing comes: spins ~10 us, then the caller blocks
+        assert waiter.spins == 1
+        b.send(b"z")
+        a.recv(10)
+        waiter.done(start)
+        assert waiter.average_ns > 0
+    finally:
+        a.close()
+        b.close()
+
+
+# ---- a stub-mode model with the spin on -------------------------------------------------------
+
+SERVE = textwrap.dedent(
+    """
+    import os, signal, sys, time
+    from pathlib import Path
+    import numpy as np
+    sys.path.insert(0, {tests!r})
+    from models import serve_python_model
+    from tritonlite import Server, TritonError
+
+    server = Server()
+    backend = serve_python_model(server, Path({repo!r}), "crash", "stub")
+    instance = backend.instances[0]
+    for i in range(200):
+        out = server.infer("crash", {{"IN": np.array([5, i], np.float32)}})
+        assert out["OUT"].tolist() == [5, i]
+    print("spins", instance._spin.spins)
+    try:
+        server.infer("crash", {{"IN": np.array([1], np.float32)}})  # os._exit(3) in execute
+        print("no error")
+    except TritonError as e:
+        print("error", e.status, e.message)
+    out = server.infer("crash", {{"IN": np.array([7, 8], np.float32)}})  # waits for the restart
+    print("restarted", out["OUT"].tolist(), instance.restarts)
+    # Killed from outside while idle (spinning or blocked on the next EXEC): the same.
+    os.kill(instance._stub.proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            out = server.infer("crash", {{"IN": np.array([9], np.float32)}})
+            break
+        except TritonError as e:
+            assert "is not healthy" in e.message, e.message
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    print("killed", out["OUT"].tolist(), instance.restarts)
+    server.close()
+    """
+)
+
+
+def test_forced_spin_serves_and_a_stub_dying_mid_request_still_fails_and_restarts(
+    tmp_path: Path,
+) -> None:
+    script = SERVE.format(tests=str(TESTS), repo=str(tmp_path))
+    env = dict(os.environ, TRITONLITE_SPIN_US="20000")
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = dict(line.split(" ", 1) for line in out.stdout.splitlines())
+    assert int(lines["spins"]) >= 150, out.stdout  # the worker spun for (nearly) every DONE
+    assert lines["error"].startswith(
+        "INTERNAL Stub process 'crash_0' is not healthy: it exited with code 3"
+    ), out.stdout
+    assert lines["restarted"] == "[7.0, 8.0] 1"
+    assert lines["killed"] == "[9.0] 2"
