@@ -1,4 +1,4 @@
-// tritonlite._core.spin_wait_ns / cpu_budget: how long this process's waiting threads spin
+// tritonlite._core.spin_wait_ns / cpu_budget / runs_batches_inline: how long this process's waiting threads spin
 // before they block (util/spin_wait.h: only with a CPU to spare, or as TRITONLITE_SPIN_US says),
 // so the server can refuse an invalid setting at start and tests can see the choice.
 #include "python/bind.h"
@@ -17,8 +17,17 @@ void BindSpinWait(py::module_& m) {
         "Nanoseconds a waiting thread spins before it blocks: TRITONLITE_SPIN_US when set, else "
         "50 us with a CPU budget of two or more CPUs and 0 (never spin) below. Raises on an "
         "invalid TRITONLITE_SPIN_US.");
-  m.def("cpu_budget", &CpuBudget,
-        "CPUs this process may use: its affinity mask capped by its cgroup's CPU quota.");
+  m.def("cpu_budget",
+        [] {
+          const BudgetSetting& b = ProcessCpuBudget();
+          if (!b.error.empty()) ThrowInvalid(b.error);
+          return b.cpus;
+        },
+        "CPUs this process may use: TRITONLITE_CPU_BUDGET when set, else its affinity mask "
+        "capped by its cgroup's CPU quota. Raises on an invalid TRITONLITE_CPU_BUDGET.");
+  m.def("runs_batches_inline", &RunBatchesInline,
+        "Whether the native gRPC I/O threads run ready batches themselves instead of handing "
+        "them to the instances' threads (a CPU budget below 2).");
 }
 
 }  // namespace tritonlite::python

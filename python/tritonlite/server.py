@@ -238,7 +238,9 @@ class Server:
         rate_limit: str = "off",
         rate_limit_resources: Sequence[str | Sequence[Any]] = (),
     ) -> None:
-        # An invalid TRITONLITE_SPIN_US is refused here, not silently ignored by the core.
+        # An invalid TRITONLITE_SPIN_US or TRITONLITE_CPU_BUDGET is refused here, not silently
+        # ignored by the core.
+        _core.cpu_budget()
         _core.spin_wait_ns()
         self.server_id = server_id
         #: --backend-config: {backend or "": {setting: value}} (see backend_setting).

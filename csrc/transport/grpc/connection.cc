@@ -347,11 +347,15 @@ void GrpcConnection::QueueReadRequests() {
   // The workers of the models these requests go to are woken once, after the last of them is
   // queued: a worker woken per request would take the CPU from this thread after the first (on
   // one core, every time) and run batches of one.
-  DeferredWakeups wake_later;
+  // Within an I/O thread's pass, they join the pass's wakeups (one per model over all the
+  // connections read in that pass).
+  DeferredWakeups own;
+  DeferredWakeups* wake_later = DeferredWakeups::Current();
+  if (wake_later == nullptr) wake_later = &own;
   for (uint32_t stream_id : read_requests_) {
     auto it = calls_.find(stream_id);
     if (it == calls_.end() || it->second.read_message == nullptr) continue;  // reset meanwhile
-    StartUnary(stream_id, it->second, std::move(it->second.read_message), &wake_later);
+    StartUnary(stream_id, it->second, std::move(it->second.read_message), wake_later);
   }
   read_requests_.clear();
 }

@@ -289,6 +289,9 @@ class _OrtValueArray:
 class OnnxRuntimeInstance:
     """One InferenceSession; ``execute`` runs one batch."""
 
+    #: InferenceSession.run may be called from any thread (see base.BackendInstance).
+    runs_on_any_thread = True
+
     def __init__(
         self,
         config: ModelConfig,
