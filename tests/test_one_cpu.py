@@ -6,6 +6,7 @@ responses in the same pass, instead of waking the instance's thread and being wo
 wakeups and two context switches per batch on a core both threads share). Only for backends
 that may run on any thread (``runs_on_any_thread``: onnxruntime); everything else, and anything
 that is not ready yet (a queue delay), still goes to the instance's thread.
+``TRITONLITE_INLINE_BATCHES=0`` switches it off (``1`` on at any budget).
 
 The budget is decided once per process, so each case runs a server in a child process (in-process
 ``Server`` and native gRPC frontend, tritonclient in the same child) and reports what it saw:
@@ -158,11 +159,13 @@ main()
 '''
 
 
-def run_child(tmp_path: Path, budget: str) -> dict[str, Any]:
+def run_child(tmp_path: Path, budget: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
     env = {**os.environ, "TRITONLITE_CPU_BUDGET": budget}
     env.pop("TRITONLITE_SPIN_US", None)
+    env.pop("TRITONLITE_INLINE_BATCHES", None)
+    env.update(extra or {})
     out = subprocess.run([sys.executable, str(script), str(tmp_path), str(HERE)], capture_output=True,
                          text=True, env=env, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-4000:]
@@ -193,6 +196,21 @@ def test_two_cpus_hand_batches_to_the_instance_thread(tmp_path: Path) -> None:
     assert r["any_correct"] and r["own_correct"] and r["add_sub_correct"]
     assert r["any_threads"] == ["inst:any"], r
     assert r["add_sub_inferences"] == 200
+
+
+def test_inline_batches_can_be_switched_off_on_one_cpu(tmp_path: Path) -> None:
+    r = run_child(tmp_path, "1", {"TRITONLITE_INLINE_BATCHES": "0"})
+    assert not r["runs_batches_inline"] and r["cpu_budget"] == 1.0
+    assert r["any_correct"] and r["add_sub_correct"]
+    assert r["any_threads"] == ["inst:any"], r
+
+
+def test_invalid_inline_setting_is_refused_at_start() -> None:
+    env = {**os.environ, "TRITONLITE_INLINE_BATCHES": "yes"}
+    out = subprocess.run([sys.executable, "-c", "from tritonlite import Server; Server()"],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode != 0
+    assert "TRITONLITE_INLINE_BATCHES must be 'auto', '0' or '1', got 'yes'" in out.stderr
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "one", "2cpus"])

@@ -25,9 +25,15 @@ void BindSpinWait(py::module_& m) {
         },
         "CPUs this process may use: TRITONLITE_CPU_BUDGET when set, else its affinity mask "
         "capped by its cgroup's CPU quota. Raises on an invalid TRITONLITE_CPU_BUDGET.");
-  m.def("runs_batches_inline", &RunBatchesInline,
+  m.def("runs_batches_inline",
+        [] {
+          const InlineSetting& s = ProcessInlineBatches();
+          if (!s.error.empty()) ThrowInvalid(s.error);
+          return s.on;
+        },
         "Whether the native gRPC I/O threads run ready batches themselves instead of handing "
-        "them to the instances' threads (a CPU budget below 2).");
+        "them to the instances' threads: TRITONLITE_INLINE_BATCHES ('0', '1') when set, else a "
+        "CPU budget below 2. Raises on an invalid TRITONLITE_INLINE_BATCHES.");
 }
 
 }  // namespace tritonlite::python

@@ -6,7 +6,8 @@
 // CPU (affinity mask or cgroup quota) the thread it waits for needs that very CPU, so spinning
 // only delays it (issue #20). TRITONLITE_SPIN_US overrides the choice, TRITONLITE_CPU_BUDGET the
 // budget (for every choice made from it: spinning, batches run on the gRPC I/O thread, the
-// default size of onnxruntime's shared pool).
+// default size of onnxruntime's shared pool), TRITONLITE_INLINE_BATCHES the batches run on the
+// gRPC I/O thread alone.
 #pragma once
 
 #include <sched.h>
@@ -131,9 +132,41 @@ inline const BudgetSetting& ProcessCpuBudget() {
 // hand-off to the instance's thread and back costs two wakeups and two context switches).
 constexpr double kMinCpusForWorkerHandOff = 2.0;
 
+constexpr const char* kInlineBatchesEnv = "TRITONLITE_INLINE_BATCHES";
+
+struct InlineSetting {
+  bool on = false;
+  std::string error;  // a TRITONLITE_INLINE_BATCHES that is not "auto", "0" or "1"
+};
+
+// For `env` (TRITONLITE_INLINE_BATCHES: null, "" or "auto": below two CPUs of `cpus`; "0": never;
+// "1": always).
+inline InlineSetting ResolveInlineBatches(const char* env, double cpus) {
+  InlineSetting s;
+  const std::string text = env == nullptr ? "" : env;
+  if (text == "0" || text == "1") {
+    s.on = text == "1";
+    return s;
+  }
+  if (!text.empty() && text != "auto") {
+    s.error = std::string(kInlineBatchesEnv) + " must be 'auto', '0' or '1', got '" + text + "'";
+  }
+  s.on = cpus < kMinCpusForWorkerHandOff;
+  return s;
+}
+
+// This process's choice, made once (an invalid setting falls back to "auto" here; the Python
+// server refuses it).
+inline const InlineSetting& ProcessInlineBatches() {
+  static const InlineSetting setting = [] {
+    return ResolveInlineBatches(std::getenv(kInlineBatchesEnv), ProcessCpuBudget().cpus);
+  }();
+  return setting;
+}
+
 // Whether a thread that queued requests should run their batches itself rather than wake the
-// model's worker thread: only below two CPUs, where the two would share one anyway.
-inline bool RunBatchesInline() { return ProcessCpuBudget().cpus < kMinCpusForWorkerHandOff; }
+// model's worker thread: by default only below two CPUs, where the two would share one anyway.
+inline bool RunBatchesInline() { return ProcessInlineBatches().on; }
 
 struct SpinSetting {
   uint64_t ns = 0;

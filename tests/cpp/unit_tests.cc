@@ -1117,6 +1117,14 @@ TEST(cpu_budget_override_and_inline_batches) {
     CHECK(b.error.find("TRITONLITE_CPU_BUDGET must be 'auto' or a number of CPUs") == 0);
     CHECK_EQ(b.cpus, 4.0);  // falls back to the measured budget
   }
+  CHECK(ResolveInlineBatches(nullptr, 1).on);
+  CHECK(ResolveInlineBatches("auto", 1.5).on);
+  CHECK(!ResolveInlineBatches(nullptr, 2).on);
+  CHECK(!ResolveInlineBatches("0", 1).on);
+  CHECK(ResolveInlineBatches("1", 8).on);
+  const InlineSetting bad = ResolveInlineBatches("yes", 8);
+  CHECK(bad.error == "TRITONLITE_INLINE_BATCHES must be 'auto', '0' or '1', got 'yes'");
+  CHECK(!bad.on);  // falls back to the automatic choice
   // The budget drives the spin as before.
   CHECK_EQ(ResolveSpin(nullptr, ResolveCpuBudget("1", 8).cpus).ns, 0u);
   CHECK_EQ(ResolveSpin(nullptr, ResolveCpuBudget("2", 1).cpus).ns, kSpinBeforeBlockNs);
