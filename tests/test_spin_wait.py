@@ -22,7 +22,7 @@ def probe(env: dict[str, str] | None = None, cpus: str | None = None) -> subproc
     cmd = [sys.executable, "-c", PROBE]
     if cpus is not None:
         cmd = ["taskset", "-c", cpus, *cmd]
-    full_env = {k: v for k, v in os.environ.items() if k != "TRITONLITE_SPIN_US"}
+    full_env = {k: v for k, v in os.environ.items() if k not in ("TRITONLITE_SPIN_US", "TRITONLITE_CPU_BUDGET")}
     full_env.update(env or {})
     return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=60)
 
@@ -54,6 +54,15 @@ def test_two_cpus_spin_unless_a_quota_says_otherwise() -> None:
 def test_environment_overrides_the_budget() -> None:
     assert spin_and_budget({"TRITONLITE_SPIN_US": "20"}, cpus=first_cpu)[0] == 20_000
     assert spin_and_budget({"TRITONLITE_SPIN_US": "0"})[0] == 0
+
+
+@needs_taskset
+def test_cpu_budget_override_decides_spinning() -> None:
+    # TRITONLITE_CPU_BUDGET stands in for the measured budget (a cgroup quota the process
+    # cannot see, a test of the one-CPU paths on a bigger machine).
+    assert spin_and_budget({"TRITONLITE_CPU_BUDGET": "3"}, cpus=first_cpu) == (50_000, 3.0)
+    assert spin_and_budget({"TRITONLITE_CPU_BUDGET": "0.5"}) == (0, 0.5)
+    assert spin_and_budget({"TRITONLITE_CPU_BUDGET": "auto"}, cpus=first_cpu) == (0, 1.0)
 
 
 @pytest.mark.parametrize("value", ["on", "-1", "2000000", "5us"])

@@ -6,16 +6,39 @@
 
 #include "python/errors.h"
 #include "python/tensor_convert.h"
+#include "util/thread_exit.h"
 
 namespace tritonlite::python {
 
 namespace {
 
+// Whether this thread keeps its Python thread state between GIL acquisitions (an instance's
+// worker from Start to Close; another thread that ran a batch, until its RunThreadExitHooks):
+// creating one per acquisition would cost microseconds on every batch.
+thread_local bool t_keeps_thread_state = false;
+
+// For a thread that is not an instance's worker (the gRPC I/O thread running batches itself):
+// keep the thread state from its first batch until the thread ends.
+void KeepThreadState(py::gil_scoped_acquire& gil) {
+  if (t_keeps_thread_state) return;
+  gil.inc_ref();
+  t_keeps_thread_state = true;
+  AtThreadExit([] {
+    if (!t_keeps_thread_state || !Py_IsInitialized()) return;
+    py::gil_scoped_acquire again;
+    again.dec_ref();  // the thread state goes when `again` does
+    t_keeps_thread_state = false;
+  });
+}
+
 // Runs batches through a Python backend instance: instance.execute(inputs, output_names).
+// A backend whose `runs_on_any_thread` attribute is true may run on threads other than its
+// instance's (RunsOnAnyThread).
 class PyInstanceBackend : public InstanceBackend {
  public:
   explicit PyInstanceBackend(py::object instance) : instance_(std::move(instance)) {
     execute_ = py::getattr(instance_, "execute", py::none());
+    any_thread_ = py::bool_(py::getattr(instance_, "runs_on_any_thread", py::bool_(false)));
   }
   ~PyInstanceBackend() override {
     if (!Py_IsInitialized()) {
@@ -31,6 +54,7 @@ class PyInstanceBackend : public InstanceBackend {
   Status Execute(const NamedTensors& inputs, const std::vector<std::string>& output_names,
                  NamedTensors* outputs) override {
     py::gil_scoped_acquire gil;
+    KeepThreadState(gil);
     try {
       py::dict in;
       for (const auto& kv : inputs) {
@@ -75,7 +99,10 @@ class PyInstanceBackend : public InstanceBackend {
   void Start() override {
     py::gil_scoped_acquire gil;
     gil.inc_ref();
+    t_keeps_thread_state = true;
   }
+
+  bool RunsOnAnyThread() const override { return any_thread_; }
 
   void Close() override {
     py::gil_scoped_acquire gil;
@@ -85,11 +112,13 @@ class PyInstanceBackend : public InstanceBackend {
       e.discard_as_unraisable("tritonlite backend instance close()");
     }
     gil.dec_ref();  // the thread state goes when `gil` does
+    t_keeps_thread_state = false;
   }
 
  private:
   py::object instance_;
   py::object execute_;
+  bool any_thread_ = false;
 };
 
 }  // namespace

@@ -1,6 +1,7 @@
-// tritonlite._core.spin_wait_ns / cpu_budget: how long this process's waiting threads spin
-// before they block (util/spin_wait.h: only with a CPU to spare, or as TRITONLITE_SPIN_US says),
-// so the server can refuse an invalid setting at start and tests can see the choice.
+// tritonlite._core.spin_wait_ns / cpu_budget / runs_batches_inline: how long this process's
+// waiting threads spin before they block (util/spin_wait.h: only with a CPU to spare, or as
+// TRITONLITE_SPIN_US says) and whether the gRPC I/O threads run batches themselves, so the server
+// can refuse an invalid setting at start and tests can see the choice.
 // spin_readable: a Python thread's bounded spin for a file descriptor to become readable, with
 // the GIL released (the python backend's stub round trip, backends/python/ipc.py).
 #include <poll.h>
@@ -54,8 +55,23 @@ void BindSpinWait(py::module_& m) {
         "nanoseconds, polled without blocking and with the GIL released; a spin of 0 looks "
         "once. For a thread that expects a message soon and blocks on the fd when this says "
         "False.");
-  m.def("cpu_budget", &CpuBudget,
-        "CPUs this process may use: its affinity mask capped by its cgroup's CPU quota.");
+  m.def("cpu_budget",
+        [] {
+          const BudgetSetting& b = ProcessCpuBudget();
+          if (!b.error.empty()) ThrowInvalid(b.error);
+          return b.cpus;
+        },
+        "CPUs this process may use: TRITONLITE_CPU_BUDGET when set, else its affinity mask "
+        "capped by its cgroup's CPU quota. Raises on an invalid TRITONLITE_CPU_BUDGET.");
+  m.def("runs_batches_inline",
+        [] {
+          const InlineSetting& s = ProcessInlineBatches();
+          if (!s.error.empty()) ThrowInvalid(s.error);
+          return s.on;
+        },
+        "Whether the native gRPC I/O threads run ready batches themselves instead of handing "
+        "them to the instances' threads: TRITONLITE_INLINE_BATCHES ('0', '1') when set, else a "
+        "CPU budget below 2. Raises on an invalid TRITONLITE_INLINE_BATCHES.");
 }
 
 }  // namespace tritonlite::python

@@ -19,7 +19,7 @@ class InstanceBackend {
   // One gathered batch: inputs with the batch dim first. Fills `outputs` with (at least) the
   // outputs named in `output_names`, which the worker always lists (the requested outputs,
   // every model output when a request asked for all, and any the scheduler needs).
-  // Called from the instance's own thread.
+  // Called from the instance's own thread (or see RunsOnAnyThread).
   virtual Status Execute(const NamedTensors& inputs, const std::vector<std::string>& output_names,
                          NamedTensors* outputs) = 0;
   // Per-request execution (python backend): the backend answers each request itself, any
@@ -28,6 +28,10 @@ class InstanceBackend {
   virtual Status ExecuteRequests(const std::vector<std::shared_ptr<OwnedRequest>>& requests) {
     return Status(StatusCode::kUnsupported, "this backend does not execute request lists");
   }
+  // Whether Execute may be called from a thread other than the instance's own (one at a time,
+  // between Start and Close): then a thread that queued requests may run their batch itself
+  // (ModelRunner::RunReady). False for a backend that keeps per-thread state (a device).
+  virtual bool RunsOnAnyThread() const { return false; }
   // Called once on the worker thread when it starts, and once before it exits.
   virtual void Start() {}
   virtual void Close() {}

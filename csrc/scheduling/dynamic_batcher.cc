@@ -372,6 +372,23 @@ Batch DynamicBatcher::NextBatch(size_t /*instance*/) {
   }
 }
 
+Batch DynamicBatcher::TryNextBatch() {
+  std::vector<std::pair<RequestPtr, Status>> dropped;  // failed without the lock
+  Batch batch;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t now = NowNs();
+    Sweep(now, &dropped);
+    uint64_t wake = 0;
+    if (queued_ > 0 && FormBatch(now, &batch, &wake)) batch.sequence = next_sequence_++;
+  }
+  if (!dropped.empty()) {
+    FailDropped(&dropped);
+    cv_.notify_all();  // as ReapLoop: a worker may have waited on a dropped request
+  }
+  return batch;
+}
+
 void DynamicBatcher::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);

@@ -36,6 +36,7 @@ class DynamicBatcher : public Scheduler {
   void Wake() override;
   // Any idle instance takes the next batch.
   Batch NextBatch(size_t instance) override;
+  Batch TryNextBatch() override;
   void Stop() override;
   size_t pending() const override;
 

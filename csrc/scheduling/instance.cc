@@ -1,5 +1,7 @@
 #include "scheduling/instance.h"
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <mutex>
@@ -51,6 +53,10 @@ struct HeldResources {
 }  // namespace
 
 void InstanceWorker::Run() {
+  // Named for top -H and /proc (a thread inherits its creator's name otherwise: often the gRPC
+  // I/O thread that queued the model's first request). Linux keeps 15 bytes.
+  const std::string name = "inst:" + runner_->spec().name;
+  pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
   backend_->Start();
   Status warmup;
   try {
@@ -59,28 +65,53 @@ void InstanceWorker::Run() {
     warmup = Status(StatusCode::kInternal, e.what());
   }
   runner_->WarmupDone(index_, std::move(warmup));  // on failure the runner is stopped next
+  serving_.store(true, std::memory_order_release);
   while (true) {
     Batch batch = runner_->scheduler().NextBatch(index_);
     if (batch.empty()) break;
-    // The sequence batcher answers its cancelled requests itself (it must hear of every
-    // request it handed out).
-    if (!runner_->spec().sequence.enabled && DropCancelled(batch)) {
-      runner_->Deliver(batch.sequence, Delivery{});  // keeps preserve_ordering's count
-      continue;
-    }
-    if (wait_ != nullptr && !AcquireResources(batch)) {
-      runner_->Deliver(batch.sequence, Delivery{});
-      continue;
-    }
-    HeldResources held{wait_.get(), limiter_id_};  // given back however the batch ends
-    if (runner_->spec().per_request_execution) {
-      ExecutePerRequest(batch);
-    } else {
-      ExecuteGathered(batch);
-    }
+    std::lock_guard<std::mutex> lock(run_mu_);
+    RunBatch(batch);
+  }
+  {
+    // After a batch another thread may be running: then nobody runs any more.
+    std::lock_guard<std::mutex> lock(run_mu_);
+    serving_.store(false, std::memory_order_release);
   }
   backend_->Close();
   backend_.reset();
+}
+
+bool InstanceWorker::TryRunReady(Scheduler& scheduler) {
+  if (!serving_.load(std::memory_order_acquire)) return false;
+  std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
+  if (!lock.owns_lock() || !serving_.load(std::memory_order_relaxed)) return false;
+  bool ran = false;
+  while (true) {
+    Batch batch = scheduler.TryNextBatch();
+    if (batch.empty()) break;
+    RunBatch(batch);
+    ran = true;
+  }
+  return ran;
+}
+
+void InstanceWorker::RunBatch(Batch& batch) {
+  // The sequence batcher answers its cancelled requests itself (it must hear of every
+  // request it handed out).
+  if (!runner_->spec().sequence.enabled && DropCancelled(batch)) {
+    runner_->Deliver(batch.sequence, Delivery{});  // keeps preserve_ordering's count
+    return;
+  }
+  if (wait_ != nullptr && !AcquireResources(batch)) {
+    runner_->Deliver(batch.sequence, Delivery{});
+    return;
+  }
+  HeldResources held{wait_.get(), limiter_id_};  // given back however the batch ends
+  if (runner_->spec().per_request_execution) {
+    ExecutePerRequest(batch);
+  } else {
+    ExecuteGathered(batch);
+  }
 }
 
 namespace {

@@ -3,10 +3,13 @@
 // backend, scatters outputs back to each request as views, records statistics and hands the
 // responses to the runner for delivery. The thread starts with Start (the runner starts its
 // workers with the model's first request, or at load when there are warmup samples), so a
-// model that was never asked anything costs no thread.
+// model that was never asked anything costs no thread. Another thread may run ready batches on
+// an idle instance (TryRunReady: the gRPC I/O thread on a one-CPU budget), never two at once.
 #pragma once
 
+#include <atomic>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -52,8 +55,16 @@ class InstanceWorker {
   void Start();
   void Join();
 
+  // On the calling thread, while this instance is idle and serving (started, warmed up, not
+  // closing): runs the batches `scheduler` has ready now, until it has none. False (nothing
+  // run) when the instance is busy or not serving. For a backend that runs on any thread.
+  bool TryRunReady(Scheduler& scheduler);
+
  private:
   void Run();
+  // One batch from the scheduler: cancelled requests answered, rate limiter resources taken,
+  // run, delivered. Called with run_mu_ held.
+  void RunBatch(Batch& batch);
   // Answers the batch's cancelled requests (CANCELLED) and takes them out; true when none is
   // left to run.
   bool DropCancelled(Batch& batch);
@@ -77,6 +88,10 @@ class InstanceWorker {
   std::shared_ptr<ResourceWait> wait_;  // null: not rate limited
   uint64_t limiter_id_ = 0;
   bool started_ = false;
+  // Held while a batch runs (by the worker, or by a thread in TryRunReady): the backend runs
+  // one batch at a time. serving_: batches may run (written under run_mu_).
+  std::mutex run_mu_;
+  std::atomic<bool> serving_{false};
   std::thread thread_;
 };
 

@@ -38,6 +38,9 @@ ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBac
   } else {
     scheduler_ = std::make_unique<DynamicBatcher>(spec_, stats_.get());
   }
+  runs_ready_ = !spec_.sequence.enabled && !spec_.per_request_execution && !spec_.ensemble &&
+                rate_limit_ == nullptr;
+  for (const auto& b : backends) runs_ready_ = runs_ready_ && b->RunsOnAnyThread();
   for (size_t i = 0; i < backends.size(); ++i) {
     workers_.push_back(
         std::make_unique<InstanceWorker>(this, i, std::move(backends[i]), rate_limit_.get()));
@@ -71,6 +74,16 @@ void ModelRunner::EnqueueDeferred(RequestPtr request) {
   if (cache_ != nullptr && ServeFromCache(request)) return;
   StartWorkers();  // as Enqueue: a model's first request may come this way
   scheduler_->EnqueueDeferred(std::move(request));
+}
+
+void ModelRunner::RunReady() {
+  if (runs_ready_ && workers_started()) {
+    for (auto& w : workers_) {
+      if (w->TryRunReady(*scheduler_)) break;
+    }
+  }
+  // What is left (nothing ready yet, every instance busy, not serving yet): a worker's turn.
+  if (scheduler_->pending() > 0) scheduler_->Wake();
 }
 
 namespace {

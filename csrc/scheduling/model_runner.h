@@ -83,6 +83,15 @@ class ModelRunner {
   // last of the requests queued in a row.
   void EnqueueDeferred(RequestPtr request);
   void Wake() { scheduler_->Wake(); }
+  // After EnqueueDeferred, instead of Wake: runs the batches that are ready now on the calling
+  // thread, on an idle instance, when the model allows it (runs_ready()), then wakes a worker
+  // for whatever is left (a batch still waiting for its queue delay, a busy instance). The
+  // gRPC I/O thread on a one-CPU budget: no hand-off to the worker and back (issue #20). The
+  // caller holds no lock and not the GIL; responses go to the requests' sinks on this thread.
+  void RunReady();
+  // Whether RunReady may run batches here: the dynamic batcher (or none), gathered execution,
+  // no rate limiter, and backends that run on any thread.
+  bool runs_ready() const { return runs_ready_; }
   // For a validated request: true when it was answered from the response cache (the sink got
   // its response, `request` is spent); false when it must run — then, if it is cacheable, its
   // sink is wrapped so that its successful response is stored. Never throws for a cache
@@ -156,6 +165,7 @@ class ModelRunner {
   std::shared_ptr<RateLimitRegistration> rate_limit_;
   std::mutex start_mu_;
   std::atomic<bool> workers_started_{false};
+  bool runs_ready_ = false;
   std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
 };
 

@@ -52,6 +52,11 @@ class Scheduler {
   // Blocks until a batch is ready for `instance`. After Stop(), hands out what is still queued,
   // then returns an empty batch.
   virtual Batch NextBatch(size_t instance) = 0;
+  // The batch that is ready now, without waiting (empty when none is: nothing queued, or the
+  // batcher would wait for more requests or for the queue delay). For a thread that queued
+  // requests and runs their batch itself (ModelRunner::RunReady); schedulers that hand batches
+  // only to their own workers return none.
+  virtual Batch TryNextBatch() { return Batch{}; }
   // After the backend ran a batch (status says whether it succeeded), before responses go out:
   // the scheduler may take outputs that are internal to it (implicit state) out of `outputs`.
   // Returns an error when those outputs are unusable (wrong datatype or shape): the batch's

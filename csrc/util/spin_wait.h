@@ -4,7 +4,10 @@
 // work soon polls for a short while before it sleeps. The spin is bounded so an idle server
 // burns no CPU, and it happens only when the process has a CPU to spare: with a budget of one
 // CPU (affinity mask or cgroup quota) the thread it waits for needs that very CPU, so spinning
-// only delays it (issue #20). TRITONLITE_SPIN_US overrides the choice.
+// only delays it (issue #20). TRITONLITE_SPIN_US overrides the choice, TRITONLITE_CPU_BUDGET the
+// budget (for every choice made from it: spinning, batches run on the gRPC I/O thread, the
+// default size of onnxruntime's shared pool), TRITONLITE_INLINE_BATCHES the batches run on the
+// gRPC I/O thread alone.
 #pragma once
 
 #include <sched.h>
@@ -26,6 +29,8 @@ constexpr uint64_t kSpinBeforeBlockNs = 50'000;
 constexpr double kMinCpusToSpin = 2.0;
 constexpr uint64_t kMaxSpinUs = 1'000'000;
 constexpr const char* kSpinEnv = "TRITONLITE_SPIN_US";
+constexpr const char* kCpuBudgetEnv = "TRITONLITE_CPU_BUDGET";
+constexpr double kMaxCpuBudget = 65536;
 
 // A cgroup v2 cpu.max ("$MAX $PERIOD", MAX may be "max") as CPUs; 0 when unlimited or
 // unreadable.
@@ -89,6 +94,80 @@ inline double CpuBudget() {
   return quota > 0 && quota < cpus ? quota : cpus;
 }
 
+struct BudgetSetting {
+  double cpus = 0;
+  std::string error;  // a TRITONLITE_CPU_BUDGET that is neither "auto" nor a number of CPUs
+};
+
+// The budget for `env` (TRITONLITE_CPU_BUDGET; null, "" or "auto": `measured`), a positive
+// number of CPUs (fractions allowed, as a cgroup quota).
+inline BudgetSetting ResolveCpuBudget(const char* env, double measured) {
+  BudgetSetting b;
+  b.cpus = measured;
+  const std::string text = env == nullptr ? "" : env;
+  if (text.empty() || text == "auto") return b;
+  char* end = nullptr;
+  const double cpus = std::strtod(text.c_str(), &end);
+  const bool plain = (text[0] >= '0' && text[0] <= '9') || text[0] == '.';  // no sign, no space
+  if (plain && end != text.c_str() && *end == '\0' && text.find_first_of("xXpP") == std::string::npos &&
+      cpus > 0 && cpus <= kMaxCpuBudget) {
+    b.cpus = cpus;
+    return b;
+  }
+  b.error = std::string(kCpuBudgetEnv) + " must be 'auto' or a number of CPUs greater than 0 " +
+            "and at most " + std::to_string(static_cast<int>(kMaxCpuBudget)) + ", got '" + text + "'";
+  return b;
+}
+
+// This process's budget, decided once: TRITONLITE_CPU_BUDGET when set, else CpuBudget() (an
+// invalid setting falls back to the measured budget here; the Python server refuses it).
+inline const BudgetSetting& ProcessCpuBudget() {
+  static const BudgetSetting setting = [] {
+    return ResolveCpuBudget(std::getenv(kCpuBudgetEnv), CpuBudget());
+  }();
+  return setting;
+}
+
+// Below this budget the gRPC I/O thread runs a model's ready batches itself (on one CPU a
+// hand-off to the instance's thread and back costs two wakeups and two context switches).
+constexpr double kMinCpusForWorkerHandOff = 2.0;
+
+constexpr const char* kInlineBatchesEnv = "TRITONLITE_INLINE_BATCHES";
+
+struct InlineSetting {
+  bool on = false;
+  std::string error;  // a TRITONLITE_INLINE_BATCHES that is not "auto", "0" or "1"
+};
+
+// For `env` (TRITONLITE_INLINE_BATCHES: null, "" or "auto": below two CPUs of `cpus`; "0": never;
+// "1": always).
+inline InlineSetting ResolveInlineBatches(const char* env, double cpus) {
+  InlineSetting s;
+  const std::string text = env == nullptr ? "" : env;
+  if (text == "0" || text == "1") {
+    s.on = text == "1";
+    return s;
+  }
+  if (!text.empty() && text != "auto") {
+    s.error = std::string(kInlineBatchesEnv) + " must be 'auto', '0' or '1', got '" + text + "'";
+  }
+  s.on = cpus < kMinCpusForWorkerHandOff;
+  return s;
+}
+
+// This process's choice, made once (an invalid setting falls back to "auto" here; the Python
+// server refuses it).
+inline const InlineSetting& ProcessInlineBatches() {
+  static const InlineSetting setting = [] {
+    return ResolveInlineBatches(std::getenv(kInlineBatchesEnv), ProcessCpuBudget().cpus);
+  }();
+  return setting;
+}
+
+// Whether a thread that queued requests should run their batches itself rather than wake the
+// model's worker thread: by default only below two CPUs, where the two would share one anyway.
+inline bool RunBatchesInline() { return ProcessInlineBatches().on; }
+
 struct SpinSetting {
   uint64_t ns = 0;
   std::string error;  // a TRITONLITE_SPIN_US that is neither "auto" nor a number of µs
@@ -117,7 +196,7 @@ inline SpinSetting ResolveSpin(const char* env, double cpus) {
 // here; the Python server refuses to start with it).
 inline const SpinSetting& ProcessSpin() {
   static const SpinSetting setting = [] {
-    return ResolveSpin(std::getenv(kSpinEnv), CpuBudget());
+    return ResolveSpin(std::getenv(kSpinEnv), ProcessCpuBudget().cpus);
   }();
   return setting;
 }

@@ -1,7 +1,9 @@
 // WakeupQueue<T>: items from any thread to one consumer thread that watches a file descriptor
 // (an eventfd). The descriptor is signalled at most once per drain, however many items arrive
 // in between, and the consumer takes them all in one Drain(). Posts after Close() are dropped.
-// A poster can hold the signal back until it has posted a run of items (DeferSignals).
+// A poster can hold the signal back until it has posted a run of items (DeferSignals); the
+// consumer itself, posting while it promises to take the items afterwards (ConsumerPosting),
+// does not signal at all.
 #pragma once
 
 #include <sys/eventfd.h>
@@ -60,6 +62,27 @@ class DeferSignals {
   }
 };
 
+// While a ConsumerPosting scope for a queue is open on a thread, that thread's posts to the
+// queue do not signal it: the thread is the queue's consumer and takes what it posted itself
+// (WakeupQueue::TakeQueued) once the scope closes — the gRPC I/O thread running a batch whose
+// responses go to its own outbox (a signal would cost a write and a read of the eventfd, and
+// one more pass of its event loop). Posts from other threads signal as usual.
+class ConsumerPosting {
+ public:
+  explicit ConsumerPosting(const void* queue) : saved_(current()) { current() = queue; }
+  ~ConsumerPosting() { current() = saved_; }
+  ConsumerPosting(const ConsumerPosting&) = delete;
+  ConsumerPosting& operator=(const ConsumerPosting&) = delete;
+  static bool Active(const void* queue) { return current() == queue; }
+
+ private:
+  static const void*& current() {
+    thread_local const void* queue = nullptr;
+    return queue;
+  }
+  const void* const saved_;
+};
+
 template <typename T>
 class WakeupQueue {
  public:
@@ -77,7 +100,7 @@ class WakeupQueue {
     std::lock_guard<std::mutex> lock(mu_);
     if (closed_) return false;
     items_.push_back(std::move(item));
-    if (!signalled_) {
+    if (!signalled_ && !ConsumerPosting::Active(this)) {
       signalled_ = true;
       if (!DeferSignals::Defer(this, &SignalThunk)) Signal();
     }
@@ -94,6 +117,15 @@ class WakeupQueue {
     ssize_t n = read(fd_, &counter, sizeof(counter));  // clears the eventfd
     (void)n;
     signalled_ = false;
+    out.swap(items_);
+    return out;
+  }
+
+  // What is queued, without clearing the signal (for the consumer after a ConsumerPosting
+  // scope: a signal another thread gave meanwhile stays, and the next Drain clears it).
+  std::vector<T> TakeQueued() {
+    std::vector<T> out;
+    std::lock_guard<std::mutex> lock(mu_);
     out.swap(items_);
     return out;
   }

@@ -1,7 +1,8 @@
 // C++ unit tests of the decoders' edge cases: HPACK (RFC 7541 examples, malformed blocks),
 // HTTP/2 frames and connection errors, gRPC message framing and decompression, the BYTES codec,
 // the ModelInferRequest decoder, tensor views, the rate limiter's rules and the CPU budget that
-// decides spinning (util/spin_wait.h), the transport's Fifo and deferred wakeups. A tiny runner: each
+// decides spinning and batches run on the I/O thread (util/spin_wait.h), the transport's Fifo and
+// deferred wakeups. A tiny runner: each
 // TEST registers itself; `tritonlite_cpp_tests [substring]` runs those whose name contains the
 // substring, prints one line per test and exits non-zero if any failed. tests/test_cpp.py builds
 // and runs it.
@@ -1103,6 +1104,32 @@ TEST(spin_only_with_a_cpu_to_spare_unless_overridden) {
   CHECK(SpinUntil([&calls] { return ++calls > 5; }, 1000000000));
 }
 
+TEST(cpu_budget_override_and_inline_batches) {
+  CHECK_EQ(ResolveCpuBudget(nullptr, 3).cpus, 3.0);
+  CHECK_EQ(ResolveCpuBudget("", 3).cpus, 3.0);
+  CHECK_EQ(ResolveCpuBudget("auto", 3).cpus, 3.0);
+  CHECK_EQ(ResolveCpuBudget("1", 8).cpus, 1.0);
+  CHECK_EQ(ResolveCpuBudget("0.5", 8).cpus, 0.5);
+  CHECK_EQ(ResolveCpuBudget("2", 1).cpus, 2.0);
+  CHECK(ResolveCpuBudget("2", 1).error.empty());
+  for (const char* bad : {"0", "-1", "one", "1cpu", " 1", "nan", "inf", "0x10", "1e9", "65537"}) {
+    const BudgetSetting b = ResolveCpuBudget(bad, 4);
+    CHECK(b.error.find("TRITONLITE_CPU_BUDGET must be 'auto' or a number of CPUs") == 0);
+    CHECK_EQ(b.cpus, 4.0);  // falls back to the measured budget
+  }
+  CHECK(ResolveInlineBatches(nullptr, 1).on);
+  CHECK(ResolveInlineBatches("auto", 1.5).on);
+  CHECK(!ResolveInlineBatches(nullptr, 2).on);
+  CHECK(!ResolveInlineBatches("0", 1).on);
+  CHECK(ResolveInlineBatches("1", 8).on);
+  const InlineSetting bad = ResolveInlineBatches("yes", 8);
+  CHECK(bad.error == "TRITONLITE_INLINE_BATCHES must be 'auto', '0' or '1', got 'yes'");
+  CHECK(!bad.on);  // falls back to the automatic choice
+  // The budget drives the spin as before.
+  CHECK_EQ(ResolveSpin(nullptr, ResolveCpuBudget("1", 8).cpus).ns, 0u);
+  CHECK_EQ(ResolveSpin(nullptr, ResolveCpuBudget("2", 1).cpus).ns, kSpinBeforeBlockNs);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Per-request containers and wakeups of the transport (util/fifo.h, util/wakeup_queue.h)
 
@@ -1162,6 +1189,34 @@ TEST(wakeup_queue_defer_signals_until_the_scope_closes) {
     other.join();
     CHECK(Readable(a.fd()));
   }
+}
+
+TEST(wakeup_queue_consumer_posting_does_not_signal) {
+  WakeupQueue<int> q, other;
+  {
+    ConsumerPosting self(&q);
+    CHECK(q.Post(1));
+    CHECK(q.Post(2));
+    CHECK(other.Post(3));  // only the named queue goes unsignalled
+    CHECK(!Readable(q.fd()));
+    CHECK(Readable(other.fd()));
+    std::thread poster([&q] { q.Post(4); });  // another thread's post signals as usual
+    poster.join();
+    CHECK(Readable(q.fd()));
+  }
+  CHECK_EQ(q.TakeQueued().size(), 3u);  // the signal stays: the next Drain clears it
+  CHECK(Readable(q.fd()));
+  CHECK_EQ(q.Drain().size(), 0u);
+  CHECK(!Readable(q.fd()));
+  {
+    ConsumerPosting self(&q);
+    DeferSignals deferred;  // nothing to defer for the consumer's own posts
+    CHECK(q.Post(5));
+  }
+  CHECK(!Readable(q.fd()));
+  CHECK_EQ(q.TakeQueued().size(), 1u);
+  CHECK(q.Post(6));  // outside the scope: signalled
+  CHECK(Readable(q.fd()));
 }
 
 int main(int argc, char** argv) {

@@ -21,10 +21,6 @@ constexpr char kInferenceService[] = "/inference.GRPCInferenceService/";
 constexpr size_t kInferenceServiceSize = sizeof(kInferenceService) - 1;
 constexpr int kMaxReadsPerWakeup = 16;
 
-bool StartsWith(const std::string& s, const char* prefix, size_t n) {
-  return s.size() >= n && s.compare(0, n, prefix) == 0;
-}
-
 // Whether the call's metadata has header `key` (lowercase, as HTTP/2 sends names) with `value`;
 // true when no header is required (`key` empty).
 bool CarriesHeader(const Metadata& metadata, const std::string& key, const std::string& value) {
@@ -142,24 +138,26 @@ bool GrpcConnection::Flush() {
 void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& headers,
                                       bool end_stream) {
   const TransportOptions& options = context_->options;
-  std::string http_method, content_type, timeout, encoding, accept_encoding;
+  // Views into `headers` (which outlives this call): the list keeps its strings for the next
+  // block (http2::HpackDecoder::Decode), so only what the call keeps is copied out.
+  std::string_view http_method, content_type, timeout, encoding, accept_encoding, path;
   Call call(options.max_message_bytes);
   for (http2::HeaderField& h : headers) {
     const std::string_view name = h.name;  // vs literals of known size: no strlen per header
     if (name == ":method"sv) {
-      http_method = std::move(h.value);
+      http_method = h.value;
     } else if (name == ":path"sv) {
-      call.path = std::move(h.value);
+      path = h.value;
     } else if (name[0] == ':') {
       continue;
     } else if (name == "content-type"sv) {
-      content_type = std::move(h.value);
+      content_type = h.value;
     } else if (name == "grpc-timeout"sv) {
-      timeout = std::move(h.value);
+      timeout = h.value;
     } else if (name == "grpc-encoding"sv) {
-      encoding = std::move(h.value);
+      encoding = h.value;
     } else if (name == "grpc-accept-encoding"sv) {
-      accept_encoding = std::move(h.value);
+      accept_encoding = h.value;
     } else if (name == "te"sv || name.substr(0, 5) == "grpc-"sv) {
       continue;  // transport headers, not call metadata
     } else {
@@ -171,16 +169,21 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
                                               "gRPC requires HTTP POST"), true);
     return;
   }
-  if (!StartsWith(content_type, "application/grpc", 16)) {
+  if (content_type.substr(0, 16) != "application/grpc"sv) {
     h2_.SendHeaders(stream_id, HttpErrorBlock(415, GrpcStatus::kInternal,
-                                              "invalid gRPC content-type '" + content_type + "'"),
+                                              "invalid gRPC content-type '" +
+                                                  std::string(content_type) + "'"),
                     true);
     return;
   }
-  if (StartsWith(call.path, kInferenceService, kInferenceServiceSize)) {
-    call.method = call.path.substr(kInferenceServiceSize);
+  // The path of an inference call is kInferenceService + method: only the method is kept
+  // (ForwardedPath rebuilds the path when the call goes to Python).
+  if (path.substr(0, kInferenceServiceSize) == std::string_view(kInferenceService, kInferenceServiceSize)) {
+    call.method = std::string(path.substr(kInferenceServiceSize));
+    call.inference_path = true;
   } else {
-    call.method = call.path.empty() ? call.path : call.path.substr(1);
+    call.path = std::string(path);
+    call.method = path.empty() ? std::string() : std::string(path.substr(1));
   }
   const auto& streaming = options.streaming_methods;
   if (std::find(streaming.begin(), streaming.end(), call.method) != streaming.end()) {
@@ -204,11 +207,11 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
   if (!encoding.empty() && encoding != "identity") {
     if (!CanDecompress(encoding)) {
       FailCall(stream_id, GrpcStatus::kUnimplemented,
-               "message compression '" + encoding + "' is not supported (this server accepts " +
+               "message compression '" + std::string(encoding) + "' is not supported (this server accepts " +
                    AcceptedEncodings() + ")");
       return;
     }
-    call.encoding = std::move(encoding);
+    call.encoding = std::string(encoding);
   }
   Call& c = calls_.emplace(stream_id, std::move(call)).first->second;
   if (c.kind == CallKind::kStreaming) Forward(stream_id, c, CallEventKind::kStart, nullptr);
@@ -347,11 +350,15 @@ void GrpcConnection::QueueReadRequests() {
   // The workers of the models these requests go to are woken once, after the last of them is
   // queued: a worker woken per request would take the CPU from this thread after the first (on
   // one core, every time) and run batches of one.
-  DeferredWakeups wake_later;
+  // Within an I/O thread's pass, they join the pass's wakeups (one per model over all the
+  // connections read in that pass).
+  DeferredWakeups own;
+  DeferredWakeups* wake_later = DeferredWakeups::Current();
+  if (wake_later == nullptr) wake_later = &own;
   for (uint32_t stream_id : read_requests_) {
     auto it = calls_.find(stream_id);
     if (it == calls_.end() || it->second.read_message == nullptr) continue;  // reset meanwhile
-    StartUnary(stream_id, it->second, std::move(it->second.read_message), &wake_later);
+    StartUnary(stream_id, it->second, std::move(it->second.read_message), wake_later);
   }
   read_requests_.clear();
 }
@@ -380,7 +387,10 @@ CallAddress GrpcConnection::AddressOf(uint32_t stream_id, const Call& call) cons
 std::shared_ptr<ForwardedCall> GrpcConnection::MakeForwardedCall(uint32_t stream_id, Call& call) {
   return std::make_shared<ForwardedCall>(
       context_->next_call_id.fetch_add(1, std::memory_order_relaxed), AddressOf(stream_id, call),
-      call.method, call.path, std::move(call.metadata), call.deadline_ns,
+      call.method,
+      call.inference_path ? std::string(kInferenceService, kInferenceServiceSize) + call.method
+                          : call.path,
+      std::move(call.metadata), call.deadline_ns,
       call.kind == CallKind::kStreaming);
 }
 

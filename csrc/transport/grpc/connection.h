@@ -115,7 +115,8 @@ class GrpcConnection : private http2::ConnectionHandler {
   struct Call {
     CallKind kind = CallKind::kUnary;
     std::string method;
-    std::string path;
+    std::string path;  // "" when inference_path: then it is kInferenceService + method
+    bool inference_path = false;
     Metadata metadata;
     uint64_t deadline_ns = 0;
     std::string encoding;  // grpc-encoding of the request messages ("" = identity)

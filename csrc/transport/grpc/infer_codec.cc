@@ -187,6 +187,11 @@ bool DecodeShape(WireReader& r, uint32_t type, Shape* shape) {
   if (type != kLengthDelimited) return r.Skip(type);
   std::string_view packed;
   if (!r.ReadBytes(&packed)) return false;
+  // One allocation for the dims: a varint ends at each byte below 0x80 (received bytes, so
+  // never more than the message holds).
+  size_t dims = 0;
+  for (const char c : packed) dims += (static_cast<uint8_t>(c) & 0x80) == 0;
+  shape->reserve(shape->size() + dims);
   WireReader pr = SubReader(packed);
   while (!pr.done()) {
     if (!pr.ReadVarint(&v)) return false;

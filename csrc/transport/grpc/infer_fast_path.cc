@@ -94,6 +94,23 @@ void ClearForReuse(WireInferRequest* wire) {
 
 }  // namespace
 
+void DeferredWakeups::WakeAll() noexcept {
+  // Moved out first: a batch run here may queue nothing more to this pass, but be safe.
+  std::vector<std::shared_ptr<ModelRunner>> runners;
+  runners.swap(runners_);
+  for (const auto& r : runners) {
+    if (run_ready_) {
+      try {
+        r->RunReady();
+        continue;
+      } catch (const std::exception&) {
+        // Out of memory forming or running a batch: its worker takes it from here.
+      }
+    }
+    r->Wake();
+  }
+}
+
 InferResponseSink::InferResponseSink(CallAddress address, std::string model_name,
                                      std::string model_version, std::string request_id)
     : address_(std::move(address)),

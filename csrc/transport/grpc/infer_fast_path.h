@@ -56,12 +56,13 @@ struct FastInferResult {
   CancelFlagPtr cancel;  // kQueued: cancels the request (the call was reset or expired)
 };
 
-// Tries the fast path for one complete request message.
 // The models a thread queued requests to without waking their workers (TryFastInfer with
-// `wake_later`); the destructor wakes each once.
+// `wake_later`); WakeAll (or the destructor) wakes each once — or, with `run_ready`, has each
+// run its ready batches on this thread (ModelRunner::RunReady: the I/O thread on a one-CPU
+// budget), whose responses are posted to their calls' outboxes from here.
 class DeferredWakeups {
  public:
-  DeferredWakeups() = default;
+  explicit DeferredWakeups(bool run_ready = false) : run_ready_(run_ready) {}
   DeferredWakeups(const DeferredWakeups&) = delete;
   DeferredWakeups& operator=(const DeferredWakeups&) = delete;
   ~DeferredWakeups() { WakeAll(); }
@@ -71,15 +72,33 @@ class DeferredWakeups {
     }
     runners_.push_back(runner);
   }
-  void WakeAll() {
-    for (const auto& r : runners_) r->Wake();
-    runners_.clear();
-  }
+  void WakeAll() noexcept;
+  bool empty() const { return runners_.empty(); }
+
+  // The wakeups of the pass an I/O thread has open (Scope), which the requests it reads join:
+  // one wakeup (or one run) per model per pass over all its connections. Null when none.
+  static DeferredWakeups* Current() { return current(); }
+  class Scope {
+   public:
+    explicit Scope(DeferredWakeups* pass) : saved_(current()) { current() = pass; }
+    ~Scope() { current() = saved_; }
+    Scope(const Scope&) = delete;
+    Scope& operator=(const Scope&) = delete;
+
+   private:
+    DeferredWakeups* const saved_;
+  };
 
  private:
+  static DeferredWakeups*& current() {
+    thread_local DeferredWakeups* pass = nullptr;
+    return pass;
+  }
+  const bool run_ready_;
   std::vector<std::shared_ptr<ModelRunner>> runners_;
 };
 
+// Tries the fast path for one complete request message.
 // With `wake_later`, the request is queued without waking the model's worker; the caller wakes
 // it through `wake_later` once it has queued everything it read (one wakeup, one batch).
 FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& registry,

@@ -19,6 +19,10 @@
 #include <thread>
 #include <unordered_map>
 
+#include "transport/grpc/infer_fast_path.h"
+#include "util/spin_wait.h"
+#include "util/thread_exit.h"
+
 namespace tritonlite {
 namespace grpc {
 
@@ -141,15 +145,26 @@ class IoThread : public DeadlineScheduler {
       if (n < 0 && errno != EINTR) break;
       now_ns_ = NowNs();  // one clock read per wakeup: reads and timers use it
       if (accept_paused_ && now_ns_ >= accept_resume_ns_) ResumeAccepting();
-      for (int i = 0; i < n; ++i) {
-        const uint64_t token = events[i].data.u64;
-        if (token == kListenerToken) {
-          AcceptAll();
-        } else if (token == kOutboxToken) {
-          DrainOutbox();
-        } else {
-          OnConnectionEvent(token, events[i].events);
+      // The models that requests read in this pass went to: woken once each after the pass,
+      // or, on a one-CPU budget, their ready batches run right here (RunReadyBatches).
+      DeferredWakeups pass(run_ready_);
+      {
+        DeferredWakeups::Scope scope(&pass);
+        for (int i = 0; i < n; ++i) {
+          const uint64_t token = events[i].data.u64;
+          if (token == kListenerToken) {
+            AcceptAll();
+          } else if (token == kOutboxToken) {
+            Deliver(outbox_->Drain());
+          } else {
+            OnConnectionEvent(token, events[i].events);
+          }
         }
+      }
+      if (run_ready_ && !pass.empty()) {
+        RunReadyBatches(&pass);
+      } else {
+        pass.WakeAll();
       }
       ExpireDeadlines();
       if (deadlines_.size() >= compact_deadlines_at_) CompactDeadlines();
@@ -160,6 +175,19 @@ class IoThread : public DeadlineScheduler {
     open_connections_->fetch_sub(connections_.size(), std::memory_order_relaxed);
     connections_.clear();  // cancels what is still open
     connection_count_.store(0);
+    RunThreadExitHooks();  // e.g. the Python thread state of a batch run here
+  }
+
+  // One CPU: this thread runs the batches its reads made ready (no hand-off to the instance's
+  // thread and back: two wakeups and context switches per batch). Their responses go to this
+  // thread's own outbox without signalling it, and are taken here: they go out with this
+  // pass's flush (one write per connection). What other threads post meanwhile signals as usual.
+  void RunReadyBatches(DeferredWakeups* pass) {
+    {
+      ConsumerPosting self(outbox_.get());
+      pass->WakeAll();
+    }
+    Deliver(outbox_->TakeQueued());
   }
 
   void AcceptAll() {
@@ -269,8 +297,7 @@ class IoThread : public DeadlineScheduler {
     Touch(id, it->second);
   }
 
-  void DrainOutbox() {
-    std::vector<Outbound> items = outbox_->Drain();
+  void Deliver(std::vector<Outbound> items) {
     for (Outbound& item : items) {
       // A connection that is gone took its calls with it.
       WithConnection(item.connection_id, [&item](GrpcConnection& c) {
@@ -392,6 +419,9 @@ class IoThread : public DeadlineScheduler {
   int reserve_fd_ = -1;  // given up for one accept() when descriptors run out
   bool accept_paused_ = false;
   uint64_t accept_resume_ns_ = 0;
+  // Run ready batches on this thread instead of waking the models' workers (a CPU budget
+  // below two: util/spin_wait.h RunBatchesInline).
+  const bool run_ready_ = RunBatchesInline();
 };
 
 namespace {

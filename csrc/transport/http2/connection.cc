@@ -26,6 +26,8 @@ constexpr uint64_t kWindowUpdatesPerDataFrame = 10;
 constexpr uint64_t kWindowUpdatesPerStream = 2;
 constexpr uint64_t kMaxWindowUpdateCredit = 1u << 20;
 // The opaque data of GoAwayGracefully's PING ("goaway").
+// A header block up to this size leaves its decoded fields' strings in place for the next.
+constexpr size_t kKeptHeaderBlockBytes = 4096;
 constexpr uint64_t kGoAwayPingOpaque = 0x676f61776179ull;
 
 bool IsConnectionSpecific(std::string_view name) {
@@ -484,14 +486,14 @@ bool Connection::ValidRequestHeaders(const HeaderList& headers) const {
 void Connection::OnHeaderBlockComplete() {
   const uint32_t id = header_stream_;
   header_stream_ = 0;
-  // The connection's list, reused from block to block: its capacity stays (no regrowth per
-  // request); whatever the handler leaves in it is dropped before the next block.
+  // The connection's list, reused from block to block: its elements and their strings keep
+  // their capacity (no allocation per field); Decode overwrites them. Not kept after a block of
+  // many fields or bytes (a connection holds no more than an ordinary block's worth).
   HeaderList& headers = header_list_;
-  if (headers.capacity() > 64) {
-    HeaderList().swap(headers);  // not kept after a block of many fields
-  } else {
-    headers.clear();
+  if (headers.capacity() > 64 || last_block_bytes_ > kKeptHeaderBlockBytes) {
+    HeaderList().swap(headers);
   }
+  last_block_bytes_ = header_block_.size();
   std::string error;
   bool too_large = false;  // then the block was decoded (the table is in step) but not kept
   const bool ok = hpack_.Decode(reinterpret_cast<const uint8_t*>(header_block_.data()),
@@ -555,7 +557,6 @@ void Connection::OnHeaderBlockComplete() {
     return;
   }
   handler_->OnRequestHeaders(id, std::move(headers), header_end_stream_);
-  headers.clear();
 }
 
 void Connection::OnRstStream(const uint8_t* p, size_t n) {

@@ -190,6 +190,7 @@ class Connection {
   bool header_end_stream_ = false;
   std::string header_block_;
   HeaderList header_list_;  // decoded from header_block_ (kept for its capacity)
+  size_t last_block_bytes_ = 0;  // the block header_list_ holds
   uint32_t continuation_frames_ = 0;  // of the block being assembled
 
   std::unordered_map<uint32_t, Stream> streams_;

@@ -195,7 +195,15 @@ bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size
     }
     return true;
   };
-  auto emit = [&](HeaderField field) {
+  // Fields are decoded into out's elements in place (assigning into strings that keep their
+  // capacity from earlier blocks: no allocation per field once a connection's headers repeat);
+  // `count` of them are kept, the rest cut off at the end.
+  size_t count = 0;
+  auto slot = [&]() -> HeaderField& {
+    if (count == out->size()) out->emplace_back();
+    return (*out)[count];
+  };
+  auto emit = [&](const HeaderField& field) {
     if (too_large != nullptr && *too_large) return true;  // already over: nothing more is kept
     list_size += HeaderFieldSize(field.name, field.value);
     if (list_size > max_list_size) {
@@ -206,7 +214,7 @@ bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size
       *too_large = true;  // keep decoding for the table's sake
       return true;
     }
-    out->push_back(std::move(field));
+    ++count;
     return true;
   };
 
@@ -218,8 +226,8 @@ bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size
         *error = "bad header index";
         return false;
       }
-      HeaderField f;
-      if (!resolve(index, &f.name, &f.value) || !emit(std::move(f))) return false;
+      HeaderField& f = slot();
+      if (!resolve(index, &f.name, &f.value) || !emit(f)) return false;
       field_seen = true;
     } else if ((b & 0xe0) == 0x20) {  // dynamic table size update
       uint64_t new_size = 0;
@@ -246,7 +254,7 @@ bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size
         *error = "bad literal header name index";
         return false;
       }
-      HeaderField f;
+      HeaderField& f = slot();
       if (name_index == 0) {
         if (!ReadString(p, end, &f.name, error)) return false;
       } else if (!resolve(name_index, &f.name, nullptr)) {
@@ -254,10 +262,11 @@ bool HpackDecoder::Decode(const uint8_t* data, size_t size, size_t max_list_size
       }
       if (!ReadString(p, end, &f.value, error)) return false;
       if (indexing) Insert(f);
-      if (!emit(std::move(f))) return false;
+      if (!emit(f)) return false;
       field_seen = true;
     }
   }
+  out->resize(count);
   return true;
 }
 

@@ -29,7 +29,9 @@ class HpackDecoder {
   // `table_size_limit`: the SETTINGS_HEADER_TABLE_SIZE this side announced (4096 by default).
   explicit HpackDecoder(uint32_t table_size_limit = 4096);
 
-  // Decodes one complete header block, appending its fields to `out`. Returns false with
+  // Decodes one complete header block into `out`, replacing what it held (its elements are
+  // reused in place: their strings keep their capacity, so a connection whose requests repeat
+  // their headers decodes them without allocating). Returns false with
   // `error` set when the block is malformed (a connection-level COMPRESSION_ERROR) or decodes
   // to more than `max_list_size` bytes (counted as HeaderFieldSize). With `too_large`, a list
   // beyond `max_list_size` is not an error: the whole block is still decoded (so the dynamic

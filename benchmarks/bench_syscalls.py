@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Syscalls, context switches and CPU per request of a server pinned to one core (issue #20).
+
+Counts what noise moves little: ``perf stat -p SERVER`` (kernel tracepoints, all the server's
+threads) over a perf_analyzer run, divided by the requests the server's statistics counted.
+The server runs under ``taskset -c SERVER_CPUS`` and perf_analyzer (gRPC, batch 1, ``--async
+--max-threads 1``) under ``taskset -c CLIENT_CPU``, as in bench_pinned.py; one column per build
+('before' = ``--baseline-python``, 'after' = this checkout) and per ``--variant``, in one run.
+
+    .venv/bin/python benchmarks/bench_syscalls.py [--baseline-python /work/wt/base/.venv/bin/python]
+        [--model add_sub] [--concurrency 32] [--seconds 4] [--variant 'LABEL:ENV=VALUE']
+
+Needs ``perf`` with access to the syscalls tracepoints (kernel.perf_event_paranoid <= 2 for the
+user's own processes, or root).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import bench_grpc as bg
+import bench_pinned as bp
+
+SYSCALLS = ["epoll_wait", "recvfrom", "sendto", "read", "write", "futex", "sched_yield"]
+EVENTS = ["raw_syscalls:sys_enter", "context-switches", "task-clock"] + [
+    f"syscalls:sys_enter_{s}" for s in SYSCALLS
+]
+
+
+def warm_up(url: str, model: str) -> None:
+    import tritonclient.grpc as grpcclient
+
+    client = grpcclient.InferenceServerClient(url)
+    inputs = []
+    for name, arr in bg.sample_inputs(model).items():
+        t = grpcclient.InferInput(name, list(arr.shape), "INT32" if arr.dtype.kind == "i" else "FP32")
+        t.set_data_from_numpy(arr)
+        inputs.append(t)
+    for _ in range(20):
+        client.infer(model, inputs)
+
+
+def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespace, pa: str,
+            work: Path) -> dict[str, float]:  # fmt: skip
+    pinned_pa = work / "pa-pinned.sh"
+    pinned_pa.write_text(f'#!/bin/sh\nexec taskset -c {args.client_cpu} "{pa}" "$@"\n')
+    pinned_pa.chmod(0o755)
+    proc, url = bp.start_server(python, repo, args.server_cpus, env)
+    try:
+        # warm up (the model's worker and reaper threads start with its first request)
+        warm_up(url, args.model)
+        n0 = bg.inference_count(url, args.model)
+        e0 = bp.counts(url, args.model)[1]
+        stat = subprocess.Popen(["perf", "stat", "-x", " ", "-e", ",".join(EVENTS), "-p", str(proc.pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        time.sleep(0.3)
+        r = bg.run_perf_analyzer(str(pinned_pa), url, args.model, args.concurrency, args.seconds, work,
+                                 repo, "async")  # fmt: skip
+        stat.send_signal(signal.SIGINT)
+        _, err = stat.communicate(timeout=30)
+        served = bg.inference_count(url, args.model) - n0
+        executions = bp.counts(url, args.model)[1] - e0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    counts: dict[str, float] = {}
+    for line in err.splitlines():  # -x ' ': value unit event ...
+        parts = line.split()
+        if len(parts) >= 3 and parts[0].replace(".", "").isdigit():
+            name = parts[2] if parts[1] in ("msec", "") else parts[1]
+            if name in EVENTS:
+                counts[name] = float(parts[0])
+    # the statistics RPCs after perf_analyzer are a handful: negligible against `served`
+    out = {k: v / max(1, served) for k, v in counts.items()}
+    out["task-clock"] = counts.get("task-clock", 0.0) * 1000 / max(1, served)  # ms -> µs
+    out["throughput"] = r["throughput"]
+    out["batch"] = served / max(1, executions)
+    return out
+
+
+ROWS = [("infer/s (perf_analyzer)", "throughput", "{:.0f}"),
+        ("average batch", "batch", "{:.1f}"),
+        ("server CPU µs/req (perf task-clock)", "task-clock", "{:.1f}"),
+        ("context switches/req", "context-switches", "{:.2f}"),
+        ("syscalls/req", "raw_syscalls:sys_enter", "{:.2f}")] + [
+    (f"  {s}/req", f"syscalls:sys_enter_{s}", "{:.2f}") for s in SYSCALLS
+]  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--baseline-python", default=bp.DEFAULT_BASELINE, help="'' to skip")
+    parser.add_argument("--python", default=sys.executable)
+    parser.add_argument("--model", default="add_sub")
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--server-cpus", default="1")
+    parser.add_argument("--client-cpu", default="0")
+    parser.add_argument("--seconds", type=float, default=4.0)
+    parser.add_argument("--perf-analyzer", default=None)
+    parser.add_argument("--variant", action="append", default=[], type=bp.parse_variant)
+    args = parser.parse_args()
+    if shutil.which("perf") is None:
+        sys.exit("perf not found")
+    pa = bg.perf_analyzer_path(args.perf_analyzer)
+    if pa is None:
+        sys.exit("perf_analyzer not found (../shared/tools/bench/setup.sh, or --perf-analyzer)")
+    work = Path(tempfile.mkdtemp(prefix="tritonlite-syscalls-"))
+    repo = bg.make_repository(work / "repo")
+    sides: list[tuple[str, str, dict[str, str]]] = []
+    if args.baseline_python:
+        sides.append(("before", args.baseline_python, {}))
+    sides.append(("after", args.python, {}))
+    sides += [(label, args.python, env) for label, env in args.variant]
+    results = {label: measure(python, env, repo, args, pa, work) for label, python, env in sides}
+    labels = list(results)
+    print(f"\nDate: {time.strftime('%Y-%m-%d %H:%M')}; {args.model} c={args.concurrency}, server on CPU "
+          f"{args.server_cpus}, perf_analyzer on CPU {args.client_cpu}; perf stat over the server's "
+          "threads, per request served.\n")  # fmt: skip
+    print("| per request | " + " | ".join(labels) + " |")
+    print("|---|" + "---|" * len(labels))
+    for title, key, fmt in ROWS:
+        print(f"| {title} | " + " | ".join(fmt.format(results[s].get(key, float('nan'))) for s in labels) + " |")
+
+
+if __name__ == "__main__":
+    main()

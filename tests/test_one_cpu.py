@@ -1,0 +1,223 @@
+"""On a one-CPU budget the native gRPC I/O thread runs ready batches itself (issue #20).
+
+With a CPU budget below two (util/spin_wait.h: affinity, cgroup quota, or TRITONLITE_CPU_BUDGET),
+the I/O thread that read a batch's requests runs the batch on an idle instance and writes the
+responses in the same pass, instead of waking the instance's thread and being woken back (two
+wakeups and two context switches per batch on a core both threads share). Only for backends
+that may run on any thread (``runs_on_any_thread``: onnxruntime); everything else, and anything
+that is not ready yet (a queue delay), still goes to the instance's thread.
+``TRITONLITE_INLINE_BATCHES=0`` switches it off (``1`` on at any budget).
+
+The budget is decided once per process, so each case runs a server in a child process (in-process
+``Server`` and native gRPC frontend, tritonclient in the same child) and reports what it saw:
+which thread ran each model's batches (its /proc name: ``grpc-io-0`` for the I/O thread,
+``inst:<model>`` for an instance's own), the
+answers, and the statistics.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("tritonclient.grpc")
+
+HERE = Path(__file__).resolve().parent
+
+CHILD = r'''
+import asyncio, json, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+from google.protobuf import text_format
+
+sys.path.insert(0, sys.argv[2])
+from models import make_add_sub_onnx
+from tritonlite import Server, _core
+from tritonlite._proto import model_config_pb2 as mc
+from tritonlite.backends import onnxruntime as ort
+from tritonlite.frontends.grpc_native import start_native_grpc
+
+CONFIG = """name: "{name}" max_batch_size: 8
+input [{{name: "IN" data_type: TYPE_INT32 dims: [4]}}]
+output [{{name: "OUT" data_type: TYPE_INT32 dims: [4]}}]
+dynamic_batching {{ {batching} }}"""
+
+def thread_name():
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        return f.read().strip()
+
+class Recorder:
+    """OUT = 2 * IN; records the thread each batch ran on and the batch sizes."""
+    def __init__(self, any_thread):
+        self.any_thread = any_thread
+        self.threads = set()
+        self.batches = []
+    def create_instance(self, index, kind, device_id):
+        owner = self
+        class Instance:
+            runs_on_any_thread = owner.any_thread
+            def execute(self, inputs, names):
+                owner.threads.add(thread_name())
+                owner.batches.append(int(inputs["IN"].shape[0]))
+                return {"OUT": inputs["IN"] * 2}
+            def close(self):
+                pass
+        return Instance()
+    def close(self):
+        pass
+
+def main():
+    work = Path(sys.argv[1])
+    server = Server()
+    recorders = {"any": Recorder(True), "own": Recorder(False),
+                 "delayed": Recorder(True)}
+    batching = {"any": "", "own": "", "delayed": "max_queue_delay_microseconds: 300000"}
+    for name, rec in recorders.items():
+        config = text_format.Parse(CONFIG.format(name=name, batching=batching[name]), mc.ModelConfig())
+        server.add_model(config, rec)
+    version_dir = work / "add_sub" / "1"
+    make_add_sub_onnx(version_dir / "model.onnx", "INT32")
+    config = text_format.Parse("""name: "add_sub" max_batch_size: 64
+        input [{name: "INPUT0" data_type: TYPE_INT32 dims: [16]},
+               {name: "INPUT1" data_type: TYPE_INT32 dims: [16]}]
+        output [{name: "OUTPUT0" data_type: TYPE_INT32 dims: [16]},
+                {name: "OUTPUT1" data_type: TYPE_INT32 dims: [16]}]
+        dynamic_batching { }""", mc.ModelConfig())
+    server.add_model(config, ort.create_backend(config, version_dir.parent, version_dir))
+
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    frontend = asyncio.run_coroutine_threadsafe(
+        start_native_grpc(server, "127.0.0.1", 0), loop).result(60)
+    url = f"127.0.0.1:{frontend.port}"
+    report = {"runs_batches_inline": _core.runs_batches_inline(), "cpu_budget": _core.cpu_budget()}
+
+    def one(model, i):
+        client = grpcclient.InferenceServerClient(url)
+        x = np.full((1, 4), i, dtype=np.int32)
+        t = grpcclient.InferInput("IN", [1, 4], "INT32")
+        t.set_data_from_numpy(x)
+        out = client.infer(model, [t]).as_numpy("OUT")
+        client.close()
+        return bool((out == 2 * x).all())
+
+    with ThreadPoolExecutor(8) as pool:
+        for model in ("any", "own"):
+            # A model's first request starts its instance's thread, which runs it (the I/O
+            # thread runs batches only on an instance that is serving): recorded from here on.
+            one(model, 0)
+            recorders[model].threads.clear()
+            recorders[model].batches.clear()
+            report[model + "_correct"] = all(pool.map(lambda i: one(model, i), range(40)))
+        t0 = time.monotonic()
+        report["delayed_correct"] = all(pool.map(lambda i: one("delayed", i), range(4)))
+        report["delayed_s"] = time.monotonic() - t0
+
+    # add_sub (onnxruntime): many in flight on one connection, every answer right.
+    client = grpcclient.InferenceServerClient(url)
+    rng = np.random.default_rng(0)
+    pending, results = [], []
+    done = threading.Semaphore(0)
+    for i in range(200):
+        a = rng.integers(-100, 100, (1, 16), dtype=np.int32)
+        b = rng.integers(-100, 100, (1, 16), dtype=np.int32)
+        inputs = [grpcclient.InferInput("INPUT0", [1, 16], "INT32"),
+                  grpcclient.InferInput("INPUT1", [1, 16], "INT32")]
+        inputs[0].set_data_from_numpy(a)
+        inputs[1].set_data_from_numpy(b)
+        def callback(result, error, a=a, b=b):
+            results.append(error is None and (result.as_numpy("OUTPUT0") == a + b).all()
+                           and (result.as_numpy("OUTPUT1") == a - b).all())
+            done.release()
+        client.async_infer("add_sub", inputs, callback)
+    for _ in range(200):
+        done.acquire(timeout=60)
+    report["add_sub_correct"] = len(results) == 200 and all(results)
+    stats = client.get_inference_statistics("add_sub", as_json=True)["model_stats"][0]
+    report["add_sub_inferences"] = int(stats["inference_count"])
+    report["add_sub_executions"] = int(stats["execution_count"])
+    client.close()
+
+    for name, rec in recorders.items():
+        report[name + "_threads"] = sorted(rec.threads)
+        report[name + "_batches"] = rec.batches
+    asyncio.run_coroutine_threadsafe(frontend.stop(1.0), loop).result(60)
+    server.close()
+    loop.call_soon_threadsafe(loop.stop)
+    print("REPORT " + json.dumps(report), flush=True)
+
+main()
+'''
+
+
+def run_child(tmp_path: Path, budget: str, extra: dict[str, str] | None = None) -> dict[str, Any]:
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    env = {**os.environ, "TRITONLITE_CPU_BUDGET": budget}
+    env.pop("TRITONLITE_SPIN_US", None)
+    env.pop("TRITONLITE_INLINE_BATCHES", None)
+    env.update(extra or {})
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), str(HERE)], capture_output=True,
+                         text=True, env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("REPORT "))
+    return json.loads(line.removeprefix("REPORT "))
+
+
+def test_one_cpu_runs_ready_batches_on_the_io_thread(tmp_path: Path) -> None:
+    r = run_child(tmp_path, "1")
+    assert r["runs_batches_inline"] and r["cpu_budget"] == 1.0
+    assert r["any_correct"] and r["own_correct"] and r["delayed_correct"] and r["add_sub_correct"]
+    # A backend that may run on any thread: its batches ran on the I/O thread.
+    assert r["any_threads"] == ["grpc-io-0"], r
+    # One that may not: on its instance's own thread (named after the model), never the I/O thread.
+    assert r["own_threads"] == ["inst:own"], r
+    # A batch waiting for its queue delay is not ready when its requests are read: the
+    # instance's thread waits the delay out and runs the four requests as one batch.
+    assert r["delayed_threads"] == ["inst:delayed"], r
+    assert r["delayed_batches"] == [4] and r["delayed_s"] >= 0.25, r
+    # Statistics count every request and batch as on the instance's thread.
+    assert r["add_sub_inferences"] == 200
+    assert 1 <= r["add_sub_executions"] <= 200
+
+
+def test_two_cpus_hand_batches_to_the_instance_thread(tmp_path: Path) -> None:
+    r = run_child(tmp_path, "2")
+    assert not r["runs_batches_inline"] and r["cpu_budget"] == 2.0
+    assert r["any_correct"] and r["own_correct"] and r["add_sub_correct"]
+    assert r["any_threads"] == ["inst:any"], r
+    assert r["add_sub_inferences"] == 200
+
+
+def test_inline_batches_can_be_switched_off_on_one_cpu(tmp_path: Path) -> None:
+    r = run_child(tmp_path, "1", {"TRITONLITE_INLINE_BATCHES": "0"})
+    assert not r["runs_batches_inline"] and r["cpu_budget"] == 1.0
+    assert r["any_correct"] and r["add_sub_correct"]
+    assert r["any_threads"] == ["inst:any"], r
+
+
+def test_invalid_inline_setting_is_refused_at_start() -> None:
+    env = {**os.environ, "TRITONLITE_INLINE_BATCHES": "yes"}
+    out = subprocess.run([sys.executable, "-c", "from tritonlite import Server; Server()"],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode != 0
+    assert "TRITONLITE_INLINE_BATCHES must be 'auto', '0' or '1', got 'yes'" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "one", "2cpus"])
+def test_invalid_budget_is_refused_at_start(value: str) -> None:
+    env = {**os.environ, "TRITONLITE_CPU_BUDGET": value}
+    out = subprocess.run([sys.executable, "-c", "from tritonlite import Server; Server()"],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode != 0
+    assert (f"TRITONLITE_CPU_BUDGET must be 'auto' or a number of CPUs greater than 0 and at most "
+            f"65536, got '{value}'") in out.stderr  # fmt: skip
