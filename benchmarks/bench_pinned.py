@@ -78,6 +78,14 @@ def start_server(python: str, repo: Path, cpus: str, env: dict[str, str]) -> tup
     return proc, url
 
 
+def stop_server(proc: subprocess.Popen[Any]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def counts(url: str, model: str) -> tuple[int, int]:
     """(inference_count, execution_count) from the server's statistics."""
     import tritonclient.grpc as grpcclient
@@ -117,11 +125,7 @@ def measure_side(python: str, env: dict[str, str], repo: Path, args: argparse.Na
                    mlp_p99=r["p99_us"])  # fmt: skip
         out["mlp_ratio"] = out["mlp_rows"] / out["raw_ort"]
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_server(proc)
     return out
 
 
@@ -146,6 +150,16 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     return label, env
 
 
+def sides_of(args: argparse.Namespace) -> list[tuple[str, str, dict[str, str]]]:
+    """(label, python, environment) of each column: 'before' (``--baseline-python``, when
+    given), 'after' (``--python``) and each ``--variant`` of 'after'."""
+    sides: list[tuple[str, str, dict[str, str]]] = []
+    if args.baseline_python:
+        sides.append(("before", args.baseline_python, {}))
+    sides.append(("after", args.python, {}))
+    return sides + [(label, args.python, env) for label, env in args.variant]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--baseline-python", default=DEFAULT_BASELINE,
@@ -164,13 +178,8 @@ def main() -> None:
         sys.exit("perf_analyzer not found (../shared/tools/bench/setup.sh, or --perf-analyzer)")
     work = Path(tempfile.mkdtemp(prefix="tritonlite-pinned-"))
     repo = bg.make_repository(work / "repo")
-    sides: list[tuple[str, str, dict[str, str]]] = []
-    if args.baseline_python:
-        sides.append(("before", args.baseline_python, {}))
-    sides.append(("after", args.python, {}))
-    sides += [(label, args.python, env) for label, env in args.variant]
     results: dict[str, dict[str, float]] = {}
-    for label, python, env in sides:
+    for label, python, env in sides_of(args):
         t0 = time.monotonic()
         results[label] = measure_side(python, env, repo, args, pa, work)
         print(f"{label}: done in {time.monotonic() - t0:.0f} s: "

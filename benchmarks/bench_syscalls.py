@@ -68,11 +68,7 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
         served = bg.inference_count(url, args.model) - n0
         executions = bp.counts(url, args.model)[1] - e0
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        bp.stop_server(proc)
     counts: dict[str, float] = {}
     for line in err.splitlines():  # -x ' ': value unit event ...
         parts = line.split()
@@ -116,12 +112,8 @@ def main() -> None:
         sys.exit("perf_analyzer not found (../shared/tools/bench/setup.sh, or --perf-analyzer)")
     work = Path(tempfile.mkdtemp(prefix="tritonlite-syscalls-"))
     repo = bg.make_repository(work / "repo")
-    sides: list[tuple[str, str, dict[str, str]]] = []
-    if args.baseline_python:
-        sides.append(("before", args.baseline_python, {}))
-    sides.append(("after", args.python, {}))
-    sides += [(label, args.python, env) for label, env in args.variant]
-    results = {label: measure(python, env, repo, args, pa, work) for label, python, env in sides}
+    results = {label: measure(python, env, repo, args, pa, work)
+               for label, python, env in bp.sides_of(args)}  # fmt: skip
     labels = list(results)
     print(f"\nDate: {time.strftime('%Y-%m-%d %H:%M')}; {args.model} c={args.concurrency}, server on CPU "
           f"{args.server_cpus}, perf_analyzer on CPU {args.client_cpu}; perf stat over the server's "
