@@ -75,9 +75,42 @@ class Recorder:
     def close(self):
         pass
 
+class Flooder:
+    """OUT = 2 * IN (max_batch_size 1: a batch per request). Its request 999, running, queues
+    six more in-process (other threads) and waits until they are queued: those arrive while
+    the I/O thread runs a batch, and are a worker's, not the I/O thread's."""
+    def __init__(self):
+        self.server = None
+        self.ran = []  # (value, thread)
+        self.flood = []
+    def create_instance(self, index, kind, device_id):
+        owner = self
+        class Instance:
+            runs_on_any_thread = True
+            def execute(self, inputs, names):
+                value = int(inputs["IN"][0, 0])
+                owner.ran.append((value, thread_name()))
+                if value == 999:
+                    for i in range(1, 7):
+                        t = threading.Thread(target=owner.server.infer, args=(
+                            "flood", {"IN": np.full((1, 4), i, dtype=np.int32)}))
+                        t.start()
+                        owner.flood.append(t)
+                    time.sleep(0.5)
+                return {"OUT": inputs["IN"] * 2}
+            def close(self):
+                pass
+        return Instance()
+    def close(self):
+        pass
+
 def main():
     work = Path(sys.argv[1])
     server = Server()
+    flooder = Flooder()
+    flooder.server = server
+    server.add_model(text_format.Parse(CONFIG.format(name="flood", batching="").replace(
+        "max_batch_size: 8", "max_batch_size: 1"), mc.ModelConfig()), flooder)
     recorders = {"any": Recorder(True), "own": Recorder(False),
                  "delayed": Recorder(True)}
     batching = {"any": "", "own": "", "delayed": "max_queue_delay_microseconds: 300000"}
@@ -118,6 +151,12 @@ def main():
             recorders[model].threads.clear()
             recorders[model].batches.clear()
             report[model + "_correct"] = all(pool.map(lambda i: one(model, i), range(40)))
+        one("flood", 0)  # starts its instance's thread
+        report["flood_trigger"] = one("flood", 999)
+        for t in flooder.flood:
+            t.join(60)
+        report["flood_threads"] = sorted({name for v, name in flooder.ran if 1 <= v <= 6})
+        report["flood_ran"] = sorted(v for v, _ in flooder.ran if 1 <= v <= 6)
         t0 = time.monotonic()
         report["delayed_correct"] = all(pool.map(lambda i: one("delayed", i), range(4)))
         report["delayed_s"] = time.monotonic() - t0
@@ -185,6 +224,11 @@ def test_one_cpu_runs_ready_batches_on_the_io_thread(tmp_path: Path) -> None:
     # instance's thread waits the delay out and runs the four requests as one batch.
     assert r["delayed_threads"] == ["inst:delayed"], r
     assert r["delayed_batches"] == [4] and r["delayed_s"] >= 0.25, r
+    # Requests queued by other threads while the I/O thread runs a batch are not its to run
+    # (it runs what was pending when it started, then gets back to its connections): they
+    # run on the instance's thread.
+    assert r["flood_trigger"] and r["flood_ran"] == [1, 2, 3, 4, 5, 6], r
+    assert r["flood_threads"] == ["inst:flood"], r
     # Statistics count every request and batch as on the instance's thread.
     assert r["add_sub_inferences"] == 200
     assert 1 <= r["add_sub_executions"] <= 200

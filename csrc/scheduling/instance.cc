@@ -85,10 +85,14 @@ bool InstanceWorker::TryRunReady(Scheduler& scheduler) {
   if (!serving_.load(std::memory_order_acquire)) return false;
   std::unique_lock<std::mutex> lock(run_mu_, std::try_to_lock);
   if (!lock.owns_lock() || !serving_.load(std::memory_order_relaxed)) return false;
+  // At most what was queued on entry: other threads (HTTP, in-process) may keep queueing, and
+  // the calling I/O thread must get back to its connections; RunReady wakes a worker for the rest.
+  size_t budget = scheduler.pending();
   bool ran = false;
-  while (true) {
+  while (budget > 0) {
     Batch batch = scheduler.TryNextBatch();
     if (batch.empty()) break;
+    budget -= std::min(budget, batch.requests.size());
     RunBatch(batch);
     ran = true;
   }

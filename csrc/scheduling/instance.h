@@ -56,7 +56,8 @@ class InstanceWorker {
   void Join();
 
   // On the calling thread, while this instance is idle and serving (started, warmed up, not
-  // closing): runs the batches `scheduler` has ready now, until it has none. False (nothing
+  // closing): runs the batches `scheduler` has ready now, until it has none or those run hold
+  // as many requests as were pending on entry (later arrivals are a worker's). False (nothing
   // run) when the instance is busy or not serving. For a backend that runs on any thread.
   bool TryRunReady(Scheduler& scheduler);
 
