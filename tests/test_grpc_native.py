@@ -1267,6 +1267,24 @@ def test_encoder_matches_protobuf() -> None:
     assert raw == resp.SerializeToString()  # byte-identical to protobuf's own encoding
 
 
+def test_encoder_sizes_multibyte_lengths_exactly() -> None:
+    # The encoder sizes the message first and then writes in place: every length and varint
+    # that takes more than one byte (long names and ids, big dimensions, outputs of 128+ and
+    # 16k+ bytes), an empty model version and no outputs at all must still come out exactly as
+    # protobuf writes them.
+    long_name = "o" * 200
+    outputs = [(long_name, np.zeros((300, 1), np.uint8)),
+               ("big", np.arange(5000, dtype=np.int32).reshape(1, 5000)),
+               ("n" * 127, np.array([-1], np.int64)), ("e", np.zeros((2**40, 0), np.float32))]  # fmt: skip
+    for model, version, rid, outs in [("m" * 130, "", "i" * 20000, outputs), ("m", "1", "", [])]:
+        raw = codec.encode_model_infer_response(model, version, rid, outs)
+        resp = pb.ModelInferResponse.FromString(raw)
+        assert (resp.model_name, resp.model_version, resp.id) == (model, version, rid)
+        assert [list(o.shape) for o in resp.outputs] == [list(a.shape) for _, a in outs]
+        assert [bytes(c) for c in resp.raw_output_contents] == [a.tobytes() for _, a in outs]
+        assert raw == resp.SerializeToString()
+
+
 def test_fast_path_requests_are_zero_copy_views() -> None:
     a, b = sample(0, rows=2)
     req = raw_request("add_sub", a, b, id="q")

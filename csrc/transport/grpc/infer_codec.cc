@@ -257,32 +257,42 @@ size_t VarintSize(uint64_t v) {
   return n;
 }
 
-void AppendVarint(std::string* out, uint64_t v) {
-  char buf[10];
-  size_t n = 0;
-  while (v >= 0x80) {
-    buf[n++] = static_cast<char>((v & 0x7f) | 0x80);
-    v >>= 7;
+// Writes protobuf wire data into memory sized beforehand (ModelInferResponseSize): no
+// bounds checks and no std::string::append per field (a call and a capacity check each).
+class WireWriter {
+ public:
+  explicit WireWriter(char* p) : p_(p) {}
+  char* position() const { return p_; }
+  void Varint(uint64_t v) {
+    while (v >= 0x80) {
+      *p_++ = static_cast<char>((v & 0x7f) | 0x80);
+      v >>= 7;
+    }
+    *p_++ = static_cast<char>(v);
   }
-  buf[n++] = static_cast<char>(v);
-  out->append(buf, n);
-}
+  void Tag(uint32_t field, WireType type) { Varint((uint64_t{field} << 3) | type); }
+  void Raw(const void* data, size_t n) {
+    if (n == 0) return;
+    std::memcpy(p_, data, n);
+    p_ += n;
+  }
+  // proto3: empty strings are not written.
+  void StringField(uint32_t field, std::string_view s) {
+    if (s.empty()) return;
+    Tag(field, kLengthDelimited);
+    Varint(s.size());
+    Raw(s.data(), s.size());
+  }
+  void Skip(size_t n) { p_ += n; }
 
-void AppendTag(std::string* out, uint32_t field, WireType type) {
-  AppendVarint(out, (uint64_t{field} << 3) | type);
-}
+ private:
+  char* p_;
+};
 
 size_t LengthDelimitedSize(size_t payload) { return 1 + VarintSize(payload) + payload; }
 
 // proto3: empty strings are not written.
 size_t StringFieldSize(std::string_view s) { return s.empty() ? 0 : LengthDelimitedSize(s.size()); }
-
-void AppendStringField(std::string* out, uint32_t field, std::string_view s) {
-  if (s.empty()) return;
-  AppendTag(out, field, kLengthDelimited);
-  AppendVarint(out, s.size());
-  out->append(s.data(), s.size());
-}
 
 size_t PackedShapeSize(const Shape& shape) {
   size_t n = 0;
@@ -290,24 +300,22 @@ size_t PackedShapeSize(const Shape& shape) {
   return n;
 }
 
-size_t OutputTensorSize(const std::string& name, const Tensor& t) {
+size_t OutputTensorSize(const std::string& name, std::string_view datatype, const Tensor& t) {
   const size_t packed = PackedShapeSize(t.shape());
-  return StringFieldSize(name) + StringFieldSize(DataTypeName(t.dtype())) +
+  return StringFieldSize(name) + StringFieldSize(datatype) +
          (t.shape().empty() ? 0 : LengthDelimitedSize(packed));
 }
 
-void CopyTensorBytes(const Tensor& t, std::string* out) {
+// The tensor's bytes at `to` (byte_size() of them).
+void CopyTensorBytes(const Tensor& t, char* to) {
   const size_t n = t.byte_size();
   if (n == 0) return;
   if (t.device().kind == DeviceKind::kCPU) {
-    out->append(reinterpret_cast<const char*>(t.data()), n);
+    std::memcpy(to, t.data(), n);
     return;
   }
-  const size_t at = out->size();
-  out->resize(at + n);
   std::string error;
-  if (!cuda::CopyDeviceToHost(&(*out)[at], t.data(), n, &error)) {
-    out->resize(at);
+  if (!cuda::CopyDeviceToHost(to, t.data(), n, &error)) {
     throw Error(StatusCode::kInternal, "copying a GPU output tensor to the host failed: " + error);
   }
 }
@@ -361,7 +369,7 @@ size_t ModelInferResponseSize(std::string_view model_name, std::string_view mode
                               std::string_view id, const NamedTensors& outputs) {
   size_t n = StringFieldSize(model_name) + StringFieldSize(model_version) + StringFieldSize(id);
   for (const auto& kv : outputs) {
-    n += LengthDelimitedSize(OutputTensorSize(kv.first, kv.second));
+    n += LengthDelimitedSize(OutputTensorSize(kv.first, DataTypeName(kv.second.dtype()), kv.second));
     n += LengthDelimitedSize(kv.second.byte_size());
   }
   return n;
@@ -369,26 +377,41 @@ size_t ModelInferResponseSize(std::string_view model_name, std::string_view mode
 
 void EncodeModelInferResponse(std::string_view model_name, std::string_view model_version,
                               std::string_view id, const NamedTensors& outputs, std::string* out) {
-  out->reserve(out->size() + ModelInferResponseSize(model_name, model_version, id, outputs));
-  AppendStringField(out, 1, model_name);
-  AppendStringField(out, 2, model_version);
-  AppendStringField(out, 3, id);
+  // Sized once, then written in place: one allocation at most, no append per field.
+  const size_t start = out->size();
+  out->resize(start + ModelInferResponseSize(model_name, model_version, id, outputs));
+  WireWriter w(&(*out)[start]);
+  w.StringField(1, model_name);
+  w.StringField(2, model_version);
+  w.StringField(3, id);
   for (const auto& kv : outputs) {
     const Tensor& t = kv.second;
-    AppendTag(out, 5, kLengthDelimited);
-    AppendVarint(out, OutputTensorSize(kv.first, t));
-    AppendStringField(out, 1, kv.first);
-    AppendStringField(out, 2, DataTypeName(t.dtype()));
+    const std::string_view datatype = DataTypeName(t.dtype());
+    w.Tag(5, kLengthDelimited);
+    w.Varint(OutputTensorSize(kv.first, datatype, t));
+    w.StringField(1, kv.first);
+    w.StringField(2, datatype);
     if (!t.shape().empty()) {
-      AppendTag(out, 3, kLengthDelimited);
-      AppendVarint(out, PackedShapeSize(t.shape()));
-      for (int64_t d : t.shape()) AppendVarint(out, static_cast<uint64_t>(d));
+      w.Tag(3, kLengthDelimited);
+      w.Varint(PackedShapeSize(t.shape()));
+      for (int64_t d : t.shape()) w.Varint(static_cast<uint64_t>(d));
     }
   }
   for (const auto& kv : outputs) {
-    AppendTag(out, 6, kLengthDelimited);
-    AppendVarint(out, kv.second.byte_size());
-    CopyTensorBytes(kv.second, out);
+    const size_t n = kv.second.byte_size();
+    w.Tag(6, kLengthDelimited);
+    w.Varint(n);
+    try {
+      CopyTensorBytes(kv.second, w.position());
+    } catch (...) {
+      out->resize(start);  // nothing of this response stays behind
+      throw;
+    }
+    w.Skip(n);
+  }
+  if (w.position() != out->data() + out->size()) {  // the size and the writes disagree: a bug
+    out->resize(start);
+    throw Error(StatusCode::kInternal, "ModelInferResponse encoding size mismatch");
   }
 }
 
