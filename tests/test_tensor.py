@@ -50,6 +50,14 @@ def test_every_numeric_datatype_round_trips_zero_copy(name: str) -> None:
     assert back.ctypes.data == arr.ctypes.data
 
 
+@pytest.mark.parametrize("name", [*sorted(NUMERIC), "BYTES"])
+def test_numpy_dtype_of_every_datatype(name: str) -> None:
+    # The core hands numpy its descriptors by type number: each must be the dtype numpy names.
+    expected = np.dtype(object) if name == "BYTES" else np.dtype(NUMERIC[name])
+    assert tritonlite._core.datatype_to_numpy(name) == expected
+    assert tritonlite._core.datatype_to_numpy(name).itemsize == expected.itemsize
+
+
 def test_bf16_round_trips_through_numpy_with_ml_dtypes() -> None:
     ml_dtypes = pytest.importorskip("ml_dtypes")
     arr = np.array([[1.5, -2.0], [3.25, 0.0]], dtype=ml_dtypes.bfloat16)

@@ -197,19 +197,23 @@ DataType DataTypeFromNumpy(const py::dtype& dt) {
 }
 
 py::dtype NumpyDtype(DataType dtype) {
+  // By type number (PyArray_DescrFromType: numpy's cached descriptor), not by parsing a name:
+  // this runs for every tensor handed to Python (each batch's inputs).
+  using api = py::detail::npy_api;
+  constexpr int kNpyHalf = 23;  // NPY_HALF in numpy's C ABI (pybind11 names no constant for it)
   switch (dtype) {
-    case DataType::kBool: return py::dtype("bool");
-    case DataType::kUint8: return py::dtype("uint8");
-    case DataType::kUint16: return py::dtype("uint16");
-    case DataType::kUint32: return py::dtype("uint32");
-    case DataType::kUint64: return py::dtype("uint64");
-    case DataType::kInt8: return py::dtype("int8");
-    case DataType::kInt16: return py::dtype("int16");
-    case DataType::kInt32: return py::dtype("int32");
-    case DataType::kInt64: return py::dtype("int64");
-    case DataType::kFp16: return py::dtype("float16");
-    case DataType::kFp32: return py::dtype("float32");
-    case DataType::kFp64: return py::dtype("float64");
+    case DataType::kBool: return py::dtype(api::NPY_BOOL_);
+    case DataType::kUint8: return py::dtype(api::NPY_UINT8_);
+    case DataType::kUint16: return py::dtype(api::NPY_UINT16_);
+    case DataType::kUint32: return py::dtype(api::NPY_UINT32_);
+    case DataType::kUint64: return py::dtype(api::NPY_UINT64_);
+    case DataType::kInt8: return py::dtype(api::NPY_INT8_);
+    case DataType::kInt16: return py::dtype(api::NPY_INT16_);
+    case DataType::kInt32: return py::dtype(api::NPY_INT32_);
+    case DataType::kInt64: return py::dtype(api::NPY_INT64_);
+    case DataType::kFp16: return py::dtype(kNpyHalf);
+    case DataType::kFp32: return py::dtype(api::NPY_FLOAT_);
+    case DataType::kFp64: return py::dtype(api::NPY_DOUBLE_);
     case DataType::kBf16: {
       py::object bf16 = Bfloat16Dtype();
       if (bf16.is_none()) {
@@ -218,7 +222,7 @@ py::dtype NumpyDtype(DataType dtype) {
       }
       return py::dtype::from_args(bf16);
     }
-    case DataType::kBytes: return py::dtype("object");
+    case DataType::kBytes: return py::dtype(api::NPY_OBJECT_);
     default: ThrowInvalid("no numpy dtype for datatype " + std::string(DataTypeName(dtype)));
   }
 }
@@ -300,8 +304,9 @@ Tensor TensorFromDLPack(py::object obj) {
 // Any array-like: Tensor as-is, numpy arrays by the buffer (zero-copy), other DLPack producers by
 // DLPack, everything else through numpy.asarray (a copy, e.g. Python lists).
 Tensor TensorFromAny(py::handle obj) {
-  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
+  // numpy first: what backends return (a type check, cheaper than pybind11's class lookup).
   if (py::isinstance<py::array>(obj)) return TensorFromNumpy(py::reinterpret_borrow<py::array>(obj));
+  if (py::isinstance<Tensor>(obj)) return obj.cast<Tensor>();
   if (py::hasattr(obj, "__dlpack__")) return TensorFromDLPack(py::reinterpret_borrow<py::object>(obj));
   return TensorFromNumpy(py::module_::import("numpy").attr("asarray")(obj));
 }
@@ -339,7 +344,9 @@ py::array TensorToNumpy(const Tensor& t) {
   std::vector<py::ssize_t> shape(t.shape().begin(), t.shape().end());
   py::array arr(dt, shape, {}, t.data(), KeepAlive(t));
   if (t.read_only()) {
-    arr.attr("flags").attr("writeable") = false;
+    // PyArray_CLEARFLAGS(arr, NPY_ARRAY_WRITEABLE), as numpy's own macro does it: not through
+    // arr.flags.writeable (a flags object and two attribute lookups per tensor).
+    py::detail::array_proxy(arr.ptr())->flags &= ~py::detail::npy_api::NPY_ARRAY_WRITEABLE_;
   }
   return arr;
 }
