@@ -112,22 +112,34 @@ class WakeupQueue {
 
   std::vector<T> Drain() {
     std::vector<T> out;
+    DrainInto(&out);
+    return out;
+  }
+
+  // Drain into `out`, which must be empty: the queue keeps `out`'s storage for the next posts,
+  // so a consumer that hands back a cleared vector each time (keeping its capacity) posts and
+  // drains without growing a vector from nothing per drain.
+  void DrainInto(std::vector<T>* out) {
     std::lock_guard<std::mutex> lock(mu_);
     uint64_t counter = 0;
     ssize_t n = read(fd_, &counter, sizeof(counter));  // clears the eventfd
     (void)n;
     signalled_ = false;
-    out.swap(items_);
-    return out;
+    out->swap(items_);
   }
 
   // What is queued, without clearing the signal (for the consumer after a ConsumerPosting
   // scope: a signal another thread gave meanwhile stays, and the next Drain clears it).
   std::vector<T> TakeQueued() {
     std::vector<T> out;
-    std::lock_guard<std::mutex> lock(mu_);
-    out.swap(items_);
+    TakeQueuedInto(&out);
     return out;
+  }
+
+  // TakeQueued into `out` (empty), as DrainInto.
+  void TakeQueuedInto(std::vector<T>* out) {
+    std::lock_guard<std::mutex> lock(mu_);
+    out->swap(items_);
   }
 
   // Drops what is queued and refuses later posts; returns what was dropped, so the caller

@@ -141,7 +141,11 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
   // Views into `headers` (which outlives this call): the list keeps its strings for the next
   // block (http2::HpackDecoder::Decode), so only what the call keeps is copied out.
   std::string_view http_method, content_type, timeout, encoding, accept_encoding, path;
-  Call call(options.max_message_bytes);
+  // Built in place (a Call is large: moving one in costs more than filling it there); erased
+  // again if the headers refuse the call before it starts.
+  const auto [slot, inserted] = calls_.try_emplace(stream_id, options.max_message_bytes);
+  if (!inserted) return;  // the HTTP/2 layer opens each stream id once: never taken
+  Call& call = slot->second;
   for (http2::HeaderField& h : headers) {
     const std::string_view name = h.name;  // vs literals of known size: no strlen per header
     if (name == ":method"sv) {
@@ -165,11 +169,13 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
     }
   }
   if (http_method != "POST") {
+    calls_.erase(slot);
     h2_.SendHeaders(stream_id, HttpErrorBlock(405, GrpcStatus::kUnimplemented,
                                               "gRPC requires HTTP POST"), true);
     return;
   }
   if (content_type.substr(0, 16) != "application/grpc"sv) {
+    calls_.erase(slot);
     h2_.SendHeaders(stream_id, HttpErrorBlock(415, GrpcStatus::kInternal,
                                               "invalid gRPC content-type '" +
                                                   std::string(content_type) + "'"),
@@ -206,6 +212,7 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
   }
   if (!encoding.empty() && encoding != "identity") {
     if (!CanDecompress(encoding)) {
+      calls_.erase(slot);  // never started: FailCall answers the stream alone
       FailCall(stream_id, GrpcStatus::kUnimplemented,
                "message compression '" + std::string(encoding) + "' is not supported (this server accepts " +
                    AcceptedEncodings() + ")");
@@ -213,9 +220,8 @@ void GrpcConnection::OnRequestHeaders(uint32_t stream_id, http2::HeaderList&& he
     }
     call.encoding = std::string(encoding);
   }
-  Call& c = calls_.emplace(stream_id, std::move(call)).first->second;
-  if (c.kind == CallKind::kStreaming) Forward(stream_id, c, CallEventKind::kStart, nullptr);
-  if (end_stream) OnRequestEnd(stream_id, c);
+  if (call.kind == CallKind::kStreaming) Forward(stream_id, call, CallEventKind::kStart, nullptr);
+  if (end_stream) OnRequestEnd(stream_id, call);
 }
 
 void GrpcConnection::OnRequestData(uint32_t stream_id, const uint8_t* data, size_t size,

@@ -92,6 +92,15 @@ void ClearForReuse(WireInferRequest* wire) {
   wire->raw_input_contents.clear();
 }
 
+// A fast-path request's response sink and cancel flag, which live as long as each other.
+struct SinkAndCancelFlag {
+  SinkAndCancelFlag(const CallAddress& address, const std::string& model_name,
+                    std::string model_version, const std::string& request_id)
+      : sink(address, model_name, std::move(model_version), request_id) {}
+  InferResponseSink sink;
+  CancelFlag flag;
+};
+
 }  // namespace
 
 void DeferredWakeups::WakeAll() noexcept {
@@ -211,9 +220,11 @@ FastInferResult TryFastInfer(const MessagePtr& message, const ModelRegistry& reg
     RequestPtr request = BuildInferRequest(wire, message);
     if (request == nullptr) return result;
     const ModelSpec& spec = runner->spec();
-    request->sink = std::make_shared<InferResponseSink>(
-        address, spec.name, std::to_string(spec.version), request->id);
-    CancelFlagPtr cancel = std::make_shared<CancelFlag>();
+    // The sink and the cancel flag in one allocation (each pointer keeps both alive).
+    auto both = std::make_shared<SinkAndCancelFlag>(address, spec.name,
+                                                    std::to_string(spec.version), request->id);
+    request->sink = std::shared_ptr<InferResponseSink>(both, &both->sink);
+    CancelFlagPtr cancel(both, &both->flag);
     request->cancel = cancel;
     try {
       if (wake_later != nullptr) {
