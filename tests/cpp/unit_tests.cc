@@ -1191,6 +1191,29 @@ TEST(wakeup_queue_defer_signals_until_the_scope_closes) {
   }
 }
 
+TEST(wakeup_queue_drain_into_keeps_both_vectors_capacity) {
+  WakeupQueue<int> q;
+  std::vector<int> mine;
+  mine.reserve(64);
+  const int* storage = mine.data();
+  CHECK(q.Post(1) && q.Post(2));
+  CHECK(Readable(q.fd()));
+  std::vector<int> got;
+  q.DrainInto(&mine);  // the queue now posts into the storage `mine` had
+  CHECK(!Readable(q.fd()));
+  CHECK_EQ(mine.size(), 2u);
+  CHECK(mine[0] == 1 && mine[1] == 2);
+  got.swap(mine);
+  CHECK(q.Post(3));
+  q.TakeQueuedInto(&mine);
+  CHECK_EQ(mine.size(), 1u);
+  CHECK(mine[0] == 3 && mine.data() == storage && mine.capacity() >= 64u);
+  CHECK(Readable(q.fd()));  // TakeQueuedInto leaves the signal
+  mine.clear();
+  q.DrainInto(&mine);
+  CHECK(mine.empty() && !Readable(q.fd()));
+}
+
 TEST(wakeup_queue_consumer_posting_does_not_signal) {
   WakeupQueue<int> q, other;
   {
