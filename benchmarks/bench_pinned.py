@@ -7,7 +7,7 @@ generator does not take the server's core. Cases, each for a pristine build of m
 ``--baseline-python``) and for this checkout ('after'), in one run:
 
 - ``add_sub`` c=32: infer/s, server CPU µs per request (the server's /proc CPU time delta over
-  the requests its statistics counted), p99;
+  the requests its statistics counted; also split into user and system time), p99;
 - ``add_sub`` c=1: p50;
 - ``mlp`` c=64 with ``intra_op_thread_count: 1`` (bench_grpc.py's ``mlp_1t``): rows/s, against
   raw onnxruntime pinned to the same CPU (one intra-op thread, batch 64, a separate process)
@@ -95,6 +95,13 @@ def counts(url: str, model: str) -> tuple[int, int]:
     return int(m.get("inference_count", 0)), int(m.get("execution_count", 0))
 
 
+def user_sys_s(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of the server process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
 def raw_onnxruntime(python: str, repo: Path, cpus: str, seconds: float) -> float:
     out = subprocess.run([*taskset(cpus), python, "-c", RAW_ORT, str(repo / "mlp" / "1" / "model.onnx"),
                           str(seconds)], check=True, capture_output=True, text=True, timeout=seconds * 4 + 60)  # fmt: skip
@@ -111,9 +118,14 @@ def measure_side(python: str, env: dict[str, str], repo: Path, args: argparse.Na
     out: dict[str, float] = {}
     try:
         runs0 = counts(url, "add_sub")
+        cpu0 = user_sys_s(proc.pid)
         r = bg.measure(str(pinned_pa), url, "add_sub", 32, args.seconds, work, repo, "async", proc.pid)
+        cpu1 = user_sys_s(proc.pid)
         runs1 = counts(url, "add_sub")
+        served = max(1, runs1[0] - runs0[0])
         out.update(add32_tput=r["throughput"], add32_us=r.get("server_us_per_req", float("nan")),
+                   add32_user_us=(cpu1[0] - cpu0[0]) / served * 1e6,
+                   add32_sys_us=(cpu1[1] - cpu0[1]) / served * 1e6,
                    add32_p99=r["p99_us"],
                    add32_batch=(runs1[0] - runs0[0]) / max(1, runs1[1] - runs0[1]))  # fmt: skip
         r = bg.measure(str(pinned_pa), url, "add_sub", 1, args.seconds, work, repo, "async", proc.pid)
@@ -132,6 +144,8 @@ def measure_side(python: str, env: dict[str, str], repo: Path, args: argparse.Na
 ROWS = [
     ("add_sub c=32 infer/s", "add32_tput", "{:.0f}", ">= 83,333"),
     ("add_sub c=32 server CPU µs/req", "add32_us", "{:.1f}", "<= 12"),
+    ("add_sub c=32 of which user µs/req", "add32_user_us", "{:.1f}", "-"),
+    ("add_sub c=32 of which system µs/req", "add32_sys_us", "{:.1f}", "-"),
     ("add_sub c=32 p99 µs", "add32_p99", "{:.0f}", "<= 2,000"),
     ("add_sub c=32 average batch", "add32_batch", "{:.1f}", "-"),
     ("add_sub c=1 p50 µs", "add1_p50", "{:.0f}", "-"),
