@@ -21,10 +21,14 @@ Spinning takes a CPU from whoever else could use it, so it happens only
   leave idle. On a machine whose CPUs are all busy (a load generator, other tenants), a
   spinner takes the CPU the very process it waits for needs (measured on the shared dev VM at
   a CPU pressure of 84%: c=1 p50 195-209 us blocking, 252-435 us spinning). So spinning stops
-  while Linux's CPU pressure (``/proc/pressure/cpu``, "some avg10": the share of the last ~10
-  s in which a runnable task waited for a CPU) is over ``MAX_PRESSURE``; it is read at most
-  every ``PRESSURE_EVERY_S`` by each process. Where the file is missing the budget decides
-  alone.
+  while Linux's CPU pressure (``/proc/pressure/cpu``, "some": the share of time in which a
+  runnable task waited for a CPU) over the last ``PRESSURE_WINDOW_S`` is over ``MAX_PRESSURE``
+  percent: the difference of its cumulative ``total=`` (microseconds) between two reads, each
+  process reading it at most every ``PRESSURE_WINDOW_S``. Not "avg10", a ~10 s moving average:
+  it still showed 16-45% at c=1 from the c=32 run seconds before and kept the spin off where
+  no CPU was contended (issue #20). A window longer than ``PRESSURE_STALE_S`` (the waits were
+  rare) says nothing about now: that read only starts a new window. Where the file is missing
+  the budget decides alone.
 
 A message that arrives after the spin is received by the blocking ``recvmsg`` as before: the
 spin changes when a thread sleeps, never what it receives (a dead peer reads as EOF either
@@ -38,51 +42,84 @@ import time
 
 from ... import _core
 
-__all__ = ["SPIN_CAP_NS", "SpinWait", "cpu_pressure", "spin_cap_ns"]
+__all__ = ["SPIN_CAP_NS", "SpinWait", "cpu_pressure", "cpu_stall_us", "spin_cap_ns"]
 
 #: The longest spin of a round-trip waiter when TRITONLITE_SPIN_US is "auto" or unset and the
 #: budget allows spinning: a c=1 gRPC request's stub waits ~100-200 us for the next EXEC.
 SPIN_CAP_NS = 250_000
-#: No spinning while CPU pressure ("some avg10", percent) is over this.
+#: No spinning while the CPU pressure ("some", percent of the last window) is over this.
 MAX_PRESSURE = 10.0
-PRESSURE_EVERY_S = 0.25
+#: The pressure window: each process re-reads the pressure at most this often.
+PRESSURE_WINDOW_S = 0.1
+#: A window longer than this is too old to judge the CPUs by (the waits were rare).
+PRESSURE_STALE_S = 1.0
 PRESSURE_FILE = "/proc/pressure/cpu"
 
 _now = time.perf_counter_ns
 _spin_readable = _core.spin_readable
 
 
-def cpu_pressure(path: str | None = None) -> float | None:
-    """The "some avg10" CPU pressure in percent, None when unknown (no PSI: an older kernel,
-    or one booted without it)."""
+def _some_line(path: str | None) -> bytes | None:
     try:
         with open(path or PRESSURE_FILE, "rb") as f:
-            line = f.readline()
+            return f.readline()
     except OSError:
         return None
+
+
+def _field(line: bytes | None, name: bytes) -> float | None:
+    if line is None:
+        return None
     for field in line.split():
-        if field.startswith(b"avg10="):
+        if field.startswith(name):
             try:
-                return float(field[6:])
+                return float(field[len(name) :])
             except ValueError:
                 return None
     return None
 
 
+def cpu_pressure(path: str | None = None) -> float | None:
+    """The "some avg10" CPU pressure in percent (a ~10 s moving average, for logs), None when
+    unknown (no PSI: an older kernel, or one booted without it)."""
+    return _field(_some_line(path), b"avg10=")
+
+
+def cpu_stall_us(path: str | None = None) -> float | None:
+    """The cumulative "some" CPU stall time in microseconds (``total=``), None when unknown."""
+    return _field(_some_line(path), b"total=")
+
+
 class _Pressure:
-    """Whether the machine's CPUs are contended now (re-read at most every PRESSURE_EVERY_S)."""
+    """Whether the machine's CPUs are contended now: the "some" CPU stall share over the last
+    window (re-read at most every PRESSURE_WINDOW_S)."""
 
     def __init__(self) -> None:
         self.busy = False
         self.next_check = 0.0
+        self.last_at = 0.0  # monotonic time of the last read, 0: none yet
+        self.last_total = 0.0
+        self.share = 0.0  # percent of the last window, for tests and benchmarks
 
     def contended(self) -> bool:
         now = time.monotonic()
         if now >= self.next_check:
-            self.next_check = now + PRESSURE_EVERY_S
-            pressure = cpu_pressure()
-            self.busy = pressure is not None and pressure > MAX_PRESSURE
+            self.next_check = now + PRESSURE_WINDOW_S
+            self.update(now, cpu_stall_us())
         return self.busy
+
+    def update(self, now: float, total: float | None) -> None:
+        """Judge the window that ends at ``now`` with the cumulative stall ``total``."""
+        if total is None:  # no PSI: the budget decides alone
+            self.busy, self.last_at = False, 0.0
+            return
+        elapsed = now - self.last_at
+        if self.last_at and elapsed <= PRESSURE_STALE_S and elapsed > 0:
+            self.share = (total - self.last_total) / (elapsed * 1e4)  # us / (s * 1e6) * 100
+            self.busy = self.share > MAX_PRESSURE
+        # else: no window yet, or too old to say anything about now: keep the last verdict
+        # for one more window (a first read: not contended).
+        self.last_at, self.last_total = now, total
 
 
 _PRESSURE = _Pressure()
