@@ -93,6 +93,41 @@ def test_one_cpu_budget_never_spins() -> None:
     assert _probe({"TRITONLITE_SPIN_US": "auto"}, cpus=one) == ["0", "False", "0"]
 
 
+EXEC_PROBE = (
+    "from tritonlite.backends.python import spin, stub; import inspect; "
+    "w = spin.SpinWait(default_ns=spin.EXEC_SPIN_CAP_NS); "
+    "print(w.cap_ns, w.forced, 'default_ns=EXEC_SPIN_CAP_NS' in inspect.getsource(stub.Stub.serve))"
+)
+
+
+def test_the_stubs_wait_for_exec_has_its_own_longer_cap() -> None:
+    """At c=1 over gRPC the stub waits ~230-350 us for the next EXEC: under the worker's 250 us
+    cap its average was over the cap and it never spun (issue #20)."""
+    assert spin.EXEC_SPIN_CAP_NS > spin.SPIN_CAP_NS >= 250_000
+    full = {k: v for k, v in os.environ.items() if k != "TRITONLITE_SPIN_US"}
+    for env, expected in (
+        ({"TRITONLITE_CPU_BUDGET": "2"}, [str(spin.EXEC_SPIN_CAP_NS), "False", "True"]),
+        ({"TRITONLITE_CPU_BUDGET": "1"}, ["0", "False", "True"]),  # one CPU: never
+        ({"TRITONLITE_CPU_BUDGET": "2", "TRITONLITE_SPIN_US": "120"}, ["120000", "True", "True"]),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", EXEC_PROBE],
+            capture_output=True,
+            text=True,
+            env=dict(full, **env),
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == expected, (env, out.stdout)
+    # With waits of ~300 us it spins (for up to its cap); the worker's waiter would not.
+    waiter = spin.SpinWait(cap_ns=spin.EXEC_SPIN_CAP_NS, forced=True)
+    waiter.average_ns = 300_000
+    assert waiter.next_spin_ns() == spin.EXEC_SPIN_CAP_NS
+    waiter = spin.SpinWait(cap_ns=spin.SPIN_CAP_NS, forced=True)
+    waiter.average_ns = 300_000
+    assert waiter.next_spin_ns() == 0
+
+
 def test_spin_setting_zero_never_spins_and_a_number_is_the_cap() -> None:
     assert _probe({"TRITONLITE_SPIN_US": "0"}) == ["0", "True", "0"]
     cap, forced, first = _probe({"TRITONLITE_SPIN_US": "120"})

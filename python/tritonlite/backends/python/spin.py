@@ -15,8 +15,9 @@ Spinning takes a CPU from whoever else could use it, so it happens only
   the process we wait for needs that very CPU;
 * when the waits are short: each waiter keeps a moving average of how long its recent waits
   took and spins for at most twice that, and not at all once the average is over the cap
-  (``SPIN_CAP_NS``, or ``TRITONLITE_SPIN_US`` when set). A big batch that keeps the stub
-  busy for milliseconds, or a model that is called now and then, is waited for asleep;
+  (``SPIN_CAP_NS`` for the worker's wait for DONE, ``EXEC_SPIN_CAP_NS`` for the stub's wait
+  for the next EXEC, or ``TRITONLITE_SPIN_US`` for both when set). A big batch that keeps the
+  stub busy for milliseconds, or a model that is called now and then, is waited for asleep;
 * when no thread is kept from a CPU: the budget says what the process may use, not what others
   leave idle. On a machine whose CPUs are all busy (a load generator, other tenants), a
   spinner takes the CPU the very process it waits for needs (measured on the shared dev VM at
@@ -42,11 +43,19 @@ import time
 
 from ... import _core
 
-__all__ = ["SPIN_CAP_NS", "SpinWait", "cpu_pressure", "cpu_stall_us", "spin_cap_ns"]
+__all__ = ["EXEC_SPIN_CAP_NS", "SPIN_CAP_NS", "SpinWait", "cpu_pressure", "cpu_stall_us", "spin_cap_ns"]
 
-#: The longest spin of a round-trip waiter when TRITONLITE_SPIN_US is "auto" or unset and the
-#: budget allows spinning: a c=1 gRPC request's stub waits ~100-200 us for the next EXEC.
+#: The longest spin of the worker's wait for DONE when TRITONLITE_SPIN_US is "auto" or unset
+#: and the budget allows spinning (the stub's execute of a small batch: ~40-120 us at c=1).
 SPIN_CAP_NS = 250_000
+#: The same for the stub's wait for the next EXEC. At c=1 over gRPC that wait is the rest of
+#: the round trip (the response out through the I/O thread, the client's next request in and
+#: to the worker: ~230-350 us measured on the 2-core dev VM, issue #20), so under the 250 us
+#: cap its average was over the cap and the stub never spun: every request paid a wakeup of
+#: the sleeping stub (the worker's wait for DONE, p50 ~90-120 us, fell to ~40-75 us with the
+#: stub spinning). It is the one waiter that spins while a lone request is away; the worker's
+#: wait for DONE spins while the stub runs: one spinner at a time at c=1.
+EXEC_SPIN_CAP_NS = 500_000
 #: No spinning while the CPU pressure ("some", percent of the last window) is over this.
 MAX_PRESSURE = 10.0
 #: The pressure window: each process re-reads the pressure at most this often.
@@ -125,17 +134,17 @@ class _Pressure:
 _PRESSURE = _Pressure()
 
 
-def spin_cap_ns() -> tuple[int, bool]:
+def spin_cap_ns(default_ns: int = SPIN_CAP_NS) -> tuple[int, bool]:
     """This process's cap and whether it was set explicitly: 0 (never spin) on a one-CPU
     budget or with TRITONLITE_SPIN_US=0, TRITONLITE_SPIN_US when set to a number (explicit),
-    else ``SPIN_CAP_NS``."""
+    else ``default_ns`` (the waiter's own cap: SPIN_CAP_NS, EXEC_SPIN_CAP_NS)."""
     setting = os.environ.get("TRITONLITE_SPIN_US", "auto")
     if setting not in ("", "auto"):
         try:
             return int(setting) * 1000, True
         except ValueError:  # the server refuses it at start (_core.spin_wait_ns raises)
             return 0, True
-    return (SPIN_CAP_NS if _core.spin_wait_ns() > 0 else 0), False
+    return (default_ns if _core.spin_wait_ns() > 0 else 0), False
 
 
 class SpinWait:
@@ -143,9 +152,11 @@ class SpinWait:
 
     __slots__ = ("average_ns", "cap_ns", "forced", "spins")
 
-    def __init__(self, cap_ns: int | None = None, forced: bool = False) -> None:
+    def __init__(
+        self, cap_ns: int | None = None, forced: bool = False, default_ns: int = SPIN_CAP_NS
+    ) -> None:
         if cap_ns is None:
-            cap_ns, forced = spin_cap_ns()
+            cap_ns, forced = spin_cap_ns(default_ns)
         self.cap_ns = cap_ns
         self.forced = forced  # spin whatever the CPU pressure (TRITONLITE_SPIN_US set)
         self.average_ns = 0  # moving average (1/8 weight for the newest) of recent waits
