@@ -38,17 +38,6 @@ import bench_grpc as bg  # noqa: E402
 HOG = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
 
 
-def stall_us() -> float | None:
-    try:
-        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
-    except (OSError, IndexError):
-        return None
-    for field in line.split():
-        if field.startswith("total="):
-            return float(field[6:])
-    return None
-
-
 def parse_variant(text: str) -> tuple[str, dict[str, str]]:
     label, _, assignments = text.partition(":")
     env = {}
@@ -104,7 +93,6 @@ def main() -> None:
                     hog = None
                     if args.hog:
                         hog = subprocess.Popen([sys.executable, "-c", HOG.format(s=args.seconds * 12 + 60)])
-                    s0, t0 = stall_us(), time.monotonic()
                     try:
                         model = "add_sub_py_inproc" if name == "in-process" else "add_sub_py"
                         r = bg.measure(pa, url, model, conc, args.seconds, work, None, "async", pid)
@@ -115,9 +103,6 @@ def main() -> None:
                         if hog is not None:
                             hog.kill()
                             hog.wait()
-                    s1, t1 = stall_us(), time.monotonic()
-                    if s0 is not None and s1 is not None:
-                        r["pressure"] = (s1 - s0) / ((t1 - t0) * 1e4)
                     results.setdefault(name, {}).setdefault(conc, []).append(r)
                     server = f"  server {r['server_us_per_req']:.0f} us/req" if "server_us_per_req" in r else ""
                     print(f"round {rnd + 1} {name:14} c={conc:<3} {r['throughput']:8.0f} infer/s  "
