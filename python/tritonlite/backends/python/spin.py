@@ -43,7 +43,14 @@ import time
 
 from ... import _core
 
-__all__ = ["EXEC_SPIN_CAP_NS", "SPIN_CAP_NS", "SpinWait", "cpu_pressure", "cpu_stall_us", "spin_cap_ns"]
+__all__ = [
+    "EXEC_SPIN_CAP_NS",
+    "SPIN_CAP_NS",
+    "SpinWait",
+    "cpu_pressure",
+    "cpu_stall_us",
+    "spin_cap_ns",
+]
 
 #: The longest spin of the worker's wait for DONE when TRITONLITE_SPIN_US is "auto" or unset
 #: and the budget allows spinning (the stub's execute of a small batch: ~40-120 us at c=1).
