@@ -249,10 +249,14 @@ def measure(pa: str | None, url: str, model: str, conc: int, seconds: float, wor
     generator and of the server (its statistics count the requests)."""
     count0 = inference_count(url, model) if server_pid else 0
     cpu0 = process_cpu_s(server_pid) if server_pid else 0.0
+    stall0, t0 = cpu_stall_us(), time.monotonic()
     if pa:
         r = run_perf_analyzer(pa, url, model, conc, seconds, work, repo, mode)
     else:
         r = asyncio.run(_aio_level(url, model, conc, seconds))
+    stall1, t1 = cpu_stall_us(), time.monotonic()
+    if stall0 is not None and stall1 is not None and t1 > t0:
+        r["pressure"] = (stall1 - stall0) / ((t1 - t0) * 1e4)  # percent of the level's time
     if server_pid:
         served = inference_count(url, model) - count0
         if served > 0:
@@ -269,14 +273,25 @@ def inference_count(url: str, model: str) -> int:
     return sum(int(m.get("inference_count", 0)) for m in stats.get("model_stats", []))
 
 
-def cpu_pressure() -> str:
-    """Linux's CPU pressure now ("some avg10": share of the last ~10 s in which a runnable task
-    waited for a CPU; over 10% the python stub round trip does not spin), for the log line."""
+def cpu_stall_us() -> float | None:
+    """Linux's cumulative "some" CPU stall time (/proc/pressure/cpu "total=", us), None when
+    unknown."""
     try:
-        avg10 = Path("/proc/pressure/cpu").read_text().split()[1]
+        line = Path("/proc/pressure/cpu").read_text().splitlines()[0]
     except (OSError, IndexError):
-        return ""
-    return f"  cpu pressure {avg10.removeprefix('avg10=')}%"
+        return None
+    fields = dict(f.split("=", 1) for f in line.split()[1:] if "=" in f)
+    try:
+        return float(fields["total"])
+    except (KeyError, ValueError):
+        return None
+
+
+def cpu_pressure(r: dict[str, float]) -> str:
+    """The CPU pressure of a level's window, for its log line: the share of the time in which a
+    runnable task waited for a CPU (the python stub round trip's waits do not spin while it is
+    over 10% over their last 100 ms: backends/python/spin.py)."""
+    return f"  cpu pressure {r['pressure']:.0f}%" if "pressure" in r else ""
 
 
 def process_cpu_s(pid: int) -> float:
@@ -437,7 +452,7 @@ def main() -> None:
                     cpu = (f"  cpu/req: client {r['client_us_per_req']:.0f} us, server {r['server_us_per_req']:.0f} us"
                            if "client_us_per_req" in r else "")  # fmt: skip
                     print(f"{name:10} {model:8} c={conc:<3} {r['throughput']:9.0f} infer/s  "
-                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us{cpu}{cpu_pressure()}",
+                          f"p50 {r['p50_us']:8.0f} us  p99 {r['p99_us']:8.0f} us{cpu}{cpu_pressure(r)}",
                           flush=True)  # fmt: skip
         finally:
             if name == "mlserver":

@@ -93,6 +93,41 @@ def test_one_cpu_budget_never_spins() -> None:
     assert _probe({"TRITONLITE_SPIN_US": "auto"}, cpus=one) == ["0", "False", "0"]
 
 
+EXEC_PROBE = (
+    "from tritonlite.backends.python import spin, stub; import inspect; "
+    "w = spin.SpinWait(default_ns=spin.EXEC_SPIN_CAP_NS); "
+    "print(w.cap_ns, w.forced, 'default_ns=EXEC_SPIN_CAP_NS' in inspect.getsource(stub.Stub.serve))"
+)
+
+
+def test_the_stubs_wait_for_exec_has_its_own_longer_cap() -> None:
+    """At c=1 over gRPC the stub waits ~230-350 us for the next EXEC: under the worker's 250 us
+    cap its average was over the cap and it never spun (issue #20)."""
+    assert spin.EXEC_SPIN_CAP_NS > spin.SPIN_CAP_NS >= 250_000
+    full = {k: v for k, v in os.environ.items() if k != "TRITONLITE_SPIN_US"}
+    for env, expected in (
+        ({"TRITONLITE_CPU_BUDGET": "2"}, [str(spin.EXEC_SPIN_CAP_NS), "False", "True"]),
+        ({"TRITONLITE_CPU_BUDGET": "1"}, ["0", "False", "True"]),  # one CPU: never
+        ({"TRITONLITE_CPU_BUDGET": "2", "TRITONLITE_SPIN_US": "120"}, ["120000", "True", "True"]),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", EXEC_PROBE],
+            capture_output=True,
+            text=True,
+            env=dict(full, **env),
+            timeout=60,
+        )
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == expected, (env, out.stdout)
+    # With waits of ~300 us it spins (for up to its cap); the worker's waiter would not.
+    waiter = spin.SpinWait(cap_ns=spin.EXEC_SPIN_CAP_NS, forced=True)
+    waiter.average_ns = 300_000
+    assert waiter.next_spin_ns() == spin.EXEC_SPIN_CAP_NS
+    waiter = spin.SpinWait(cap_ns=spin.SPIN_CAP_NS, forced=True)
+    waiter.average_ns = 300_000
+    assert waiter.next_spin_ns() == 0
+
+
 def test_spin_setting_zero_never_spins_and_a_number_is_the_cap() -> None:
     assert _probe({"TRITONLITE_SPIN_US": "0"}) == ["0", "True", "0"]
     cap, forced, first = _probe({"TRITONLITE_SPIN_US": "120"})
@@ -101,19 +136,28 @@ def test_spin_setting_zero_never_spins_and_a_number_is_the_cap() -> None:
 
 @pytest.fixture
 def pressure(tmp_path: Path, monkeypatch: Any) -> Any:
-    """Point the pressure gate at a file the test writes."""
+    """Point the pressure gate at a file the test writes: ``set_share(p)`` makes the window
+    that ends at the next read show about ``p`` percent of CPU stall (None: no PSI file)."""
     path = tmp_path / "cpu"
     monkeypatch.setattr(spin, "PRESSURE_FILE", str(path))
-    monkeypatch.setattr(spin._PRESSURE, "next_check", 0.0)
+    monkeypatch.setattr(spin, "_PRESSURE", spin._Pressure())
 
-    def set_avg10(value: float | None) -> None:
+    def set_share(value: float | None) -> None:
+        gate = spin._PRESSURE
         if value is None:
             path.unlink(missing_ok=True)
         else:
-            path.write_text(f"some avg10={value:.2f} avg60=0.00 avg300=0.00 total=1\n")
-        spin._PRESSURE.next_check = 0.0
+            # The last read was 0.1 s ago at total 0; the stall since then is value% of 0.1 s.
+            gate.last_at, gate.last_total = time.monotonic() - 0.1, 0.0
+            # avg10 (the ~10 s average) says the opposite: only the window counts.
+            avg10 = 0.0 if value > spin.MAX_PRESSURE else 99.0
+            path.write_text(
+                f"some avg10={avg10:.2f} avg60=0.00 avg300=0.00 total={int(value * 1000)}\n"
+                "full avg10=0.00 avg60=0.00 avg300=0.00 total=0\n"
+            )
+        gate.next_check = 0.0
 
-    return set_avg10
+    return set_share
 
 
 def test_contended_cpus_stop_the_spin_unless_it_was_asked_for(pressure: Any) -> None:
@@ -126,6 +170,41 @@ def test_contended_cpus_stop_the_spin_unless_it_was_asked_for(pressure: Any) -> 
     pressure(None)  # no PSI on this kernel: the budget decides
     assert waiter.next_spin_ns() == 10_000
     assert spin.cpu_pressure(spin.PRESSURE_FILE + ".missing") is None
+    assert spin.cpu_stall_us(spin.PRESSURE_FILE + ".missing") is None
+
+
+def test_pressure_is_judged_over_the_last_window_not_avg10() -> None:
+    """The gate differences the cumulative stall ("total=", us) between reads: a high avg10
+    left over from a busy run seconds ago (issue #20: 16-45% at c=1 after the c=32 run) does
+    not stop the spin once the CPUs are idle, and a burst of stall does at once."""
+    gate = spin._Pressure()
+    gate.update(100.0, 5_000_000.0)  # the first read only starts a window
+    assert not gate.busy and gate.share == 0.0
+    gate.update(100.1, 5_000_000.0 + 5_000)  # 5 ms of stall in 100 ms: 5%
+    assert not gate.busy and abs(gate.share - 5.0) < 0.01
+    gate.update(100.2, 5_005_000.0 + 30_000)  # 30%
+    assert gate.busy and abs(gate.share - 30.0) < 0.01
+    gate.update(100.3, 5_035_000.0)  # no stall since: idle now, whatever avg10 says
+    assert not gate.busy and gate.share == 0.0
+    gate.update(100.4, 5_135_000.0)  # 100 ms of stall in 100 ms
+    assert gate.busy
+    # A window over PRESSURE_STALE_S (rare waits) says nothing about now: the verdict stands
+    # for one more window, which then decides.
+    gate.update(100.4 + spin.PRESSURE_STALE_S + 1, 5_135_000.0)
+    assert gate.busy
+    gate.update(100.5 + spin.PRESSURE_STALE_S + 1, 5_135_000.0)
+    assert not gate.busy
+    gate.update(200.0, None)  # the file went away: no verdict from it
+    assert not gate.busy
+
+
+def test_the_gate_reads_this_kernels_psi_file() -> None:
+    total = spin.cpu_stall_us()
+    if total is None:
+        pytest.skip("no /proc/pressure/cpu on this kernel")
+    assert total >= 0
+    later = spin.cpu_stall_us()
+    assert later is not None and later >= total  # cumulative
 
 
 def test_spin_follows_recent_waits_and_stops_over_the_cap(pressure: Any) -> None:

@@ -5,6 +5,7 @@
 // spin_readable: a Python thread's bounded spin for a file descriptor to become readable, with
 // the GIL released (the python backend's stub round trip, backends/python/ipc.py).
 #include <poll.h>
+#include <sched.h>
 
 #include <cerrno>
 #include <chrono>
@@ -21,20 +22,28 @@ namespace {
 
 // Whether `fd` has something to read (data, EOF or an error: the caller's read says which)
 // within `spin_ns`, polled without blocking. A zero or negative spin only looks once. The
-// GIL is released for the whole spin; each poll is a system call, so the kernel may run another
-// thread of this CPU in between.
+// GIL is released for the whole spin. Every kYieldEvery polls the spinner yields its CPU, so a
+// thread woken onto this CPU (the I/O thread or the load generator while the stub spins for
+// its next EXEC, issue #20) runs at once rather than at the scheduler's next preemption; with
+// nothing else runnable sched_yield returns at once.
+constexpr int kYieldEvery = 8;
+
 bool SpinReadable(int fd, int64_t spin_ns) {
   if (fd < 0) ThrowInvalid("spin_readable: invalid file descriptor " + std::to_string(fd));
   pollfd p{fd, POLLIN, 0};
   py::gil_scoped_release release;
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::nanoseconds(spin_ns);
-  while (true) {
+  for (int polls = 1;; ++polls) {
     p.revents = 0;
     const int n = ::poll(&p, 1, 0);
     if (n > 0) return true;
     if (n < 0 && errno != EINTR && errno != EAGAIN && errno != ENOMEM) return true;
     if (spin_ns <= 0 || std::chrono::steady_clock::now() >= deadline) return false;
-    CpuRelax();
+    if (polls % kYieldEvery == 0) {
+      sched_yield();
+    } else {
+      CpuRelax();
+    }
   }
 }
 

@@ -15,16 +15,21 @@ Spinning takes a CPU from whoever else could use it, so it happens only
   the process we wait for needs that very CPU;
 * when the waits are short: each waiter keeps a moving average of how long its recent waits
   took and spins for at most twice that, and not at all once the average is over the cap
-  (``SPIN_CAP_NS``, or ``TRITONLITE_SPIN_US`` when set). A big batch that keeps the stub
-  busy for milliseconds, or a model that is called now and then, is waited for asleep;
+  (``SPIN_CAP_NS`` for the worker's wait for DONE, ``EXEC_SPIN_CAP_NS`` for the stub's wait
+  for the next EXEC, or ``TRITONLITE_SPIN_US`` for both when set). A big batch that keeps the
+  stub busy for milliseconds, or a model that is called now and then, is waited for asleep;
 * when no thread is kept from a CPU: the budget says what the process may use, not what others
   leave idle. On a machine whose CPUs are all busy (a load generator, other tenants), a
   spinner takes the CPU the very process it waits for needs (measured on the shared dev VM at
   a CPU pressure of 84%: c=1 p50 195-209 us blocking, 252-435 us spinning). So spinning stops
-  while Linux's CPU pressure (``/proc/pressure/cpu``, "some avg10": the share of the last ~10
-  s in which a runnable task waited for a CPU) is over ``MAX_PRESSURE``; it is read at most
-  every ``PRESSURE_EVERY_S`` by each process. Where the file is missing the budget decides
-  alone.
+  while Linux's CPU pressure (``/proc/pressure/cpu``, "some": the share of time in which a
+  runnable task waited for a CPU) over the last ``PRESSURE_WINDOW_S`` is over ``MAX_PRESSURE``
+  percent: the difference of its cumulative ``total=`` (microseconds) between two reads, each
+  process reading it at most every ``PRESSURE_WINDOW_S``. Not "avg10", a ~10 s moving average:
+  it still showed 16-45% at c=1 from the c=32 run seconds before and kept the spin off where
+  no CPU was contended (issue #20). A window longer than ``PRESSURE_STALE_S`` (the waits were
+  rare) says nothing about now: that read only starts a new window. Where the file is missing
+  the budget decides alone.
 
 A message that arrives after the spin is received by the blocking ``recvmsg`` as before: the
 spin changes when a thread sleeps, never what it receives (a dead peer reads as EOF either
@@ -38,67 +43,115 @@ import time
 
 from ... import _core
 
-__all__ = ["SPIN_CAP_NS", "SpinWait", "cpu_pressure", "spin_cap_ns"]
+__all__ = [
+    "EXEC_SPIN_CAP_NS",
+    "SPIN_CAP_NS",
+    "SpinWait",
+    "cpu_pressure",
+    "cpu_stall_us",
+    "spin_cap_ns",
+]
 
-#: The longest spin of a round-trip waiter when TRITONLITE_SPIN_US is "auto" or unset and the
-#: budget allows spinning: a c=1 gRPC request's stub waits ~100-200 us for the next EXEC.
+#: The longest spin of the worker's wait for DONE when TRITONLITE_SPIN_US is "auto" or unset
+#: and the budget allows spinning (the stub's execute of a small batch: ~40-120 us at c=1).
 SPIN_CAP_NS = 250_000
-#: No spinning while CPU pressure ("some avg10", percent) is over this.
+#: The same for the stub's wait for the next EXEC. At c=1 over gRPC that wait is the rest of
+#: the round trip (the response out through the I/O thread, the client's next request in and
+#: to the worker: ~230-350 us measured on the 2-core dev VM, issue #20), so under the 250 us
+#: cap its average was over the cap and the stub never spun: every request paid a wakeup of
+#: the sleeping stub (the worker's wait for DONE, p50 ~90-120 us, fell to ~40-75 us with the
+#: stub spinning). It is the one waiter that spins while a lone request is away; the worker's
+#: wait for DONE spins while the stub runs: one spinner at a time at c=1.
+EXEC_SPIN_CAP_NS = 500_000
+#: No spinning while the CPU pressure ("some", percent of the last window) is over this.
 MAX_PRESSURE = 10.0
-PRESSURE_EVERY_S = 0.25
+#: The pressure window: each process re-reads the pressure at most this often.
+PRESSURE_WINDOW_S = 0.1
+#: A window longer than this is too old to judge the CPUs by (the waits were rare).
+PRESSURE_STALE_S = 1.0
 PRESSURE_FILE = "/proc/pressure/cpu"
 
 _now = time.perf_counter_ns
 _spin_readable = _core.spin_readable
 
 
-def cpu_pressure(path: str | None = None) -> float | None:
-    """The "some avg10" CPU pressure in percent, None when unknown (no PSI: an older kernel,
-    or one booted without it)."""
+def _some_line(path: str | None) -> bytes | None:
     try:
         with open(path or PRESSURE_FILE, "rb") as f:
-            line = f.readline()
+            return f.readline()
     except OSError:
         return None
+
+
+def _field(line: bytes | None, name: bytes) -> float | None:
+    if line is None:
+        return None
     for field in line.split():
-        if field.startswith(b"avg10="):
+        if field.startswith(name):
             try:
-                return float(field[6:])
+                return float(field[len(name) :])
             except ValueError:
                 return None
     return None
 
 
+def cpu_pressure(path: str | None = None) -> float | None:
+    """The "some avg10" CPU pressure in percent (a ~10 s moving average, for logs), None when
+    unknown (no PSI: an older kernel, or one booted without it)."""
+    return _field(_some_line(path), b"avg10=")
+
+
+def cpu_stall_us(path: str | None = None) -> float | None:
+    """The cumulative "some" CPU stall time in microseconds (``total=``), None when unknown."""
+    return _field(_some_line(path), b"total=")
+
+
 class _Pressure:
-    """Whether the machine's CPUs are contended now (re-read at most every PRESSURE_EVERY_S)."""
+    """Whether the machine's CPUs are contended now: the "some" CPU stall share over the last
+    window (re-read at most every PRESSURE_WINDOW_S)."""
 
     def __init__(self) -> None:
         self.busy = False
         self.next_check = 0.0
+        self.last_at = 0.0  # monotonic time of the last read, 0: none yet
+        self.last_total = 0.0
+        self.share = 0.0  # percent of the last window, for tests and benchmarks
 
     def contended(self) -> bool:
         now = time.monotonic()
         if now >= self.next_check:
-            self.next_check = now + PRESSURE_EVERY_S
-            pressure = cpu_pressure()
-            self.busy = pressure is not None and pressure > MAX_PRESSURE
+            self.next_check = now + PRESSURE_WINDOW_S
+            self.update(now, cpu_stall_us())
         return self.busy
+
+    def update(self, now: float, total: float | None) -> None:
+        """Judge the window that ends at ``now`` with the cumulative stall ``total``."""
+        if total is None:  # no PSI: the budget decides alone
+            self.busy, self.last_at = False, 0.0
+            return
+        elapsed = now - self.last_at
+        if self.last_at and elapsed <= PRESSURE_STALE_S and elapsed > 0:
+            self.share = (total - self.last_total) / (elapsed * 1e4)  # us / (s * 1e6) * 100
+            self.busy = self.share > MAX_PRESSURE
+        # else: no window yet, or too old to say anything about now: keep the last verdict
+        # for one more window (a first read: not contended).
+        self.last_at, self.last_total = now, total
 
 
 _PRESSURE = _Pressure()
 
 
-def spin_cap_ns() -> tuple[int, bool]:
+def spin_cap_ns(default_ns: int = SPIN_CAP_NS) -> tuple[int, bool]:
     """This process's cap and whether it was set explicitly: 0 (never spin) on a one-CPU
     budget or with TRITONLITE_SPIN_US=0, TRITONLITE_SPIN_US when set to a number (explicit),
-    else ``SPIN_CAP_NS``."""
+    else ``default_ns`` (the waiter's own cap: SPIN_CAP_NS, EXEC_SPIN_CAP_NS)."""
     setting = os.environ.get("TRITONLITE_SPIN_US", "auto")
     if setting not in ("", "auto"):
         try:
             return int(setting) * 1000, True
         except ValueError:  # the server refuses it at start (_core.spin_wait_ns raises)
             return 0, True
-    return (SPIN_CAP_NS if _core.spin_wait_ns() > 0 else 0), False
+    return (default_ns if _core.spin_wait_ns() > 0 else 0), False
 
 
 class SpinWait:
@@ -106,9 +159,11 @@ class SpinWait:
 
     __slots__ = ("average_ns", "cap_ns", "forced", "spins")
 
-    def __init__(self, cap_ns: int | None = None, forced: bool = False) -> None:
+    def __init__(
+        self, cap_ns: int | None = None, forced: bool = False, default_ns: int = SPIN_CAP_NS
+    ) -> None:
         if cap_ns is None:
-            cap_ns, forced = spin_cap_ns()
+            cap_ns, forced = spin_cap_ns(default_ns)
         self.cap_ns = cap_ns
         self.forced = forced  # spin whatever the CPU pressure (TRITONLITE_SPIN_US set)
         self.average_ns = 0  # moving average (1/8 weight for the newest) of recent waits

@@ -58,7 +58,7 @@ from .pb_utils import (
     TritonModelException,
 )
 from .shm import Arena, ArenaMap, read_tensors, write_tensors
-from .spin import SpinWait
+from .spin import EXEC_SPIN_CAP_NS, SpinWait
 
 # How a stub starts: ``python -c BOOTSTRAP ARGS...``. The bootstrap installs a bare
 # ``tritonlite`` package (its real __path__, without running its __init__), so a stub imports
@@ -276,7 +276,7 @@ class Stub:
 
     def serve(self) -> None:
         ctl = self.ctl
-        spin = SpinWait()  # waiting for the next EXEC (see spin.py)
+        spin = SpinWait(default_ns=EXEC_SPIN_CAP_NS)  # waiting for the next EXEC (spin.py)
         while True:
             try:
                 message, fds = ctl.recv(spin)
