@@ -146,7 +146,8 @@ class IoThread : public DeadlineScheduler {
       if (command == kStop) break;
       if (command == kShutdown && !shut_down_) BeginShutdown();
       const bool coalesced = behind_running_batch_ && CoalesceReads();
-      const int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, coalesced ? 0 : NextTimeoutMs());
+      const int n =
+          epoll_wait(epoll_fd_, events.data(), kMaxEvents, coalesced ? 0 : NextTimeoutMs());
       if (n < 0 && errno != EINTR) break;
       now_ns_ = NowNs();  // one clock read per wakeup: reads and timers use it
       if (accept_paused_ && now_ns_ >= accept_resume_ns_) ResumeAccepting();
