@@ -180,6 +180,7 @@ $(eval $(call sanitized_venv,tsan,thread))
 # detection is off (CPython's own allocations would be reported). Reports
 # of every process (servers and stubs included) go to build/asan/reports/.
 SANITIZE_TESTS ?= tests/test_tensor.py tests/test_scheduler.py tests/test_sequence.py tests/test_one_cpu.py \
+	tests/test_one_cpu_coalesce.py \
 	tests/test_http2_hpack.py tests/test_grpc_native.py tests/test_grpc_native_compression.py \
 	tests/test_grpc_native_keepalive.py tests/test_stress.py tests/test_shared_memory.py \
 	tests/test_sizes.py tests/test_hostile_http2.py tests/test_grpc_repeated_parameters.py \

@@ -10,8 +10,11 @@ generator does not take the server's core. Cases, each for a pristine build of m
   the requests its statistics counted; also split into user and system time), p99;
 - ``add_sub`` c=1: p50;
 - ``mlp`` c=64 with ``intra_op_thread_count: 1`` (bench_grpc.py's ``mlp_1t``): rows/s, against
-  raw onnxruntime pinned to the same CPU (one intra-op thread, batch 64, a separate process)
-  measured right before it.
+  raw onnxruntime pinned to the same CPU (one intra-op thread, batch 64, a separate process, the
+  rows perf_analyzer sends) measured right before it; the same comparison in CPU time per row
+  (raw onnxruntime's process time per row over the server's /proc time per row: other load on
+  a shared machine moves it less than rows/s), the server's average batch (its statistics) and
+  raw onnxruntime's CPU time per row at that batch.
 
 It prints one table with the two builds side by side and the issue's goals. Models and the
 perf_analyzer driver are bench_grpc.py's (reference models of ../shared/tools/bench when there).
@@ -40,24 +43,33 @@ import bench_grpc as bg
 
 DEFAULT_BASELINE = "/work/wt/base/.venv/bin/python"
 
+# The server's session as onnxruntime's own: one intra-op thread (the server's shared pool is sized
+# to its one CPU), sequential, ORT_ENABLE_ALL; the rows perf_analyzer sends (its --input-data,
+# when make_models wrote it), tiled to the batch. Prints rows/s (wall clock) and CPU µs per row
+# (this process's CPU time, which other load on the CPU moves less).
 RAW_ORT = """
-import sys, time
+import json, sys, time
 import numpy as np
 import onnxruntime as ort
-path, seconds = sys.argv[1], float(sys.argv[2])
+path, seconds, rows, data = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 opts = ort.SessionOptions()
 opts.intra_op_num_threads = 1
 opts.inter_op_num_threads = 1
 sess = ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
-x = np.random.default_rng(0).standard_normal((64, 512)).astype(np.float32)
+if data:
+    sent = [row["INPUT0"]["content"] for row in json.load(open(data))["data"]]
+    x = np.array([sent[i % len(sent)] for i in range(rows)], dtype=np.float32)
+else:
+    x = np.random.default_rng(0).standard_normal((rows, 512)).astype(np.float32)
 name = sess.get_inputs()[0].name
 for _ in range(3):
     sess.run(None, {name: x})
-n, t0 = 0, time.perf_counter()
+n, t0, c0 = 0, time.perf_counter(), time.process_time()
 while time.perf_counter() - t0 < seconds:
     sess.run(None, {name: x})
     n += 1
-print(n * 64 / (time.perf_counter() - t0))
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+print(n * rows / wall, cpu / (n * rows) * 1e6)
 """
 
 
@@ -102,10 +114,14 @@ def user_sys_s(pid: int) -> tuple[float, float]:
     return int(fields[11]) / tick, int(fields[12]) / tick
 
 
-def raw_onnxruntime(python: str, repo: Path, cpus: str, seconds: float) -> float:
+def raw_onnxruntime(python: str, repo: Path, cpus: str, seconds: float, rows: int = 64) -> tuple[float, float]:
+    """(rows/s, CPU µs per row) of session.run at `rows` in a separate process pinned to `cpus`."""
+    data = repo.parent / f"{repo.name}-inputs" / "mlp.json"
     out = subprocess.run([*taskset(cpus), python, "-c", RAW_ORT, str(repo / "mlp" / "1" / "model.onnx"),
-                          str(seconds)], check=True, capture_output=True, text=True, timeout=seconds * 4 + 60)  # fmt: skip
-    return float(out.stdout.strip().splitlines()[-1])
+                          str(seconds), str(rows), str(data) if data.exists() else ""],
+                         check=True, capture_output=True, text=True, timeout=seconds * 4 + 60)  # fmt: skip
+    rate, cpu = out.stdout.strip().splitlines()[-1].split()
+    return float(rate), float(cpu)
 
 
 def measure_side(python: str, env: dict[str, str], repo: Path, args: argparse.Namespace, pa: str,
@@ -131,11 +147,21 @@ def measure_side(python: str, env: dict[str, str], repo: Path, args: argparse.Na
         r = bg.measure(str(pinned_pa), url, "add_sub", 1, args.seconds, work, repo, "async", proc.pid)
         out.update(add1_p50=r["p50_us"], add1_us=r.get("server_us_per_req", float("nan")))
         # the raw limit on the same CPU, right before the server's turn (the server idles meanwhile)
-        out["raw_ort"] = raw_onnxruntime(python, repo, args.server_cpus.split(",")[0], min(args.seconds, 5.0))
+        raw_cpus = args.server_cpus.split(",")[0]
+        out["raw_ort"], out["raw_ort_us"] = raw_onnxruntime(python, repo, raw_cpus, min(args.seconds, 5.0))
+        mlp0 = counts(url, "mlp_1t")
         r = bg.measure(str(pinned_pa), url, "mlp_1t", 64, args.seconds, work, repo, "async", proc.pid)
+        mlp1 = counts(url, "mlp_1t")
         out.update(mlp_rows=r["throughput"], mlp_us=r.get("server_us_per_req", float("nan")),
-                   mlp_p99=r["p99_us"])  # fmt: skip
+                   mlp_p99=r["p99_us"],
+                   mlp_batch=(mlp1[0] - mlp0[0]) / max(1, mlp1[1] - mlp0[1]))  # fmt: skip
         out["mlp_ratio"] = out["mlp_rows"] / out["raw_ort"]
+        # The same comparison in CPU time per row (the server's /proc time over the rows its
+        # statistics counted; raw onnxruntime's own), which other load on the CPU moves less
+        # than rows/s; and raw onnxruntime at the batch size the server formed.
+        out["mlp_cpu_ratio"] = out["raw_ort_us"] / out["mlp_us"]
+        _, out["raw_ort_batch_us"] = raw_onnxruntime(python, repo, raw_cpus, min(args.seconds, 5.0),
+                                                     max(1, round(out["mlp_batch"])))  # fmt: skip
     finally:
         stop_server(proc)
     return out
@@ -154,6 +180,10 @@ ROWS = [
     ("raw onnxruntime 1 thread, batch 64, rows/s", "raw_ort", "{:.0f}", "-"),
     ("mlp_1t c=64 / raw onnxruntime", "mlp_ratio", "{:.2f}", ">= 0.85"),
     ("mlp_1t c=64 server CPU µs/req", "mlp_us", "{:.1f}", "-"),
+    ("raw onnxruntime batch 64, CPU µs/row", "raw_ort_us", "{:.1f}", "-"),
+    ("mlp_1t c=64 / raw onnxruntime, CPU µs per row", "mlp_cpu_ratio", "{:.2f}", "-"),
+    ("mlp_1t c=64 average batch", "mlp_batch", "{:.1f}", "-"),
+    ("raw onnxruntime at that batch, CPU µs/row", "raw_ort_batch_us", "{:.1f}", "-"),
     ("mlp_1t c=64 p99 µs", "mlp_p99", "{:.0f}", "-"),
 ]
 

@@ -100,6 +100,13 @@ bool InstanceWorker::TryRunReady(Scheduler& scheduler) {
 }
 
 void InstanceWorker::RunBatch(Batch& batch) {
+  struct Running {  // running_ for the whole call, however it ends
+    std::atomic<bool>& flag;
+    explicit Running(std::atomic<bool>& f) : flag(f) {
+      flag.store(true, std::memory_order_relaxed);
+    }
+    ~Running() { flag.store(false, std::memory_order_relaxed); }
+  } running(running_);
   // The sequence batcher answers its cancelled requests itself (it must hear of every
   // request it handed out).
   if (!runner_->spec().sequence.enabled && DropCancelled(batch)) {

@@ -60,6 +60,8 @@ class InstanceWorker {
   // as many requests as were pending on entry (later arrivals are a worker's). False (nothing
   // run) when the instance is busy or not serving. For a backend that runs on any thread.
   bool TryRunReady(Scheduler& scheduler);
+  // Whether a batch of this instance is running now (on its worker or in TryRunReady).
+  bool running() const { return running_.load(std::memory_order_relaxed); }
 
  private:
   void Run();
@@ -93,6 +95,7 @@ class InstanceWorker {
   // one batch at a time. serving_: batches may run (written under run_mu_).
   std::mutex run_mu_;
   std::atomic<bool> serving_{false};
+  std::atomic<bool> running_{false};  // set by RunBatch while it runs (read without run_mu_)
   std::thread thread_;
 };
 

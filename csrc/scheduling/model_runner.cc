@@ -76,14 +76,20 @@ void ModelRunner::EnqueueDeferred(RequestPtr request) {
   scheduler_->EnqueueDeferred(std::move(request));
 }
 
-void ModelRunner::RunReady() {
+bool ModelRunner::RunReady() {
   if (runs_ready_ && workers_started()) {
     for (auto& w : workers_) {
       if (w->TryRunReady(*scheduler_)) break;
     }
   }
   // What is left (nothing ready yet, every instance busy, not serving yet): a worker's turn.
-  if (scheduler_->pending() > 0) scheduler_->Wake();
+  if (scheduler_->pending() == 0) return false;
+  scheduler_->Wake();
+  if (!workers_started()) return false;
+  for (const auto& w : workers_) {
+    if (w->running()) return true;
+  }
+  return false;
 }
 
 namespace {

@@ -88,7 +88,9 @@ class ModelRunner {
   // for whatever is left (a batch still waiting for its queue delay, a busy instance). The
   // gRPC I/O thread on a one-CPU budget: no hand-off to the worker and back (issue #20). The
   // caller holds no lock and not the GIL; responses go to the requests' sinks on this thread.
-  void RunReady();
+  // True when requests are left queued while one of the model's instances is running a batch
+  // on another thread (the caller shares the CPU with that batch: see grpc's IoThread).
+  bool RunReady();
   // Whether RunReady may run batches here: the dynamic batcher (or none), gathered execution,
   // no rate limiter, and backends that run on any thread.
   bool runs_ready() const { return runs_ready_; }

@@ -110,7 +110,7 @@ void DeferredWakeups::WakeAll() noexcept {
   for (const auto& r : runners) {
     if (run_ready_) {
       try {
-        r->RunReady();
+        if (r->RunReady()) behind_running_batch_ = true;
         continue;
       } catch (const std::exception&) {
         // Out of memory forming or running a batch: its worker takes it from here.

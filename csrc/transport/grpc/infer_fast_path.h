@@ -74,6 +74,9 @@ class DeferredWakeups {
   }
   void WakeAll() noexcept;
   bool empty() const { return runners_.empty(); }
+  // After WakeAll with run_ready: requests of this pass wait behind a batch that another
+  // thread is running (ModelRunner::RunReady).
+  bool behind_running_batch() const { return behind_running_batch_; }
 
   // The wakeups of the pass an I/O thread has open (Scope), which the requests it reads join:
   // one wakeup (or one run) per model per pass over all its connections. Null when none.
@@ -95,6 +98,7 @@ class DeferredWakeups {
     return pass;
   }
   const bool run_ready_;
+  bool behind_running_batch_ = false;
   std::vector<std::shared_ptr<ModelRunner>> runners_;
 };
 

@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -35,6 +36,9 @@ constexpr size_t kReadBufferSize = 256u << 10;
 constexpr int kMaxEvents = 256;
 constexpr size_t kCompactDeadlinesAt = 4096;
 constexpr uint64_t kStaleClockOkNs = 1000000000;  // 1 s
+// CoalesceReads: how long reads wait while a batch runs on the one CPU. Well below the peers'
+// TCP loss-probe timers (a few ms): the kernel's ACKs wait for our reads.
+constexpr uint64_t kCoalesceReadsNs = 500000;  // 500 µs
 // How long accepting pauses after accept() ran out of file descriptors.
 constexpr uint64_t kAcceptPauseNs = 100000000;  // 100 ms
 
@@ -141,7 +145,9 @@ class IoThread : public DeadlineScheduler {
       const int command = command_.load(std::memory_order_acquire);
       if (command == kStop) break;
       if (command == kShutdown && !shut_down_) BeginShutdown();
-      const int n = epoll_wait(epoll_fd_, events.data(), kMaxEvents, NextTimeoutMs());
+      const bool coalesced = behind_running_batch_ && CoalesceReads();
+      const int n =
+          epoll_wait(epoll_fd_, events.data(), kMaxEvents, coalesced ? 0 : NextTimeoutMs());
       if (n < 0 && errno != EINTR) break;
       now_ns_ = NowNs();  // one clock read per wakeup: reads and timers use it
       if (accept_paused_ && now_ns_ >= accept_resume_ns_) ResumeAccepting();
@@ -166,6 +172,7 @@ class IoThread : public DeadlineScheduler {
       } else {
         pass.WakeAll();
       }
+      behind_running_batch_ = pass.behind_running_batch();
       ExpireDeadlines();
       if (deadlines_.size() >= compact_deadlines_at_) CompactDeadlines();
       FlushTouched();
@@ -188,6 +195,23 @@ class IoThread : public DeadlineScheduler {
       pass->WakeAll();
     }
     DeliverQueued(/*drain=*/false);
+  }
+
+  // One CPU, while a batch that requests of the last pass wait behind runs on another thread
+  // (the instance's worker): the requests that arrive meanwhile cannot run before it ends, and
+  // reading each as it comes would preempt the batch's thread on the CPU both share (a wakeup,
+  // two context switches and cold caches per request: issue #20's mlp). So this waits for the
+  // outbox only (the batch's responses, a stop) for up to kCoalesceReadsNs, then reads what
+  // arrived meanwhile in one pass. Returns false (wait as usual) when a timer is due sooner.
+  bool CoalesceReads() {
+    const uint64_t now = NowNs();
+    if (!deadlines_.empty() && deadlines_.top().at <= now + kCoalesceReadsNs) return false;
+    if (accept_paused_) return false;
+    pollfd outbox{outbox_->fd(), POLLIN, 0};
+    const timespec wait{0, static_cast<long>(kCoalesceReadsNs)};
+    while (ppoll(&outbox, 1, &wait, nullptr) < 0 && errno == EINTR) {
+    }
+    return true;
   }
 
   void AcceptAll() {
@@ -441,6 +465,7 @@ class IoThread : public DeadlineScheduler {
   // Run ready batches on this thread instead of waking the models' workers (a CPU budget
   // below two: util/spin_wait.h RunBatchesInline).
   const bool run_ready_ = RunBatchesInline();
+  bool behind_running_batch_ = false;  // the last pass's requests wait behind a running batch
 };
 
 namespace {
