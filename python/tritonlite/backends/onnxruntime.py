@@ -324,6 +324,13 @@ class OnnxRuntimeInstance:
         #: its results back (the common case; a per-batch cost on the serving path).
         self._plain = not (self._string_inputs or self._bf16_inputs or self._string_outputs
                            or self._bf16_outputs)  # fmt: skip
+        #: The plain case on a CPU-only session: onnxruntime's own run (its C++ binding), not
+        #: InferenceSession.run's Python wrapper, whose checks cannot fail here (the core checked
+        #: every input's name, datatype and shape; numpy arrays only, no OrtValues) and whose
+        #: provider fallback a CPU-only session has no use for: ~1.2 µs less per batch.
+        self._direct_run: Any = None
+        if self._plain and list(session.get_providers()) == ["CPUExecutionProvider"]:
+            self._direct_run = getattr(getattr(session, "_sess", None), "run", None)
         if self._string_inputs and self._bf16_outputs:
             raise TritonError(
                 f"model '{self.name}' has both string inputs and BF16 outputs, which onnxruntime's "
@@ -337,8 +344,9 @@ class OnnxRuntimeInstance:
             raise TritonError(f"model '{self.name}' instance is closed", UNAVAILABLE)
         names = output_names or self._all_outputs
         if self._plain:
+            run = self._direct_run or session.run
             try:
-                return dict(zip(names, session.run(names, inputs, self.run_options), strict=True))
+                return dict(zip(names, run(names, inputs, self.run_options), strict=True))
             except TritonError:
                 raise
             except Exception as exc:
@@ -366,6 +374,7 @@ class OnnxRuntimeInstance:
 
     def close(self) -> None:
         self.session = None
+        self._direct_run = None
 
     # -- helpers ----------------------------------------------------------------------------------
 
