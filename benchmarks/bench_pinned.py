@@ -150,8 +150,13 @@ def measure_side(python: str, env: dict[str, str], repo: Path, args: argparse.Na
         raw_cpus = args.server_cpus.split(",")[0]
         out["raw_ort"], out["raw_ort_us"] = raw_onnxruntime(python, repo, raw_cpus, min(args.seconds, 5.0))
         mlp0 = counts(url, "mlp_1t")
+        cpu0 = user_sys_s(proc.pid)
         r = bg.measure(str(pinned_pa), url, "mlp_1t", 64, args.seconds, work, repo, "async", proc.pid)
+        cpu1 = user_sys_s(proc.pid)
         mlp1 = counts(url, "mlp_1t")
+        rows = max(1, mlp1[0] - mlp0[0])
+        out.update(mlp_user_us=(cpu1[0] - cpu0[0]) / rows * 1e6,
+                   mlp_sys_us=(cpu1[1] - cpu0[1]) / rows * 1e6)  # fmt: skip
         out.update(mlp_rows=r["throughput"], mlp_us=r.get("server_us_per_req", float("nan")),
                    mlp_p99=r["p99_us"],
                    mlp_batch=(mlp1[0] - mlp0[0]) / max(1, mlp1[1] - mlp0[1]))  # fmt: skip
@@ -180,6 +185,8 @@ ROWS = [
     ("raw onnxruntime 1 thread, batch 64, rows/s", "raw_ort", "{:.0f}", "-"),
     ("mlp_1t c=64 / raw onnxruntime", "mlp_ratio", "{:.2f}", ">= 0.85"),
     ("mlp_1t c=64 server CPU µs/req", "mlp_us", "{:.1f}", "-"),
+    ("mlp_1t c=64 of which user µs/row", "mlp_user_us", "{:.1f}", "-"),
+    ("mlp_1t c=64 of which system µs/row", "mlp_sys_us", "{:.1f}", "-"),
     ("raw onnxruntime batch 64, CPU µs/row", "raw_ort_us", "{:.1f}", "-"),
     ("mlp_1t c=64 / raw onnxruntime, CPU µs per row", "mlp_cpu_ratio", "{:.2f}", "-"),
     ("mlp_1t c=64 average batch", "mlp_batch", "{:.1f}", "-"),

@@ -1,8 +1,9 @@
 #!/usr/bin/env python
 """Syscalls, context switches and CPU per request of a server pinned to one core (issue #20).
 
-Counts what noise moves little: ``perf stat -p SERVER`` (kernel tracepoints, all the server's
-threads) over a perf_analyzer run, divided by the requests the server's statistics counted.
+Counts what noise moves little: ``perf stat -p SERVER`` (kernel tracepoints, context switches,
+page faults, all the server's threads) over a perf_analyzer run, divided by the requests the
+server's statistics counted; and the server's user / system split of its CPU time (/proc).
 The server runs under ``taskset -c SERVER_CPUS`` and perf_analyzer (gRPC, batch 1, ``--async
 --max-threads 1``) under ``taskset -c CLIENT_CPU``, as in bench_pinned.py; one column per build
 ('before' = ``--baseline-python``, 'after' = this checkout) and per ``--variant``, in one run.
@@ -29,7 +30,7 @@ import bench_grpc as bg
 import bench_pinned as bp
 
 SYSCALLS = ["epoll_wait", "recvfrom", "sendto", "read", "write", "futex", "sched_yield"]
-EVENTS = ["raw_syscalls:sys_enter", "context-switches", "task-clock"] + [
+EVENTS = ["raw_syscalls:sys_enter", "context-switches", "page-faults", "task-clock"] + [
     f"syscalls:sys_enter_{s}" for s in SYSCALLS
 ]
 
@@ -58,6 +59,7 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
         warm_up(url, args.model)
         n0 = bg.inference_count(url, args.model)
         e0 = bp.counts(url, args.model)[1]
+        cpu0 = bp.user_sys_s(proc.pid)
         stat = subprocess.Popen(["perf", "stat", "-x", " ", "-e", ",".join(EVENTS), "-p", str(proc.pid)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(0.3)
@@ -65,6 +67,7 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
                                  repo, "async")  # fmt: skip
         stat.send_signal(signal.SIGINT)
         _, err = stat.communicate(timeout=30)
+        cpu1 = bp.user_sys_s(proc.pid)
         served = bg.inference_count(url, args.model) - n0
         executions = bp.counts(url, args.model)[1] - e0
     finally:
@@ -79,6 +82,8 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
     # the statistics RPCs after perf_analyzer are a handful: negligible against `served`
     out = {k: v / max(1, served) for k, v in counts.items()}
     out["task-clock"] = counts.get("task-clock", 0.0) * 1000 / max(1, served)  # ms -> µs
+    out["user"] = (cpu1[0] - cpu0[0]) * 1e6 / max(1, served)
+    out["system"] = (cpu1[1] - cpu0[1]) * 1e6 / max(1, served)
     out["throughput"] = r["throughput"]
     out["batch"] = served / max(1, executions)
     return out
@@ -87,7 +92,10 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
 ROWS = [("infer/s (perf_analyzer)", "throughput", "{:.0f}"),
         ("average batch", "batch", "{:.1f}"),
         ("server CPU µs/req (perf task-clock)", "task-clock", "{:.1f}"),
+        ("  of which user µs/req (/proc)", "user", "{:.1f}"),
+        ("  of which system µs/req (/proc)", "system", "{:.1f}"),
         ("context switches/req", "context-switches", "{:.2f}"),
+        ("page faults/req", "page-faults", "{:.3f}"),
         ("syscalls/req", "raw_syscalls:sys_enter", "{:.2f}")] + [
     (f"  {s}/req", f"syscalls:sys_enter_{s}", "{:.2f}") for s in SYSCALLS
 ]  # fmt: skip
