@@ -3,7 +3,8 @@
 
 Counts what noise moves little: ``perf stat -p SERVER`` (kernel tracepoints, context switches,
 page faults, all the server's threads) over a perf_analyzer run, divided by the requests the
-server's statistics counted; and the server's user / system split of its CPU time (/proc).
+server's statistics counted; and the server's user / system split of its CPU time, in all and
+per thread group (the gRPC I/O threads, the instances' threads, the rest; /proc, clock ticks).
 The server runs under ``taskset -c SERVER_CPUS`` and perf_analyzer (gRPC, batch 1, ``--async
 --max-threads 1``) under ``taskset -c CLIENT_CPU``, as in bench_pinned.py; one column per build
 ('before' = ``--baseline-python``, 'after' = this checkout) and per ``--variant``, in one run.
@@ -18,6 +19,7 @@ user's own processes, or root).
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import signal
 import subprocess
@@ -33,6 +35,28 @@ SYSCALLS = ["epoll_wait", "recvfrom", "sendto", "read", "write", "futex", "sched
 EVENTS = ["raw_syscalls:sys_enter", "context-switches", "page-faults", "task-clock"] + [
     f"syscalls:sys_enter_{s}" for s in SYSCALLS
 ]
+
+
+THREAD_GROUPS = [("I/O threads", "grpc-io"), ("instance threads", "inst:")]
+
+
+def thread_cpu_s(pid: int) -> dict[str, tuple[float, float]]:
+    """(user, system) CPU seconds per thread group (by thread name: the gRPC I/O threads, the
+    model instances' threads, the rest), from /proc/PID/task/*/stat (clock ticks)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {label: (0.0, 0.0) for label, _ in THREAD_GROUPS}
+    out["other threads"] = (0.0, 0.0)
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            text = (task / "stat").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        name = text[text.index("(") + 1 : text.rindex(")")]
+        fields = text.rsplit(")", 1)[1].split()
+        label = next((g for g, prefix in THREAD_GROUPS if name.startswith(prefix)), "other threads")
+        user, system = out[label]
+        out[label] = (user + int(fields[11]) / tick, system + int(fields[12]) / tick)
+    return out
 
 
 def warm_up(url: str, model: str) -> None:
@@ -60,6 +84,7 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
         n0 = bg.inference_count(url, args.model)
         e0 = bp.counts(url, args.model)[1]
         cpu0 = bp.user_sys_s(proc.pid)
+        threads0 = thread_cpu_s(proc.pid)
         stat = subprocess.Popen(["perf", "stat", "-x", " ", "-e", ",".join(EVENTS), "-p", str(proc.pid)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
         time.sleep(0.3)
@@ -68,6 +93,7 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
         stat.send_signal(signal.SIGINT)
         _, err = stat.communicate(timeout=30)
         cpu1 = bp.user_sys_s(proc.pid)
+        threads1 = thread_cpu_s(proc.pid)
         served = bg.inference_count(url, args.model) - n0
         executions = bp.counts(url, args.model)[1] - e0
     finally:
@@ -84,20 +110,27 @@ def measure(python: str, env: dict[str, str], repo: Path, args: argparse.Namespa
     out["task-clock"] = counts.get("task-clock", 0.0) * 1000 / max(1, served)  # ms -> µs
     out["user"] = (cpu1[0] - cpu0[0]) * 1e6 / max(1, served)
     out["system"] = (cpu1[1] - cpu0[1]) * 1e6 / max(1, served)
+    for label, (user, system) in threads1.items():
+        user0, system0 = threads0.get(label, (0.0, 0.0))
+        out[f"{label} user"] = (user - user0) * 1e6 / max(1, served)
+        out[f"{label} system"] = (system - system0) * 1e6 / max(1, served)
     out["throughput"] = r["throughput"]
     out["batch"] = served / max(1, executions)
     return out
 
 
-ROWS = [("infer/s (perf_analyzer)", "throughput", "{:.0f}"),
-        ("average batch", "batch", "{:.1f}"),
-        ("server CPU µs/req (perf task-clock)", "task-clock", "{:.1f}"),
-        ("  of which user µs/req (/proc)", "user", "{:.1f}"),
-        ("  of which system µs/req (/proc)", "system", "{:.1f}"),
-        ("context switches/req", "context-switches", "{:.2f}"),
-        ("page faults/req", "page-faults", "{:.3f}"),
-        ("syscalls/req", "raw_syscalls:sys_enter", "{:.2f}")] + [
-    (f"  {s}/req", f"syscalls:sys_enter_{s}", "{:.2f}") for s in SYSCALLS
+ROWS = [
+    ("infer/s (perf_analyzer)", "throughput", "{:.0f}"),
+    ("average batch", "batch", "{:.1f}"),
+    ("server CPU µs/req (perf task-clock)", "task-clock", "{:.1f}"),
+    ("  of which user µs/req (/proc)", "user", "{:.1f}"),
+    ("  of which system µs/req (/proc)", "system", "{:.1f}"),
+    *[(f"  {label} user / system µs/req", label, "pair")
+      for label in [g for g, _ in THREAD_GROUPS] + ["other threads"]],
+    ("context switches/req", "context-switches", "{:.2f}"),
+    ("page faults/req", "page-faults", "{:.3f}"),
+    ("syscalls/req", "raw_syscalls:sys_enter", "{:.2f}"),
+    *[(f"  {s}/req", f"syscalls:sys_enter_{s}", "{:.2f}") for s in SYSCALLS],
 ]  # fmt: skip
 
 
@@ -129,7 +162,12 @@ def main() -> None:
     print("| per request | " + " | ".join(labels) + " |")
     print("|---|" + "---|" * len(labels))
     for title, key, fmt in ROWS:
-        print(f"| {title} | " + " | ".join(fmt.format(results[s].get(key, float('nan'))) for s in labels) + " |")
+        if fmt == "pair":  # a thread group's user / system
+            cells = [f"{results[s].get(key + ' user', float('nan')):.1f} / "
+                     f"{results[s].get(key + ' system', float('nan')):.1f}" for s in labels]  # fmt: skip
+        else:
+            cells = [fmt.format(results[s].get(key, float("nan"))) for s in labels]
+        print(f"| {title} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":
