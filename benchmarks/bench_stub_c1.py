@@ -7,8 +7,11 @@ real Triton 2.51, and measures each with perf_analyzer over gRPC (``--async --ma
 batch 1) at each ``--concurrency``. The variants are interleaved: ``--rounds`` times, every
 server is started, measured at every level and stopped, in turn, so that a change in the
 machine's load touches all of them alike; the table shows each one's median over the rounds
-(p50/p99 latency, throughput, server + stub CPU per request) and the CPU pressure of its
-windows ("some" stall share from ``/proc/pressure/cpu``'s ``total=``, over the window itself).
+(p50/p99 latency, throughput, server + stub CPU per request), the CPU pressure of its
+windows ("some" stall share from ``/proc/pressure/cpu``'s ``total=``, over the window itself)
+and the CPUs that other processes kept busy meanwhile ("others": ``/proc/stat``'s busy time
+less the server with its stubs and perf_analyzer; the ``--hog`` loop counts: ~1.0), which says
+how quiet the machine was.
 
     TRITONLITE_BENCH_TOOLS=/work/shared/tools/bench nice .venv/bin/python benchmarks/bench_stub_c1.py \\
         --baseline-python /work/wt/base/.venv/bin/python --triton \\
@@ -34,6 +37,19 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_grpc as bg  # noqa: E402
+
+TICKS = float(os.sysconf("SC_CLK_TCK"))
+
+
+def busy_ticks() -> int | None:
+    """The machine's cumulative busy CPU ticks (/proc/stat: all but idle and iowait)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    return sum(ticks) - ticks[3] - ticks[4] if len(ticks) == 8 else None
+
 
 HOG = "import time\nend = time.monotonic() + {s}\nwhile time.monotonic() < end:\n    pass\n"
 
@@ -95,7 +111,13 @@ def main() -> None:
                         hog = subprocess.Popen([sys.executable, "-c", HOG.format(s=args.seconds * 12 + 60)])
                     try:
                         model = "add_sub_py_inproc" if name == "in-process" else "add_sub_py"
+                        busy0, own0, t0 = busy_ticks(), bg.process_cpu_s(proc.pid), time.monotonic()
                         r = bg.measure(pa, url, model, conc, args.seconds, work, None, "async", pid)
+                        busy1, own1, t1 = busy_ticks(), bg.process_cpu_s(proc.pid), time.monotonic()
+                        if busy0 is not None and busy1 is not None and t1 > t0:
+                            # the machine's busy CPUs less server + stubs and perf_analyzer
+                            mine = own1 - own0 + r.get("client_cpu_s", 0.0)
+                            r["others"] = max(0.0, (busy1 - busy0) / TICKS - mine) / (t1 - t0)
                     except RuntimeError as e:  # perf_analyzer found no stable window: skip it
                         print(f"round {rnd + 1} {name:14} c={conc:<3} skipped: {str(e)[-200:]!r}", flush=True)
                         continue
@@ -107,25 +129,27 @@ def main() -> None:
                     server = f"  server {r['server_us_per_req']:.0f} us/req" if "server_us_per_req" in r else ""
                     print(f"round {rnd + 1} {name:14} c={conc:<3} {r['throughput']:8.0f} infer/s  "
                           f"p50 {r['p50_us']:6.0f} us  p99 {r['p99_us']:7.0f} us{server}  "
-                          f"pressure {r.get('pressure', float('nan')):.0f}%", flush=True)  # fmt: skip
+                          f"pressure {r.get('pressure', float('nan')):.0f}%  "
+                          f"others {r.get('others', float('nan')):.2f} CPUs", flush=True)  # fmt: skip
             finally:
                 proc.send_signal(signal.SIGTERM)
                 proc.wait(30)
 
-    def med(rows: list[dict[str, float]], key: str) -> str:
+    def med(rows: list[dict[str, float]], key: str, spec: str = ".0f") -> str:
         values = [r[key] for r in rows if key in r]
-        return f"{statistics.median(values):.0f}" if values else "-"
+        return f"{statistics.median(values):{spec}}" if values else "-"
 
     print(f"\nDate: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {os.cpu_count()} CPUs; "
           f"perf_analyzer --async --max-threads 1, batch 1; medians of {args.rounds} interleaved rounds"
           f"{'; a busy-loop hog on one CPU' if args.hog else ''}.\n")  # fmt: skip
-    print("| server | c | p50 us | p99 us | infer/s | server+stub CPU us/req | pressure % |")
-    print("|---|---|---|---|---|---|---|")
+    print("| server | c | p50 us | p99 us | infer/s | server+stub CPU us/req | pressure % | others' CPUs |")
+    print("|---|---|---|---|---|---|---|---|")
     for name in results:
         for conc in levels:
             rows = results[name].get(conc, [])
             print(f"| {name} | {conc} | {med(rows, 'p50_us')} | {med(rows, 'p99_us')} | "
-                  f"{med(rows, 'throughput')} | {med(rows, 'server_us_per_req')} | {med(rows, 'pressure')} |")  # fmt: skip
+                  f"{med(rows, 'throughput')} | {med(rows, 'server_us_per_req')} | {med(rows, 'pressure')} | "
+                  f"{med(rows, 'others', '.2f')} |")  # fmt: skip
     triton = results.get("triton", {})
     for name in results:
         if name == "triton":

@@ -516,6 +516,7 @@ class StubInstance:
             raise
         try:
             stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
+            self._spin.peer = stub.proc.pid  # its CPU time is not foreign load (spin.py)
             message, out_fds = stub.ctl.recv(self._spin)
             if message[0] == ipc.REJECTED:
                 self._rejected(batch, message[1])
