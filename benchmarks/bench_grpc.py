@@ -290,7 +290,8 @@ def cpu_stall_us() -> float | None:
 def cpu_pressure(r: dict[str, float]) -> str:
     """The CPU pressure of a level's window, for its log line: the share of the time in which a
     runnable task waited for a CPU (the python stub round trip's waits do not spin while it is
-    over 10% over their last 100 ms: backends/python/spin.py)."""
+    over 50% over their last 100 ms, nor while other processes leave fewer than 1.5 CPUs idle:
+    backends/python/spin.py)."""
     return f"  cpu pressure {r['pressure']:.0f}%" if "pressure" in r else ""
 
 
