@@ -1,12 +1,15 @@
-"""On a one-CPU budget the native gRPC I/O thread runs ready batches itself (issue #20).
+"""The native gRPC I/O thread runs ready batches itself (issue #20).
 
 With a CPU budget below two (util/spin_wait.h: affinity, cgroup quota, or TRITONLITE_CPU_BUDGET),
 the I/O thread that read a batch's requests runs the batch on an idle instance and writes the
 responses in the same pass, instead of waking the instance's thread and being woken back (two
 wakeups and two context switches per batch on a core both threads share). Only for backends
-that may run on any thread (``runs_on_any_thread``: onnxruntime); everything else, and anything
-that is not ready yet (a queue delay), still goes to the instance's thread.
-``TRITONLITE_INLINE_BATCHES=0`` switches it off (``1`` on at any budget).
+that may run on any thread (``runs_on_any_thread``: onnxruntime, the python backend's stub
+mode); everything else, and anything that is not ready yet (a queue delay), still goes to the
+instance's thread. A python (per-request) model's batches run there on any budget, but only
+while its recent batches were short (``TRITONLITE_INLINE_BATCH_US``, default 500 us): its
+worker only relays them to the stub process. ``TRITONLITE_INLINE_BATCHES=0`` switches it off
+(``1``: all batches at any budget).
 
 The budget is decided once per process, so each case runs a server in a child process (in-process
 ``Server`` and native gRPC frontend, tritonclient in the same child) and reports what it saw:
@@ -40,7 +43,7 @@ import tritonclient.grpc as grpcclient
 from google.protobuf import text_format
 
 sys.path.insert(0, sys.argv[2])
-from models import make_add_sub_onnx
+from models import make_add_sub_onnx, serve_python_model
 from tritonlite import Server, _core
 from tritonlite._proto import model_config_pb2 as mc
 from tritonlite.backends import onnxruntime as ort
@@ -126,13 +129,31 @@ def main():
                 {name: "OUTPUT1" data_type: TYPE_INT32 dims: [16]}]
         dynamic_batching { }""", mc.ModelConfig())
     server.add_model(config, ort.create_backend(config, version_dir.parent, version_dir))
+    # Python models in stub processes (no queue delay: a batch is ready when read); the thread
+    # that runs each batch (that calls the instance's execute_requests) is recorded in order.
+    # py_slow's batches take 0.6 s (a sleep on that thread): never short.
+    py_threads = {}
+    no_delay = ("dynamic_batching { max_queue_delay_microseconds: 2000 }", "dynamic_batching { }")
+    for name, delay in (("py_fast", 0.0), ("py_slow", 0.6)):
+        backend = serve_python_model(server, work / "py", "add_sub", "stub", name=name,
+                                     replace=no_delay)
+        instance = backend.instances[0]
+        seen = []
+        def wrapped(requests, run=instance.execute_requests, seen=seen, delay=delay):
+            seen.append(thread_name())
+            if delay:
+                time.sleep(delay)
+            return run(requests)
+        instance.execute_requests = wrapped
+        py_threads[name] = seen
 
     loop = asyncio.new_event_loop()
     threading.Thread(target=loop.run_forever, daemon=True).start()
     frontend = asyncio.run_coroutine_threadsafe(
         start_native_grpc(server, "127.0.0.1", 0), loop).result(60)
     url = f"127.0.0.1:{frontend.port}"
-    report = {"runs_batches_inline": _core.runs_batches_inline(), "cpu_budget": _core.cpu_budget()}
+    report = {"runs_batches_inline": _core.runs_batches_inline(), "cpu_budget": _core.cpu_budget(),
+              "inline_batches": _core.inline_batches()}
 
     def one(model, i):
         client = grpcclient.InferenceServerClient(url)
@@ -184,6 +205,22 @@ def main():
     stats = client.get_inference_statistics("add_sub", as_json=True)["model_stats"][0]
     report["add_sub_inferences"] = int(stats["inference_count"])
     report["add_sub_executions"] = int(stats["execution_count"])
+
+    # The python models: one request at a time on one connection.
+    for name, count in (("py_fast", 30), ("py_slow", 3)):
+        ok = True
+        for i in range(count):
+            a = np.full((1, 4), i, np.float32)
+            b = np.full((1, 4), 0.5, np.float32)
+            ins = [grpcclient.InferInput("INPUT0", [1, 4], "FP32"),
+                   grpcclient.InferInput("INPUT1", [1, 4], "FP32")]
+            ins[0].set_data_from_numpy(a)
+            ins[1].set_data_from_numpy(b)
+            res = client.infer(name, ins)
+            ok = ok and bool((res.as_numpy("OUTPUT0") == a + b).all()
+                             and (res.as_numpy("OUTPUT1") == a - b).all())
+        report[name + "_correct"] = ok
+        report[name + "_threads"] = py_threads[name]
     client.close()
 
     for name, rec in recorders.items():
@@ -232,11 +269,40 @@ def test_one_cpu_runs_ready_batches_on_the_io_thread(tmp_path: Path) -> None:
     # Statistics count every request and batch as on the instance's thread.
     assert r["add_sub_inferences"] == 200
     assert 1 <= r["add_sub_executions"] <= 200
+    # A python model whose batches are long stays on its instance's thread even here: the I/O
+    # thread's other connections would wait for it.
+    assert r["py_slow_correct"] and r["py_slow_threads"] == ["inst:py_slow"] * 3, r
+    assert r["py_fast_correct"], r
+
+
+def test_two_cpus_run_short_python_batches_on_the_io_thread(tmp_path: Path) -> None:
+    # 0.5 s is "short" here, so that the stub round trip qualifies however loaded the machine
+    # is; py_slow's 0.6 s batches do not.
+    r = run_child(tmp_path, "2", {"TRITONLITE_INLINE_BATCH_US": "500000"})
+    assert not r["runs_batches_inline"] and r["inline_batches"] == "short", r
+    assert r["py_fast_correct"] and r["py_slow_correct"], r
+    # The first batch runs on the instance's thread (nothing is known of its length yet), the
+    # rest on the I/O thread that read them: no hand-off to the worker, no wakeup back.
+    assert r["py_fast_threads"] == ["inst:py_fast"] + ["grpc-io-0"] * 29, r
+    assert r["py_slow_threads"] == ["inst:py_slow"] * 3, r
+    # Gathered batches (onnxruntime, custom backends) stay on their instances' threads with
+    # two CPUs: there the I/O thread keeps reading while the worker runs.
+    assert r["any_threads"] == ["inst:any"], r
+    assert r["add_sub_correct"] and r["add_sub_inferences"] == 200
+
+
+def test_inline_batches_0_keeps_python_batches_on_the_instance_thread(tmp_path: Path) -> None:
+    r = run_child(tmp_path, "2", {"TRITONLITE_INLINE_BATCHES": "0",
+                                  "TRITONLITE_INLINE_BATCH_US": "500000"})  # fmt: skip
+    assert r["inline_batches"] == "none", r
+    assert r["py_fast_correct"] and r["py_fast_threads"] == ["inst:py_fast"] * 30, r
 
 
 def test_two_cpus_hand_batches_to_the_instance_thread(tmp_path: Path) -> None:
     r = run_child(tmp_path, "2")
     assert not r["runs_batches_inline"] and r["cpu_budget"] == 2.0
+    assert r["inline_batches"] == "short"
+    assert r["py_slow_threads"] == ["inst:py_slow"] * 3, r
     assert r["any_correct"] and r["own_correct"] and r["add_sub_correct"]
     assert r["any_threads"] == ["inst:any"], r
     assert r["add_sub_inferences"] == 200
@@ -255,6 +321,16 @@ def test_invalid_inline_setting_is_refused_at_start() -> None:
                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
     assert out.returncode != 0
     assert "TRITONLITE_INLINE_BATCHES must be 'auto', '0' or '1', got 'yes'" in out.stderr
+
+
+@pytest.mark.parametrize("value", ["-1", "1.5", "lots", "10000001"])
+def test_invalid_inline_batch_us_is_refused_at_start(value: str) -> None:
+    env = {**os.environ, "TRITONLITE_INLINE_BATCH_US": value}
+    out = subprocess.run([sys.executable, "-c", "from tritonlite import Server; Server()"],
+                         capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert out.returncode != 0
+    assert ("TRITONLITE_INLINE_BATCH_US must be 'auto' or a whole number of microseconds up to "
+            f"10000000, got '{value}'") in out.stderr  # fmt: skip
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "one", "2cpus"])

@@ -82,6 +82,7 @@ class PyInstanceBackend : public InstanceBackend {
 
   Status ExecuteRequests(const std::vector<std::shared_ptr<OwnedRequest>>& requests) override {
     py::gil_scoped_acquire gil;
+    KeepThreadState(gil);
     try {
       py::list list(requests.size());
       for (size_t i = 0; i < requests.size(); ++i) list[i] = py::cast(requests[i]);

@@ -78,9 +78,29 @@ void BindSpinWait(py::module_& m) {
           if (!s.error.empty()) ThrowInvalid(s.error);
           return s.on;
         },
-        "Whether the native gRPC I/O threads run ready batches themselves instead of handing "
-        "them to the instances' threads: TRITONLITE_INLINE_BATCHES ('0', '1') when set, else a "
-        "CPU budget below 2. Raises on an invalid TRITONLITE_INLINE_BATCHES.");
+        "Whether the native gRPC I/O threads run all ready batches themselves instead of "
+        "handing them to the instances' threads: TRITONLITE_INLINE_BATCHES ('0', '1') when set, "
+        "else a CPU budget below 2 (see inline_batches). Raises on an invalid "
+        "TRITONLITE_INLINE_BATCHES or TRITONLITE_INLINE_BATCH_US.");
+  m.def("inline_batches",
+        [] {
+          const InlineSetting& s = ProcessInlineBatches();
+          if (!s.error.empty()) ThrowInvalid(s.error);
+          switch (s.mode) {
+            case InlineBatches::kAll:
+              return "all";
+            case InlineBatches::kShort:
+              return "short";
+            case InlineBatches::kNone:
+              break;
+          }
+          return "none";
+        },
+        "Which ready batches the native gRPC I/O threads run themselves: 'all' (a CPU budget "
+        "below 2, or TRITONLITE_INLINE_BATCHES=1), 'short' (those of python models whose "
+        "recent batches ran for at most TRITONLITE_INLINE_BATCH_US, default 500 us: the "
+        "default from 2 CPUs) or 'none' (TRITONLITE_INLINE_BATCHES=0). Raises on an invalid "
+        "TRITONLITE_INLINE_BATCHES or TRITONLITE_INLINE_BATCH_US.");
 }
 
 }  // namespace tritonlite::python

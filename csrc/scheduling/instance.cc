@@ -118,11 +118,13 @@ void InstanceWorker::RunBatch(Batch& batch) {
     return;
   }
   HeldResources held{wait_.get(), limiter_id_};  // given back however the batch ends
+  const uint64_t start = NowNs();
   if (runner_->spec().per_request_execution) {
     ExecutePerRequest(batch);
   } else {
     ExecuteGathered(batch);
   }
+  runner_->NoteBatchNs(NowNs() - start);  // how long a thread running it is held (RunReady)
 }
 
 namespace {

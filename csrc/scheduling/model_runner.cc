@@ -38,8 +38,7 @@ ModelRunner::ModelRunner(ModelSpec spec, std::vector<std::unique_ptr<InstanceBac
   } else {
     scheduler_ = std::make_unique<DynamicBatcher>(spec_, stats_.get());
   }
-  runs_ready_ = !spec_.sequence.enabled && !spec_.per_request_execution && !spec_.ensemble &&
-                rate_limit_ == nullptr;
+  runs_ready_ = !spec_.sequence.enabled && !spec_.ensemble && rate_limit_ == nullptr;
   for (const auto& b : backends) runs_ready_ = runs_ready_ && b->RunsOnAnyThread();
   for (size_t i = 0; i < backends.size(); ++i) {
     workers_.push_back(
@@ -76,8 +75,15 @@ void ModelRunner::EnqueueDeferred(RequestPtr request) {
   scheduler_->EnqueueDeferred(std::move(request));
 }
 
-bool ModelRunner::RunReady() {
-  if (runs_ready_ && workers_started()) {
+void ModelRunner::NoteBatchNs(uint64_t ns) {
+  // Instances may race here: a lost update only delays the estimate by a batch.
+  const uint64_t old = batch_ns_.load(std::memory_order_relaxed);
+  batch_ns_.store(old == UINT64_MAX || ns >= old ? ns : old - (old - ns) / 8,
+                  std::memory_order_relaxed);
+}
+
+bool ModelRunner::RunReady(bool one_cpu) {
+  if (RunsReadyHere(one_cpu) && workers_started()) {
     for (auto& w : workers_) {
       if (w->TryRunReady(*scheduler_)) break;
     }

@@ -133,25 +133,65 @@ inline const BudgetSetting& ProcessCpuBudget() {
 constexpr double kMinCpusForWorkerHandOff = 2.0;
 
 constexpr const char* kInlineBatchesEnv = "TRITONLITE_INLINE_BATCHES";
+constexpr const char* kInlineBatchUsEnv = "TRITONLITE_INLINE_BATCH_US";
+// A per-request (python) model's batches run on the gRPC I/O thread that read their requests
+// while its recent batches ran for at most this long (ModelRunner::short_batches). A small
+// batch's stub round trip takes ~100-300 us on the 2-CPU dev VM (issue #20), and saves a
+// hand-off to the worker and a wakeup back (~30-70 us each) there: with 250 us the estimate
+// flapped around the limit at one request in flight. Short enough that the thread's other
+// connections hardly notice.
+constexpr uint64_t kDefaultInlineBatchNs = 500'000;
+constexpr uint64_t kMaxInlineBatchUs = 10'000'000;  // 10 s: beyond any sensible setting
+
+// Which ready batches a gRPC I/O thread runs itself instead of waking the instance's thread
+// (ModelRunner::RunReady): none; the short ones of models that execute per request (python:
+// the worker would only relay them to the stub process, and the hand-off and the wakeup back
+// cost about as much as such a batch, issue #20); all (one CPU, where the threads would share
+// the CPU anyway; a per-request model's still only while short).
+enum class InlineBatches { kNone, kShort, kAll };
 
 struct InlineSetting {
-  bool on = false;
-  std::string error;  // a TRITONLITE_INLINE_BATCHES that is not "auto", "0" or "1"
+  bool on = false;  // every ready batch: mode == kAll
+  InlineBatches mode = InlineBatches::kNone;
+  uint64_t short_ns = kDefaultInlineBatchNs;  // a short per-request batch: at most this long
+  // A TRITONLITE_INLINE_BATCHES that is not "auto", "0" or "1", or a TRITONLITE_INLINE_BATCH_US
+  // that is not a whole number of microseconds up to kMaxInlineBatchUs.
+  std::string error;
 };
 
-// For `env` (TRITONLITE_INLINE_BATCHES: null, "" or "auto": below two CPUs of `cpus`; "0": never;
-// "1": always).
-inline InlineSetting ResolveInlineBatches(const char* env, double cpus) {
+// For `env` (TRITONLITE_INLINE_BATCHES: null, "" or "auto": all below two CPUs of `cpus`, short
+// per-request ones from two; "0": never; "1": all) and `us_env` (TRITONLITE_INLINE_BATCH_US:
+// null, "" or "auto": kDefaultInlineBatchNs; else how many microseconds make a short batch).
+inline InlineSetting ResolveInlineBatches(const char* env, double cpus,
+                                          const char* us_env = nullptr) {
   InlineSetting s;
+  const std::string us = us_env == nullptr ? "" : us_env;
+  if (!us.empty() && us != "auto") {
+    uint64_t value = 0;
+    bool ok = us.size() <= 8;
+    for (char c : us) ok = ok && c >= '0' && c <= '9';
+    if (ok) {
+      for (char c : us) value = value * 10 + static_cast<uint64_t>(c - '0');
+      ok = value <= kMaxInlineBatchUs;
+    }
+    if (ok) {
+      s.short_ns = value * 1000;
+    } else {
+      s.error = std::string(kInlineBatchUsEnv) +
+                " must be 'auto' or a whole number of microseconds up to " +
+                std::to_string(kMaxInlineBatchUs) + ", got '" + us + "'";
+    }
+  }
   const std::string text = env == nullptr ? "" : env;
   if (text == "0" || text == "1") {
-    s.on = text == "1";
-    return s;
+    s.mode = text == "1" ? InlineBatches::kAll : InlineBatches::kNone;
+  } else {
+    if (!text.empty() && text != "auto") {
+      s.error = std::string(kInlineBatchesEnv) + " must be 'auto', '0' or '1', got '" + text + "'";
+    }
+    s.mode = cpus < kMinCpusForWorkerHandOff ? InlineBatches::kAll : InlineBatches::kShort;
   }
-  if (!text.empty() && text != "auto") {
-    s.error = std::string(kInlineBatchesEnv) + " must be 'auto', '0' or '1', got '" + text + "'";
-  }
-  s.on = cpus < kMinCpusForWorkerHandOff;
+  s.on = s.mode == InlineBatches::kAll;
   return s;
 }
 
@@ -159,14 +199,17 @@ inline InlineSetting ResolveInlineBatches(const char* env, double cpus) {
 // server refuses it).
 inline const InlineSetting& ProcessInlineBatches() {
   static const InlineSetting setting = [] {
-    return ResolveInlineBatches(std::getenv(kInlineBatchesEnv), ProcessCpuBudget().cpus);
+    return ResolveInlineBatches(std::getenv(kInlineBatchesEnv), ProcessCpuBudget().cpus,
+                                std::getenv(kInlineBatchUsEnv));
   }();
   return setting;
 }
 
-// Whether a thread that queued requests should run their batches itself rather than wake the
-// model's worker thread: by default only below two CPUs, where the two would share one anyway.
+// Whether a thread that queued requests should run all their ready batches itself rather than
+// wake the model's worker thread: by default only below two CPUs, where the two would share one
+// anyway (InlineBatchesMode: which batches, at any budget).
 inline bool RunBatchesInline() { return ProcessInlineBatches().on; }
+inline InlineBatches InlineBatchesMode() { return ProcessInlineBatches().mode; }
 
 struct SpinSetting {
   uint64_t ns = 0;

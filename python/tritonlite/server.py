@@ -241,8 +241,8 @@ class Server:
         rate_limit: str = "off",
         rate_limit_resources: Sequence[str | Sequence[Any]] = (),
     ) -> None:
-        # An invalid TRITONLITE_SPIN_US, TRITONLITE_CPU_BUDGET or TRITONLITE_INLINE_BATCHES is
-        # refused here, not silently ignored by the core.
+        # An invalid TRITONLITE_SPIN_US, TRITONLITE_CPU_BUDGET, TRITONLITE_INLINE_BATCHES or
+        # TRITONLITE_INLINE_BATCH_US is refused here, not silently ignored by the core.
         _core.cpu_budget()
         _core.spin_wait_ns()
         _core.runs_batches_inline()

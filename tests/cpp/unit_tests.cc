@@ -1125,6 +1125,27 @@ TEST(cpu_budget_override_and_inline_batches) {
   const InlineSetting bad = ResolveInlineBatches("yes", 8);
   CHECK(bad.error == "TRITONLITE_INLINE_BATCHES must be 'auto', '0' or '1', got 'yes'");
   CHECK(!bad.on);  // falls back to the automatic choice
+  // Which batches: all below two CPUs or with "1", short ones from two CPUs, none with "0".
+  CHECK(ResolveInlineBatches(nullptr, 1).mode == InlineBatches::kAll);
+  CHECK(ResolveInlineBatches(nullptr, 2).mode == InlineBatches::kShort);
+  CHECK(ResolveInlineBatches("auto", 16).mode == InlineBatches::kShort);
+  CHECK(ResolveInlineBatches("1", 8).mode == InlineBatches::kAll);
+  CHECK(ResolveInlineBatches("0", 8).mode == InlineBatches::kNone);
+  CHECK(ResolveInlineBatches("0", 1).mode == InlineBatches::kNone);
+  CHECK(bad.mode == InlineBatches::kShort);
+  // What a short (per-request) batch is: 500 us unless TRITONLITE_INLINE_BATCH_US says.
+  CHECK_EQ(ResolveInlineBatches(nullptr, 2).short_ns, 500'000u);
+  CHECK_EQ(ResolveInlineBatches(nullptr, 2, "auto").short_ns, 500'000u);
+  CHECK_EQ(ResolveInlineBatches(nullptr, 2, "0").short_ns, 0u);
+  CHECK_EQ(ResolveInlineBatches(nullptr, 2, "100000").short_ns, 100'000'000u);
+  CHECK(ResolveInlineBatches(nullptr, 2, "10000000").error.empty());
+  for (const char* us : {"-1", "1.5", "abc", " 5", "10000001", "123456789", "1e3"}) {
+    const InlineSetting b = ResolveInlineBatches(nullptr, 2, us);
+    CHECK(b.error == std::string("TRITONLITE_INLINE_BATCH_US must be 'auto' or a whole number "
+                                 "of microseconds up to 10000000, got '") + us + "'");
+    CHECK_EQ(b.short_ns, 500'000u);  // falls back to the default
+    CHECK(b.mode == InlineBatches::kShort);
+  }
   // The budget drives the spin as before.
   CHECK_EQ(ResolveSpin(nullptr, ResolveCpuBudget("1", 8).cpus).ns, 0u);
   CHECK_EQ(ResolveSpin(nullptr, ResolveCpuBudget("2", 1).cpus).ns, kSpinBeforeBlockNs);

@@ -103,14 +103,23 @@ struct SinkAndCancelFlag {
 
 }  // namespace
 
+bool DeferredWakeups::RunsAnyHere() const {
+  if (inline_ == InlineBatches::kNone) return false;
+  for (const auto& r : runners_) {
+    if (r->RunsReadyHere(inline_ == InlineBatches::kAll)) return true;
+  }
+  return false;
+}
+
 void DeferredWakeups::WakeAll() noexcept {
   // Moved out first: a batch run here may queue nothing more to this pass, but be safe.
   std::vector<std::shared_ptr<ModelRunner>> runners;
   runners.swap(runners_);
   for (const auto& r : runners) {
-    if (run_ready_) {
+    if (inline_ != InlineBatches::kNone) {
       try {
-        if (r->RunReady()) behind_running_batch_ = true;
+        const bool one_cpu = inline_ == InlineBatches::kAll;
+        if (r->RunReady(one_cpu) && one_cpu) behind_running_batch_ = true;
         continue;
       } catch (const std::exception&) {
         // Out of memory forming or running a batch: its worker takes it from here.

@@ -22,6 +22,7 @@
 #include "transport/grpc/model_registry.h"
 #include "transport/grpc/outbox.h"
 #include "transport/grpc/protocol.h"
+#include "util/spin_wait.h"
 
 namespace tritonlite {
 namespace grpc {
@@ -57,12 +58,14 @@ struct FastInferResult {
 };
 
 // The models a thread queued requests to without waking their workers (TryFastInfer with
-// `wake_later`); WakeAll (or the destructor) wakes each once — or, with `run_ready`, has each
-// run its ready batches on this thread (ModelRunner::RunReady: the I/O thread on a one-CPU
-// budget), whose responses are posted to their calls' outboxes from here.
+// `wake_later`); WakeAll (or the destructor) wakes each once — or, with `inline_batches` other
+// than kNone, has each run its ready batches on this thread (ModelRunner::RunReady: all of them
+// with kAll, the I/O thread on a one-CPU budget; only a model's short ones with kShort), whose
+// responses are posted to their calls' outboxes from here.
 class DeferredWakeups {
  public:
-  explicit DeferredWakeups(bool run_ready = false) : run_ready_(run_ready) {}
+  explicit DeferredWakeups(InlineBatches inline_batches = InlineBatches::kNone)
+      : inline_(inline_batches) {}
   DeferredWakeups(const DeferredWakeups&) = delete;
   DeferredWakeups& operator=(const DeferredWakeups&) = delete;
   ~DeferredWakeups() { WakeAll(); }
@@ -74,8 +77,10 @@ class DeferredWakeups {
   }
   void WakeAll() noexcept;
   bool empty() const { return runners_.empty(); }
-  // After WakeAll with run_ready: requests of this pass wait behind a batch that another
-  // thread is running (ModelRunner::RunReady).
+  // Whether WakeAll would run a batch of one of the models on this thread (not just wake it).
+  bool RunsAnyHere() const;
+  // After WakeAll with kAll: requests of this pass wait behind a batch that another thread is
+  // running (ModelRunner::RunReady), on the CPU this thread shares with it.
   bool behind_running_batch() const { return behind_running_batch_; }
 
   // The wakeups of the pass an I/O thread has open (Scope), which the requests it reads join:
@@ -97,7 +102,7 @@ class DeferredWakeups {
     thread_local DeferredWakeups* pass = nullptr;
     return pass;
   }
-  const bool run_ready_;
+  const InlineBatches inline_;
   bool behind_running_batch_ = false;
   std::vector<std::shared_ptr<ModelRunner>> runners_;
 };

@@ -152,8 +152,9 @@ class IoThread : public DeadlineScheduler {
       now_ns_ = NowNs();  // one clock read per wakeup: reads and timers use it
       if (accept_paused_ && now_ns_ >= accept_resume_ns_) ResumeAccepting();
       // The models that requests read in this pass went to: woken once each after the pass,
-      // or, on a one-CPU budget, their ready batches run right here (RunReadyBatches).
-      DeferredWakeups pass(run_ready_);
+      // or their ready batches run right here (RunReadyBatches): all on a one-CPU budget,
+      // those of models whose batches are short with more (ModelRunner::RunReady).
+      DeferredWakeups pass(inline_);
       {
         DeferredWakeups::Scope scope(&pass);
         for (int i = 0; i < n; ++i) {
@@ -167,7 +168,9 @@ class IoThread : public DeadlineScheduler {
           }
         }
       }
-      if (run_ready_ && !pass.empty()) {
+      // (With two or more CPUs only when one of them may run here: taking the outbox's items
+      // in that pass would leave the workers' signal for them to wake this thread for nothing.)
+      if (!pass.empty() && (inline_ == InlineBatches::kAll || pass.RunsAnyHere())) {
         RunReadyBatches(&pass);
       } else {
         pass.WakeAll();
@@ -185,8 +188,8 @@ class IoThread : public DeadlineScheduler {
     RunThreadExitHooks();  // e.g. the Python thread state of a batch run here
   }
 
-  // One CPU: this thread runs the batches its reads made ready (no hand-off to the instance's
-  // thread and back: two wakeups and context switches per batch). Their responses go to this
+  // This thread runs the batches its reads made ready (no hand-off to the instance's thread
+  // and back: two wakeups and context switches per batch), as inline_ allows. Their responses go to this
   // thread's own outbox without signalling it, and are taken here: they go out with this
   // pass's flush (one write per connection). What other threads post meanwhile signals as usual.
   void RunReadyBatches(DeferredWakeups* pass) {
@@ -462,9 +465,9 @@ class IoThread : public DeadlineScheduler {
   int reserve_fd_ = -1;  // given up for one accept() when descriptors run out
   bool accept_paused_ = false;
   uint64_t accept_resume_ns_ = 0;
-  // Run ready batches on this thread instead of waking the models' workers (a CPU budget
-  // below two: util/spin_wait.h RunBatchesInline).
-  const bool run_ready_ = RunBatchesInline();
+  // Which ready batches run on this thread instead of waking the models' workers: all on a CPU
+  // budget below two, those of models whose batches are short from two (util/spin_wait.h).
+  const InlineBatches inline_ = InlineBatchesMode();
   bool behind_running_batch_ = false;  // the last pass's requests wait behind a running batch
 };
 

@@ -5,9 +5,10 @@
 // grpcio transport when TLS is needed). Beyond max_connections, new connections are told
 // GOAWAY(ENHANCE_YOUR_CALM) and closed at once; when accept() runs out of file descriptors
 // (EMFILE, ENFILE), the waiting connection is closed through a reserve descriptor and
-// accepting pauses briefly instead of spinning. On a CPU budget below two (util/spin_wait.h
-// RunBatchesInline) an I/O thread runs the batches its reads made ready itself
-// (ModelRunner::RunReady) and writes their responses in the same pass.
+// accepting pauses briefly instead of spinning. An I/O thread runs the batches its reads made
+// ready itself (ModelRunner::RunReady) and writes their responses in the same pass: all of them
+// on a CPU budget below two, those of models whose recent batches were short with more
+// (util/spin_wait.h InlineBatchesMode).
 #pragma once
 
 #include <atomic>

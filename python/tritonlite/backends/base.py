@@ -66,7 +66,9 @@ class BackendInstance(Protocol):
     """One instance of a batching backend. An instance may set ``runs_on_any_thread = True``
     when ``execute`` may be called from a thread other than the instance's own (one call at a
     time): on a one-CPU budget the native gRPC I/O thread then runs ready batches itself
-    instead of handing them to the instance's thread (README "One CPU"). Left out: False."""
+    instead of handing them to the instance's thread (README "One CPU"). Left out: False. (A
+    ``RequestBackendInstance`` may set it for ``execute_requests`` too: its short batches then
+    run there on any budget, as the python backend's stub mode does.)"""
 
     def execute(self, inputs: dict[str, np.ndarray], output_names: list[str]) -> dict[str, Any]:
         """Run one batch; return the requested outputs."""

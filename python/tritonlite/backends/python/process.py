@@ -429,6 +429,13 @@ class StubProcess:
 class StubInstance:
     """A model instance whose model runs in a stub process."""
 
+    #: ``execute_requests`` may be called from any thread, one call at a time (the core's
+    #: instance lock): the model runs in the stub's own thread whoever sends EXEC, so a gRPC
+    #: I/O thread may run a short batch itself instead of handing it to this instance's
+    #: worker and being woken back (ModelRunner::RunReady; only while the model's batches are
+    #: short, since the I/O thread's other connections wait meanwhile).
+    runs_on_any_thread = True
+
     def __init__(self, backend: StubBackend, index: int, kind: str, device_id: int) -> None:
         self.backend = backend
         self.name = backend.instance_name(index)
@@ -442,7 +449,8 @@ class StubInstance:
         self._restarting = False
         self._stub: StubProcess | None = None
         self.restarts = 0
-        # The worker's wait for DONE (one execute at a time per instance: one waiter).
+        # The wait for DONE of the thread running a batch (the worker, or a gRPC I/O thread:
+        # one execute at a time per instance, so one waiter at a time).
         self._spin = SpinWait()
         self._info = {
             "instance_name": self.name,
