@@ -341,3 +341,114 @@ def test_invalid_budget_is_refused_at_start(value: str) -> None:
     assert out.returncode != 0
     assert (f"TRITONLITE_CPU_BUDGET must be 'auto' or a number of CPUs greater than 0 and at most "
             f"65536, got '{value}'") in out.stderr  # fmt: skip
+
+
+HANDOFF_CHILD = r'''
+import asyncio, json, os, sys, threading, time
+from pathlib import Path
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+
+sys.path.insert(0, sys.argv[2])
+from models import serve_python_model
+from tritonlite import Server
+from tritonlite.backends.python.process import HANDOFF_S
+from tritonlite.frontends.grpc_native import start_native_grpc
+
+def thread_name():
+    with open(f"/proc/self/task/{threading.get_native_id()}/comm") as f:
+        return f.read().strip()
+
+def main():
+    work = Path(sys.argv[1])
+    server = Server()
+    os.environ["CANCEL_MARKER"] = str(work / "waiting")  # the stub inherits it
+    backend = serve_python_model(server, work / "py", "cancel_wait_input", "stub")
+    instance = backend.instances[0]
+    seen = []
+    def wrapped(requests, run=instance.execute_requests):
+        seen.append(thread_name())
+        return run(requests)
+    instance.execute_requests = wrapped
+    serve_python_model(server, work / "py", "add_sub", "stub", name="py_fast", replace=(
+        "dynamic_batching { max_queue_delay_microseconds: 2000 }", "dynamic_batching { }"))
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    frontend = asyncio.run_coroutine_threadsafe(
+        start_native_grpc(server, "127.0.0.1", 0), loop).result(60)
+    url = f"127.0.0.1:{frontend.port}"
+    report = {"handoff_s": HANDOFF_S}
+    client = grpcclient.InferenceServerClient(url)
+    x = grpcclient.InferInput("IN", [1], "FP32")
+    x.set_data_from_numpy(np.zeros(1, np.float32))
+    for _ in range(5):  # short batches: the I/O thread runs the next ones itself
+        out = client.infer("cancel_wait_input", [x]).as_numpy("OUT")
+    report["quick"] = out.tolist()
+    # One that waits for its cancellation, which only the I/O thread can read from the socket.
+    marker = str(work / "waiting")
+    wait = grpcclient.InferInput("IN", [1], "FP32")
+    wait.set_data_from_numpy(np.ones(1, np.float32))
+    errors = []
+    call = client.async_infer("cancel_wait_input", [wait],
+                              lambda result, error: errors.append(str(error)))
+    deadline = time.monotonic() + 30
+    while not Path(marker + ".started").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report["started"] = Path(marker + ".started").exists()
+    time.sleep(HANDOFF_S + 0.3)
+    # Another connection, served by the same I/O thread meanwhile.
+    other = grpcclient.InferenceServerClient(url)
+    a = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+    b = grpcclient.InferInput("INPUT1", [1, 4], "FP32")
+    a.set_data_from_numpy(np.full((1, 4), 3, np.float32))
+    b.set_data_from_numpy(np.ones((1, 4), np.float32))
+    t0 = time.monotonic()
+    result = other.infer("py_fast", [a, b])
+    report["other_s"] = time.monotonic() - t0
+    report["other_ok"] = result.as_numpy("OUTPUT0").tolist() == [[4.0] * 4]
+    other.close()
+    call.cancel()
+    deadline = time.monotonic() + 8
+    while not Path(marker + ".seen").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report["cancel_seen"] = Path(marker + ".seen").exists()
+    # The instance serves again once the handed-off batch is answered.
+    out = client.infer("cancel_wait_input", [x]).as_numpy("OUT")
+    report["after"] = out.tolist()
+    report["threads"] = seen
+    client.close()
+    asyncio.run_coroutine_threadsafe(frontend.stop(1.0), loop).result(60)
+    server.close()
+    loop.call_soon_threadsafe(loop.stop)
+    print("REPORT " + json.dumps(report), flush=True)
+
+main()
+'''
+
+
+def test_a_python_batch_that_turns_long_is_handed_off_the_io_thread(tmp_path: Path) -> None:
+    """A python model whose batches were short, then one that waits for its own cancellation:
+    the I/O thread that runs it waits for the stub at most HANDOFF_S (twice
+    TRITONLITE_INLINE_BATCH_US), then a thread of the instance takes the wait over, so the I/O
+    thread reads the client's cancellation (and serves other connections) meanwhile. Without
+    the hand-off the model would wait its full 10 s and never see the cancellation."""
+    script = tmp_path / "child.py"
+    script.write_text(HANDOFF_CHILD)
+    env = {**os.environ, "TRITONLITE_CPU_BUDGET": "2", "TRITONLITE_INLINE_BATCH_US": "200000"}
+    env.pop("TRITONLITE_INLINE_BATCHES", None)
+    out = subprocess.run([sys.executable, str(script), str(tmp_path), str(HERE)], capture_output=True,
+                         text=True, env=env, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-4000:]
+    line = next(x for x in out.stdout.splitlines() if x.startswith("REPORT "))
+    r = json.loads(line.removeprefix("REPORT "))
+    assert r["handoff_s"] == 0.4 and r["quick"] == [0.0, 0.0] and r["started"], r
+    # The first batch on the instance's thread, the short ones and the waiting one on the I/O
+    # thread; after the hand-off (a 0.4 s batch: not short) the next on the instance's thread
+    # (named "inst:" + the model, 15 bytes at most).
+    assert r["threads"][0] == "inst:cancel_wai", r
+    assert r["threads"][1:6] == ["grpc-io-0"] * 5, r
+    assert r["threads"][6:] == ["inst:cancel_wai"], r
+    assert r["other_ok"] and r["other_s"] < 2.0, r
+    assert r["cancel_seen"], r
+    assert r["after"] == [0.0, 0.0], r

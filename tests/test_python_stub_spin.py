@@ -319,7 +319,7 @@ def test_each_waiter_discounts_its_peer() -> None:
 
     assert "spin.peer = os.getppid()" in inspect.getsource(stub.Stub.serve)
     assert "self._spin.peer = stub.proc.pid" in inspect.getsource(
-        process.StubInstance.execute_requests
+        process.StubInstance._execute
     )
 
 

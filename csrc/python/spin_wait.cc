@@ -14,6 +14,7 @@
 
 #include "python/bind.h"
 #include "python/errors.h"
+#include "scheduling/instance.h"
 #include "util/spin_wait.h"
 
 namespace tritonlite::python {
@@ -101,6 +102,13 @@ void BindSpinWait(py::module_& m) {
         "recent batches ran for at most TRITONLITE_INLINE_BATCH_US, default 500 us: the "
         "default from 2 CPUs) or 'none' (TRITONLITE_INLINE_BATCHES=0). Raises on an invalid "
         "TRITONLITE_INLINE_BATCHES or TRITONLITE_INLINE_BATCH_US.");
+  m.def(
+      "inline_batch_us", [] { return ProcessInlineBatches().short_ns / 1000; },
+      "TRITONLITE_INLINE_BATCH_US as read (default 500): how long a python model's recent "
+      "batches may have taken for a gRPC I/O thread to run its next one itself.");
+  m.def("on_instance_thread", &OnInstanceThread,
+        "Whether the calling thread is a model instance's own worker thread (false on a gRPC "
+        "I/O thread running a batch itself, and on any other thread).");
 }
 
 }  // namespace tritonlite::python

@@ -52,7 +52,14 @@ struct HeldResources {
 
 }  // namespace
 
+namespace {
+thread_local bool t_instance_thread = false;
+}  // namespace
+
+bool OnInstanceThread() { return t_instance_thread; }
+
 void InstanceWorker::Run() {
+  t_instance_thread = true;
   // Named for top -H and /proc (a thread inherits its creator's name otherwise: often the gRPC
   // I/O thread that queued the model's first request). Linux keeps 15 bytes.
   const std::string name = "inst:" + runner_->spec().name;

@@ -40,6 +40,11 @@ class ResourceWait : public CancelListener {
   RateLimiter::Waiter waiter_;
 };
 
+// Whether the calling thread is an instance's own worker (false on a thread that runs a batch
+// in TryRunReady: the gRPC I/O thread). A backend whose execute waits for long on such a thread
+// hands the wait to a thread of its own (the python backend's stub mode).
+bool OnInstanceThread();
+
 class InstanceWorker {
  public:
   // `rate_limit`: the instance's rate limiter registration (null: not rate limited), whose

@@ -43,6 +43,7 @@ import subprocess
 import threading
 from typing import Any
 
+from ... import _core
 from ...errors import INTERNAL, INVALID_ARG, UNSUPPORTED, TritonError
 from . import bls, custom_metrics, ipc, loader
 from .cancel import CancelSlots
@@ -69,6 +70,12 @@ FINALIZE_WAIT_S = 30.0
 #: process abort under ThreadSanitizer (make test-tsan). A fork + exec takes milliseconds; a
 #: model's load takes far longer, so the loads still overlap. Process-wide, as fork is.
 _SPAWN_LOCK = threading.Lock()
+#: How long a thread other than the instance's worker (a gRPC I/O thread running a short batch
+#: itself, ModelRunner::RunReady) waits for the stub's DONE before handing the wait to a thread
+#: of the instance: twice what counts as a short batch, at least 1 ms. The I/O thread must get
+#: back to its connections: a model.py that turns slow, or waits for a cancellation that only
+#: that thread can read, would stall them all.
+HANDOFF_S = max(0.001, 2 * _core.inline_batch_us() / 1e6)
 
 
 def _server_closing(server: Any) -> bool:
@@ -86,6 +93,18 @@ def _exit_text(code: int | None) -> str:
             return f"it was killed by signal {-code}"
     return f"it exited with code {code}"
 
+
+
+def _readable(fd: int, timeout_s: float) -> bool:
+    """Whether ``fd`` has something to read (a message, end of file or an error) within
+    ``timeout_s``."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        try:
+            return bool(poller.poll(timeout_s * 1000))
+        except InterruptedError:  # retried by Python itself (PEP 475); kept for clarity
+            continue
 
 
 def _trace_field(server: Any, trace_id: int) -> str:
@@ -452,6 +471,9 @@ class StubInstance:
         # The wait for DONE of the thread running a batch (the worker, or a gRPC I/O thread:
         # one execute at a time per instance, so one waiter at a time).
         self._spin = SpinWait()
+        # Held from an execute's start until its DONE is handled: by the calling thread, or,
+        # after a hand-off (HANDOFF_S), by the thread that finishes it (released there).
+        self._exec_lock = threading.Lock()
         self._info = {
             "instance_name": self.name,
             "model_name": backend.model_name,
@@ -479,6 +501,17 @@ class StubInstance:
     # ---- execute ----------------------------------------------------------------------------
 
     def execute_requests(self, requests: list[Any]) -> None:
+        self._exec_lock.acquire()  # a handed-off batch of this instance may still be running
+        handed_off = False
+        try:
+            handed_off = self._execute(requests)
+        finally:
+            if not handed_off:
+                self._exec_lock.release()
+
+    def _execute(self, requests: list[Any]) -> bool:
+        """Send the batch and answer its requests; True when the wait for DONE was handed to
+        a thread of ours (that thread answers them, and releases the exec lock)."""
         stub = self._stub or self._wait_for_stub()
         backend = self.backend
         batch: list[tuple[Any, ...]] = []
@@ -525,18 +558,21 @@ class StubInstance:
         try:
             stub.ctl.send((ipc.EXEC, batch, metas, location), fds)
             self._spin.peer = stub.proc.pid  # its CPU time is not foreign load (spin.py)
-            message, out_fds = stub.ctl.recv(self._spin)
-            if message[0] == ipc.REJECTED:
-                self._rejected(batch, message[1])
-                return
-            if message[0] != ipc.DONE:
-                raise ProtocolError(f"a reply with opcode {message[0]} to EXEC")
-            _, responses, out_metas, out_location, failed, error = message
-            outputs = read_tensors(stub.peer, out_metas, out_location, out_fds, copy=True)
-            if any(n < 0 for _, _, n in responses) or sum(n for _, _, n in responses) != len(
-                outputs
-            ):
-                raise ProtocolError("the response output counts do not match the outputs sent")
+            if _core.on_instance_thread():
+                message, out_fds = stub.ctl.recv(self._spin)
+            else:
+                start = self._spin.wait(stub.ctl.sock.fileno())
+                if not _readable(stub.ctl.sock.fileno(), HANDOFF_S):
+                    threading.Thread(
+                        target=self._finish_late,
+                        args=(stub, batch),
+                        name=f"tritonlite-python-wait-{self.name}",
+                        daemon=True,
+                    ).start()
+                    return True
+                message, out_fds = stub.ctl.recv()
+                self._spin.done(start)
+            done = self._read_done(stub, batch, message, out_fds)
         except ProtocolError as e:
             stub.violation(str(e))
             self._crashed(stub)
@@ -549,6 +585,62 @@ class StubInstance:
         finally:
             for fd in fds:
                 os.close(fd)
+        if done is not None:
+            self._answer(*done)
+        return False
+
+    def _read_done(
+        self, stub: StubProcess, batch: list[Any], message: tuple[Any, ...], out_fds: list[int]
+    ) -> tuple[Any, ...] | None:
+        """The stub's reply to EXEC, checked: (responses, outputs, failed, error), or None
+        when it rejected the batch (its requests answered). ProtocolError when it is neither."""
+        if message[0] == ipc.REJECTED:
+            self._rejected(batch, message[1])
+            return None
+        if message[0] != ipc.DONE:
+            raise ProtocolError(f"a reply with opcode {message[0]} to EXEC")
+        _, responses, out_metas, out_location, failed, error = message
+        outputs = read_tensors(stub.peer, out_metas, out_location, out_fds, copy=True)
+        if any(n < 0 for _, _, n in responses) or sum(n for _, _, n in responses) != len(outputs):
+            raise ProtocolError("the response output counts do not match the outputs sent")
+        return responses, outputs, failed, error
+
+    def _finish_late(self, stub: StubProcess, batch: list[Any]) -> None:
+        """A handed-off batch (see HANDOFF_S): wait for its DONE here and answer its
+        requests, failing them if the stub broke or died meanwhile; then free the instance."""
+        try:
+            try:
+                message, out_fds = stub.ctl.recv()
+                done = self._read_done(stub, batch, message, out_fds)
+            except ProtocolError as e:
+                stub.violation(str(e))
+                self._crashed(stub)
+                self._fail_unanswered(batch, stub)
+                return
+            except (EOFError, OSError):
+                self._crashed(stub)
+                self._fail_unanswered(batch, stub)
+                return
+            if done is not None:
+                self._answer(*done)
+        except Exception:  # a bug here must not leave the batch unanswered or the lock held
+            _log.exception("model instance '%s': failed to finish a batch", self.name)
+            self._fail_unanswered(batch, None)
+        finally:
+            self._exec_lock.release()
+
+    def _fail_unanswered(self, batch: list[Any], stub: StubProcess | None) -> None:
+        message = self._unhealthy(stub)
+        for key, *_ in batch:
+            r = self._take(key)
+            if r is not None and not r.finished:
+                try:
+                    r.respond(None, (INTERNAL, message), True)
+                except TritonError:  # finished meanwhile
+                    pass
+
+    def _answer(self, responses: Any, outputs: Any, failed: Any, error: Any) -> None:
+        """Answer a batch's requests from the stub's DONE."""
         i = 0
         for key, err, n in responses:
             r, start = self._take(key), i
@@ -675,6 +767,9 @@ class StubInstance:
         with self._lock:
             self._closing = True
         self._restarted.wait(RESTART_WAIT_S)
+        # A handed-off batch still waiting for its DONE reads the same socket as FINALIZE's
+        # reply: let it end first (as the worker's own batch would), within FINALIZE_WAIT_S.
+        locked = self._exec_lock.acquire(timeout=FINALIZE_WAIT_S)
         stub = self._stub
         self._stub = None
         if stub is not None and not stub.dead:
@@ -687,6 +782,8 @@ class StubInstance:
                     r.respond(None, ("UNAVAILABLE", message), True)
                 except TritonError:
                     pass
+        if locked:
+            self._exec_lock.release()
 
 
 class StubBackend(loader.ModelInfo):
