@@ -93,7 +93,10 @@ class ModelRunner {
   // execute gathered batches (onnxruntime); on any budget those that execute per request (the
   // python backend, whose worker only relays the batch to the stub process and waits) while
   // their batches are short (short_batches(): the caller's other connections wait meanwhile,
-  // and a model.py may take as long as it likes). With two or more CPUs a gathered model's
+  // and a model.py may take as long as it likes) and one request waits: a lone request pays
+  // both hand-offs for nothing, while with more waiting the worker runs their batch as this
+  // thread reads and writes the rest (python c=32 over gRPC was up to ~10% slower with every
+  // short batch run here, issue #20). With two or more CPUs a gathered model's
   // batches stay on its worker: the I/O thread keeps reading while the worker runs (measured:
   // add_sub c=32 over gRPC ~9% faster than running them here, issue #20). The caller holds no
   // lock and not the GIL; responses go to the requests' sinks on this thread. True when
@@ -102,7 +105,9 @@ class ModelRunner {
   bool RunReady(bool one_cpu);
   // Whether RunReady(one_cpu) would try to run batches here now.
   bool RunsReadyHere(bool one_cpu) const {
-    return runs_ready_ && (spec_.per_request_execution ? short_batches() : one_cpu);
+    if (!runs_ready_) return false;
+    if (!spec_.per_request_execution) return one_cpu;
+    return short_batches() && scheduler_->pending() <= 1;
   }
   // Whether RunReady may run batches here: the dynamic batcher (or none), no rate limiter, not
   // an ensemble, and backends that run on any thread.
