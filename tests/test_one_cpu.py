@@ -133,14 +133,16 @@ def main():
     # that runs each batch (that calls the instance's execute_requests) is recorded in order.
     # py_slow's batches take 0.6 s (a sleep on that thread): never short.
     py_threads = {}
+    HOLD = {}  # model -> a delay for its next batch only
     no_delay = ("dynamic_batching { max_queue_delay_microseconds: 2000 }", "dynamic_batching { }")
     for name, delay in (("py_fast", 0.0), ("py_slow", 0.6)):
         backend = serve_python_model(server, work / "py", "add_sub", "stub", name=name,
                                      replace=no_delay)
         instance = backend.instances[0]
         seen = []
-        def wrapped(requests, run=instance.execute_requests, seen=seen, delay=delay):
-            seen.append(thread_name())
+        def wrapped(requests, run=instance.execute_requests, seen=seen, delay=delay, name=name):
+            seen.append((thread_name(), len(requests)))
+            delay = delay or HOLD.pop(name, 0.0)
             if delay:
                 time.sleep(delay)
             return run(requests)
@@ -220,7 +222,28 @@ def main():
             ok = ok and bool((res.as_numpy("OUTPUT0") == a + b).all()
                              and (res.as_numpy("OUTPUT1") == a - b).all())
         report[name + "_correct"] = ok
-        report[name + "_threads"] = py_threads[name]
+        report[name + "_threads"] = [t for t, _ in py_threads[name]]
+
+    # A stream, not lone requests: one py_fast batch held 0.3 s while four more requests come
+    # (they wait, and form one batch of four), then one request alone.
+    def fast(i):
+        c = grpcclient.InferenceServerClient(url)
+        a = grpcclient.InferInput("INPUT0", [1, 4], "FP32")
+        b = grpcclient.InferInput("INPUT1", [1, 4], "FP32")
+        a.set_data_from_numpy(np.full((1, 4), i, np.float32))
+        b.set_data_from_numpy(np.zeros((1, 4), np.float32))
+        out = c.infer("py_fast", [a, b]).as_numpy("OUTPUT0")
+        c.close()
+        return bool((out == i).all())
+    before = len(py_threads["py_fast"])
+    HOLD["py_fast"] = 0.3
+    with ThreadPoolExecutor(5) as pool:
+        held = pool.submit(fast, 100)
+        time.sleep(0.1)
+        rest = list(pool.map(fast, range(101, 105)))
+        report["stream_correct"] = held.result() and all(rest)
+    report["stream_correct"] = report["stream_correct"] and fast(105)
+    report["stream_batches"] = py_threads["py_fast"][before:]
     client.close()
 
     for name, rec in recorders.items():
@@ -285,6 +308,11 @@ def test_two_cpus_run_short_python_batches_on_the_io_thread(tmp_path: Path) -> N
     # rest on the I/O thread that read them: no hand-off to the worker, no wakeup back.
     assert r["py_fast_threads"] == ["inst:py_fast"] + ["grpc-io-0"] * 29, r
     assert r["py_slow_threads"] == ["inst:py_slow"] * 3, r
+    # In a stream the worker batches the requests, and the next lone one stays there too (the
+    # model's recent batches held more than one request): single-request batches run on the
+    # I/O thread would break up the worker's batches.
+    assert r["stream_correct"], r
+    assert r["stream_batches"] == [["grpc-io-0", 1], ["inst:py_fast", 4], ["inst:py_fast", 1]], r
     # Gathered batches (onnxruntime, custom backends) stay on their instances' threads with
     # two CPUs: there the I/O thread keeps reading while the worker runs.
     assert r["any_threads"] == ["inst:any"], r

@@ -125,13 +125,14 @@ void InstanceWorker::RunBatch(Batch& batch) {
     return;
   }
   HeldResources held{wait_.get(), limiter_id_};  // given back however the batch ends
+  const size_t requests = batch.requests.size();
   const uint64_t start = NowNs();
   if (runner_->spec().per_request_execution) {
     ExecutePerRequest(batch);
   } else {
     ExecuteGathered(batch);
   }
-  runner_->NoteBatchNs(NowNs() - start);  // how long a thread running it is held (RunReady)
+  runner_->NoteBatch(NowNs() - start, requests);  // for RunReady: how long, how many
 }
 
 namespace {

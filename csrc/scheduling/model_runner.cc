@@ -75,11 +75,22 @@ void ModelRunner::EnqueueDeferred(RequestPtr request) {
   scheduler_->EnqueueDeferred(std::move(request));
 }
 
-void ModelRunner::NoteBatchNs(uint64_t ns) {
+namespace {
+
+// A decaying maximum: a larger sample counts at once, a smaller one pulls the estimate down by
+// 1/8 of the difference (rounded up, so that it reaches the sample); none yet (max): the sample.
+void Decay(std::atomic<uint64_t>& estimate, uint64_t sample) {
   // Instances may race here: a lost update only delays the estimate by a batch.
-  const uint64_t old = batch_ns_.load(std::memory_order_relaxed);
-  batch_ns_.store(old == UINT64_MAX || ns >= old ? ns : old - (old - ns) / 8,
-                  std::memory_order_relaxed);
+  const uint64_t old = estimate.load(std::memory_order_relaxed);
+  estimate.store(old == UINT64_MAX || sample >= old ? sample : old - (old - sample + 7) / 8,
+                 std::memory_order_relaxed);
+}
+
+}  // namespace
+
+void ModelRunner::NoteBatch(uint64_t ns, size_t requests) {
+  Decay(batch_ns_, ns);
+  Decay(batch_requests_, requests);
 }
 
 bool ModelRunner::RunReady(bool one_cpu) {

@@ -93,10 +93,11 @@ class ModelRunner {
   // execute gathered batches (onnxruntime); on any budget those that execute per request (the
   // python backend, whose worker only relays the batch to the stub process and waits) while
   // their batches are short (short_batches(): the caller's other connections wait meanwhile,
-  // and a model.py may take as long as it likes) and one request waits: a lone request pays
-  // both hand-offs for nothing, while with more waiting the worker runs their batch as this
-  // thread reads and writes the rest (python c=32 over gRPC was up to ~10% slower with every
-  // short batch run here, issue #20). With two or more CPUs a gathered model's
+  // and a model.py may take as long as it likes) and held one request each (lone_requests())
+  // and one request waits: a lone request pays both hand-offs for nothing, while in a stream of
+  // requests the worker batches them as this thread reads and writes the rest (python c=32
+  // over gRPC was up to ~12% slower with short batches run here, issue #20: single-request
+  // batches run here broke up the worker's). With two or more CPUs a gathered model's
   // batches stay on its worker: the I/O thread keeps reading while the worker runs (measured:
   // add_sub c=32 over gRPC ~9% faster than running them here, issue #20). The caller holds no
   // lock and not the GIL; responses go to the requests' sinks on this thread. True when
@@ -107,13 +108,17 @@ class ModelRunner {
   bool RunsReadyHere(bool one_cpu) const {
     if (!runs_ready_) return false;
     if (!spec_.per_request_execution) return one_cpu;
-    return short_batches() && scheduler_->pending() <= 1;
+    return short_batches() && lone_requests() && scheduler_->pending() <= 1;
   }
   // Whether RunReady may run batches here: the dynamic batcher (or none), no rate limiter, not
   // an ensemble, and backends that run on any thread.
   bool runs_ready() const { return runs_ready_; }
-  // A batch of this model ran for `ns` (on any thread): feeds short_batches().
-  void NoteBatchNs(uint64_t ns);
+  // A batch of this model ran for `ns` (on any thread) with `requests` requests: feeds
+  // short_batches() and lone_requests().
+  void NoteBatch(uint64_t ns, size_t requests);
+  // Whether this model's recent batches held one request each (the same kind of estimate as
+  // short_batches'): requests that come one at a time, not a stream that the worker batches.
+  bool lone_requests() const { return batch_requests_.load(std::memory_order_relaxed) <= 1; }
   // Whether this model's recent batches ran for at most TRITONLITE_INLINE_BATCH_US (default
   // 500 us, util/spin_wait.h): the estimate takes a longer batch at once and comes down by 1/8
   // of the difference per shorter one; none ran yet: false (a model's first batch runs on its
@@ -195,7 +200,8 @@ class ModelRunner {
   std::mutex start_mu_;
   std::atomic<bool> workers_started_{false};
   bool runs_ready_ = false;
-  std::atomic<uint64_t> batch_ns_{UINT64_MAX};  // NoteBatchNs's estimate; none yet: max
+  std::atomic<uint64_t> batch_ns_{UINT64_MAX};  // NoteBatch's estimates; none yet: max
+  std::atomic<uint64_t> batch_requests_{UINT64_MAX};
   const uint64_t short_batch_ns_ = ProcessInlineBatches().short_ns;
   std::vector<std::unique_ptr<InstanceWorker>> workers_;  // last: started after the rest
 };
