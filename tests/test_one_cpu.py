@@ -444,7 +444,23 @@ def main():
     # The instance serves again once the handed-off batch is answered.
     out = client.infer("cancel_wait_input", [x]).as_numpy("OUT")
     report["after"] = out.tolist()
-    report["threads"] = seen
+    report["threads"] = list(seen)
+    # The stub dies while a handed-off batch waits for it: the batch fails, the stub restarts.
+    for _ in range(40):  # short again: the next lone request runs on the I/O thread
+        client.infer("cancel_wait_input", [x])
+    Path(marker + ".started").unlink()
+    died = []
+    client.async_infer("cancel_wait_input", [wait], lambda result, error: died.append(str(error)))
+    deadline = time.monotonic() + 30
+    while not Path(marker + ".started").exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(HANDOFF_S + 0.3)
+    report["died_on"] = seen[-1]
+    os.kill(instance._stub.proc.pid, 9)
+    deadline = time.monotonic() + 30
+    while not died and time.monotonic() < deadline:
+        time.sleep(0.01)
+    report["died"] = died
     client.close()
     asyncio.run_coroutine_threadsafe(frontend.stop(1.0), loop).result(60)
     server.close()
@@ -480,3 +496,6 @@ def test_a_python_batch_that_turns_long_is_handed_off_the_io_thread(tmp_path: Pa
     assert r["other_ok"] and r["other_s"] < 2.0, r
     assert r["cancel_seen"], r
     assert r["after"] == [0.0, 0.0], r
+    # A handed-off batch whose stub dies is failed by the thread that took the wait over.
+    assert r["died_on"] == "grpc-io-0", r
+    assert len(r["died"]) == 1 and "is not healthy" in r["died"][0], r

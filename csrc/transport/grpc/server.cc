@@ -188,9 +188,9 @@ class IoThread : public DeadlineScheduler {
     RunThreadExitHooks();  // e.g. the Python thread state of a batch run here
   }
 
-  // This thread runs the batches its reads made ready (no hand-off to the instance's thread
-  // and back: two wakeups and context switches per batch), as inline_ allows. Their responses go to this
-  // thread's own outbox without signalling it, and are taken here: they go out with this
+  // This thread runs the batches its reads made ready, as inline_ allows (no hand-off to the
+  // instance's thread and back: two wakeups and context switches per batch). Their responses go
+  // to this thread's own outbox without signalling it, and are taken here: they go out with this
   // pass's flush (one write per connection). What other threads post meanwhile signals as usual.
   void RunReadyBatches(DeferredWakeups* pass) {
     {

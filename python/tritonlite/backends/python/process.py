@@ -100,11 +100,7 @@ def _readable(fd: int, timeout_s: float) -> bool:
     ``timeout_s``."""
     poller = select.poll()
     poller.register(fd, select.POLLIN)
-    while True:
-        try:
-            return bool(poller.poll(timeout_s * 1000))
-        except InterruptedError:  # retried by Python itself (PEP 475); kept for clarity
-            continue
+    return bool(poller.poll(timeout_s * 1000))  # EINTR is retried by Python (PEP 475)
 
 
 def _trace_field(server: Any, trace_id: int) -> str:
@@ -561,8 +557,9 @@ class StubInstance:
             if _core.on_instance_thread():
                 message, out_fds = stub.ctl.recv(self._spin)
             else:
-                start = self._spin.wait(stub.ctl.sock.fileno())
-                if not _readable(stub.ctl.sock.fileno(), HANDOFF_S):
+                fd = stub.ctl.sock.fileno()
+                start = self._spin.wait(fd)
+                if not _readable(fd, HANDOFF_S):
                     threading.Thread(
                         target=self._finish_late,
                         args=(stub, batch),
